@@ -1,0 +1,39 @@
+# Quickstart: `make demo` (set up, then pretrain + fine-tune) and `make test` (set up, then the test suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU build of torch lies on disk here; an unpinned torch would pull a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: install demo test test-fast bench bench-gpu lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_CPU)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python train/demo.py
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests
+
+bench: install
+	$(BIN)/python benchmarks/run.py --device cpu
+
+bench-gpu: install
+	$(BIN)/python benchmarks/run.py --device cuda --compile
+
+lint: install
+	$(BIN)/ruff check modeling_mini train tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache outputs

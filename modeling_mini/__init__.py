@@ -1,0 +1,57 @@
+"""mini-transformers: the three Transformer families, from scratch, as native transformers models.
+
+Importing the package registers every config and model with transformers' Auto classes, so
+``AutoModelForCausalLM.from_pretrained(folder)`` works on a saved mini model without ``trust_remote_code``.
+Saved folders also carry the model source and an ``auto_map``, so they load with ``trust_remote_code=True``
+where this package is not installed.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from .activations import ACTIVATIONS, binary_probability
+from .configuration_mini import MiniConfig, MiniGPTConfig
+from .modeling_base import MiniPreTrainedModel
+from .modeling_gpt import (
+    MiniGPTForCausalLM,
+    MiniGPTForSequenceClassification,
+    MiniGPTForTokenClassification,
+    MiniGPTModel,
+    MiniGPTPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+_AUTO = {
+    "AutoModel": AutoModel,
+    "AutoModelForCausalLM": AutoModelForCausalLM,
+    "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
+    "AutoModelForTokenClassification": AutoModelForTokenClassification,
+}
+
+
+def _register(pretrained_class) -> None:
+    config_class = pretrained_class.config_class
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    for auto_name, model_class in pretrained_class.family_auto_classes.items():
+        _AUTO[auto_name].register(config_class, model_class, exist_ok=True)
+
+
+_register(MiniGPTPreTrainedModel)
+
+__all__ = [
+    "ACTIVATIONS",
+    "MiniConfig",
+    "MiniGPTConfig",
+    "MiniGPTForCausalLM",
+    "MiniGPTForSequenceClassification",
+    "MiniGPTForTokenClassification",
+    "MiniGPTModel",
+    "MiniPreTrainedModel",
+    "binary_probability",
+]

@@ -1,0 +1,53 @@
+"""Activation functions: the non-linearities between linear layers.
+
+Without a non-linearity a stack of linear layers collapses into one linear map. The feed-forward network
+(`feed_forward.py`) applies one of these element-wise between its two projections:
+
+* ``relu``: ``max(0, x)``, the original Transformer's choice. Cheap; its gradient is 0 for ``x < 0``.
+* ``gelu``: ``x * Phi(x)`` with the exact normal CDF, as in BERT; a smooth ReLU that lets small
+  negative values through.
+* ``gelu_new``: the tanh approximation of GELU that GPT-2 uses.
+* ``silu`` (swish): ``x * sigmoid(x)``; Marian's default.
+* gated variants ``swiglu`` / ``geglu`` / ``reglu``: ``act(x W_gate) * (x W_up)``, where a second
+  projection decides, per feature, how much of the activated signal passes (Llama uses SwiGLU).
+
+The **sigmoid** ``1 / (1 + exp(-x))`` squashes a single logit into (0, 1). The sequence-classification
+heads use it for binary outputs (spam / not spam): one logit, ``problem_type="multi_label_classification"``
+and ``num_labels=1``, trained with binary cross-entropy; :func:`binary_probability` turns the logit into the
+probability of the positive class.
+
+The functions themselves come from ``transformers.activations.ACT2FN``: the package names them, it does not
+re-implement them.
+"""
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+
+#: Allowed ``hidden_act`` values -> (name of the element-wise function in ``ACT2FN``, is it gated?).
+ACTIVATIONS: dict[str, tuple[str, bool]] = {
+    "relu": ("relu", False),
+    "gelu": ("gelu", False),
+    "gelu_new": ("gelu_new", False),
+    "silu": ("silu", False),
+    "swiglu": ("silu", True),
+    "geglu": ("gelu", True),
+    "reglu": ("relu", True),
+}
+
+
+def get_activation(name: str) -> nn.Module:
+    """The element-wise activation module for ``hidden_act=name`` (for gated names, the gate's function)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"`hidden_act` must be one of {', '.join(map(repr, ACTIVATIONS))}; got {name!r}.")
+    return ACT2FN[ACTIVATIONS[name][0]]
+
+
+def is_gated(name: str) -> bool:
+    """Whether ``hidden_act=name`` is a gated linear unit (needs a gate projection)."""
+    return ACTIVATIONS[name][1]
+
+
+def binary_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Probability of the positive class from a single-logit binary head: ``sigmoid(logit)``, in (0, 1)."""
+    return torch.sigmoid(logits)

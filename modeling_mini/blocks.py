@@ -1,0 +1,88 @@
+"""The residual Transformer block, shared by the encoder, the GPT decoder and the seq2seq decoder.
+
+A block is two (or three) sub-layers, each wrapped in a residual connection and a normalisation:
+
+    self-attention   -> every token gathers information from the tokens it may see
+    cross-attention  -> (seq2seq decoder only) each target token reads the encoder's output
+    feed-forward     -> every token is transformed on its own
+
+The residual connection ``x + sublayer(x)`` gives gradients a straight path through a deep stack; the block
+only has to learn a *change* to the residual stream. ``norm_position`` chooses where the norm sits:
+
+    post-norm (original Transformer, BERT):  x = norm(x + dropout(sublayer(x)))
+    pre-norm  (GPT-2, most modern models):   x = x + dropout(sublayer(norm(x)))
+
+What makes a block an *encoder* block or a *decoder* block is only ``is_causal`` (may a token see the
+tokens after it?) and whether it has cross-attention: the families differ by flags, not by code.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from .attention import MiniAttention
+from .feed_forward import MiniFeedForward
+from .normalization import build_norm
+
+
+class MiniBlock(GradientCheckpointingLayer):
+    """Self-attention, optional cross-attention and feed-forward, each a residual sub-layer.
+
+    Args:
+        config: a :class:`MiniConfig`.
+        layer_idx: position of the block in its stack (its slot in the cache).
+        is_causal: masked self-attention (decoders) or bidirectional (encoders).
+        has_cross_attention: add attention over the encoder output (seq2seq decoder).
+    """
+
+    def __init__(self, config, layer_idx: int, is_causal: bool, has_cross_attention: bool = False):
+        super().__init__()
+        self.pre_norm = config.norm_position == "pre"
+        self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal)
+        self.self_attn_norm = build_norm(config)
+        self.cross_attn = (
+            MiniAttention(config, layer_idx, is_causal=False, is_cross_attention=True) if has_cross_attention else None
+        )
+        self.cross_attn_norm = build_norm(config) if has_cross_attention else None
+        self.mlp = MiniFeedForward(config)
+        self.mlp_norm = build_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor]):
+        """One residual sub-layer, pre- or post-norm (see the module docstring)."""
+        if self.pre_norm:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D). Tensors that need gradients are positional (gradient checkpointing)."""
+        hidden_states = self._residual(
+            hidden_states,
+            self.self_attn_norm,
+            lambda x: self.self_attn(
+                x, attention_mask=attention_mask, position_embeddings=position_embeddings, cache=cache, **kwargs
+            )[0],
+        )
+        if self.cross_attn is not None:
+            hidden_states = self._residual(
+                hidden_states,
+                self.cross_attn_norm,
+                lambda x: self.cross_attn(
+                    x, attention_mask=encoder_attention_mask, key_value_states=encoder_hidden_states, cache=cache,
+                    **kwargs,
+                )[0],
+            )
+        return self._residual(hidden_states, self.mlp_norm, self.mlp)

@@ -1,0 +1,219 @@
+"""Configurations of the three Transformer families.
+
+One base class, :class:`MiniConfig`, holds every architecture option the shared building blocks read
+(`positional.py`, `attention.py`, `feed_forward.py`, `normalization.py`, `blocks.py`) and validates them
+once. The three family configs only set their defaults and add what is theirs:
+
+* :class:`MiniGPTConfig` (``mini_gpt``): decoder-only, causal self-attention, pre-norm.
+* :class:`MiniEncoderConfig` (``mini_encoder``): bidirectional encoder (BERT-like), post-norm, segments.
+* :class:`MiniSeq2SeqConfig` (``mini_seq2seq``): encoder-decoder, the original Transformer's defaults.
+
+Field names follow transformers (``hidden_size``, ``num_hidden_layers``, ...) because generic HF code
+(caches, the Trainer, PEFT, pipelines) reads them by those names. Options are stored as strings, never
+classes, so that ``config.json`` stays plain JSON.
+
+Every bad value raises ``ValueError`` naming the field and what is allowed.
+"""
+
+from transformers import PreTrainedConfig
+
+from .activations import ACTIVATIONS
+
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
+SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
+NORM_TYPES = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        bound = ">= 0" if allow_zero else ">= 1"
+        raise ValueError(f"`{name}` must be an integer {bound}; got {value!r}.")
+
+
+def _check_probability(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1); got {value!r}.")
+
+
+class MiniConfig(PreTrainedConfig):
+    r"""Options shared by every family. Not registered itself: use one of the family configs.
+
+    Args:
+        vocab_size: number of token ids the embedding knows.
+        hidden_size: width of the residual stream (d_model).
+        num_hidden_layers: number of Transformer blocks (the decoder's, for seq2seq).
+        num_attention_heads: query heads per attention layer; must divide ``hidden_size``.
+        num_key_value_heads: key/value heads (grouped-query attention); ``None`` means one per query head.
+        intermediate_size: width of the feed-forward hidden layer; ``None`` means ``4 * hidden_size``.
+        hidden_act: feed-forward activation, one of ``activations.ACTIVATIONS``; gated variants
+            (``swiglu``, ``geglu``, ``reglu``) use an extra gate projection.
+        position_embedding_type: ``sinusoidal`` (fixed, added to the embeddings, as in the original
+            Transformer), ``learned`` (a trained table, as in GPT-2 and BERT), ``rotary`` (rotates queries
+            and keys inside attention) or ``none`` (no order information at all).
+        sinusoidal_layout: ``interleaved`` (sin on even, cos on odd features, as in the paper) or
+            ``concatenated`` (all sines then all cosines, as Marian does).
+        max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
+        rope_theta: base of the rotary frequencies.
+        norm_type: ``layernorm`` or ``rmsnorm``.
+        norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2) or ``post`` (normalise after
+            the residual sum, the original Transformer and BERT).
+        layer_norm_eps: epsilon of the normalisation layers.
+        embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
+        final_norm: normalise the output of the last block; ``None`` means "yes for pre-norm".
+        scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
+        attention_bias / mlp_bias: biases in the attention and feed-forward projections.
+        hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
+            (``classifier_dropout=None`` uses ``hidden_dropout``).
+        initializer_range: standard deviation of the normal weight initialisation.
+        use_cache: return a key/value cache for generation.
+        tie_word_embeddings: share the input embedding matrix with the output (LM) head.
+    """
+
+    model_type = "mini"
+    keys_to_ignore_at_inference = ["cache"]
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        hidden_size: int = 512,
+        num_hidden_layers: int = 6,
+        num_attention_heads: int = 8,
+        num_key_value_heads: int | None = None,
+        intermediate_size: int | None = None,
+        hidden_act: str = "gelu",
+        position_embedding_type: str = "sinusoidal",
+        sinusoidal_layout: str = "interleaved",
+        max_position_embeddings: int = 1024,
+        rope_theta: float = 10000.0,
+        norm_type: str = "layernorm",
+        norm_position: str = "pre",
+        layer_norm_eps: float = 1e-5,
+        embedding_norm: bool = False,
+        final_norm: bool | None = None,
+        scale_embeddings: bool = False,
+        attention_bias: bool = True,
+        mlp_bias: bool = True,
+        hidden_dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        classifier_dropout: float | None = None,
+        initializer_range: float = 0.02,
+        use_cache: bool = True,
+        tie_word_embeddings: bool = True,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        self.intermediate_size = 4 * hidden_size if intermediate_size is None else intermediate_size
+        self.hidden_act = hidden_act
+        self.position_embedding_type = position_embedding_type
+        self.sinusoidal_layout = sinusoidal_layout
+        self.max_position_embeddings = max_position_embeddings
+        self.rope_theta = rope_theta
+        self.norm_type = norm_type
+        self.norm_position = norm_position
+        self.layer_norm_eps = layer_norm_eps
+        self.embedding_norm = embedding_norm
+        self.final_norm = (norm_position == "pre") if final_norm is None else final_norm
+        self.scale_embeddings = scale_embeddings
+        self.attention_bias = attention_bias
+        self.mlp_bias = mlp_bias
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.classifier_dropout = classifier_dropout
+        self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        self.tie_word_embeddings = tie_word_embeddings
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        super().__init__(**kwargs)
+        self.validate_architecture()
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head: ``hidden_size / num_attention_heads``."""
+        return self.hidden_size // self.num_attention_heads
+
+    def validate_architecture(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value the blocks cannot build."""
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "intermediate_size", "max_position_embeddings"):
+            _check_positive(name, getattr(self, name))
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads features."
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"`num_attention_heads` ({self.num_attention_heads}) must be divisible by `num_key_value_heads` "
+                f"({self.num_key_value_heads}): each key/value head serves a whole group of query heads."
+            )
+        _check_choice("hidden_act", self.hidden_act, tuple(ACTIVATIONS))
+        _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
+        _check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
+        _check_choice("norm_type", self.norm_type, NORM_TYPES)
+        _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+        _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
+        if self.position_embedding_type == "rotary" and self.head_dim % 2:
+            raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
+        if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
+            raise ValueError(f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}.")
+        for name in ("hidden_dropout", "attention_dropout"):
+            _check_probability(name, getattr(self, name))
+        if self.classifier_dropout is not None:
+            _check_probability("classifier_dropout", self.classifier_dropout)
+        if not (isinstance(self.layer_norm_eps, float) and self.layer_norm_eps > 0):
+            raise ValueError(f"`layer_norm_eps` must be a positive float; got {self.layer_norm_eps!r}.")
+        for name in ("pad_token_id",):
+            token_id = getattr(self, name)
+            if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
+                raise ValueError(f"`{name}` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}.")
+
+
+class MiniGPTConfig(MiniConfig):
+    r"""Decoder-only GPT: a stack of causal (masked) self-attention blocks and a language-model head.
+
+    Defaults are GPT-2 small's shape with the original Transformer's sinusoidal positions; see
+    ``configuration/models/`` for presets and :mod:`modeling_mini.convert` for exact GPT-2 settings.
+    """
+
+    model_type = "mini_gpt"
+    attribute_map = {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embd": "hidden_size"}
+
+    def __init__(
+        self,
+        vocab_size: int = 50257,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        hidden_act: str = "gelu_new",
+        norm_position: str = "pre",
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            hidden_act=hidden_act,
+            norm_position=norm_position,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            **kwargs,
+        )

@@ -1,0 +1,85 @@
+"""Convert between transformers' reference models and mini models, both ways, weight for weight.
+
+    from modeling_mini.convert import from_hf, to_hf
+    mini = from_hf(GPT2LMHeadModel.from_pretrained("gpt2"))   # start from real GPT-2 weights
+    back = to_hf(mini)                                        # export to native transformers again
+
+:func:`from_hf` reads the HF config, builds the equivalent mini config (raising ``ValueError`` for HF
+options the mini blocks cannot express), and copies every weight through an explicit name map; the parity
+tests then prove the two models compute the same function. :func:`to_hf` is the inverse, where the mini
+config is expressible in the HF architecture (else ``ValueError`` naming the option).
+
+Each HF family has one converter module (``convert_gpt2.py``, ...) exposing ``FROM_HF`` and ``TO_HF``
+tables: HF class name -> function, mini class name -> function. This module only dispatches.
+Not imported by model code: it is a tool for users and tests.
+"""
+
+import importlib
+
+import torch
+from torch import nn
+
+_CONVERTER_MODULES = ("convert_gpt2", "convert_bert", "convert_bart")
+
+
+def _tables() -> tuple[dict, dict]:
+    from_hf_table, to_hf_table = {}, {}
+    for name in _CONVERTER_MODULES:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__package__}.{name}":
+                raise
+            continue
+        from_hf_table.update(module.FROM_HF)
+        to_hf_table.update(module.TO_HF)
+    return from_hf_table, to_hf_table
+
+
+def from_hf(model: nn.Module, **config_overrides) -> nn.Module:
+    """The mini model equivalent to a transformers model (same weights, same outputs), in eval mode.
+
+    ``config_overrides`` are passed to the mini config (for example ``attn_implementation``-independent
+    options such as ``use_cache``).
+    """
+    from_hf_table, _ = _tables()
+    name = type(model).__name__
+    if name not in from_hf_table:
+        raise ValueError(f"Cannot convert {name}; supported transformers classes: {', '.join(sorted(from_hf_table))}.")
+    return from_hf_table[name](model, **config_overrides)
+
+
+def to_hf(model: nn.Module) -> nn.Module:
+    """The transformers model equivalent to a mini model, in eval mode."""
+    _, to_hf_table = _tables()
+    name = type(model).__name__
+    if name not in to_hf_table:
+        raise ValueError(f"Cannot export {name}; supported mini classes: {', '.join(sorted(to_hf_table))}.")
+    return to_hf_table[name](model)
+
+
+def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None) -> nn.Module:
+    """Fill ``target`` from ``source_state`` through ``mapping`` {target key: source key}, strictly.
+
+    ``transforms`` {target key: fn} adapts a tensor on the way (transpose, split). Every target tensor
+    must be mapped and every source tensor used, so a silently dropped weight cannot pass; tied target
+    weights may be left out of ``mapping``.
+    """
+    transforms = transforms or {}
+    state = {}
+    for target_key, source_key in mapping.items():
+        tensor = source_state[source_key]
+        state[target_key] = transforms[target_key](tensor) if target_key in transforms else tensor
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    tied = set(getattr(target, "all_tied_weights_keys", {}) or {})
+    missing = [key for key in missing if key not in tied]
+    if missing or unexpected:
+        raise RuntimeError(f"Weight map incomplete: missing {missing}, unexpected {unexpected}.")
+    if hasattr(target, "tie_weights"):
+        target.tie_weights()
+    return target.eval()
+
+
+def split_rows(tensor: torch.Tensor, index: int, parts: int) -> torch.Tensor:
+    """Part ``index`` of ``parts`` equal chunks along dim 0 (e.g. Q, K or V from a fused projection)."""
+    return tensor.chunk(parts, dim=0)[index].clone()

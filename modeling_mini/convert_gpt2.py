@@ -1,0 +1,164 @@
+"""GPT-2 <-> MiniGPT: the config translation and the weight-name map (used through ``convert.py``).
+
+GPT-2 is a MiniGPT with learned positions, pre-norm LayerNorm, a final norm, ``gelu_new`` and biases.
+Its ``Conv1D`` layers store weights as (in, out), the transpose of ``nn.Linear``, and fuse Q, K and V
+into one ``c_attn`` projection, which the map splits into ``q_proj`` / ``k_proj`` / ``v_proj``.
+"""
+
+import torch
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+)
+
+from .configuration_mini import MiniGPTConfig
+from .convert import load_mapped, split_rows
+from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTForTokenClassification, MiniGPTModel
+
+_SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
+           "num_labels", "id2label", "label2id", "problem_type", "use_cache")
+
+
+def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
+    """The MiniGPT config computing what ``hf`` computes; ``ValueError`` for GPT-2 options it lacks."""
+    if not hf.scale_attn_weights or hf.scale_attn_by_inverse_layer_idx:
+        raise ValueError("GPT-2 options `scale_attn_weights=False` / `scale_attn_by_inverse_layer_idx=True` have no mini equivalent.")
+    if getattr(hf, "add_cross_attention", False):
+        raise ValueError("GPT-2 with `add_cross_attention=True` has no MiniGPT equivalent; use MiniSeq2Seq.")
+    kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
+    kwargs.update(
+        hidden_size=hf.n_embd,
+        num_hidden_layers=hf.n_layer,
+        num_attention_heads=hf.n_head,
+        intermediate_size=hf.n_inner or 4 * hf.n_embd,
+        hidden_act=hf.activation_function,
+        position_embedding_type="learned",
+        max_position_embeddings=hf.n_positions,
+        norm_type="layernorm",
+        norm_position="pre",
+        final_norm=True,
+        layer_norm_eps=float(hf.layer_norm_epsilon),
+        hidden_dropout=hf.resid_pdrop,
+        attention_dropout=hf.attn_pdrop,
+        classifier_dropout=getattr(hf, "classifier_dropout", None),
+    )
+    kwargs.update(overrides)
+    return MiniGPTConfig(**kwargs)
+
+
+def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
+    """The GPT-2 config for a MiniGPT config; ``ValueError`` naming the first option GPT-2 cannot express."""
+    required = {
+        "position_embedding_type": "learned",
+        "norm_type": "layernorm",
+        "norm_position": "pre",
+        "final_norm": True,
+        "embedding_norm": False,
+        "scale_embeddings": False,
+        "attention_bias": True,
+        "mlp_bias": True,
+    }
+    for field, value in required.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    if config.num_key_value_heads != config.num_attention_heads:
+        raise ValueError("GPT-2 needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    if config.hidden_act in ("swiglu", "geglu", "reglu"):
+        raise ValueError(f"GPT-2 has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+    kwargs = {key: getattr(config, key) for key in _SHARED}
+    return GPT2Config(
+        n_embd=config.hidden_size,
+        n_layer=config.num_hidden_layers,
+        n_head=config.num_attention_heads,
+        n_inner=config.intermediate_size,
+        n_positions=config.max_position_embeddings,
+        activation_function=config.hidden_act,
+        layer_norm_epsilon=config.layer_norm_eps,
+        resid_pdrop=config.hidden_dropout,
+        embd_pdrop=config.hidden_dropout,
+        attn_pdrop=config.attention_dropout,
+        summary_first_dropout=config.hidden_dropout,
+        classifier_dropout=config.classifier_dropout,
+        **kwargs,
+    )
+
+
+def _backbone_map(num_layers: int, mini: str, hf: str) -> tuple[dict, dict]:
+    """{mini key: hf key} for the backbone, plus per-key transforms (HF -> mini direction)."""
+    mapping = {
+        f"{mini}embeddings.embed_tokens.weight": f"{hf}wte.weight",
+        f"{mini}embeddings.embed_positions.weight": f"{hf}wpe.weight",
+        f"{mini}norm.weight": f"{hf}ln_f.weight",
+        f"{mini}norm.bias": f"{hf}ln_f.bias",
+    }
+    transforms = {}
+    transpose = lambda w: w.t().contiguous()  # noqa: E731  Conv1D (in, out) -> Linear (out, in)
+    for i in range(num_layers):
+        m, h = f"{mini}layers.{i}.", f"{hf}h.{i}."
+        for ours, theirs in (("self_attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
+            for p in ("weight", "bias"):
+                mapping[f"{m}{ours}.{p}"] = f"{h}{theirs}.{p}"
+        for index, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+            mapping[f"{m}self_attn.{proj}.weight"] = f"{h}attn.c_attn.weight"
+            transforms[f"{m}self_attn.{proj}.weight"] = lambda w, i=index: split_rows(w.t(), i, 3)
+            mapping[f"{m}self_attn.{proj}.bias"] = f"{h}attn.c_attn.bias"
+            transforms[f"{m}self_attn.{proj}.bias"] = lambda b, i=index: split_rows(b, i, 3)
+        for ours, theirs in (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj")):
+            mapping[f"{m}{ours}.weight"] = f"{h}{theirs}.weight"
+            transforms[f"{m}{ours}.weight"] = transpose
+            mapping[f"{m}{ours}.bias"] = f"{h}{theirs}.bias"
+    return mapping, transforms
+
+
+# (mini class, mini backbone prefix, hf class, hf backbone prefix, head keys {mini: hf})
+_PAIRS = {
+    "GPT2Model": (MiniGPTModel, "", GPT2Model, "", {}),
+    "GPT2LMHeadModel": (MiniGPTForCausalLM, "model.", GPT2LMHeadModel, "transformer.", {}),
+    "GPT2ForSequenceClassification": (
+        MiniGPTForSequenceClassification, "model.", GPT2ForSequenceClassification, "transformer.",
+        {"score.weight": "score.weight"},
+    ),
+    "GPT2ForTokenClassification": (
+        MiniGPTForTokenClassification, "model.", GPT2ForTokenClassification, "transformer.",
+        {"score.weight": "classifier.weight", "score.bias": "classifier.bias"},
+    ),
+}
+
+
+def _from_hf(hf_model, **overrides):
+    mini_cls, mini_prefix, _, hf_prefix, head = _PAIRS[type(hf_model).__name__]
+    config = mini_config_from_gpt2(hf_model.config, **overrides)
+    config._attn_implementation = hf_model.config._attn_implementation
+    mapping, transforms = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix)
+    mapping.update(head)
+    mini = mini_cls(config).to(hf_model.dtype)
+    return load_mapped(mini, hf_model.state_dict(), mapping, transforms)
+
+
+def _to_hf(mini_model):
+    name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
+    _, mini_prefix, hf_cls, hf_prefix, head = _PAIRS[name]
+    config = gpt2_config_from_mini(mini_model.config)
+    config._attn_implementation = mini_model.config._attn_implementation
+    mapping, _ = _backbone_map(config.n_layer, mini_prefix, hf_prefix)
+    state = mini_model.state_dict()
+    hf_state = {}
+    for mini_key, hf_key in {**mapping, **{k: v for k, v in head.items()}}.items():
+        if "self_attn.q_proj" in mini_key or "self_attn.k_proj" in mini_key or "self_attn.v_proj" in mini_key:
+            continue  # fused below
+        tensor = state[mini_key]
+        hf_state[hf_key] = tensor.t().contiguous() if (mini_key.endswith(".weight") and any(
+            p in mini_key for p in ("o_proj", "up_proj", "down_proj"))) else tensor
+    for i in range(config.n_layer):
+        m, h = f"{mini_prefix}layers.{i}.self_attn.", f"{hf_prefix}h.{i}.attn.c_attn."
+        hf_state[f"{h}weight"] = torch.cat([state[f"{m}{p}.weight"] for p in ("q_proj", "k_proj", "v_proj")]).t().contiguous()
+        hf_state[f"{h}bias"] = torch.cat([state[f"{m}{p}.bias"] for p in ("q_proj", "k_proj", "v_proj")])
+    hf_model = hf_cls(config).to(mini_model.dtype)
+    return load_mapped(hf_model, hf_state, {k: k for k in hf_state})
+
+
+FROM_HF = {name: _from_hf for name in _PAIRS}
+TO_HF = {pair[0].__name__: _to_hf for pair in _PAIRS.values()}

@@ -1,0 +1,254 @@
+"""What every family shares: the HF plumbing base class, the embedding layer, input checks and losses.
+
+* :class:`MiniPreTrainedModel`: the one place that plugs the models into transformers (attention
+  backends, gradient checkpointing, weight initialisation, device-map splitting).
+* :class:`MiniEmbeddings`: token embeddings (+ segment embeddings) + absolute positions, scaled,
+  normalised and dropped out as the config says.
+* :func:`check_input_ids`, :func:`check_attention_mask`: clear ``ValueError`` s instead of index errors or
+  device-side asserts.
+* :func:`sequence_classification_loss`, :func:`last_token_pool`: the classification heads' shared logic,
+  following transformers' ``problem_type`` conventions.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .blocks import MiniBlock
+from .configuration_mini import PROBLEM_TYPES
+from .normalization import build_norm
+from .positional import LearnedPositionalEmbedding, build_absolute_positions
+
+
+class MiniPreTrainedModel(PreTrainedModel):
+    """Base class of every mini model: HF integration only, no layers of its own.
+
+    Family base classes set ``config_class``. Weights start as GPT-2 does: normal(0, initializer_range)
+    for projections and embeddings, with the output projections of each residual sub-layer scaled by
+    ``1 / sqrt(2 * num_layers)`` so the residual stream's variance does not grow with depth.
+    """
+
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MiniBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    #: Auto class name -> model class, for every head of the family; filled by :func:`register_family`.
+    family_auto_classes: dict[str, type] = {}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual, with an ``auto_map`` entry for *every* Auto class of the family.
+
+        transformers records only the saved class; listing all of them lets a folder saved from, say, the
+        causal-LM head load as ``AutoModel`` or ``AutoModelForSequenceClassification`` with
+        ``trust_remote_code=True``. ``push_to_hub`` and ``Trainer.save_model`` go through here too.
+        """
+        family = {
+            auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in self.family_auto_classes.items()
+        }
+        config_cls = type(self.config)
+        family["AutoConfig"] = f"{config_cls.__module__.rsplit('.', 1)[-1]}.{config_cls.__name__}"
+        self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # Linear / Embedding: normal(0, initializer_range); norms: ones / zeros
+        std = self.config.initializer_range
+        if isinstance(module, MiniBlock):
+            depth = 2 * getattr(self.config, "num_hidden_layers", 1)
+            residual_std = std / math.sqrt(depth)
+            init.normal_(module.self_attn.o_proj.weight, mean=0.0, std=residual_std)
+            init.normal_(module.mlp.down_proj.weight, mean=0.0, std=residual_std)
+            if module.cross_attn is not None:
+                init.normal_(module.cross_attn.o_proj.weight, mean=0.0, std=residual_std)
+        elif isinstance(module, MiniLMHeadBias):
+            init.zeros_(module.bias)
+
+
+class MiniLMHeadBias(nn.Module):
+    """A learned per-token bias added to the output logits (BERT's MLM head, BART's ``final_logits_bias``)."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits + self.bias
+
+
+class MiniEmbeddings(nn.Module):
+    """Turns token ids into the first hidden states: ``dropout(norm(scale * tok + seg + pos))``.
+
+    ``embed_tokens`` is the token table (tied to the LM head); ``token_type_embeddings`` exists when the
+    config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
+    encoding, or ``None`` for rotary / no positions; ``norm`` exists when ``embedding_norm`` is set.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        type_vocab_size = getattr(config, "type_vocab_size", 0)
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, config.hidden_size) if type_vocab_size else None
+        self.embed_positions = build_absolute_positions(config)
+        self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
+        self.norm = build_norm(config) if config.embedding_norm else None
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor | None,
+        position_ids: torch.LongTensor,
+        token_type_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            check_input_ids(input_ids, self.config.vocab_size, "input_ids")
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
+        hidden = inputs_embeds * self.embed_scale if self.embed_scale != 1.0 else inputs_embeds
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+            check_input_ids(token_type_ids, self.token_type_embeddings.num_embeddings, "token_type_ids")
+            hidden = hidden + self.token_type_embeddings(token_type_ids)
+        if self.embed_positions is not None:
+            if isinstance(self.embed_positions, LearnedPositionalEmbedding):
+                check_positions(position_ids, self.config.max_position_embeddings)
+            hidden = hidden + self.embed_positions(position_ids, hidden.dtype)
+        if self.norm is not None:
+            hidden = self.norm(hidden)
+        return self.dropout(hidden)
+
+
+def _checks_enabled() -> bool:
+    # Value checks read tensor contents (a host sync); inside torch.compile they would break the graph.
+    return not torch.compiler.is_compiling()
+
+
+def check_input_ids(ids: torch.Tensor, size: int, name: str) -> None:
+    """Raise ``ValueError`` if any id in ``ids`` falls outside ``[0, size)``."""
+    if ids.dtype.is_floating_point:
+        raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
+    if _checks_enabled() and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+        bad = ids[(ids < 0) | (ids >= size)][0].item()
+        limit = "vocab_size" if name == "input_ids" else "type_vocab_size" if name == "token_type_ids" else "size"
+        raise ValueError(f"`{name}` contains {bad}, outside [0, {limit}={size}).")
+
+
+def check_positions(position_ids: torch.Tensor, max_positions: int) -> None:
+    """Learned positions stop at ``max_position_embeddings``: raise a clear error past the table."""
+    if _checks_enabled() and position_ids.numel() and int(position_ids.max()) >= max_positions:
+        raise ValueError(
+            f"The input reaches position {int(position_ids.max())}, but `max_position_embeddings` is {max_positions} "
+            "with `position_embedding_type='learned'`: shorten the input (truncate) or use a model with a longer table."
+        )
+
+
+def check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, name: str = "attention_mask"):
+    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched."""
+    if attention_mask is None or attention_mask.dim() == 4:
+        return
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(
+            f"`{name}` must have shape (batch_size, sequence_length) = ({batch}, {length}) with 1 for tokens to "
+            f"attend to and 0 for padding (or be 4D); got shape {tuple(attention_mask.shape)}."
+        )
+
+
+def resolve_problem_type(config, labels: torch.Tensor) -> str:
+    """transformers' rule: 1 label -> regression, integer labels -> single-label, else multi-label."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    if not labels.dtype.is_floating_point:
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config, num_items_in_batch=None):
+    """Loss of a (B, num_labels) classification head, checked against ``problem_type``.
+
+    * ``regression``: mean squared error; labels (B,) or (B, num_labels), any number.
+    * ``single_label_classification``: softmax cross-entropy; integer labels (B,) in [0, num_labels), -100 ignored.
+    * ``multi_label_classification``: one sigmoid per label, binary cross-entropy; labels (B, num_labels)
+      of 0/1. With ``num_labels=1`` this is the binary (spam / not spam) head, and labels (B,) are accepted.
+
+    ``num_items_in_batch`` (passed by the Trainer under gradient accumulation) turns the mean into a sum
+    divided by the count over all accumulated micro-batches, so accumulation equals one big batch.
+    """
+    problem_type = resolve_problem_type(config, labels)
+    batch, num_labels = logits.shape
+    labels = labels.to(logits.device)
+    where = f"for problem_type={problem_type!r} with num_labels={num_labels}"
+    if problem_type == "single_label_classification":
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integer class ids {where}; got dtype {labels.dtype}.")
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must have shape ({batch},) {where}; got {tuple(labels.shape)}.")
+        valid = labels[labels != -100]
+        if _checks_enabled() and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_labels):
+            raise ValueError(f"labels must be in [0, {num_labels}) or -100 {where}.")
+        losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="none")
+        count = (labels != -100).sum()
+    elif problem_type in ("regression", "multi_label_classification"):
+        if labels.shape == (batch,) and num_labels == 1:
+            labels = labels[:, None]
+        if labels.shape != (batch, num_labels):
+            raise ValueError(
+                f"labels must have shape ({batch}, {num_labels})"
+                + (f" or ({batch},)" if num_labels == 1 else "")
+                + f" {where}; got {tuple(labels.shape)}."
+            )
+        labels = labels.float()
+        if problem_type == "regression":
+            losses = (logits.float() - labels) ** 2
+        else:
+            if _checks_enabled() and labels.numel() and bool(((labels != 0) & (labels != 1)).any()):
+                raise ValueError(f"labels must be 0 or 1 {where}.")
+            losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+        count = labels.numel()
+    else:
+        raise ValueError(f"`problem_type` must be one of {', '.join(map(repr, PROBLEM_TYPES))}; got {problem_type!r}.")
+    if num_items_in_batch is not None:
+        return losses.sum() / num_items_in_batch
+    return losses.sum() / count
+
+
+def last_token_pool(hidden: torch.Tensor, input_ids, attention_mask, pad_token_id) -> torch.Tensor:
+    """Pick each row's last real token (B, T, D) -> (B, D): where a causal model has read the whole input.
+
+    Uses ``attention_mask`` when given, else the tokens that differ from ``pad_token_id`` (as GPT-2 does),
+    else the last position. Works for left and right padding.
+    """
+    batch, length = hidden.shape[:2]
+    positions = torch.arange(length, device=hidden.device)
+    if attention_mask is not None and attention_mask.dim() == 2:
+        real = attention_mask.to(hidden.device).bool()
+    elif input_ids is not None and pad_token_id is not None:
+        real = input_ids.to(hidden.device) != pad_token_id
+    else:
+        real = torch.ones(batch, length, dtype=torch.bool, device=hidden.device)
+    last = (positions * real).argmax(dim=-1)  # (B,) index of the right-most real token
+    return hidden[torch.arange(batch, device=hidden.device), last]
+
+
+def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> None:
+    """Declare a family's heads for remote code: each class remembers its Auto class, and saving writes
+    the whole ``auto_map`` (see :meth:`MiniPreTrainedModel.save_pretrained`).
+
+    Called at the bottom of each family module, so that it also runs when a checkpoint's copied code is
+    loaded with ``trust_remote_code=True``. (Registration with the Auto classes of an *installed*
+    package happens in ``modeling_mini/__init__.py``.)
+    """
+    pretrained_class.config_class.register_for_auto_class("AutoConfig")
+    for auto_name, cls in auto_classes.items():
+        cls.register_for_auto_class(auto_name)
+    pretrained_class.family_auto_classes = dict(auto_classes)

@@ -1,0 +1,261 @@
+"""GPT: a decoder-only Transformer, a stack of *causal* blocks over token + position embeddings.
+
+GPT has no encoder and no cross-attention. Every block's self-attention is masked so that position ``t``
+only sees positions ``<= t``; trained to predict token ``t + 1`` at every position at once (causal language
+modelling), the same network then generates text one token at a time, reusing the keys and values of
+earlier tokens from a cache.
+
+* :class:`MiniGPTModel`: the backbone, returning hidden states (B, T, D).
+* :class:`MiniGPTForCausalLM`: + a language-model head tied to the token embeddings; pretraining and
+  ``generate``.
+* :class:`MiniGPTForSequenceClassification`: classifies a text from its last real token.
+* :class:`MiniGPTForTokenClassification`: a label per token (from left context only).
+"""
+
+import torch
+from torch import nn
+from transformers import GenerationMixin
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+    TokenClassifierOutput,
+)
+from transformers.utils.output_capturing import capture_outputs
+
+from .attention import MiniAttention
+from .blocks import MiniBlock
+from .configuration_mini import MiniGPTConfig
+from .modeling_base import (
+    MiniEmbeddings,
+    MiniPreTrainedModel,
+    check_attention_mask,
+    last_token_pool,
+    register_family,
+    sequence_classification_loss,
+)
+from .normalization import build_norm
+from .positional import build_rotary
+
+
+class MiniGPTPreTrainedModel(MiniPreTrainedModel):
+    config_class = MiniGPTConfig
+    _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
+
+
+class MiniGPTModel(MiniGPTPreTrainedModel):
+    """The GPT backbone: embeddings -> ``num_hidden_layers`` causal blocks -> final norm (pre-norm)."""
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.embeddings = MiniEmbeddings(config)
+        self.rotary = build_rotary(config)
+        self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=True) for i in range(config.num_hidden_layers))
+        self.norm = build_norm(config) if config.final_norm else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.embed_tokens = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """Hidden states (B, T, D) for ``input_ids`` (B, T), continuing ``cache`` if given."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if self.gradient_checkpointing and self.training:
+            use_cache = False  # the recompute in backward would append to the cache a second time
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        past = cache.get_seq_length() if cache is not None else 0
+        check_attention_mask(attention_mask, batch, past + length)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + length, device=self.device).unsqueeze(0)  # (1, T)
+
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        for block in self.layers:
+            hidden_states = block(
+                hidden_states, attention_mask=mask, position_embeddings=rotary, cache=cache, **kwargs
+            )
+        if self.norm is not None:
+            hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+
+
+class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
+    """GPT with a language-model head: logits over the vocabulary for the next token at every position.
+
+    The head shares its matrix with the token embeddings (``tie_word_embeddings``): the same vector
+    represents a token going in and scores it coming out. Pass ``labels`` (usually the ``input_ids``, with
+    -100 on padding) for the causal-LM loss; the shift by one position happens inside the loss.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.embed_tokens.weight"}
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.model = MiniGPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
+
+        loss = None
+        if labels is not None:
+            # sum / num_items_in_batch when the Trainer passes it (gradient accumulation), else the mean
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
+    """Classify a whole text from the hidden state of its last real token (the only one that saw it all).
+
+    ``problem_type`` follows transformers: ``single_label_classification`` (softmax over ``num_labels``),
+    ``multi_label_classification`` (a sigmoid per label; with ``num_labels=1`` the binary spam / not-spam
+    head), ``regression``. See :func:`modeling_base.sequence_classification_loss`.
+    """
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniGPTModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
+        pooled_logits = last_token_pool(logits, input_ids, attention_mask, self.config.pad_token_id)  # (B, L)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(pooled_logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
+    """A label per token (e.g. BIO entity tags) from each position's hidden state; labels -100 are ignored."""
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniGPTModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+register_family(
+    MiniGPTPreTrainedModel,
+    {
+        "AutoModel": MiniGPTModel,
+        "AutoModelForCausalLM": MiniGPTForCausalLM,
+        "AutoModelForSequenceClassification": MiniGPTForSequenceClassification,
+        "AutoModelForTokenClassification": MiniGPTForTokenClassification,
+    },
+)

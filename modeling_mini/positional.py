@@ -1,0 +1,100 @@
+"""Positional encodings: how a Transformer learns the order of its tokens.
+
+Attention compares every position with every other at once; by itself it treats the input as a *set*
+(shuffle the tokens and the outputs shuffle the same way). Order has to be injected:
+
+* :class:`SinusoidalPositionalEncoding` (the default, "Attention Is All You Need" §3.5): a fixed vector
+  per position, ``PE[p, 2i] = sin(p / 10000^(2i/d))`` and ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``, added to
+  the token embeddings. Each pair of features is a clock at its own frequency, so ``PE[p + k]`` is a
+  rotation of ``PE[p]`` and relative offsets are easy for attention to read. Nothing is learned and no
+  length limit exists.
+* :class:`LearnedPositionalEmbedding` (GPT-2, BERT): a trained table of ``max_position_embeddings``
+  vectors, added the same way; it cannot go past the table.
+* :class:`RotaryEmbedding` (RoPE, Su et al. 2021): nothing is added to the embeddings; instead each
+  query and key is rotated by an angle proportional to its position (:func:`apply_rotary_pos_emb`), so
+  the dot product ``q_m . k_n`` depends only on the offset ``m - n``.
+
+The sinusoidal and rotary tables are computed on the fly from ``position_ids``: they hold no tensors,
+so loading a model on the ``meta`` device (transformers 5 ``from_pretrained``) cannot leave them
+uninitialised, and left-padded batches get per-row positions for free.
+"""
+
+import torch
+from torch import nn
+
+
+def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``1 / base^(2i/dim)`` for ``i = 0 .. dim/2 - 1``: one angular frequency per pair of features."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim))
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sine/cosine position vectors, added to the token embeddings (no parameters)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dim = config.hidden_size
+        self.interleaved = config.sinusoidal_layout == "interleaved"
+
+    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> torch.Tensor:
+        # float64 where the device has it: p * freq loses digits in float32 for long sequences
+        device = position_ids.device
+        work_dtype = torch.float32 if device.type == "mps" else torch.float64
+        angles = position_ids[..., None].to(work_dtype) * _frequencies(self.dim, 10000.0, device, work_dtype)
+        # angles: (B, T, D/2)
+        if self.interleaved:
+            pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (B, T, D/2, 2) -> (B, T, D)
+        else:
+            pe = torch.cat((angles.sin(), angles.cos()), dim=-1)  # (B, T, D): all sines, then all cosines
+        return pe.to(dtype)
+
+
+class LearnedPositionalEmbedding(nn.Embedding):
+    """A trained vector per position ``0 .. max_position_embeddings - 1``, added to the token embeddings."""
+
+    def __init__(self, config):
+        super().__init__(config.max_position_embeddings, config.hidden_size)
+
+    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return super().forward(position_ids)
+
+
+class RotaryEmbedding(nn.Module):
+    """Computes the rotation ``(cos, sin)`` for each position; attention applies it to queries and keys."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.head_dim = config.head_dim
+        self.base = float(config.rope_theta)
+
+    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32)
+        angles = position_ids[..., None].float() * freqs  # (B, T, Dh/2)
+        angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """``(x1, x2) -> (-x2, x1)`` on the two halves of the last dimension: a 90-degree turn of each pair."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Rotate queries and keys ``(B, H, T, Dh)`` by their positions' angles (``cos``/``sin``: ``(B, T, Dh)``)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, Dh): the same rotation for every head
+    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+
+
+def build_absolute_positions(config) -> nn.Module | None:
+    """The module that *adds* position vectors to embeddings, or ``None`` for rotary / no positions."""
+    if config.position_embedding_type == "sinusoidal":
+        return SinusoidalPositionalEncoding(config)
+    if config.position_embedding_type == "learned":
+        return LearnedPositionalEmbedding(config)
+    return None
+
+
+def build_rotary(config) -> RotaryEmbedding | None:
+    """The rotary module when ``position_embedding_type == "rotary"``, else ``None``."""
+    return RotaryEmbedding(config) if config.position_embedding_type == "rotary" else None

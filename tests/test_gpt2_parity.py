@@ -1,0 +1,63 @@
+"""GPT-2 parity: a random GPT2 model converted with the users' converter computes the same function."""
+
+import pytest
+import torch
+from conftest import padded_batch
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2ForTokenClassification, GPT2LMHeadModel, GPT2Model
+
+from modeling_mini.convert import from_hf, to_hf
+
+
+def hf_config(**kw):
+    return GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64, pad_token_id=0,
+                      bos_token_id=1, eos_token_id=2, **kw)
+
+
+@pytest.mark.parametrize("cls", [GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_logits_match_on_padded_batch(cls, impl):
+    hf = cls(hf_config(num_labels=3)).eval()
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    key = "last_hidden_state" if cls is GPT2Model else "logits"
+    real = mask.bool() if ref[key].dim() == 3 and cls is not GPT2ForSequenceClassification else slice(None)
+    torch.testing.assert_close(ours[key][real], ref[key][real], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
+def test_round_trip_is_exact(cls):
+    hf = cls(hf_config()).eval()
+    back = to_hf(from_hf(hf))
+    assert type(back) is cls
+    ref, got = hf.state_dict(), back.state_dict()
+    assert ref.keys() == got.keys()
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key
+
+
+def test_greedy_generate_matches():
+    hf = GPT2LMHeadModel(hf_config()).eval()
+    mini = from_hf(hf)
+    ids = torch.randint(3, 99, (2, 5))
+    kwargs = dict(max_new_tokens=10, do_sample=False, pad_token_id=0)
+    assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
+
+
+def test_loss_matches():
+    hf = GPT2LMHeadModel(hf_config()).eval()
+    mini = from_hf(hf)
+    ids = torch.randint(3, 99, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(mini(ids, labels=ids).loss, hf(ids, labels=ids).loss, atol=1e-6, rtol=0)
+
+
+def test_unsupported_options_raise():
+    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
+        from_hf(GPT2LMHeadModel(hf_config(scale_attn_by_inverse_layer_idx=True)))
+    mini = from_hf(GPT2LMHeadModel(hf_config()))
+    mini.config.position_embedding_type = "rotary"
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        to_hf(mini)
