@@ -121,6 +121,7 @@ class MiniAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
+        self.o_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, L, heads * Dh) -> (B, heads, L, Dh)."""

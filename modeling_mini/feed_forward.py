@@ -29,6 +29,7 @@ class MiniFeedForward(nn.Module):
         )
         self.act_fn = get_activation(config.hidden_act)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.gate_proj is None:

@@ -17,7 +17,6 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from .blocks import MiniBlock
 from .configuration_mini import PROBLEM_TYPES
 from .normalization import build_norm
 from .positional import LearnedPositionalEmbedding, build_absolute_positions
@@ -60,14 +59,11 @@ class MiniPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear / Embedding: normal(0, initializer_range); norms: ones / zeros
-        std = self.config.initializer_range
-        if isinstance(module, MiniBlock):
+        if isinstance(module, nn.Linear) and getattr(module, "is_residual_output", False):
+            # Output projections of residual sub-layers (attention o_proj, FFN down_proj) are scaled down.
+            # Done per Linear: transformers skips custom modules that own no parameters directly.
             depth = 2 * getattr(self.config, "num_hidden_layers", 1)
-            residual_std = std / math.sqrt(depth)
-            init.normal_(module.self_attn.o_proj.weight, mean=0.0, std=residual_std)
-            init.normal_(module.mlp.down_proj.weight, mean=0.0, std=residual_std)
-            if module.cross_attn is not None:
-                init.normal_(module.cross_attn.o_proj.weight, mean=0.0, std=residual_std)
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(depth))
         elif isinstance(module, MiniLMHeadBias):
             init.zeros_(module.bias)
 
