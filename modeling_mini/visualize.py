@@ -29,7 +29,10 @@ from .activations import binary_probability, get_activation
 from .positional import SinusoidalPositionalEncoding
 
 __all__ = [
+    "DPI",
+    "attention_figure_size",
     "attention_maps",
+    "mask_figure_size",
     "plot_activations",
     "plot_attention",
     "plot_masks",
@@ -39,7 +42,8 @@ __all__ = [
 ]
 
 DEMO_SENTENCE = "O gato subiu no telhado porque viu um pássaro"
-_DPI = 110
+#: Resolution of every PNG: a figure of ``w x h`` inches is ``round(w * DPI) x round(h * DPI)`` pixels.
+DPI = 110
 
 
 def _pyplot():
@@ -60,7 +64,8 @@ def _pyplot():
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    # no bbox_inches="tight": constrained layout keeps labels inside, and the pixel size stays predictable
+    fig.savefig(path, dpi=DPI)
     _pyplot().close(fig)
     return path
 
@@ -77,6 +82,22 @@ def _token_labels(tokenizer, ids: list[int]) -> list[str]:
             text = raw.replace("Ġ", "").replace("▁", "") or raw
         labels.append(text)
     return labels
+
+
+def attention_figure_size(num_queries: int, num_keys: int, num_rows: int, num_cols: int,
+                          query_mode: bool = False) -> tuple[float, float]:
+    """Figure size in inches of :func:`plot_attention`: a grid of ``num_rows`` layers x ``num_cols`` heads,
+    or (``query_mode``) one row of ``num_keys`` cells per (layer, head) pair, ``num_rows`` pairs."""
+    if query_mode:
+        return 0.55 * num_keys + 3.0, 0.38 * num_rows + 1.8
+    side = max(1.9, 0.32 * max(num_queries, num_keys) + 0.6)
+    return side * num_cols + 1.2, side * num_rows + 0.8
+
+
+def mask_figure_size(num_tokens: int) -> tuple[float, float]:
+    """Figure size in inches of :func:`plot_masks` for ``num_tokens`` tokens (padding included)."""
+    side = 0.42 * num_tokens + 1.5
+    return 2 * side + 0.5, side + 1.3
 
 
 def _check_index(name: str, value: int | None, size: int, what: str) -> None:
@@ -188,7 +209,8 @@ def plot_attention(
         row = lowered.index(query.lower())
         matrix = torch.stack([weights[i, h, row] for i in layers for h in heads])  # (L*H, Tk)
         names = [f"layer {i} head {h}" for i in layers for h in heads]
-        fig, ax = plt.subplots(figsize=(0.55 * len(key_labels) + 2.5, 0.38 * len(names) + 1.6))
+        figsize = attention_figure_size(1, len(key_labels), len(names), 1, query_mode=True)
+        fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
         image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=float(matrix.max()), aspect="auto")
         ax.set_xticks(range(len(key_labels)), key_labels, rotation=45, ha="right")
         ax.set_yticks(range(len(names)), names)
@@ -197,9 +219,8 @@ def plot_attention(
         fig.colorbar(image, ax=ax, label="attention weight", fraction=0.04, pad=0.02)
         return _save(fig, path)
 
-    side = max(1.9, 0.32 * max(len(query_labels), len(key_labels)) + 0.6)
-    fig, axes = plt.subplots(len(layers), len(heads), figsize=(side * len(heads) + 1.2, side * len(layers) + 0.6),
-                             squeeze=False, constrained_layout=True)
+    figsize = attention_figure_size(len(query_labels), len(key_labels), len(layers), len(heads))
+    fig, axes = plt.subplots(len(layers), len(heads), figsize=figsize, squeeze=False, constrained_layout=True)
     for r, i in enumerate(layers):
         for c, h in enumerate(heads):
             ax = axes[r][c]
@@ -282,8 +303,7 @@ def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0) -> Pa
     from matplotlib.colors import ListedColormap
 
     cmap = ListedColormap(["#f2f2f2", "#2b6cb0"])
-    side = 0.42 * len(tokens) + 1.5
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 0.5, side), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=mask_figure_size(len(tokens)), constrained_layout=True)
     titles = ("causal (GPT, decoder self-attention)", "bidirectional (encoder self-attention)")
     for ax, mask, name in zip(axes, (causal, bidirectional), titles):
         ax.imshow(mask.int(), cmap=cmap, vmin=0, vmax=1)
