@@ -10,13 +10,25 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
 from .activations import ACTIVATIONS, binary_probability
-from .configuration_mini import MiniConfig, MiniGPTConfig
+from .configuration_mini import MiniConfig, MiniEncoderConfig, MiniGPTConfig
 from .modeling_base import MiniPreTrainedModel
+from .modeling_encoder import (
+    MiniEncoderForMaskedLM,
+    MiniEncoderForMultipleChoice,
+    MiniEncoderForQuestionAnswering,
+    MiniEncoderForSequenceClassification,
+    MiniEncoderForTokenClassification,
+    MiniEncoderModel,
+    MiniEncoderPreTrainedModel,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -30,6 +42,9 @@ __version__ = "0.1.0"
 _AUTO = {
     "AutoModel": AutoModel,
     "AutoModelForCausalLM": AutoModelForCausalLM,
+    "AutoModelForMaskedLM": AutoModelForMaskedLM,
+    "AutoModelForMultipleChoice": AutoModelForMultipleChoice,
+    "AutoModelForQuestionAnswering": AutoModelForQuestionAnswering,
     "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
     "AutoModelForTokenClassification": AutoModelForTokenClassification,
 }
@@ -43,10 +58,18 @@ def _register(pretrained_class) -> None:
 
 
 _register(MiniGPTPreTrainedModel)
+_register(MiniEncoderPreTrainedModel)
 
 __all__ = [
     "ACTIVATIONS",
     "MiniConfig",
+    "MiniEncoderConfig",
+    "MiniEncoderForMaskedLM",
+    "MiniEncoderForMultipleChoice",
+    "MiniEncoderForQuestionAnswering",
+    "MiniEncoderForSequenceClassification",
+    "MiniEncoderForTokenClassification",
+    "MiniEncoderModel",
     "MiniGPTConfig",
     "MiniGPTForCausalLM",
     "MiniGPTForSequenceClassification",

@@ -217,3 +217,66 @@ class MiniGPTConfig(MiniConfig):
             eos_token_id=eos_token_id,
             **kwargs,
         )
+
+
+class MiniEncoderConfig(MiniConfig):
+    r"""Bidirectional encoder (BERT-like): every token attends to every other real token of its input.
+
+    Defaults are BERT-base's shape and layout: post-norm LayerNorm (eps 1e-12), exact ``gelu``, a normalised
+    embedding sum, no final norm, two segment types and a pooler. Positions keep the package default,
+    ``sinusoidal`` (the original Transformer's fixed encoding): a freshly built encoder then has no length
+    limit and nothing to learn for order, and it is the same default in every family. ``from_hf`` sets
+    ``position_embedding_type="learned"`` when it converts a BERT checkpoint, so converted models are exact.
+
+    Args (besides :class:`MiniConfig`'s):
+        type_vocab_size: number of segment (token-type) ids, e.g. 2 for BERT's sentence A / sentence B;
+            0 disables segment embeddings.
+        add_pooler: give :class:`MiniEncoderModel` a pooler (dense + tanh over the first token, BERT's
+            ``[CLS]`` summary). The sequence-classification and multiple-choice heads always have one.
+    """
+
+    model_type = "mini_encoder"
+
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int | None = 3072,
+        hidden_act: str = "gelu",
+        max_position_embeddings: int = 512,
+        norm_position: str = "post",
+        layer_norm_eps: float = 1e-12,
+        embedding_norm: bool = True,
+        final_norm: bool | None = False,
+        type_vocab_size: int = 2,
+        add_pooler: bool = True,
+        pad_token_id: int | None = 0,
+        use_cache: bool = False,
+        **kwargs,
+    ):
+        self.type_vocab_size = type_vocab_size
+        self.add_pooler = add_pooler
+        super().__init__(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=intermediate_size,
+            hidden_act=hidden_act,
+            max_position_embeddings=max_position_embeddings,
+            norm_position=norm_position,
+            layer_norm_eps=layer_norm_eps,
+            embedding_norm=embedding_norm,
+            final_norm=final_norm,
+            pad_token_id=pad_token_id,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+    def validate_architecture(self) -> None:
+        super().validate_architecture()
+        _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
+        if not isinstance(self.add_pooler, bool):
+            raise ValueError(f"`add_pooler` must be True or False; got {self.add_pooler!r}.")

@@ -1,0 +1,376 @@
+"""The encoder (BERT-like): a stack of *bidirectional* blocks, pretrained by masked language modelling.
+
+An encoder reads a whole input at once: every token attends to every real token, before and after it
+(``is_causal=False``; only padding is masked). It does not generate text; it turns an input into one
+contextual vector per token, which task heads then read:
+
+* :class:`MiniEncoderModel`: the backbone, hidden states (B, T, D) and an optional pooled vector (B, D).
+* :class:`MiniEncoderForMaskedLM`: pretraining. Some input tokens are replaced by ``[MASK]`` (see
+  ``DataCollatorForLanguageModeling``) and the model predicts the originals from both sides' context.
+* :class:`MiniEncoderForSequenceClassification`: one label per text (or pair of texts) from the pooled
+  first token: binary with one sigmoid logit (spam / not spam), multi-class, multi-label, regression.
+* :class:`MiniEncoderForTokenClassification`: one label per token (named entities, BIO tags).
+* :class:`MiniEncoderForQuestionAnswering`: extractive QA, the start and end of the answer span.
+* :class:`MiniEncoderForMultipleChoice`: scores each (context, choice) pair and picks one.
+
+The blocks, attention, positions and norms are the shared ones (``blocks.py`` ...); this file holds only
+what differs: the bidirectional mask, segment ids, the pooler and the heads.
+"""
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.utils.output_capturing import capture_outputs
+
+from .activations import get_activation
+from .attention import MiniAttention
+from .blocks import MiniBlock
+from .configuration_mini import MiniEncoderConfig
+from .modeling_base import (
+    MiniEmbeddings,
+    MiniPreTrainedModel,
+    _checks_enabled,
+    check_attention_mask,
+    register_family,
+    sequence_classification_loss,
+)
+from .normalization import build_norm
+from .positional import build_rotary
+
+
+def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels") -> None:
+    """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T)."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"`{name}` must hold integer class ids (-100 to ignore a position); got dtype {labels.dtype}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
+                         f"got {tuple(labels.shape)}.")
+
+
+def _classifier_dropout(config) -> nn.Dropout:
+    return nn.Dropout(config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout)
+
+
+class MiniEncoderPreTrainedModel(MiniPreTrainedModel):
+    config_class = MiniEncoderConfig
+    _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
+
+
+class MiniPooler(nn.Module):
+    """BERT's pooler: ``tanh(W h_0 + b)`` over the first token (``[CLS]``), a summary of the whole input.
+
+    Every token sees the whole input in an encoder, so the first one can stand for it; the dense layer is
+    trained by the sentence-level heads (classification, multiple choice)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))  # (B, T, D) -> (B, D)
+
+
+class MiniEncoderModel(MiniEncoderPreTrainedModel):
+    """The encoder backbone: embeddings (+ segments) -> ``num_hidden_layers`` bidirectional blocks.
+
+    Args:
+        config: a :class:`MiniEncoderConfig`.
+        add_pooling_layer: build the pooler; ``None`` follows ``config.add_pooler``. Heads that do not
+            read it (masked LM, token classification, QA) pass ``False``, as BERT does.
+    """
+
+    def __init__(self, config: MiniEncoderConfig, add_pooling_layer: bool | None = None):
+        super().__init__(config)
+        self.embeddings = MiniEmbeddings(config)
+        self.rotary = build_rotary(config)
+        self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.num_hidden_layers))
+        self.norm = build_norm(config) if config.final_norm else None
+        add_pooling_layer = config.add_pooler if add_pooling_layer is None else add_pooling_layer
+        self.pooler = MiniPooler(config) if add_pooling_layer else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.embed_tokens = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """Hidden states (B, T, D) of ``input_ids`` (B, T); ``attention_mask`` 1 = token, 0 = padding;
+        ``token_type_ids`` (B, T) segment ids in ``[0, type_vocab_size)`` (zeros when omitted)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        kwargs.pop("use_cache", None)  # an encoder keeps no cache (pipelines may still pass the flag)
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        check_attention_mask(attention_mask, batch, length)
+        if token_type_ids is not None:
+            self._check_token_type_ids(token_type_ids, batch, length)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=self.device).unsqueeze(0)  # (1, T)
+
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids)
+        # padding-only mask, in the format the attention backend wants (None when nothing is padded)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        for block in self.layers:
+            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rotary, **kwargs)
+        if self.norm is not None:
+            hidden_states = self.norm(hidden_states)
+        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled)
+
+    def _check_token_type_ids(self, token_type_ids: torch.Tensor, batch: int, length: int) -> None:
+        if tuple(token_type_ids.shape) != (batch, length):
+            raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
+                             f"got {tuple(token_type_ids.shape)}.")
+        if self.embeddings.token_type_embeddings is None and _checks_enabled() and bool(token_type_ids.any()):
+            # all-zero ids (what tokenizers send by default) mean "one segment" and are accepted
+            raise ValueError("`token_type_ids` must be all 0 (or omitted): this model has `type_vocab_size=0`, "
+                             "no segment embeddings.")
+
+
+class MiniMaskedLMTransform(nn.Module):
+    """BERT's prediction-head transform before the vocabulary projection: dense -> activation -> norm."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act_fn = get_activation(config.hidden_act)  # for a gated name, its gate's element-wise function
+        self.norm = build_norm(config)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act_fn(self.dense(hidden_states)))
+
+
+class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
+    """Masked language modelling: predict the original token at every masked position.
+
+    ``labels`` (B, T) hold the original ids where the input was masked and -100 elsewhere. The output layer
+    ``lm_head`` shares its matrix with the token embeddings and has its own per-token bias. The loss is a
+    sum over masked tokens divided by their count, or by ``num_items_in_batch`` when the Trainer accumulates
+    gradients, so that micro-batches with different numbers of masked tokens add up to the joined batch.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.embed_tokens.weight"}
+
+    def __init__(self, config: MiniEncoderConfig):
+        super().__init__(config)
+        self.model = MiniEncoderModel(config, add_pooling_layer=False)
+        self.transform = MiniMaskedLMTransform(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+        logits = self.lm_head(self.transform(outputs.last_hidden_state))  # (B, T, V)
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:2])
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                              attentions=outputs.attentions)
+
+
+class MiniEncoderForSequenceClassification(MiniEncoderPreTrainedModel):
+    """Classify a text (or a pair: pass ``token_type_ids``) from the pooled first token.
+
+    ``problem_type`` follows transformers: ``single_label_classification`` (softmax), ``multi_label_classification``
+    (a sigmoid per label; with ``num_labels=1`` the binary spam / not-spam head), ``regression``. See
+    :func:`modeling_base.sequence_classification_loss`, which also checks the labels' shape and dtype.
+    """
+
+    def __init__(self, config: MiniEncoderConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniEncoderModel(config, add_pooling_layer=True)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions)
+
+
+class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
+    """A label per token (e.g. BIO entity tags) from each position's hidden state; labels -100 are ignored."""
+
+    def __init__(self, config: MiniEncoderConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniEncoderModel(config, add_pooling_layer=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            check_token_labels(labels, logits.shape[:2])
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                     attentions=outputs.attentions)
+
+
+class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
+    """Extractive question answering: for each token, a score for "the answer starts here" and one for
+    "it ends here". Input is ``[CLS] question [SEP] context [SEP]``; the answer is the best valid span.
+
+    ``start_positions`` / ``end_positions`` (B,) are token indices; as in transformers, positions outside
+    the input are clamped to ``T`` and ignored by the loss, which is the mean of the start and end losses.
+    """
+
+    def __init__(self, config: MiniEncoderConfig):
+        super().__init__(config)
+        self.model = MiniEncoderModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+        logits = self.qa_outputs(outputs.last_hidden_state)  # (B, T, 2)
+        start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))  # (B, T) each
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+        if start_positions is not None:
+            batch = start_logits.shape[0]
+            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+                if positions.dtype.is_floating_point or positions.numel() != batch:
+                    raise ValueError(f"`{name}` must hold one integer token index per example, shape ({batch},); "
+                                     f"got shape {tuple(positions.shape)} and dtype {positions.dtype}.")
+            loss = self.loss_function(start_logits, end_logits, start_positions.reshape(batch),
+                                      end_positions.reshape(batch), **kwargs)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
+    """Pick one of ``C`` choices: each (context, choice) pair is encoded on its own, its pooled first token
+    gets one score, and a softmax over the ``C`` scores gives the choice. Inputs are (B, C, T); ``labels``
+    (B,) the index of the right choice."""
+
+    def __init__(self, config: MiniEncoderConfig):
+        super().__init__(config)
+        self.model = MiniEncoderModel(config, add_pooling_layer=True)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> MultipleChoiceModelOutput:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None or reference.dim() < 3:
+            raise ValueError("Multiple choice needs `input_ids` of shape (batch_size, num_choices, sequence_length).")
+        batch, num_choices = reference.shape[:2]
+
+        def flat(x):  # (B, C, T, ...) -> (B * C, T, ...): every choice is an independent input
+            return None if x is None else x.reshape(batch * num_choices, *x.shape[2:])
+
+        outputs = self.model(input_ids=flat(input_ids), attention_mask=flat(attention_mask),
+                             token_type_ids=flat(token_type_ids), position_ids=flat(position_ids),
+                             inputs_embeds=flat(inputs_embeds), **kwargs)
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch, num_choices)  # (B, C)
+        loss = None
+        if labels is not None:
+            if labels.dtype.is_floating_point or tuple(labels.shape) != (batch,):
+                raise ValueError(f"`labels` must be integer choice indices of shape ({batch},) in [0, {num_choices}); "
+                                 f"got shape {tuple(labels.shape)} and dtype {labels.dtype}.")
+            labels = labels.to(logits.device)
+            valid = labels[labels != -100]
+            if _checks_enabled() and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_choices):
+                raise ValueError(f"`labels` must be in [0, num_choices={num_choices}) or -100.")
+            losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+            loss = losses / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())
+        return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                         attentions=outputs.attentions)
+
+
+register_family(
+    MiniEncoderPreTrainedModel,
+    {
+        "AutoModel": MiniEncoderModel,
+        "AutoModelForMaskedLM": MiniEncoderForMaskedLM,
+        "AutoModelForSequenceClassification": MiniEncoderForSequenceClassification,
+        "AutoModelForTokenClassification": MiniEncoderForTokenClassification,
+        "AutoModelForQuestionAnswering": MiniEncoderForQuestionAnswering,
+        "AutoModelForMultipleChoice": MiniEncoderForMultipleChoice,
+    },
+)
