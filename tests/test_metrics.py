@@ -1,4 +1,4 @@
-"""The local evaluate metrics (train/metrics/) load offline and agree with direct scikit-learn / sacrebleu / seqeval calls."""
+"""The local evaluate metrics (train/metrics/) load offline and agree with direct sklearn / sacrebleu / seqeval calls."""
 
 import os
 import subprocess
@@ -96,11 +96,12 @@ def test_metrics_load_with_hub_offline(tmp_path):
         "import evaluate, sys\n"
         "root = sys.argv[1]\n"
         "print(evaluate.load(root + '/classification').compute(predictions=[1, 0], references=[1, 1])['recall'])\n"
-        "print(evaluate.load(root + '/translation').compute(predictions=['a b c d'], references=[['a b c d']])['bleu'])\n"
+        "print(evaluate.load(root + '/translation').compute(predictions=['a b c'], references=[['a b c']])['bleu'])\n"
         "print(evaluate.load(root + '/seqeval').compute(predictions=[['B-x']], references=[['B-x']])['overall_f1'])\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    out = subprocess.run([sys.executable, "-c", code, str(METRICS)], env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-c", code, str(METRICS)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 100.0, 1.0])

@@ -6,7 +6,7 @@ with the user's own Python installation.
 
 * :func:`load_default_corpus`: English prose about Python: the reference-manual topics that ``help()`` shows
   (``pydoc_data.topics``) plus the docstrings of a fixed list of standard-library modules. Splits ``train`` /
-  ``validation``, column ``text``; about 1.5 MB.
+  ``validation``, column ``text``; about 1.4 MB of text.
 * :func:`load_default_task`: "which area of the standard library does this docstring come from?" Five real
   classes (text, numbers, files, internet, concurrency), decided by the module the docstring belongs to, not by
   its words. Splits ``train`` / ``test``, columns ``text`` and ``label`` (a ``ClassLabel``).
@@ -69,7 +69,7 @@ MAX_PER_CLASS = 300  # cap so that no class dominates (taken in hash order, so s
 
 
 def _bucket(text: str) -> int:
-    """A stable number in [0, 100) from the text alone: decides its split independently of order and Python's hash seed."""
+    """A stable number in [0, 100) from the text alone: its split, independent of order and of Python's hash seed."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % 100
 
 

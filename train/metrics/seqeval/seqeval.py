@@ -41,7 +41,7 @@ class Seqeval(evaluate.Metric):
     def _compute(self, predictions, references, mode=None):
         if mode not in (None, "strict"):
             raise ValueError(f"`mode` must be None or 'strict'; got {mode!r}.")
-        for index, (pred, ref) in enumerate(zip(predictions, references)):
+        for index, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
             if len(pred) != len(ref):
                 raise ValueError(f"sentence {index}: {len(pred)} predicted tags for {len(ref)} reference tags.")
         strict = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
@@ -51,5 +51,6 @@ class Seqeval(evaluate.Metric):
                   for name, values in report.items() if name not in ("micro avg", "macro avg", "weighted avg")}
         micro = report["micro avg"]
         scores.update(overall_precision=float(micro["precision"]), overall_recall=float(micro["recall"]),
-                      overall_f1=float(micro["f1-score"]), overall_accuracy=float(accuracy_score(references, predictions)))
+                      overall_f1=float(micro["f1-score"]),
+                      overall_accuracy=float(accuracy_score(references, predictions)))
         return scores

@@ -40,7 +40,7 @@ class Translation(evaluate.Metric):
         if len(counts) > 1:
             raise ValueError(f"every prediction needs the same number of references; got counts {sorted(counts)}.")
         # sacrebleu takes one stream per reference position: transpose (sentence, ref) -> (ref, sentence).
-        streams = [list(stream) for stream in zip(*references)]
+        streams = [list(stream) for stream in zip(*references, strict=True)]
         bleu = BLEU(lowercase=lowercase).corpus_score(predictions, streams)
         chrf = CHRF().corpus_score(predictions, streams)
         return {"bleu": bleu.score, "chrf": chrf.score, "bleu_precisions": list(bleu.precisions),
