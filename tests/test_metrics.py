@@ -1,4 +1,4 @@
-"""The local evaluate metrics (train/metrics/) load offline and agree with direct sklearn / sacrebleu / seqeval calls."""
+"""The local evaluate metrics (train/metrics/) load offline and match direct sklearn / sacrebleu / seqeval calls."""
 
 import os
 import subprocess
