@@ -96,7 +96,8 @@ def test_metrics_load_with_hub_offline(tmp_path):
         "import evaluate, sys\n"
         "root = sys.argv[1]\n"
         "print(evaluate.load(root + '/classification').compute(predictions=[1, 0], references=[1, 1])['recall'])\n"
-        "print(evaluate.load(root + '/translation').compute(predictions=['a b c'], references=[['a b c']])['bleu'])\n"
+        "s = 'w x y z'\n"
+        "print(evaluate.load(root + '/translation').compute(predictions=[s], references=[[s]])['bleu'])\n"
         "print(evaluate.load(root + '/seqeval').compute(predictions=[['B-x']], references=[['B-x']])['overall_f1'])\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
