@@ -141,33 +141,37 @@ def _leading_paragraphs(doc: str) -> str:
     return "\n".join(kept)[: MAX_TASK_CHARS * 2]
 
 
+def _summary(doc: str) -> str:
+    """A docstring's first paragraph, whitespace normalised: near-duplicates (the same summary with different
+    details, e.g. a method and its alias) share it, so deduplication and splitting go by this key."""
+    return " ".join(doc.split("\n\n", 1)[0].split())
+
+
 @functools.cache
-def _task_examples() -> tuple[dict[str, list], set[str]]:
-    """(task columns per split, the source docstrings whose example is held out)."""
-    by_text: dict[str, set[int]] = {}
-    source_of: dict[str, str] = {}
+def _task_examples() -> tuple[dict[str, list], frozenset[str]]:
+    """(task columns per split, the summaries of the held-out examples)."""
+    labels: dict[str, set[int]] = {}  # summary -> areas it occurs in
+    texts: dict[str, set[str]] = {}  # summary -> candidate task texts
     for label, area in enumerate(TASK_AREAS):
         for module in TASK_AREAS[area]:
             for doc in _docstrings(module):
                 text = _leading_paragraphs(doc)
                 if len(text) >= MIN_TASK_CHARS:
-                    by_text.setdefault(text, set()).add(label)
-                    source_of.setdefault(text, doc)
-    # Deduplicate before splitting; a text found in two areas has no true label and is dropped.
-    unique = {text: labels.pop() for text, labels in by_text.items() if len(labels) == 1}
+                    labels.setdefault(_summary(doc), set()).add(label)
+                    texts.setdefault(_summary(doc), set()).add(text)
+    # Deduplicate before splitting: one example per summary, the same one every time; a summary found in two
+    # areas has no true label and is dropped.
+    unique = {key: next(iter(found)) for key, found in labels.items() if len(found) == 1}
     per_class: dict[int, list[str]] = {}
-    for text in sorted(unique, key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest()):
-        per_class.setdefault(unique[text], []).append(text)
-    chosen = sorted((text for texts in per_class.values() for text in texts[:MAX_PER_CLASS]),
-                    key=lambda t: (unique[t], t))
+    for key in sorted(unique, key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest()):
+        per_class.setdefault(unique[key], []).append(key)
+    chosen = sorted((key for keys in per_class.values() for key in keys[:MAX_PER_CLASS]), key=lambda k: (unique[k], k))
     splits: dict[str, dict[str, list]] = {"train": {"text": [], "label": []}, "test": {"text": [], "label": []}}
-    held_out = set()
-    for text in chosen:
-        split = "test" if _bucket(text) < TASK_TEST_PERCENT else "train"
-        splits[split]["text"].append(text)
-        splits[split]["label"].append(unique[text])
-        if split == "test":
-            held_out.add(source_of[text])
+    for key in chosen:
+        split = "test" if _bucket(key) < TASK_TEST_PERCENT else "train"
+        splits[split]["text"].append(min(texts[key]))
+        splits[split]["label"].append(unique[key])
+    held_out = frozenset(key for key in chosen if _bucket(key) < TASK_TEST_PERCENT)
     return splits, held_out
 
 
@@ -191,7 +195,7 @@ def _corpus_documents() -> list[str]:
     documents = [topics[key].strip() for key in sorted(topics)]
     modules = [module for area in TASK_AREAS.values() for module in area] + list(CORPUS_EXTRA)
     _, held_out = _task_examples()
-    documents += [doc for module in modules for doc in _docstrings(module) if doc not in held_out]
+    documents += [doc for module in modules for doc in _docstrings(module) if _summary(doc) not in held_out]
     return list(dict.fromkeys(doc for doc in documents if doc))
 
 
