@@ -1,0 +1,109 @@
+"""Distributed training: the accelerate configs are valid, and 2 processes (gloo, CPU) train like 1 process.
+
+The 2-process run goes through ``accelerate launch`` with ``configuration/accelerate/cpu_2proc.yaml``, the config users
+take to try a distributed run without a GPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from conftest import tiny_gpt_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCELERATE = ROOT / "configuration" / "accelerate"
+SCRIPT = ROOT / "tests" / "tiny_train_script.py"
+
+EXPECTED = {  # file -> (distributed type, processes, multi-GPU launcher, FSDP, DeepSpeed)
+    "single_gpu.yaml": ("NO", 1, False, False, False),
+    "multi_gpu.yaml": ("MULTI_GPU", 8, True, False, False),
+    "fsdp.yaml": ("FSDP", 8, False, True, False),
+    "deepspeed_zero2.yaml": ("DEEPSPEED", 8, False, False, True),
+    "cpu_2proc.yaml": ("MULTI_GPU", 2, True, False, False),
+}
+
+
+def launch_args(name: str):
+    """What ``accelerate launch --config_file <name> x.py`` resolves the config to (accelerate's own code)."""
+    parsed = launch_command_parser().parse_args(["--config_file", str(ACCELERATE / name), "x.py"])
+    return _validate_launch_command(parsed)[0]
+
+
+def test_every_config_is_listed():
+    assert sorted(path.name for path in ACCELERATE.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_accelerate_config_loads(name):
+    kind, processes, multi_gpu, fsdp, deepspeed = EXPECTED[name]
+    config = load_config_from_file(str(ACCELERATE / name))  # raises on unknown keys
+    assert config.distributed_type.value == kind and config.num_processes == processes
+    args = launch_args(name)
+    assert (args.multi_gpu, args.use_fsdp, args.use_deepspeed, args.num_processes) == (multi_gpu, fsdp, deepspeed,
+                                                                                       processes)
+    # use_cpu would route a multi-process config to accelerate's single-process launcher (hf-v5-notes §13).
+    assert not args.cpu
+
+
+def test_fsdp_config_wraps_every_mini_block(monkeypatch):
+    """The FSDP plugin built from the config's launch environment wraps MiniBlock, and only that, as a unit."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    for key, value in prepare_multi_gpu_env(launch_args("fsdp.yaml")).items():
+        monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["MiniBlock"]
+    import modeling_mini
+
+    model = modeling_mini.MiniGPTForCausalLM(tiny_gpt_config())
+    plugin.set_auto_wrap_policy(model)  # raises if no module class is called MiniBlock
+    wrapped = [name for name, module in model.named_modules()
+               if plugin.auto_wrap_policy(module=module, recurse=False, nonwrapped_numel=0)]
+    assert wrapped == ["model.layers.0", "model.layers.1"]
+
+
+def test_deepspeed_json_is_zero2_driven_by_the_trainer():
+    config = load_config_from_file(str(ACCELERATE / "deepspeed_zero2.yaml"))
+    ds_file = ROOT / config.deepspeed_config["deepspeed_config_file"]
+    ds = json.loads(ds_file.read_text())
+    assert ds["zero_optimization"]["stage"] == 2
+    # Batch sizes and accumulation must come from TrainingArguments, else they can disagree with the Trainer's.
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        assert ds[key] == "auto"
+
+
+def run_tiny(output_dir: Path, processes: int, per_device_batch: int, steps: int = 6) -> list[dict]:
+    """Train the tiny GPT; return the per-step log entries of trainer_state.json."""
+    train_args = ["--output_dir", str(output_dir), "--max_steps", str(steps), "--logging_steps", "1",
+                  "--per_device_train_batch_size", str(per_device_batch), "--learning_rate", "3e-3", "--seed", "7",
+                  "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
+    if processes == 1:
+        command = [sys.executable, str(SCRIPT), *train_args]
+    else:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(ACCELERATE / "cpu_2proc.yaml"), "--num_cpu_threads_per_process", "1", str(SCRIPT), *train_args]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry for entry in state["log_history"] if "loss" in entry]
+
+
+@pytest.mark.slow
+def test_two_processes_log_the_same_losses_as_one(tmp_path):
+    """Global batch 8 both ways: 1 process x 8 rows, or 2 processes x 4 rows (DDP over gloo)."""
+    one = run_tiny(tmp_path / "one", processes=1, per_device_batch=8)
+    two = run_tiny(tmp_path / "two", processes=2, per_device_batch=4)
+    assert len(one) == len(two) == 6
+    # Same epoch fraction: the 2 processes shared the data (each alone would be at half the epoch).
+    assert [entry["epoch"] for entry in two] == [entry["epoch"] for entry in one]
+    for a, b in zip(one, two, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5), (one, two)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3, abs=1e-5), (one, two)
+    assert one[-1]["loss"] < one[0]["loss"]  # it trains
