@@ -1,0 +1,196 @@
+"""MiniEncoderForMaskedLM against transformers' BertForMaskedLM of the same shape and weights.
+
+Both models are built in one process: a random ``BertForMaskedLM`` and ``from_hf`` of it, so they hold the
+same weights and run the same attention backend. Each round times the two alternately (so drift in clock
+speed or contention hits both) and the median round is reported:
+
+* training step (forward with MLM labels on 15% of the tokens, backward, AdamW) tokens/s and peak memory;
+* inference (forward, no grad) tokens/s and peak memory.
+
+The ``ratio`` column is mini / HF for throughput (above 1 = mini faster) and mini / HF for memory
+(below 1 = mini smaller). Training MFU uses ``6 N + 12 L D T`` FLOPs per token (N parameters, L layers,
+D width, T length: a bidirectional encoder attends over all T keys) against the card's bf16 peak.
+
+    python benchmarks/bench_encoder.py                    # CPU, small shape
+    python benchmarks/bench_encoder.py --device cuda      # BERT-base, B=32, T=512, bf16 autocast, sdpa
+
+``run(args)`` returns the rows as dicts (for ``benchmarks/`` drivers); ``main`` prints them.
+"""
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from modeling_mini.convert import from_hf
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+SHAPES = {
+    # CPU: a small BERT that still has real matmuls; CUDA: BERT-base at the issue's reference batch
+    "cpu": dict(vocab_size=8192, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                batch_size=8, seq_len=128),
+    "cuda": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, batch_size=32, seq_len=512),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model (median reported)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round")
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    return parser.parse_args(argv)
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _mlm_batch(shape, device, generator):
+    ids = torch.randint(5, shape["vocab_size"], (shape["batch_size"], shape["seq_len"]), generator=generator)
+    masked = torch.rand(ids.shape, generator=generator) < 0.15
+    labels = torch.where(masked, ids, -100)
+    ids = ids.masked_fill(masked, 4)
+    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids), labels=labels)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+class _Runner:
+    """One model with its optimizer; ``train(steps)`` / ``infer(steps)`` return (seconds, peak bytes or None)."""
+
+    def __init__(self, model, device, autocast, compile_model):
+        self.model = model.to(device)
+        self.device = device
+        self.autocast = autocast
+        self.call = torch.compile(self.model) if compile_model else self.model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, fused=device == "cuda")
+
+    def _context(self):
+        if self.autocast:
+            return torch.autocast(self.device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _timed(self, fn, steps):
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        _sync(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        _sync(self.device)
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() if self.device == "cuda" else None
+        return seconds, peak
+
+    def train(self, batch, steps):
+        self.model.train()
+
+        def step():
+            with self._context():
+                loss = self.call(**batch).loss
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+        return self._timed(step, steps)
+
+    def infer(self, batch, steps):
+        self.model.eval()
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+        def step():
+            with torch.no_grad(), self._context():
+                self.call(**inputs)
+
+        return self._timed(step, steps)
+
+
+def _mfu(tokens_per_s, params, shape, device):
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    if peak is None:
+        return None
+    flops_per_token = 6 * params + 12 * shape["num_hidden_layers"] * shape["hidden_size"] * shape["seq_len"]
+    return tokens_per_s * flops_per_token / peak
+
+
+def run(args) -> list[dict]:
+    """Benchmark rows: one per (measurement), each with the HF and mini figures and their ratio."""
+    device = args.device
+    shape = dict(SHAPES[device])
+    for key in ("batch_size", "seq_len"):
+        if getattr(args, key, None):
+            shape[key] = getattr(args, key)
+    rounds = args.rounds or (5 if device == "cuda" else 8)
+    steps = args.steps or (10 if device == "cuda" else 2)
+    torch.manual_seed(0)
+    hf_config = BertConfig(
+        vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_hidden_layers"],
+        num_attention_heads=shape["num_attention_heads"], intermediate_size=shape["intermediate_size"],
+        max_position_embeddings=max(512, shape["seq_len"]),
+    )
+    hf = BertForMaskedLM(hf_config)
+    hf.set_attn_implementation(args.attn)
+    mini = from_hf(hf)
+    params = sum(p.numel() for p in mini.parameters())
+    autocast = device == "cuda"
+    runners = {
+        "hf": _Runner(hf, device, autocast, getattr(args, "compile", False)),
+        "mini": _Runner(mini, device, autocast, getattr(args, "compile", False)),
+    }
+    batch = _mlm_batch(shape, device, torch.Generator().manual_seed(0))
+    tokens = shape["batch_size"] * shape["seq_len"] * steps
+
+    results = {(name, kind): [] for name in runners for kind in ("train", "infer")}
+    for kind in ("train", "infer"):
+        for runner in runners.values():  # warm-up (and compilation)
+            getattr(runner, kind)(batch, 2)
+        for _ in range(rounds):
+            for name, runner in runners.items():  # alternate HF and mini within each round
+                results[(name, kind)].append(getattr(runner, kind)(batch, steps))
+
+    label = (f"{device} {args.attn} {'bf16 ' if autocast else ''}{'compiled ' if getattr(args, 'compile', False) else ''}"
+             f"B={shape['batch_size']} T={shape['seq_len']} D={shape['hidden_size']} L={shape['num_hidden_layers']}")
+    rows = []
+    for kind in ("train", "infer"):
+        speed = {name: tokens / statistics.median(s for s, _ in results[(name, kind)]) for name in runners}
+        rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s", hf=speed["hf"],
+                         mini=speed["mini"], ratio=speed["mini"] / speed["hf"],
+                         hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
+                         mini_mfu=_mfu(speed["mini"], params, shape, device) if kind == "train" else None))
+        peaks = {name: max((p for _, p in results[(name, kind)] if p is not None), default=None) for name in runners}
+        if peaks["hf"] is not None:
+            rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB",
+                             hf=peaks["hf"] / 2**30, mini=peaks["mini"] / 2**30, ratio=peaks["mini"] / peaks["hf"]))
+    return rows
+
+
+def format_rows(rows) -> str:
+    lines = [f"{'case':<58} {'metric':<24} {'HF':>12} {'mini':>12} {'mini/HF':>8}  MFU (HF / mini)"]
+    for row in rows:
+        mfu = ""
+        if row.get("hf_mfu") is not None:
+            mfu = f"{row['hf_mfu']:.1%} / {row['mini_mfu']:.1%}"
+        lines.append(f"{row['case']:<58} {row['metric']:<24} {row['hf']:>12,.1f} {row['mini']:>12,.1f} "
+                     f"{row['ratio']:>8.3f}  {mfu}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    print(format_rows(run(parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
