@@ -1,0 +1,69 @@
+"""Kill a training run with SIGKILL after a checkpoint, resume it: the final weights equal an uninterrupted run's."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "tiny_train_script.py"
+STEPS, SAVE_EVERY = 40, 5
+
+
+def command(output_dir: Path, *extra: str) -> list[str]:
+    # Shuffled data (the Trainer's seeded sampler), dropout-free tiny GPT, AdamW with a linear schedule: every piece
+    # of state the resumed run needs (weights, optimizer, scheduler, RNG, data position) is in the checkpoint.
+    return [sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--max_steps", str(STEPS),
+            "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--seed", "11", "--logging_steps", "5",
+            "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--report_to", "none", "--use_cpu", "true",
+            "--disable_tqdm", "true", *extra]
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(output_dir / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    reference = tmp_path / "uninterrupted"
+    done = subprocess.run(command(reference), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    first = killed / f"checkpoint-{SAVE_EVERY}"
+    run = subprocess.Popen(command(killed), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    # trainer_state.json is the last file of a checkpoint the Trainer writes.
+    while not (first / "trainer_state.json").exists():
+        assert run.poll() is None, run.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    run.stderr.close()
+    assert run.returncode == -signal.SIGKILL
+    assert not (killed / "model.safetensors").exists(), "the run finished before the kill: the test proves nothing"
+    latest = max((path for path in killed.glob("checkpoint-*")), key=lambda path: int(path.name.split("-")[1]))
+    if not (latest / "trainer_state.json").exists():  # killed while writing the next checkpoint: use the one before
+        latest = killed / f"checkpoint-{int(latest.name.split('-')[1]) - SAVE_EVERY}"
+    assert int(latest.name.split("-")[1]) < STEPS
+
+    resumed = subprocess.run(command(killed, "--resume_from_checkpoint", str(latest)), cwd=ROOT, env=ENV,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    expected, got = final_weights(reference), final_weights(killed)
+    assert expected.keys() == got.keys()
+    worst = max((expected[name] - got[name]).abs().max().item() for name in expected)
+    assert worst <= 1e-6, f"resumed weights differ from the uninterrupted run by {worst}"
+    start = load_file(latest / "model.safetensors")
+    assert max((start[name] - got[name]).abs().max().item() for name in got) > 1e-3  # the resumed run did train
