@@ -6,7 +6,6 @@ test messages into training); the WordPiece tokenizer is trained on the training
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import evaluate
@@ -42,9 +41,8 @@ def wordpiece_tokenizer(texts: list[str], vocab_size: int = 2000) -> PreTrainedT
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
-    )
+    special_ids = [(name, tok.token_to_id(name)) for name in ("[CLS]", "[SEP]")]
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=special_ids)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
 
