@@ -7,6 +7,9 @@ speed or contention hits both) and the median round is reported:
 * training step (forward with MLM labels on 15% of the tokens, backward, AdamW) tokens/s and peak memory;
 * inference (forward, no grad) tokens/s and peak memory.
 
+An extra training row runs the mini model with ``sparse_prediction=True`` (same weights): its MLM head
+projects only the masked 15% of positions onto the vocabulary, as the loss needs, instead of all of them.
+
 The ``ratio`` column is mini / HF for throughput (above 1 = mini faster) and mini / HF for memory
 (below 1 = mini smaller). Training MFU uses ``6 N + 12 L D T`` FLOPs per token (N parameters, L layers,
 D width, T length: a bidirectional encoder attends over all T keys) against the card's bf16 peak.
@@ -47,6 +50,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="steps per round")
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"))
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--no-sparse", action="store_true",
+                        help="skip the extra row for the mini model with sparse_prediction=True")
     return parser.parse_args(argv)
 
 
@@ -146,11 +151,14 @@ def run(args) -> list[dict]:
     mini = from_hf(hf)
     params = sum(p.numel() for p in mini.parameters())
     autocast = device == "cuda"
-    runners = {
-        "hf": _Runner(hf, device, autocast, getattr(args, "compile", False)),
-        "mini": _Runner(mini, device, autocast, getattr(args, "compile", False)),
-    }
+    compile_model = getattr(args, "compile", False)
+    runners = {"hf": _Runner(hf, device, autocast, compile_model), "mini": _Runner(mini, device, autocast, compile_model)}
+    if not getattr(args, "no_sparse", False) and not compile_model:
+        # same weights, but the MLM head scores only the masked 15% (logits (N, V) instead of (B, T, V))
+        sparse = from_hf(hf, sparse_prediction=True)
+        runners["mini_sparse"] = _Runner(sparse, device, autocast, False)
     batch = _mlm_batch(shape, device, torch.Generator().manual_seed(0))
+    max_diff = _parity(runners["hf"].model, runners["mini"].model, batch)
     tokens = shape["batch_size"] * shape["seq_len"] * steps
 
     results = {(name, kind): [] for name in runners for kind in ("train", "infer")}
@@ -163,27 +171,43 @@ def run(args) -> list[dict]:
 
     label = (f"{device} {args.attn} {'bf16 ' if autocast else ''}{'compiled ' if getattr(args, 'compile', False) else ''}"
              f"B={shape['batch_size']} T={shape['seq_len']} D={shape['hidden_size']} L={shape['num_hidden_layers']}")
-    rows = []
+    rows = [dict(benchmark="encoder-mlm", case=label, metric="eval logits max abs diff", hf=0.0, mini=max_diff,
+                 ratio=None)]
     for kind in ("train", "infer"):
         speed = {name: tokens / statistics.median(s for s, _ in results[(name, kind)]) for name in runners}
-        rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s", hf=speed["hf"],
-                         mini=speed["mini"], ratio=speed["mini"] / speed["hf"],
-                         hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
-                         mini_mfu=_mfu(speed["mini"], params, shape, device) if kind == "train" else None))
         peaks = {name: max((p for _, p in results[(name, kind)] if p is not None), default=None) for name in runners}
-        if peaks["hf"] is not None:
-            rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB",
-                             hf=peaks["hf"] / 2**30, mini=peaks["mini"] / 2**30, ratio=peaks["mini"] / peaks["hf"]))
+        # the sparse head changes only training (inference has no labels): report it for training alone
+        for name in [n for n in runners if n != "hf" and (kind == "train" or n == "mini")]:
+            suffix = " (sparse MLM head)" if name == "mini_sparse" else ""
+            rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s{suffix}", hf=speed["hf"],
+                             mini=speed[name], ratio=speed[name] / speed["hf"],
+                             hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
+                             mini_mfu=_mfu(speed[name], params, shape, device) if kind == "train" else None))
+            if peaks["hf"] is not None:
+                rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB{suffix}",
+                                 hf=peaks["hf"] / 2**30, mini=peaks[name] / 2**30, ratio=peaks[name] / peaks["hf"]))
     return rows
 
 
+def _parity(hf, mini, batch) -> float:
+    """Max |logits difference| of the two models in eval mode on the benchmark batch (weights are shared)."""
+    inputs = {k: v[:2] for k, v in batch.items() if k != "labels"}
+    hf.eval()
+    mini.eval()
+    with torch.no_grad():
+        return (hf(**inputs).logits.float() - mini(**inputs).logits.float()).abs().max().item()
+
+
 def format_rows(rows) -> str:
-    lines = [f"{'case':<58} {'metric':<24} {'HF':>12} {'mini':>12} {'mini/HF':>8}  MFU (HF / mini)"]
+    lines = [f"{'case':<58} {'metric':<36} {'HF':>12} {'mini':>12} {'mini/HF':>8}  MFU (HF / mini)"]
     for row in rows:
         mfu = ""
         if row.get("hf_mfu") is not None:
             mfu = f"{row['hf_mfu']:.1%} / {row['mini_mfu']:.1%}"
-        lines.append(f"{row['case']:<58} {row['metric']:<24} {row['hf']:>12,.1f} {row['mini']:>12,.1f} "
+        if row["ratio"] is None:
+            lines.append(f"{row['case']:<58} {row['metric']:<36} {'':>12} {row['mini']:>12.2e}")
+            continue
+        lines.append(f"{row['case']:<58} {row['metric']:<36} {row['hf']:>12,.1f} {row['mini']:>12,.1f} "
                      f"{row['ratio']:>8.3f}  {mfu}")
     return "\n".join(lines)
 

@@ -233,6 +233,9 @@ class MiniEncoderConfig(MiniConfig):
             0 disables segment embeddings.
         add_pooler: give :class:`MiniEncoderModel` a pooler (dense + tanh over the first token, BERT's
             ``[CLS]`` summary). The sequence-classification and multiple-choice heads always have one.
+        sparse_prediction: when the masked-LM head gets ``labels``, score only the labelled (masked) positions,
+            skipping the vocabulary projection for the ~85% of tokens the loss ignores; ``logits`` are then
+            (num_masked, vocab_size) instead of (B, T, vocab_size). Off by default (BERT's behaviour).
     """
 
     model_type = "mini_encoder"
@@ -252,12 +255,14 @@ class MiniEncoderConfig(MiniConfig):
         final_norm: bool | None = False,
         type_vocab_size: int = 2,
         add_pooler: bool = True,
+        sparse_prediction: bool = False,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
         **kwargs,
     ):
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
+        self.sparse_prediction = sparse_prediction
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -278,5 +283,6 @@ class MiniEncoderConfig(MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
-        if not isinstance(self.add_pooler, bool):
-            raise ValueError(f"`add_pooler` must be True or False; got {self.add_pooler!r}.")
+        for name in ("add_pooler", "sparse_prediction"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")

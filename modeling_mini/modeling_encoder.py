@@ -191,10 +191,16 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
     ) -> MaskedLMOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                              position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
-        logits = self.lm_head(self.transform(outputs.last_hidden_state))  # (B, T, V)
+        hidden_states = outputs.last_hidden_state
+        if labels is not None:
+            check_token_labels(labels, hidden_states.shape[:2])
+            if self.config.sparse_prediction:
+                # only masked positions count in the loss: project just those onto the vocabulary
+                scored = labels != -100
+                hidden_states, labels = hidden_states[scored], labels[scored]  # (N, D), (N,)
+        logits = self.lm_head(self.transform(hidden_states))  # (B, T, V), or (N, V) with sparse_prediction
         loss = None
         if labels is not None:
-            check_token_labels(labels, logits.shape[:2])
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                               attentions=outputs.attentions)

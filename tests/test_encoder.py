@@ -143,6 +143,26 @@ def test_masked_lm_head_is_tied_and_loss_counts_masked_tokens():
     assert model(ids).logits.shape == (2, 8, 120)
 
 
+def test_sparse_prediction_gives_the_same_loss_and_gradients():
+    """``sparse_prediction`` scores only the masked positions: same loss and gradients, (N, V) logits."""
+    ids, mask = padded_batch(left=False)
+    labels = torch.full_like(ids, -100)
+    labels[0, 1], labels[1, 3], labels[2, 5], labels[2, 8] = 7, 8, 9, 10
+    results = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = MiniEncoderForMaskedLM(tiny_encoder_config(sparse_prediction=sparse))
+        out = model(ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        results.append((out, {k: p.grad for k, p in model.named_parameters()}))
+    (dense, dense_grads), (sparse, sparse_grads) = results
+    assert dense.logits.shape == (3, 9, 99) and sparse.logits.shape == (4, 99)
+    torch.testing.assert_close(sparse.logits, dense.logits[labels != -100])
+    torch.testing.assert_close(sparse.loss, dense.loss)
+    for key in dense_grads:
+        torch.testing.assert_close(sparse_grads[key], dense_grads[key], msg=key)
+
+
 def test_binary_sigmoid_head():
     """The spam / not-spam head: one logit, sigmoid + binary cross-entropy."""
     config = tiny_encoder_config(num_labels=1, problem_type="multi_label_classification")
@@ -408,6 +428,7 @@ def test_pipelines(tmp_path, wordpiece_tokenizer):
         ({"hidden_size": 30}, "num_attention_heads"),
         ({"type_vocab_size": -1}, "type_vocab_size"),
         ({"add_pooler": "yes"}, "add_pooler"),
+        ({"sparse_prediction": 1}, "sparse_prediction"),
         ({"hidden_act": "tanh"}, "hidden_act"),
         ({"position_embedding_type": "relative_key"}, "position_embedding_type"),
         ({"norm_position": "middle"}, "norm_position"),
