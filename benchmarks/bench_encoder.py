@@ -17,6 +17,11 @@ D width, T length: a bidirectional encoder attends over all T keys) against the 
     python benchmarks/bench_encoder.py                    # CPU, small shape
     python benchmarks/bench_encoder.py --device cuda      # BERT-base, B=32, T=512, bf16 autocast, sdpa
 
+Measured on one H100 (torch 2.11, transformers 5.24, BERT-base, B=32, T=512, bf16 autocast, sdpa), mini / HF:
+training 0.97x (228K vs 234K tokens/s, 16.4% vs 16.9% MFU), with ``sparse_prediction`` 1.31x (306K tokens/s,
+22.1% MFU, 0.73x peak memory); inference 1.37x (912K vs 668K tokens/s); with ``--compile`` training 0.97x
+(386K vs 397K tokens/s) and inference 1.00x; eval logits identical (max abs diff 0).
+
 ``run(args)`` returns the rows as dicts (for ``benchmarks/`` drivers); ``main`` prints them.
 """
 
@@ -65,7 +70,8 @@ def _mlm_batch(shape, device, generator):
     masked = torch.rand(ids.shape, generator=generator) < 0.15
     labels = torch.where(masked, ids, -100)
     ids = ids.masked_fill(masked, 4)
-    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids), labels=labels)
+    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
+                 labels=labels)
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -152,7 +158,8 @@ def run(args) -> list[dict]:
     params = sum(p.numel() for p in mini.parameters())
     autocast = device == "cuda"
     compile_model = getattr(args, "compile", False)
-    runners = {"hf": _Runner(hf, device, autocast, compile_model), "mini": _Runner(mini, device, autocast, compile_model)}
+    runners = {"hf": _Runner(hf, device, autocast, compile_model),
+               "mini": _Runner(mini, device, autocast, compile_model)}
     if not getattr(args, "no_sparse", False) and not compile_model:
         # same weights, but the MLM head scores only the masked 15% (logits (N, V) instead of (B, T, V))
         sparse = from_hf(hf, sparse_prediction=True)
@@ -169,7 +176,7 @@ def run(args) -> list[dict]:
             for name, runner in runners.items():  # alternate HF and mini within each round
                 results[(name, kind)].append(getattr(runner, kind)(batch, steps))
 
-    label = (f"{device} {args.attn} {'bf16 ' if autocast else ''}{'compiled ' if getattr(args, 'compile', False) else ''}"
+    label = (f"{device} {args.attn} {'bf16 ' if autocast else ''}{'compiled ' if compile_model else ''}"
              f"B={shape['batch_size']} T={shape['seq_len']} D={shape['hidden_size']} L={shape['num_hidden_layers']}")
     rows = [dict(benchmark="encoder-mlm", case=label, metric="eval logits max abs diff", hf=0.0, mini=max_diff,
                  ratio=None)]

@@ -156,7 +156,8 @@ def _from_hf(hf_model, **overrides):
     if pooler is None:  # BertModel may be built with or without its pooler
         pooler = hf_model.pooler is not None
     if isinstance(hf_model, BertForQuestionAnswering) and hf_model.config.num_labels != 2:
-        raise ValueError(f"BertForQuestionAnswering needs `num_labels=2` (start, end); got {hf_model.config.num_labels}.")
+        raise ValueError(
+            f"BertForQuestionAnswering needs `num_labels=2` (start, end); got {hf_model.config.num_labels}.")
     config = mini_config_from_bert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     mini_prefix, hf_prefix = _prefixes(mini_cls)

@@ -84,8 +84,10 @@ def test_bert_model_without_pooler_round_trips():
     [
         (BertForMaskedLM, lambda b: {"labels": torch.where(b["attention_mask"].bool(), b["input_ids"], -100)}),
         (BertForSequenceClassification, lambda b: {"labels": torch.tensor([0, 2, 1])}),
-        (BertForTokenClassification, lambda b: {"labels": torch.where(b["attention_mask"].bool(), b["input_ids"] % 3, -100)}),
-        (BertForQuestionAnswering, lambda b: {"start_positions": torch.tensor([1, 2, 50]), "end_positions": torch.tensor([3, 4, 5])}),
+        (BertForTokenClassification,
+         lambda b: {"labels": torch.where(b["attention_mask"].bool(), b["input_ids"] % 3, -100)}),
+        (BertForQuestionAnswering,
+         lambda b: {"start_positions": torch.tensor([1, 2, 50]), "end_positions": torch.tensor([3, 4, 5])}),
         (BertForMultipleChoice, lambda b: {"labels": torch.tensor([2, 0])}),
     ],
     ids=lambda x: getattr(x, "__name__", ""),

@@ -178,7 +178,8 @@ def test_binary_sigmoid_head():
 @pytest.mark.parametrize(
     ("problem_type", "num_labels", "labels", "loss_fn"),
     [
-        ("single_label_classification", 3, torch.tensor([0, 2, 1]), lambda z, y: torch.nn.functional.cross_entropy(z, y)),
+        ("single_label_classification", 3, torch.tensor([0, 2, 1]),
+         lambda z, y: torch.nn.functional.cross_entropy(z, y)),
         ("multi_label_classification", 3, torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 1]]),
          lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y)),
         ("regression", 2, torch.randn(3, 2), lambda z, y: torch.nn.functional.mse_loss(z, y)),
@@ -328,14 +329,16 @@ def test_auto_classes_and_auto_map(tmp_path):
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     expected = {"AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification",
                 "AutoModelForTokenClassification", "AutoModelForQuestionAnswering", "AutoModelForMultipleChoice"}
-    assert set(auto_map) == expected and all(v.startswith(("modeling_encoder.", "configuration_mini.")) for v in auto_map.values())
+    assert set(auto_map) == expected
+    assert all(v.startswith(("modeling_encoder.", "configuration_mini.")) for v in auto_map.values())
     assert type(AutoConfig.from_pretrained(tmp_path)) is MiniEncoderConfig
     ids, mask = padded_batch(left=False)
     reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
     assert type(reloaded) is MiniEncoderForMaskedLM
     with torch.no_grad():  # meta-device loading left nothing uninitialised (sinusoidal positions included)
         torch.testing.assert_close(reloaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
-    for auto, cls in [(AutoModel, MiniEncoderModel), (AutoModelForSequenceClassification, MiniEncoderForSequenceClassification),
+    for auto, cls in [(AutoModel, MiniEncoderModel),
+                      (AutoModelForSequenceClassification, MiniEncoderForSequenceClassification),
                       (AutoModelForTokenClassification, MiniEncoderForTokenClassification),
                       (AutoModelForQuestionAnswering, MiniEncoderForQuestionAnswering),
                       (AutoModelForMultipleChoice, MiniEncoderForMultipleChoice)]:
