@@ -9,6 +9,7 @@ this module.
   encoder-decoder). With ``query="viu"`` it shows, for every head, which tokens that word attends to.
 * :func:`plot_positional_encoding`: the sinusoidal position matrix and the position similarity it induces.
 * :func:`plot_masks`: the causal (decoder) mask next to the bidirectional (encoder) one, as the models build them.
+* :func:`plot_normalization`: what LayerNorm and RMSNorm do to each token's mean and spread.
 * :func:`plot_activations`: ReLU, GELU, SiLU and sigmoid with their derivatives.
 * :func:`plot_training_loss`: the loss curve of a Trainer output folder (``trainer_state.json``).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +38,7 @@ __all__ = [
     "plot_activations",
     "plot_attention",
     "plot_masks",
+    "plot_normalization",
     "plot_positional_encoding",
     "plot_training_loss",
     "main",
@@ -319,6 +322,51 @@ def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0) -> Pa
     return _save(fig, path)
 
 
+# ------------------------------------------------------------------------------------------- normalisation
+
+
+def plot_normalization(path, *, num_tokens: int = 200, hidden_size: int = 64, seed: int = 0) -> Path:
+    """Per-token mean and standard deviation of hidden states before and after LayerNorm and RMSNorm.
+
+    The inputs get a random offset and scale per token. LayerNorm maps every token to mean 0, std 1 (one
+    point); RMSNorm only fixes the root mean square, so ``mean^2 + std^2 = 1``: the tokens land on the unit
+    circle. Both are the model's own layers (``normalization.build_norm``) at initialisation.
+    """
+    from .normalization import build_norm
+
+    generator = torch.Generator().manual_seed(seed)
+    offset = 3 * torch.randn(num_tokens, 1, generator=generator)
+    scale = torch.rand(num_tokens, 1, generator=generator) * 3 + 0.2
+    hidden = offset + scale * torch.randn(num_tokens, hidden_size, generator=generator)  # (tokens, D)
+    series = {"input hidden states": hidden}
+    for norm_type in ("layernorm", "rmsnorm"):
+        config = SimpleNamespace(norm_type=norm_type, hidden_size=hidden_size, layer_norm_eps=1e-5)
+        with torch.no_grad():
+            series[f"after {'LayerNorm' if norm_type == 'layernorm' else 'RMSNorm'}"] = build_norm(config)(hidden)
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    styles = {"input hidden states": dict(color="grey", alpha=0.5, s=12),
+              "after LayerNorm": dict(color="#d62728", s=90, marker="x"),
+              "after RMSNorm": dict(color="#1f77b4", s=14)}
+    for name, values in series.items():
+        mean, std = values.mean(-1), values.std(-1, unbiased=False)
+        left.scatter(mean, std, label=name, **styles[name])
+        if name != "input hidden states":
+            right.scatter(mean, std, label=name, **styles[name])
+    circle = torch.linspace(0, math.pi, 200)
+    right.plot(torch.cos(circle), torch.sin(circle), color="#1f77b4", linewidth=0.8, linestyle="--",
+               label="mean² + std² = 1 (unit RMS)")
+    right.set_aspect("equal")
+    right.set_ylim(0, 1.5)
+    for ax, title in ((left, "per token: mean and std of its features"), (right, "after normalisation (zoom)")):
+        ax.set_xlabel("mean over features")
+        ax.set_ylabel("standard deviation over features")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------------------------- activations
 
 
@@ -463,6 +511,7 @@ def demo(out_dir, *, steps: int = 150) -> list[Path]:
         plot_activations(out_dir / "activations.png"),
         plot_positional_encoding(out_dir / "positional_encoding.png"),
         plot_masks(out_dir / "masks.png", padding=2),
+        plot_normalization(out_dir / "normalization.png"),
     ]
     with tempfile.TemporaryDirectory() as run_dir:
         model, tokenizer = train_demo_gpt(run_dir, steps=steps)
@@ -514,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", default=DEMO_SENTENCE, help="words to label the axes with")
     p.add_argument("--padding", type=int, default=0, help="number of padding tokens at the end")
 
+    p = sub.add_parser("normalization", help="per-token mean / std before and after LayerNorm and RMSNorm")
+    p.add_argument("-o", "--output", required=True)
+
     p = sub.add_parser("activations", help="ReLU, GELU, SiLU, sigmoid and their derivatives")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--names", nargs="+", default=["relu", "gelu", "silu", "sigmoid"])
@@ -539,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
                                             layout=args.layout)]
     elif args.command == "masks":
         written = [plot_masks(args.output, tokens=args.text.split(), padding=args.padding)]
+    elif args.command == "normalization":
+        written = [plot_normalization(args.output)]
     elif args.command == "activations":
         written = [plot_activations(args.output, names=tuple(args.names))]
     elif args.command == "loss":

@@ -105,6 +105,10 @@ def test_masks_picture(tmp_path):
     assert_png(path, viz.mask_figure_size(4))
 
 
+def test_normalization_picture(tmp_path):
+    assert_png(viz.plot_normalization(tmp_path / "norm.png", num_tokens=20, hidden_size=8), (11, 4.6))
+
+
 def test_activations_picture(tmp_path):
     assert_png(viz.plot_activations(tmp_path / "act.png"), (11, 4.2))
     with pytest.raises(ValueError, match="hidden_act"):
@@ -180,6 +184,7 @@ def test_cli_draws_from_a_saved_model(tmp_path, gpt, bpe_tokenizer, capsys):
         "positional": ["positional", "--positions", "16", "--hidden-size", "8"],
         "masks": ["masks", "--padding", "1"],
         "activations": ["activations", "--names", "relu", "sigmoid"],
+        "normalization": ["normalization"],
         "loss": ["loss", str(tmp_path / "model")],
     }
     for name, argv in outputs.items():
