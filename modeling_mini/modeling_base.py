@@ -50,7 +50,8 @@ class MiniPreTrainedModel(PreTrainedModel):
         ``trust_remote_code=True``. ``push_to_hub`` and ``Trainer.save_model`` go through here too.
         """
         family = {
-            auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto, cls in self.family_auto_classes.items()
+            auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+            for auto, cls in self.family_auto_classes.items()
         }
         config_cls = type(self.config)
         family["AutoConfig"] = f"{config_cls.__module__.rsplit('.', 1)[-1]}.{config_cls.__name__}"
@@ -156,6 +157,15 @@ def check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length
             f"`{name}` must have shape (batch_size, sequence_length) = ({batch}, {length}) with 1 for tokens to "
             f"attend to and 0 for padding (or be 4D); got shape {tuple(attention_mask.shape)}."
         )
+
+
+def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels") -> None:
+    """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T)."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"`{name}` must hold integer class ids (-100 to ignore a position); got dtype {labels.dtype}.")
+    if tuple(labels.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
+                         f"got {tuple(labels.shape)}.")
 
 
 def resolve_problem_type(config, labels: torch.Tensor) -> str:

@@ -32,6 +32,7 @@ from .modeling_base import (
     MiniEmbeddings,
     MiniPreTrainedModel,
     check_attention_mask,
+    check_token_labels,
     last_token_pool,
     register_family,
     sequence_classification_loss,
@@ -145,6 +146,8 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
+        if labels is not None:
+            check_token_labels(labels, hidden_states.shape[:2])  # (B, T): the loss shifts them by one itself
         # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
@@ -244,6 +247,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
         loss = None
         if labels is not None:
+            check_token_labels(labels, logits.shape[:2])
             loss = self.loss_function(logits, labels, self.config, **kwargs)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

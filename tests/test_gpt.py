@@ -1,0 +1,597 @@
+"""The GPT family end to end on tiny CPU configs: Auto classes and remote code, generation and the cache,
+attention backends, training integrations (Trainer, checkpointing, compile, PEFT, pipelines), the heads'
+losses and pooling, and the errors bad input gets."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY, padded_batch, tiny_gpt_config
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    Trainer,
+    TrainingArguments,
+    pipeline,
+)
+
+import modeling_mini
+from modeling_mini import (
+    MiniGPTConfig,
+    MiniGPTForCausalLM,
+    MiniGPTForSequenceClassification,
+    MiniGPTForTokenClassification,
+    MiniGPTModel,
+)
+
+GPT_AUTO = {
+    "AutoModel": (AutoModel, MiniGPTModel),
+    "AutoModelForCausalLM": (AutoModelForCausalLM, MiniGPTForCausalLM),
+    "AutoModelForSequenceClassification": (AutoModelForSequenceClassification, MiniGPTForSequenceClassification),
+    "AutoModelForTokenClassification": (AutoModelForTokenClassification, MiniGPTForTokenClassification),
+}
+
+
+def lm(**overrides) -> MiniGPTForCausalLM:
+    torch.manual_seed(0)
+    return MiniGPTForCausalLM(tiny_gpt_config(**overrides)).eval()
+
+
+def left_padded_batch():
+    """``padded_batch`` with every row's padding moved to the left (rows padded by 3, 2 and 0)."""
+    ids, mask = padded_batch(left=True)
+    order = torch.argsort(mask, dim=1, stable=True)  # pads (0) first, real tokens (1) after, in order
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Per-row positions that skip left padding: what ``generate`` passes for a left-padded batch."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+# --- Auto classes, saving, remote code ------------------------------------------------------------------------------
+
+
+def test_import_registers_every_auto_class_and_a_saved_folder_loads_through_each(tmp_path):
+    model = lm()
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is MiniGPTConfig
+    ids, mask = padded_batch(left=False)
+    with torch.no_grad():
+        hidden = model.model(ids, attention_mask=mask).last_hidden_state
+        logits = model(ids, attention_mask=mask).logits
+    for auto, cls in GPT_AUTO.values():
+        loaded = auto.from_pretrained(tmp_path).eval()  # AutoModel / heads from a saved ForCausalLM
+        assert type(loaded) is cls
+        backbone = loaded if cls is MiniGPTModel else loaded.model
+        with torch.no_grad():
+            torch.testing.assert_close(backbone(ids, attention_mask=mask).last_hidden_state, hidden, atol=0, rtol=0)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids, attention_mask=mask).logits, logits, atol=0, rtol=0)
+
+
+def test_saved_config_has_an_auto_map_for_every_auto_class(tmp_path):
+    MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=2)).save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    expected = {name: f"modeling_gpt.{cls.__name__}" for name, (_, cls) in GPT_AUTO.items()}
+    assert auto_map == {**expected, "AutoConfig": "configuration_mini.MiniGPTConfig"}
+    copied = {p.name for p in tmp_path.glob("*.py")}
+    assert {"modeling_gpt.py", "configuration_mini.py", "attention.py", "blocks.py", "positional.py"} <= copied
+    assert not list(tmp_path.glob("*.bin")) and (tmp_path / "model.safetensors").exists()
+
+
+_REMOTE = textwrap.dedent("""
+    import sys
+    repo = sys.argv[2]
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", repo)]  # the venv may live inside the repo
+    for finder in list(sys.meta_path):  # the editable install's finder would still map the name to the repo
+        if "editable" in type(finder).__module__.lower() or "editable" in type(finder).__name__.lower():
+            sys.meta_path.remove(finder)
+    sys.modules["modeling_mini"] = None
+    try:
+        import modeling_mini  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("modeling_mini is importable: the test would prove nothing")
+    import torch
+    torch.set_num_threads(1)  # as in the parent (conftest): the same reduction order, bit-identical logits
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    folder = sys.argv[1]
+    batch = torch.load(folder + "/batch.pt")
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert model.lm_head.weight is model.model.embeddings.embed_tokens.weight
+    with torch.no_grad():
+        torch.save(model(**batch).logits, folder + "/remote_logits.pt")
+    generated = model.generate(batch["input_ids"][1:2, :6], max_new_tokens=5, do_sample=False, pad_token_id=0)
+    torch.save(generated, folder + "/remote_generated.pt")
+    for auto in (AutoModel, AutoModelForSequenceClassification):
+        print(type(auto.from_pretrained(folder, trust_remote_code=True)).__name__)
+""")
+
+
+def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
+    model = lm(position_embedding_type="rotary")
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    ids, mask = padded_batch(left=False)
+    torch.save({"input_ids": ids, "attention_mask": mask}, folder / "batch.pt")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(modeling_mini.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", _REMOTE, str(folder), repo], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.split() == ["MiniGPTModel", "MiniGPTForSequenceClassification"]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(folder / "remote_logits.pt"), model(ids, attention_mask=mask).logits,
+                                   atol=0, rtol=0)
+    expected = model.generate(ids[1:2, :6], max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert torch.equal(torch.load(folder / "remote_generated.pt"), expected)
+
+
+# --- generation and the cache ---------------------------------------------------------------------------------------
+
+POSITION_TYPES = ["sinusoidal", "learned", "rotary", "none"]
+
+
+@pytest.mark.parametrize("position_embedding_type", POSITION_TYPES)
+def test_cached_generation_equals_the_uncached_forward(position_embedding_type):
+    model = lm(position_embedding_type=position_embedding_type, num_key_value_heads=2)
+    ids = torch.randint(3, 99, (2, 5))
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0, return_dict_in_generate=True, output_scores=True)
+    cached = model.generate(ids, use_cache=True, **kwargs)
+    uncached = model.generate(ids, use_cache=False, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(torch.stack(cached.scores), torch.stack(uncached.scores), atol=1e-5, rtol=1e-5)
+    # and each step's scores are the full forward's last-position logits on the sequence so far
+    with torch.no_grad():
+        full = model(cached.sequences, use_cache=False).logits  # (B, T0 + new, V)
+    for step, scores in enumerate(cached.scores):
+        torch.testing.assert_close(scores, full[:, ids.shape[1] - 1 + step], atol=1e-5, rtol=1e-5)
+
+
+def test_incremental_forward_with_a_cache_equals_one_forward():
+    model = lm(position_embedding_type="rotary")
+    ids, mask = padded_batch(left=True)
+    positions = mask_positions(mask)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, position_ids=positions).logits
+        first = model(ids[:, :6], attention_mask=mask[:, :6], position_ids=positions[:, :6], use_cache=True)
+        rest = model(ids[:, 6:], attention_mask=mask, position_ids=positions[:, 6:], cache=first.cache)
+    real = mask.bool()
+    torch.testing.assert_close(torch.cat([first.logits, rest.logits], 1)[real], full[real], atol=1e-5, rtol=1e-5)
+    assert rest.cache.get_seq_length() == ids.shape[1]
+
+
+@pytest.mark.parametrize("position_embedding_type", POSITION_TYPES)
+def test_left_padded_batch_generates_what_each_row_generates_alone(position_embedding_type):
+    model = lm(position_embedding_type=position_embedding_type)
+    ids, mask = left_padded_batch()
+    assert (mask[:, 0] == 0).sum() == 2 and (mask[:, -1] == 1).all()
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    batch = model.generate(ids, attention_mask=mask, **kwargs)
+    for row in range(ids.shape[0]):
+        alone = model.generate(ids[row : row + 1, mask[row].bool()], **kwargs)
+        assert torch.equal(batch[row, -6:], alone[0, -6:]), row
+
+
+def test_greedy_sampling_and_beam_search():
+    model = lm()
+    ids = torch.randint(3, 99, (2, 4))
+    greedy = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    with torch.no_grad():  # greedy = argmax of the forward at every step
+        logits = model(greedy).logits
+    assert torch.equal(greedy[:, 4:], logits[:, 3:-1].argmax(-1))
+
+    def sample(seed):
+        torch.manual_seed(seed)
+        return model.generate(ids, max_new_tokens=6, do_sample=True, top_k=0, temperature=1.5, pad_token_id=0)
+
+    assert torch.equal(sample(1), sample(1))  # seeded sampling is reproducible...
+    assert not all(torch.equal(sample(1), sample(seed)) for seed in (2, 3, 4))  # ... and actually samples
+
+    beams = model.generate(ids, max_new_tokens=6, num_beams=3, num_return_sequences=3, do_sample=False,
+                           pad_token_id=0, output_scores=True, return_dict_in_generate=True, length_penalty=0.0)
+    assert beams.sequences.shape == (6, 10)
+    with torch.no_grad():  # the returned score is the sequence's log-probability; the best beam beats greedy
+        logp = model(beams.sequences).logits[:, 3:-1].log_softmax(-1)
+        seq_logp = logp.gather(-1, beams.sequences[:, 4:, None]).squeeze(-1).sum(-1)
+        greedy_logp = model(greedy).logits[:, 3:-1].log_softmax(-1).gather(-1, greedy[:, 4:, None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(beams.sequences_scores, seq_logp, atol=1e-4, rtol=1e-4)
+    assert (seq_logp.view(2, 3)[:, 0] >= greedy_logp - 1e-5).all()
+
+
+@pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])
+def test_static_cache_equals_the_dynamic_cache(position_embedding_type):
+    model = lm(position_embedding_type=position_embedding_type)
+    ids, mask = left_padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0, output_scores=True,
+                  return_dict_in_generate=True)
+    dynamic = model.generate(ids, **kwargs)
+    static = model.generate(ids, cache_implementation="static", **kwargs)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-5, rtol=1e-5)
+
+
+# --- attention backends, outputs, compile ---------------------------------------------------------------------------
+
+BACKEND_CONFIGS = [
+    dict(position_embedding_type="sinusoidal"),
+    dict(position_embedding_type="learned"),
+    dict(position_embedding_type="rotary", num_key_value_heads=2),
+    dict(position_embedding_type="none", num_key_value_heads=1),
+    dict(norm_position="post", norm_type="rmsnorm", hidden_act="swiglu"),
+    dict(norm_type="rmsnorm", hidden_act="geglu", attention_bias=False, mlp_bias=False),
+]
+
+
+@pytest.mark.parametrize("overrides", BACKEND_CONFIGS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("left", [True, False], ids=["left", "right"])
+def test_eager_and_sdpa_agree_on_a_padded_batch(overrides, left):
+    ids, mask = padded_batch(left=left)
+    positions = mask_positions(mask)
+    outputs = {}
+    for impl in ("eager", "sdpa"):
+        torch.manual_seed(0)
+        model = MiniGPTForCausalLM(tiny_gpt_config(**overrides, attn_implementation=impl)).eval()
+        assert model.config._attn_implementation == impl
+        with torch.no_grad():
+            outputs[impl] = model(ids, attention_mask=mask, position_ids=positions).logits
+    real = mask.bool()
+    torch.testing.assert_close(outputs["sdpa"][real], outputs["eager"][real], atol=1e-5, rtol=1e-5)
+
+
+def test_attentions_and_hidden_states_are_returned():
+    model = lm(attn_implementation="eager")
+    ids, mask = padded_batch(left=True)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    batch, length = ids.shape
+    assert len(out.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert all(h.shape == (batch, length, TINY["hidden_size"]) for h in out.hidden_states)
+    torch.testing.assert_close(out.hidden_states[0], model.model.embeddings(ids, None, torch.arange(length)[None]))
+    allowed = torch.ones(length, length).tril().bool()[None] & mask.bool()[:, None, :]  # (B, T, S)
+    assert len(out.attentions) == TINY["num_hidden_layers"]
+    for weights in out.attentions:
+        assert weights.shape == (batch, TINY["num_attention_heads"], length, length)
+        real_queries = mask.bool()[:, None, :, None].expand_as(weights)
+        kept = weights.masked_fill(~allowed[:, None], 0)
+        torch.testing.assert_close(kept.sum(-1)[real_queries[..., 0]], torch.ones(int(real_queries[..., 0].sum())))
+        assert weights.masked_select(~allowed[:, None] & real_queries).abs().max() == 0
+
+
+def test_torch_compile_fullgraph_runs_the_forward():
+    model = lm(position_embedding_type="rotary")
+    ids, mask = padded_batch(left=False)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)  # fullgraph: raises on any graph break
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+    train = lm(position_embedding_type="learned").train()
+    compiled = torch.compile(train, backend="eager", fullgraph=True)
+    compiled(ids, attention_mask=mask, labels=ids).loss.backward()
+    assert train.lm_head.weight.grad is not None
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_matches_eager():
+    torch._dynamo.reset()
+    model = lm(position_embedding_type="learned")
+    ids, mask = padded_batch(left=False)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits,
+                                   atol=1e-5, rtol=1e-5)
+
+
+# --- training integrations ------------------------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    ids, mask = padded_batch(left=False)
+    labels = ids.masked_fill(mask == 0, -100)
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MiniGPTForCausalLM(tiny_gpt_config(hidden_dropout=0.1)).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.model.layers)
+        torch.manual_seed(1)  # same dropout masks: checkpointing replays the RNG state
+        loss = model(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        results.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for key, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][key], grad, msg=key)
+
+
+def test_resize_token_embeddings_keeps_the_tied_head(tmp_path):
+    model = lm()
+    model.resize_token_embeddings(120)
+    embed = model.model.embeddings.embed_tokens
+    assert model.lm_head.weight is embed.weight and embed.weight.shape == (120, TINY["hidden_size"])
+    assert model.config.vocab_size == 120
+    ids = torch.tensor([[3, 110, 119]])  # ids the old vocabulary did not have
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, 3, 120)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert reloaded.lm_head.weight is reloaded.model.embeddings.embed_tokens.weight
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, logits, atol=0, rtol=0)
+
+
+def test_text_generation_pipeline(tmp_path, bpe_tokenizer):
+    tok = bpe_tokenizer
+    model = lm(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+               eos_token_id=tok.eos_token_id)
+    prompt = "the cat sat"
+    out = pipeline("text-generation", model=model, tokenizer=tok)(prompt, max_new_tokens=5, do_sample=False)
+    text = out[0]["generated_text"]
+    assert text.startswith(prompt) and len(text) > len(prompt)
+    expected = model.generate(**tok(prompt, return_tensors="pt"), max_new_tokens=5, do_sample=False)
+    assert text == tok.decode(expected[0], skip_special_tokens=True)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    from_dir = pipeline("text-generation", model=str(tmp_path))(prompt, max_new_tokens=5, do_sample=False)
+    assert from_dir[0]["generated_text"] == text
+
+
+def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model = lm()
+    model.save_pretrained(tmp_path / "base")  # before wrapping: PEFT edits the model in place
+    peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
+                                                  target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    layers = TINY["num_hidden_layers"]
+    assert sum("q_proj" in n for n in trainable) == sum("v_proj" in n for n in trainable) == 2 * layers  # A and B
+    ids, mask = padded_batch(left=False)
+    labels = ids.masked_fill(mask == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    frozen = peft_model.base_model.model.lm_head.weight.detach().clone()
+    with torch.no_grad():
+        before = peft_model(ids, attention_mask=mask, labels=labels).loss
+    peft_model.train()
+    for _ in range(4):
+        peft_model(ids, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    peft_model.eval()
+    with torch.no_grad():
+        after = peft_model(ids, attention_mask=mask, labels=labels)
+    assert after.loss < before
+    assert torch.equal(peft_model.base_model.model.lm_head.weight, frozen)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids, attention_mask=mask).logits, after.logits, atol=0, rtol=0)
+        merged = reloaded.merge_and_unload()
+        assert type(merged) is MiniGPTForCausalLM
+        torch.testing.assert_close(merged(ids, attention_mask=mask).logits, after.logits, atol=1e-5, rtol=0)
+    assert merged.generate(ids[1:2, :4], max_new_tokens=3, pad_token_id=0).shape == (1, 7)
+
+
+# --- Trainer: gradient accumulation equals the joined batch ---------------------------------------------------------
+
+
+def _causal_rows():
+    """Four rows with 2, 7, 3 and 5 label tokens: per-micro-batch means would weight them wrongly."""
+    g = torch.Generator().manual_seed(3)
+    rows = []
+    for real in (3, 8, 4, 6):  # label tokens after the one-position shift: real - 1
+        ids = torch.randint(3, 99, (8,), generator=g)
+        mask = (torch.arange(8) < real).long()
+        ids = ids.masked_fill(mask == 0, 0)
+        rows.append({"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)})
+    return rows
+
+
+def _classification_rows():
+    g = torch.Generator().manual_seed(4)
+    rows = []
+    for real, label in zip((3, 8, 4, 6), (0, 2, 1, 2), strict=True):
+        ids = torch.randint(3, 99, (8,), generator=g)
+        mask = (torch.arange(8) < real).long()
+        rows.append({"input_ids": ids.masked_fill(mask == 0, 0), "attention_mask": mask, "labels": torch.tensor(label)})
+    return rows
+
+
+def _one_trainer_step(tmp_path, cls, rows, batch_size, accumulation, optim):
+    torch.manual_seed(0)
+    model = cls(tiny_gpt_config(num_labels=3))
+    args = TrainingArguments(output_dir=str(tmp_path / f"{cls.__name__}-{accumulation}"), max_steps=1,
+                             per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                             learning_rate=0.5 if optim == "sgd" else 1e-2, optim=optim, lr_scheduler_type="constant",
+                             warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0, report_to="none", use_cpu=True,
+                             save_strategy="no", logging_strategy="no", seed=0, data_seed=0)
+    Trainer(model=model, args=args, train_dataset=rows).train()
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    ("cls", "rows", "optim"),
+    [(MiniGPTForCausalLM, _causal_rows, "sgd"), (MiniGPTForSequenceClassification, _classification_rows, "sgd"),
+     (MiniGPTForCausalLM, _causal_rows, "adamw_torch")],
+    ids=["causal-lm-sgd", "seq-cls-sgd", "causal-lm-adamw"],
+)
+def test_gradient_accumulation_equals_one_step_on_the_joined_batch(tmp_path, cls, rows, optim):
+    joined = _one_trainer_step(tmp_path, cls, rows(), batch_size=4, accumulation=1, optim=optim)
+    accumulated = _one_trainer_step(tmp_path, cls, rows(), batch_size=2, accumulation=2, optim=optim)
+    torch.manual_seed(0)
+    initial = dict(cls(tiny_gpt_config(num_labels=3)).named_parameters())
+    assert max((joined[k] - initial[k]).abs().max().item() for k in joined) > 1e-3  # the step did something
+    for key in joined:
+        torch.testing.assert_close(accumulated[key], joined[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_causal_lm_loss_counts_tokens_across_micro_batches():
+    """The loss with ``num_items_in_batch`` is a sum over tokens / the count over all micro-batches."""
+    model = lm()
+    rows = _causal_rows()
+    ids = torch.stack([r["input_ids"] for r in rows])
+    labels = torch.stack([r["labels"] for r in rows])
+    with torch.no_grad():
+        logits = model(ids).logits
+        reference = F.cross_entropy(logits[:, :-1].reshape(-1, 99), labels[:, 1:].reshape(-1), ignore_index=-100)
+        total = int((labels[:, 1:] != -100).sum())
+        halves = [model(ids[i:i + 2], labels=labels[i:i + 2], num_items_in_batch=total).loss for i in (0, 2)]
+    torch.testing.assert_close(model(ids, labels=labels).loss, reference)
+    torch.testing.assert_close(sum(halves), reference)
+
+
+# --- heads: classification losses and pooling -----------------------------------------------------------------------
+
+
+def _seq_logits_and_loss(num_labels, labels, problem_type=None):
+    torch.manual_seed(0)
+    model = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=num_labels, problem_type=problem_type)).eval()
+    ids, mask = padded_batch(left=False)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, labels=labels)
+    return out.logits, out.loss
+
+
+def test_binary_single_sigmoid_logit_head():
+    labels = torch.tensor([1, 0, 1])  # integer labels (B,), as a dataset gives them
+    logits, loss = _seq_logits_and_loss(1, labels, "multi_label_classification")
+    assert logits.shape == (3, 1)
+    torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits[:, 0], labels.float()))
+    probability = modeling_mini.binary_probability(logits)
+    assert ((probability > 0) & (probability < 1)).all()
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "num_labels", "labels", "reference"),
+    [
+        ("single_label_classification", 3, torch.tensor([0, 2, 1]), lambda lo, la: F.cross_entropy(lo, la)),
+        (None, 3, torch.tensor([0, 2, 1]), lambda lo, la: F.cross_entropy(lo, la)),
+        ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
+         lambda lo, la: F.binary_cross_entropy_with_logits(lo, la)),
+        ("regression", 1, torch.tensor([0.5, -1.0, 2.0]), lambda lo, la: F.mse_loss(lo[:, 0], la)),
+        ("regression", 2, torch.randn(3, 2), lambda lo, la: F.mse_loss(lo, la)),
+    ],
+)
+def test_sequence_classification_losses_equal_the_torch_formulas(problem_type, num_labels, labels, reference):
+    logits, loss = _seq_logits_and_loss(num_labels, labels, problem_type)
+    assert logits.shape == (3, num_labels)
+    torch.testing.assert_close(loss, reference(logits, labels))
+
+
+@pytest.mark.parametrize("left", [True, False], ids=["left", "right"])
+def test_sequence_classification_pools_the_last_real_token(left):
+    torch.manual_seed(0)
+    model = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=3)).eval()
+    ids, mask = padded_batch(left=left)
+    with torch.no_grad():
+        batch = model(ids, attention_mask=mask, position_ids=mask_positions(mask)).logits
+        alone = torch.cat([model(ids[i : i + 1, mask[i].bool()]).logits for i in range(ids.shape[0])])
+        by_pad_id = model(ids, position_ids=mask_positions(mask)).logits  # no mask: found from pad_token_id
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+    if not left:
+        torch.testing.assert_close(by_pad_id, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_token_classification_loss_and_shapes():
+    torch.manual_seed(0)
+    model = MiniGPTForTokenClassification(tiny_gpt_config(num_labels=5)).eval()
+    ids, mask = padded_batch(left=False)
+    labels = (ids % 5).masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (3, 9, 5)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.reshape(-1, 5), labels.reshape(-1)))
+
+
+# --- bad input ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"hidden_size": 30}, "hidden_size.*num_attention_heads"),
+        ({"num_key_value_heads": 3}, "num_key_value_heads"),
+        ({"hidden_act": "tanh"}, "hidden_act.*'relu'.*'swiglu'"),
+        ({"position_embedding_type": "alibi"}, "position_embedding_type.*'sinusoidal'.*'rotary'"),
+        ({"norm_type": "batchnorm"}, "norm_type.*'layernorm'.*'rmsnorm'"),
+        ({"norm_position": "middle"}, "norm_position.*'pre'.*'post'"),
+        ({"hidden_size": 0}, "hidden_size.*>= 1"),
+        ({"num_hidden_layers": -1}, "num_hidden_layers.*>= 1"),
+        ({"vocab_size": 0}, "vocab_size.*>= 1"),
+        ({"intermediate_size": 0}, "intermediate_size.*>= 1"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings.*>= 1"),
+        ({"hidden_dropout": 1.5}, "hidden_dropout"),
+        ({"pad_token_id": 99}, "pad_token_id.*vocab_size=99"),
+    ],
+)
+def test_bad_config_raises_naming_the_field_and_allowed_values(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_gpt_config(**overrides)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = lm(position_embedding_type="learned")
+    ids = torch.randint(3, 99, (2, 6))
+    with pytest.raises(ValueError, match=r"input_ids.*99.*vocab_size=99"):
+        model(torch.full_like(ids, 99))
+    with pytest.raises(ValueError, match=r"input_ids.*-1.*vocab_size=99"):
+        model(torch.full_like(ids, -1))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.randint(3, 99, (1, TINY["max_position_embeddings"] + 1)))
+    with pytest.raises(ValueError, match=r"attention_mask.*\(2, 6\)"):
+        model(ids, attention_mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(ids, attention_mask=torch.ones(6))
+    with pytest.raises(ValueError, match="input_ids.*inputs_embeds"):
+        model()
+    with pytest.raises(ValueError, match="labels.*shape"):
+        model(ids, labels=ids[:, :4])
+    with pytest.raises(ValueError, match="labels.*dtype"):
+        model(ids, labels=ids.float())
+    tagger = MiniGPTForTokenClassification(tiny_gpt_config(num_labels=3))
+    with pytest.raises(ValueError, match="labels.*shape"):
+        tagger(ids, labels=ids[:, :4] % 3)
+    with pytest.raises(ValueError, match="labels.*dtype"):
+        tagger(ids, labels=(ids % 3).float())
+    rotary = lm(position_embedding_type="rotary")
+    assert rotary(torch.randint(3, 99, (1, TINY["max_position_embeddings"] + 8))).logits.shape[1] == 72
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "num_labels", "labels", "match"),
+    [
+        ("single_label_classification", 3, torch.tensor([0.0, 1.0]), "dtype"),
+        ("single_label_classification", 3, torch.tensor([[0], [1]]), "shape"),
+        ("single_label_classification", 3, torch.tensor([0, 3]), r"\[0, 3\)"),
+        ("multi_label_classification", 3, torch.tensor([1.0, 0.0]), "shape"),
+        ("multi_label_classification", 1, torch.tensor([2, 1]), "0 or 1"),
+        ("regression", 2, torch.randn(2, 3), "shape"),
+    ],
+)
+def test_classification_labels_must_fit_the_problem_type(problem_type, num_labels, labels, match):
+    model = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=num_labels, problem_type=problem_type))
+    with pytest.raises(ValueError, match=match):
+        model(torch.randint(3, 99, (2, 5)), labels=labels)
+
+
+def test_package_exports_the_family():
+    for name in ("MiniGPTConfig", "MiniGPTModel", "MiniGPTForCausalLM", "MiniGPTForSequenceClassification",
+                 "MiniGPTForTokenClassification"):
+        assert name in modeling_mini.__all__ and hasattr(modeling_mini, name)
+    assert issubclass(MiniGPTForCausalLM, __import__("transformers").GenerationMixin)
