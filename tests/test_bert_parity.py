@@ -119,3 +119,15 @@ def test_unsupported_options_raise():
     mini.config.position_embedding_type = "sinusoidal"
     with pytest.raises(ValueError, match="position_embedding_type"):
         to_hf(mini)
+
+
+def test_converted_checkpoint_saves_and_reloads_through_auto(tmp_path):
+    """The user flow: BERT -> from_hf -> save_pretrained -> AutoModelForMaskedLM, still equal to BERT."""
+    from transformers import AutoModelForMaskedLM
+
+    hf = build(BertForMaskedLM)
+    from_hf(hf).save_pretrained(tmp_path)
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    batch = inputs(BertForMaskedLM)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, hf(**batch).logits, atol=1e-5, rtol=0)
