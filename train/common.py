@@ -1,0 +1,394 @@
+"""What ``pretrain.py`` and ``finetune.py`` share: arguments and recipes, data, tokenizers, model configs, the
+NaN guard and the output folder.
+
+Each concept has one small function here; the two scripts only wire them together.
+"""
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import yaml
+from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainerCallback
+
+TRAIN_DIR = Path(__file__).resolve().parent
+ROOT = TRAIN_DIR.parent
+MODELS_DIR = ROOT / "configuration" / "models"
+METRICS_DIR = TRAIN_DIR / "metrics"
+if str(TRAIN_DIR) not in sys.path:
+    sys.path.insert(0, str(TRAIN_DIR))
+
+FAMILIES = ("gpt", "encoder", "seq2seq")
+#: Config class name in ``modeling_mini`` of each family, and the model_type that identifies it.
+FAMILY_CONFIG = {"gpt": "MiniGPTConfig", "encoder": "MiniEncoderConfig", "seq2seq": "MiniSeq2SeqConfig"}
+MODEL_TYPE_FAMILY = {"mini_gpt": "gpt", "mini_encoder": "encoder", "mini_seq2seq": "seq2seq"}
+#: File extension -> ``datasets`` builder for local data files.
+FILE_BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv",
+                 ".parquet": "parquet"}
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """``ValueError`` naming the field and the allowed values when ``value`` is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+
+@dataclass
+class ModelArguments:
+    """Which model to build or load, and its tokenizer."""
+
+    family: str = field(default="gpt", metadata={"help": f"model family: one of {', '.join(FAMILIES)}"})
+    model_config: str | None = field(default=None, metadata={
+        "help": "size preset (tiny, small, base: configuration/models/<family>-<preset>.json) or a path to a "
+                "config JSON / folder; used when training from scratch"})
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "pretrained mini checkpoint to start from: a local folder or a Hub id"})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={
+        "help": "existing tokenizer (folder or Hub id); default: the checkpoint's, else one trained on the data"})
+    tokenizer_vocab_size: int = field(default=8000, metadata={
+        "help": "vocabulary size of a tokenizer trained on the training split (when none is given)"})
+    from_scratch: bool = field(default=False, metadata={
+        "help": "random initialisation with the checkpoint's config (the baseline a pretrained start must beat)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow code from a Hub checkpoint"})
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is cut. No data argument at all: the embedded default."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "a Hub dataset name (or a local dataset folder)"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "the dataset's configuration name"})
+    train_files: list[str] | None = field(default=None, metadata={
+        "help": "local training files: txt (one text a line), json/jsonl, csv or parquet"})
+    validation_files: list[str] | None = field(default=None, metadata={"help": "local validation files"})
+    text_column: str = field(default="text", metadata={"help": "column holding the input text"})
+    validation_split_percentage: float = field(default=5.0, metadata={
+        "help": "percentage of train held out for validation when the data has no validation split"})
+    streaming: bool = field(default=False, metadata={"help": "stream the data (corpora larger than memory)"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "keep only this many training rows"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "keep only this many validation rows"})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for datasets.map"})
+    max_length: int = field(default=128, metadata={
+        "help": "tokens per training block (pretraining) or per example (fine-tuning)"})
+
+
+def recipe_to_argv(recipe: dict, parser: HfArgumentParser) -> list[str]:
+    """A recipe dict as command-line arguments, after checking every key is a known field."""
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ValueError(f"Unknown recipe key(s) {unknown}; every key must be an argument of the script "
+                         f"(see --help).")
+    argv = []
+    for key, value in recipe.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        argv.append(f"--{key}")
+        argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in values)
+    return argv
+
+
+def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
+    """Parse ``[recipe.yaml|recipe.json] [--overrides ...]`` into the dataclasses.
+
+    A recipe is a flat mapping of argument names to values; command-line arguments after it win. An unknown
+    key is a ``ValueError`` before anything else runs.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and Path(argv[0]).suffix in (".yaml", ".yml", ".json"):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise ValueError(f"recipe file {path} does not exist.")
+        recipe = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(recipe, dict):
+            raise ValueError(f"recipe {path} must be a mapping of argument names to values.")
+        argv = recipe_to_argv(recipe, parser) + argv
+    parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    *objects, remaining = parsed
+    if remaining:
+        raise ValueError(f"Unknown argument(s) {remaining}; see --help.")
+    return tuple(objects)
+
+
+def resolved_recipe(*objects) -> dict:
+    """Every argument of the run as one flat dict (secrets dropped), ready to write as YAML."""
+    recipe = {}
+    for obj in objects:
+        values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+        for key, value in values.items():
+            if "token" in key and key not in ("tokenizer_name_or_path", "tokenizer_vocab_size"):
+                continue  # hub_token and friends: never written to disk
+            recipe[key] = value.value if hasattr(value, "value") else value
+    return recipe
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming) -> datasets.DatasetDict:
+    if dataset_name:
+        return datasets.load_dataset(dataset_name, dataset_config_name, streaming=streaming)
+    files = {"train": list(train_files)}
+    if validation_files:
+        files["validation"] = list(validation_files)
+    suffixes = {Path(f).suffix.lower() for f in files["train"] + files.get("validation", [])}
+    for suffix in suffixes:
+        check_choice("the data file extension", suffix, tuple(FILE_BUILDERS))
+    builders = {FILE_BUILDERS[s] for s in suffixes}
+    if len(builders) > 1:
+        raise ValueError(f"data files must all be of one format; got {sorted(suffixes)}.")
+    for path in files["train"] + files.get("validation", []):
+        if not Path(path).is_file():
+            raise ValueError(f"data file {path} does not exist.")
+    return datasets.load_dataset(builders.pop(), data_files=files, streaming=streaming)
+
+
+def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files=None, validation_files=None,
+                     text_column="text", validation_split_percentage=5.0, streaming=False, default=None,
+                     evaluation_split="validation", required_columns=(), seed=42):
+    """``{"train", evaluation_split}`` splits of the data, checked for the needed columns and for emptiness.
+
+    With no dataset name and no files, ``default()`` gives the data (the embedded corpus if ``default`` is
+    None). Data with no evaluation split is split here (``validation_split_percentage`` of train, seeded).
+    """
+    if dataset_name or train_files:
+        raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming)
+    else:
+        if default is None:
+            from embedded_data import load_default_corpus as default
+        raw = default()
+        if streaming:
+            raw = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in raw.items()})
+    if "train" not in raw:
+        raise ValueError(f"the data has no 'train' split; its splits are {list(raw)}.")
+    if evaluation_split not in raw:
+        other = next((s for s in ("validation", "test", "valid", "dev") if s in raw), None)
+        if other is not None:
+            raw[evaluation_split] = raw.pop(other)
+        elif streaming:
+            count = max(1, int(validation_split_percentage * 10))  # a fixed head of the stream, e.g. 50 rows at 5%
+            raw = datasets.IterableDatasetDict({"train": raw["train"].skip(count),
+                                                evaluation_split: raw["train"].take(count)})
+        else:
+            if not len(raw["train"]):
+                raise ValueError("the training data is empty.")
+            parts = raw["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
+            raw = datasets.DatasetDict({"train": parts["train"], evaluation_split: parts["test"]})
+    for name in ("train", evaluation_split):
+        split = raw[name]
+        columns = split.column_names or []
+        for column in (text_column, *required_columns):
+            if columns and column not in columns:
+                raise ValueError(f"the {name} data has no column {column!r}; its columns are {columns}. "
+                                 "Pick the right one with --text_column / --label_column.")
+        if not streaming and not len(split):
+            raise ValueError(f"the {name} data is empty.")
+    return raw
+
+
+def limit(split, count: int | None):
+    """The first ``count`` rows (all when None)."""
+    if count is None:
+        return split
+    if isinstance(split, datasets.IterableDataset):
+        return split.take(count)
+    return split.select(range(min(count, len(split))))
+
+
+def pack_blocks(examples: dict, block_size: int) -> dict:
+    """Concatenate tokenised texts and cut them into full ``block_size`` blocks (the remainder is dropped)."""
+    ids = [token for sequence in examples["input_ids"] for token in sequence]
+    usable = len(ids) // block_size * block_size
+    return {"input_ids": [ids[i:i + block_size] for i in range(0, usable, block_size)]}
+
+
+# ------------------------------------------------------------------------------------------ tokenizer, config
+
+def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str) -> PreTrainedTokenizerBase:
+    """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``."""
+    name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if name:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
+    if texts is None:
+        raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
+    from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
+
+    return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size)
+
+
+def resolve_preset(spec: str, family: str) -> Path:
+    """A preset name (``tiny``), a preset file name (``gpt-tiny``) or a path -> the config JSON path."""
+    for candidate in (Path(spec), MODELS_DIR / f"{family}-{spec}.json", MODELS_DIR / f"{spec}.json",
+                      MODELS_DIR / spec):
+        if candidate.is_dir() and (candidate / "config.json").is_file():
+            return candidate / "config.json"
+        if candidate.is_file():
+            return candidate
+    presets = sorted(p.stem for p in MODELS_DIR.glob(f"{family}-*.json"))
+    raise ValueError(f"model_config={spec!r} is neither a preset of family {family!r} ({presets}) nor a config "
+                     "file or folder.")
+
+
+def family_config_class(family: str):
+    import modeling_mini
+
+    check_choice("family", family, FAMILIES)
+    name = FAMILY_CONFIG[family]
+    if not hasattr(modeling_mini, name):
+        raise ValueError(f"family {family!r} is not available in this version of modeling_mini.")
+    return getattr(modeling_mini, name)
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, family: str) -> dict:
+    """pad / bos / eos (and decoder_start for seq2seq) ids of the tokenizer, for the model config."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": bos, "eos_token_id": eos}
+    if family == "seq2seq":
+        ids["decoder_start_token_id"] = eos if bos is None else bos
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+def build_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, **overrides):
+    """The model config from a preset / config path, sized to the tokenizer (``vocab_size`` defaults to it)."""
+    family = model_args.family
+    cls = family_config_class(family)
+    spec = model_args.model_config or "tiny"
+    values = json.loads(resolve_preset(spec, family).read_text())
+    model_type = values.pop("model_type", cls.model_type)
+    if model_type != cls.model_type:
+        raise ValueError(f"model_config {spec!r} is a {model_type!r} config, not one of family {family!r} "
+                         f"({cls.model_type!r}).")
+    for key in ("architectures", "auto_map", "transformers_version", "dtype"):
+        values.pop(key, None)
+    values.setdefault("vocab_size", len(tokenizer))
+    values.update(special_token_ids(tokenizer, family))
+    values.update(overrides)
+    config = cls(**values)
+    check_vocab_fits(tokenizer, config)
+    return config
+
+
+def check_vocab_fits(tokenizer: PreTrainedTokenizerBase, config) -> None:
+    """``ValueError`` when the tokenizer can produce ids the model's embedding does not have."""
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                         f"{config.vocab_size}: use a smaller tokenizer or a config with vocab_size >= "
+                         f"{len(tokenizer)}.")
+
+
+def family_of(config) -> str:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_TYPE_FAMILY:
+        raise ValueError(f"the checkpoint is a {model_type!r} model, not a mini family "
+                         f"({', '.join(MODEL_TYPE_FAMILY)}).")
+    return MODEL_TYPE_FAMILY[model_type]
+
+
+# ---------------------------------------------------------------------------------------------- training run
+
+class NaNGuard(TrainerCallback):
+    """Stop the run when the loss (or gradient norm) is NaN / infinite, before a broken checkpoint is saved.
+
+    The check runs on every log (the logged loss is a running mean, so one NaN step makes it NaN) and, at each
+    step that is about to save a checkpoint, on the weights themselves. The last good checkpoint stays on disk;
+    the script reports it and exits with an error instead of saving the final model.
+    """
+
+    def __init__(self):
+        self.bad_step = None
+        self.what = None
+
+    def _stop(self, state, control, what):
+        self.bad_step, self.what = state.global_step, what
+        control.should_training_stop = True
+        control.should_save = False
+        control.should_evaluate = False
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                return self._stop(state, control, f"{key} = {value}")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save and model is not None:
+            import torch
+
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                return self._stop(state, control, "non-finite weights")
+
+    def raise_if_stopped(self, output_dir) -> None:
+        if self.bad_step is None:
+            return
+        checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        last = str(checkpoints[-1]) if checkpoints else "none was saved yet"
+        raise RuntimeError(f"Training stopped at step {self.bad_step}: {self.what}. The final model was not saved; "
+                           f"the last good checkpoint is {last}. Lower the learning rate or check the data, then "
+                           "resume with --resume_from_checkpoint.")
+
+
+def metric(name: str):
+    """A local ``evaluate`` module from ``train/metrics/<name>`` (no Hub access)."""
+    import evaluate
+
+    return evaluate.load(str(METRICS_DIR / name))
+
+
+def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, metrics: dict, base_model=None,
+               push: dict | None = None) -> None:
+    """Write the output folder: model, tokenizer, state, resolved recipe, loss curve, model card; then push."""
+    output_dir = Path(trainer.args.output_dir)
+    trainer.save_model()
+    trainer.save_state()
+    trainer.log_metrics("final", metrics)
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(output_dir)
+    trainer.save_metrics("all", metrics)
+    (output_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=True))
+    from modeling_mini.visualize import plot_training_loss
+
+    try:
+        plot_training_loss(output_dir, output_dir / "loss_curve.png")
+    except ValueError as error:  # nothing logged (a very short run)
+        print(f"no loss curve: {error}")
+    from modeling_mini.hub import write_model_card
+
+    keep = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
+            "num_train_epochs", "warmup_steps", "weight_decay", "seed", "max_length", "lr_scheduler_type")
+    hyperparameters = {key: recipe[key] for key in keep if key in recipe}
+    write_model_card(output_dir, config=trainer.model.config, task=task, datasets=datasets_used,
+                     metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                     hyperparameters=hyperparameters, base_model=base_model,
+                     repo_id=(push or {}).get("repo_id"))
+    if push:
+        from modeling_mini.hub import publish_folder
+
+        commit = publish_folder(output_dir, push["repo_id"], private=push.get("private", False),
+                                token=push.get("token"))
+        print(f"pushed {output_dir} to {push['repo_id']}" + ("" if commit else " (no change)"))
+
+
+def take_push_settings(training_args) -> dict | None:
+    """Push once, at the end, with :func:`modeling_mini.hub.publish_folder` (model, tokenizer, card, code).
+
+    The Trainer's own push would upload each checkpoint and replace our model card with its generic one, so
+    ``--push_to_hub`` is read here and switched off for the Trainer.
+    """
+    if not training_args.push_to_hub:
+        return None
+    if not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id user/name.")
+    push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
+            "private": bool(training_args.hub_private_repo)}
+    training_args.push_to_hub = False
+    return push

@@ -1,0 +1,205 @@
+"""Pretrain a mini model from scratch: causal LM (gpt), masked LM (encoder) or denoising (seq2seq).
+
+    python train/pretrain.py configuration/recipes/pretrain-gpt-small.yaml --learning_rate 1e-3
+    python train/pretrain.py --family encoder --model_config tiny --train_files corpus.txt --output_dir out \\
+        --max_steps 200
+    accelerate launch --config_file configuration/accelerate/multi_gpu.yaml train/pretrain.py <recipe.yaml>
+
+With no data argument it trains on the embedded default corpus. The text is tokenised with a batched
+multi-process ``map`` and packed into blocks of ``--max_length`` tokens; the objective is the family's:
+
+* gpt: next-token prediction (``DataCollatorForLanguageModeling(mlm=False)``);
+* encoder: 15% of tokens masked (80% ``[MASK]``, 10% random, 10% kept), as BERT (``mlm_probability``);
+* seq2seq: text infilling, as BART (:class:`TextInfillingCollator`).
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+OBJECTIVES = {"gpt": "causal-lm", "encoder": "masked-lm", "seq2seq": "denoising"}
+MODEL_CLASSES = {"gpt": "MiniGPTForCausalLM", "encoder": "MiniEncoderForMaskedLM",
+                 "seq2seq": "MiniSeq2SeqForConditionalGeneration"}
+
+
+@dataclass
+class PretrainArguments:
+    """Settings of the pretraining objectives."""
+
+    mlm_probability: float = field(default=0.15, metadata={"help": "encoder: share of tokens to mask"})
+    noise_density: float = field(default=0.3, metadata={"help": "seq2seq: share of tokens inside masked spans"})
+    mean_span_length: float = field(default=3.0, metadata={"help": "seq2seq: mean (Poisson) masked-span length"})
+
+
+@dataclass
+class TextInfillingCollator:
+    """BART-style text infilling for encoder-decoder pretraining.
+
+    For each block of token ids, spans whose lengths are drawn from Poisson(``mean_span_length``) are chosen
+    until about ``noise_density`` of the tokens are covered; each span is replaced by ONE mask token (a
+    zero-length span inserts a mask). The encoder reads the corrupted text; the decoder must regenerate the
+    original block (``labels``), so the model learns to fill gaps of unknown length. Inputs are right-padded
+    with ``pad_token_id`` (attention mask 0); the model shifts ``labels`` right to build ``decoder_input_ids``.
+    """
+
+    mask_token_id: int
+    pad_token_id: int
+    noise_density: float = 0.3
+    mean_span_length: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self):
+        self.rng = np.random.default_rng(self.seed)
+
+    def corrupt(self, ids: list[int]) -> list[int]:
+        length = len(ids)
+        budget = int(round(length * self.noise_density))
+        masked = np.zeros(length, dtype=bool)
+        starts = []
+        while masked.sum() < budget:
+            span = min(int(self.rng.poisson(self.mean_span_length)), budget - int(masked.sum()))
+            start = int(self.rng.integers(0, length))
+            if masked[start]:
+                continue
+            starts.append(start)
+            masked[start:start + span] = True
+            if span == 0:
+                break  # an inserted mask; stop so a budget of 0 spans ends
+        out, i = [], 0
+        starts = set(starts)
+        while i < length:
+            if i in starts:
+                out.append(self.mask_token_id)
+                if masked[i]:
+                    while i < length and masked[i]:
+                        i += 1
+                    continue
+            if not masked[i]:
+                out.append(ids[i])
+            i += 1
+        return out
+
+    def __call__(self, examples: list[dict]) -> dict:
+        originals = [list(example["input_ids"]) for example in examples]
+        corrupted = [self.corrupt(ids) for ids in originals]
+        width = max(map(len, corrupted))
+        input_ids = torch.full((len(examples), width), self.pad_token_id)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, ids in enumerate(corrupted):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            attention_mask[row, :len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor(originals)}
+
+
+def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, seed: int):
+    if family == "gpt":
+        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    if tokenizer.mask_token_id is None:
+        raise ValueError(f"family {family!r} needs a tokenizer with a mask token; {tokenizer.name_or_path!r} has none.")
+    if family == "encoder":
+        return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pretrain_args.mlm_probability)
+    return TextInfillingCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, pretrain_args.noise_density,
+                                 pretrain_args.mean_span_length, seed)
+
+
+def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
+    """Token ids packed into ``max_length`` blocks; documents are separated by the tokenizer's end token."""
+    text_column = data_args.text_column
+    # Room for the tokenizer's own special tokens is not needed: packed blocks are raw token streams.
+    streaming = not hasattr(raw["train"], "__len__")
+    columns = raw["train"].column_names or [text_column]
+
+    def tokenize(batch):
+        return tokenizer(batch[text_column], add_special_tokens=True, return_attention_mask=False, verbose=False)
+
+    map_options = {} if streaming else {"num_proc": data_args.preprocessing_num_workers,
+                                        "desc": "tokenising"}
+    tokenized = raw.map(tokenize, batched=True, remove_columns=columns, **map_options)
+    pack_options = {} if streaming else {"num_proc": data_args.preprocessing_num_workers,
+                                         "desc": f"packing into blocks of {data_args.max_length}"}
+    packed = tokenized.map(common.pack_blocks, batched=True, fn_kwargs={"block_size": data_args.max_length},
+                           remove_columns=["input_ids"] if streaming else tokenized["train"].column_names,
+                           **pack_options)
+    if not streaming:
+        for name, split in packed.items():
+            if not len(split):
+                raise ValueError(f"the {name} data holds fewer than max_length={data_args.max_length} tokens: "
+                                 "no full block to train on; add data or lower --max_length.")
+    return packed
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, pretrain_args, training_args = common.parse_arguments(
+        (common.ModelArguments, common.DataArguments, PretrainArguments, TrainingArguments), argv)
+    family = model_args.family
+    common.check_choice("family", family, common.FAMILIES)
+    common.family_config_class(family)  # the family exists in this version
+    push = common.take_push_settings(training_args)
+    set_seed(training_args.seed)
+
+    raw = common.load_text_splits(
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        train_files=data_args.train_files, validation_files=data_args.validation_files,
+        text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
+        streaming=data_args.streaming, seed=training_args.seed)
+    raw["train"] = common.limit(raw["train"], data_args.max_train_samples)
+    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples)
+
+    texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
+    tokenizer = common.load_tokenizer(model_args, texts, family=family)
+    if model_args.model_name_or_path:  # continue pretraining a checkpoint
+        from transformers import AutoConfig
+
+        import modeling_mini  # noqa: F401  (registers the Auto classes)
+
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path,
+                                            trust_remote_code=model_args.trust_remote_code)
+        if common.family_of(config) != family:
+            raise ValueError(f"--model_name_or_path is a {common.family_of(config)!r} model but --family is "
+                             f"{family!r}.")
+        common.check_vocab_fits(tokenizer, config)
+    else:
+        config = common.build_config(model_args, tokenizer)
+    if data_args.max_length > config.max_position_embeddings and config.position_embedding_type == "learned":
+        raise ValueError(f"max_length={data_args.max_length} exceeds the model's max_position_embeddings="
+                         f"{config.max_position_embeddings}.")
+
+    with training_args.main_process_first(desc="tokenising"):
+        blocks = tokenize_and_pack(raw, tokenizer, data_args, family=family)
+
+    import modeling_mini
+
+    model_class = getattr(modeling_mini, MODEL_CLASSES[family])
+    if model_args.model_name_or_path:
+        model = model_class.from_pretrained(model_args.model_name_or_path)
+    else:
+        model = model_class(config)
+    guard = common.NaNGuard()
+    trainer = Trainer(model=model, args=training_args, train_dataset=blocks["train"],
+                      eval_dataset=blocks["validation"], processing_class=tokenizer,
+                      data_collator=build_collator(family, tokenizer, pretrain_args, training_args.seed),
+                      callbacks=[guard])
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    guard.raise_if_stopped(training_args.output_dir)
+    metrics = dict(result.metrics)
+    metrics.update(trainer.evaluate())
+    metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+    trainer.log_metrics("eval", {"perplexity": metrics["perplexity"]})
+    recipe = common.resolved_recipe(model_args, data_args, pretrain_args, training_args)
+    data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
+                                           "embedded default corpus (Python documentation)")
+    common.finish_run(trainer, tokenizer, recipe=recipe, task=OBJECTIVES[family], datasets_used=[data_name],
+                      metrics=metrics, base_model=model_args.model_name_or_path, push=push)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
