@@ -1,0 +1,308 @@
+"""Publishing to the Hugging Face Hub: the model card and the upload of an output folder.
+
+* :func:`write_model_card` renders ``model_card.md`` into ``<output_dir>/README.md``: YAML metadata the Hub
+  indexes (``library_name``, ``pipeline_tag``, tags, datasets, metrics and ``model-index`` results, licence),
+  then prose (family, size, data, hyperparameters, final metrics, intended use, how to load it).
+* :func:`publish_folder` uploads a finished output folder with ``huggingface_hub``: weights (safetensors
+  only), config with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer and card.
+  Checkpoints, logs and pickles (``.bin`` / ``.pt``) never leave the machine.
+
+The template: ``model_card.md`` at the repository root is the one to edit. An installed wheel does not ship
+the repository root, so this module embeds a compact fallback (``_FALLBACK_TEMPLATE``) with the same
+placeholders; ``tests/test_hub.py`` renders both. Pass ``template=`` to use your own.
+
+This module is not imported by model code, so it is never copied into checkpoints.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+#: Canonical task -> (Hub pipeline tag, Auto class that loads the model for it). Aliases below.
+TASKS = {
+    "causal-lm": ("text-generation", "AutoModelForCausalLM"),
+    "masked-lm": ("fill-mask", "AutoModelForMaskedLM"),
+    "denoising": ("text2text-generation", "AutoModelForSeq2SeqLM"),
+    "translation": ("translation", "AutoModelForSeq2SeqLM"),
+    "sequence-classification": ("text-classification", "AutoModelForSequenceClassification"),
+    "token-classification": ("token-classification", "AutoModelForTokenClassification"),
+    "question-answering": ("question-answering", "AutoModelForQuestionAnswering"),
+    "feature-extraction": ("feature-extraction", "AutoModel"),
+}
+_TASK_ALIASES = {
+    "clm": "causal-lm", "causal": "causal-lm", "lm": "causal-lm", "text-generation": "causal-lm", "pretrain-gpt": "causal-lm",
+    "mlm": "masked-lm", "fill-mask": "masked-lm",
+    "span-corruption": "denoising", "text-infilling": "denoising", "seq2seq": "denoising",
+    "text2text-generation": "denoising",
+    "classification": "sequence-classification", "text-classification": "sequence-classification",
+    "binary-classification": "sequence-classification", "multiclass-classification": "sequence-classification",
+    "ner": "token-classification", "bio": "token-classification", "qa": "question-answering",
+}
+#: config.model_type -> (family, one-line summary).
+FAMILIES = {
+    "mini_gpt": ("gpt", "decoder-only, causal self-attention, like GPT-2"),
+    "mini_encoder": ("encoder", "encoder-only, bidirectional self-attention, like BERT"),
+    "mini_seq2seq": ("seq2seq", "encoder-decoder with cross-attention, like BART / Marian"),
+}
+#: What :func:`publish_folder` uploads. Everything else (checkpoint-*/, runs/, logs, pickles) stays local.
+ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "*.py",
+                  "tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
+                  "README.md", "*.png"]
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
+                   "*.pickle", "training_args*", "optimizer*", "scheduler*", "rng_state*", "*.log", "*.out",
+                   "__pycache__/**", "*.pyc", "*/**"]
+
+
+def normalize_task(task: str) -> str:
+    """``"causal_lm"``, ``"mlm"``, ``"text-classification"``... -> a key of :data:`TASKS`; ``ValueError`` otherwise."""
+    key = str(task).strip().lower().replace("_", "-").replace(" ", "-")
+    key = _TASK_ALIASES.get(key, key)
+    if key not in TASKS:
+        allowed = sorted(set(TASKS) | set(_TASK_ALIASES))
+        raise ValueError(f"task={task!r} is not a known task; allowed values: {allowed}")
+    return key
+
+
+def _template_text(template: str | os.PathLike | None) -> str:
+    if template is not None:
+        return Path(template).read_text(encoding="utf-8")
+    repo_template = Path(__file__).resolve().parents[1] / "model_card.md"  # source checkout / editable install
+    if repo_template.is_file():
+        return repo_template.read_text(encoding="utf-8")
+    return _FALLBACK_TEMPLATE
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(rows: Mapping, header=("name", "value")) -> str:
+    if not rows:
+        return "_none recorded_"
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v).replace('|', '/')} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def _metric_name(key: str) -> str:
+    return key.removeprefix("eval_").removeprefix("test_")
+
+
+def write_model_card(
+    output_dir,
+    *,
+    config,
+    task: str,
+    datasets: str | Sequence[str] | None,
+    metrics: Mapping[str, float] | None,
+    hyperparameters: Mapping[str, object] | None,
+    base_model: str | None = None,
+    **extra,
+) -> Path:
+    """Render the model card into ``output_dir/README.md`` and return its path.
+
+    Args:
+        output_dir: the run's output folder.
+        config: the model config (a mini config instance, or its dict).
+        task: what the model was trained for (see :data:`TASKS`; ``"causal_lm"``, ``"mlm"``, ``"translation"``...).
+        datasets: dataset names or descriptions (Hub ids go into the metadata as they are).
+        metrics: final metrics of the run, e.g. ``{"eval_loss": 2.1, "perplexity": 8.2}``; numbers only are kept.
+        hyperparameters: the settings worth reporting (learning rate, batch size, steps...).
+        base_model: the checkpoint fine-tuned from, if any (a Hub id or a local path).
+        extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default apache-2.0),
+            ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
+            (the name shown in ``model-index``).
+    """
+    from huggingface_hub import EvalResult, ModelCardData
+
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    model_type = cfg.get("model_type", "")
+    if model_type not in FAMILIES:
+        raise ValueError(f"config.model_type={model_type!r} is not a mini family; allowed values: {sorted(FAMILIES)}")
+    family, summary = FAMILIES[model_type]
+    task_key = normalize_task(task)
+    pipeline_tag, auto_class = TASKS[task_key]
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    datasets = [str(d) for d in (datasets or [])]
+    numeric = {k: float(v) for k, v in (metrics or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    repo_id = extra.pop("repo_id", None) or f"<user>/{Path(output_dir).resolve().name}"
+    model_name = extra.pop("model_name", None) or repo_id.split("/")[-1]
+    tags = ["mini-transformers", family, f"mini-{family}", task_key] + list(extra.pop("tags", []) or [])
+    dataset_name = extra.pop("dataset_name", None) or (datasets[0] if datasets else "unspecified")
+
+    eval_results = [
+        EvalResult(task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
+                   metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
+        for k, v in numeric.items()
+        if not k.endswith(("runtime", "per_second", "_epoch", "epoch"))
+    ]
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        license=extra.pop("license", "apache-2.0"),
+        language=extra.pop("language", None),
+        tags=list(dict.fromkeys(tags)),
+        datasets=[d for d in datasets if "/" in d or d.replace("-", "").replace("_", "").isalnum()] or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        base_model=base_model if base_model and not os.path.exists(base_model) else None,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    n_params = extra.pop("num_parameters", None)
+    template = extra.pop("template", None)
+    values = {
+        "metadata": card_data.to_yaml(),
+        "model_name": model_name,
+        "repo_id": repo_id,
+        "family": family,
+        "family_title": family.upper() if family == "gpt" else family.capitalize(),
+        "family_summary": summary,
+        "model_type": model_type,
+        "task_title": task_key.replace("-", " "),
+        "auto_class": auto_class,
+        "num_parameters": f"{n_params:,}" if isinstance(n_params, int) else _estimate_parameters(cfg),
+        "num_layers": cfg.get("num_hidden_layers", "?"),
+        "hidden_size": cfg.get("hidden_size", "?"),
+        "num_heads": cfg.get("num_attention_heads", "?"),
+        "intermediate_size": cfg.get("intermediate_size", "?"),
+        "vocab_size": cfg.get("vocab_size", "?"),
+        "position_embedding_type": cfg.get("position_embedding_type", "?"),
+        "max_positions": cfg.get("max_position_embeddings", "?"),
+        "norm_type": cfg.get("norm_type", "?"),
+        "norm_position": cfg.get("norm_position", "?"),
+        "base_model": base_model or "none (trained from scratch)",
+        "datasets_prose": "\n".join(f"- {d}" for d in datasets) or "_not recorded_",
+        "hyperparameters_table": _table(dict(hyperparameters or {}), ("hyperparameter", "value")),
+        "metrics_table": _table(numeric, ("metric", "value")),
+        **{k: _fmt(v) for k, v in extra.items()},
+    }
+    text = string.Template(_template_text(template)).safe_substitute(values)
+    path = Path(output_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _estimate_parameters(cfg: Mapping) -> str:
+    """Rough count from the config (embeddings + per-layer attention and FFN), for cards written without a model."""
+    try:
+        d, ff, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    except KeyError:
+        return "unknown"
+    return f"about {vocab * d + layers * (4 * d * d + 2 * d * ff):,}"
+
+
+def _uploadable(folder: Path) -> list[str]:
+    """Relative paths :func:`publish_folder` would upload (top-level files matching ALLOW, not IGNORE)."""
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if any(fnmatch.fnmatch(rel, pat) for pat in IGNORE_PATTERNS):
+            continue
+        if any(fnmatch.fnmatch(rel, pat) for pat in ALLOW_PATTERNS):
+            out.append(rel)
+    return out
+
+
+def check_publishable(folder) -> list[str]:
+    """Validate an output folder before upload; return the files that would be sent.
+
+    ``ValueError`` when it is not a saved mini model: no ``config.json``, a config without ``auto_map``
+    (no remote code), or no safetensors weights (a folder with only pickled ``.bin`` / ``.pt`` weights is
+    refused, never converted: unpickling runs arbitrary code).
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"folder={str(folder)!r} has no config.json: not a saved model folder")
+    config = json.loads((folder / "config.json").read_text())
+    if not config.get("auto_map"):
+        raise ValueError("config.json has no auto_map: save the model with modeling_mini (save_pretrained / "
+                         "Trainer.save_model) so the remote code and auto_map are written")
+    files = _uploadable(folder)
+    if not any(f.endswith(".safetensors") for f in files):
+        raise ValueError(f"folder={str(folder)!r} has no *.safetensors weights; only safetensors are published "
+                         "(.bin / .pt pickles are never uploaded)")
+    missing = [m for m in config["auto_map"].values() if isinstance(m, str)
+               and f"{m.split('--')[-1].rsplit('.', 1)[0]}.py" not in files]
+    if missing:
+        raise ValueError(f"auto_map names code that is not in the folder: {sorted(set(missing))}")
+    return files
+
+
+def publish_folder(
+    folder,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload model with mini-transformers",
+):
+    """Upload a saved output folder to ``repo_id`` and return the ``CommitInfo`` (``None`` if nothing changed).
+
+    Only what a user needs to load the model is sent (:data:`ALLOW_PATTERNS`): safetensors weights, config
+    with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
+    Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
+    ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
+    creates no commit. The token comes from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is
+    never printed.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = Path(folder)
+    files = check_publishable(folder)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
+    # create_commit drops files whose hash equals the Hub's copy; with nothing left it makes no commit.
+    return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+
+
+_FALLBACK_TEMPLATE = """---
+$metadata
+---
+
+# $model_name
+
+A **$family_title** Transformer ($family_summary) built with the `mini-transformers` package (`modeling_mini`),
+trained for **$task_title**. Parameters: $num_parameters; layers / hidden / heads: $num_layers / $hidden_size /
+$num_heads; vocabulary $vocab_size; base model: $base_model.
+
+## Training data
+
+$datasets_prose
+
+## Training hyperparameters
+
+$hyperparameters_table
+
+## Results
+
+$metrics_table
+
+## How to load it
+
+```python
+import modeling_mini  # with the package installed
+from transformers import AutoTokenizer, $auto_class
+
+tokenizer = AutoTokenizer.from_pretrained("$repo_id")
+model = $auto_class.from_pretrained("$repo_id")  # without the package: add trust_remote_code=True
+```
+
+## Intended use and limitations
+
+A small research and teaching model, not for production: trained on a small corpus with a small budget, its
+outputs are often wrong and carry the biases of its data. Evaluate it on your own data before any other use.
+"""
