@@ -63,7 +63,6 @@ def test_attention_from_one_word(tmp_path, gpt, bpe_tokenizer):
     assert_png(path, viz.attention_figure_size(1, len(keys), rows, 1, query_mode=True))
 
 
-@pytest.mark.skipif(not hasattr(modeling_mini, "MiniEncoderModel"), reason="MiniEncoderModel not available yet")
 def test_attention_of_an_encoder(tmp_path, wordpiece_tokenizer):
     config = modeling_mini.MiniEncoderConfig(**{**TINY, "vocab_size": len(wordpiece_tokenizer)},
                                              attn_implementation="eager")
