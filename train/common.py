@@ -67,7 +67,8 @@ class DataArguments:
     train_files: list[str] | None = field(default=None, metadata={
         "help": "local training files: txt (one text a line), json/jsonl, csv or parquet"})
     validation_files: list[str] | None = field(default=None, metadata={"help": "local validation files"})
-    text_column: str = field(default="text", metadata={"help": "column holding the input text"})
+    text_column: str | None = field(default=None, metadata={
+        "help": "column holding the input: default text (tokens for token classification, source for translation)"})
     validation_split_percentage: float = field(default=5.0, metadata={
         "help": "percentage of train held out for validation when the data has no validation split"})
     streaming: bool = field(default=False, metadata={"help": "stream the data (corpora larger than memory)"})

@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, pretrain_args, training_args = common.parse_arguments(
         (common.ModelArguments, common.DataArguments, PretrainArguments, TrainingArguments), argv)
     family = model_args.family
+    data_args.text_column = data_args.text_column or "text"
     common.check_choice("family", family, common.FAMILIES)
     common.family_config_class(family)  # the family exists in this version
     push = common.take_push_settings(training_args)

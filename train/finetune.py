@@ -1,0 +1,301 @@
+"""Fine-tune a mini model on a downstream task: sequence classification, token classification or translation.
+
+    python train/finetune.py configuration/recipes/finetune-gpt-task.yaml --model_name_or_path outputs/pretrain-gpt
+    python train/finetune.py --task sequence_classification --model_name_or_path user/mini-gpt \\
+        --train_files spam.csv --label_column label --output_dir outputs/spam
+    python train/finetune.py --task token_classification --model_name_or_path outputs/pretrain-encoder \\
+        --train_files ner.jsonl --text_column tokens --label_column ner_tags --output_dir outputs/ner
+    python train/finetune.py --task translation --model_name_or_path outputs/pretrain-seq2seq \\
+        --train_files pairs.jsonl --source_column pt --target_column en --predict_with_generate true
+
+* sequence_classification: one label per text. Two classes get ONE sigmoid output (``num_labels=1``,
+  ``problem_type="multi_label_classification"``), as spam detection; more classes a softmax. Metrics: accuracy,
+  precision, recall, F1 (binary: of the positive class, id 1; multi-class: macro average).
+* token_classification: one BIO tag per word (``tokens`` / ``ner_tags`` columns, tags as strings or a
+  ``ClassLabel`` sequence). Only the first sub-word of each word carries the label; the rest are -100.
+  Metrics: entity precision / recall / F1 (seqeval).
+* translation (seq2seq family): ``Seq2SeqTrainer`` with ``predict_with_generate``; metrics BLEU and chrF.
+
+``--from_scratch`` builds the same architecture with random weights (the baseline a pretrained start must beat).
+With no data argument, sequence classification uses the embedded downstream task (``embedded_data.py``).
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    DataCollatorForSeq2Seq,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    Trainer,
+    set_seed,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import modeling_mini  # noqa: E402, F401  (registers the Auto classes)
+
+TASKS = ("sequence_classification", "token_classification", "translation")
+#: task -> (default input column, default label / target column)
+TASK_COLUMNS = {"sequence_classification": ("text", "label"), "token_classification": ("tokens", "ner_tags"),
+                "translation": ("source", "target")}
+TASK_AUTO = {"sequence_classification": AutoModelForSequenceClassification,
+             "token_classification": AutoModelForTokenClassification, "translation": AutoModelForSeq2SeqLM}
+
+
+@dataclass
+class FinetuneArguments:
+    """The downstream task."""
+
+    task: str = field(default="sequence_classification", metadata={"help": f"one of {', '.join(TASKS)}"})
+    label_column: str | None = field(default=None, metadata={
+        "help": "column of the labels: default label (ner_tags for token classification, target for translation)"})
+    binary_sigmoid: bool = field(default=True, metadata={
+        "help": "two classes: one sigmoid output (spam probability) instead of a 2-way softmax"})
+    max_target_length: int = field(default=128, metadata={"help": "translation: tokens per target"})
+
+
+# --------------------------------------------------------------------------------------------------- labels
+
+def label_names(split, column: str, *, sequence: bool) -> list[str]:
+    """Class names from a ``ClassLabel`` feature, else the sorted distinct values (strings or integers)."""
+    feature = split.features[column] if split.features else None
+    inner = getattr(feature, "feature", None) if sequence else feature
+    if hasattr(inner, "names"):
+        return list(inner.names)
+    values = split[column]
+    values = {v for row in values for v in row} if sequence else set(values)
+    if sequence and not all(isinstance(v, str) for v in values):
+        raise ValueError(f"token_classification needs tags as strings (B-PER, I-PER, O) or a ClassLabel sequence; "
+                         f"column {column!r} holds {sorted(values)[:5]}.")
+    return [str(v) for v in sorted(values)]
+
+
+def label_ids(values, names: list[str]) -> list[int]:
+    """Labels as class ids: values mapped through ``names``; integer ``ClassLabel`` ids pass through."""
+    index = {name: i for i, name in enumerate(names)}
+    out = []
+    for value in values:
+        if str(value) in index:
+            out.append(index[str(value)])
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(names):
+            out.append(int(value))
+        else:
+            raise ValueError(f"unknown label {value!r}; the training labels are {names}.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- preprocessing
+
+def sequence_classification_features(batch, tokenizer, text_column, label_column, names, max_length, binary):
+    encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length)
+    ids = label_ids(batch[label_column], names)
+    encoded["labels"] = [float(i) for i in ids] if binary else ids
+    return encoded
+
+
+def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Labels per token: the word's label on its first sub-word, -100 on later sub-words and special tokens."""
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(-100 if word is None or word == previous else word_labels[word])
+        previous = word
+    return labels
+
+
+def token_classification_features(batch, tokenizer, text_column, label_column, names, max_length):
+    encoded = tokenizer(batch[text_column], is_split_into_words=True, truncation=True, max_length=max_length)
+    encoded["labels"] = [align_word_labels(encoded.word_ids(i), label_ids(tags, names))
+                         for i, tags in enumerate(batch[label_column])]
+    return encoded
+
+
+def translation_features(batch, tokenizer, source_column, target_column, max_length, max_target_length):
+    encoded = tokenizer(batch[source_column], truncation=True, max_length=max_length)
+    encoded["labels"] = tokenizer(text_target=batch[target_column], truncation=True,
+                                  max_length=max_target_length)["input_ids"]
+    return encoded
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+def classification_metrics(binary: bool, num_classes: int):
+    scorer = common.metric("classification")
+
+    def compute(prediction):
+        logits, references = prediction.predictions, prediction.label_ids
+        if binary:
+            predicted = (logits.reshape(-1) > 0).astype(int)
+            references = references.reshape(-1).astype(int)
+        else:
+            predicted = logits.argmax(-1)
+        average = "binary" if num_classes == 2 else "macro"
+        return scorer.compute(predictions=predicted, references=references, average=average)
+
+    return compute
+
+
+def token_metrics(names: list[str]):
+    scorer = common.metric("seqeval")
+
+    def compute(prediction):
+        predicted = prediction.predictions.argmax(-1)
+        references = prediction.label_ids
+        keep = references != -100
+        predictions = [[names[p] for p, k in zip(row, mask) if k] for row, mask in zip(predicted, keep)]
+        truths = [[names[t] for t, k in zip(row, mask) if k] for row, mask in zip(references, keep)]
+        scores = scorer.compute(predictions=predictions, references=truths)
+        return {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+
+    return compute
+
+
+def translation_metrics(tokenizer):
+    scorer = common.metric("translation")
+
+    def compute(prediction):
+        predicted = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
+        references = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
+        hypotheses = [t.strip() for t in tokenizer.batch_decode(predicted, skip_special_tokens=True)]
+        truths = [[t.strip()] for t in tokenizer.batch_decode(references, skip_special_tokens=True)]
+        scores = scorer.compute(predictions=hypotheses, references=truths)
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+    return compute
+
+
+# ------------------------------------------------------------------------------------------------------ model
+
+def build_model(model_args, task: str, tokenizer, family: str, **head_options):
+    """The task head on the pretrained checkpoint, or the same architecture with random weights."""
+    auto = TASK_AUTO[task]
+    if model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path,
+                                            trust_remote_code=model_args.trust_remote_code, **head_options)
+        if common.family_of(config) != family:
+            raise ValueError(f"the checkpoint is a {common.family_of(config)!r} model, not {family!r}.")
+        common.check_vocab_fits(tokenizer, config)
+        if model_args.from_scratch:
+            return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        return auto.from_pretrained(model_args.model_name_or_path, config=config,
+                                    trust_remote_code=model_args.trust_remote_code)
+    config = common.build_config(model_args, tokenizer, **head_options)
+    return auto.from_config(config)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, task_args, training_args = common.parse_arguments(
+        (common.ModelArguments, common.DataArguments, FinetuneArguments, Seq2SeqTrainingArguments), argv)
+    task = task_args.task
+    common.check_choice("task", task, TASKS)
+    if model_args.model_name_or_path:
+        family = common.family_of(AutoConfig.from_pretrained(model_args.model_name_or_path,
+                                                             trust_remote_code=model_args.trust_remote_code))
+        model_args.family = family
+    else:
+        if not model_args.from_scratch:
+            raise ValueError("pass --model_name_or_path (a pretrained mini checkpoint: folder or Hub id), or "
+                             "--from_scratch with --family and --model_config.")
+        family = model_args.family
+        common.check_choice("family", family, common.FAMILIES)
+    if task == "translation" and family != "seq2seq":
+        raise ValueError(f"task 'translation' needs the seq2seq family; the model is {family!r}.")
+    text_column = data_args.text_column or TASK_COLUMNS[task][0]
+    label_column = task_args.label_column or TASK_COLUMNS[task][1]
+    push = common.take_push_settings(training_args)
+    set_seed(training_args.seed)
+
+    default = None
+    if task == "sequence_classification":
+        from embedded_data import load_default_task as default
+    elif not (data_args.dataset_name or data_args.train_files):
+        raise ValueError(f"task {task!r} has no embedded default data: pass --dataset_name or --train_files.")
+    raw = common.load_text_splits(
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
+        validation_split_percentage=data_args.validation_split_percentage, default=default,
+        required_columns=(label_column,), seed=training_args.seed)
+    raw["train"] = common.limit(raw["train"], data_args.max_train_samples)
+    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples)
+
+    texts = None
+    if not (model_args.tokenizer_name_or_path or model_args.model_name_or_path):
+        column = raw["train"][text_column]
+        texts = (" ".join(x) if isinstance(x, list) else x for x in column)
+    tokenizer = common.load_tokenizer(model_args, texts, family=family)
+    if tokenizer.pad_token is None:
+        raise ValueError("the tokenizer has no pad token; fine-tuning pads batches.")
+    columns = raw["train"].column_names
+    map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
+
+    if task == "sequence_classification":
+        names = label_names(raw["train"], label_column, sequence=False)
+        if len(names) < 2:
+            raise ValueError(f"sequence_classification needs at least 2 classes; column {label_column!r} has {names}.")
+        binary = len(names) == 2 and task_args.binary_sigmoid
+        head = ({"num_labels": 1, "problem_type": "multi_label_classification", "id2label": {0: names[1]},
+                 "label2id": {names[1]: 0}} if binary else
+                {"num_labels": len(names), "problem_type": "single_label_classification",
+                 "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}})
+        features = raw.map(sequence_classification_features, fn_kwargs={
+            "tokenizer": tokenizer, "text_column": text_column, "label_column": label_column, "names": names,
+            "max_length": data_args.max_length, "binary": binary}, desc="tokenising", **map_options)
+        collator = DataCollatorWithPadding(tokenizer)
+        compute_metrics = classification_metrics(binary, len(names))
+        card_task = "sequence-classification"
+    elif task == "token_classification":
+        names = label_names(raw["train"], label_column, sequence=True)
+        head = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+                "label2id": {n: i for i, n in enumerate(names)}}
+        features = raw.map(token_classification_features, fn_kwargs={
+            "tokenizer": tokenizer, "text_column": text_column, "label_column": label_column, "names": names,
+            "max_length": data_args.max_length}, desc="tokenising and aligning labels", **map_options)
+        collator = DataCollatorForTokenClassification(tokenizer)
+        compute_metrics = token_metrics(names)
+        card_task = "token-classification"
+    else:
+        head = {}
+        features = raw.map(translation_features, fn_kwargs={
+            "tokenizer": tokenizer, "source_column": text_column, "target_column": label_column,
+            "max_length": data_args.max_length, "max_target_length": task_args.max_target_length},
+            desc="tokenising pairs", **map_options)
+        collator = None  # needs the model (decoder_input_ids from labels): built below
+        compute_metrics = translation_metrics(tokenizer)
+        card_task = "translation"
+
+    model = build_model(model_args, task, tokenizer, family, **head)
+    if task == "translation":
+        collator = DataCollatorForSeq2Seq(tokenizer, model=model)
+        if not training_args.generation_max_length:
+            training_args.generation_max_length = task_args.max_target_length
+    trainer_class = Seq2SeqTrainer if task == "translation" else Trainer
+    guard = common.NaNGuard()
+    use_generate = task == "translation" and training_args.predict_with_generate
+    trainer = trainer_class(model=model, args=training_args, train_dataset=features["train"],
+                            eval_dataset=features["validation"], processing_class=tokenizer,
+                            data_collator=collator, callbacks=[guard],
+                            compute_metrics=compute_metrics if task != "translation" or use_generate else None)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    guard.raise_if_stopped(training_args.output_dir)
+    metrics = dict(result.metrics)
+    metrics.update(trainer.evaluate())
+    recipe = common.resolved_recipe(model_args, data_args, task_args, training_args)
+    data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
+                                           "embedded default task (Python standard-library areas)")
+    base = None if model_args.from_scratch else model_args.model_name_or_path
+    common.finish_run(trainer, tokenizer, recipe=recipe, task=card_task, datasets_used=[data_name],
+                      metrics=metrics, base_model=base, push=push)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
