@@ -79,7 +79,7 @@ def _save(fig, path) -> Path:
 def _token_labels(tokenizer, ids: list[int]) -> list[str]:
     """Readable labels: each token decoded on its own (byte-level pieces of one character stay raw)."""
     labels = []
-    for token_id, raw in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+    for token_id, raw in zip(ids, tokenizer.convert_ids_to_tokens(ids), strict=True):
         text = tokenizer.decode([token_id]).strip()
         if not text or "\ufffd" in text:
             text = raw.replace("Ġ", "").replace("▁", "") or raw
@@ -124,7 +124,8 @@ def attention_maps(model, tokenizer, text: str, *, target_text: str | None = Non
     allowed = ("encoder", "decoder", "cross") if is_seq2seq else ("self",)
     attention = attention or allowed[-1]
     if attention not in allowed:
-        raise ValueError(f"`attention` must be one of {', '.join(map(repr, allowed))} for this model; got {attention!r}.")
+        choices = ", ".join(map(repr, allowed))
+        raise ValueError(f"`attention` must be one of {choices} for this model; got {attention!r}.")
     if config._attn_implementation != "eager":
         raise ValueError(
             f"This model uses attn_implementation={config._attn_implementation!r}, which does not return attention "
@@ -132,7 +133,9 @@ def attention_maps(model, tokenizer, text: str, *, target_text: str | None = Non
             "`model.set_attn_implementation(\"eager\")` first."
         )
     if is_seq2seq and target_text is None and attention != "encoder":
-        raise ValueError(f"attention={attention!r} of an encoder-decoder model needs `target_text` (the decoder input).")
+        raise ValueError(
+            f"attention={attention!r} of an encoder-decoder model needs `target_text` (the decoder input)."
+        )
 
     limit = config.max_position_embeddings
     source = tokenizer(text, return_tensors="pt")
@@ -142,7 +145,8 @@ def attention_maps(model, tokenizer, text: str, *, target_text: str | None = Non
             f"The text is {len(source_ids)} tokens long but the model allows max_position_embeddings={limit}: "
             "use a shorter sentence."
         )
-    inputs = {k: v.to(model.device) for k, v in source.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    wanted = ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {k: v.to(model.device) for k, v in source.items() if k in wanted}
     target_ids = None
     if is_seq2seq:
         start = config.decoder_start_token_id
@@ -249,7 +253,9 @@ def plot_positional_encoding(path, *, num_positions: int = 64, hidden_size: int 
                              layout: str = "interleaved") -> Path:
     """Left: PE[position, feature]. Right: cosine similarity PE[p] . PE[q], which depends only on p - q."""
     if hidden_size % 2 or hidden_size < 2 or num_positions < 1:
-        raise ValueError(f"`hidden_size` must be even and >= 2 and `num_positions` >= 1; got {hidden_size}, {num_positions}.")
+        raise ValueError(
+            f"`hidden_size` must be even and >= 2 and `num_positions` >= 1; got {hidden_size}, {num_positions}."
+        )
     pe = sinusoidal_matrix(num_positions, hidden_size, layout)
     unit = pe / pe.norm(dim=-1, keepdim=True)
     similarity = unit @ unit.T  # (P, P)
@@ -308,7 +314,7 @@ def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0) -> Pa
     cmap = ListedColormap(["#f2f2f2", "#2b6cb0"])
     fig, axes = plt.subplots(1, 2, figsize=mask_figure_size(len(tokens)), constrained_layout=True)
     titles = ("causal (GPT, decoder self-attention)", "bidirectional (encoder self-attention)")
-    for ax, mask, name in zip(axes, (causal, bidirectional), titles):
+    for ax, mask, name in zip(axes, (causal, bidirectional), titles, strict=True):
         ax.imshow(mask.int(), cmap=cmap, vmin=0, vmax=1)
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
@@ -402,8 +408,11 @@ def read_log_history(output_dir) -> list[dict]:
     output_dir = Path(output_dir)
     state = output_dir / "trainer_state.json"
     if not state.is_file():
-        checkpoints = sorted(output_dir.glob("checkpoint-*/trainer_state.json"),
-                             key=lambda p: int(p.parent.name.split("-")[-1]) if p.parent.name.split("-")[-1].isdigit() else -1)
+        def step(state_file: Path) -> int:
+            suffix = state_file.parent.name.split("-")[-1]
+            return int(suffix) if suffix.isdigit() else -1
+
+        checkpoints = sorted(output_dir.glob("checkpoint-*/trainer_state.json"), key=step)
         if not checkpoints:
             raise ValueError(
                 f"No trainer_state.json in {output_dir} or its checkpoint-* folders: pass the output_dir of a "
@@ -424,9 +433,9 @@ def plot_training_loss(output_dir, path, *, title: str | None = None) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     if train:
-        ax.plot(*zip(*train), label="training loss", linewidth=2, marker="." if len(train) < 40 else None)
+        ax.plot(*zip(*train, strict=True), label="training loss", linewidth=2, marker="." if len(train) < 40 else None)
     if evals:
-        ax.plot(*zip(*evals), label="evaluation loss", linewidth=2, marker="o")
+        ax.plot(*zip(*evals, strict=True), label="evaluation loss", linewidth=2, marker="o")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (cross-entropy, nats)")
     ax.set_title(title or f"training loss: {Path(output_dir).name}")

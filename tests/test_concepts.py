@@ -117,7 +117,8 @@ def test_sinusoidal_encoding_is_bounded_and_shifts_by_rotation():
     for k in (1, 5, 17):
         cos, sin = torch.cos(k * frequencies), torch.sin(k * frequencies)
         pairs = pe[:-k].view(-1, 8, 2)  # (P, D/2, [sin, cos])
-        rotated = torch.stack((pairs[..., 0] * cos + pairs[..., 1] * sin, pairs[..., 1] * cos - pairs[..., 0] * sin), -1)
+        sines, cosines = pairs[..., 0], pairs[..., 1]
+        rotated = torch.stack((sines * cos + cosines * sin, cosines * cos - sines * sin), dim=-1)
         torch.testing.assert_close(rotated.flatten(-2), pe[k:])
     # hence the similarity of two positions depends only on their distance
     gram = pe @ pe.T
