@@ -13,12 +13,13 @@ from transformers import (
     AutoModelForMaskedLM,
     AutoModelForMultipleChoice,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
 from .activations import ACTIVATIONS, binary_probability
-from .configuration_mini import MiniConfig, MiniEncoderConfig, MiniGPTConfig
+from .configuration_mini import MiniConfig, MiniEncoderConfig, MiniGPTConfig, MiniSeq2SeqConfig
 from .modeling_base import MiniPreTrainedModel
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -36,6 +37,11 @@ from .modeling_gpt import (
     MiniGPTModel,
     MiniGPTPreTrainedModel,
 )
+from .modeling_seq2seq import (
+    MiniSeq2SeqForConditionalGeneration,
+    MiniSeq2SeqModel,
+    MiniSeq2SeqPreTrainedModel,
+)
 
 __version__ = "0.1.0"
 
@@ -45,6 +51,7 @@ _AUTO = {
     "AutoModelForMaskedLM": AutoModelForMaskedLM,
     "AutoModelForMultipleChoice": AutoModelForMultipleChoice,
     "AutoModelForQuestionAnswering": AutoModelForQuestionAnswering,
+    "AutoModelForSeq2SeqLM": AutoModelForSeq2SeqLM,
     "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
     "AutoModelForTokenClassification": AutoModelForTokenClassification,
 }
@@ -59,6 +66,7 @@ def _register(pretrained_class) -> None:
 
 _register(MiniGPTPreTrainedModel)
 _register(MiniEncoderPreTrainedModel)
+_register(MiniSeq2SeqPreTrainedModel)
 
 __all__ = [
     "ACTIVATIONS",
@@ -76,5 +84,8 @@ __all__ = [
     "MiniGPTForTokenClassification",
     "MiniGPTModel",
     "MiniPreTrainedModel",
+    "MiniSeq2SeqConfig",
+    "MiniSeq2SeqForConditionalGeneration",
+    "MiniSeq2SeqModel",
     "binary_probability",
 ]

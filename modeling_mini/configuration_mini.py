@@ -286,3 +286,97 @@ class MiniEncoderConfig(MiniConfig):
         for name in ("add_pooler", "sparse_prediction"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+
+
+class MiniSeq2SeqConfig(MiniConfig):
+    r"""Encoder-decoder (the original Transformer): a bidirectional encoder reads the source, a causal decoder
+    writes the target while attending to the encoder's output through cross-attention.
+
+    Defaults are "Attention Is All You Need" (base): d_model 512, 6 + 6 layers, 8 heads, feed-forward 2048 with
+    ReLU, sinusoidal positions, post-norm, embeddings scaled by ``sqrt(d_model)``, dropout 0.1, one embedding
+    matrix shared by encoder, decoder and output layer.
+
+    Args (besides :class:`MiniConfig`'s):
+        encoder_layers / decoder_layers: depth of each stack (``None``: ``num_hidden_layers``).
+            ``num_hidden_layers`` is always the decoder's depth: generic HF code (``DynamicCache``) sizes the
+            decoder's key/value cache from it.
+        share_embeddings: the encoder and decoder use one token-embedding matrix (a shared vocabulary).
+        tie_word_embeddings: the output layer reuses the decoder's token embeddings.
+        final_logits_bias: add a learned per-token bias to the logits (BART and Marian have one).
+        position_offset: added to every position id before looking up learned positions (BART's tables start
+            at row 2); 0 elsewhere.
+        decoder_start_token_id: the first decoder input, from which generation starts; labels are shifted
+            right behind it to make ``decoder_input_ids``.
+    """
+
+    model_type = "mini_seq2seq"
+
+    def __init__(
+        self,
+        vocab_size: int = 32000,
+        hidden_size: int = 512,
+        num_hidden_layers: int | None = None,
+        encoder_layers: int | None = None,
+        decoder_layers: int | None = None,
+        num_attention_heads: int = 8,
+        intermediate_size: int | None = 2048,
+        hidden_act: str = "relu",
+        position_embedding_type: str = "sinusoidal",
+        norm_position: str = "post",
+        scale_embeddings: bool = True,
+        share_embeddings: bool = True,
+        tie_word_embeddings: bool = True,
+        final_logits_bias: bool = False,
+        position_offset: int = 0,
+        pad_token_id: int | None = 0,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        decoder_start_token_id: int | None = None,
+        is_encoder_decoder: bool = True,
+        **kwargs,
+    ):
+        default_depth = 6 if num_hidden_layers is None else num_hidden_layers
+        self.decoder_layers = default_depth if decoder_layers is None else decoder_layers
+        self.encoder_layers = default_depth if encoder_layers is None else encoder_layers
+        if num_hidden_layers is not None and decoder_layers is not None and num_hidden_layers != decoder_layers:
+            raise ValueError(
+                f"`num_hidden_layers` ({num_hidden_layers}) is the decoder's depth and must equal `decoder_layers` "
+                f"({decoder_layers}); set only `encoder_layers` / `decoder_layers`."
+            )
+        self.share_embeddings = share_embeddings
+        self.final_logits_bias = final_logits_bias
+        self.position_offset = position_offset
+        self.decoder_start_token_id = decoder_start_token_id
+        super().__init__(
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=self.decoder_layers,
+            num_attention_heads=num_attention_heads,
+            intermediate_size=intermediate_size,
+            hidden_act=hidden_act,
+            position_embedding_type=position_embedding_type,
+            norm_position=norm_position,
+            scale_embeddings=scale_embeddings,
+            tie_word_embeddings=tie_word_embeddings,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            **kwargs,
+        )
+
+    def validate_architecture(self) -> None:
+        super().validate_architecture()
+        _check_positive("encoder_layers", self.encoder_layers)
+        _check_positive("decoder_layers", self.decoder_layers)
+        _check_positive("position_offset", self.position_offset, allow_zero=True)
+        for name in ("share_embeddings", "final_logits_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        if self.is_encoder_decoder is not True:
+            raise ValueError(f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}.")
+        token_id = self.decoder_start_token_id
+        if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
+            raise ValueError(
+                f"`decoder_start_token_id` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}."
+            )

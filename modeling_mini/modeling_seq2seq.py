@@ -1,0 +1,403 @@
+"""Encoder-decoder: the original Transformer ("Attention Is All You Need"), for translation and other
+sequence-to-sequence tasks.
+
+The **encoder** is a stack of bidirectional blocks: every source token sees every other real source token.
+The **decoder** is a stack of causal blocks with a third sub-layer, *cross-attention*, whose queries come from
+the target tokens and whose keys and values come from the encoder's output: that is where the decoder reads
+the source. Trained with teacher forcing (the decoder gets the target shifted right by one, behind
+``decoder_start_token_id``, and predicts it at every position at once), it then generates one token at a
+time. The encoder runs once per ``generate`` call; the cross-attention keys/values are computed on the first
+step and reused from the ``EncoderDecoderCache`` (see ``attention.MiniAttention``).
+
+* :class:`MiniSeq2SeqModel`: encoder + decoder, returning the decoder's hidden states (B, T, D).
+* :class:`MiniSeq2SeqForConditionalGeneration`: + the output layer (tied to the embeddings); training with
+  ``labels`` and ``generate``.
+"""
+
+import torch
+from torch import nn
+from transformers import GenerationMixin
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .attention import MiniAttention
+from .blocks import MiniBlock
+from .configuration_mini import MiniSeq2SeqConfig
+from .modeling_base import (
+    MiniEmbeddings,
+    MiniLMHeadBias,
+    MiniPreTrainedModel,
+    check_attention_mask,
+    check_token_labels,
+    register_family,
+)
+from .normalization import build_norm
+from .positional import build_rotary
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+    """Teacher forcing: the decoder input is the target moved one step right behind the start token.
+
+    (B, T) -> (B, T); the -100 of ignored label positions become ``pad_token_id``.
+    """
+    if decoder_start_token_id is None:
+        raise ValueError("`decoder_start_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
+    if pad_token_id is None:
+        raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
+    shifted = labels.new_full(labels.shape, decoder_start_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Token cross-entropy of ``logits`` (B, T, V) against ``labels`` (B, T), *not* shifted again.
+
+    The decoder input is already the shifted target, so position ``t``'s logits score label ``t``.
+    Returns sum / (number of labels != -100), or sum / ``num_items_in_batch`` when the Trainer passes it
+    (the count over all accumulated micro-batches: gradient accumulation then equals one big batch).
+    """
+    losses = nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), labels.to(logits.device).flatten(), ignore_index=-100, reduction="sum"
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    if isinstance(count, torch.Tensor):
+        count = count.to(losses.device)
+    return losses / count
+
+
+class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
+    config_class = MiniSeq2SeqConfig
+    main_input_name = "input_ids"
+
+    def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
+        """The ties this module declares in ``_tied_weights_keys`` (set in ``__init__`` from the config).
+
+        transformers applies ties only when ``tie_word_embeddings`` is set; here the encoder/decoder sharing
+        (``share_embeddings``) and the output tie (``tie_word_embeddings``) are separate options, so the
+        instance mapping already holds exactly the ties the config asks for.
+        """
+        if all_submodels:
+            return super().get_expanded_tied_weights_keys(all_submodels=True)
+        return dict(self._tied_weights_keys or {})
+
+
+class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
+    """Embeddings -> ``encoder_layers`` bidirectional blocks -> final norm (pre-norm). (B, S) -> (B, S, D)."""
+
+    _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.embeddings = MiniEmbeddings(config)
+        self.rotary = build_rotary(config)
+        self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.encoder_layers))
+        self.norm = build_norm(config) if config.final_norm else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.embed_tokens = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` (the source sequence).")
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        check_attention_mask(attention_mask, batch, length)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        position_ids = (torch.arange(length, device=device) + self.config.position_offset).unsqueeze(0)  # (1, S)
+
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        for block in self.layers:
+            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rotary, **kwargs)
+        if self.norm is not None:
+            hidden_states = self.norm(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
+    """Embeddings -> ``decoder_layers`` causal blocks with cross-attention -> final norm. (B, T) -> (B, T, D)."""
+
+    _can_record_outputs = {
+        "hidden_states": MiniBlock,
+        "attentions": OutputRecorder(MiniAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(MiniAttention, index=1, layer_name="cross_attn"),
+    }
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.embeddings = MiniEmbeddings(config)
+        self.rotary = build_rotary(config)
+        self.layers = nn.ModuleList(
+            MiniBlock(config, i, is_causal=True, has_cross_attention=True) for i in range(config.decoder_layers)
+        )
+        self.norm = build_norm(config) if config.final_norm else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.embed_tokens = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `decoder_input_ids` or `decoder_inputs_embeds` (the target side).")
+        if encoder_hidden_states is None:
+            raise ValueError("The decoder needs `encoder_hidden_states` (the encoder's output) for cross-attention.")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if self.gradient_checkpointing and self.training:
+            use_cache = False  # the recompute in backward would append to the cache a second time
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        past = self_cache.get_seq_length() if self_cache is not None else 0
+        check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask")
+        check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask")
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        position_ids = (torch.arange(past, past + length, device=device) + self.config.position_offset).unsqueeze(0)
+
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, D)
+        self_mask = create_causal_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache
+        )
+        cross_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        for block in self.layers:
+            hidden_states = block(
+                hidden_states,
+                encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
+                attention_mask=self_mask,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=rotary,
+                cache=cache,
+                **kwargs,
+            )
+        if self.norm is not None:
+            hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+
+
+def _as_encoder_output(encoder_outputs) -> BaseModelOutput:
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    return BaseModelOutput(
+        last_hidden_state=encoder_outputs[0],
+        hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+        attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+    )
+
+
+class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
+    """The encoder and the decoder; returns the decoder's hidden states and the encoder's output.
+
+    With ``share_embeddings`` the two token tables are one matrix (tied through ``_tied_weights_keys``, so
+    each module keeps its own name in the checkpoint and saving works).
+    """
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.encoder = MiniSeq2SeqEncoder(config)
+        self.decoder = MiniSeq2SeqDecoder(config)
+        self._tied_weights_keys = (
+            {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
+            if config.share_embeddings
+            else None
+        )
+        self.post_init()
+
+    def get_encoder(self, modality=None) -> MiniSeq2SeqEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> MiniSeq2SeqDecoder:
+        return self.decoder
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embeddings.embed_tokens = value
+        if self.config.share_embeddings:
+            self.decoder.embeddings.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        """Encode the source (unless ``encoder_outputs`` are given, as ``generate`` does) and decode the target."""
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "Pass `decoder_input_ids` (the target shifted right behind `decoder_start_token_id`) or, to the "
+                "ForConditionalGeneration head, `labels`, from which they are built."
+            )
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        encoder_outputs = _as_encoder_output(encoder_outputs)
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, GenerationMixin):
+    """Encoder-decoder with an output layer: next-token logits for every target position; ``generate``.
+
+    Pass ``labels`` (B, T) with -100 on padding: ``decoder_input_ids`` are made by shifting them right behind
+    ``decoder_start_token_id`` (unless given, then of the same length), and the loss compares position ``t``'s
+    logits with label ``t`` (no second shift). The output layer reuses the decoder's token embeddings when
+    ``tie_word_embeddings`` is set; ``final_logits_bias`` adds a per-token bias (BART / Marian).
+    """
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.model = MiniSeq2SeqModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.final_logits_bias = MiniLMHeadBias(config.vocab_size) if config.final_logits_bias else None
+        source = "encoder" if config.share_embeddings else "decoder"  # the root of the tie chain
+        self._tied_weights_keys = (
+            {"lm_head.weight": f"model.{source}.embeddings.embed_tokens.weight"} if config.tie_word_embeddings else None
+        )
+        self.post_init()
+
+    def get_encoder(self, modality=None) -> MiniSeq2SeqEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> MiniSeq2SeqDecoder:
+        return self.model.decoder
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        if labels is not None:
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            target = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+            check_token_labels(labels, target.shape[:2], "labels (shape of decoder_input_ids)")
+            use_cache = False  # training: nothing to continue
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
+        if self.final_logits_bias is not None:
+            logits = self.final_logits_bias(logits)
+
+        loss = seq2seq_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+register_family(
+    MiniSeq2SeqPreTrainedModel,
+    {
+        "AutoModel": MiniSeq2SeqModel,
+        "AutoModelForSeq2SeqLM": MiniSeq2SeqForConditionalGeneration,
+    },
+)
