@@ -95,6 +95,13 @@ def _metric_name(key: str) -> str:
     return key.removeprefix("eval_").removeprefix("test_")
 
 
+def _is_result(key: str) -> bool:
+    """Held-out scores go into ``model-index``; training figures and bookkeeping (runtime, flos) do not."""
+    if key.startswith(("train_", "total_")) or key in ("epoch", "step", "loss", "grad_norm", "learning_rate"):
+        return False
+    return not key.endswith(("runtime", "per_second", "epoch"))
+
+
 def write_model_card(
     output_dir,
     *,
@@ -142,8 +149,7 @@ def write_model_card(
     eval_results = [
         EvalResult(task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
                    metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
-        for k, v in numeric.items()
-        if not k.endswith(("runtime", "per_second", "_epoch", "epoch"))
+        for k, v in numeric.items() if _is_result(k)
     ]
     card_data = ModelCardData(
         library_name="transformers",
@@ -247,13 +253,13 @@ def publish_folder(
     revision: str | None = None,
     commit_message: str = "Upload model with mini-transformers",
 ):
-    """Upload a saved output folder to ``repo_id`` and return the ``CommitInfo`` (``None`` if nothing changed).
+    """Upload a saved output folder to ``repo_id``; return the new commit's ``CommitInfo``, or ``None`` if unchanged.
 
     Only what a user needs to load the model is sent (:data:`ALLOW_PATTERNS`): safetensors weights, config
     with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
     Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
     ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
-    creates no commit. The token comes from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is
+    creates no commit and returns ``None``. The token comes from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is
     never printed.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -264,9 +270,11 @@ def publish_folder(
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None and revision != "main":
         api.create_branch(repo_id, branch=revision, exist_ok=True)
+    head = api.repo_info(repo_id, revision=revision).sha
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
     # create_commit drops files whose hash equals the Hub's copy; with nothing left it makes no commit.
-    return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+    info = api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+    return None if info.oid == head else info
 
 
 _FALLBACK_TEMPLATE = """---

@@ -1,0 +1,77 @@
+"""Publish an existing output folder to the Hugging Face Hub, without retraining.
+
+    python train/publish.py OUTPUT_DIR --hub_model_id user/name [--private] [--revision BRANCH]
+        [--commit_message "..."] [--task causal-lm] [--dataset NAME ...]
+
+Uploads what a user needs to load the model (safetensors weights, config with ``auto_map``, the model
+source for ``trust_remote_code``, generation config, tokenizer, ``README.md`` card); checkpoints, logs and
+pickles stay local. If the folder has no ``README.md`` (e.g. a model saved by hand), a card is written
+first from its config and, when present, ``all_results.json`` / ``trainer_state.json``.
+
+The token comes from the environment (``HF_TOKEN``) or ``hf auth login``; there is deliberately no
+``--token`` option, because command lines end up in shell history and process lists.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+
+from modeling_mini.hub import TASKS, normalize_task, publish_folder, write_model_card  # noqa: E402
+
+#: Head class suffix -> task, to write a card for a folder that has none.
+_TASK_OF_HEAD = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "denoising",
+                 "ForSequenceClassification": "sequence-classification",
+                 "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output_dir", type=Path, help="a run's output folder (or any save_pretrained folder)")
+    parser.add_argument("--hub_model_id", required=True, help="the Hub repository, user/name or org/name")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
+    parser.add_argument("--commit_message", default="Upload model with mini-transformers")
+    parser.add_argument("--task", default=None, help=f"for a new card only; one of {sorted(TASKS)} (default: "
+                        "from the saved head class)")
+    parser.add_argument("--dataset", action="append", default=None, help="for a new card only; repeatable")
+    args = parser.parse_args(argv)
+    if args.hub_model_id.count("/") != 1 or not all(args.hub_model_id.split("/")):
+        parser.error(f"--hub_model_id={args.hub_model_id!r} must look like user/name")
+    return args
+
+
+def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str] | None) -> None:
+    """Write README.md from the folder's config and saved metrics, unless a card is already there."""
+    if (folder / "README.md").is_file():
+        return
+    config = json.loads((folder / "config.json").read_text())
+    if task is None:
+        head = (config.get("architectures") or [""])[0]
+        task = next((t for suffix, t in _TASK_OF_HEAD.items() if head.endswith(suffix)), "feature-extraction")
+    metrics = {}
+    for name in ("all_results.json", "eval_results.json"):
+        if (folder / name).is_file():
+            metrics.update(json.loads((folder / name).read_text()))
+    write_model_card(folder, config=config, task=normalize_task(task), datasets=datasets, metrics=metrics,
+                     hyperparameters=None, repo_id=repo_id)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.output_dir.is_dir():
+        raise SystemExit(f"output_dir={str(args.output_dir)!r} is not a folder")
+    ensure_card(args.output_dir, args.hub_model_id, args.task, args.dataset)
+    commit = publish_folder(args.output_dir, args.hub_model_id, private=args.private, revision=args.revision,
+                            commit_message=args.commit_message)
+    if commit is None:
+        print(f"{args.hub_model_id}: nothing changed, no new commit")
+    else:
+        print(f"{args.hub_model_id}: pushed commit {commit.oid} ({commit.commit_url})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
