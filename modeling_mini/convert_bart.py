@@ -1,0 +1,252 @@
+"""BART / Marian <-> MiniSeq2Seq: the config translation and the weight-name map (used through ``convert.py``).
+
+Both are post-norm encoder-decoders with biased projections, LayerNorm (eps 1e-5), no final norm and a
+``final_logits_bias``; they differ only in the embeddings:
+
+* **Marian** (the closest relative of the original Transformer): fixed sinusoidal positions in the
+  *concatenated* layout (all sines, then all cosines: ``sinusoidal_layout="concatenated"``), token
+  embeddings scaled by ``sqrt(d_model)``, the pad token as decoder start. Its position tables are stored
+  as frozen weights; ours are computed, so they are dropped on import and rebuilt by Marian on export.
+* **BART**: learned positions whose table starts at row 2 (BART's offset), kept whole as
+  ``max_position_embeddings + 2`` rows with ``position_offset=2`` so export is exact; a LayerNorm on the
+  summed embeddings (``embedding_norm=True``).
+
+Not expressed, raising ``ValueError``: different encoder and decoder widths / heads / feed-forward sizes,
+layer drop, a Marian decoder vocabulary of its own. ``activation_dropout`` (dropout inside the
+feed-forward, active in training only) has no mini counterpart and is not carried over.
+"""
+
+import copy
+
+from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
+    BartModel,
+    MarianConfig,
+    MarianModel,
+    MarianMTModel,
+)
+
+from .configuration_mini import MiniSeq2SeqConfig
+from .convert import load_mapped
+from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+
+BART_POSITION_OFFSET = 2
+_HF_ACTIVATIONS = {"swish": "silu"}  # the same function under HF's other name (Marian's default)
+_TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+
+
+def _check_symmetric(hf) -> None:
+    for encoder_field, decoder_field in (("encoder_attention_heads", "decoder_attention_heads"),
+                                         ("encoder_ffn_dim", "decoder_ffn_dim")):
+        if getattr(hf, encoder_field) != getattr(hf, decoder_field):
+            raise ValueError(
+                f"MiniSeq2Seq needs `{encoder_field}` == `{decoder_field}`; got {getattr(hf, encoder_field)} and "
+                f"{getattr(hf, decoder_field)}."
+            )
+    for field in ("encoder_layerdrop", "decoder_layerdrop"):
+        if getattr(hf, field, 0.0):
+            raise ValueError(f"MiniSeq2Seq has no layer drop; `{field}` must be 0.0, got {getattr(hf, field)}.")
+    for field in ("normalize_before", "add_final_layer_norm", "normalize_embedding"):
+        if getattr(hf, field, False):
+            raise ValueError(f"`{field}=True` (an mBART-style variant) is not supported by this converter.")
+
+
+def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
+    """The MiniSeq2Seq config computing what a ``BartConfig`` or ``MarianConfig`` computes."""
+    _check_symmetric(hf)
+    kwargs = {key: getattr(hf, key, None) for key in _TOKENS}
+    kwargs.update(
+        vocab_size=hf.vocab_size,
+        hidden_size=hf.d_model,
+        encoder_layers=hf.encoder_layers,
+        decoder_layers=hf.decoder_layers,
+        num_attention_heads=hf.encoder_attention_heads,
+        intermediate_size=hf.encoder_ffn_dim,
+        hidden_act=_HF_ACTIVATIONS.get(hf.activation_function, hf.activation_function),
+        norm_type="layernorm",
+        norm_position="post",
+        layer_norm_eps=1e-5,
+        final_norm=False,
+        scale_embeddings=bool(hf.scale_embedding),
+        attention_bias=True,
+        mlp_bias=True,
+        hidden_dropout=float(hf.dropout),
+        attention_dropout=float(hf.attention_dropout),
+        classifier_dropout=getattr(hf, "classifier_dropout", None),
+        initializer_range=hf.init_std,
+        use_cache=hf.use_cache,
+        tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", True)),
+        final_logits_bias=True,
+    )
+    if isinstance(hf, MarianConfig):
+        if hf.decoder_vocab_size != hf.vocab_size:
+            raise ValueError(
+                f"MiniSeq2Seq has one vocabulary; Marian's `decoder_vocab_size` ({hf.decoder_vocab_size}) must equal "
+                f"`vocab_size` ({hf.vocab_size})."
+            )
+        kwargs.update(
+            position_embedding_type="sinusoidal",
+            sinusoidal_layout="concatenated",
+            max_position_embeddings=hf.max_position_embeddings,
+            embedding_norm=False,
+            share_embeddings=bool(hf.share_encoder_decoder_embeddings),
+        )
+    else:
+        kwargs.update(
+            position_embedding_type="learned",
+            max_position_embeddings=hf.max_position_embeddings + BART_POSITION_OFFSET,
+            position_offset=BART_POSITION_OFFSET,
+            embedding_norm=True,
+            share_embeddings=True,
+        )
+    kwargs.update(overrides)
+    return MiniSeq2SeqConfig(**kwargs)
+
+
+def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) -> None:
+    for field, value in required.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"{target} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    if config.num_key_value_heads != config.num_attention_heads:
+        raise ValueError(f"{target} needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    if config.hidden_act in ("swiglu", "geglu", "reglu"):
+        raise ValueError(f"{target} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+
+
+_COMMON_REQUIRED = {
+    "norm_type": "layernorm",
+    "norm_position": "post",
+    "layer_norm_eps": 1e-5,
+    "final_norm": False,
+    "attention_bias": True,
+    "mlp_bias": True,
+}
+
+
+def hf_config_from_mini(config: MiniSeq2SeqConfig) -> BartConfig | MarianConfig:
+    """The Marian (sinusoidal) or BART (learned positions) config for a MiniSeq2Seq config."""
+    common = dict(
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.num_attention_heads,
+        decoder_attention_heads=config.num_attention_heads,
+        encoder_ffn_dim=config.intermediate_size,
+        decoder_ffn_dim=config.intermediate_size,
+        activation_function=config.hidden_act,
+        dropout=config.hidden_dropout,
+        attention_dropout=config.attention_dropout,
+        activation_dropout=0.0,
+        init_std=config.initializer_range,
+        scale_embedding=config.scale_embeddings,
+        use_cache=config.use_cache,
+        tie_word_embeddings=config.tie_word_embeddings,
+        **{key: getattr(config, key) for key in _TOKENS},
+    )
+    if config.position_embedding_type == "sinusoidal":
+        _check_exportable(config, {**_COMMON_REQUIRED, "sinusoidal_layout": "concatenated", "position_offset": 0,
+                                   "embedding_norm": False}, "Marian")
+        return MarianConfig(max_position_embeddings=config.max_position_embeddings,
+                            share_encoder_decoder_embeddings=config.share_embeddings, **common)
+    if config.position_embedding_type == "learned":
+        _check_exportable(config, {**_COMMON_REQUIRED, "position_offset": BART_POSITION_OFFSET,
+                                   "embedding_norm": True, "share_embeddings": True}, "BART")
+        return BartConfig(max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
+                          classifier_dropout=config.classifier_dropout or 0.0, **common)
+    raise ValueError(
+        "Export needs `position_embedding_type` 'sinusoidal' (-> Marian) or 'learned' (-> BART); "
+        f"got {config.position_embedding_type!r}."
+    )
+
+
+def _weight_map(config: MiniSeq2SeqConfig, mini: str, hf: str) -> dict:
+    """{mini key: hf key} for the encoder and decoder stacks (without Marian's computed positions)."""
+    mapping = {}
+    sides = (("encoder", config.encoder_layers, ("self_attn",)),
+             ("decoder", config.decoder_layers, ("self_attn", "cross_attn")))
+    for side, depth, attentions in sides:
+        m, h = f"{mini}{side}.", f"{hf}{side}."
+        mapping[f"{m}embeddings.embed_tokens.weight"] = f"{h}embed_tokens.weight"
+        if config.position_embedding_type == "learned":
+            mapping[f"{m}embeddings.embed_positions.weight"] = f"{h}embed_positions.weight"
+        if config.embedding_norm:
+            for p in ("weight", "bias"):
+                mapping[f"{m}embeddings.norm.{p}"] = f"{h}layernorm_embedding.{p}"
+        for i in range(depth):
+            ml, hl = f"{m}layers.{i}.", f"{h}layers.{i}."
+            pairs = [("mlp.up_proj", "fc1"), ("mlp.down_proj", "fc2"), ("mlp_norm", "final_layer_norm")]
+            for attention in attentions:
+                theirs = "self_attn" if attention == "self_attn" else "encoder_attn"
+                pairs += [(f"{attention}.{p}_proj", f"{theirs}.{p}_proj") for p in "qkv"]
+                pairs += [(f"{attention}.o_proj", f"{theirs}.out_proj"), (f"{attention}_norm", f"{theirs}_layer_norm")]
+            for ours, theirs in pairs:
+                for p in ("weight", "bias"):
+                    mapping[f"{ml}{ours}.{p}"] = f"{hl}{theirs}.{p}"
+    return mapping
+
+
+def _with_head(config: MiniSeq2SeqConfig, mapping: dict) -> dict:
+    mapping = {**mapping, "lm_head.weight": "lm_head.weight"}
+    if config.final_logits_bias:
+        mapping["final_logits_bias.bias"] = "final_logits_bias"
+    return mapping
+
+
+def _from_hf(model, **overrides):
+    config = mini_config_from_hf(model.config, **overrides)
+    with_head = isinstance(model, (BartForConditionalGeneration, MarianMTModel))
+    mini_cls = MiniSeq2SeqForConditionalGeneration if with_head else MiniSeq2SeqModel
+    prefix = "model." if with_head else ""
+    mapping = _weight_map(config, prefix, prefix)
+    if with_head:
+        mapping = _with_head(config, mapping)
+    target = mini_cls(config)
+    tied = set(target.all_tied_weights_keys)
+    mapping = {ours: theirs for ours, theirs in mapping.items() if ours not in tied}
+    transforms = {"final_logits_bias.bias": lambda b: b.reshape(-1).clone()}
+    load_mapped(target, model.state_dict(), mapping, transforms)
+    if with_head:
+        target.generation_config = copy.deepcopy(model.generation_config)
+    return target
+
+
+def _to_hf(model):
+    config = model.config
+    hf_config = hf_config_from_mini(config)
+    marian = isinstance(hf_config, MarianConfig)
+    with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
+    hf_cls = {(True, True): MarianMTModel, (True, False): MarianModel,
+              (False, True): BartForConditionalGeneration, (False, False): BartModel}[(marian, with_head)]
+    prefix = "model." if with_head else ""
+    mapping = {theirs: ours for ours, theirs in _weight_map(config, prefix, prefix).items()}
+    if with_head:
+        mapping["lm_head.weight"] = "lm_head.weight"
+    target = hf_cls(hf_config)
+    source = dict(model.state_dict())
+    hf_state = target.state_dict()
+    if with_head and config.final_logits_bias:
+        mapping["final_logits_bias"] = "final_logits_bias.bias"
+    elif with_head:  # no bias here: HF's stays at its initial zeros
+        source["hf:final_logits_bias"] = hf_state["final_logits_bias"]
+        mapping["final_logits_bias"] = "hf:final_logits_bias"
+    if f"{prefix}shared.weight" in hf_state:
+        mapping[f"{prefix}shared.weight"] = f"{prefix}encoder.embeddings.embed_tokens.weight"
+    if marian:  # Marian's sinusoid tables are frozen weights it computes itself: keep its own
+        for side in ("encoder", "decoder"):
+            key = f"{prefix}{side}.embed_positions.weight"
+            source[f"hf:{key}"] = hf_state[key]
+            mapping[key] = f"hf:{key}"
+    tied = set(target.all_tied_weights_keys)
+    mapping = {theirs: ours for theirs, ours in mapping.items() if theirs not in tied}
+    transforms = {"final_logits_bias": lambda b: b.reshape(1, -1).clone()}
+    load_mapped(target, source, mapping, transforms)
+    if with_head:
+        target.generation_config = copy.deepcopy(model.generation_config)
+    return target
+
+
+FROM_HF = {name: _from_hf for name in ("BartModel", "BartForConditionalGeneration", "MarianModel", "MarianMTModel")}
+TO_HF = {name: _to_hf for name in ("MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration")}
+
