@@ -374,9 +374,12 @@ class MiniSeq2SeqConfig(MiniConfig):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
         if self.is_encoder_decoder is not True:
-            raise ValueError(f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}.")
+            raise ValueError(
+                f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}."
+            )
         token_id = self.decoder_start_token_id
         if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
             raise ValueError(
-                f"`decoder_start_token_id` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}."
+                f"`decoder_start_token_id` must be None or an id in [0, vocab_size={self.vocab_size}); "
+                f"got {token_id!r}."
             )

@@ -48,7 +48,9 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
     (B, T) -> (B, T); the -100 of ignored label positions become ``pad_token_id``.
     """
     if decoder_start_token_id is None:
-        raise ValueError("`decoder_start_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
+        raise ValueError(
+            "`decoder_start_token_id` must be set in the config to build `decoder_input_ids` from `labels`."
+        )
     if pad_token_id is None:
         raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
     shifted = labels.new_full(labels.shape, decoder_start_token_id)
@@ -212,7 +214,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
             )
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, cache=cache if use_cache else None
+        )
 
 
 def _as_encoder_output(encoder_outputs) -> BaseModelOutput:

@@ -1,0 +1,189 @@
+"""Parity with transformers' Marian and BART: randomly initialised reference models converted with
+``modeling_mini.convert.from_hf`` compute the same logits, losses and generations, and ``to_hf`` exports them
+back exactly. Norm gains / biases and ``final_logits_bias`` are randomised so that every weight matters."""
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    BartConfig,
+    BartForConditionalGeneration,
+    BartModel,
+    MarianConfig,
+    MarianModel,
+    MarianMTModel,
+)
+
+from modeling_mini import MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration
+from modeling_mini.convert import from_hf, to_hf
+
+SHAPE = dict(vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
+             decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+             dropout=0.0, attention_dropout=0.0, forced_eos_token_id=None)
+
+
+def marian_config(**overrides) -> MarianConfig:
+    # Marian's own conventions: swish, scaled embeddings, the pad token as decoder start
+    return MarianConfig(**{**SHAPE, "activation_function": "swish", "scale_embedding": True, "pad_token_id": 0,
+                           "eos_token_id": 2, "decoder_start_token_id": 0, **overrides})
+
+
+def bart_config(**overrides) -> BartConfig:
+    return BartConfig(**{**SHAPE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+                         "decoder_start_token_id": 2, **overrides})
+
+
+def _randomise(model):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+        if hasattr(model, "final_logits_bias"):
+            model.final_logits_bias.normal_()
+    return model.eval()
+
+
+REFERENCES = {
+    "marian": lambda: MarianMTModel(marian_config()),
+    "marian-unshared": lambda: MarianMTModel(marian_config(share_encoder_decoder_embeddings=False)),
+    "bart": lambda: BartForConditionalGeneration(bart_config()),
+    "bart-gelu-new-scaled": lambda: BartForConditionalGeneration(bart_config(activation_function="gelu_new",
+                                                                             scale_embedding=True)),
+}
+
+
+def reference(kind: str, attn_implementation: str = "sdpa"):
+    torch.manual_seed(0)
+    model = _randomise(REFERENCES[kind]())
+    model.set_attn_implementation(attn_implementation)
+    return model
+
+
+def padded_pair(pad: int):
+    """A source batch right-padded in row 0 and a target batch padded in row 1 (the tokenizers' layout)."""
+    g = torch.Generator().manual_seed(0)
+    source = torch.randint(3, 99, (3, 9), generator=g)
+    source_mask = torch.ones_like(source)
+    source_mask[0, -3:] = 0
+    target = torch.randint(3, 99, (3, 6), generator=g)
+    target_mask = torch.ones_like(target)
+    target_mask[1, -2:] = 0
+    return (source.masked_fill(source_mask == 0, pad), source_mask,
+            target.masked_fill(target_mask == 0, pad), target_mask)
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("kind", list(REFERENCES))
+def test_logits_and_loss_match_on_padded_batches(kind, attn_implementation):
+    hf = reference(kind, attn_implementation)
+    mini = from_hf(hf)
+    mini.set_attn_implementation(attn_implementation)
+    source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
+    labels = target.masked_fill(target_mask == 0, -100)
+    with torch.no_grad():
+        ours = mini(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
+                    decoder_attention_mask=target_mask)
+        theirs = hf(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
+                    decoder_attention_mask=target_mask)
+        # with labels only: both build decoder_input_ids by shifting them right behind the start token
+        our_loss = mini(input_ids=source, attention_mask=source_mask, labels=labels)
+        their_loss = hf(input_ids=source, attention_mask=source_mask, labels=labels)
+    assert max_diff(ours.logits, theirs.logits) <= 1e-5
+    assert max_diff(ours.encoder_last_hidden_state, theirs.encoder_last_hidden_state) <= 1e-5
+    assert max_diff(our_loss.logits, their_loss.logits) <= 1e-5
+    assert abs(our_loss.loss.item() - their_loss.loss.item()) <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["marian", "bart"])
+def test_greedy_and_beam_search_generate_the_same_tokens(kind):
+    hf = reference(kind)
+    mini = from_hf(hf)
+    source, source_mask, _, _ = padded_pair(hf.config.pad_token_id)
+    for settings in ({"num_beams": 1}, {"num_beams": 4, "length_penalty": 1.0}):
+        kwargs = dict(attention_mask=source_mask, max_new_tokens=10, do_sample=False, **settings)
+        assert torch.equal(mini.generate(source, **kwargs), hf.generate(source, **kwargs)), settings
+
+
+@pytest.mark.parametrize(("kind", "base_cls"), [("marian", MarianModel), ("bart", BartModel)])
+def test_base_models_convert_and_round_trip(kind, base_cls):
+    torch.manual_seed(0)
+    hf = _randomise(base_cls(marian_config() if kind == "marian" else bart_config()))
+    mini = from_hf(hf)
+    source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
+    kwargs = dict(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
+                  decoder_attention_mask=target_mask)
+    with torch.no_grad():
+        assert max_diff(mini(**kwargs).last_hidden_state, hf(**kwargs).last_hidden_state) <= 1e-5
+    back = to_hf(mini)
+    assert type(back) is base_cls
+    _assert_same_state(back, hf)
+
+
+def _assert_same_state(a, b):
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+@pytest.mark.parametrize("kind", list(REFERENCES))
+def test_to_hf_of_from_hf_round_trips_exactly(kind):
+    hf = reference(kind)
+    back = to_hf(from_hf(hf))
+    assert type(back) is type(hf)
+    _assert_same_state(back, hf)
+    for field in ("d_model", "encoder_layers", "decoder_layers", "activation_function", "scale_embedding",
+                  "max_position_embeddings", "decoder_start_token_id", "pad_token_id", "tie_word_embeddings"):
+        expected = "silu" if getattr(hf.config, field) == "swish" else getattr(hf.config, field)
+        assert getattr(back.config, field) == expected, field
+
+
+def test_converted_model_saves_and_reloads_through_auto_with_equal_logits(tmp_path):
+    hf = reference("bart")
+    mini = from_hf(hf)
+    mini.save_pretrained(tmp_path)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert type(reloaded) is MiniSeq2SeqForConditionalGeneration
+    source, source_mask, target, _ = padded_pair(hf.config.pad_token_id)
+    with torch.no_grad():
+        expected = hf(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits
+        got = reloaded(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits
+    assert max_diff(got, expected) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        (bart_config(decoder_attention_heads=2), "encoder_attention_heads.*decoder_attention_heads"),
+        (bart_config(decoder_ffn_dim=40), "encoder_ffn_dim.*decoder_ffn_dim"),
+        (bart_config(encoder_layerdrop=0.1), "encoder_layerdrop"),
+        (marian_config(decoder_vocab_size=50, share_encoder_decoder_embeddings=False), "decoder_vocab_size"),
+    ],
+)
+def test_from_hf_rejects_options_it_cannot_express(config, match):
+    cls = MarianMTModel if isinstance(config, MarianConfig) else BartForConditionalGeneration
+    with pytest.raises(ValueError, match=match):
+        from_hf(cls(config))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({}, "Marian needs `sinusoidal_layout='concatenated'`"),  # the original Transformer's interleaved sinusoids
+        ({"sinusoidal_layout": "concatenated", "norm_position": "pre"}, "Marian needs `norm_position='post'`"),
+        ({"position_embedding_type": "rotary"}, "position_embedding_type.*'sinusoidal'.*'learned'"),
+        ({"position_embedding_type": "learned"}, "BART needs `position_offset=2`"),
+        ({"sinusoidal_layout": "concatenated", "hidden_act": "swiglu"}, "gated"),
+        ({"sinusoidal_layout": "concatenated", "num_key_value_heads": 2}, "num_key_value_heads"),
+    ],
+)
+def test_to_hf_rejects_configs_bart_and_marian_cannot_express(overrides, match):
+    config = MiniSeq2SeqConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                               intermediate_size=37, decoder_start_token_id=0, **overrides)
+    with pytest.raises(ValueError, match=match):
+        to_hf(MiniSeq2SeqForConditionalGeneration(config))
