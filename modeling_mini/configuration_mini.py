@@ -366,9 +366,9 @@ class MiniSeq2SeqConfig(MiniConfig):
         )
 
     def validate_architecture(self) -> None:
-        super().validate_architecture()
         _check_positive("encoder_layers", self.encoder_layers)
-        _check_positive("decoder_layers", self.decoder_layers)
+        _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, which mirrors it
+        super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         for name in ("share_embeddings", "final_logits_bias"):
             if not isinstance(getattr(self, name), bool):

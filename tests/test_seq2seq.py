@@ -1,0 +1,439 @@
+"""The encoder-decoder family end to end on tiny CPU configs: generation and the cache (cross-attention keys
+computed once, the encoder run once), padding, attention backends and outputs, labels and the loss, the
+Trainer (Seq2SeqTrainer with generation, gradient accumulation), learning a toy task, bad input, Auto classes
+and remote code."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSeq2SeqLM,
+    GenerationMixin,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+)
+from transformers.cache_utils import EncoderDecoderCache
+
+import modeling_mini
+from modeling_mini import MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+
+PAD, BOS, EOS = TINY["pad_token_id"], TINY["bos_token_id"], TINY["eos_token_id"]
+
+
+def tiny_config(**overrides) -> MiniSeq2SeqConfig:
+    # 3 encoder layers, 2 decoder layers: the depths differ on purpose
+    return MiniSeq2SeqConfig(**{**TINY, "encoder_layers": 3, "decoder_start_token_id": BOS, **overrides})
+
+
+def seq2seq(**overrides) -> MiniSeq2SeqForConditionalGeneration:
+    torch.manual_seed(0)
+    return MiniSeq2SeqForConditionalGeneration(tiny_config(**overrides)).eval()
+
+
+def source_batch():
+    """Three sources, right-padded (row 0 by 3, row 1 by 1), as a tokenizer pads them."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 99, (3, 8), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, -3:] = 0
+    mask[1, -1:] = 0
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+def target_batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 99, (3, 5), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, -2:] = 0
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+# --- the architecture -----------------------------------------------------------------------------------------------
+
+
+def test_default_config_is_the_original_transformer():
+    config = MiniSeq2SeqConfig()
+    assert (config.hidden_size, config.encoder_layers, config.decoder_layers, config.num_attention_heads,
+            config.intermediate_size) == (512, 6, 6, 8, 2048)
+    assert (config.position_embedding_type, config.norm_position, config.hidden_act) == ("sinusoidal", "post", "relu")
+    assert config.scale_embeddings and config.share_embeddings and config.tie_word_embeddings
+    assert config.hidden_dropout == 0.1 and config.is_encoder_decoder
+    assert config.num_hidden_layers == config.decoder_layers  # DynamicCache sizes the decoder's cache from it
+
+
+def test_stacks_have_their_own_depth_and_the_embeddings_and_head_are_one_matrix():
+    model = seq2seq(decoder_layers=2, num_hidden_layers=None)
+    assert len(model.model.encoder.layers) == 3 and len(model.model.decoder.layers) == 2
+    assert all(not b.self_attn.is_causal and b.cross_attn is None for b in model.model.encoder.layers)
+    assert all(b.self_attn.is_causal and b.cross_attn is not None for b in model.model.decoder.layers)
+    shared = model.model.encoder.embeddings.embed_tokens.weight
+    assert model.model.decoder.embeddings.embed_tokens.weight is shared and model.lm_head.weight is shared
+    assert model.get_encoder() is model.model.encoder
+
+
+def test_separate_embeddings_and_untied_head_stay_separate_after_save_and_reload(tmp_path):
+    model = seq2seq(share_embeddings=False, tie_word_embeddings=False, final_logits_bias=True)
+    weights = [model.model.encoder.embeddings.embed_tokens.weight, model.model.decoder.embeddings.embed_tokens.weight,
+               model.lm_head.weight]
+    assert len({id(w) for w in weights}) == 3
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    # one shared matrix with an untied head: two parameters
+    model = seq2seq(share_embeddings=True, tie_word_embeddings=False)
+    assert model.model.decoder.embeddings.embed_tokens.weight is model.model.encoder.embeddings.embed_tokens.weight
+    assert model.lm_head.weight is not model.model.encoder.embeddings.embed_tokens.weight
+
+
+# --- generation and the cache ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "learned", "rotary"])
+def test_cached_generation_equals_the_uncached_forward(position_embedding_type):
+    model = seq2seq(position_embedding_type=position_embedding_type, num_key_value_heads=2)
+    source, mask = source_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=7, do_sample=False, return_dict_in_generate=True,
+                  output_scores=True)
+    cached = model.generate(source, use_cache=True, **kwargs)
+    uncached = model.generate(source, use_cache=False, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    assert isinstance(cached.cache, EncoderDecoderCache)
+    with torch.no_grad():  # each step's scores are the full forward's logits on the target so far
+        full = model(input_ids=source, attention_mask=mask, decoder_input_ids=cached.sequences, use_cache=False).logits
+    for step, scores in enumerate(cached.scores):
+        torch.testing.assert_close(scores, full[:, step], atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_keys_and_values_are_computed_once_per_generation():
+    model = seq2seq()
+    source, mask = source_batch()
+    calls = {"encoder": 0, "cross_k": 0}
+    model.get_encoder().register_forward_hook(lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1))
+    model.model.decoder.layers[0].cross_attn.k_proj.register_forward_hook(
+        lambda *_: calls.__setitem__("cross_k", calls["cross_k"] + 1))
+    for num_beams in (1, 3):
+        calls.update(encoder=0, cross_k=0)
+        out = model.generate(source, attention_mask=mask, max_new_tokens=6, min_new_tokens=6, num_beams=num_beams,
+                             do_sample=False)
+        assert out.shape[1] == 7
+        assert calls == {"encoder": 1, "cross_k": 1}, (num_beams, calls)
+
+
+def test_padded_source_batch_gives_what_each_row_gives_alone():
+    model = seq2seq()
+    source, mask = source_batch()
+    target, _ = target_batch()
+    with torch.no_grad():
+        batched = model(input_ids=source, attention_mask=mask, decoder_input_ids=target).logits
+        generated = model.generate(source, attention_mask=mask, max_new_tokens=6, do_sample=False)
+        for row in range(3):
+            real = int(mask[row].sum())
+            alone = model(input_ids=source[row:row + 1, :real], decoder_input_ids=target[row:row + 1]).logits
+            torch.testing.assert_close(batched[row:row + 1], alone, atol=1e-5, rtol=1e-5)
+            single = model.generate(source[row:row + 1, :real], max_new_tokens=6, do_sample=False)
+            assert torch.equal(generated[row, : single.shape[1]], single[0])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"norm_position": "pre", "position_embedding_type": "rotary"}])
+def test_eager_and_sdpa_agree_on_padded_batches(overrides):
+    model = seq2seq(**overrides)
+    source, mask = source_batch()
+    target, target_mask = target_batch()
+    kwargs = dict(input_ids=source, attention_mask=mask, decoder_input_ids=target, decoder_attention_mask=target_mask)
+    with torch.no_grad():
+        model.set_attn_implementation("sdpa")
+        sdpa = model(**kwargs).logits
+        model.set_attn_implementation("eager")
+        eager = model(**kwargs).logits
+    torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_output_attentions_returns_encoder_decoder_and_cross_attentions():
+    model = seq2seq()
+    model.set_attn_implementation("eager")
+    source, mask = source_batch()
+    target, _ = target_batch()
+    out = model(input_ids=source, attention_mask=mask, decoder_input_ids=target, output_attentions=True,
+                output_hidden_states=True)
+    assert len(out.encoder_attentions) == 3 and len(out.decoder_attentions) == 2 and len(out.cross_attentions) == 2
+    assert out.encoder_attentions[0].shape == (3, 4, 8, 8)
+    assert out.decoder_attentions[0].shape == (3, 4, 5, 5)
+    assert out.cross_attentions[0].shape == (3, 4, 5, 8)
+    assert torch.all(out.decoder_attentions[0].triu(1) == 0)  # causal
+    assert torch.all(out.cross_attentions[1][0, :, :, -3:] == 0)  # row 0's padded source is never read
+    torch.testing.assert_close(out.cross_attentions[0].sum(-1), torch.ones(3, 4, 5))
+    assert len(out.encoder_hidden_states) == 4 and len(out.decoder_hidden_states) == 3  # embeddings + each block
+
+
+# --- labels and the loss --------------------------------------------------------------------------------------------
+
+
+def test_labels_are_shifted_into_decoder_inputs_and_the_loss_is_not_shifted_again():
+    model = seq2seq()
+    source, mask = source_batch()
+    target, target_mask = target_batch()
+    labels = target.masked_fill(target_mask == 0, -100)
+    decoder_input_ids = torch.cat([torch.full((3, 1), BOS), target[:, :-1]], dim=1)
+    with torch.no_grad():
+        out = model(input_ids=source, attention_mask=mask, labels=labels)
+        explicit = model(input_ids=source, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+    torch.testing.assert_close(out.logits, explicit)
+    reference = F.cross_entropy(explicit.reshape(-1, 99), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, reference)
+    total = int((labels != -100).sum())
+    with torch.no_grad():  # num_items_in_batch: sums over micro-batches add up to the joined batch's mean
+        halves = [model(input_ids=source[r], attention_mask=mask[r], labels=labels[r], num_items_in_batch=total).loss
+                  for r in (slice(0, 1), slice(1, 3))]
+    torch.testing.assert_close(sum(halves), reference)
+
+
+def _rows():
+    """Four pairs whose targets have 2, 6, 3 and 5 label tokens: per-micro-batch means would weight them wrongly."""
+    g = torch.Generator().manual_seed(3)
+    rows = []
+    for source_len, target_len in ((4, 2), (7, 6), (3, 3), (6, 5)):
+        source = torch.randint(3, 99, (7,), generator=g)
+        source_mask = (torch.arange(7) < source_len).long()
+        labels = torch.randint(3, 99, (6,), generator=g).masked_fill(torch.arange(6) >= target_len, -100)
+        rows.append({"input_ids": source.masked_fill(source_mask == 0, PAD), "attention_mask": source_mask,
+                     "labels": labels})
+    return rows
+
+
+def _trainer(tmp_path, name, **overrides):
+    torch.manual_seed(0)
+    model = MiniSeq2SeqForConditionalGeneration(tiny_config())
+    args = dict(output_dir=str(tmp_path / name), max_steps=1, per_device_train_batch_size=4,
+                gradient_accumulation_steps=1, learning_rate=0.5, optim="sgd", lr_scheduler_type="constant",
+                warmup_steps=0, weight_decay=0.0, max_grad_norm=0.0, report_to="none", use_cpu=True,
+                save_strategy="no", logging_strategy="no", seed=0, data_seed=0)
+    args.update(overrides)
+    return model, Seq2SeqTrainingArguments(**args)
+
+
+def test_gradient_accumulation_equals_one_step_on_the_joined_batch(tmp_path):
+    results = {}
+    for name, batch_size, accumulation in (("joined", 4, 1), ("accumulated", 2, 2)):
+        model, args = _trainer(tmp_path, name, per_device_train_batch_size=batch_size,
+                               gradient_accumulation_steps=accumulation)
+        Seq2SeqTrainer(model=model, args=args, train_dataset=_rows()).train()
+        results[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.manual_seed(0)
+    initial = dict(MiniSeq2SeqForConditionalGeneration(tiny_config()).named_parameters())
+    assert max((results["joined"][k] - initial[k]).abs().max().item() for k in initial) > 1e-3
+    for key, value in results["joined"].items():
+        torch.testing.assert_close(results["accumulated"][key], value, atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_seq2seq_trainer_trains_and_evaluates_with_generate(tmp_path):
+    from transformers import DataCollatorForSeq2Seq
+
+    model, args = _trainer(tmp_path, "generate", max_steps=4, per_device_train_batch_size=2, optim="adamw_torch",
+                           learning_rate=1e-3, predict_with_generate=True, generation_max_length=6,
+                           per_device_eval_batch_size=2)
+
+    class Padder:  # a stand-in tokenizer for the collator: right-pads with PAD
+        pad_token_id, padding_side = PAD, "right"
+
+        def pad(self, features, return_tensors="pt", **kwargs):
+            width = max(len(f["input_ids"]) for f in features)
+            ids = torch.full((len(features), width), PAD)
+            mask = torch.zeros_like(ids)
+            for i, f in enumerate(features):
+                ids[i, : len(f["input_ids"])] = torch.as_tensor(f["input_ids"])
+                mask[i, : len(f["input_ids"])] = 1
+            return {"input_ids": ids, "attention_mask": mask}
+
+    rows = [{"input_ids": r["input_ids"][r["attention_mask"].bool()].tolist(),
+             "labels": r["labels"][r["labels"] != -100].tolist()} for r in _rows()]
+    collator = DataCollatorForSeq2Seq(Padder(), model=model, label_pad_token_id=-100)
+    seen = {}
+
+    def compute_metrics(prediction):
+        seen["predictions"] = torch.as_tensor(prediction.predictions)
+        return {"rows": float(len(prediction.predictions))}
+
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows, data_collator=collator,
+                             compute_metrics=compute_metrics)
+    before = model.lm_head.weight.detach().clone()
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert not torch.equal(before, model.lm_head.weight)
+    assert metrics["eval_rows"] == 4.0 and torch.isfinite(torch.tensor(metrics["eval_loss"]))
+    # generated ids: at most generation_max_length, then the trainer's padding to the model's max_length
+    assert seen["predictions"].shape[0] == 4 and torch.all(seen["predictions"][:, 6:] == PAD)
+    assert torch.all(seen["predictions"][:, 0] == BOS)
+
+
+# --- learning -------------------------------------------------------------------------------------------------------
+
+
+def _reverse_task(n: int, g: torch.Generator, vocab: int):
+    """Sources of 3-6 symbols; targets are the reversed source then EOS (labels -100 after)."""
+    lengths = torch.randint(3, 7, (n,), generator=g)
+    source = torch.full((n, 6), PAD)
+    labels = torch.full((n, 7), -100)
+    for i, length in enumerate(lengths.tolist()):
+        symbols = torch.randint(3, vocab, (length,), generator=g)
+        source[i, :length] = symbols
+        labels[i, :length] = symbols.flip(0)
+        labels[i, length] = EOS
+    return source, (source != PAD).long(), labels
+
+
+def test_a_tiny_model_learns_to_reverse_sequences():
+    """Reversing needs cross-attention to the right source position: it cannot be learned from the target."""
+    vocab = 13
+    torch.manual_seed(0)
+    config = MiniSeq2SeqConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=128, hidden_dropout=0.0, attention_dropout=0.0, pad_token_id=PAD,
+                               eos_token_id=EOS, decoder_start_token_id=BOS, max_position_embeddings=16)
+    model = MiniSeq2SeqForConditionalGeneration(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(400):  # typically stops after ~200 steps
+        source, mask, labels = _reverse_task(64, g, vocab)
+        loss = model(input_ids=source, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 0.01:
+            break
+    model.eval()
+    source, mask, labels = _reverse_task(200, torch.Generator().manual_seed(123), vocab)
+    generated = model.generate(source, attention_mask=mask, max_new_tokens=8, do_sample=False)[:, 1:]
+    correct = sum(out[: int((lab != -100).sum())].tolist() == lab[lab != -100].tolist()
+                  for out, lab in zip(generated, labels, strict=True))
+    assert correct / 200 >= 0.95, (correct, loss.item())
+
+
+# --- bad input ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"hidden_size": 30}, "hidden_size.*num_attention_heads"),
+        ({"hidden_act": "tanh"}, "hidden_act.*'relu'"),
+        ({"position_embedding_type": "alibi"}, "position_embedding_type.*'sinusoidal'"),
+        ({"norm_position": "middle"}, "norm_position.*'pre'.*'post'"),
+        ({"encoder_layers": 0}, "encoder_layers.*>= 1"),
+        ({"decoder_layers": 0, "num_hidden_layers": None}, "decoder_layers.*>= 1"),
+        ({"decoder_layers": 3}, "num_hidden_layers.*decoder_layers"),
+        ({"decoder_start_token_id": 99}, "decoder_start_token_id.*vocab_size=99"),
+        ({"position_offset": -1}, "position_offset.*>= 0"),
+        ({"share_embeddings": "yes"}, "share_embeddings.*True or False"),
+        ({"is_encoder_decoder": False}, "is_encoder_decoder"),
+        ({"pad_token_id": 99}, "pad_token_id.*vocab_size=99"),
+    ],
+)
+def test_bad_config_raises_naming_the_field(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**overrides)
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = seq2seq(position_embedding_type="learned")
+    source, mask = source_batch()
+    target, _ = target_batch()
+    with pytest.raises(ValueError, match=r"input_ids.*vocab_size=99"):
+        model(input_ids=torch.full_like(source, 99), decoder_input_ids=target)
+    with pytest.raises(ValueError, match=r"input_ids.*vocab_size=99"):  # the decoder's ids are checked too
+        model(input_ids=source, decoder_input_ids=torch.full_like(target, -1))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(input_ids=torch.randint(3, 99, (1, TINY["max_position_embeddings"] + 1)), decoder_input_ids=target[:1])
+    with pytest.raises(ValueError, match=r"attention_mask.*\(3, 8\)"):
+        model(input_ids=source, attention_mask=mask[:, :5], decoder_input_ids=target)
+    with pytest.raises(ValueError, match=r"decoder_attention_mask.*\(3, 5\)"):
+        model(input_ids=source, decoder_input_ids=target, decoder_attention_mask=torch.ones(3, 4))
+    with pytest.raises(ValueError, match="decoder_input_ids.*labels"):
+        model(input_ids=source)
+    with pytest.raises(ValueError, match=r"labels.*shape.*\(3, 5\)"):  # decoder_input_ids with labels of another length
+        model(input_ids=source, decoder_input_ids=target, labels=target[:, :4])
+    with pytest.raises(ValueError, match="labels.*dtype"):
+        model(input_ids=source, labels=target.float())
+    no_start = seq2seq(decoder_start_token_id=None)
+    with pytest.raises(ValueError, match="decoder_start_token_id"):
+        no_start(input_ids=source, labels=target)
+    no_start.generation_config.bos_token_id = None
+    with pytest.raises(ValueError, match="decoder_start_token_id"):
+        no_start.generate(source, max_new_tokens=2)
+    with pytest.raises(ValueError, match="encoder_hidden_states"):
+        model.get_decoder()(input_ids=target)
+
+
+# --- Auto classes and remote code -----------------------------------------------------------------------------------
+
+
+def test_auto_classes_load_a_saved_folder_with_a_full_auto_map(tmp_path):
+    model = seq2seq()
+    model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is MiniSeq2SeqConfig
+    assert type(AutoModelForSeq2SeqLM.from_pretrained(tmp_path)) is MiniSeq2SeqForConditionalGeneration
+    assert type(AutoModel.from_pretrained(tmp_path)) is MiniSeq2SeqModel
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {"AutoConfig": "configuration_mini.MiniSeq2SeqConfig",
+                        "AutoModel": "modeling_seq2seq.MiniSeq2SeqModel",
+                        "AutoModelForSeq2SeqLM": "modeling_seq2seq.MiniSeq2SeqForConditionalGeneration"}
+    assert json.loads((tmp_path / "generation_config.json").read_text())["decoder_start_token_id"] == BOS
+    assert issubclass(MiniSeq2SeqForConditionalGeneration, GenerationMixin)
+    for name in ("MiniSeq2SeqConfig", "MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration"):
+        assert name in modeling_mini.__all__
+
+
+_REMOTE = textwrap.dedent("""
+    import sys
+    repo = sys.argv[2]
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", repo)]  # the venv may live inside the repo
+    for finder in list(sys.meta_path):  # the editable install's finder would still map the name to the repo
+        if "editable" in type(finder).__module__.lower() or "editable" in type(finder).__name__.lower():
+            sys.meta_path.remove(finder)
+    sys.modules["modeling_mini"] = None
+    import torch
+    torch.set_num_threads(1)
+    from transformers import AutoModel, AutoModelForSeq2SeqLM
+    folder = sys.argv[1]
+    batch = torch.load(folder + "/batch.pt")
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert model.lm_head.weight is model.model.encoder.embeddings.embed_tokens.weight
+    with torch.no_grad():
+        torch.save(model(**batch).logits, folder + "/remote_logits.pt")
+    generated = model.generate(batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=5,
+                               num_beams=2, do_sample=False)
+    torch.save(generated, folder + "/remote_generated.pt")
+    print(type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__)
+""")
+
+
+def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
+    model = seq2seq(final_logits_bias=True)
+    with torch.no_grad():
+        model.final_logits_bias.bias.normal_()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    source, mask = source_batch()
+    target, _ = target_batch()
+    batch = {"input_ids": source, "attention_mask": mask, "decoder_input_ids": target}
+    torch.save(batch, folder / "batch.pt")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(modeling_mini.__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", _REMOTE, str(folder), repo], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.split() == ["MiniSeq2SeqModel"]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(folder / "remote_logits.pt"), model(**batch).logits, atol=0, rtol=0)
+    expected = model.generate(source, attention_mask=mask, max_new_tokens=5, num_beams=2, do_sample=False)
+    assert torch.equal(torch.load(folder / "remote_generated.pt"), expected)
