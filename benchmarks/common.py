@@ -1,0 +1,177 @@
+"""Shared helpers for the ``bench_<family>.py`` modules: timing, peak memory, MFU and the result table.
+
+A benchmark compares a mini model with the transformers model of the same shape, weights and attention
+backend *in one process*, alternating the two inside every round so that clock boosts, thermal drift or
+other processes on the machine hit both alike; the median round is reported.
+
+Rows are plain dicts, so drivers can print, filter or save them as JSON::
+
+    {"benchmark": "gpt", "case": "cpu sdpa B=8 T=128 ...", "metric": "train tokens/s",
+     "hf": 1234.5, "mini": 1300.2, "ratio": 1.053, "hf_mfu": None, "mini_mfu": None}
+
+``ratio`` is always mini / HF. For throughput above 1 means mini is faster; for memory below 1 means mini
+uses less. A row with ``ratio=None`` is informational (e.g. a parity check's max difference).
+"""
+
+import contextlib
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+#: dense bf16 peak FLOP/s by card name fragment (no sparsity)
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so wall-clock time covers it."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast(device: str, enabled: bool):
+    """bf16 autocast on the device, or a no-op context."""
+    return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+class _RSSSampler:
+    """CPU peak memory: a thread samples the process's resident set size every millisecond.
+
+    PyTorch has no ``max_memory_allocated`` for CPU tensors and ``tracemalloc`` does not see them, so this
+    reports ``max(RSS) - RSS at start``. It is approximate (allocator caching, sampling period); compare
+    ratios of runs made alternately in one process, not absolute numbers across runs.
+    """
+
+    def __init__(self):
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._stop = threading.Event()
+        self.start_rss = self.peak_rss = self._rss()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, self._rss())
+            self._stop.wait(0.001)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss = max(self.peak_rss, self._rss())
+
+    @property
+    def peak(self) -> int:
+        return self.peak_rss - self.start_rss
+
+
+def measure(fn: Callable[[], object], steps: int, device: str, memory: bool = True) -> tuple[float, int | None]:
+    """Run ``fn`` ``steps`` times; return (seconds, peak bytes above the start or None).
+
+    On CUDA the peak is ``torch.cuda.max_memory_allocated`` (everything live: weights, optimizer state,
+    activations); on CPU it is the growth of the resident set (see :class:`_RSSSampler`), i.e. mostly
+    activations and temporaries. CPU sampling costs a little time, so pass ``memory=False`` for timing-only runs.
+    """
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sampler = _RSSSampler() if (memory and device == "cpu" and os.path.exists("/proc/self/statm")) else None
+    sync(device)
+    with sampler if sampler is not None else contextlib.nullcontext():
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        seconds = time.perf_counter() - start
+    if device == "cuda":
+        return seconds, torch.cuda.max_memory_allocated()
+    return seconds, sampler.peak if sampler is not None else None
+
+
+def alternate(
+    fns: dict[str, Callable[[], object]], steps: int, rounds: int, device: str, warmup: int = 1, memory: bool = True
+) -> dict[str, list[tuple[float, int | None]]]:
+    """Warm every function up, then time them in turn within each round (order flipped every round).
+
+    Returns ``{name: [(seconds, peak bytes), ...]}`` with one entry per round.
+    """
+    for fn in fns.values():  # warm-up: compilation, allocator growth, lazy initialisation
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    results = {name: [] for name in fns}
+    names = list(fns)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else reversed(names):
+            results[name].append(measure(fns[name], steps, device, memory))
+    return results
+
+
+def median_rate(samples: list[tuple[float, int | None]], units_per_call: float) -> float:
+    """Units (tokens) per second of the median round."""
+    return units_per_call / statistics.median(seconds for seconds, _ in samples)
+
+
+def max_peak(samples: list[tuple[float, int | None]]) -> int | None:
+    peaks = [peak for _, peak in samples if peak is not None]
+    return max(peaks) if peaks else None
+
+
+def peak_flops(device: str) -> float | None:
+    """The card's dense bf16 peak FLOP/s, or None (CPU, unknown card)."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, device: str) -> float | None:
+    """Model FLOPs utilisation: achieved FLOP/s (tokens/s * FLOPs per token) over the card's bf16 peak."""
+    peak = peak_flops(device)
+    return None if peak is None else tokens_per_s * flops_per_token / peak
+
+
+def row(benchmark: str, case: str, metric: str, hf, mini, **extra) -> dict:
+    """One result row; ``ratio`` = mini / HF (None when either side is missing or zero)."""
+    ratio = mini / hf if (hf not in (None, 0) and mini is not None) else None
+    return dict(benchmark=benchmark, case=case, metric=metric, hf=hf, mini=mini, ratio=ratio, **extra)
+
+
+def info_row(benchmark: str, case: str, metric: str, value: float) -> dict:
+    """An informational row (no HF counterpart), e.g. the parity max difference."""
+    return dict(benchmark=benchmark, case=case, metric=metric, hf=None, mini=value, ratio=None)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and (abs(value) < 1e-2 and value != 0):
+        return f"{value:.2e}"
+    return f"{value:,.1f}"
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A fixed-width table: case, metric, HF, mini, mini/HF and (training rows on GPU) MFU."""
+    case_width = max([len(r["case"]) for r in rows] + [4])
+    metric_width = max([len(r["metric"]) for r in rows] + [6])
+    lines = [
+        f"{'case':<{case_width}}  {'metric':<{metric_width}}  {'HF':>12}  {'mini':>12}  {'mini/HF':>8}  MFU HF / mini"
+    ]
+    for r in rows:
+        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else ""
+        mfu_text = ""
+        if r.get("hf_mfu") is not None or r.get("mini_mfu") is not None:
+            mfu_text = " / ".join(f"{m:.1%}" if m is not None else "-" for m in (r.get("hf_mfu"), r.get("mini_mfu")))
+        lines.append(
+            f"{r['case']:<{case_width}}  {r['metric']:<{metric_width}}  {_number(r['hf']):>12}  "
+            f"{_number(r['mini']):>12}  {ratio:>8}  {mfu_text}"
+        )
+    return "\n".join(lines)

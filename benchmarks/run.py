@@ -1,0 +1,64 @@
+"""Run the mini-vs-transformers benchmarks of one family or all of them and print one table.
+
+    python benchmarks/run.py --device cpu                      # `make bench`
+    python benchmarks/run.py --device cuda --compile           # GPU sizes, bf16 autocast, torch.compile
+    python benchmarks/run.py --family gpt --json rows.json     # one family, rows also saved as JSON
+
+Each family lives in ``benchmarks/bench_<family>.py`` and exposes ``run(args) -> list[dict]`` (rows as in
+``common.py``); a family whose module does not exist yet is skipped with a note. See benchmarks/README.md.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import format_rows  # noqa: E402
+
+FAMILIES = ("gpt", "encoder", "seq2seq")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models of each benchmark")
+    parser.add_argument("--family", default="all", choices=(*FAMILIES, "all"))
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"), help="attention backend of both models")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the family's training batch size")
+    parser.add_argument("--seq-len", type=int, default=None, help="override the family's sequence length")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model (median reported)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed round")
+    parser.add_argument("--no-generate", action="store_true", help="skip generation rows (families that have them)")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    families = FAMILIES if args.family == "all" else (args.family,)
+    rows = []
+    for family in families:
+        try:
+            module = importlib.import_module(f"bench_{family}")
+        except ModuleNotFoundError as error:
+            if error.name != f"bench_{family}":
+                raise
+            print(f"[skip] benchmarks/bench_{family}.py does not exist yet", flush=True)
+            continue
+        start = time.perf_counter()
+        family_rows = module.run(args)
+        print(f"[done] {family}: {len(family_rows)} rows in {time.perf_counter() - start:.0f} s", flush=True)
+        rows.extend(family_rows)
+    if rows:
+        print(format_rows(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
