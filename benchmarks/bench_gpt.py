@@ -33,7 +33,7 @@ from common import alternate, autocast, format_rows, info_row, max_peak, median_
 from modeling_mini.convert import from_hf  # noqa: E402
 
 SHAPES = {
-    # CPU: small enough that `make bench` takes about a minute on a busy 2-core machine, big enough for real matmuls
+    # CPU: small enough for `make bench` to take about a minute on an idle 2-core machine, big enough for real matmuls
     "cpu": dict(
         vocab_size=8192,
         n_embd=256,
@@ -56,10 +56,10 @@ SHAPES = {
         batch_size=16,
         seq_len=1024,
         prompt_len=64,
-        new_tokens=128,
+        new_tokens=64,
         rounds=5,
         steps=5,
-        gen_rounds=3,
+        gen_rounds=2,
     ),
 }
 

@@ -5,7 +5,7 @@
 #
 # The device image ships an older transformers (5.17); the models need >= 5.24 (the `cache` kwarg). Put the
 # wheel in .whl/ (`pip download --no-deps --only-binary=:all: -d .whl transformers==5.24.0`) and carry `.whl`:
-# it is installed into /tmp/site first. Every step has its own timeout (sum < 340 s), writes a log under
+# it is installed into /tmp/site first. Every step has its own timeout (sum < 350 s), writes a log under
 # $OUT (or /tmp/gpu_check) and the script ends with a compact summary. Missing bench_<family>.py are skipped.
 set -u
 cd "$(dirname "$0")/.."
@@ -39,8 +39,8 @@ step() {  # step NAME SECONDS command...: run with a timeout, log to $LOGS/NAME.
 }
 
 step correctness 45 $PY benchmarks/gpu_correctness.py
-step bench-gpt 65 $PY benchmarks/run.py --device cuda --family gpt
-step bench-gpt-compiled 140 $PY benchmarks/run.py --device cuda --family gpt --compile --no-generate
+step bench-gpt 80 $PY benchmarks/run.py --device cuda --family gpt
+step bench-gpt-compiled 130 $PY benchmarks/run.py --device cuda --family gpt --compile --no-generate
 for family in encoder seq2seq; do
     if [ -f "benchmarks/bench_$family.py" ]; then
         step "bench-$family" 45 $PY benchmarks/run.py --device cuda --family "$family"
