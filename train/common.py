@@ -148,6 +148,8 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
     for path in files["train"] + files.get("validation", []):
         if not Path(path).is_file():
             raise ValueError(f"data file {path} does not exist.")
+        if not Path(path).stat().st_size:
+            raise ValueError(f"data file {path} is empty.")
     return datasets.load_dataset(builders.pop(), data_files=files, streaming=streaming)
 
 

@@ -150,9 +150,9 @@ def token_metrics(names: list[str]):
     def compute(prediction):
         predicted = prediction.predictions.argmax(-1)
         references = prediction.label_ids
-        keep = references != -100
-        predictions = [[names[p] for p, k in zip(row, mask) if k] for row, mask in zip(predicted, keep)]
-        truths = [[names[t] for t, k in zip(row, mask) if k] for row, mask in zip(references, keep)]
+        keep = references != -100  # first sub-words only; padding, special tokens and later pieces are -100
+        predictions = [[names[p] for p in row[mask]] for row, mask in zip(predicted, keep, strict=True)]
+        truths = [[names[t] for t in row[mask]] for row, mask in zip(references, keep, strict=True)]
         scores = scorer.compute(predictions=predictions, references=truths)
         return {k: v for k, v in scores.items() if isinstance(v, (int, float))}
 

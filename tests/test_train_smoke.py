@@ -1,0 +1,250 @@
+"""Smoke tests of train/: every objective and task on tiny models and tiny data, bad input, NaN stop, recipes.
+
+The scripts' ``main(argv)`` run in-process (faster than a subprocess); data files are written by the tests.
+"""
+
+import functools
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import modeling_mini
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "train"))
+import common  # noqa: E402
+import finetune  # noqa: E402
+import pretrain  # noqa: E402
+
+HAS_SEQ2SEQ = hasattr(modeling_mini, "MiniSeq2SeqConfig")
+needs_seq2seq = pytest.mark.skipif(not HAS_SEQ2SEQ, reason="the seq2seq family is not in modeling_mini yet")
+WORDS = ("apple pear plum fig lime kiwi date grape melon peach berry cherry lemon mango olive onion carrot bean "
+         "pea leek kale corn rice oat rye wheat barley millet").split()
+QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+         "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--use_cpu", "true",
+         "--logging_steps", "1", "--max_length", "16"]
+
+
+def sentences(count: int, seed: int = 0, length: int = 10) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(length)) for _ in range(count)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("data")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(sentences(120)))
+    texts = sentences(40, seed=1, length=6)
+    spam = [{"text": t, "label": "spam" if "apple" in t else "ham"} for t in texts]
+    multi = [{"text": t, "label": ["fruit", "grain", "vegetable"][i % 3]} for i, t in enumerate(texts)]
+    ner = [{"tokens": t.split(), "ner_tags": ["B-FRUIT" if w in WORDS[:13] else "O" for w in t.split()]}
+           for t in texts]
+    pairs = [{"source": t, "target": t.upper()} for t in texts]
+    (folder / "spam.csv").write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in spam))
+    return {"corpus": str(corpus), "spam": str(folder / "spam.csv"),
+            "multi": write_jsonl(folder / "multi.jsonl", multi), "ner": write_jsonl(folder / "ner.jsonl", ner),
+            "pairs": write_jsonl(folder / "pairs.jsonl", pairs),
+            "nolabel": write_jsonl(folder / "nolabel.jsonl", [{"text": t} for t in texts]),
+            "empty": write_jsonl(folder / "empty.jsonl", [])}
+
+
+def pretrain_tiny(family: str, output_dir: Path, corpus: str, *extra: str) -> dict:
+    return pretrain.main(["--family", family, "--model_config", "tiny", "--train_files", corpus,
+                          "--tokenizer_vocab_size", "200", "--output_dir", str(output_dir), *QUICK, *extra])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, data) -> dict[str, Path]:
+    """One tiny pretrained checkpoint per family (2 steps): the fine-tuning tests start from them."""
+    folders = {}
+    for family in ("gpt", "encoder") + (("seq2seq",) if HAS_SEQ2SEQ else ()):
+        folders[family] = tmp_path_factory.mktemp(f"pretrain-{family}")
+        folders[family + "-metrics"] = pretrain_tiny(family, folders[family], data["corpus"])
+    return folders
+
+
+# ------------------------------------------------------------------------------------------------ pretraining
+
+@pytest.mark.parametrize("family", ["gpt", "encoder", pytest.param("seq2seq", marks=needs_seq2seq)])
+def test_pretraining_writes_a_complete_output_folder(pretrained, family):
+    folder, metrics = pretrained[family], pretrained[family + "-metrics"]
+    assert math.isfinite(metrics["eval_loss"])
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "trainer_state.json",
+                 "loss_curve.png", "README.md"):
+        assert (folder / name).is_file(), name
+    if family != "encoder":
+        assert (folder / "generation_config.json").is_file()
+    assert not list(folder.glob("pytorch_model*"))  # weights only as safetensors
+    config = AutoConfig.from_pretrained(folder)
+    assert common.family_of(config) == family
+    assert "perplexity" in (folder / "README.md").read_text()
+    recipe = (folder / "recipe.yaml").read_text()
+    assert "family: " + family in recipe and "hub_token" not in recipe
+
+
+def test_pretrained_gpt_reloads_and_generates(pretrained):
+    model = AutoModelForCausalLM.from_pretrained(pretrained["gpt"])
+    out = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False)
+    assert out.shape == (1, 7)
+
+
+def test_text_infilling_collator_masks_spans_and_keeps_originals():
+    collator = pretrain.TextInfillingCollator(mask_token_id=1, pad_token_id=0, noise_density=0.3,
+                                              mean_span_length=3.0, seed=0)
+    blocks = [{"input_ids": list(range(10, 50))} for _ in range(4)]
+    batch = collator(blocks)
+    assert torch.equal(batch["labels"], torch.tensor([b["input_ids"] for b in blocks]))
+    for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+        kept = row[mask.bool()]
+        assert (kept == 1).any()  # at least one span replaced by the mask token
+        removed = 40 - int((kept >= 10).sum())
+        assert 40 * 0.3 - 1 <= removed <= 40 * 0.3 + 1  # about noise_density of the tokens removed
+        real = kept[kept >= 10]
+        assert torch.all(real[1:] > real[:-1])  # survivors keep their order
+
+
+# ------------------------------------------------------------------------------------------------ fine-tuning
+
+def test_binary_sequence_classification_uses_one_sigmoid_output(pretrained, data, tmp_path):
+    metrics = finetune.main(["--model_name_or_path", str(pretrained["gpt"]), "--train_files", data["spam"],
+                             "--output_dir", str(tmp_path), *QUICK])
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.num_labels == 1 and config.problem_type == "multi_label_classification"
+    assert config.id2label == {0: "spam"}
+    assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"} <= set(metrics)
+    assert (tmp_path / "README.md").is_file() and (tmp_path / "tokenizer.json").is_file()
+
+
+def test_multiclass_sequence_classification(pretrained, data, tmp_path):
+    metrics = finetune.main(["--model_name_or_path", str(pretrained["encoder"]), "--train_files", data["multi"],
+                             "--output_dir", str(tmp_path), *QUICK])
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.num_labels == 3 and sorted(config.label2id) == ["fruit", "grain", "vegetable"]
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+
+
+def test_token_classification_aligns_labels_to_first_subwords(pretrained, data, tmp_path):
+    assert finetune.align_word_labels([None, 0, 0, 1, None], [3, 4]) == [-100, 3, -100, 4, -100]
+    metrics = finetune.main(["--task", "token_classification", "--model_name_or_path", str(pretrained["encoder"]),
+                             "--train_files", data["ner"], "--output_dir", str(tmp_path), *QUICK])
+    assert AutoConfig.from_pretrained(tmp_path).id2label == {0: "B-FRUIT", 1: "O"}
+    assert "eval_overall_f1" in metrics or "eval_f1" in metrics, sorted(metrics)
+
+
+@needs_seq2seq
+def test_translation_with_generate(pretrained, data, tmp_path):
+    metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(pretrained["seq2seq"]),
+                             "--train_files", data["pairs"], "--output_dir", str(tmp_path),
+                             "--predict_with_generate", "true", "--generation_max_length", "8", *QUICK])
+    assert {"eval_bleu", "eval_chrf"} <= set(metrics)
+
+
+def test_from_scratch_keeps_the_architecture_but_not_the_weights(pretrained, data, tmp_path):
+    finetune.main(["--model_name_or_path", str(pretrained["gpt"]), "--from_scratch", "true", "--train_files",
+                   data["multi"], "--output_dir", str(tmp_path), *QUICK, "--max_steps", "1", "--learning_rate", "0"])
+    from safetensors.torch import load_file
+
+    base, scratch = load_file(pretrained["gpt"] / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    shared = sorted(set(base) & set(scratch))
+    assert len(shared) >= len(base) - 2  # the whole backbone (only the LM head differs from the classifier)
+    assert all(base[n].shape == scratch[n].shape for n in shared)
+    assert not any(torch.equal(base[n], scratch[n]) for n in shared if n.endswith("proj.weight"))
+    assert "base_model" not in (tmp_path / "README.md").read_text().split("---")[1]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+def test_bad_input_fails_before_training(pretrained, data, tmp_path):
+    gpt = str(pretrained["gpt"])
+    cases = {
+        "column 'body'": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["spam"],
+                                          "--text_column", "body"]),
+        "column 'label'": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["nolabel"]]),
+        "empty": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["empty"]]),
+        "task must be one of": (finetune.main, ["--model_name_or_path", gpt, "--task", "summarization"]),
+        "family must be one of": (pretrain.main, ["--family", "rnn", "--train_files", data["corpus"]]),
+        "tokenizer has": (pretrain.main, ["--family", "gpt", "--train_files", data["corpus"],
+                                          "--tokenizer_name_or_path", gpt, "--model_config",
+                                          str(write_config(tmp_path, vocab_size=50))]),
+        "extension": (pretrain.main, ["--train_files", str(tmp_path / "corpus.xml")]),
+    }
+    for i, (message, (main, argv)) in enumerate(cases.items()):
+        out = tmp_path / f"run{i}"
+        with pytest.raises(ValueError, match=message):
+            main([*argv, "--output_dir", str(out), *QUICK])
+        assert not (out / "trainer_state.json").exists()
+
+
+def write_config(folder: Path, **values) -> Path:
+    path = folder / "small_vocab.json"
+    path.write_text(json.dumps({"model_type": "mini_gpt", "hidden_size": 32, "num_hidden_layers": 1,
+                                "num_attention_heads": 2, **values}))
+    return path
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("family: gpt\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        pretrain.main([str(recipe), "--output_dir", str(tmp_path / "out")])
+
+
+def test_recipe_values_and_command_line_overrides(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("family: encoder\nlearning_rate: 0.1\nmax_steps: 7\ntrain_files: [a.txt, b.txt]\n"
+                      "output_dir: from-recipe\nstreaming: true\n")
+    model_args, data_args, _, training_args = common.parse_arguments(
+        (common.ModelArguments, common.DataArguments, pretrain.PretrainArguments, pretrain.TrainingArguments),
+        [str(recipe), "--learning_rate", "0.5", "--output_dir", str(tmp_path / "cli")])
+    assert model_args.family == "encoder" and training_args.max_steps == 7
+    assert training_args.learning_rate == 0.5 and training_args.output_dir == str(tmp_path / "cli")
+    assert data_args.train_files == ["a.txt", "b.txt"] and data_args.streaming is True
+
+
+def test_every_shipped_recipe_parses():
+    for recipe in sorted((ROOT / "configuration" / "recipes").glob("*.yaml")):
+        script = finetune if "task" in recipe.read_text() else pretrain
+        types = ((common.ModelArguments, common.DataArguments, finetune.FinetuneArguments,
+                  finetune.Seq2SeqTrainingArguments) if script is finetune else
+                 (common.ModelArguments, common.DataArguments, pretrain.PretrainArguments, pretrain.TrainingArguments))
+        common.parse_arguments(types, [str(recipe)])
+
+
+# ------------------------------------------------------------------------------------------------ NaN guard
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    forward = modeling_mini.MiniGPTForCausalLM.forward
+    calls = {"train": 0}
+
+    @functools.wraps(forward)  # the Trainer reads the signature to keep the input columns
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if self.training:
+            calls["train"] += 1
+            if calls["train"] > 3:
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(modeling_mini.MiniGPTForCausalLM, "forward", poisoned)
+    with pytest.raises(RuntimeError, match="NaN|nan") as error:
+        pretrain_tiny("gpt", tmp_path, data["corpus"], "--max_steps", "8", "--save_strategy", "steps",
+                      "--save_steps", "1")
+    assert "checkpoint-3" in str(error.value)
+    assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "checkpoint-4").exists()
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "checkpoint-3" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
