@@ -35,7 +35,7 @@ TASKS = {
     "feature-extraction": ("feature-extraction", "AutoModel"),
 }
 _TASK_ALIASES = {
-    "clm": "causal-lm", "causal": "causal-lm", "lm": "causal-lm", "text-generation": "causal-lm", "pretrain-gpt": "causal-lm",
+    "clm": "causal-lm", "causal": "causal-lm", "lm": "causal-lm", "text-generation": "causal-lm",
     "mlm": "masked-lm", "fill-mask": "masked-lm",
     "span-corruption": "denoising", "text-infilling": "denoising", "seq2seq": "denoising",
     "text2text-generation": "denoising",
@@ -259,8 +259,8 @@ def publish_folder(
     with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
     Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
     ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
-    creates no commit and returns ``None``. The token comes from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is
-    never printed.
+    creates no commit and returns ``None``. The token comes from ``token`` or the usual ``HF_TOKEN`` /
+    ``hf auth login``; it is never printed.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 

@@ -136,7 +136,8 @@ class HubServer:
 
     def create_repo(self, repo_type: str, repo_id: str, private: bool) -> Repo:
         repo = Repo(repo_type, repo_id, private)
-        gitattributes = Entry(len(GITATTRIBUTES), hashlib.sha256(GITATTRIBUTES).hexdigest(), git_blob_sha1(GITATTRIBUTES))
+        sha = hashlib.sha256(GITATTRIBUTES).hexdigest()
+        gitattributes = Entry(len(GITATTRIBUTES), sha, git_blob_sha1(GITATTRIBUTES))
         self.blobs[gitattributes.sha256] = GITATTRIBUTES
         oid = self._new_oid(repo_id)
         repo.commits[oid] = Commit(oid, None, {".gitattributes": gitattributes}, "initial commit", "", _now())
@@ -315,8 +316,8 @@ class _Handler(BaseHTTPRequestHandler):
             user = self._user()
             if user is None:
                 raise HubError(401, "Invalid credentials in Authorization header")
-            return self._send(200, {"type": "user", "name": user, "fullname": user, "orgs": [],
-                                    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+            auth = {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}
+            return self._send(200, {"type": "user", "name": user, "fullname": user, "orgs": [], "auth": auth})
         if path == "/api/repos/create" and method == "POST":
             return self._create_repo()
         if path == "/api/repos/delete" and method == "DELETE":
@@ -394,7 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _entry_json(self, path: str, entry: Entry) -> dict:
         item = {"type": "file", "path": path, "size": entry.size, "oid": entry.oid}
         if entry.lfs:
-            item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": len(lfs_pointer(entry.sha256, entry.size))}
+            pointer = lfs_pointer(entry.sha256, entry.size)
+            item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": len(pointer)}
         if entry.xet_hash:
             item["xetHash"] = entry.xet_hash
         return item
@@ -431,7 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
                 d = prefix + "/".join(parts[:depth])
                 if (recursive or depth == 1) and d not in dirs:
                     dirs.add(d)
-                    items.append({"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0})
+                    oid = hashlib.sha1(d.encode()).hexdigest()
+                    items.append({"type": "directory", "path": d, "oid": oid, "size": 0})
             if recursive or len(parts) == 1:
                 items.append(self._entry_json(path, entry))
         if prefix and not items:
@@ -470,7 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
             if existing is not None:
                 item["oid"] = existing.sha256 if existing.lfs else existing.oid
             answer.append(item)
-        return self._send(200, {"files": answer, "commitOid": self.hub.resolve_revision(repo, rev).oid if files else None})
+        head = self.hub.resolve_revision(repo, rev).oid if files else None
+        return self._send(200, {"files": answer, "commitOid": head})
 
     def _lfs_batch(self, repo_type: str, repo_id: str):
         self._repo(repo_type, unquote(repo_id), write=True)
