@@ -1,0 +1,76 @@
+"""Shared building blocks at module level: grouped-query attention, the key/value cache, rotary offsets,
+and the attention backends on the masks transformers builds."""
+
+import pytest
+import torch
+from conftest import tiny_gpt_config
+from transformers.cache_utils import DynamicCache
+
+from modeling_mini.attention import MiniAttention, repeat_kv
+from modeling_mini.blocks import MiniBlock
+from modeling_mini.positional import RotaryEmbedding
+
+
+def attention(impl="eager", **overrides) -> MiniAttention:
+    config = tiny_gpt_config(attn_implementation=impl, **overrides)
+    torch.manual_seed(0)
+    return MiniAttention(config, layer_idx=0, is_causal=True).eval()
+
+
+def test_grouped_query_attention_equals_multi_head_with_repeated_key_value_heads():
+    gqa = attention(num_key_value_heads=2)  # 4 query heads, 2 key/value heads: groups of 2
+    mha = attention()
+    head_dim = gqa.head_dim
+    with torch.no_grad():
+        mha.q_proj.load_state_dict(gqa.q_proj.state_dict())
+        mha.o_proj.load_state_dict(gqa.o_proj.state_dict())
+        for name in ("k_proj", "v_proj"):
+            small, big = getattr(gqa, name), getattr(mha, name)
+            # (Hkv * Dh, D) -> (H * Dh, D): each key/value head serves the query heads of its group
+            big.weight.copy_(small.weight.view(2, 1, head_dim, -1).expand(2, 2, head_dim, -1).reshape(4 * head_dim, -1))
+            big.bias.copy_(small.bias.view(2, 1, head_dim).expand(2, 2, head_dim).reshape(-1))
+    x = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(gqa(x)[0], mha(x)[0])
+    kv = torch.randn(2, 2, 5, 8)
+    assert torch.equal(repeat_kv(kv, 2)[:, 1], kv[:, 0]) and torch.equal(repeat_kv(kv, 2)[:, 2], kv[:, 1])
+    assert gqa.k_proj.weight.shape == (2 * head_dim, 32)  # the cache holds 2 heads, not 4
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_block_fed_token_by_token_through_the_cache_equals_one_causal_pass(impl):
+    config = tiny_gpt_config(attn_implementation=impl, position_embedding_type="rotary", num_key_value_heads=2)
+    torch.manual_seed(0)
+    block = MiniBlock(config, layer_idx=0, is_causal=True).eval()
+    rotary = RotaryEmbedding(config)
+    x = torch.randn(2, 6, 32)
+    positions = torch.arange(6)[None]
+    with torch.no_grad():
+        full = block(x, position_embeddings=rotary(positions, x.dtype))
+        cache = DynamicCache(config=config)
+        steps = [block(x[:, t : t + 1], position_embeddings=rotary(positions[:, t : t + 1], x.dtype), cache=cache)
+                 for t in range(6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.get_seq_length() == 6
+
+
+def test_rotary_attention_depends_only_on_relative_positions():
+    module = attention(position_embedding_type="rotary")
+    rotary = RotaryEmbedding(module.config)
+    x = torch.randn(1, 5, 32)
+    with torch.no_grad():
+        outs = [module(x, position_embeddings=rotary(torch.arange(5)[None] + shift, x.dtype))[0] for shift in (0, 17)]
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_eager_and_sdpa_agree_on_a_boolean_padding_mask():
+    x = torch.randn(2, 6, 32)
+    allowed = torch.ones(6, 6).tril().bool()[None, None].repeat(2, 1, 1, 1)  # (B, 1, T, S)
+    allowed[1, :, :, :2] = False  # row 1: the first two keys are padding
+    allowed[1, :, :2, 0] = True  # padded queries keep one key so no row is empty
+    outs = {}
+    for impl in ("eager", "sdpa"):
+        module = attention(impl)
+        with torch.no_grad():
+            outs[impl], weights = module(x, attention_mask=allowed)
+    torch.testing.assert_close(outs["sdpa"], outs["eager"], atol=1e-5, rtol=1e-5)
