@@ -339,6 +339,17 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resize as usual, and the ``final_logits_bias`` with it (new tokens get a zero bias)."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if self.final_logits_bias is not None:
+            old = self.final_logits_bias.bias.data
+            size = embeddings.weight.shape[0]
+            new = old.new_zeros(size)
+            new[: min(size, old.shape[0])] = old[:size]
+            self.final_logits_bias.bias = nn.Parameter(new)
+        return embeddings
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

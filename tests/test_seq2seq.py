@@ -175,6 +175,45 @@ def test_output_attentions_returns_encoder_decoder_and_cross_attentions():
     assert len(out.encoder_hidden_states) == 4 and len(out.decoder_hidden_states) == 3  # embeddings + each block
 
 
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    model = seq2seq()
+    model.train()
+    source, mask = source_batch()
+    target, target_mask = target_batch()
+    labels = target.masked_fill(target_mask == 0, -100)
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.zero_grad()
+        loss = model(input_ids=source, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        grads.append((loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    for key, grad in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][key], grad, atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_torch_compile_fullgraph_runs_the_forward():
+    model = seq2seq()
+    source, mask = source_batch()
+    target, _ = target_batch()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        kwargs = dict(input_ids=source, attention_mask=mask, decoder_input_ids=target, use_cache=False)
+        torch.testing.assert_close(compiled(**kwargs).logits, model(**kwargs).logits)
+
+
+def test_resize_token_embeddings_keeps_the_ties_and_resizes_the_logits_bias():
+    model = seq2seq(final_logits_bias=True)
+    model.resize_token_embeddings(120, mean_resizing=False)
+    shared = model.model.encoder.embeddings.embed_tokens.weight
+    assert shared.shape[0] == 120 and model.lm_head.weight is shared
+    assert model.model.decoder.embeddings.embed_tokens.weight is shared
+    source, _ = source_batch()
+    assert model(input_ids=source, decoder_input_ids=torch.full((3, 2), 119)).logits.shape == (3, 2, 120)
+
+
 # --- labels and the loss --------------------------------------------------------------------------------------------
 
 
