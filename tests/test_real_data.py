@@ -6,6 +6,7 @@ test messages into training); the WordPiece tokenizer is trained on the training
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import evaluate
@@ -93,3 +94,108 @@ def test_tiny_encoder_reaches_spam_f1_090_on_sms_spam(shared_data, tmp_path):
     )
     print(f"SMS spam held-out ({len(test_rows)} unique texts): {scores}")
     assert scores["f1"] >= 0.90, scores
+
+
+# ------------------------------------------------------------- smoke runs of train/ on the other real data sets
+
+QUICK = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+         "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--use_cpu", "true",
+         "--logging_steps", "1", "--max_length", "32", "--max_train_samples", "200", "--max_eval_samples", "16",
+         "--tokenizer_vocab_size", "400", "--model_config", "tiny"]
+FINETUNE_QUICK = QUICK[:-4]  # the model and its tokenizer come from the checkpoint
+
+
+def train_scripts():
+    train = Path(__file__).resolve().parents[1] / "train"
+    if str(train) not in __import__("sys").path:
+        __import__("sys").path.insert(0, str(train))
+    import finetune
+    import pretrain
+
+    return pretrain, finetune
+
+
+def read_conll(path: Path) -> list[dict]:
+    """CoNLL (one ``token<TAB>tag`` per line, a blank line between sentences) -> rows {"tokens", "ner_tags"}."""
+    rows, tokens, tags = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.strip():
+            token, tag = line.rsplit("\t", 1) if "\t" in line else line.rsplit(" ", 1)
+            tokens.append(token)
+            tags.append(tag.strip())
+        elif tokens:
+            rows.append({"tokens": tokens, "ner_tags": tags})
+            tokens, tags = [], []
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+_PRETRAINED: dict[str, tuple[Path, dict]] = {}
+
+
+@pytest.fixture
+def shakespeare_gpt(shared_data, tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny GPT pretrained for a few steps on Tiny Shakespeare (a local .txt file) by train/pretrain.py.
+
+    Built once per session (function scope only because ``shared_data`` is, so that it skips cleanly)."""
+    if "gpt" not in _PRETRAINED:
+        pretrain, _ = train_scripts()
+        out = tmp_path_factory.mktemp("shakespeare-gpt")
+        corpus = str(shared_data / "text_tinyshakespeare" / "input.txt")
+        _PRETRAINED["gpt"] = out, pretrain.main(["--family", "gpt", "--train_files", corpus, "--output_dir", str(out),
+                                                 *QUICK])
+    return _PRETRAINED["gpt"]
+
+
+@pytest.mark.slow
+def test_pretrain_gpt_on_tiny_shakespeare(shakespeare_gpt):
+    out, metrics = shakespeare_gpt
+    assert math.isfinite(metrics["eval_loss"])
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_read_conll_keeps_sentences_and_tags(tmp_path):
+    path = tmp_path / "x.conll"
+    path.write_text("@paul\tO\nin\tO\nLisbon\tB-location\n\nhi\tO\n", encoding="utf-8")
+    assert read_conll(path) == [{"tokens": ["@paul", "in", "Lisbon"], "ner_tags": ["O", "O", "B-location"]},
+                                {"tokens": ["hi"], "ner_tags": ["O"]}]
+
+
+@pytest.mark.slow
+def test_token_classification_on_wnut17(shared_data, shakespeare_gpt, tmp_path):
+    _, finetune = train_scripts()
+    folder = shared_data / "ner_wnut17"
+    train_rows, dev_rows = read_conll(folder / "wnut17train.conll"), read_conll(folder / "emerging.dev.conll")
+    assert len(train_rows) == 3394 and len(dev_rows) == 1009  # the counts in shared/data/README.md
+    # A few steps on a slice; the slice must hold every tag, since the label set comes from the training split.
+    subset = train_rows[:150]
+    for row in train_rows[150:]:
+        if set(row["ner_tags"]) - {tag for kept in subset for tag in kept["ner_tags"]}:
+            subset.append(row)
+    metrics = finetune.main(["--task", "token_classification", "--model_name_or_path", str(shakespeare_gpt[0]),
+                             "--train_files", write_jsonl(tmp_path / "train.jsonl", subset),
+                             "--validation_files", write_jsonl(tmp_path / "dev.jsonl", dev_rows[:16]),
+                             "--output_dir", str(tmp_path / "out"),
+                             *FINETUNE_QUICK])
+    assert {"eval_overall_f1", "eval_loss"} <= set(metrics), sorted(metrics)
+    labels = json.loads((tmp_path / "out" / "config.json").read_text())["id2label"].values()
+    assert {"O", "B-person", "I-person", "B-location"} <= set(labels)
+
+
+@pytest.mark.slow
+def test_translation_on_portuguese_english(shared_data, tmp_path):
+    pretrain, finetune = train_scripts()
+    pairs = str(shared_data / "mt_por_eng_tatoeba" / "tatoeba_eng_por.jsonl")
+    pretrain.main(["--family", "seq2seq", "--train_files", pairs, "--text_column", "en",
+                   "--output_dir", str(tmp_path / "pre"), *QUICK])
+    metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(tmp_path / "pre"),
+                             "--train_files", pairs, "--text_column", "en", "--label_column", "pt",
+                             "--predict_with_generate", "true", "--generation_max_length", "8",
+                             "--output_dir", str(tmp_path / "out"),
+                             *FINETUNE_QUICK])
+    assert {"eval_bleu", "eval_chrf"} <= set(metrics), sorted(metrics)
