@@ -116,6 +116,7 @@ PUSH = COMMON + textwrap.dedent(
                 with contextlib.redirect_stdout(printed):
                     publish.main([str(bare), "--hub_model_id", f"user/cli-{MODE}", "--dataset", "tiny_shakespeare"])
                 report["cli_stdout"] = printed.getvalue()
+                report["branch_commit"] = publish_folder(out, f"user/cli-{MODE}", revision="dev").oid
         else:  # the push_to_hub route
             model.push_to_hub(repo)
             tok.push_to_hub(repo)
@@ -285,6 +286,9 @@ def test_push_and_load_back(hub, mode, tmp_path, request):
         cli = hub.repos[("model", f"user/cli-{mode}")]
         cli_card = ModelCard(hub.blobs[cli.commits[cli.refs["main"]].files["README.md"].sha256].decode())
         assert cli_card.data.pipeline_tag == "text-generation" and cli_card.data.datasets == ["tiny_shakespeare"]
+        main, dev = cli.commits[cli.refs["main"]], cli.commits[cli.refs["dev"]]  # a push to a new branch
+        assert dev.oid == pushed["branch_commit"] and dev.parent == main.oid
+        assert dev.files["README.md"].sha256 != main.files["README.md"].sha256  # the other folder's card
 
     # The card parses and carries the run's metrics.
     card = ModelCard(hub.blobs[gpt.commits[gpt.refs["main"]].files["README.md"].sha256].decode())
