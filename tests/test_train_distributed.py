@@ -1,7 +1,7 @@
 """Distributed training: the accelerate configs are valid, and 2 processes (gloo, CPU) train like 1 process.
 
-The 2-process run goes through ``accelerate launch`` with ``configuration/accelerate/cpu_2proc.yaml``, the config users
-take to try a distributed run without a GPU.
+The runs are ``train/pretrain.py`` (tiny GPT, a small text file); the 2-process run goes through ``accelerate launch``
+with ``configuration/accelerate/cpu_2proc.yaml``, the config users take to try a distributed run without a GPU.
 """
 
 import json
@@ -17,7 +17,7 @@ from conftest import tiny_gpt_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = ROOT / "configuration" / "accelerate"
-SCRIPT = ROOT / "tests" / "tiny_train_script.py"
+SCRIPT = ROOT / "train" / "pretrain.py"
 
 EXPECTED = {  # file -> (distributed type, processes, multi-GPU launcher, FSDP, DeepSpeed)
     "single_gpu.yaml": ("NO", 1, False, False, False),
@@ -78,9 +78,19 @@ def test_deepspeed_json_is_zero2_driven_by_the_trainer():
         assert ds[key] == "auto"
 
 
+def write_corpus(path: Path) -> str:
+    """A small, learnable text corpus: counting sentences in words."""
+    words = "zero one two three four five six seven eight nine".split()
+    path.write_text("\n".join(" ".join(words[(i + j) % 10] for j in range(12)) for i in range(200)))
+    return str(path)
+
+
 def run_tiny(output_dir: Path, processes: int, per_device_batch: int, steps: int = 6) -> list[dict]:
-    """Train the tiny GPT; return the per-step log entries of trainer_state.json."""
-    train_args = ["--output_dir", str(output_dir), "--max_steps", str(steps), "--logging_steps", "1",
+    """Pretrain a tiny GPT with train/pretrain.py; return the per-step log entries of trainer_state.json."""
+    corpus = write_corpus(output_dir.parent / "corpus.txt")
+    train_args = ["--family", "gpt", "--model_config", "tiny", "--train_files", corpus,
+                  "--tokenizer_vocab_size", "200", "--max_length", "16",
+                  "--output_dir", str(output_dir), "--max_steps", str(steps), "--logging_steps", "1",
                   "--per_device_train_batch_size", str(per_device_batch), "--learning_rate", "3e-3", "--seed", "7",
                   "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]
     if processes == 1:

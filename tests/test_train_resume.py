@@ -1,4 +1,4 @@
-"""Kill a training run with SIGKILL after a checkpoint, resume it: the final weights equal an uninterrupted run's."""
+"""Kill train/pretrain.py with SIGKILL after a checkpoint, resume it: the final weights equal an uninterrupted run's."""
 
 import os
 import signal
@@ -12,17 +12,18 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "tiny_train_script.py"
+SCRIPT = ROOT / "train" / "pretrain.py"
 STEPS, SAVE_EVERY = 40, 5
 
 
-def command(output_dir: Path, *extra: str) -> list[str]:
+def command(output_dir: Path, corpus: Path, *extra: str) -> list[str]:
     # Shuffled data (the Trainer's seeded sampler), dropout-free tiny GPT, AdamW with a linear schedule: every piece
     # of state the resumed run needs (weights, optimizer, scheduler, RNG, data position) is in the checkpoint.
-    return [sys.executable, str(SCRIPT), "--output_dir", str(output_dir), "--max_steps", str(STEPS),
-            "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--seed", "11", "--logging_steps", "5",
-            "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--report_to", "none", "--use_cpu", "true",
-            "--disable_tqdm", "true", *extra]
+    return [sys.executable, str(SCRIPT), "--family", "gpt", "--model_config", "tiny", "--train_files", str(corpus),
+            "--tokenizer_vocab_size", "200", "--max_length", "16", "--output_dir", str(output_dir),
+            "--max_steps", str(STEPS), "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--seed", "11",
+            "--logging_steps", "5", "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--report_to", "none",
+            "--use_cpu", "true", "--disable_tqdm", "true", *extra]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -34,13 +35,17 @@ def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    words = "zero one two three four five six seven eight nine".split()
+    corpus.write_text("\n".join(" ".join(words[(i + j) % 10] for j in range(12)) for i in range(200)))
     reference = tmp_path / "uninterrupted"
-    done = subprocess.run(command(reference), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(reference, corpus), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     killed = tmp_path / "killed"
     first = killed / f"checkpoint-{SAVE_EVERY}"
-    run = subprocess.Popen(command(killed), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = subprocess.Popen(command(killed, corpus), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     # trainer_state.json is the last file of a checkpoint the Trainer writes.
     while not (first / "trainer_state.json").exists():
@@ -57,7 +62,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
         latest = killed / f"checkpoint-{int(latest.name.split('-')[1]) - SAVE_EVERY}"
     assert int(latest.name.split("-")[1]) < STEPS
 
-    resumed = subprocess.run(command(killed, "--resume_from_checkpoint", str(latest)), cwd=ROOT, env=ENV,
+    resumed = subprocess.run(command(killed, corpus, "--resume_from_checkpoint", str(latest)), cwd=ROOT, env=ENV,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
