@@ -90,6 +90,7 @@ def test_seqeval_rejects_length_mismatch(ner):
         ner.compute(predictions=[["O"]], references=[["O", "B-person"]])
 
 
+@pytest.mark.slow
 def test_metrics_load_with_hub_offline(tmp_path):
     """A fresh process with HF_HUB_OFFLINE=1 and an empty module cache loads and runs all three."""
     code = (
