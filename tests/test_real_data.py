@@ -7,6 +7,7 @@ test messages into training); the WordPiece tokenizer is trained on the training
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 
 import evaluate
@@ -106,9 +107,10 @@ FINETUNE_QUICK = QUICK[:-4]  # the model and its tokenizer come from the checkpo
 
 
 def train_scripts():
+    """train/pretrain.py and train/finetune.py as modules: their ``main(argv)`` runs in-process."""
     train = Path(__file__).resolve().parents[1] / "train"
-    if str(train) not in __import__("sys").path:
-        __import__("sys").path.insert(0, str(train))
+    if str(train) not in sys.path:
+        sys.path.insert(0, str(train))
     import finetune
     import pretrain
 
