@@ -248,3 +248,51 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data, tmp_pat
 
     weights = load_file(tmp_path / "checkpoint-3" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+# ------------------------------------------------------------------------------ pretraining pays off
+
+# 24 made-up words from one alphabet, so spelling tells nothing about a word's group.
+_RNG = random.Random(0)
+_WORDS = list(dict.fromkeys("".join(_RNG.choice("bdfgklmnprstvz") + _RNG.choice("aeiou") for _ in range(2))
+                            for _ in range(100)))[:24]
+GROUP_A, GROUP_B = _WORDS[:12], _WORDS[12:]
+
+
+def group_rows(words_a, words_b, count, seed, length):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = i % 2
+        words = words_b if label else words_a
+        rows.append({"text": " ".join(rng.choice(words) for _ in range(length)), "label": label})
+    return rows
+
+
+@pytest.mark.slow
+def test_finetuning_from_pretrained_beats_random_init(tmp_path):
+    """Words of two groups never mix in the corpus; the labelled task asks for a text's group.
+
+    Fine-tuning sees only 4 words of each group; the test split uses only the 8 others. From random weights
+    those words are unknown embeddings (chance level); pretraining has learnt which words go together.
+    """
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(row["text"] for row in group_rows(GROUP_A, GROUP_B, 400, 0, 12)))
+    train = group_rows(GROUP_A[:4], GROUP_B[:4], 64, 1, 4)
+    test = group_rows(GROUP_A[4:], GROUP_B[4:], 64, 2, 4)
+    files = ["--train_files", write_jsonl(tmp_path / "train.jsonl", train),
+             "--validation_files", write_jsonl(tmp_path / "test.jsonl", test)]
+    common_args = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--use_cpu", "true",
+                   "--logging_steps", "10", "--seed", "0"]
+    pretrain.main(["--family", "gpt", "--model_config", "tiny", "--train_files", str(corpus),
+                   "--tokenizer_vocab_size", "400", "--max_length", "32", "--output_dir", str(tmp_path / "lm"),
+                   "--max_steps", "150", "--per_device_train_batch_size", "16", "--learning_rate", "3e-3",
+                   *common_args])
+    scores = {}
+    for name, extra in (("pretrained", []), ("scratch", ["--from_scratch", "true"])):
+        scores[name] = finetune.main(["--model_name_or_path", str(tmp_path / "lm"), *files, *extra,
+                                      "--output_dir", str(tmp_path / name), "--max_steps", "40",
+                                      "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
+                                      *common_args])["eval_accuracy"]
+    print(scores)
+    assert scores["pretrained"] >= 0.8 and scores["pretrained"] >= scores["scratch"] + 0.2, scores

@@ -196,13 +196,16 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
     return raw
 
 
-def limit(split, count: int | None):
-    """The first ``count`` rows (all when None)."""
+def limit(split, count: int | None, seed: int = 42):
+    """``count`` rows (all when None): a seeded random sample, so a class-ordered file keeps every class.
+
+    A stream keeps its first ``count`` rows.
+    """
     if count is None:
         return split
     if isinstance(split, datasets.IterableDataset):
         return split.take(count)
-    return split.select(range(min(count, len(split))))
+    return split.shuffle(seed=seed).select(range(min(count, len(split))))
 
 
 def pack_blocks(examples: dict, block_size: int) -> dict:

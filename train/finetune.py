@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
         validation_split_percentage=data_args.validation_split_percentage, default=default,
         required_columns=(label_column,), seed=training_args.seed)
-    raw["train"] = common.limit(raw["train"], data_args.max_train_samples)
-    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples)
+    raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
+    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
     texts = None
     if not (model_args.tokenizer_name_or_path or model_args.model_name_or_path):

@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_files=data_args.train_files, validation_files=data_args.validation_files,
         text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
         streaming=data_args.streaming, seed=training_args.seed)
-    raw["train"] = common.limit(raw["train"], data_args.max_train_samples)
-    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples)
+    raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
+    raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
     texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
     tokenizer = common.load_tokenizer(model_args, texts, family=family)
