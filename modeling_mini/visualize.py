@@ -460,6 +460,21 @@ _DEMO_CORPUS = [
 ]
 
 
+#: English renderings of :data:`_DEMO_CORPUS`, for the tiny translation model of the cross-attention picture.
+_DEMO_TRANSLATIONS = [
+    "the cat climbed onto the roof because it saw a bird",
+    "the dog ran in the garden because it saw a cat",
+    "the bird flew to the roof because it saw the cat",
+    "the girl climbed the tree because she saw a bird",
+    "the boy ran home because he saw the rain",
+    "the cat slept on the sofa because it was tired",
+    "the girl read a book in the garden",
+    "the dog slept on the roof because it was hot",
+    "the bird sang in the garden because it saw the sun",
+    "the boy climbed onto the roof because he saw the dog",
+]
+
+
 def word_tokenizer(sentences: list[str]):
     """A word-level tokenizer over ``sentences`` (lower-cased, whitespace split), built in memory."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
@@ -511,6 +526,38 @@ def train_demo_gpt(output_dir, *, steps: int = 150, seed: int = 0):
     return model, tokenizer
 
 
+def train_demo_translator(*, steps: int = 200, seed: int = 0):
+    """Train a tiny encoder-decoder to translate :data:`_DEMO_CORPUS` into English; returns ``(model, tokenizer)``.
+
+    A plain PyTorch loop of a few seconds: the point is a cross-attention map worth looking at, not a translator.
+    """
+    from .configuration_mini import MiniSeq2SeqConfig
+    from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration
+
+    torch.manual_seed(seed)
+    tokenizer = word_tokenizer(_DEMO_CORPUS + _DEMO_TRANSLATIONS)
+    pad, bos, eos = tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+    config = MiniSeq2SeqConfig(vocab_size=len(tokenizer), hidden_size=64, encoder_layers=2, decoder_layers=2,
+                               num_attention_heads=4, intermediate_size=128, max_position_embeddings=32,
+                               hidden_dropout=0.0, attention_dropout=0.0, pad_token_id=pad, bos_token_id=bos,
+                               eos_token_id=eos, decoder_start_token_id=bos)
+    model = MiniSeq2SeqForConditionalGeneration(config)
+    batch = tokenizer(_DEMO_CORPUS, padding=True, return_tensors="pt")
+    targets = [ids + [eos] for ids in tokenizer(_DEMO_TRANSLATIONS)["input_ids"]]
+    width = max(map(len, targets))
+    labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in targets])  # (B, T_target)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    model.set_attn_implementation("eager")
+    return model, tokenizer
+
+
 def demo(out_dir, *, steps: int = 150) -> list[Path]:
     """Draw every picture of ``docs/concepts.md`` into ``out_dir`` (trains a tiny GPT first)."""
     import tempfile
@@ -529,6 +576,13 @@ def demo(out_dir, *, steps: int = 150) -> list[Path]:
                                   title="tiny GPT after training: self-attention per layer and head"))
     written.append(plot_attention(model, tokenizer, DEMO_SENTENCE, out_dir / "attention_query_viu.png", query="viu",
                                   title="tiny GPT: where \"viu\" looks (causal: only itself and earlier words)"))
+    try:
+        translator, tokenizer = train_demo_translator()
+    except ImportError:  # an installation without the encoder-decoder family
+        return written
+    written.append(plot_attention(translator, tokenizer, DEMO_SENTENCE, out_dir / "attention_cross.png", layer=1,
+                                  target_text=_DEMO_TRANSLATIONS[0], attention="cross",
+                                  title="tiny translator: cross-attention, English (rows) reads Portuguese (columns)"))
     return written
 
 

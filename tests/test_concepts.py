@@ -22,8 +22,7 @@ from modeling_mini.normalization import build_norm
 from modeling_mini.positional import SinusoidalPositionalEncoding
 
 ENCODER = modeling_mini.MiniEncoderModel
-SEQ2SEQ = getattr(modeling_mini, "MiniSeq2SeqForConditionalGeneration", None)
-needs_seq2seq = pytest.mark.skipif(SEQ2SEQ is None, reason="MiniSeq2SeqForConditionalGeneration not available yet")
+SEQ2SEQ = modeling_mini.MiniSeq2SeqForConditionalGeneration
 
 
 def gpt(**overrides):
@@ -344,7 +343,6 @@ def test_gpt_is_a_stack_of_causal_blocks_without_cross_attention():
     assert generated[0, -1] == next_token  # generation = repeated next-token prediction
 
 
-@needs_seq2seq
 def test_cross_attention_reads_the_encoder_output():
     config = modeling_mini.MiniSeq2SeqConfig(**{**TINY, "decoder_start_token_id": 1})
     model = SEQ2SEQ(config).eval()

@@ -73,8 +73,6 @@ def test_attention_of_an_encoder(tmp_path, wordpiece_tokenizer):
     assert_png(path, viz.attention_figure_size(len(queries), len(queries), 1, TINY["num_attention_heads"]))
 
 
-@pytest.mark.skipif(not hasattr(modeling_mini, "MiniSeq2SeqForConditionalGeneration"),
-                    reason="MiniSeq2SeqForConditionalGeneration not available yet")
 def test_cross_attention_of_an_encoder_decoder(tmp_path, bpe_tokenizer):
     config = modeling_mini.MiniSeq2SeqConfig(**{**TINY, "vocab_size": len(bpe_tokenizer)}, decoder_start_token_id=1,
                                              attn_implementation="eager")
