@@ -95,6 +95,15 @@ def test_pretraining_writes_a_complete_output_folder(pretrained, family):
     assert "family: " + family in recipe and "hub_token" not in recipe
 
 
+def test_streaming_corpus_with_tensorboard_logging(data, tmp_path):
+    argv = [a if a != "none" else "tensorboard" for a in QUICK]
+    metrics = pretrain.main(["--family", "gpt", "--model_config", "tiny", "--train_files", data["corpus"],
+                             "--tokenizer_vocab_size", "200", "--output_dir", str(tmp_path), "--streaming", "true",
+                             *argv])
+    assert math.isfinite(metrics["eval_loss"]) and (tmp_path / "model.safetensors").is_file()
+    assert list(tmp_path.rglob("events.out.tfevents*"))
+
+
 def test_pretrained_gpt_reloads_and_generates(pretrained):
     model = AutoModelForCausalLM.from_pretrained(pretrained["gpt"])
     out = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False)
