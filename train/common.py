@@ -365,7 +365,7 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
 
     try:
         plot_training_loss(output_dir, output_dir / "loss_curve.png")
-    except ValueError as error:  # nothing logged (a very short run)
+    except (ValueError, ImportError) as error:  # nothing logged (a very short run), or no matplotlib
         print(f"no loss curve: {error}")
     from modeling_mini.hub import write_model_card
 
