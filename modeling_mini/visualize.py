@@ -14,7 +14,8 @@ this module.
 * :func:`plot_training_loss`: the loss curve of a Trainer output folder (``trainer_state.json``).
 
 The command line (``mini-visualize`` or ``python -m modeling_mini.visualize``) exposes each of them, plus
-``demo``, which trains a tiny model for a few seconds and draws every picture of ``docs/concepts.md``.
+``demo``, which trains a tiny GPT and a tiny translator (a minute or two on a CPU) and draws every picture of
+``docs/concepts.md``.
 """
 
 from __future__ import annotations
@@ -559,7 +560,7 @@ def train_demo_translator(*, steps: int = 200, seed: int = 0):
 
 
 def demo(out_dir, *, steps: int = 150) -> list[Path]:
-    """Draw every picture of ``docs/concepts.md`` into ``out_dir`` (trains a tiny GPT first)."""
+    """Draw every picture of ``docs/concepts.md`` into ``out_dir`` (trains a tiny GPT and a tiny translator)."""
     import tempfile
 
     out_dir = Path(out_dir)
@@ -637,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir", help="folder holding trainer_state.json (or checkpoint-*/trainer_state.json)")
     p.add_argument("-o", "--output", required=True)
 
-    p = sub.add_parser("demo", help="train a tiny GPT for a few seconds and draw every concept picture")
+    p = sub.add_parser("demo", help="train a tiny GPT and translator, then draw every concept picture")
     p.add_argument("out_dir", help="folder for the PNG files (e.g. docs/images)")
     p.add_argument("--steps", type=int, default=150)
     return parser
