@@ -96,8 +96,13 @@ def label_ids(values, names: list[str]) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------- preprocessing
 
-def sequence_classification_features(batch, tokenizer, text_column, label_column, names, max_length, binary):
-    encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length)
+def sequence_classification_features(batch, tokenizer, text_column, label_column, names, max_length, binary,
+                                     special_tokens=True):
+    """Token ids and class ids. GPT reads the text with no end token (``special_tokens=False``): it classifies
+    from the last token's state, and in packed pretraining the end token's state was trained to forget the
+    document (what follows it is an unrelated text), while the last word's state summarises it."""
+    encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length,
+                        add_special_tokens=special_tokens)
     ids = label_ids(batch[label_column], names)
     encoded["labels"] = [float(i) for i in ids] if binary else ids
     return encoded
@@ -248,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
                  "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}})
         features = raw.map(sequence_classification_features, fn_kwargs={
             "tokenizer": tokenizer, "text_column": text_column, "label_column": label_column, "names": names,
-            "max_length": data_args.max_length, "binary": binary}, desc="tokenising", **map_options)
+            "max_length": data_args.max_length, "binary": binary, "special_tokens": family != "gpt"},
+            desc="tokenising", **map_options)
         collator = DataCollatorWithPadding(tokenizer)
         compute_metrics = classification_metrics(binary, len(names))
         card_task = "sequence-classification"
