@@ -340,8 +340,6 @@ def test_pretrain_push_to_hub(hub, tmp_path, bpe_tokenizer):
     assert not [p for p in out.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
 
 
-@pytest.mark.xfail(strict=True, reason="train/common.py take_push_settings keeps training_args.hub_token, so "
-                   "--hub_token is pickled into training_args.bin; fix: set training_args.hub_token = None there")
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
     """A token given as --hub_token must not survive in the TrainingArguments the Trainer pickles to disk."""
     if not (ROOT / "train" / "common.py").is_file():

@@ -397,4 +397,5 @@ def take_push_settings(training_args) -> dict | None:
     push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
             "private": bool(training_args.hub_private_repo)}
     training_args.push_to_hub = False
+    training_args.hub_token = None  # the Trainer pickles its arguments into the output folder: keep no secret there
     return push
