@@ -7,6 +7,7 @@ Each concept has one small function here; the two scripts only wire them togethe
 import dataclasses
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,23 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
     *objects, remaining = parsed
     if remaining:
         raise ValueError(f"Unknown argument(s) {remaining}; see --help.")
+    for obj in objects:
+        check_launch(obj)
     return tuple(objects)
+
+
+def check_launch(training_args) -> None:
+    """Refuse a multi-process launch that would silently train each process alone on all the data.
+
+    On a machine without CUDA, a launcher starts N processes, but unless ``use_cpu`` is set each one builds its
+    own single-process Trainer ("rank 0 of 1").
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and hasattr(training_args, "world_size") and training_args.world_size != launched:
+        raise ValueError(
+            f"Launched {launched} processes but the Trainer sees world_size={training_args.world_size}: on CPU pass "
+            "`--use_cpu true` (or set ACCELERATE_USE_CPU=1) so the processes join one gloo group."
+        )
 
 
 def resolved_recipe(*objects) -> dict:
