@@ -171,7 +171,9 @@ class MiniConfig(PreTrainedConfig):
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
-            raise ValueError(f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}.")
+            raise ValueError(
+                f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."
+            )
         for name in ("hidden_dropout", "attention_dropout"):
             _check_probability(name, getattr(self, name))
         if self.classifier_dropout is not None:
@@ -181,7 +183,9 @@ class MiniConfig(PreTrainedConfig):
         for name in ("pad_token_id",):
             token_id = getattr(self, name)
             if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
-                raise ValueError(f"`{name}` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}.")
+                raise ValueError(
+                    f"`{name}` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}."
+                )
 
 
 class MiniGPTConfig(MiniConfig):

@@ -16,7 +16,12 @@ from transformers import (
 
 from .configuration_mini import MiniGPTConfig
 from .convert import load_mapped, split_rows
-from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTForTokenClassification, MiniGPTModel
+from .modeling_gpt import (
+    MiniGPTForCausalLM,
+    MiniGPTForSequenceClassification,
+    MiniGPTForTokenClassification,
+    MiniGPTModel,
+)
 
 _SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
            "num_labels", "id2label", "label2id", "problem_type", "use_cache")
@@ -25,7 +30,9 @@ _SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "p
 def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
     """The MiniGPT config computing what ``hf`` computes; ``ValueError`` for GPT-2 options it lacks."""
     if not hf.scale_attn_weights or hf.scale_attn_by_inverse_layer_idx:
-        raise ValueError("GPT-2 options `scale_attn_weights=False` / `scale_attn_by_inverse_layer_idx=True` have no mini equivalent.")
+        raise ValueError(
+            "GPT-2 options `scale_attn_weights=False` / `scale_attn_by_inverse_layer_idx=True` have no mini equivalent."
+        )
     if getattr(hf, "add_cross_attention", False):
         raise ValueError("GPT-2 with `add_cross_attention=True` has no MiniGPT equivalent; use MiniSeq2Seq.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
@@ -106,7 +113,8 @@ def _backbone_map(num_layers: int, mini: str, hf: str) -> tuple[dict, dict]:
             transforms[f"{m}self_attn.{proj}.weight"] = lambda w, i=index: split_rows(w.t(), i, 3)
             mapping[f"{m}self_attn.{proj}.bias"] = f"{h}attn.c_attn.bias"
             transforms[f"{m}self_attn.{proj}.bias"] = lambda b, i=index: split_rows(b, i, 3)
-        for ours, theirs in (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj")):
+        linears = (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj"))
+        for ours, theirs in linears:
             mapping[f"{m}{ours}.weight"] = f"{h}{theirs}.weight"
             transforms[f"{m}{ours}.weight"] = transpose
             mapping[f"{m}{ours}.bias"] = f"{h}{theirs}.bias"
@@ -154,8 +162,9 @@ def _to_hf(mini_model):
             p in mini_key for p in ("o_proj", "up_proj", "down_proj"))) else tensor
     for i in range(config.n_layer):
         m, h = f"{mini_prefix}layers.{i}.self_attn.", f"{hf_prefix}h.{i}.attn.c_attn."
-        hf_state[f"{h}weight"] = torch.cat([state[f"{m}{p}.weight"] for p in ("q_proj", "k_proj", "v_proj")]).t().contiguous()
-        hf_state[f"{h}bias"] = torch.cat([state[f"{m}{p}.bias"] for p in ("q_proj", "k_proj", "v_proj")])
+        qkv = ("q_proj", "k_proj", "v_proj")
+        hf_state[f"{h}weight"] = torch.cat([state[f"{m}{p}.weight"] for p in qkv]).t().contiguous()  # (D, 3D)
+        hf_state[f"{h}bias"] = torch.cat([state[f"{m}{p}.bias"] for p in qkv])
     hf_model = hf_cls(config).to(mini_model.dtype)
     return load_mapped(hf_model, hf_state, {k: k for k in hf_state})
 

@@ -3,7 +3,13 @@
 import pytest
 import torch
 from conftest import padded_batch
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2ForTokenClassification, GPT2LMHeadModel, GPT2Model
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
+    GPT2LMHeadModel,
+    GPT2Model,
+)
 
 from modeling_mini.convert import from_hf, to_hf
 
