@@ -11,7 +11,9 @@ The template: ``model_card.md`` at the repository root is the one to edit. An in
 the repository root, so this module embeds a compact fallback (``_FALLBACK_TEMPLATE``) with the same
 placeholders; ``tests/test_hub.py`` renders both. Pass ``template=`` to use your own.
 
-This module is not imported by model code, so it is never copied into checkpoints.
+``model.push_to_hub(repo_id)`` on a mini model also gets this card (not transformers' generic one): see
+:func:`push_default_card`, called by ``MiniPreTrainedModel.push_to_hub``. For that reason this module is copied
+into checkpoints with the model code; it imports ``huggingface_hub`` only inside functions.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ _TASK_ALIASES = {
     "binary-classification": "sequence-classification", "multiclass-classification": "sequence-classification",
     "ner": "token-classification", "bio": "token-classification", "qa": "question-answering",
 }
+#: Head class-name suffix -> task, for a card written without a training run.
+TASK_OF_HEAD = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "denoising",
+                "ForSequenceClassification": "sequence-classification",
+                "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering"}
 #: config.model_type -> (family, one-line summary).
 FAMILIES = {
     "mini_gpt": ("gpt", "decoder-only, causal self-attention, like GPT-2"),
@@ -314,3 +320,31 @@ model = $auto_class.from_pretrained("$repo_id")  # without the package: add trus
 A small research and teaching model, not for production: trained on a small corpus with a small budget, its
 outputs are often wrong and carry the biases of its data. Evaluate it on your own data before any other use.
 """
+
+
+def task_of_head(class_name: str) -> str:
+    """The card task for a head class name (``MiniGPTForCausalLM`` -> ``causal-lm``); backbones: feature extraction."""
+    return next((task for suffix, task in TASK_OF_HEAD.items() if class_name.endswith(suffix)), "feature-extraction")
+
+
+def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None) -> bool:
+    """Before a first ``model.push_to_hub``, upload this package's card for the model (no run metrics).
+
+    transformers' ``push_to_hub`` keeps the card a repository already has and writes its generic template only
+    when there is none; uploading ours first makes the repository carry valid mini-transformers metadata.
+    Returns True when a card was uploaded (the repository had none on ``revision``).
+    """
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if api.file_exists(repo_id, "README.md", revision=revision):
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        card = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,
+                                metrics=None, hyperparameters=None, repo_id=repo_id)
+        api.upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id, revision=revision,
+                        commit_message="Add model card (mini-transformers)")
+    return True

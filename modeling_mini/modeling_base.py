@@ -58,6 +58,14 @@ class MiniPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def push_to_hub(self, repo_id: str, *, token=None, private=None, revision=None, **kwargs):
+        """``PreTrainedModel.push_to_hub``, with this package's model card on a first push (see
+        :func:`hub.push_default_card`) instead of transformers' generic template."""
+        from .hub import push_default_card
+
+        push_default_card(self, repo_id, token=token, private=private, revision=revision)
+        return super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear / Embedding: normal(0, initializer_range); norms: ones / zeros
         if isinstance(module, nn.Linear) and getattr(module, "is_residual_output", False):

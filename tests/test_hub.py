@@ -290,6 +290,15 @@ def test_push_and_load_back(hub, mode, tmp_path, request):
         assert dev.oid == pushed["branch_commit"] and dev.parent == main.oid
         assert dev.files["README.md"].sha256 != main.files["README.md"].sha256  # the other folder's card
 
+    # The push_to_hub route carries this package's card too, not transformers' generic template.
+    for family in families:
+        if family == "gpt":
+            continue
+        repo = hub.repos[("model", f"user/{family}-{mode}")]
+        pushed_card = ModelCard(hub.blobs[repo.commits[repo.refs["main"]].files["README.md"].sha256].decode())
+        assert "mini-transformers" in pushed_card.data.tags and family in pushed_card.data.tags, pushed_card.data
+        assert pushed_card.data.library_name == "transformers" and "trust_remote_code=True" in pushed_card.content
+
     # The card parses and carries the run's metrics.
     card = ModelCard(hub.blobs[gpt.commits[gpt.refs["main"]].files["README.md"].sha256].decode())
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"

@@ -19,12 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-from modeling_mini.hub import TASKS, normalize_task, publish_folder, write_model_card  # noqa: E402
-
-#: Head class suffix -> task, to write a card for a folder that has none.
-_TASK_OF_HEAD = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "denoising",
-                 "ForSequenceClassification": "sequence-classification",
-                 "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering"}
+from modeling_mini.hub import TASKS, normalize_task, publish_folder, task_of_head, write_model_card  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,8 +44,7 @@ def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str
         return
     config = json.loads((folder / "config.json").read_text())
     if task is None:
-        head = (config.get("architectures") or [""])[0]
-        task = next((t for suffix, t in _TASK_OF_HEAD.items() if head.endswith(suffix)), "feature-extraction")
+        task = task_of_head((config.get("architectures") or [""])[0])
     metrics = {}
     for name in ("all_results.json", "eval_results.json"):
         if (folder / name).is_file():
