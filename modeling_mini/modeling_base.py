@@ -141,7 +141,7 @@ def check_input_ids(ids: torch.Tensor, size: int, name: str) -> None:
     """Raise ``ValueError`` if any id in ``ids`` falls outside ``[0, size)``."""
     if ids.dtype.is_floating_point:
         raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
-    if _checks_enabled() and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+    if _checks_enabled() and ids.numel() and bool(((ids < 0) | (ids >= size)).any()):  # one host sync
         bad = ids[(ids < 0) | (ids >= size)][0].item()
         limit = "vocab_size" if name == "input_ids" else "type_vocab_size" if name == "token_type_ids" else "size"
         raise ValueError(f"`{name}` contains {bad}, outside [0, {limit}={size}).")
