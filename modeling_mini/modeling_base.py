@@ -58,6 +58,18 @@ class MiniPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The token table: ``embeddings.embed_tokens`` on a backbone; heads ask their backbone (``self.model``)."""
+        if "embeddings" in self._modules:
+            return self.embeddings.embed_tokens
+        return super().get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        if "embeddings" in self._modules:
+            self.embeddings.embed_tokens = value
+        else:
+            super().set_input_embeddings(value)
+
     def push_to_hub(self, repo_id: str, *, token=None, private=None, revision=None, **kwargs):
         """``PreTrainedModel.push_to_hub``, with this package's model card on a first push (see
         :func:`hub.push_default_card`) instead of transformers' generic template."""

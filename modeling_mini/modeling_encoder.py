@@ -39,20 +39,12 @@ from .modeling_base import (
     MiniPreTrainedModel,
     _checks_enabled,
     check_attention_mask,
+    check_token_labels,
     register_family,
     sequence_classification_loss,
 )
 from .normalization import build_norm
 from .positional import build_rotary
-
-
-def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels") -> None:
-    """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T)."""
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"`{name}` must hold integer class ids (-100 to ignore a position); got dtype {labels.dtype}.")
-    if tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
-                         f"got {tuple(labels.shape)}.")
 
 
 def _classifier_dropout(config) -> nn.Dropout:
@@ -98,12 +90,6 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         self.pooler = MiniPooler(config) if add_pooling_layer else None
         self.gradient_checkpointing = False
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.embed_tokens = value
 
     @capture_outputs
     def forward(

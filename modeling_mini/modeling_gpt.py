@@ -58,12 +58,6 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.embed_tokens = value
-
     @capture_outputs
     def forward(
         self,

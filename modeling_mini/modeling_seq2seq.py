@@ -104,12 +104,6 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.embed_tokens = value
-
     @capture_outputs
     def forward(
         self,
@@ -154,12 +148,6 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings.embed_tokens = value
 
     @capture_outputs
     def forward(
