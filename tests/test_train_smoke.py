@@ -189,6 +189,11 @@ def test_bad_input_fails_before_training(pretrained, data, tmp_path):
                                           "--tokenizer_name_or_path", gpt, "--model_config",
                                           str(write_config(tmp_path, vocab_size=50))]),
         "extension": (pretrain.main, ["--train_files", str(tmp_path / "corpus.xml")]),
+        "'hiden_dropout' is not a field of MiniGPTConfig": (
+            pretrain.main, ["--family", "gpt", "--train_files", data["corpus"], "--config_overrides",
+                            "hiden_dropout=0.0"]),
+        "'key=value' pairs": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["spam"],
+                                              "--config_overrides", "classifier_dropout"]),
     }
     for i, (message, (main, argv)) in enumerate(cases.items()):
         out = tmp_path / f"run{i}"
@@ -202,6 +207,16 @@ def write_config(folder: Path, **values) -> Path:
     path.write_text(json.dumps({"model_type": "mini_gpt", "hidden_size": 32, "num_hidden_layers": 1,
                                 "num_attention_heads": 2, **values}))
     return path
+
+
+def test_config_overrides_change_the_preset_and_the_checkpoint(pretrained, data, tmp_path):
+    pretrain_tiny("gpt", tmp_path / "lm", data["corpus"], "--config_overrides",
+                  "num_hidden_layers=1, position_embedding_type=learned,hidden_dropout=0.25")
+    config = AutoConfig.from_pretrained(tmp_path / "lm")
+    assert (config.num_hidden_layers, config.position_embedding_type, config.hidden_dropout) == (1, "learned", 0.25)
+    finetune.main(["--model_name_or_path", str(pretrained["gpt"]), "--train_files", data["spam"],
+                   "--config_overrides", "classifier_dropout=0.3", "--output_dir", str(tmp_path / "ft"), *QUICK])
+    assert AutoConfig.from_pretrained(tmp_path / "ft").classifier_dropout == 0.3
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):

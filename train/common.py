@@ -54,6 +54,9 @@ class ModelArguments:
         "help": "existing tokenizer (folder or Hub id); default: the checkpoint's, else one trained on the data"})
     tokenizer_vocab_size: int = field(default=8000, metadata={
         "help": "vocabulary size of a tokenizer trained on the training split (when none is given)"})
+    config_overrides: str | None = field(default=None, metadata={
+        "help": "change config values of the preset, as in HF's run_clm: 'hidden_dropout=0.0,num_hidden_layers=6' "
+                "(values read as JSON where they parse, else as strings)"})
     from_scratch: bool = field(default=False, metadata={
         "help": "random initialisation with the checkpoint's config (the baseline a pretrained start must beat)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow code from a Hub checkpoint"})
@@ -293,10 +296,35 @@ def build_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
         values.pop(key, None)
     values.setdefault("vocab_size", len(tokenizer))
     values.update(special_token_ids(tokenizer, family))
+    values.update(parse_config_overrides(model_args.config_overrides, cls))
     values.update(overrides)
     config = cls(**values)
     check_vocab_fits(tokenizer, config)
     return config
+
+
+def parse_config_overrides(text: str | None, config_class) -> dict:
+    """``"hidden_dropout=0.0,num_hidden_layers=6"`` -> ``{"hidden_dropout": 0.0, "num_hidden_layers": 6}``.
+
+    Each key must be a field of ``config_class`` (a typo would otherwise become a silently ignored attribute);
+    values are read as JSON where they parse (numbers, true/false, null), else kept as strings.
+    """
+    if not text:
+        return {}
+    known = set(config_class().to_dict())
+    values = {}
+    for item in text.split(","):
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not key:
+            raise ValueError(f"config_overrides must be 'key=value' pairs separated by commas; got {item!r}.")
+        if key not in known:
+            raise ValueError(f"config_overrides: {key!r} is not a field of {config_class.__name__}; known fields: "
+                             f"{', '.join(sorted(known))}.")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
 
 
 def check_vocab_fits(tokenizer: PreTrainedTokenizerBase, config) -> None:
