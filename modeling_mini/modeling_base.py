@@ -11,6 +11,8 @@
 """
 
 import math
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +22,19 @@ from transformers import initialization as init
 from .configuration_mini import PROBLEM_TYPES
 from .normalization import build_norm
 from .positional import LearnedPositionalEmbedding, build_absolute_positions
+
+#: The folder of this package's modules, the files a saved model carries for ``trust_remote_code``.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def defining_class(cls: type) -> type:
+    """The first class in ``cls``'s MRO that is defined in this package: ``cls`` itself, or the model class under
+    a wrapper that a library made on the fly (FSDP2 turns ``MiniGPTForCausalLM`` into ``FSDPMiniGPTForCausalLM``)."""
+    for candidate in cls.__mro__:
+        module = sys.modules.get(candidate.__module__)
+        if module is not None and Path(getattr(module, "__file__", "") or "").resolve().parent == PACKAGE_DIR:
+            return candidate
+    return cls
 
 
 class MiniPreTrainedModel(PreTrainedModel):
@@ -48,6 +63,10 @@ class MiniPreTrainedModel(PreTrainedModel):
         transformers records only the saved class; listing all of them lets a folder saved from, say, the
         causal-LM head load as ``AutoModel`` or ``AutoModelForSequenceClassification`` with
         ``trust_remote_code=True``. ``push_to_hub`` and ``Trainer.save_model`` go through here too.
+
+        A model wrapped by FSDP2 (``fully_shard``) is an instance of a class made on the fly, ``FSDP<Name>``,
+        defined in torch: transformers would copy torch's FSDP source files instead of ours and record the
+        wrapper in ``auto_map``. :meth:`_repair_wrapped_save` puts this package's files and names back.
         """
         family = {
             auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
@@ -56,7 +75,24 @@ class MiniPreTrainedModel(PreTrainedModel):
         config_cls = type(self.config)
         family["AutoConfig"] = f"{config_cls.__module__.rsplit('.', 1)[-1]}.{config_cls.__name__}"
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.is_remote_code() and type(self).__module__.startswith("torch."):  # a wrapper made by torch
+            if kwargs.get("is_main_process", True) and defining_class(type(self)) is not type(self):
+                self._repair_wrapped_save(save_directory, family)
+        return result
+
+    def _repair_wrapped_save(self, save_directory, family: dict[str, str]) -> None:
+        """Replace the wrapper's source files by this package's, and its ``auto_map`` entry by the real class."""
+        from transformers.dynamic_module_utils import custom_object_save, get_relative_import_files
+
+        folder = Path(save_directory)
+        wrapper_file = sys.modules[type(self).__module__].__file__
+        for path in [wrapper_file, *get_relative_import_files(wrapper_file)]:
+            if Path(path).parent != PACKAGE_DIR:
+                (folder / Path(path).name).unlink(missing_ok=True)
+        custom_object_save(defining_class(type(self)), folder)
+        self.config.auto_map = {**self.config.auto_map, **family}
+        self.config.save_pretrained(folder)
 
     def get_input_embeddings(self) -> nn.Module:
         """The token table: ``embeddings.embed_tokens`` on a backbone; heads ask their backbone (``self.model``)."""

@@ -117,3 +117,67 @@ def test_two_processes_log_the_same_losses_as_one(tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5), (one, two)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3, abs=1e-5), (one, two)
     assert one[-1]["loss"] < one[0]["loss"]  # it trains
+
+
+FSDP_SAVE = """
+import os, sys, torch, torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.fsdp import fully_shard
+import modeling_mini
+
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
+dist.init_process_group("gloo", rank=0, world_size=1)
+config = modeling_mini.MiniGPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+torch.manual_seed(0)
+model = modeling_mini.MiniGPTForCausalLM(config).eval()
+ids = torch.tensor([[1, 5, 7, 9]])
+torch.save(model(ids).logits, sys.argv[1] + ".logits.pt")
+for block in model.model.layers:  # as accelerate's TRANSFORMER_BASED_WRAP with MiniBlock does
+    fully_shard(block)
+fully_shard(model)
+print(type(model).__module__, type(model).__name__)
+# What Trainer.save_model does under FSDP with FULL_STATE_DICT: gather, then save_pretrained(state_dict=...).
+state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+model.save_pretrained(sys.argv[1], state_dict=state)
+dist.destroy_process_group()
+"""
+
+REMOTE_LOAD = """
+import sys, torch
+sys.modules["modeling_mini"] = None  # only the folder's copied code may be used
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+print(type(model).__module__)
+assert torch.equal(model(torch.tensor([[1, 5, 7, 9]])).logits, torch.load(sys.argv[1] + ".logits.pt"))
+"""
+
+
+def test_fsdp2_wrapped_model_saves_this_packages_code_and_auto_map(tmp_path):
+    """FSDP2 turns the model into a class made on the fly (``FSDPMiniGPTForCausalLM``, defined in torch).
+
+    Saved as is, transformers would copy torch's ``_fsdp_*.py`` files instead of ours and record the wrapper in
+    ``auto_map``; the folder must instead carry this package's files and load with ``trust_remote_code``.
+    """
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    folder = tmp_path / "saved"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", FSDP_SAVE, str(folder), port], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    module, name = done.stdout.split()[:2]
+    assert module.startswith("torch.distributed.fsdp") and name == "FSDPMiniGPTForCausalLM", done.stdout
+    files = sorted(path.name for path in folder.glob("*.py"))
+    assert not [name for name in files if name.startswith("_fsdp")], files
+    assert {"modeling_gpt.py", "modeling_base.py", "attention.py", "configuration_mini.py"} <= set(files)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_gpt.MiniGPTForCausalLM"
+    assert config["architectures"] == ["MiniGPTForCausalLM"]
+    done = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(folder)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("transformers_modules.")
