@@ -153,6 +153,16 @@ def test_token_classification_aligns_labels_to_first_subwords(pretrained, data, 
     assert "eval_overall_f1" in metrics or "eval_f1" in metrics, sorted(metrics)
 
 
+def test_a_tag_seen_only_in_validation_gets_a_label_id(pretrained, tmp_path):
+    train = [{"tokens": ["apple", "pear"], "ner_tags": ["B-FRUIT", "O"]}] * 8
+    validation = [{"tokens": ["oat", "apple"], "ner_tags": ["B-GRAIN", "B-FRUIT"]}] * 4
+    finetune.main(["--task", "token_classification", "--model_name_or_path", str(pretrained["encoder"]),
+                   "--train_files", write_jsonl(tmp_path / "train.jsonl", train), "--validation_files",
+                   write_jsonl(tmp_path / "validation.jsonl", validation), "--output_dir", str(tmp_path / "out"),
+                   *QUICK])
+    assert AutoConfig.from_pretrained(tmp_path / "out").id2label == {0: "B-FRUIT", 1: "B-GRAIN", 2: "O"}
+
+
 @needs_seq2seq
 def test_translation_with_generate(pretrained, data, tmp_path):
     metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(pretrained["seq2seq"]),

@@ -66,14 +66,18 @@ class FinetuneArguments:
 
 # --------------------------------------------------------------------------------------------------- labels
 
-def label_names(split, column: str, *, sequence: bool) -> list[str]:
-    """Class names from a ``ClassLabel`` feature, else the sorted distinct values (strings or integers)."""
-    feature = split.features[column] if split.features else None
+def label_names(splits, column: str, *, sequence: bool) -> list[str]:
+    """Class names from a ``ClassLabel`` feature, else the sorted distinct values (strings or integers) of every
+    split: a tag that only the validation split holds (a rare entity type) still gets an id, so it is scored
+    as a miss instead of stopping the run."""
+    first = next(iter(splits.values()))
+    feature = first.features[column] if first.features else None
     inner = getattr(feature, "feature", None) if sequence else feature
     if hasattr(inner, "names"):
         return list(inner.names)
-    values = split[column]
-    values = {v for row in values for v in row} if sequence else set(values)
+    values = set()
+    for split in splits.values():
+        values |= {v for row in split[column] for v in row} if sequence else set(split[column])
     if sequence and not all(isinstance(v, str) for v in values):
         raise ValueError(f"token_classification needs tags as strings (B-PER, I-PER, O) or a ClassLabel sequence; "
                          f"column {column!r} holds {sorted(values)[:5]}.")
@@ -90,7 +94,7 @@ def label_ids(values, names: list[str]) -> list[int]:
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(names):
             out.append(int(value))
         else:
-            raise ValueError(f"unknown label {value!r}; the training labels are {names}.")
+            raise ValueError(f"unknown label {value!r}; the labels are {names}.")
     return out
 
 
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
 
     if task == "sequence_classification":
-        names = label_names(raw["train"], label_column, sequence=False)
+        names = label_names(raw, label_column, sequence=False)
         if len(names) < 2:
             raise ValueError(f"sequence_classification needs at least 2 classes; column {label_column!r} has {names}.")
         binary = len(names) == 2 and task_args.binary_sigmoid
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = classification_metrics(binary, len(names))
         card_task = "sequence-classification"
     elif task == "token_classification":
-        names = label_names(raw["train"], label_column, sequence=True)
+        names = label_names(raw, label_column, sequence=True)
         head = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}}
         features = raw.map(token_classification_features, fn_kwargs={
