@@ -349,6 +349,47 @@ def test_pretrain_push_to_hub(hub, tmp_path, bpe_tokenizer):
     assert not [p for p in out.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow
+def test_finetune_from_a_hub_id_and_push_to_hub(hub, tmp_path, bpe_tokenizer):
+    """`train/finetune.py --model_name_or_path user/base ... --push_to_hub` downloads the base, fine-tunes and
+    publishes the classifier with a card that names its base model and its held-out scores."""
+    from huggingface_hub import ModelCard
+
+    env, out, logs = _env(hub, tmp_path / "home", "xet", token=True), tmp_path / "out", []
+    base = tmp_path / "base"
+    config = modeling_mini.MiniGPTConfig(**{**TINY, "vocab_size": len(bpe_tokenizer),
+                                            "pad_token_id": bpe_tokenizer.pad_token_id})
+    modeling_mini.MiniGPTForCausalLM(config).save_pretrained(base)
+    bpe_tokenizer.save_pretrained(base)
+    publish = "import sys; from modeling_mini.hub import publish_folder; publish_folder(sys.argv[1], 'user/base')"
+    proc = subprocess.run([sys.executable, "-c", publish, str(base)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    rows = [f"{text},{'spam' if 'free' in text else 'ham'}" for text in
+            ("win a free prize now", "see you at lunch", "free entry today", "call me later", "meeting moved")] * 4
+    (tmp_path / "sms.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    run = [sys.executable, str(ROOT / "train" / "finetune.py"), "--model_name_or_path", "user/base",
+           "--train_files", str(tmp_path / "sms.csv"), "--validation_split_percentage", "25",
+           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+           "--report_to", "none", "--push_to_hub", "--hub_model_id", "user/finetuned"]
+    proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    logs.append(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+
+    repo = hub.repos[("model", "user/finetuned")]
+    files = repo.commits[repo.refs["main"]].files
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "modeling_gpt.py"} <= set(files)
+    assert not [n for n in files if n.endswith((".bin", ".pt")) or n.startswith("checkpoint-")], sorted(files)
+    pushed = json.loads(hub.blobs[files["config.json"].sha256].decode())
+    assert pushed["architectures"] == ["MiniGPTForSequenceClassification"] and pushed["id2label"] == {"0": "spam"}
+    results = json.loads((out / "all_results.json").read_text())
+    card = ModelCard(hub.blobs[files["README.md"].sha256].decode())
+    assert card.data.pipeline_tag == "text-classification"
+    assert card.data.base_model == "user/base"
+    assert _card_metrics(card)["accuracy"] == pytest.approx(results["eval_accuracy"])
+    assert not any(TOKEN in text for text in logs)
+
+
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
     """A token given as --hub_token must not survive in the TrainingArguments the Trainer pickles to disk."""
     if not (ROOT / "train" / "common.py").is_file():
