@@ -117,25 +117,6 @@ def train_scripts():
     return pretrain, finetune
 
 
-def read_conll(path: Path) -> list[dict]:
-    """CoNLL (one ``token<TAB>tag`` per line, a blank line between sentences) -> rows {"tokens", "ner_tags"}."""
-    rows, tokens, tags = [], [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if line.strip():
-            token, tag = line.rsplit("\t", 1) if "\t" in line else line.rsplit(" ", 1)
-            tokens.append(token)
-            tags.append(tag.strip())
-        elif tokens:
-            rows.append({"tokens": tokens, "ner_tags": tags})
-            tokens, tags = [], []
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return str(path)
-
-
 _PRETRAINED: dict[str, tuple[Path, dict]] = {}
 
 
@@ -161,32 +142,36 @@ def test_pretrain_gpt_on_tiny_shakespeare(shakespeare_gpt):
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
 
 
-def test_read_conll_keeps_sentences_and_tags(tmp_path):
+def test_conll_files_load_as_tokens_and_tags(tmp_path):
+    import common
+
     path = tmp_path / "x.conll"
-    path.write_text("@paul\tO\nin\tO\nLisbon\tB-location\n\nhi\tO\n", encoding="utf-8")
-    assert read_conll(path) == [{"tokens": ["@paul", "in", "Lisbon"], "ner_tags": ["O", "O", "B-location"]},
-                                {"tokens": ["hi"], "ner_tags": ["O"]}]
+    path.write_text("-DOCSTART- O\n\n@paul\tO\nin\tO\nLisbon\tB-location\n\n\nhi NN B-NP O\n", encoding="utf-8")
+    assert list(common.conll_rows([str(path)])) == [
+        {"tokens": ["@paul", "in", "Lisbon"], "ner_tags": ["O", "O", "B-location"]},
+        {"tokens": ["hi"], "ner_tags": ["O"]}]
+    path.write_text("lonely\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="x.conll:1: a CoNLL line needs a token and a tag"):
+        list(common.conll_rows([str(path)]))
 
 
 @pytest.mark.slow
 def test_token_classification_on_wnut17(shared_data, shakespeare_gpt, tmp_path):
+    """The CoNLL files go in as they are (``--train_files x.conll``); the label set comes from all of them."""
+    import common
+
     _, finetune = train_scripts()
     folder = shared_data / "ner_wnut17"
-    train_rows, dev_rows = read_conll(folder / "wnut17train.conll"), read_conll(folder / "emerging.dev.conll")
-    assert len(train_rows) == 3394 and len(dev_rows) == 1009  # the counts in shared/data/README.md
-    # A few steps on a slice; the slice must hold every tag, since the label set comes from the training split.
-    subset = train_rows[:150]
-    for row in train_rows[150:]:
-        if set(row["ner_tags"]) - {tag for kept in subset for tag in kept["ner_tags"]}:
-            subset.append(row)
+    train, dev = str(folder / "wnut17train.conll"), str(folder / "emerging.dev.conll")
+    raw = common.load_text_splits(train_files=[train], validation_files=[dev], text_column="tokens")
+    assert (len(raw["train"]), len(raw["validation"])) == (3394, 1009)  # the counts in shared/data/README.md
     metrics = finetune.main(["--task", "token_classification", "--model_name_or_path", str(shakespeare_gpt[0]),
-                             "--train_files", write_jsonl(tmp_path / "train.jsonl", subset),
-                             "--validation_files", write_jsonl(tmp_path / "dev.jsonl", dev_rows[:16]),
-                             "--output_dir", str(tmp_path / "out"),
-                             *FINETUNE_QUICK])
+                             "--train_files", train, "--validation_files", dev, "--max_train_samples", "150",
+                             "--max_eval_samples", "16", "--output_dir", str(tmp_path / "out"), *FINETUNE_QUICK])
     assert {"eval_overall_f1", "eval_loss"} <= set(metrics), sorted(metrics)
     labels = json.loads((tmp_path / "out" / "config.json").read_text())["id2label"].values()
-    assert {"O", "B-person", "I-person", "B-location"} <= set(labels)
+    kinds = ("corporation", "creative-work", "group", "location", "person", "product")
+    assert set(labels) == {"O"} | {f"{p}-{kind}" for p in "BI" for kind in kinds}
 
 
 @pytest.mark.slow

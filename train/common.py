@@ -29,7 +29,7 @@ FAMILY_CONFIG = {"gpt": "MiniGPTConfig", "encoder": "MiniEncoderConfig", "seq2se
 MODEL_TYPE_FAMILY = {"mini_gpt": "gpt", "mini_encoder": "encoder", "mini_seq2seq": "seq2seq"}
 #: File extension -> ``datasets`` builder for local data files.
 FILE_BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv",
-                 ".parquet": "parquet"}
+                 ".parquet": "parquet", ".conll": "conll"}
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -170,7 +170,31 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
             raise ValueError(f"data file {path} does not exist.")
         if not Path(path).stat().st_size:
             raise ValueError(f"data file {path} is empty.")
-    return datasets.load_dataset(builders.pop(), data_files=files, streaming=streaming)
+    builder = builders.pop()
+    if builder == "conll":
+        make = datasets.IterableDataset.from_generator if streaming else datasets.Dataset.from_generator
+        kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
+        return kind({split: make(conll_rows, gen_kwargs={"paths": paths}) for split, paths in files.items()})
+    return datasets.load_dataset(builder, data_files=files, streaming=streaming)
+
+
+def conll_rows(paths: list[str]):
+    """Sentences of CoNLL files as rows ``{"tokens": [...], "ner_tags": [...]}``: one token a line with its tag in
+    the last column (tab or space separated, as WNUT-17 and CoNLL-2003), a blank line between sentences;
+    ``-DOCSTART-`` lines are skipped."""
+    for path in paths:
+        tokens, tags = [], []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate([*handle, ""], start=1):
+                fields = line.split()
+                if fields and fields[0] != "-DOCSTART-":
+                    if len(fields) < 2:
+                        raise ValueError(f"{path}:{number}: a CoNLL line needs a token and a tag; got {line!r}.")
+                    tokens.append(fields[0])
+                    tags.append(fields[-1])
+                elif tokens:
+                    yield {"tokens": tokens, "ner_tags": tags}
+                    tokens, tags = [], []
 
 
 def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files=None, validation_files=None,

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
         validation_split_percentage=data_args.validation_split_percentage, default=default,
         required_columns=(label_column,), seed=training_args.seed)
+    full = dict(raw)  # the label set comes from all the data, not from a --max_*_samples slice
     raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
 
     if task == "sequence_classification":
-        names = label_names(raw, label_column, sequence=False)
+        names = label_names(full, label_column, sequence=False)
         if len(names) < 2:
             raise ValueError(f"sequence_classification needs at least 2 classes; column {label_column!r} has {names}.")
         binary = len(names) == 2 and task_args.binary_sigmoid
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = classification_metrics(binary, len(names))
         card_task = "sequence-classification"
     elif task == "token_classification":
-        names = label_names(raw, label_column, sequence=True)
+        names = label_names(full, label_column, sequence=True)
         head = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}}
         features = raw.map(token_classification_features, fn_kwargs={
