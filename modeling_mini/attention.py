@@ -18,8 +18,10 @@ self-attention, so the model cannot read the token it must predict) and padding 
 
 Multi-head attention runs ``H`` of these in parallel on ``Dh``-wide slices, so different heads can track
 different relations, then concatenates them and mixes them with the output projection ``o_proj``.
-With ``num_key_value_heads < num_attention_heads`` (grouped-query attention) several query heads share one
-key/value head, shrinking the cache.
+The three projections are one matrix, ``qkv_proj`` (as GPT-2's ``c_attn``): one matrix product instead of three,
+split into Q, K and V right after. Cross-attention cannot fuse Q with K and V (they read different inputs), so
+it has ``q_proj`` and a fused ``kv_proj``. With ``num_key_value_heads < num_attention_heads`` (grouped-query
+attention) several query heads share one key/value head, shrinking the cache.
 
 :func:`eager_attention_forward` is the readable reference implementation. At run time the module
 dispatches through transformers' attention registry (``config._attn_implementation``): ``sdpa`` (PyTorch's
@@ -117,10 +119,14 @@ class MiniAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
 
         bias = config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=bias)
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        if is_cross_attention:  # queries from the decoder, keys and values from the encoder output
+            self.q_proj = nn.Linear(config.hidden_size, q_size, bias=bias)
+            self.kv_proj = nn.Linear(config.hidden_size, 2 * kv_size, bias=bias)
+        else:  # Q, K and V stacked row-wise in one matrix: rows [0, q) queries, then keys, then values
+            self.qkv_proj = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=bias)
+        self.split_sizes = (q_size, kv_size, kv_size)
+        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=bias)
         self.o_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
@@ -142,7 +148,11 @@ class MiniAttention(nn.Module):
         the eager implementation.
         """
         input_shape = hidden_states.shape[:-1]  # (B, T)
-        query = self._split_heads(self.q_proj(hidden_states))  # (B, H, T, Dh)
+        if self.is_cross_attention:
+            query = self.q_proj(hidden_states)
+        else:  # (B, T, H * Dh), (B, T, Hkv * Dh), (B, T, Hkv * Dh): views into one matrix product's output
+            query, key, value = self.qkv_proj(hidden_states).split(self.split_sizes, dim=-1)
+        query = self._split_heads(query)  # (B, H, T, Dh)
 
         # Pick the cache this attention writes to: decoder self-attention or cross-attention part.
         layer_cache, reuse_cross = cache, False
@@ -160,9 +170,9 @@ class MiniAttention(nn.Module):
             key = layer_cache.layers[self.layer_idx].keys
             value = layer_cache.layers[self.layer_idx].values
         else:
-            source = key_value_states if self.is_cross_attention else hidden_states
-            key = self._split_heads(self.k_proj(source))  # (B, Hkv, S, Dh)
-            value = self._split_heads(self.v_proj(source))
+            if self.is_cross_attention:
+                key, value = self.kv_proj(key_value_states).split(self.split_sizes[1:], dim=-1)
+            key, value = self._split_heads(key), self._split_heads(value)  # (B, Hkv, S, Dh)
             if position_embeddings is not None and not self.is_cross_attention:
                 query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
             if layer_cache is not None:

@@ -10,7 +10,10 @@ tests then prove the two models compute the same function. :func:`to_hf` is the 
 config is expressible in the HF architecture (else ``ValueError`` naming the option).
 
 Each HF family has one converter module (``convert_gpt2.py``, ...) exposing ``FROM_HF`` and ``TO_HF``
-tables: HF class name -> function, mini class name -> function. This module only dispatches.
+tables: HF class name -> function, mini class name -> function. This module dispatches, and translates between
+the mini models' fused attention projections (``qkv_proj``, ``kv_proj``) and the separate ``q_proj`` / ``k_proj`` /
+``v_proj`` that the converters' name maps use (BERT, BART and Marian keep three matrices):
+:func:`load_mapped` fuses on the way in, :func:`separate_attention_projections` splits on the way out.
 Not imported by model code: it is a tool for users and tests.
 """
 
@@ -70,6 +73,7 @@ def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms
     for target_key, source_key in mapping.items():
         tensor = source_state[source_key]
         state[target_key] = transforms[target_key](tensor) if target_key in transforms else tensor
+    state = fuse_attention_projections(target, state)
     missing, unexpected = target.load_state_dict(state, strict=False)
     tied = set(getattr(target, "all_tied_weights_keys", {}) or {})
     missing = [key for key in missing if key not in tied]
@@ -80,6 +84,39 @@ def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms
     return target.eval()
 
 
-def split_rows(tensor: torch.Tensor, index: int, parts: int) -> torch.Tensor:
-    """Part ``index`` of ``parts`` equal chunks along dim 0 (e.g. Q, K or V from a fused projection)."""
-    return tensor.chunk(parts, dim=0)[index].clone()
+def _attention_modules(model: nn.Module):
+    """(prefix, module, fused projection name) for every mini attention module of ``model``."""
+    from .attention import MiniAttention
+
+    for name, module in model.named_modules():
+        if isinstance(module, MiniAttention):
+            yield (f"{name}." if name else ""), module, ("kv_proj" if module.is_cross_attention else "qkv_proj")
+
+
+def fuse_attention_projections(model: nn.Module, state: dict) -> dict:
+    """``state`` with separate ``q_proj`` / ``k_proj`` / ``v_proj`` entries stacked into the fused matrices that
+    ``model``'s attention modules hold (``qkv_proj``; ``kv_proj`` for cross-attention). A no-op for models
+    without mini attention (an HF target) and for states that are already fused."""
+    state = dict(state)
+    for prefix, _, fused in _attention_modules(model):
+        parts = ("q_proj", "k_proj", "v_proj") if fused == "qkv_proj" else ("k_proj", "v_proj")
+        for kind in ("weight", "bias"):
+            keys = [f"{prefix}{part}.{kind}" for part in parts]
+            if all(key in state for key in keys):
+                state[f"{prefix}{fused}.{kind}"] = torch.cat([state.pop(key) for key in keys])  # rows Q, K, V
+    return state
+
+
+def separate_attention_projections(model: nn.Module) -> dict:
+    """``model.state_dict()`` with each fused attention matrix split into ``q_proj`` / ``k_proj`` / ``v_proj``
+    entries (the inverse of :func:`fuse_attention_projections`)."""
+    state = dict(model.state_dict())
+    for prefix, module, fused in _attention_modules(model):
+        parts = ("q_proj", "k_proj", "v_proj") if fused == "qkv_proj" else ("k_proj", "v_proj")
+        sizes = module.split_sizes if fused == "qkv_proj" else module.split_sizes[1:]
+        for kind in ("weight", "bias"):
+            key = f"{prefix}{fused}.{kind}"
+            if key in state:
+                for part, tensor in zip(parts, state.pop(key).split(sizes, dim=0), strict=True):
+                    state[f"{prefix}{part}.{kind}"] = tensor
+    return state

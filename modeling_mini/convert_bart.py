@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import load_mapped
+from .convert import load_mapped, separate_attention_projections
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
@@ -224,7 +224,7 @@ def _to_hf(model):
     if with_head:
         mapping["lm_head.weight"] = "lm_head.weight"
     target = hf_cls(hf_config)
-    source = dict(model.state_dict())
+    source = separate_attention_projections(model)
     hf_state = target.state_dict()
     if with_head and config.final_logits_bias:
         mapping["final_logits_bias"] = "final_logits_bias.bias"

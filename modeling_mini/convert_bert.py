@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped
+from .convert import load_mapped, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -176,7 +176,7 @@ def _to_hf(mini_model):
     config._attn_implementation = mini_model.config._attn_implementation
     mini_prefix, hf_prefix = _prefixes(type(mini_model))
     mapping = {**_backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, pooler), **head}
-    state = mini_model.state_dict()
+    state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
     if "lm_head.bias" in head:
         hf_state["cls.predictions.bias"] = state["lm_head.bias"]

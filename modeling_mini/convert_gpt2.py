@@ -2,10 +2,9 @@
 
 GPT-2 is a MiniGPT with learned positions, pre-norm LayerNorm, a final norm, ``gelu_new`` and biases.
 Its ``Conv1D`` layers store weights as (in, out), the transpose of ``nn.Linear``, and fuse Q, K and V
-into one ``c_attn`` projection, which the map splits into ``q_proj`` / ``k_proj`` / ``v_proj``.
+into one ``c_attn`` projection, the same layout as our ``qkv_proj`` (transposed).
 """
 
-import torch
 from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
@@ -15,7 +14,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniGPTConfig
-from .convert import load_mapped, split_rows
+from .convert import load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -108,12 +107,9 @@ def _backbone_map(num_layers: int, mini: str, hf: str) -> tuple[dict, dict]:
         for ours, theirs in (("self_attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
             for p in ("weight", "bias"):
                 mapping[f"{m}{ours}.{p}"] = f"{h}{theirs}.{p}"
-        for index, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-            mapping[f"{m}self_attn.{proj}.weight"] = f"{h}attn.c_attn.weight"
-            transforms[f"{m}self_attn.{proj}.weight"] = lambda w, i=index: split_rows(w.t(), i, 3)
-            mapping[f"{m}self_attn.{proj}.bias"] = f"{h}attn.c_attn.bias"
-            transforms[f"{m}self_attn.{proj}.bias"] = lambda b, i=index: split_rows(b, i, 3)
-        linears = (("self_attn.o_proj", "attn.c_proj"), ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj"))
+        # c_attn is GPT-2's fused Q, K, V projection, laid out as our qkv_proj once transposed
+        linears = (("self_attn.qkv_proj", "attn.c_attn"), ("self_attn.o_proj", "attn.c_proj"),
+                   ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj"))
         for ours, theirs in linears:
             mapping[f"{m}{ours}.weight"] = f"{h}{theirs}.weight"
             transforms[f"{m}{ours}.weight"] = transpose
@@ -151,20 +147,13 @@ def _to_hf(mini_model):
     _, mini_prefix, hf_cls, hf_prefix, head = _PAIRS[name]
     config = gpt2_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
-    mapping, _ = _backbone_map(config.n_layer, mini_prefix, hf_prefix)
+    mapping, transforms = _backbone_map(config.n_layer, mini_prefix, hf_prefix)
     state = mini_model.state_dict()
     hf_state = {}
-    for mini_key, hf_key in {**mapping, **{k: v for k, v in head.items()}}.items():
-        if "self_attn.q_proj" in mini_key or "self_attn.k_proj" in mini_key or "self_attn.v_proj" in mini_key:
-            continue  # fused below
+    for mini_key, hf_key in {**mapping, **head}.items():
         tensor = state[mini_key]
-        hf_state[hf_key] = tensor.t().contiguous() if (mini_key.endswith(".weight") and any(
-            p in mini_key for p in ("o_proj", "up_proj", "down_proj"))) else tensor
-    for i in range(config.n_layer):
-        m, h = f"{mini_prefix}layers.{i}.self_attn.", f"{hf_prefix}h.{i}.attn.c_attn."
-        qkv = ("q_proj", "k_proj", "v_proj")
-        hf_state[f"{h}weight"] = torch.cat([state[f"{m}{p}.weight"] for p in qkv]).t().contiguous()  # (D, 3D)
-        hf_state[f"{h}bias"] = torch.cat([state[f"{m}{p}.bias"] for p in qkv])
+        # Linear (out, in) -> Conv1D (in, out), e.g. qkv_proj (3D, D) -> c_attn (D, 3D)
+        hf_state[hf_key] = tensor.t().contiguous() if mini_key in transforms else tensor
     hf_model = hf_cls(config).to(mini_model.dtype)
     return load_mapped(hf_model, hf_state, {k: k for k in hf_state})
 

@@ -21,20 +21,21 @@ def test_grouped_query_attention_equals_multi_head_with_repeated_key_value_heads
     gqa = attention(num_key_value_heads=2)  # 4 query heads, 2 key/value heads: groups of 2
     mha = attention()
     head_dim = gqa.head_dim
+    assert gqa.split_sizes == (4 * head_dim, 2 * head_dim, 2 * head_dim)  # the cache holds 2 heads, not 4
+    assert gqa.qkv_proj.weight.shape == (8 * head_dim, 32)
     with torch.no_grad():
-        mha.q_proj.load_state_dict(gqa.q_proj.state_dict())
         mha.o_proj.load_state_dict(gqa.o_proj.state_dict())
-        for name in ("k_proj", "v_proj"):
-            small, big = getattr(gqa, name), getattr(mha, name)
-            # (Hkv * Dh, D) -> (H * Dh, D): each key/value head serves the query heads of its group
-            big.weight.copy_(small.weight.view(2, 1, head_dim, -1).expand(2, 2, head_dim, -1).reshape(4 * head_dim, -1))
-            big.bias.copy_(small.bias.view(2, 1, head_dim).expand(2, 2, head_dim).reshape(-1))
+        for tensor in ("weight", "bias"):
+            q, k, v = getattr(gqa.qkv_proj, tensor).split(gqa.split_sizes)
+            # (Hkv * Dh, ...) -> (H * Dh, ...): each key/value head serves the query heads of its group
+            k, v = (x.view(2, 1, head_dim, -1).expand(2, 2, head_dim, -1).reshape(4 * head_dim, -1) for x in (k, v))
+            getattr(mha.qkv_proj, tensor).copy_(torch.cat([q, k.squeeze(-1), v.squeeze(-1)]) if tensor == "bias"
+                                                else torch.cat([q, k, v]))
     x = torch.randn(2, 7, 32)
     with torch.no_grad():
         torch.testing.assert_close(gqa(x)[0], mha(x)[0])
     kv = torch.randn(2, 2, 5, 8)
     assert torch.equal(repeat_kv(kv, 2)[:, 1], kv[:, 0]) and torch.equal(repeat_kv(kv, 2)[:, 2], kv[:, 1])
-    assert gqa.k_proj.weight.shape == (2 * head_dim, 32)  # the cache holds 2 heads, not 4
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])

@@ -187,13 +187,14 @@ def test_multi_head_attention_is_the_concatenation_of_single_heads():
     x = torch.randn(2, 5, config.hidden_size)
     with torch.no_grad():
         output, _ = attention(x)
-        dh = config.head_dim
+        dh, d = config.head_dim, config.hidden_size
+        weight, bias = attention.qkv_proj.weight, attention.qkv_proj.bias  # rows: all of Q, then K, then V
         heads = []
         for h in range(config.num_attention_heads):
-            rows = slice(h * dh, (h + 1) * dh)  # this head's slice of each projection
-            q = x @ attention.q_proj.weight[rows].T + attention.q_proj.bias[rows]
-            k = x @ attention.k_proj.weight[rows].T + attention.k_proj.bias[rows]
-            v = x @ attention.v_proj.weight[rows].T + attention.v_proj.bias[rows]
+            q_rows, k_rows, v_rows = (slice(part * d + h * dh, part * d + (h + 1) * dh) for part in range(3))
+            q = x @ weight[q_rows].T + bias[q_rows]  # this head's slice of each projection
+            k = x @ weight[k_rows].T + bias[k_rows]
+            v = x @ weight[v_rows].T + bias[v_rows]
             scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
             scores = scores.masked_fill(~torch.ones(5, 5).tril().bool(), float("-inf"))
             heads.append(scores.softmax(-1) @ v)  # (B, T, Dh)

@@ -291,7 +291,7 @@ def test_peft_lora_on_the_classification_head(tmp_path):
 
     model = MiniEncoderForSequenceClassification(tiny_encoder_config(num_labels=2))
     model.save_pretrained(tmp_path / "base")  # before wrapping: PEFT edits the model in place
-    lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+    lora = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["qkv_proj"],
                       modules_to_save=["classifier"])
     peft_model = get_peft_model(model, lora)
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}

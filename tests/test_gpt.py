@@ -355,11 +355,11 @@ def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     model = lm()
     model.save_pretrained(tmp_path / "base")  # before wrapping: PEFT edits the model in place
     peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8,
-                                                  target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+                                                  target_modules=["qkv_proj", "o_proj"], lora_dropout=0.0))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     layers = TINY["num_hidden_layers"]
-    assert sum("q_proj" in n for n in trainable) == sum("v_proj" in n for n in trainable) == 2 * layers  # A and B
+    assert sum("qkv_proj" in n for n in trainable) == sum("o_proj" in n for n in trainable) == 2 * layers  # A and B
     ids, mask = padded_batch(left=False)
     labels = ids.masked_fill(mask == 0, -100)
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)

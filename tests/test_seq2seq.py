@@ -119,7 +119,7 @@ def test_cross_attention_keys_and_values_are_computed_once_per_generation():
     source, mask = source_batch()
     calls = {"encoder": 0, "cross_k": 0}
     model.get_encoder().register_forward_hook(lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1))
-    model.model.decoder.layers[0].cross_attn.k_proj.register_forward_hook(
+    model.model.decoder.layers[0].cross_attn.kv_proj.register_forward_hook(
         lambda *_: calls.__setitem__("cross_k", calls["cross_k"] + 1))
     for num_beams in (1, 3):
         calls.update(encoder=0, cross_k=0)
