@@ -23,6 +23,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
     TokenClassifierOutput,
 )
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import capture_outputs
 
 from .attention import MiniAttention
@@ -59,6 +60,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         self.post_init()
 
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -118,6 +120,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -174,6 +177,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .attention import MiniAttention
@@ -150,6 +151,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         self.post_init()
 
     @capture_outputs
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -249,6 +251,7 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
         if self.config.share_embeddings:
             self.decoder.embeddings.embed_tokens = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -342,6 +345,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

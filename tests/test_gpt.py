@@ -595,3 +595,16 @@ def test_package_exports_the_family():
                  "MiniGPTForTokenClassification"):
         assert name in modeling_mini.__all__ and hasattr(modeling_mini, name)
     assert issubclass(MiniGPTForCausalLM, __import__("transformers").GenerationMixin)
+
+
+def test_the_4x_past_key_values_name_still_reaches_the_cache():
+    """transformers 5 renamed the cache kwarg to ``cache``; like library models, ``past_key_values=`` still
+    works (with a deprecation warning) instead of landing silently in ``**kwargs``."""
+    model = lm()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids).logits
+        prefix = model(ids[:, :5], use_cache=True)
+        step = model(ids[:, 5:], past_key_values=prefix.cache, use_cache=True)
+    assert step.cache.get_seq_length() == 6
+    torch.testing.assert_close(step.logits[:, -1], full[:, -1], atol=1e-5, rtol=1e-5)

@@ -476,3 +476,15 @@ def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
         torch.testing.assert_close(torch.load(folder / "remote_logits.pt"), model(**batch).logits, atol=0, rtol=0)
     expected = model.generate(source, attention_mask=mask, max_new_tokens=5, num_beams=2, do_sample=False)
     assert torch.equal(torch.load(folder / "remote_generated.pt"), expected)
+
+
+def test_the_4x_past_key_values_name_still_reaches_the_cache():
+    model = seq2seq()
+    source, mask = source_batch()
+    target = torch.randint(3, 50, (source.shape[0], 4), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(source, attention_mask=mask, decoder_input_ids=target).logits
+        prefix = model(source, attention_mask=mask, decoder_input_ids=target[:, :3], use_cache=True)
+        step = model(encoder_outputs=(prefix.encoder_last_hidden_state,), attention_mask=mask,
+                     decoder_input_ids=target[:, 3:], past_key_values=prefix.cache, use_cache=True)
+    torch.testing.assert_close(step.logits[:, -1], full[:, -1], atol=1e-5, rtol=1e-5)
