@@ -375,7 +375,8 @@ def test_concepts_doc_quotes_the_code_and_names_real_tests():
     assert len(blocks) >= 14
     for path, first, last, quoted in blocks:
         lines = (ROOT / path).read_text().splitlines()[int(first) - 1 : int(last)]
-        assert quoted.splitlines() == lines, f"{path}:{first}-{last} no longer matches the quote in docs/concepts.md"
+        assert quoted.splitlines() == lines, (f"{path}:{first}-{last} no longer matches the quote in docs/concepts.md; "
+                                              "if the code only moved, run python docs/update_quotes.py")
     for image in re.findall(r"!\[[^\]]*\]\((images/[\w.]+)\)", doc):
         assert (ROOT / "docs" / image).is_file(), image
     here = (ROOT / "tests" / "test_concepts.py").read_text()
