@@ -122,6 +122,8 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
         raise ValueError(f"Unknown argument(s) {remaining}; see --help.")
     for obj in objects:
         check_launch(obj)
+        if hasattr(obj, "dataloader_pin_memory") and obj.device.type == "cpu":
+            obj.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every DataLoader
     return tuple(objects)
 
 
