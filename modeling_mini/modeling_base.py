@@ -10,6 +10,7 @@
   following transformers' ``problem_type`` conventions.
 """
 
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -313,4 +314,7 @@ def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> No
     pretrained_class.config_class.register_for_auto_class("AutoConfig")
     for auto_name, cls in auto_classes.items():
         cls.register_for_auto_class(auto_name)
+        # generate() inspects the forward signature of remote-code models at every decoding step; unwrapping
+        # the decorators each time costs ~50 us a step, a stored signature ~10 us.
+        cls.forward.__signature__ = inspect.signature(cls.forward)
     pretrained_class.family_auto_classes = dict(auto_classes)
