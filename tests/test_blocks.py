@@ -28,9 +28,8 @@ def test_grouped_query_attention_equals_multi_head_with_repeated_key_value_heads
         for tensor in ("weight", "bias"):
             q, k, v = getattr(gqa.qkv_proj, tensor).split(gqa.split_sizes)
             # (Hkv * Dh, ...) -> (H * Dh, ...): each key/value head serves the query heads of its group
-            k, v = (x.view(2, 1, head_dim, -1).expand(2, 2, head_dim, -1).reshape(4 * head_dim, -1) for x in (k, v))
-            getattr(mha.qkv_proj, tensor).copy_(torch.cat([q, k.squeeze(-1), v.squeeze(-1)]) if tensor == "bias"
-                                                else torch.cat([q, k, v]))
+            k, v = (x.unflatten(0, (2, 1, head_dim)).expand(2, 2, head_dim, *x.shape[1:]).flatten(0, 2) for x in (k, v))
+            getattr(mha.qkv_proj, tensor).copy_(torch.cat([q, k, v]))
     x = torch.randn(2, 7, 32)
     with torch.no_grad():
         torch.testing.assert_close(gqa(x)[0], mha(x)[0])
