@@ -27,13 +27,18 @@ training 0.97x (228K vs 234K tokens/s, 16.4% vs 16.9% MFU), with ``sparse_predic
 
 import argparse
 import contextlib
+import os
 import statistics
+import sys
 import time
 
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from modeling_mini.convert import from_hf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import paired_spread  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -188,6 +193,7 @@ def run(args) -> list[dict]:
             suffix = " (sparse MLM head)" if name == "mini_sparse" else ""
             rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s{suffix}", hf=speed["hf"],
                              mini=speed[name], ratio=speed[name] / speed["hf"],
+                             spread=paired_spread(results[("hf", kind)], results[(name, kind)]),
                              hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
                              mini_mfu=_mfu(speed[name], params, shape, device) if kind == "train" else None))
             if peaks["hf"] is not None:

@@ -28,7 +28,17 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, autocast, format_rows, info_row, max_peak, median_rate, mfu, row  # noqa: E402
+from common import (  # noqa: E402
+    alternate,
+    autocast,
+    format_rows,
+    info_row,
+    max_peak,
+    median_rate,
+    mfu,
+    paired_spread,
+    row,
+)
 
 from modeling_mini.convert import from_hf  # noqa: E402
 
@@ -45,7 +55,7 @@ SHAPES = {
         new_tokens=24,
         rounds=7,
         steps=1,
-        gen_rounds=3,
+        gen_rounds=9,
     ),
     # CUDA: GPT-2 small at the reference batch
     "cuda": dict(
@@ -185,6 +195,7 @@ def run(args) -> list[dict]:
             speed["mini"],
             hf_mfu=mfu(speed["hf"], fpt, device),
             mini_mfu=mfu(speed["mini"], fpt, device),
+            spread=paired_spread(results["hf"], results["mini"]),
         )
     )
     peaks = {name: max_peak(samples) for name, samples in results.items()}
@@ -213,6 +224,7 @@ def run(args) -> list[dict]:
                 f"generate B={batch_size} new tokens/s",
                 speed["hf"],
                 speed["mini"],
+                spread=paired_spread(results["hf"], results["mini"]),
             )
         )
     return rows

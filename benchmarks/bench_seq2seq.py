@@ -24,13 +24,22 @@ import torch
 from transformers import MarianConfig, MarianMTModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, autocast, format_rows, info_row, max_peak, median_rate, row  # noqa: E402
+from common import (  # noqa: E402
+    alternate,
+    autocast,
+    format_rows,
+    info_row,
+    max_peak,
+    median_rate,
+    paired_spread,
+    row,
+)
 
 from modeling_mini.convert import from_hf  # noqa: E402
 
 SHAPES = {
     "cpu": dict(vocab_size=8192, d_model=256, layers=3, heads=4, ffn=1024, batch_size=4, seq_len=64,
-                source_len=24, new_tokens=16, rounds=5, steps=1, gen_rounds=3),
+                source_len=24, new_tokens=16, rounds=5, steps=1, gen_rounds=7),
     # the original Transformer base / Helsinki-NLP opus-mt shape
     "cuda": dict(vocab_size=58101, d_model=512, layers=6, heads=8, ffn=2048, batch_size=32, seq_len=256,
                  source_len=64, new_tokens=64, rounds=5, steps=5, gen_rounds=3),
@@ -126,7 +135,8 @@ def run(args) -> list[dict]:
     tokens = shape["batch_size"] * shape["seq_len"] * shape["steps"]
     speed = {name: median_rate(samples, tokens) for name, samples in results.items()}
     train_case = f"{case} B={shape['batch_size']} T={shape['seq_len']}"
-    rows.append(row("seq2seq", train_case, "train target tokens/s", speed["hf"], speed["mini"]))
+    rows.append(row("seq2seq", train_case, "train target tokens/s", speed["hf"], speed["mini"],
+                    spread=paired_spread(results["hf"], results["mini"])))
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
         unit = "peak memory MiB" if device == "cuda" else "peak RSS growth MiB (approx.)"
@@ -146,7 +156,8 @@ def run(args) -> list[dict]:
             speed = {name: median_rate(samples, new) for name, samples in results.items()}
             kind = "greedy" if num_beams == 1 else f"beam {num_beams}"
             rows.append(row("seq2seq", f"{case} source={shape['source_len']} new={shape['new_tokens']}",
-                            f"generate {kind} B={batch_size} new tokens/s", speed["hf"], speed["mini"]))
+                            f"generate {kind} B={batch_size} new tokens/s", speed["hf"], speed["mini"],
+                            spread=paired_spread(results["hf"], results["mini"])))
     return rows
 
 

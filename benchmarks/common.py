@@ -11,6 +11,10 @@ Rows are plain dicts, so drivers can print, filter or save them as JSON::
 
 ``ratio`` is always mini / HF. For throughput above 1 means mini is faster; for memory below 1 means mini
 uses less. A row with ``ratio=None`` is informational (e.g. a parity check's max difference).
+
+Throughput rows also carry ``spread``: the quartiles of the *paired* speed ratios, one per round (HF's time over
+mini's time in the same round, measured back to back). On a shared CPU the ratios wander by several percent; a
+spread that straddles 1.0 says the row is within noise, one that stays below says mini is really slower.
 """
 
 import contextlib
@@ -120,6 +124,15 @@ def median_rate(samples: list[tuple[float, int | None]], units_per_call: float) 
     return units_per_call / statistics.median(seconds for seconds, _ in samples)
 
 
+def paired_spread(hf: list[tuple[float, int | None]], mini: list[tuple[float, int | None]]) -> tuple | None:
+    """(first, third) quartile of the per-round speed ratios ``hf seconds / mini seconds``; None under 4 rounds."""
+    ratios = [h / m for (h, _), (m, _) in zip(hf, mini, strict=True) if m > 0]
+    if len(ratios) < 4:
+        return None
+    first, _, third = statistics.quantiles(ratios, n=4)
+    return first, third
+
+
 def max_peak(samples: list[tuple[float, int | None]]) -> int | None:
     peaks = [peak for _, peak in samples if peak is not None]
     return max(peaks) if peaks else None
@@ -163,15 +176,17 @@ def format_rows(rows: list[dict]) -> str:
     case_width = max([len(r["case"]) for r in rows] + [4])
     metric_width = max([len(r["metric"]) for r in rows] + [6])
     lines = [
-        f"{'case':<{case_width}}  {'metric':<{metric_width}}  {'HF':>12}  {'mini':>12}  {'mini/HF':>8}  MFU HF / mini"
+        f"{'case':<{case_width}}  {'metric':<{metric_width}}  {'HF':>12}  {'mini':>12}  {'mini/HF':>8}  "
+        f"{'IQR':>11}  MFU HF / mini"
     ]
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else ""
+        spread = "{:.2f}-{:.2f}".format(*r["spread"]) if r.get("spread") else ""
         mfu_text = ""
         if r.get("hf_mfu") is not None or r.get("mini_mfu") is not None:
             mfu_text = " / ".join(f"{m:.1%}" if m is not None else "-" for m in (r.get("hf_mfu"), r.get("mini_mfu")))
         lines.append(
             f"{r['case']:<{case_width}}  {r['metric']:<{metric_width}}  {_number(r['hf']):>12}  "
-            f"{_number(r['mini']):>12}  {ratio:>8}  {mfu_text}"
+            f"{_number(r['mini']):>12}  {ratio:>8}  {spread:>11}  {mfu_text}"
         )
     return "\n".join(lines)
