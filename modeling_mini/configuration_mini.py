@@ -71,6 +71,8 @@ class MiniConfig(PreTrainedConfig):
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
+        activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
+            (BART and Marian have it; 0 elsewhere).
         initializer_range: standard deviation of the normal weight initialisation.
         use_cache: return a key/value cache for generation.
         tie_word_embeddings: share the input embedding matrix with the output (LM) head.
@@ -103,6 +105,7 @@ class MiniConfig(PreTrainedConfig):
         hidden_dropout: float = 0.1,
         attention_dropout: float = 0.1,
         classifier_dropout: float | None = None,
+        activation_dropout: float = 0.0,
         initializer_range: float = 0.02,
         use_cache: bool = True,
         tie_word_embeddings: bool = True,
@@ -133,6 +136,7 @@ class MiniConfig(PreTrainedConfig):
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout
         self.classifier_dropout = classifier_dropout
+        self.activation_dropout = activation_dropout
         self.initializer_range = initializer_range
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
@@ -174,7 +178,7 @@ class MiniConfig(PreTrainedConfig):
             raise ValueError(
                 f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."
             )
-        for name in ("hidden_dropout", "attention_dropout"):
+        for name in ("hidden_dropout", "attention_dropout", "activation_dropout"):
             _check_probability(name, getattr(self, name))
         if self.classifier_dropout is not None:
             _check_probability("classifier_dropout", self.classifier_dropout)

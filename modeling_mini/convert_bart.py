@@ -12,8 +12,8 @@ Both are post-norm encoder-decoders with biased projections, LayerNorm (eps 1e-5
   summed embeddings (``embedding_norm=True``).
 
 Not expressed, raising ``ValueError``: different encoder and decoder widths / heads / feed-forward sizes,
-layer drop, a Marian decoder vocabulary of its own. ``activation_dropout`` (dropout inside the
-feed-forward, active in training only) has no mini counterpart and is not carried over.
+layer drop, a Marian decoder vocabulary of its own. ``activation_dropout`` (dropout inside the feed-forward,
+training only) carries over both ways.
 """
 
 import copy
@@ -73,6 +73,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         mlp_bias=True,
         hidden_dropout=float(hf.dropout),
         attention_dropout=float(hf.attention_dropout),
+        activation_dropout=float(hf.activation_dropout),
         classifier_dropout=getattr(hf, "classifier_dropout", None),
         initializer_range=hf.init_std,
         use_cache=hf.use_cache,
@@ -138,7 +139,7 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig) -> BartConfig | MarianConfig:
         activation_function=config.hidden_act,
         dropout=config.hidden_dropout,
         attention_dropout=config.attention_dropout,
-        activation_dropout=0.0,
+        activation_dropout=config.activation_dropout,
         init_std=config.initializer_range,
         scale_embedding=config.scale_embeddings,
         use_cache=config.use_cache,

@@ -74,6 +74,7 @@ def bert_config_from_mini(config: MiniEncoderConfig) -> BertConfig:
         "scale_embeddings": False,
         "attention_bias": True,
         "mlp_bias": True,
+        "activation_dropout": 0.0,
     }
     for field, value in required.items():
         if getattr(config, field) != value:

@@ -66,6 +66,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         "scale_embeddings": False,
         "attention_bias": True,
         "mlp_bias": True,
+        "activation_dropout": 0.0,
     }
     for field, value in required.items():
         if getattr(config, field) != value:

@@ -17,7 +17,8 @@ from .activations import get_activation, is_gated
 class MiniFeedForward(nn.Module):
     """``up_proj -> activation (times gate_proj, if gated) -> down_proj``; (B, T, D) -> (B, T, D).
 
-    Dropout is applied by the block to the sub-layer's output, as for attention."""
+    Dropout on the sub-layer's output is the block's, as for attention; ``activation_dropout`` (BART, Marian)
+    also drops units of the widened hidden layer, in training only."""
 
     def __init__(self, config):
         super().__init__()
@@ -28,6 +29,7 @@ class MiniFeedForward(nn.Module):
             else None
         )
         self.act_fn = get_activation(config.hidden_act)
+        self.activation_dropout = config.activation_dropout
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.down_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
@@ -36,4 +38,6 @@ class MiniFeedForward(nn.Module):
             hidden = self.act_fn(self.up_proj(hidden_states))  # (B, T, intermediate)
         else:
             hidden = self.act_fn(self.gate_proj(hidden_states)) * self.up_proj(hidden_states)
+        if self.activation_dropout and self.training:
+            hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=True)
         return self.down_proj(hidden)

@@ -187,3 +187,10 @@ def test_to_hf_rejects_configs_bart_and_marian_cannot_express(overrides, match):
                                intermediate_size=37, decoder_start_token_id=0, **overrides)
     with pytest.raises(ValueError, match=match):
         to_hf(MiniSeq2SeqForConditionalGeneration(config))
+
+
+def test_activation_dropout_carries_over_both_ways():
+    hf = BartForConditionalGeneration(bart_config(activation_dropout=0.25))
+    mini = from_hf(hf)
+    assert mini.config.activation_dropout == 0.25
+    assert to_hf(mini).config.activation_dropout == 0.25

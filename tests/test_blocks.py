@@ -8,6 +8,7 @@ from transformers.cache_utils import DynamicCache
 
 from modeling_mini.attention import MiniAttention, repeat_kv
 from modeling_mini.blocks import MiniBlock
+from modeling_mini.feed_forward import MiniFeedForward
 from modeling_mini.positional import RotaryEmbedding
 
 
@@ -74,3 +75,19 @@ def test_eager_and_sdpa_agree_on_a_boolean_padding_mask():
         with torch.no_grad():
             outs[impl], weights = module(x, attention_mask=allowed)
     torch.testing.assert_close(outs["sdpa"], outs["eager"], atol=1e-5, rtol=1e-5)
+
+
+def test_activation_dropout_drops_hidden_units_in_training_only():
+    x = torch.randn(2, 5, 32)
+    torch.manual_seed(0)
+    ffn = MiniFeedForward(tiny_gpt_config(activation_dropout=0.5))
+    plain = MiniFeedForward(tiny_gpt_config(activation_dropout=0.0))
+    plain.load_state_dict(ffn.state_dict())
+    ffn.eval()
+    reference = ffn(x)
+    ffn.train()
+    assert not torch.allclose(ffn(x), reference)  # hidden units dropped (and the rest scaled up)
+    plain.train()
+    assert torch.equal(plain(x), reference)  # nothing else in the FFN is random
+    with pytest.raises(ValueError, match="activation_dropout"):
+        tiny_gpt_config(activation_dropout=1.5)

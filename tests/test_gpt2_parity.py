@@ -67,3 +67,7 @@ def test_unsupported_options_raise():
     mini.config.position_embedding_type = "rotary"
     with pytest.raises(ValueError, match="position_embedding_type"):
         to_hf(mini)
+    mini.config.position_embedding_type = "learned"
+    mini.config.activation_dropout = 0.1  # GPT-2 has no dropout inside its MLP
+    with pytest.raises(ValueError, match="activation_dropout"):
+        to_hf(mini)
