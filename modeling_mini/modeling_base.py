@@ -93,7 +93,8 @@ class MiniPreTrainedModel(PreTrainedModel):
                 (folder / Path(path).name).unlink(missing_ok=True)
         custom_object_save(defining_class(type(self)), folder)
         self.config.auto_map = {**self.config.auto_map, **family}
-        self.config.save_pretrained(folder)
+        if (folder / "config.json").is_file():  # not written for a PEFT adapter save
+            self.config.save_pretrained(folder)
 
     def get_input_embeddings(self) -> nn.Module:
         """The token table: ``embeddings.embed_tokens`` on a backbone; heads ask their backbone (``self.model``)."""
