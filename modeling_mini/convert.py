@@ -84,13 +84,19 @@ def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms
     return target.eval()
 
 
-def _attention_modules(model: nn.Module):
-    """(prefix, module, fused projection name) for every mini attention module of ``model``."""
+def _fused_projections(model: nn.Module):
+    """(key prefix, fused name, separate names, their row counts) for every mini attention module of ``model``:
+    ``qkv_proj`` = ``q_proj`` + ``k_proj`` + ``v_proj`` in self-attention, ``kv_proj`` = ``k_proj`` + ``v_proj``
+    in cross-attention."""
     from .attention import MiniAttention
 
     for name, module in model.named_modules():
         if isinstance(module, MiniAttention):
-            yield (f"{name}." if name else ""), module, ("kv_proj" if module.is_cross_attention else "qkv_proj")
+            prefix = f"{name}." if name else ""
+            if module.is_cross_attention:
+                yield prefix, "kv_proj", ("k_proj", "v_proj"), module.split_sizes[1:]
+            else:
+                yield prefix, "qkv_proj", ("q_proj", "k_proj", "v_proj"), module.split_sizes
 
 
 def fuse_attention_projections(model: nn.Module, state: dict) -> dict:
@@ -98,8 +104,7 @@ def fuse_attention_projections(model: nn.Module, state: dict) -> dict:
     ``model``'s attention modules hold (``qkv_proj``; ``kv_proj`` for cross-attention). A no-op for models
     without mini attention (an HF target) and for states that are already fused."""
     state = dict(state)
-    for prefix, _, fused in _attention_modules(model):
-        parts = ("q_proj", "k_proj", "v_proj") if fused == "qkv_proj" else ("k_proj", "v_proj")
+    for prefix, fused, parts, _ in _fused_projections(model):
         for kind in ("weight", "bias"):
             keys = [f"{prefix}{part}.{kind}" for part in parts]
             if all(key in state for key in keys):
@@ -111,9 +116,7 @@ def separate_attention_projections(model: nn.Module) -> dict:
     """``model.state_dict()`` with each fused attention matrix split into ``q_proj`` / ``k_proj`` / ``v_proj``
     entries (the inverse of :func:`fuse_attention_projections`)."""
     state = dict(model.state_dict())
-    for prefix, module, fused in _attention_modules(model):
-        parts = ("q_proj", "k_proj", "v_proj") if fused == "qkv_proj" else ("k_proj", "v_proj")
-        sizes = module.split_sizes if fused == "qkv_proj" else module.split_sizes[1:]
+    for prefix, fused, parts, sizes in _fused_projections(model):
         for kind in ("weight", "bias"):
             key = f"{prefix}{fused}.{kind}"
             if key in state:

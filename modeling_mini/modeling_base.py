@@ -77,9 +77,9 @@ class MiniPreTrainedModel(PreTrainedModel):
         family["AutoConfig"] = f"{config_cls.__module__.rsplit('.', 1)[-1]}.{config_cls.__name__}"
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        if self.is_remote_code() and type(self).__module__.startswith("torch."):  # a wrapper made by torch
-            if kwargs.get("is_main_process", True) and defining_class(type(self)) is not type(self):
-                self._repair_wrapped_save(save_directory, family)
+        wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
+        if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):
+            self._repair_wrapped_save(save_directory, family)
         return result
 
     def _repair_wrapped_save(self, save_directory, family: dict[str, str]) -> None:
