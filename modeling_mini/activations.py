@@ -6,7 +6,11 @@ Without a non-linearity a stack of linear layers collapses into one linear map. 
 * ``relu``: ``max(0, x)``, the original Transformer's choice. Cheap; its gradient is 0 for ``x < 0``.
 * ``gelu``: ``x * Phi(x)`` with the exact normal CDF, as in BERT; a smooth ReLU that lets small
   negative values through.
-* ``gelu_new``: the tanh approximation of GELU that GPT-2 uses.
+* ``gelu_new``: the tanh approximation of GELU that GPT-2 uses,
+  ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``. It runs as PyTorch's fused kernel
+  (``F.gelu(approximate="tanh")``, transformers' ``gelu_pytorch_tanh``): the same function in one pass over
+  the (B, T, intermediate) tensor, where the formula written out with tensor ops takes about eight
+  passes forward, more backward, and keeps their intermediates for the backward pass.
 * ``silu`` (swish): ``x * sigmoid(x)``; Marian's default.
 * gated variants ``swiglu`` / ``geglu`` / ``reglu``: ``act(x W_gate) * (x W_up)``, where a second
   projection decides, per feature, how much of the activated signal passes (Llama uses SwiGLU).
@@ -28,12 +32,16 @@ from transformers.activations import ACT2FN
 ACTIVATIONS: dict[str, tuple[str, bool]] = {
     "relu": ("relu", False),
     "gelu": ("gelu", False),
-    "gelu_new": ("gelu_new", False),
+    "gelu_new": ("gelu_pytorch_tanh", False),
     "silu": ("silu", False),
     "swiglu": ("silu", True),
     "geglu": ("gelu", True),
     "reglu": ("relu", True),
 }
+
+
+#: Other names transformers' configs use for the functions above; the converters read HF configs through it.
+HF_ALIASES: dict[str, str] = {"swish": "silu", "gelu_pytorch_tanh": "gelu_new"}
 
 
 def get_activation(name: str) -> nn.Module:

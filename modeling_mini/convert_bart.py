@@ -27,12 +27,12 @@ from transformers import (
     MarianMTModel,
 )
 
+from .activations import HF_ALIASES
 from .configuration_mini import MiniSeq2SeqConfig
 from .convert import load_mapped, separate_attention_projections
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
-_HF_ACTIVATIONS = {"swish": "silu"}  # the same function under HF's other name (Marian's default)
 _TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
 
@@ -63,7 +63,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         decoder_layers=hf.decoder_layers,
         num_attention_heads=hf.encoder_attention_heads,
         intermediate_size=hf.encoder_ffn_dim,
-        hidden_act=_HF_ACTIVATIONS.get(hf.activation_function, hf.activation_function),
+        hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
         norm_type="layernorm",
         norm_position="post",
         layer_norm_eps=1e-5,

@@ -17,6 +17,7 @@ from transformers import (
     BertModel,
 )
 
+from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
 from .convert import load_mapped, separate_attention_projections
 from .modeling_encoder import (
@@ -46,6 +47,7 @@ def mini_config_from_bert(hf: BertConfig, add_pooler: bool = True, **overrides) 
         raise ValueError(f"BERT `hidden_act` must be a name to convert; got {hf.hidden_act!r}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(
+        hidden_act=HF_ALIASES.get(hf.hidden_act, hf.hidden_act),
         position_embedding_type="learned",
         norm_type="layernorm",
         norm_position="post",

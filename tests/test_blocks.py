@@ -77,6 +77,20 @@ def test_eager_and_sdpa_agree_on_a_boolean_padding_mask():
     torch.testing.assert_close(outs["sdpa"], outs["eager"], atol=1e-5, rtol=1e-5)
 
 
+def test_gelu_new_is_gpt2s_tanh_formula_in_one_fused_op():
+    from transformers.activations import NewGELUActivation
+
+    from modeling_mini.activations import get_activation
+
+    x = torch.linspace(-8, 8, 2001, dtype=torch.float64)
+    torch.testing.assert_close(get_activation("gelu_new")(x), NewGELUActivation()(x), atol=1e-12, rtol=0)
+    x = x.float()
+    with torch.profiler.profile() as prof:  # one aten kernel, not the formula's eight
+        get_activation("gelu_new")(x)
+    ops = {e.name for e in prof.events() if e.name.startswith("aten::")}
+    assert ops == {"aten::gelu"}, ops
+
+
 def test_activation_dropout_drops_hidden_units_in_training_only():
     x = torch.randn(2, 5, 32)
     torch.manual_seed(0)

@@ -60,6 +60,16 @@ def test_loss_matches():
         torch.testing.assert_close(mini(ids, labels=ids).loss, hf(ids, labels=ids).loss, atol=1e-6, rtol=0)
 
 
+def test_gelu_pytorch_tanh_models_convert_as_gelu_new():
+    hf = GPT2LMHeadModel(hf_config(activation_function="gelu_pytorch_tanh")).eval()
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == "gelu_new"
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(mini(ids, attention_mask=mask).logits[mask.bool()],
+                                   hf(ids, attention_mask=mask).logits[mask.bool()], atol=1e-5, rtol=0)
+
+
 def test_unsupported_options_raise():
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
         from_hf(GPT2LMHeadModel(hf_config(scale_attn_by_inverse_layer_idx=True)))
