@@ -4,7 +4,7 @@
   backends, gradient checkpointing, weight initialisation, device-map splitting).
 * :class:`MiniEmbeddings`: token embeddings (+ segment embeddings) + absolute positions, scaled,
   normalised and dropped out as the config says.
-* :func:`check_input_ids`, :func:`check_attention_mask`: clear ``ValueError`` s instead of index errors or
+* :func:`check_id_ranges`, :func:`check_attention_mask`: clear ``ValueError`` s instead of index errors or
   device-side asserts.
 * :func:`sequence_classification_loss`, :func:`last_token_pool`: the classification heads' shared logic,
   following transformers' ``problem_type`` conventions.
@@ -164,19 +164,23 @@ class MiniEmbeddings(nn.Module):
         position_ids: torch.LongTensor,
         token_type_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
+        token_types, positions = self.token_type_embeddings, self.embed_positions
+        check_id_ranges(  # one host sync for every id this forward looks up in a table
+            input_ids=(input_ids, self.embed_tokens.num_embeddings) if inputs_embeds is None else None,
+            token_type_ids=(token_type_ids, token_types.num_embeddings)
+            if token_types is not None and token_type_ids is not None else None,
+            position_ids=(position_ids, positions.num_embeddings)
+            if isinstance(positions, LearnedPositionalEmbedding) else None,
+        )
         if inputs_embeds is None:
-            check_input_ids(input_ids, self.config.vocab_size, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
         hidden = inputs_embeds * self.embed_scale if self.embed_scale != 1.0 else inputs_embeds
-        if self.token_type_embeddings is not None:
-            if token_type_ids is None:
-                token_type_ids = torch.zeros(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-            check_input_ids(token_type_ids, self.token_type_embeddings.num_embeddings, "token_type_ids")
-            hidden = hidden + self.token_type_embeddings(token_type_ids)
-        if self.embed_positions is not None:
-            if isinstance(self.embed_positions, LearnedPositionalEmbedding):
-                check_positions(position_ids, self.config.max_position_embeddings)
-            hidden = hidden + self.embed_positions(position_ids, hidden.dtype)
+        if token_types is not None and token_type_ids is None:
+            hidden = hidden + token_types.weight[0]  # no segment ids: every token is in segment 0
+        elif token_types is not None:
+            hidden = hidden + token_types(token_type_ids)
+        if positions is not None:
+            hidden = hidden + positions(position_ids, hidden.dtype)
         if self.norm is not None:
             hidden = self.norm(hidden)
         return self.dropout(hidden)
@@ -187,23 +191,40 @@ def _checks_enabled() -> bool:
     return not torch.compiler.is_compiling()
 
 
-def check_input_ids(ids: torch.Tensor, size: int, name: str) -> None:
-    """Raise ``ValueError`` if any id in ``ids`` falls outside ``[0, size)``."""
-    if ids.dtype.is_floating_point:
-        raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
-    if _checks_enabled() and ids.numel() and bool(((ids < 0) | (ids >= size)).any()):  # one host sync
-        bad = ids[(ids < 0) | (ids >= size)][0].item()
-        limit = "vocab_size" if name == "input_ids" else "type_vocab_size" if name == "token_type_ids" else "size"
-        raise ValueError(f"`{name}` contains {bad}, outside [0, {limit}={size}).")
+#: The error for an id outside its table, by argument name: (name of the table's size in the config, advice).
+_RANGE_ERRORS = {
+    "input_ids": ("vocab_size", "the tokenizer and the model must share a vocabulary"),
+    "token_type_ids": ("type_vocab_size", "segment ids index the token-type table"),
+    "position_ids": (
+        "max_position_embeddings",
+        "with `position_embedding_type='learned'` a model cannot read past its position table: shorten the input "
+        "(truncate) or use a model with a longer table",
+    ),
+}
 
 
-def check_positions(position_ids: torch.Tensor, max_positions: int) -> None:
-    """Learned positions stop at ``max_position_embeddings``: raise a clear error past the table."""
-    if _checks_enabled() and position_ids.numel() and int(position_ids.max()) >= max_positions:
-        raise ValueError(
-            f"The input reaches position {int(position_ids.max())}, but `max_position_embeddings` is {max_positions} "
-            "with `position_embedding_type='learned'`: shorten the input (truncate) or use a model with a longer table."
-        )
+def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
+    """Raise ``ValueError`` if a tensor of ids holds a value outside ``[0, size)``; ``named`` maps an argument
+    name (a key of ``_RANGE_ERRORS``) to ``(ids, size)``, or to ``None`` when there is nothing to check.
+
+    An embedding lookup with a bad id fails as an ``IndexError`` on the CPU and a device-side assert on a GPU,
+    which kills the CUDA context. Reading the ids' range costs a host sync, so every table is checked in one:
+    the minima and maxima of all the tensors are stacked and read back together. Skipped under
+    ``torch.compile``, where a read-back would break the graph.
+    """
+    named = {name: pair for name, pair in named.items() if pair is not None}
+    for name, (ids, _) in named.items():
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
+    named = {name: pair for name, pair in named.items() if pair[0].numel()}
+    if not named or not _checks_enabled():
+        return
+    bounds = torch.stack([bound.long() for ids, _ in named.values() for bound in torch.aminmax(ids)])
+    bounds = bounds.tolist()  # [min, max] per tensor: the one host sync
+    for (name, (_, size)), low, high in zip(named.items(), bounds[0::2], bounds[1::2], strict=True):
+        if low < 0 or high >= size:
+            field, advice = _RANGE_ERRORS[name]
+            raise ValueError(f"`{name}` contains {low if low < 0 else high}, outside [0, {field}={size}): {advice}.")
 
 
 def check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, name: str = "attention_mask"):

@@ -105,3 +105,46 @@ def test_activation_dropout_drops_hidden_units_in_training_only():
     assert torch.equal(plain(x), reference)  # nothing else in the FFN is random
     with pytest.raises(ValueError, match="activation_dropout"):
         tiny_gpt_config(activation_dropout=1.5)
+
+
+def count_host_reads(fn) -> int:
+    """How many times ``fn`` reads tensor contents back to Python (on a GPU, each read is a device sync)."""
+    reads = 0
+    originals = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__bool__", "__int__", "__float__")}
+
+    def counting(original):
+        def read(self, *args, **kwargs):
+            nonlocal reads
+            reads += 1
+            return original(self, *args, **kwargs)
+        return read
+
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, counting(original))
+        fn()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return reads
+
+
+def test_every_embedding_range_check_shares_one_host_read():
+    """Token ids, segment ids and learned positions are checked with one read-back per forward, not one each:
+    on a GPU every read-back stalls the host until the device has caught up."""
+    from modeling_mini import MiniEncoderConfig, MiniEncoderModel, MiniGPTForCausalLM
+
+    ids = torch.randint(3, 99, (2, 6))
+    gpt = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="learned")).eval()
+    encoder_config = MiniEncoderConfig(**{**tiny_gpt_config().to_dict(), "type_vocab_size": 2,
+                                          "position_embedding_type": "learned"})
+    encoder = MiniEncoderModel(encoder_config).eval()
+    with torch.no_grad():
+        assert count_host_reads(lambda: gpt(ids)) == 1
+        assert count_host_reads(lambda: encoder(ids, token_type_ids=torch.ones_like(ids))) == 1
+        assert count_host_reads(lambda: encoder(ids)) == 1
+        # the checks still fire, each naming its own table
+        with pytest.raises(ValueError, match="token_type_ids.*2.*type_vocab_size=2"):
+            encoder(ids, token_type_ids=torch.full_like(ids, 2))
+        with pytest.raises(ValueError, match="position_ids.*64.*max_position_embeddings=64.*truncate"):
+            gpt(torch.randint(3, 99, (1, 65)))
