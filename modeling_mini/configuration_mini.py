@@ -310,7 +310,8 @@ class MiniSeq2SeqConfig(MiniConfig):
             decoder's key/value cache from it.
         share_embeddings: the encoder and decoder use one token-embedding matrix (a shared vocabulary).
         tie_word_embeddings: the output layer reuses the decoder's token embeddings.
-        final_logits_bias: add a learned per-token bias to the logits (BART and Marian have one).
+        final_logits_bias: add a fixed per-token bias to the logits, saved with the weights but not trained
+            (BART's and Marian's buffer of that name; see ``modeling_base.MiniLMHeadBias``).
         position_offset: added to every position id before looking up learned positions (BART's tables start
             at row 2); 0 elsewhere.
         decoder_start_token_id: the first decoder input, from which generation starts; labels are shifted

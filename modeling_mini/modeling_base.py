@@ -128,11 +128,16 @@ class MiniPreTrainedModel(PreTrainedModel):
 
 
 class MiniLMHeadBias(nn.Module):
-    """A learned per-token bias added to the output logits (BERT's MLM head, BART's ``final_logits_bias``)."""
+    """A fixed per-token bias added to the output logits: BART's and Marian's ``final_logits_bias``.
+
+    Saved with the weights but not trained: transformers keeps it as a buffer, so a converted BART or Marian
+    checkpoint fine-tunes here exactly as it does there (zeros for BART; Marian checkpoints carry values
+    from the original Marian NMT training). A trainable output bias is ``lm_head.bias`` (BERT's MLM head).
+    """
 
     def __init__(self, vocab_size: int):
         super().__init__()
-        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self.register_buffer("bias", torch.zeros(vocab_size))
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         return logits + self.bias
@@ -144,12 +149,17 @@ class MiniEmbeddings(nn.Module):
     ``embed_tokens`` is the token table (tied to the LM head); ``token_type_embeddings`` exists when the
     config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
     encoding, or ``None`` for rotary / no positions; ``norm`` exists when ``embedding_norm`` is set.
+
+    ``freeze_padding_row``: the pad token's row starts at zero and its lookups pass no gradient, as in BERT,
+    BART and Marian, whose pad tokens only ever sit where attention masks them out. GPT leaves it trainable, as
+    GPT-2 does: a causal LM's pad token is usually its end-of-text token, which it must learn.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, freeze_padding_row: bool = True):
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        padding_idx = config.pad_token_id if freeze_padding_row else None
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx)
         type_vocab_size = getattr(config, "type_vocab_size", 0)
         self.token_type_embeddings = nn.Embedding(type_vocab_size, config.hidden_size) if type_vocab_size else None
         self.embed_positions = build_absolute_positions(config)

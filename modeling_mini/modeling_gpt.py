@@ -52,7 +52,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config)
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=False)  # as GPT-2: pad is often end-of-text
         self.rotary = build_rotary(config)
         self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=True) for i in range(config.num_hidden_layers))
         self.norm = build_norm(config) if config.final_norm else None

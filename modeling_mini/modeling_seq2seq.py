@@ -334,11 +334,11 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         """Resize as usual, and the ``final_logits_bias`` with it (new tokens get a zero bias)."""
         embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
         if self.final_logits_bias is not None:
-            old = self.final_logits_bias.bias.data
+            old = self.final_logits_bias.bias
             size = embeddings.weight.shape[0]
             new = old.new_zeros(size)
             new[: min(size, old.shape[0])] = old[:size]
-            self.final_logits_bias.bias = nn.Parameter(new)
+            self.final_logits_bias.bias = new  # a buffer: replaced, not trained
         return embeddings
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
