@@ -23,9 +23,31 @@ import torch
 from torch import nn
 
 
-def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _compute_frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``1 / base^(2i/dim)`` for ``i = 0 .. dim/2 - 1``: one angular frequency per pair of features."""
     return 1.0 / (base ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim))
+
+
+_FREQUENCIES: dict[tuple, torch.Tensor] = {}
+
+
+def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The frequencies of :func:`_compute_frequencies`, kept per (dim, base, device, dtype) after the first call.
+
+    A cached decoding step then computes its position's angles with one kernel instead of six (at batch 1 on a
+    GPU, kernel launches are the cost). A plain Python cache, not a buffer (see the module docstring); inside
+    ``torch.compile`` the vector is recomputed and folded into the graph.
+    """
+    if torch.compiler.is_compiling():
+        return _compute_frequencies(dim, base, device, dtype)
+    key = (dim, base, torch.device(device), dtype)
+    if key not in _FREQUENCIES:
+        with torch.inference_mode(False):  # a normal tensor, usable later with autograd
+            frequencies = _compute_frequencies(dim, base, device, dtype)
+        if frequencies.device.type == "meta":  # shapes only: nothing worth keeping
+            return frequencies
+        _FREQUENCIES[key] = frequencies
+    return _FREQUENCIES[key]
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -40,8 +62,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         # float64 where the device has it: p * freq loses digits in float32 for long sequences
         device = position_ids.device
         work_dtype = torch.float32 if device.type == "mps" else torch.float64
-        angles = position_ids[..., None].to(work_dtype) * _frequencies(self.dim, 10000.0, device, work_dtype)
-        # angles: (B, T, D/2)
+        angles = position_ids[..., None] * _frequencies(self.dim, 10000.0, device, work_dtype)  # (B, T, D/2)
         if self.interleaved:
             pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # (B, T, D/2, 2) -> (B, T, D)
         else:
@@ -69,7 +90,7 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32)
-        angles = position_ids[..., None].float() * freqs  # (B, T, Dh/2)
+        angles = position_ids[..., None] * freqs  # (B, T, Dh/2), float32: integer ids promote to the frequencies' type
         angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
