@@ -35,6 +35,7 @@ from common import (  # noqa: E402
     info_row,
     max_peak,
     median_rate,
+    memory_row,
     mfu,
     paired_spread,
     row,
@@ -200,8 +201,7 @@ def run(args) -> list[dict]:
     )
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
-        unit = "peak memory MiB" if device == "cuda" else "peak RSS growth MiB (approx.)"
-        rows.append(row("gpt", train_case, f"train {unit}", peaks["hf"] / 2**20, peaks["mini"] / 2**20))
+        rows.append(memory_row("gpt", train_case, "train", peaks["hf"], peaks["mini"], device))
 
     # generation with the KV cache (uncompiled: generate's shapes change every step)
     for model in (hf, mini):

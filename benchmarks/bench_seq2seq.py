@@ -31,6 +31,7 @@ from common import (  # noqa: E402
     info_row,
     max_peak,
     median_rate,
+    memory_row,
     paired_spread,
     row,
 )
@@ -54,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seq-len", type=int, default=None, help="training source/target length")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per model (median reported)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per round")
+    parser.add_argument("--no-generate", action="store_true", help="skip the generate rows (training only)")
     return parser
 
 
@@ -139,13 +141,12 @@ def run(args) -> list[dict]:
                     spread=paired_spread(results["hf"], results["mini"])))
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
-        unit = "peak memory MiB" if device == "cuda" else "peak RSS growth MiB (approx.)"
-        rows.append(row("seq2seq", train_case, f"train {unit}", peaks["hf"] / 2**20, peaks["mini"] / 2**20))
+        rows.append(memory_row("seq2seq", train_case, "train", peaks["hf"], peaks["mini"], device))
 
     for model in (hf, mini):
         model.eval()
         model.zero_grad(set_to_none=True)
-    for num_beams in (1, 4):
+    for num_beams in () if getattr(args, "no_generate", False) else (1, 4):
         for batch_size in (1, 8):
             prompt = torch.randint(3, shape["vocab_size"], (batch_size, shape["source_len"]), generator=generator)
             prompt = prompt.to(device)

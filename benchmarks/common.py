@@ -158,6 +158,22 @@ def row(benchmark: str, case: str, metric: str, hf, mini, **extra) -> dict:
     return dict(benchmark=benchmark, case=case, metric=metric, hf=hf, mini=mini, ratio=ratio, **extra)
 
 
+#: CPU resident-set growth below this is allocator noise (a few pages either way), not a difference between models.
+RSS_NOISE_FLOOR_MIB = 1.0
+
+
+def memory_row(benchmark: str, case: str, kind: str, hf_bytes: int, mini_bytes: int, device: str) -> dict:
+    """A peak-memory row in MiB: ``torch.cuda.max_memory_allocated`` on CUDA, resident-set growth on CPU (see
+    :class:`_RSSSampler`). On CPU the ratio is left out when both sides grew by less than the noise floor."""
+    hf, mini = hf_bytes / 2**20, mini_bytes / 2**20
+    if device == "cuda":
+        return row(benchmark, case, f"{kind} peak memory MiB", hf, mini)
+    result = row(benchmark, case, f"{kind} peak RSS growth MiB (approx.)", hf, mini)
+    if max(hf, mini) < RSS_NOISE_FLOOR_MIB:
+        result["ratio"] = None  # both within the allocator's reuse: nothing to compare
+    return result
+
+
 def info_row(benchmark: str, case: str, metric: str, value: float) -> dict:
     """An informational row (no HF counterpart), e.g. the parity max difference."""
     return dict(benchmark=benchmark, case=case, metric=metric, hf=None, mini=value, ratio=None)
@@ -166,8 +182,12 @@ def info_row(benchmark: str, case: str, metric: str, value: float) -> dict:
 def _number(value) -> str:
     if value is None:
         return "-"
+    if value == 0:
+        return "0"
     if isinstance(value, float) and (abs(value) < 1e-2 and value != 0):
         return f"{value:.2e}"
+    if isinstance(value, float) and abs(value) < 1:
+        return f"{value:.3f}"
     return f"{value:,.1f}"
 
 
