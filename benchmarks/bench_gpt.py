@@ -56,7 +56,7 @@ SHAPES = {
         new_tokens=24,
         rounds=7,
         steps=1,
-        gen_rounds=9,
+        gen_rounds=15,
     ),
     # CUDA: GPT-2 small at the reference batch
     "cuda": dict(

@@ -40,7 +40,7 @@ from modeling_mini.convert import from_hf  # noqa: E402
 
 SHAPES = {
     "cpu": dict(vocab_size=8192, d_model=256, layers=3, heads=4, ffn=1024, batch_size=4, seq_len=64,
-                source_len=24, new_tokens=16, rounds=5, steps=1, gen_rounds=7),
+                source_len=24, new_tokens=16, rounds=9, steps=1, gen_rounds=15),
     # the original Transformer base / Helsinki-NLP opus-mt shape
     "cuda": dict(vocab_size=58101, d_model=512, layers=6, heads=8, ffn=2048, batch_size=32, seq_len=256,
                  source_len=64, new_tokens=64, rounds=5, steps=5, gen_rounds=3),

@@ -1,0 +1,25 @@
+"""The benchmarks stay runnable: `make bench`'s script, shortened, produces every family's rows with parity first."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path):
+    out = tmp_path / "rows.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--no-generate",
+               "--rounds", "2", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert {row["benchmark"].split("-")[0] for row in rows} == {"gpt", "encoder", "seq2seq"}
+    for family in ("gpt", "encoder", "seq2seq"):
+        family_rows = [row for row in rows if row["benchmark"].startswith(family)]
+        parity = family_rows[0]
+        assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-5, parity
+        speed = [row for row in family_rows if "tokens/s" in row["metric"]]
+        assert speed and all(row["hf"] > 0 and row["mini"] > 0 and row["ratio"] > 0 for row in speed), speed
+    assert "mini/HF" in result.stdout  # the table is printed once, by the parent
+    assert result.stdout.count("mini/HF") == 1
