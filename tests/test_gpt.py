@@ -224,6 +224,22 @@ def test_static_cache_equals_the_dynamic_cache(position_embedding_type):
     torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(position_embedding_type):
+    """Speculative decoding verifies several drafted tokens in one forward, then crops the rejected ones from the
+    cache: the result must be exactly greedy decoding, which needs a cache that crops and positions that follow."""
+    model = lm(position_embedding_type=position_embedding_type)
+    torch.manual_seed(1)
+    assistant = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type=position_embedding_type,
+                                                   num_hidden_layers=1)).eval()
+    ids = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(2))
+    ids = torch.cat([ids, ids[:, :3]], dim=1)  # a repeat, so that prompt lookup finds candidates
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    greedy = model.generate(ids, **kwargs)
+    assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
+    assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
+
+
 # --- attention backends, outputs, compile ---------------------------------------------------------------------------
 
 BACKEND_CONFIGS = [

@@ -114,6 +114,19 @@ def test_cached_generation_equals_the_uncached_forward(position_embedding_type):
         torch.testing.assert_close(scores, full[:, step], atol=1e-5, rtol=1e-5)
 
 
+def test_assisted_decoding_gives_the_greedy_tokens():
+    """A smaller seq2seq drafts tokens, the model checks them in one decoder pass and crops the self-attention
+    cache back to the accepted ones (the cross-attention cache stays): the result is greedy decoding's."""
+    model = seq2seq()
+    torch.manual_seed(1)
+    assistant = MiniSeq2SeqForConditionalGeneration(tiny_config(num_hidden_layers=1, encoder_layers=1)).eval()
+    source, mask = source_batch()
+    for row in range(source.shape[0]):  # assisted generation decodes one sequence at a time
+        kwargs = dict(attention_mask=mask[row : row + 1], max_new_tokens=10, do_sample=False)
+        greedy = model.generate(source[row : row + 1], **kwargs)
+        assert torch.equal(model.generate(source[row : row + 1], assistant_model=assistant, **kwargs), greedy)
+
+
 def test_cross_attention_keys_and_values_are_computed_once_per_generation():
     model = seq2seq()
     source, mask = source_batch()
