@@ -66,6 +66,24 @@ def padded_batch(batch=3, length=9, vocab=99, pad=0, left=True, generator_seed=0
     return ids, mask
 
 
+def assert_one_training_step_matches(reference, mini, batch: dict) -> None:
+    """One plain SGD step on an HF reference and on ``from_hf(reference)``; exporting ours must give theirs.
+
+    True only if the same tensors are trainable and get the same gradients (ties included). SGD, not Adam: Adam's
+    first step is about ``lr * sign(grad)``, which float noise in a near-zero gradient could flip."""
+    from modeling_mini.convert import to_hf
+
+    for model in (reference, mini):
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        model(**batch).loss.backward()
+        optimizer.step()
+    theirs, ours = reference.state_dict(), to_hf(mini).state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=0, msg=key)
+
+
 _TOKENIZER_TEXT = [
     "the cat sat on the mat and the dog sat on the log",
     "o gato subiu no telhado porque viu um passaro",
