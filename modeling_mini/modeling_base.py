@@ -193,7 +193,7 @@ class MiniEmbeddings(nn.Module):
             hidden = hidden + positions(position_ids, hidden.dtype)
         if self.norm is not None:
             hidden = self.norm(hidden)
-        return self.dropout(hidden)
+        return self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
 
 
 def _checks_enabled() -> bool:

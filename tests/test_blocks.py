@@ -107,6 +107,19 @@ def test_activation_dropout_drops_hidden_units_in_training_only():
         tiny_gpt_config(activation_dropout=1.5)
 
 
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_residual_dropout_acts_in_training_only(norm_position):
+    x = torch.randn(2, 5, 32)
+    torch.manual_seed(0)
+    block = MiniBlock(tiny_gpt_config(hidden_dropout=0.5, norm_position=norm_position), 0, is_causal=True)
+    plain = MiniBlock(tiny_gpt_config(hidden_dropout=0.0, norm_position=norm_position), 0, is_causal=True)
+    plain.load_state_dict(block.state_dict())
+    block.train()
+    assert not torch.allclose(block(x), block(x))  # a fresh mask each call
+    block.eval()
+    assert torch.equal(block(x), plain.eval()(x))
+
+
 def count_host_reads(fn) -> int:
     """How many times ``fn`` reads tensor contents back to Python (on a GPU, each read is a device sync)."""
     reads = 0
