@@ -161,3 +161,21 @@ def test_every_embedding_range_check_shares_one_host_read():
             encoder(ids, token_type_ids=torch.full_like(ids, 2))
         with pytest.raises(ValueError, match="position_ids.*64.*max_position_embeddings=64.*truncate"):
             gpt(torch.randint(3, 99, (1, 65)))
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "rotary"])
+def test_position_frequencies_cached_under_inference_mode_still_train(position_embedding_type):
+    """The frequency vectors are cached per device on first use; a first use under ``torch.inference_mode`` (a
+    pipeline) must not leave an inference tensor behind that a later training step cannot save for backward."""
+    from modeling_mini import MiniGPTForCausalLM
+    from modeling_mini.positional import _FREQUENCIES
+
+    _FREQUENCIES.clear()
+    model = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type=position_embedding_type))
+    ids = torch.randint(3, 99, (2, 6))
+    with torch.inference_mode():
+        expected = model.eval()(ids).logits
+    assert _FREQUENCIES and not any(t.is_inference() for t in _FREQUENCIES.values())
+    model.train()(ids, labels=ids).loss.backward()
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(ids).logits, expected, atol=0, rtol=0)
