@@ -38,7 +38,7 @@ from transformers import BertConfig, BertForMaskedLM
 from modeling_mini.convert import from_hf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import paired_spread  # noqa: E402
+from common import count_compute_ops, paired  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -108,27 +108,33 @@ class _Runner:
         peak = torch.cuda.max_memory_allocated() if self.device == "cuda" else None
         return seconds, peak
 
-    def train(self, batch, steps):
+    def step(self, kind: str, batch):
+        """One training step (forward, backward, AdamW) or one inference forward, as a callable."""
+        if kind == "infer":
+            self.model.eval()
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+            def infer():
+                with torch.no_grad(), self._context():
+                    self.call(**inputs)
+
+            return infer
         self.model.train()
 
-        def step():
+        def train():
             with self._context():
                 loss = self.call(**batch).loss
             loss.backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
 
-        return self._timed(step, steps)
+        return train
+
+    def train(self, batch, steps):
+        return self._timed(self.step("train", batch), steps)
 
     def infer(self, batch, steps):
-        self.model.eval()
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-
-        def step():
-            with torch.no_grad(), self._context():
-                self.call(**inputs)
-
-        return self._timed(step, steps)
+        return self._timed(self.step("infer", batch), steps)
 
 
 def _mfu(tokens_per_s, params, shape, device):
@@ -192,13 +198,17 @@ def run(args) -> list[dict]:
         for name in [n for n in runners if n != "hf" and (kind == "train" or n == "mini")]:
             suffix = " (sparse MLM head)" if name == "mini_sparse" else ""
             rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s{suffix}", hf=speed["hf"],
-                             mini=speed[name], ratio=speed[name] / speed["hf"],
-                             spread=paired_spread(results[("hf", kind)], results[(name, kind)]),
+                             mini=speed[name], **paired(results[("hf", kind)], results[(name, kind)]),
                              hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
                              mini_mfu=_mfu(speed[name], params, shape, device) if kind == "train" else None))
             if peaks["hf"] is not None:
                 rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB{suffix}",
                                  hf=peaks["hf"] / 2**30, mini=peaks[name] / 2**30, ratio=peaks[name] / peaks["hf"]))
+            if device == "cpu" and not compile_model:  # kernel-launch proxy, see common.count_compute_ops
+                ops = {n: count_compute_ops(runners[n].step(kind, batch)) for n in ("hf", name)}
+                rows.append(dict(benchmark="encoder-mlm", case=label,
+                                 metric=f"{kind} step compute ops{suffix} (fewer: better)", hf=ops["hf"],
+                                 mini=ops[name], ratio=ops[name] / ops["hf"]))
     return rows
 
 

@@ -31,13 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     alternate,
     autocast,
+    count_compute_ops,
     format_rows,
     info_row,
     max_peak,
     median_rate,
     memory_row,
     mfu,
-    paired_spread,
+    paired,
     row,
 )
 
@@ -196,12 +197,15 @@ def run(args) -> list[dict]:
             speed["mini"],
             hf_mfu=mfu(speed["hf"], fpt, device),
             mini_mfu=mfu(speed["mini"], fpt, device),
-            spread=paired_spread(results["hf"], results["mini"]),
+            **paired(results["hf"], results["mini"]),
         )
     )
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
         rows.append(memory_row("gpt", train_case, "train", peaks["hf"], peaks["mini"], device))
+    if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
+        ops = {name: count_compute_ops(step) for name, step in steps.items()}
+        rows.append(row("gpt", train_case, "train step compute ops (fewer: better)", ops["hf"], ops["mini"]))
 
     # generation with the KV cache (uncompiled: generate's shapes change every step)
     for model in (hf, mini):
@@ -224,9 +228,13 @@ def run(args) -> list[dict]:
                 f"generate B={batch_size} new tokens/s",
                 speed["hf"],
                 speed["mini"],
-                spread=paired_spread(results["hf"], results["mini"]),
+                **paired(results["hf"], results["mini"]),
             )
         )
+        if device == "cpu" and batch_size == 1:
+            ops = {name: count_compute_ops(fn) / shape["new_tokens"] for name, fn in fns.items()}
+            rows.append(row("gpt", f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
+                            "generate B=1 compute ops per new token (fewer: better)", ops["hf"], ops["mini"]))
     return rows
 
 

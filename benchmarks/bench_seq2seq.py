@@ -27,12 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     alternate,
     autocast,
+    count_compute_ops,
     format_rows,
     info_row,
     max_peak,
     median_rate,
     memory_row,
-    paired_spread,
+    paired,
     row,
 )
 
@@ -138,10 +139,13 @@ def run(args) -> list[dict]:
     speed = {name: median_rate(samples, tokens) for name, samples in results.items()}
     train_case = f"{case} B={shape['batch_size']} T={shape['seq_len']}"
     rows.append(row("seq2seq", train_case, "train target tokens/s", speed["hf"], speed["mini"],
-                    spread=paired_spread(results["hf"], results["mini"])))
+                    **paired(results["hf"], results["mini"])))
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
         rows.append(memory_row("seq2seq", train_case, "train", peaks["hf"], peaks["mini"], device))
+    if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
+        ops = {name: count_compute_ops(step) for name, step in steps.items()}
+        rows.append(row("seq2seq", train_case, "train step compute ops (fewer: better)", ops["hf"], ops["mini"]))
 
     for model in (hf, mini):
         model.eval()
@@ -158,7 +162,12 @@ def run(args) -> list[dict]:
             kind = "greedy" if num_beams == 1 else f"beam {num_beams}"
             rows.append(row("seq2seq", f"{case} source={shape['source_len']} new={shape['new_tokens']}",
                             f"generate {kind} B={batch_size} new tokens/s", speed["hf"], speed["mini"],
-                            spread=paired_spread(results["hf"], results["mini"])))
+                            **paired(results["hf"], results["mini"])))
+            if device == "cpu" and batch_size == 1:
+                ops = {name: count_compute_ops(fn) / shape["new_tokens"] for name, fn in fns.items()}
+                rows.append(row("seq2seq", f"{case} source={shape['source_len']} new={shape['new_tokens']}",
+                                f"generate {kind} B=1 compute ops per new token (fewer: better)", ops["hf"],
+                                ops["mini"]))
     return rows
 
 

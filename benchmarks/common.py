@@ -124,18 +124,68 @@ def median_rate(samples: list[tuple[float, int | None]], units_per_call: float) 
     return units_per_call / statistics.median(seconds for seconds, _ in samples)
 
 
-def paired_spread(hf: list[tuple[float, int | None]], mini: list[tuple[float, int | None]]) -> tuple | None:
-    """(first, third) quartile of the per-round speed ratios ``hf seconds / mini seconds``; None under 4 rounds."""
+def paired(hf: list[tuple[float, int | None]], mini: list[tuple[float, int | None]]) -> dict:
+    """The speed ratio mini / HF from the rounds in pairs: each round's ``hf seconds / mini seconds``.
+
+    Returns ``ratio`` (their median) and ``spread`` (first and third quartiles; None under 4 rounds). Pairing the
+    two models of the same round cancels drift in the machine's speed across rounds, which the ratio of the two
+    median rates does not.
+    """
     ratios = [h / m for (h, _), (m, _) in zip(hf, mini, strict=True) if m > 0]
-    if len(ratios) < 4:
-        return None
-    first, _, third = statistics.quantiles(ratios, n=4)
-    return first, third
+    spread = None
+    if len(ratios) >= 4:
+        first, _, third = statistics.quantiles(ratios, n=4)
+        spread = (first, third)
+    return dict(ratio=statistics.median(ratios), spread=spread)
 
 
 def max_peak(samples: list[tuple[float, int | None]]) -> int | None:
     peaks = [peak for _, peak in samples if peak is not None]
     return max(peaks) if peaks else None
+
+
+#: aten ops that only describe a tensor (a view, an allocation): they launch no kernel on a GPU.
+_METADATA_OPS = frozenset(
+    f"aten::{name}" for name in (
+        "view", "_unsafe_view", "_reshape_alias", "as_strided", "transpose", "t", "permute", "expand", "unsqueeze",
+        "squeeze", "slice", "select", "split", "split_with_sizes", "narrow", "chunk", "unbind", "detach", "alias",
+        "resolve_conj", "resolve_neg", "empty", "empty_like", "empty_strided", "lift_fresh", "result_type",
+        "is_nonzero", "size", "stride", "numel", "unflatten", "view_as", "expand_as", "set_", "resize_",
+    )
+)
+#: aten ops that are views when they can be and copy otherwise: a kernel only if a copying op runs inside.
+_MAYBE_COPY_OPS = frozenset(
+    f"aten::{name}" for name in ("reshape", "contiguous", "to", "flatten", "type_as", "_to_copy", "repeat_interleave")
+)
+
+
+def _launches_kernel(event) -> bool:
+    if event.name in _METADATA_OPS:
+        return False
+    if event.name in _MAYBE_COPY_OPS:
+        return any(_launches_kernel(child) for child in event.cpu_children if child.name.startswith("aten::"))
+    return True
+
+
+def count_compute_ops(fn: Callable[[], object]) -> int:
+    """How many tensor operations ``fn`` runs that would each launch a GPU kernel, counted on the CPU.
+
+    From a ``torch.profiler`` trace: the outermost aten op of each call (``aten::linear``, not the ``addmm`` inside
+    it), backward ops included, views and allocations left out, ``reshape`` / ``to`` counted only when they copy.
+    A proxy for the GPU's launch cost, where small steps (batch-1 decoding) are bound by launches rather than
+    FLOPs; deterministic, unlike CPU timings.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as trace:
+        fn()
+    count = 0
+    for event in trace.events():
+        parent = event.cpu_parent
+        outermost = parent is None or not parent.name.startswith("aten::")
+        if event.name.startswith("aten::") and outermost and _launches_kernel(event):
+            count += 1
+    return count
 
 
 def peak_flops(device: str) -> float | None:
@@ -153,8 +203,10 @@ def mfu(tokens_per_s: float, flops_per_token: float, device: str) -> float | Non
 
 
 def row(benchmark: str, case: str, metric: str, hf, mini, **extra) -> dict:
-    """One result row; ``ratio`` = mini / HF (None when either side is missing or zero)."""
+    """One result row; ``ratio`` = mini / HF (None when either side is missing or zero), unless ``extra`` gives
+    one (timed rows pass :func:`paired`'s)."""
     ratio = mini / hf if (hf not in (None, 0) and mini is not None) else None
+    ratio = extra.pop("ratio", ratio)
     return dict(benchmark=benchmark, case=case, metric=metric, hf=hf, mini=mini, ratio=ratio, **extra)
 
 

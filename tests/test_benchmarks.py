@@ -21,5 +21,7 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
         assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-5, parity
         speed = [row for row in family_rows if "tokens/s" in row["metric"]]
         assert speed and all(row["hf"] > 0 and row["mini"] > 0 and row["ratio"] > 0 for row in speed), speed
+        ops = [row for row in family_rows if "compute ops" in row["metric"]]  # the CPU kernel-launch proxy
+        assert ops and all(row["hf"] > 20 and row["mini"] > 20 for row in ops), ops
     assert "mini/HF" in result.stdout  # the table is printed once, by the parent
     assert result.stdout.count("mini/HF") == 1
