@@ -150,19 +150,20 @@ _METADATA_OPS = frozenset(
         "view", "_unsafe_view", "_reshape_alias", "as_strided", "transpose", "t", "permute", "expand", "unsqueeze",
         "squeeze", "slice", "select", "split", "split_with_sizes", "narrow", "chunk", "unbind", "detach", "alias",
         "resolve_conj", "resolve_neg", "empty", "empty_like", "empty_strided", "lift_fresh", "result_type",
-        "is_nonzero", "size", "stride", "numel", "unflatten", "view_as", "expand_as", "set_", "resize_",
+        "is_nonzero", "size", "stride", "numel", "unflatten", "view_as", "expand_as", "set_", "resize_", "detach_",
     )
 )
-#: aten ops that are views when they can be and copy otherwise: a kernel only if a copying op runs inside.
-_MAYBE_COPY_OPS = frozenset(
-    f"aten::{name}" for name in ("reshape", "contiguous", "to", "flatten", "type_as", "_to_copy", "repeat_interleave")
+#: aten ops that may return their input (a view, or dropout in eval mode): a kernel only if one runs inside.
+_PASS_THROUGH_OPS = frozenset(
+    f"aten::{name}"
+    for name in ("reshape", "contiguous", "to", "flatten", "type_as", "_to_copy", "repeat_interleave", "dropout")
 )
 
 
 def _launches_kernel(event) -> bool:
     if event.name in _METADATA_OPS:
         return False
-    if event.name in _MAYBE_COPY_OPS:
+    if event.name in _PASS_THROUGH_OPS:
         return any(_launches_kernel(child) for child in event.cpu_children if child.name.startswith("aten::"))
     return True
 
@@ -171,7 +172,8 @@ def count_compute_ops(fn: Callable[[], object]) -> int:
     """How many tensor operations ``fn`` runs that would each launch a GPU kernel, counted on the CPU.
 
     From a ``torch.profiler`` trace: the outermost aten op of each call (``aten::linear``, not the ``addmm`` inside
-    it), backward ops included, views and allocations left out, ``reshape`` / ``to`` counted only when they copy.
+    it), backward ops included, views and allocations left out; ``reshape`` / ``to`` count only when they copy,
+    ``dropout`` only when it drops.
     A proxy for the GPU's launch cost, where small steps (batch-1 decoding) are bound by launches rather than
     FLOPs; deterministic, unlike CPU timings.
     """

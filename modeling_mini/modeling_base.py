@@ -173,14 +173,20 @@ class MiniEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None,
         position_ids: torch.LongTensor,
         token_type_ids: torch.LongTensor | None = None,
+        max_position: int | None = None,
     ) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) hidden states. ``max_position``: the largest position id, when the caller knows
+        it without reading the tensor (it made the ids from the cache length); the learned-position check then needs
+        no device read and sinusoidal positions come from a table."""
         token_types, positions = self.token_type_embeddings, self.embed_positions
+        learned = isinstance(positions, LearnedPositionalEmbedding)
+        if learned and max_position is not None and max_position >= positions.num_embeddings:
+            raise out_of_range_error("position_ids", max_position, positions.num_embeddings)
         check_id_ranges(  # one host sync for every id this forward looks up in a table
             input_ids=(input_ids, self.embed_tokens.num_embeddings) if inputs_embeds is None else None,
             token_type_ids=(token_type_ids, token_types.num_embeddings)
             if token_types is not None and token_type_ids is not None else None,
-            position_ids=(position_ids, positions.num_embeddings)
-            if isinstance(positions, LearnedPositionalEmbedding) else None,
+            position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
         )
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
@@ -190,7 +196,7 @@ class MiniEmbeddings(nn.Module):
         elif token_types is not None:
             hidden = hidden + token_types(token_type_ids)
         if positions is not None:
-            hidden = hidden + positions(position_ids, hidden.dtype)
+            hidden = hidden + positions(position_ids, hidden.dtype, max_position)
         if self.norm is not None:
             hidden = self.norm(hidden)
         return self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
@@ -233,8 +239,13 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
     bounds = bounds.tolist()  # [min, max] per tensor: the one host sync
     for (name, (_, size)), low, high in zip(named.items(), bounds[0::2], bounds[1::2], strict=True):
         if low < 0 or high >= size:
-            field, advice = _RANGE_ERRORS[name]
-            raise ValueError(f"`{name}` contains {low if low < 0 else high}, outside [0, {field}={size}): {advice}.")
+            raise out_of_range_error(name, low if low < 0 else high, size)
+
+
+def out_of_range_error(name: str, value: int, size: int) -> ValueError:
+    """The ``ValueError`` for an id ``value`` outside ``[0, size)`` in argument ``name`` (see ``_RANGE_ERRORS``)."""
+    field, advice = _RANGE_ERRORS[name]
+    return ValueError(f"`{name}` contains {value}, outside [0, {field}={size}): {advice}.")
 
 
 def check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, name: str = "attention_mask"):

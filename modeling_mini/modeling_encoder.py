@@ -106,14 +106,17 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         kwargs.pop("use_cache", None)  # an encoder keeps no cache (pipelines may still pass the flag)
-        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        batch, length = inputs.shape[:2]
         check_attention_mask(attention_mask, batch, length)
         if token_type_ids is not None:
             self._check_token_type_ids(token_type_ids, batch, length)
+        max_position = None  # known without reading the ids only when made here
         if position_ids is None:
-            position_ids = torch.arange(length, device=self.device).unsqueeze(0)  # (1, T)
+            position_ids = torch.arange(length, device=inputs.device).unsqueeze(0)  # (1, T)
+            max_position = length - 1
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding-only mask, in the format the attention backend wants (None when nothing is padded)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None

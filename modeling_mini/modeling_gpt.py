@@ -80,13 +80,16 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
-        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        batch, length = inputs.shape[:2]
         past = cache.get_seq_length() if cache is not None else 0
         check_attention_mask(attention_mask, batch, past + length)
+        max_position = None  # known without reading the ids only when made here
         if position_ids is None:
-            position_ids = torch.arange(past, past + length, device=self.device).unsqueeze(0)  # (1, T)
+            position_ids = torch.arange(past, past + length, device=inputs.device).unsqueeze(0)  # (1, T)
+            max_position = past + length - 1
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,

@@ -118,9 +118,10 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         check_attention_mask(attention_mask, batch, length)
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        position_ids = (torch.arange(length, device=device) + self.config.position_offset).unsqueeze(0)  # (1, S)
+        first = self.config.position_offset  # BART's learned table starts at row 2
+        position_ids = torch.arange(first, first + length, device=device).unsqueeze(0)  # (1, S)
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=first + length - 1)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
@@ -179,9 +180,10 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask")
         check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask")
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        position_ids = (torch.arange(past, past + length, device=device) + self.config.position_offset).unsqueeze(0)
+        first = past + self.config.position_offset
+        position_ids = torch.arange(first, first + length, device=device).unsqueeze(0)  # (1, T)
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)  # (B, T, D)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=first + length - 1)
         self_mask = create_causal_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache
         )

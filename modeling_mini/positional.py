@@ -29,6 +29,8 @@ def _compute_frequencies(dim: int, base: float, device: torch.device, dtype: tor
 
 
 _FREQUENCIES: dict[tuple, torch.Tensor] = {}
+_TABLES: dict[tuple, torch.Tensor] = {}  # sinusoidal rows by (dim, layout, device, dtype)
+_MAX_TABLE_ROWS = 16384  # past this, positions are computed on the fly rather than kept (16384 x D floats)
 
 
 def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -58,7 +60,18 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.dim = config.hidden_size
         self.interleaved = config.sinusoidal_layout == "interleaved"
 
-    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> torch.Tensor:
+    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype, max_position: int | None = None):
+        """Position vectors (B, T, D) for ``position_ids`` (B, T).
+
+        ``max_position`` is a bound on the ids that the caller knows without reading them (it made them from the
+        cache length). With it, the rows come from a table made once per device and dtype, one lookup kernel
+        instead of five, with the same values: a decoding step adds one position at a time.
+        """
+        if max_position is None or max_position >= _MAX_TABLE_ROWS or torch.compiler.is_compiling():
+            return self.encode(position_ids, dtype)
+        return nn.functional.embedding(position_ids, self._table(max_position + 1, position_ids.device, dtype))
+
+    def encode(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> torch.Tensor:
         # float64 where the device has it: p * freq loses digits in float32 for long sequences
         device = position_ids.device
         work_dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -69,6 +82,19 @@ class SinusoidalPositionalEncoding(nn.Module):
             pe = torch.cat((angles.sin(), angles.cos()), dim=-1)  # (B, T, D): all sines, then all cosines
         return pe.to(dtype)
 
+    def _table(self, rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """``encode`` of positions ``0 .. n - 1`` (n, D), n a power of two >= ``rows``; kept like the frequencies."""
+        key = (self.dim, self.interleaved, torch.device(device), dtype)
+        table = _TABLES.get(key)
+        if table is None or table.shape[0] < rows:
+            size = max(256, 1 << (rows - 1).bit_length())
+            with torch.inference_mode(False):
+                table = self.encode(torch.arange(size, device=device), dtype)
+            if table.device.type == "meta":
+                return table
+            _TABLES[key] = table
+        return table
+
 
 class LearnedPositionalEmbedding(nn.Embedding):
     """A trained vector per position ``0 .. max_position_embeddings - 1``, added to the token embeddings."""
@@ -76,7 +102,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
     def __init__(self, config):
         super().__init__(config.max_position_embeddings, config.hidden_size)
 
-    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype | None = None, max_position=None):
         return super().forward(position_ids)
 
 

@@ -164,18 +164,42 @@ def test_every_embedding_range_check_shares_one_host_read():
 
 
 @pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "rotary"])
-def test_position_frequencies_cached_under_inference_mode_still_train(position_embedding_type):
-    """The frequency vectors are cached per device on first use; a first use under ``torch.inference_mode`` (a
-    pipeline) must not leave an inference tensor behind that a later training step cannot save for backward."""
+def test_position_caches_made_under_inference_mode_still_train(position_embedding_type):
+    """Frequencies (and sinusoidal tables) are cached per device on first use; a first use under
+    ``torch.inference_mode`` (a pipeline) must not leave an inference tensor behind that a later training step
+    cannot save for backward."""
     from modeling_mini import MiniGPTForCausalLM
-    from modeling_mini.positional import _FREQUENCIES
+    from modeling_mini.positional import _FREQUENCIES, _TABLES
 
     _FREQUENCIES.clear()
+    _TABLES.clear()
     model = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type=position_embedding_type))
     ids = torch.randint(3, 99, (2, 6))
     with torch.inference_mode():
         expected = model.eval()(ids).logits
-    assert _FREQUENCIES and not any(t.is_inference() for t in _FREQUENCIES.values())
+    cached = [*_FREQUENCIES.values(), *_TABLES.values()]
+    assert cached and not any(t.is_inference() for t in cached)
     model.train()(ids, labels=ids).loss.backward()
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(ids).logits, expected, atol=0, rtol=0)
+
+
+def test_sinusoidal_table_lookup_equals_the_formula_bit_for_bit():
+    """Positions a caller can bound (a decoder's past + length) are looked up in a cached table; the values are
+    exactly those of the formula, at any offset, after the table grows, and in another dtype."""
+    from modeling_mini.positional import _TABLES, SinusoidalPositionalEncoding
+
+    _TABLES.clear()
+    for layout in ("concatenated", "interleaved"):
+        encoding = SinusoidalPositionalEncoding(tiny_gpt_config(sinusoidal_layout=layout))
+        for first, length in ((0, 7), (250, 3), (1000, 40), (5, 1)):
+            positions = torch.arange(first, first + length)[None]
+            for dtype in (torch.float32, torch.bfloat16):
+                looked_up = encoding(positions, dtype, max_position=first + length - 1)
+                assert torch.equal(looked_up, encoding.encode(positions, dtype)), (layout, first, dtype)
+    assert max(table.shape[0] for table in _TABLES.values()) == 2048  # grown to the next power of two
+    position = torch.tensor([[17]])
+    with torch.profiler.profile() as prof:
+        encoding(position, torch.float32, max_position=17)
+    assert [e.name for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None] == [
+        "aten::embedding"]  # one lookup, not the formula's multiply, sin, cos, cat and cast
