@@ -10,7 +10,7 @@ from conftest import ROOT
 def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path):
     out = tmp_path / "rows.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--device", "cpu", "--no-generate",
-               "--rounds", "2", "--json", str(out)]
+               "--rounds", "2", "--steps", "1", "--batch-size", "2", "--seq-len", "32", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
