@@ -38,7 +38,7 @@ from transformers import BertConfig, BertForMaskedLM
 from modeling_mini.convert import from_hf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import count_compute_ops, paired  # noqa: E402
+from common import compute_ops_row, paired  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -205,10 +205,8 @@ def run(args) -> list[dict]:
                 rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB{suffix}",
                                  hf=peaks["hf"] / 2**30, mini=peaks[name] / 2**30, ratio=peaks[name] / peaks["hf"]))
             if device == "cpu" and not compile_model:  # kernel-launch proxy, see common.count_compute_ops
-                ops = {n: count_compute_ops(runners[n].step(kind, batch)) for n in ("hf", name)}
-                rows.append(dict(benchmark="encoder-mlm", case=label,
-                                 metric=f"{kind} step compute ops{suffix} (fewer: better)", hf=ops["hf"],
-                                 mini=ops[name], ratio=ops[name] / ops["hf"]))
+                steps = {"hf": runners["hf"].step(kind, batch), "mini": runners[name].step(kind, batch)}
+                rows.append(compute_ops_row("encoder-mlm", label, f"{kind} step compute ops{suffix}", steps))
     return rows
 
 

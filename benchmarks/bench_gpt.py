@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     alternate,
     autocast,
-    count_compute_ops,
+    compute_ops_row,
     format_rows,
     info_row,
     max_peak,
@@ -204,8 +204,7 @@ def run(args) -> list[dict]:
     if peaks["hf"] is not None:
         rows.append(memory_row("gpt", train_case, "train", peaks["hf"], peaks["mini"], device))
     if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
-        ops = {name: count_compute_ops(step) for name, step in steps.items()}
-        rows.append(row("gpt", train_case, "train step compute ops (fewer: better)", ops["hf"], ops["mini"]))
+        rows.append(compute_ops_row("gpt", train_case, "train step compute ops", steps))
 
     # generation with the KV cache (uncompiled: generate's shapes change every step)
     for model in (hf, mini):
@@ -232,9 +231,8 @@ def run(args) -> list[dict]:
             )
         )
         if device == "cpu" and batch_size == 1:
-            ops = {name: count_compute_ops(fn) / shape["new_tokens"] for name, fn in fns.items()}
-            rows.append(row("gpt", f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
-                            "generate B=1 compute ops per new token (fewer: better)", ops["hf"], ops["mini"]))
+            rows.append(compute_ops_row("gpt", f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
+                                        "generate B=1 compute ops per new token", fns, per=shape["new_tokens"]))
     return rows
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     alternate,
     autocast,
-    count_compute_ops,
+    compute_ops_row,
     format_rows,
     info_row,
     max_peak,
@@ -144,8 +144,7 @@ def run(args) -> list[dict]:
     if peaks["hf"] is not None:
         rows.append(memory_row("seq2seq", train_case, "train", peaks["hf"], peaks["mini"], device))
     if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
-        ops = {name: count_compute_ops(step) for name, step in steps.items()}
-        rows.append(row("seq2seq", train_case, "train step compute ops (fewer: better)", ops["hf"], ops["mini"]))
+        rows.append(compute_ops_row("seq2seq", train_case, "train step compute ops", steps))
 
     for model in (hf, mini):
         model.eval()
@@ -164,10 +163,9 @@ def run(args) -> list[dict]:
                             f"generate {kind} B={batch_size} new tokens/s", speed["hf"], speed["mini"],
                             **paired(results["hf"], results["mini"])))
             if device == "cpu" and batch_size == 1:
-                ops = {name: count_compute_ops(fn) / shape["new_tokens"] for name, fn in fns.items()}
-                rows.append(row("seq2seq", f"{case} source={shape['source_len']} new={shape['new_tokens']}",
-                                f"generate {kind} B=1 compute ops per new token (fewer: better)", ops["hf"],
-                                ops["mini"]))
+                generate_case = f"{case} source={shape['source_len']} new={shape['new_tokens']}"
+                rows.append(compute_ops_row("seq2seq", generate_case, f"generate {kind} B=1 compute ops per new token",
+                                            fns, per=shape["new_tokens"]))
     return rows
 
 

@@ -190,6 +190,12 @@ def count_compute_ops(fn: Callable[[], object]) -> int:
     return count
 
 
+def compute_ops_row(benchmark: str, case: str, metric: str, fns: dict, per: int = 1) -> dict:
+    """A row of :func:`count_compute_ops` for ``fns["hf"]`` and ``fns["mini"]``, divided by ``per`` (new tokens)."""
+    ops = {name: count_compute_ops(fns[name]) / per for name in ("hf", "mini")}
+    return row(benchmark, case, f"{metric} (fewer: better)", ops["hf"], ops["mini"])
+
+
 def peak_flops(device: str) -> float | None:
     """The card's dense bf16 peak FLOP/s, or None (CPU, unknown card)."""
     if device != "cuda":

@@ -33,6 +33,17 @@ _TABLES: dict[tuple, torch.Tensor] = {}  # sinusoidal rows by (dim, layout, devi
 _MAX_TABLE_ROWS = 16384  # past this, positions are computed on the fly rather than kept (16384 x D floats)
 
 
+def _keep(cache: dict, key: tuple, make) -> torch.Tensor:
+    """``make()``, stored in ``cache`` under ``key``: a plain Python cache, not a buffer (see the module docstring).
+    Made outside inference mode, so that a later training step can use it with autograd; a meta tensor (shapes
+    only) is not kept."""
+    with torch.inference_mode(False):
+        tensor = make()
+    if tensor.device.type != "meta":
+        cache[key] = tensor
+    return tensor
+
+
 def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The frequencies of :func:`_compute_frequencies`, kept per (dim, base, device, dtype) after the first call.
 
@@ -43,13 +54,9 @@ def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype
     if torch.compiler.is_compiling():
         return _compute_frequencies(dim, base, device, dtype)
     key = (dim, base, torch.device(device), dtype)
-    if key not in _FREQUENCIES:
-        with torch.inference_mode(False):  # a normal tensor, usable later with autograd
-            frequencies = _compute_frequencies(dim, base, device, dtype)
-        if frequencies.device.type == "meta":  # shapes only: nothing worth keeping
-            return frequencies
-        _FREQUENCIES[key] = frequencies
-    return _FREQUENCIES[key]
+    if key in _FREQUENCIES:
+        return _FREQUENCIES[key]
+    return _keep(_FREQUENCIES, key, lambda: _compute_frequencies(dim, base, device, dtype))
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -86,14 +93,10 @@ class SinusoidalPositionalEncoding(nn.Module):
         """``encode`` of positions ``0 .. n - 1`` (n, D), n a power of two >= ``rows``; kept like the frequencies."""
         key = (self.dim, self.interleaved, torch.device(device), dtype)
         table = _TABLES.get(key)
-        if table is None or table.shape[0] < rows:
-            size = max(256, 1 << (rows - 1).bit_length())
-            with torch.inference_mode(False):
-                table = self.encode(torch.arange(size, device=device), dtype)
-            if table.device.type == "meta":
-                return table
-            _TABLES[key] = table
-        return table
+        if table is not None and table.shape[0] >= rows:
+            return table
+        size = max(256, 1 << (rows - 1).bit_length())
+        return _keep(_TABLES, key, lambda: self.encode(torch.arange(size, device=device), dtype))
 
 
 class LearnedPositionalEmbedding(nn.Embedding):
