@@ -77,7 +77,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache = False  # the recompute in backward would append to the cache a second time
-        if use_cache and cache is None:
+        made_cache = use_cache and cache is None
+        if made_cache:
             cache = DynamicCache(config=self.config)
 
         inputs = input_ids if input_ids is not None else inputs_embeds
@@ -85,6 +86,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         check_attention_mask(attention_mask, batch, past + length)
         max_position = None  # known without reading the ids only when made here
+        given_positions = position_ids
         if position_ids is None:
             position_ids = torch.arange(past, past + length, device=inputs.device).unsqueeze(0)  # (1, T)
             max_position = past + length - 1
@@ -94,8 +96,12 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             config=self.config,
             inputs_embeds=hidden_states,
             attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
+            # Padding-free batches (sequences joined in one row, no attention mask, position ids restarting at 0):
+            # transformers finds the sequences from the position ids and makes the mask block-diagonal. It looks only
+            # when there is no cache, so a cache this call made (empty: it changes no mask size) is left out; and
+            # only at ids the caller passed, since ids made here never restart (looking costs a host sync).
+            cache=None if made_cache else cache,
+            position_ids=given_positions,
         )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:

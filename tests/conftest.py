@@ -94,6 +94,35 @@ _TOKENIZER_TEXT = [
 ] * 4
 
 
+def assert_padding_free_batch_equals_the_padded_batch(model, backward: bool = True) -> None:
+    """A causal LM on a padding-free batch gives the logits, loss and gradients of the padded batch.
+
+    ``DataCollatorWithFlattening`` joins the sequences into one row, with position ids restarting at 0 and no
+    attention mask; transformers' masking finds the sequence boundaries from the position ids and builds a
+    block-diagonal causal mask. Each sequence must see only itself, at its own positions; the collator's -100 on
+    each sequence's first label keeps the shifted loss from predicting across a boundary.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    ids, mask = padded_batch(left=False)  # rows with 6, 7 and 9 real tokens
+    labels = ids.masked_fill(mask == 0, -100)
+    real = [row[keep].tolist() for row, keep in zip(ids, mask.bool(), strict=True)]
+    rows = [{"input_ids": tokens, "labels": tokens} for tokens in real]
+    packed = DataCollatorWithFlattening()(rows)  # input_ids, labels, position_ids: (1, 22)
+    model.train()
+    with torch.set_grad_enabled(backward):
+        out_packed = model(**packed)  # use_cache is left at its default (True)
+        out_padded = model(ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out_packed.logits[0], out_padded.logits[mask.bool()], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_packed.loss, out_padded.loss)
+    if backward:
+        names, params = zip(*model.named_parameters(), strict=True)
+        grads_packed = torch.autograd.grad(out_packed.loss, params, retain_graph=True)
+        grads_padded = torch.autograd.grad(out_padded.loss, params)
+        for name, packed_grad, padded_grad in zip(names, grads_packed, grads_padded, strict=True):
+            torch.testing.assert_close(packed_grad, padded_grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     """A byte-level BPE tokenizer (GPT / seq2seq style) trained in memory: no download."""

@@ -154,6 +154,7 @@ def test_every_embedding_range_check_shares_one_host_read():
     encoder = MiniEncoderModel(encoder_config).eval()
     with torch.no_grad():
         assert count_host_reads(lambda: gpt(ids)) == 1
+        assert count_host_reads(lambda: gpt(ids, use_cache=False)) == 1  # as in training: no packed-sequence check
         assert count_host_reads(lambda: encoder(ids, token_type_ids=torch.ones_like(ids))) == 1
         assert count_host_reads(lambda: encoder(ids)) == 1
         # the checks still fire, each naming its own table

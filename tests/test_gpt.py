@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, padded_batch, tiny_gpt_config
+from conftest import TINY, assert_padding_free_batch_equals_the_padded_batch, padded_batch, tiny_gpt_config
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -470,6 +470,15 @@ def test_causal_lm_loss_counts_tokens_across_micro_batches():
         halves = [model(ids[i:i + 2], labels=labels[i:i + 2], num_items_in_batch=total).loss for i in (0, 2)]
     torch.testing.assert_close(model(ids, labels=labels).loss, reference)
     torch.testing.assert_close(sum(halves), reference)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])  # flex_attention: tests/test_flex_attention.py
+@pytest.mark.parametrize("position_embedding_type", POSITION_TYPES)
+def test_padding_free_batch_equals_the_padded_batch(position_embedding_type, attn):
+    """``DataCollatorWithFlattening`` (sequences joined in one row, position ids restarting at 0, no mask): each
+    sequence sees only itself, at its own positions. The default ``use_cache=True`` must not switch that off."""
+    assert_padding_free_batch_equals_the_padded_batch(lm(position_embedding_type=position_embedding_type,
+                                                         attn_implementation=attn))
 
 
 # --- heads: classification losses and pooling -----------------------------------------------------------------------
