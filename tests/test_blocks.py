@@ -1,5 +1,6 @@
 """Shared building blocks at module level: grouped-query attention, the key/value cache, rotary offsets,
-and the attention backends on the masks transformers builds."""
+and the attention backends on the masks transformers builds; and what every family shares: embedding checks,
+position caches, loading in half precision."""
 
 import pytest
 import torch
@@ -204,3 +205,38 @@ def test_sinusoidal_table_lookup_equals_the_formula_bit_for_bit():
         encoding(position, torch.float32, max_position=17)
     assert [e.name for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None] == [
         "aten::embedding"]  # one lookup, not the formula's multiply, sin, cos, cat and cast
+
+
+@pytest.mark.parametrize("family", ["gpt-sinusoidal", "gpt-rotary", "encoder", "seq2seq"])
+def test_from_pretrained_in_half_precision_with_a_device_map(tmp_path, family):
+    """``from_pretrained(dir, dtype=torch.bfloat16, device_map="auto")``, the usual way to load for inference:
+    every weight and buffer in bfloat16 (position tables and frequencies follow the dtype), logits close to the
+    float32 model's, and ``generate`` runs."""
+    from conftest import TINY, padded_batch
+    from transformers import AutoModel
+
+    import modeling_mini
+
+    if family == "encoder":
+        model = modeling_mini.MiniEncoderForMaskedLM(modeling_mini.MiniEncoderConfig(**TINY))
+    elif family == "seq2seq":
+        config = modeling_mini.MiniSeq2SeqConfig(**TINY, decoder_start_token_id=TINY["bos_token_id"])
+        model = modeling_mini.MiniSeq2SeqForConditionalGeneration(config)
+    else:
+        model = modeling_mini.MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type=family.split("-")[1]))
+    model.eval().save_pretrained(tmp_path)
+    half = type(model).from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="auto")
+    assert {t.dtype for t in [*half.parameters(), *half.buffers()]} == {torch.bfloat16}
+    assert AutoModel.from_pretrained(tmp_path, dtype="auto").dtype == torch.float32  # what was saved
+
+    ids, mask = padded_batch(left=False)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if family == "seq2seq":
+        inputs |= {"decoder_input_ids": ids, "decoder_attention_mask": mask}
+    with torch.no_grad():
+        full, reduced = model(**inputs).logits, half(**inputs).logits
+    assert reduced.dtype == torch.bfloat16
+    torch.testing.assert_close(reduced.float()[mask.bool()], full[mask.bool()], atol=3e-2, rtol=3e-2)
+    if family != "encoder":
+        new = half.generate(ids[:2, 4:], max_new_tokens=4, do_sample=False, min_new_tokens=4)
+        assert new.shape[-1] == (5 if family == "seq2seq" else 9)
