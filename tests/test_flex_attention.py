@@ -1,0 +1,69 @@
+"""FlexAttention (``attn_implementation="flex_attention"``) gives the eager reference's outputs in every family.
+
+The models declare ``_supports_flex_attn``; transformers then builds each mask as a ``BlockMask`` and compiles the
+kernel for it. On the CPU that compile takes seconds per mask shape and torch 2.13 has no backward, so these tests
+run forwards only, one per family and mask kind. The first call in a process compiles (about 15 s).
+"""
+
+import pytest
+import torch
+from conftest import TINY, assert_padding_free_batch_equals_the_padded_batch, padded_batch, tiny_gpt_config
+
+from modeling_mini import (
+    MiniEncoderConfig,
+    MiniEncoderForMaskedLM,
+    MiniGPTForCausalLM,
+    MiniSeq2SeqConfig,
+    MiniSeq2SeqForConditionalGeneration,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _logits_under(build, attn: str, **inputs) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = build(attn).eval()
+    assert model.config._attn_implementation == attn
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def _assert_flex_equals_eager(build, real: torch.Tensor, **inputs) -> None:
+    eager, flex = (_logits_under(build, attn, **inputs) for attn in ("eager", "flex_attention"))
+    torch.testing.assert_close(flex[real], eager[real], atol=1e-5, rtol=1e-5)
+
+
+def test_gpt_causal_mask_with_left_padding():
+    ids, mask = padded_batch(left=True)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    _assert_flex_equals_eager(
+        lambda attn: MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="rotary", attn_implementation=attn)),
+        mask.bool(), input_ids=ids, attention_mask=mask, position_ids=positions,
+    )
+
+
+def test_gpt_padding_free_batch_gets_a_block_diagonal_mask():
+    torch.manual_seed(0)
+    model = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="rotary", attn_implementation="flex_attention"))
+    assert_padding_free_batch_equals_the_padded_batch(model, backward=False)
+
+
+def test_encoder_bidirectional_mask_with_padding_and_segments():
+    ids, mask = padded_batch(left=False)
+    segments = (torch.arange(ids.shape[1]) >= 4).long().expand_as(ids)
+    _assert_flex_equals_eager(
+        lambda attn: MiniEncoderForMaskedLM(MiniEncoderConfig(**TINY, attn_implementation=attn)),
+        mask.bool(), input_ids=ids, attention_mask=mask, token_type_ids=segments,
+    )
+
+
+def test_seq2seq_causal_self_attention_and_cross_attention_masks():
+    source, source_mask = padded_batch(left=False)
+    target, target_mask = padded_batch(length=7, left=False, generator_seed=1)
+    _assert_flex_equals_eager(
+        lambda attn: MiniSeq2SeqForConditionalGeneration(
+            MiniSeq2SeqConfig(**TINY, decoder_start_token_id=TINY["bos_token_id"], attn_implementation=attn)
+        ),
+        target_mask.bool(), input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
+        decoder_attention_mask=target_mask,
+    )
