@@ -212,9 +212,12 @@ def seq2seq_checks():
         kw = dict(attention_mask=mask, max_new_tokens=12, do_sample=False)
         cached, uncached = model.generate(ids, use_cache=True, **kw), model.generate(ids, use_cache=False, **kw)
         assert torch.equal(cached, uncached), "cached != uncached"
+        # on a GPU, a static cache makes generate compile the decoding step (inductor, CUDA graphs)
+        static = model.generate(ids, cache_implementation="static", **kw)
+        assert torch.equal(cached, static), "static cache != dynamic cache tokens"
         return f"{tuple(cached.shape)} tokens"
 
-    check("seq2seq generate: cached == uncached", generation)
+    check("seq2seq generate: cached == uncached == static cache", generation)
 
 
 def main():

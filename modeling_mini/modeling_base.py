@@ -248,10 +248,32 @@ def out_of_range_error(name: str, value: int, size: int) -> ValueError:
     return ValueError(f"`{name}` contains {value}, outside [0, {field}={size}): {advice}.")
 
 
-def check_attention_mask(attention_mask: torch.Tensor | None, batch: int, length: int, name: str = "attention_mask"):
-    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched."""
+def next_positions(past: int | torch.Tensor, length: int, device, offset: int = 0):
+    """Position ids (1, T) for ``length`` tokens after ``past`` cached ones (+ ``offset``, BART's table start), and
+    the largest of them when the host knows it (else ``None``).
+
+    A dynamic cache counts its tokens in a Python int: one ``arange`` makes the ids and the bound is free. A static
+    cache counts them in a device tensor, so that compiled decoding does not recompile at every step; the ids are
+    then made on the device (``arange + past``), without reading the count back (a host sync, and a graph break under
+    ``torch.compile``), and the bound stays unknown.
+    """
+    first = past + offset
+    if isinstance(first, torch.Tensor):
+        return (torch.arange(length, device=device) + first).unsqueeze(0), None
+    return torch.arange(first, first + length, device=device).unsqueeze(0), first + length - 1
+
+
+def check_attention_mask(
+    attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor, name: str = "attention_mask"
+):
+    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched. ``length`` may be a
+    device tensor (a static cache's past + current length): only the batch size is checked then, without a sync."""
     if attention_mask is None or attention_mask.dim() == 4:
         return
+    if isinstance(length, torch.Tensor):
+        if attention_mask.dim() == 2 and attention_mask.shape[0] == batch:
+            return
+        length = "past + sequence_length"
     if attention_mask.dim() != 2 or tuple(attention_mask.shape) != (batch, length):
         raise ValueError(
             f"`{name}` must have shape (batch_size, sequence_length) = ({batch}, {length}) with 1 for tokens to "

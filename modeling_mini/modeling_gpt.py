@@ -35,6 +35,7 @@ from .modeling_base import (
     check_attention_mask,
     check_token_labels,
     last_token_pool,
+    next_positions,
     register_family,
     sequence_classification_loss,
 )
@@ -88,8 +89,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         max_position = None  # known without reading the ids only when made here
         given_positions = position_ids
         if position_ids is None:
-            position_ids = torch.arange(past, past + length, device=inputs.device).unsqueeze(0)  # (1, T)
-            max_position = past + length - 1
+            position_ids, max_position = next_positions(past, length, inputs.device)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
         mask = create_causal_mask(

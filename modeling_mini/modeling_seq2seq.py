@@ -37,6 +37,7 @@ from .modeling_base import (
     MiniPreTrainedModel,
     check_attention_mask,
     check_token_labels,
+    next_positions,
     register_family,
 )
 from .normalization import build_norm
@@ -180,10 +181,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask")
         check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask")
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        first = past + self.config.position_offset
-        position_ids = torch.arange(first, first + length, device=device).unsqueeze(0)  # (1, T)
+        position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=first + length - 1)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
         self_mask = create_causal_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache
         )

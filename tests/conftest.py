@@ -123,6 +123,43 @@ def assert_padding_free_batch_equals_the_padded_batch(model, backward: bool = Tr
             torch.testing.assert_close(packed_grad, padded_grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
+def count_host_reads(fn) -> int:
+    """How many times ``fn`` reads tensor contents back to Python (on a GPU, each read is a device sync)."""
+    reads = 0
+    originals = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__bool__", "__int__", "__float__")}
+
+    def counting(original):
+        def read(self, *args, **kwargs):
+            nonlocal reads
+            reads += 1
+            return original(self, *args, **kwargs)
+        return read
+
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, counting(original))
+        fn()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return reads
+
+
+def generate_with_compiled_static_cache(model, inputs: torch.Tensor, **kwargs):
+    """``generate`` with a static cache and its decoding step compiled ``fullgraph``, as transformers does by itself
+    on a GPU (``cache_implementation="static"``); the CPU is opted in, with the ``eager`` backend to compile fast.
+    Any graph break (a host read, a shape that depends on the data) raises."""
+    from transformers import CompileConfig
+
+    compile_config = CompileConfig(fullgraph=True, backend="eager")
+    compile_config._compile_all_devices = True  # transformers' own switch for devices other than GPUs
+    torch._dynamo.reset()
+    try:
+        return model.generate(inputs, cache_implementation="static", compile_config=compile_config, **kwargs)
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     """A byte-level BPE tokenizer (GPT / seq2seq style) trained in memory: no download."""

@@ -4,7 +4,7 @@ position caches, loading in half precision."""
 
 import pytest
 import torch
-from conftest import tiny_gpt_config
+from conftest import count_host_reads, tiny_gpt_config
 from transformers.cache_utils import DynamicCache
 
 from modeling_mini.attention import MiniAttention, repeat_kv
@@ -119,28 +119,6 @@ def test_residual_dropout_acts_in_training_only(norm_position):
     assert not torch.allclose(block(x), block(x))  # a fresh mask each call
     block.eval()
     assert torch.equal(block(x), plain.eval()(x))
-
-
-def count_host_reads(fn) -> int:
-    """How many times ``fn`` reads tensor contents back to Python (on a GPU, each read is a device sync)."""
-    reads = 0
-    originals = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__bool__", "__int__", "__float__")}
-
-    def counting(original):
-        def read(self, *args, **kwargs):
-            nonlocal reads
-            reads += 1
-            return original(self, *args, **kwargs)
-        return read
-
-    try:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, counting(original))
-        fn()
-    finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
-    return reads
 
 
 def test_every_embedding_range_check_shares_one_host_read():

@@ -11,7 +11,14 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, assert_padding_free_batch_equals_the_padded_batch, padded_batch, tiny_gpt_config
+from conftest import (
+    TINY,
+    assert_padding_free_batch_equals_the_padded_batch,
+    count_host_reads,
+    generate_with_compiled_static_cache,
+    padded_batch,
+    tiny_gpt_config,
+)
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -222,6 +229,25 @@ def test_static_cache_equals_the_dynamic_cache(position_embedding_type):
     static = model.generate(ids, cache_implementation="static", **kwargs)
     assert torch.equal(static.sequences, dynamic.sequences)
     torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-5, rtol=1e-5)
+    # the decoding step compiled fullgraph, as transformers does on a GPU
+    assert torch.equal(generate_with_compiled_static_cache(model, ids, **kwargs).sequences, dynamic.sequences)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "learned", "rotary"])
+def test_forward_with_a_static_cache_and_no_position_ids_follows_the_cache(position_embedding_type):
+    """Called directly (not by ``generate``, which passes position ids), the model makes positions from the cache
+    length; a static cache keeps that length in a device tensor, which must not be read back."""
+    from transformers.cache_utils import StaticCache
+
+    model = lm(position_embedding_type=position_embedding_type)
+    ids = torch.randint(3, 99, (2, 9))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        cache = StaticCache(config=model.config, max_cache_len=16)
+        prefix = model(ids[:, :5], cache=cache).logits
+        steps = [model(ids[:, t : t + 1], cache=cache).logits for t in range(5, 9)]
+        assert count_host_reads(lambda: model(ids[:, :1], cache=cache)) == 1  # the id range check only
+    torch.testing.assert_close(torch.cat([prefix, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY
+from conftest import TINY, count_host_reads, generate_with_compiled_static_cache
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -112,6 +112,28 @@ def test_cached_generation_equals_the_uncached_forward(position_embedding_type):
         full = model(input_ids=source, attention_mask=mask, decoder_input_ids=cached.sequences, use_cache=False).logits
     for step, scores in enumerate(cached.scores):
         torch.testing.assert_close(scores, full[:, step], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "learned", "rotary"])
+def test_static_cache_equals_the_dynamic_cache_compiled_and_without_extra_host_reads(position_embedding_type):
+    """A static cache counts its tokens in a device tensor. The decoder's positions must follow it without reading
+    it back: the same tokens and scores as the dynamic cache, the decoding step compiled ``fullgraph`` (as
+    transformers does on a GPU), and one host read per step, as with the dynamic cache (the id range check)."""
+    model = seq2seq(position_embedding_type=position_embedding_type)
+    source, mask = source_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                  return_dict_in_generate=True, output_scores=True)
+    dynamic = model.generate(source, **kwargs)
+    static = model.generate(source, cache_implementation="static", **kwargs)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-5, rtol=1e-5)
+    compiled = generate_with_compiled_static_cache(model, source, **kwargs)
+    assert torch.equal(compiled.sequences, dynamic.sequences)
+
+    def reads(cache_implementation):
+        return count_host_reads(lambda: model.generate(source, attention_mask=mask, max_new_tokens=6, min_new_tokens=6,
+                                                       do_sample=False, cache_implementation=cache_implementation))
+    assert reads("static") == reads("dynamic")
 
 
 def test_assisted_decoding_gives_the_greedy_tokens():
