@@ -176,8 +176,9 @@ class MiniAttention(nn.Module):
             if position_embeddings is not None and not self.is_cross_attention:
                 query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
             if layer_cache is not None:
-                # appends this step's keys/values and returns the whole history (B, Hkv, S_past + T, Dh)
-                key, value = layer_cache.update(key, value, self.layer_idx)
+                # appends this step's keys/values and returns the whole history (B, Hkv, S_past + T, Dh); a paged
+                # cache (continuous batching) also fills in this layer's entries of ``kwargs`` for the attention call
+                key, value = layer_cache.update(key, value, self.layer_idx, kwargs=kwargs)
                 if self.is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 

@@ -202,9 +202,13 @@ class MiniEmbeddings(nn.Module):
         return self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
 
 
-def _checks_enabled() -> bool:
-    # Value checks read tensor contents (a host sync); inside torch.compile they would break the graph.
-    return not torch.compiler.is_compiling()
+def _checks_enabled(tensor: torch.Tensor) -> bool:
+    """May a value check read ``tensor`` back to the host (a sync)? Not inside ``torch.compile``, where that would
+    break the graph, nor while a CUDA graph is being captured (continuous batching, ``reduce-overhead``), where a sync
+    is an error."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 #: The error for an id outside its table, by argument name: (name of the table's size in the config, advice).
@@ -233,7 +237,7 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
             raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
     named = {name: pair for name, pair in named.items() if pair[0].numel()}
-    if not named or not _checks_enabled():
+    if not named or not _checks_enabled(next(iter(named.values()))[0]):
         return
     bounds = torch.stack([bound.long() for ids, _ in named.values() for bound in torch.aminmax(ids)])
     bounds = bounds.tolist()  # [min, max] per tensor: the one host sync
@@ -322,7 +326,7 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         if labels.shape != (batch,):
             raise ValueError(f"labels must have shape ({batch},) {where}; got {tuple(labels.shape)}.")
         valid = labels[labels != -100]
-        if _checks_enabled() and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_labels):
+        if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_labels):
             raise ValueError(f"labels must be in [0, {num_labels}) or -100 {where}.")
         losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="none")
         count = (labels != -100).sum()
@@ -339,7 +343,7 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         if problem_type == "regression":
             losses = (logits.float() - labels) ** 2
         else:
-            if _checks_enabled() and labels.numel() and bool(((labels != 0) & (labels != 1)).any()):
+            if _checks_enabled(labels) and labels.numel() and bool(((labels != 0) & (labels != 1)).any()):
                 raise ValueError(f"labels must be 0 or 1 {where}.")
             losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
         count = labels.numel()

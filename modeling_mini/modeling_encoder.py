@@ -131,7 +131,8 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         if tuple(token_type_ids.shape) != (batch, length):
             raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
                              f"got {tuple(token_type_ids.shape)}.")
-        if self.embeddings.token_type_embeddings is None and _checks_enabled() and bool(token_type_ids.any()):
+        no_segments = self.embeddings.token_type_embeddings is None
+        if no_segments and _checks_enabled(token_type_ids) and bool(token_type_ids.any()):
             # all-zero ids (what tokenizers send by default) mean "one segment" and are accepted
             raise ValueError("`token_type_ids` must be all 0 (or omitted): this model has `type_vocab_size=0`, "
                              "no segment embeddings.")
@@ -350,7 +351,7 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
                                  f"got shape {tuple(labels.shape)} and dtype {labels.dtype}.")
             labels = labels.to(logits.device)
             valid = labels[labels != -100]
-            if _checks_enabled() and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_choices):
+            if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_choices):
                 raise ValueError(f"`labels` must be in [0, num_choices={num_choices}) or -100.")
             losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
             loss = losses / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())

@@ -84,7 +84,9 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
         inputs = input_ids if input_ids is not None else inputs_embeds
         batch, length = inputs.shape[:2]
-        past = cache.get_seq_length() if cache is not None else 0
+        # a paged cache (continuous batching, ``generate_batch``) is not a ``Cache`` and has no single length: its
+        # caller passes the position ids and a 4D mask, so the past length is never needed then
+        past = cache.get_seq_length() if isinstance(cache, Cache) else 0
         check_attention_mask(attention_mask, batch, past + length)
         max_position = None  # known without reading the ids only when made here
         given_positions = position_ids

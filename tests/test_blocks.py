@@ -218,3 +218,17 @@ def test_from_pretrained_in_half_precision_with_a_device_map(tmp_path, family):
     if family != "encoder":
         new = half.generate(ids[:2, 4:], max_new_tokens=4, do_sample=False, min_new_tokens=4)
         assert new.shape[-1] == (5 if family == "seq2seq" else 9)
+
+
+def test_value_checks_skip_reading_back_while_a_cuda_graph_is_captured(monkeypatch):
+    """A host read during CUDA-graph capture (continuous batching, compile's ``reduce-overhead``) is an error, so the
+    id and label checks stand aside then, as they do under ``torch.compile``."""
+    from types import SimpleNamespace
+
+    from modeling_mini.modeling_base import _checks_enabled
+
+    on_gpu, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert not _checks_enabled(on_gpu) and _checks_enabled(on_cpu)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    assert _checks_enabled(on_gpu)

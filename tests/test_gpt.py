@@ -250,6 +250,28 @@ def test_forward_with_a_static_cache_and_no_position_ids_follows_the_cache(posit
     torch.testing.assert_close(torch.cat([prefix, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "learned", "rotary"])
+def test_continuous_batching_gives_each_prompt_its_greedy_tokens(position_embedding_type, attn):
+    """``generate_batch`` (transformers' continuous batching, what ``transformers serve`` runs) packs prompts of
+    different lengths into one row with a paged cache and its own 4D mask, prefill and decoding steps mixed: each
+    prompt must get exactly the tokens that plain greedy ``generate`` gives it alone."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    model = lm(position_embedding_type=position_embedding_type, attn_implementation=attn, initializer_range=0.3)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 99, (n,), generator=g).tolist() for n in (6, 3, 9)]
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    batching = ContinuousBatchingConfig(num_blocks=8, block_size=16, max_batch_tokens=64)  # small: fast on the CPU
+    results = model.generate_batch(inputs=prompts, generation_config=config, continuous_batching_config=batching,
+                                   progress_bar=False)
+    batched = [result.generated_tokens for result in results.values()]
+    alone = [model.generate(torch.tensor([p]), max_new_tokens=6, do_sample=False, eos_token_id=-1)[0, len(p):].tolist()
+             for p in prompts]
+    assert batched == alone
+    assert len({tuple(tokens) for tokens in alone}) == 3  # the prompts do not all decode alike
+
+
 @pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])
 def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(position_embedding_type):
     """Speculative decoding verifies several drafted tokens in one forward, then crops the rejected ones from the
