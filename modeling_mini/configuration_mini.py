@@ -17,7 +17,7 @@ Every bad value raises ``ValueError`` naming the field and what is allowed.
 
 from transformers import PreTrainedConfig
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, is_gated
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
@@ -80,6 +80,9 @@ class MiniConfig(PreTrainedConfig):
 
     model_type = "mini"
     keys_to_ignore_at_inference = ["cache"]
+    #: Where the base model's block stacks are, and which of them have cross-attention (tensor-parallel plan).
+    _block_stacks: tuple[str, ...] = ("layers",)
+    _cross_attention_stacks: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -145,6 +148,31 @@ class MiniConfig(PreTrainedConfig):
         self.eos_token_id = eos_token_id
         super().__init__(**kwargs)
         self.validate_architecture()
+
+    @property
+    def base_model_tp_plan(self) -> dict[str, str]:
+        """How ``from_pretrained(..., tp_plan="auto")`` shards each block over the ranks of a tensor-parallel run.
+
+        Feed-forward: Megatron's split. ``up_proj`` (and ``gate_proj``) are split by output feature, so each rank
+        computes a slice of the hidden layer; ``down_proj`` is split by input feature, and the ranks' partial
+        outputs are summed (one all-reduce). Attention: the fused ``qkv_proj`` (and cross-attention's ``q_proj`` /
+        ``kv_proj``) stacks Q, K and V row-wise, so a plain split would hand a rank some of Q and none of V; each
+        rank computes its slice of the rows and the slices are gathered (as transformers does for Phi-3's fused
+        projection), then ``o_proj`` splits its input and all-reduces. Embeddings, norms and the tied head stay
+        whole on every rank.
+        """
+        ffn = {"up_proj": "colwise", "down_proj": "rowwise"}
+        if is_gated(self.hidden_act):
+            ffn["gate_proj"] = "colwise"
+        attention = {"qkv_proj": "colwise_gather_output", "o_proj": "rowwise_split_input"}
+        cross = {"q_proj": "colwise_gather_output", "kv_proj": "colwise_gather_output", "o_proj": "rowwise_split_input"}
+        plan = {}
+        for stack in self._block_stacks:
+            plan |= {f"{stack}.*.self_attn.{name}": style for name, style in attention.items()}
+            plan |= {f"{stack}.*.mlp.{name}": style for name, style in ffn.items()}
+        for stack in self._cross_attention_stacks:
+            plan |= {f"{stack}.*.cross_attn.{name}": style for name, style in cross.items()}
+        return plan
 
     @property
     def head_dim(self) -> int:
@@ -319,6 +347,8 @@ class MiniSeq2SeqConfig(MiniConfig):
     """
 
     model_type = "mini_seq2seq"
+    _block_stacks = ("encoder.layers", "decoder.layers")
+    _cross_attention_stacks = ("decoder.layers",)
 
     def __init__(
         self,

@@ -91,6 +91,14 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
             return super().get_expanded_tied_weights_keys(all_submodels=True)
         return dict(self._tied_weights_keys or {})
 
+    def _keep_own_parallel_rules(self, stack: str) -> None:
+        """The config's tensor-parallel plan names each stack's modules by their path in the seq2seq model
+        (``encoder.layers.*...``). A stack, itself a model, keeps only its own rules, relative to itself; the
+        seq2seq model puts the prefix back when it gathers its children's plans."""
+        prefix = f"{stack}."
+        self._tp_plan = {rule.removeprefix(prefix): style for rule, style in self._tp_plan.items()
+                         if rule.startswith(prefix)}
+
 
 class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
     """Embeddings -> ``encoder_layers`` bidirectional blocks -> final norm (pre-norm). (B, S) -> (B, S, D)."""
@@ -105,6 +113,7 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
+        self._keep_own_parallel_rules("encoder")
 
     @capture_outputs
     def forward(
@@ -151,6 +160,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
+        self._keep_own_parallel_rules("decoder")
 
     @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models

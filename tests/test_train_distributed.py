@@ -15,6 +15,8 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from conftest import tiny_gpt_config
 
+import modeling_mini
+
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = ROOT / "configuration" / "accelerate"
 SCRIPT = ROOT / "train" / "pretrain.py"
@@ -181,3 +183,72 @@ def test_fsdp2_wrapped_model_saves_this_packages_code_and_auto_map(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("transformers_modules.")
+
+
+TENSOR_PARALLEL = """
+import json, sys, torch, torch.distributed as dist
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, DistributedConfig
+import modeling_mini
+
+dist.init_process_group("gloo")
+ids = torch.arange(3, 15).view(2, 6)
+mask = torch.ones_like(ids)
+mask[0, -2:] = 0
+results = {}
+for name, auto in json.loads(sys.argv[2]).items():
+    auto = {"causal": AutoModelForCausalLM, "masked": AutoModelForMaskedLM, "seq2seq": AutoModelForSeq2SeqLM}[auto]
+    folder = f"{sys.argv[1]}/{name}"
+    whole = auto.from_pretrained(folder).eval()
+    split = auto.from_pretrained(folder, distributed_config=DistributedConfig(tp_plan="auto")).eval()
+    inputs = dict(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    if auto is AutoModelForSeq2SeqLM:
+        inputs |= dict(decoder_input_ids=ids, decoder_attention_mask=mask)
+    with torch.no_grad():
+        a, b = whole(**inputs), split(**inputs)
+    stack = "model.decoder.layers" if "seq2seq" in name else "model.layers"
+    up = split.get_submodule(f"{stack}.0.mlp.up_proj")
+    results[name] = {
+        "logits": (a.logits - b.logits)[mask.bool()].abs().max().item(),
+        "loss": abs(a.loss.item() - b.loss.item()),
+        "local_up_rows": up.weight.to_local().shape[0],
+        "generate": auto is AutoModelForMaskedLM or torch.equal(
+            whole.generate(ids[:1], max_new_tokens=5, do_sample=False),
+            split.generate(ids[:1], max_new_tokens=5, do_sample=False)),
+    }
+if dist.get_rank() == 0:
+    print("RESULTS " + json.dumps(results))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_tensor_parallel_plan_shards_each_family_and_keeps_its_outputs(tmp_path):
+    """``from_pretrained(..., distributed_config=DistributedConfig(tp_plan="auto"))`` on 2 processes (gloo, CPU):
+    the feed-forward weights are split in half across the ranks, and logits, loss and greedy tokens stay those of
+    the whole model (``MiniConfig.base_model_tp_plan``; a gated FFN and grouped-query heads included)."""
+    small = dict(tiny_gpt_config().to_dict(), intermediate_size=64)
+    small = {key: small[key] for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                         "intermediate_size", "pad_token_id", "bos_token_id", "eos_token_id")}
+    models = {
+        "gpt": (modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**small)), "causal"),
+        "gpt-swiglu-gqa": (modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(
+            **small, hidden_act="swiglu", num_key_value_heads=2, position_embedding_type="rotary")), "causal"),
+        "encoder": (modeling_mini.MiniEncoderForMaskedLM(modeling_mini.MiniEncoderConfig(**small)), "masked"),
+        "seq2seq": (modeling_mini.MiniSeq2SeqForConditionalGeneration(
+            modeling_mini.MiniSeq2SeqConfig(**small, decoder_start_token_id=1)), "seq2seq"),
+    }
+    for name, (model, _) in models.items():
+        model.save_pretrained(tmp_path / name)
+    (tmp_path / "worker.py").write_text(TENSOR_PARALLEL)
+    kinds = json.dumps({name: kind for name, (_, kind) in models.items()})
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(tmp_path / "worker.py"), str(tmp_path), kinds]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not sharded" not in done.stderr and "match nothing" not in done.stderr, done.stderr[-3000:]
+    results = json.loads(done.stdout.split("RESULTS ", 1)[1].splitlines()[0])
+    assert set(results) == set(models)
+    for name, row in results.items():
+        assert row["local_up_rows"] == 32, (name, row)  # 64 hidden units, half on each rank
+        assert row["logits"] < 1e-5 and row["loss"] < 1e-5 and row["generate"] is True, (name, row)
