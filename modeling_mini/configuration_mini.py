@@ -175,6 +175,16 @@ class MiniConfig(PreTrainedConfig):
         return plan
 
     @property
+    def base_model_fsdp_plan(self) -> dict[str, str]:
+        """How transformers' own FSDP2 (``DistributedConfig(fsdp_size=N)``) groups the parameters it shards: one unit
+        per block, gathered for its forward and freed after; the final norm kept gathered, since the head runs right
+        after it. The embeddings stay in the root unit, with the output head that shares their matrix."""
+        plan = {f"{stack}.*": "free_full_weight" for stack in self._block_stacks}
+        if self.final_norm:  # "layers" -> "norm", "decoder.layers" -> "decoder.norm"
+            plan |= {stack.removesuffix("layers") + "norm": "keep_full_weight" for stack in self._block_stacks}
+        return plan
+
+    @property
     def head_dim(self) -> int:
         """Width of one attention head: ``hidden_size / num_attention_heads``."""
         return self.hidden_size // self.num_attention_heads

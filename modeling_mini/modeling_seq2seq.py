@@ -92,12 +92,13 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
         return dict(self._tied_weights_keys or {})
 
     def _keep_own_parallel_rules(self, stack: str) -> None:
-        """The config's tensor-parallel plan names each stack's modules by their path in the seq2seq model
+        """The config's tensor-parallel and FSDP plans name each stack's modules by their path in the seq2seq model
         (``encoder.layers.*...``). A stack, itself a model, keeps only its own rules, relative to itself; the
         seq2seq model puts the prefix back when it gathers its children's plans."""
         prefix = f"{stack}."
-        self._tp_plan = {rule.removeprefix(prefix): style for rule, style in self._tp_plan.items()
-                         if rule.startswith(prefix)}
+        for plan in ("_tp_plan", "_fsdp_plan"):
+            rules = getattr(self, plan).items()
+            setattr(self, plan, {rule.removeprefix(prefix): how for rule, how in rules if rule.startswith(prefix)})
 
 
 class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):

@@ -203,18 +203,29 @@ for name, auto in json.loads(sys.argv[2]).items():
     inputs = dict(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
     if auto is AutoModelForSeq2SeqLM:
         inputs |= dict(decoder_input_ids=ids, decoder_attention_mask=mask)
-    with torch.no_grad():
-        a, b = whole(**inputs), split(**inputs)
+    a, b = whole(**inputs), split(**inputs)  # eval mode (no dropout), with gradients
+    a.loss.backward()
+    b.loss.backward()
     stack = "model.decoder.layers" if "seq2seq" in name else "model.layers"
-    up = split.get_submodule(f"{stack}.0.mlp.up_proj")
+    down = [model.get_submodule(f"{stack}.0.mlp.down_proj").weight.grad for model in (whole, split)]
     results[name] = {
         "logits": (a.logits - b.logits)[mask.bool()].abs().max().item(),
         "loss": abs(a.loss.item() - b.loss.item()),
-        "local_up_rows": up.weight.to_local().shape[0],
+        "grad": (down[0] - down[1].full_tensor()).abs().max().item(),
+        "local_up_rows": split.get_submodule(f"{stack}.0.mlp.up_proj").weight.to_local().shape[0],
         "generate": auto is AutoModelForMaskedLM or torch.equal(
             whole.generate(ids[:1], max_new_tokens=5, do_sample=False),
             split.generate(ids[:1], max_new_tokens=5, do_sample=False)),
     }
+    # transformers' own FSDP2 (no accelerate): parameters sharded over the 2 ranks, one unit per block
+    whole.zero_grad()
+    sharded = auto.from_pretrained(folder, distributed_config=DistributedConfig(fsdp_size=2)).eval()
+    a, b = whole(**inputs), sharded(**inputs)
+    a.loss.backward()
+    b.loss.backward()
+    down = [model.get_submodule(f"{stack}.0.mlp.down_proj").weight.grad for model in (whole, sharded)]
+    results[name] |= {"fsdp_loss": abs(a.loss.item() - b.loss.item()),
+                      "fsdp_grad": (down[0] - down[1].full_tensor()).abs().max().item()}
 if dist.get_rank() == 0:
     print("RESULTS " + json.dumps(results))
 dist.destroy_process_group()
@@ -222,10 +233,12 @@ dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_tensor_parallel_plan_shards_each_family_and_keeps_its_outputs(tmp_path):
+def test_tensor_parallel_and_native_fsdp2_keep_each_familys_outputs(tmp_path):
     """``from_pretrained(..., distributed_config=DistributedConfig(tp_plan="auto"))`` on 2 processes (gloo, CPU):
-    the feed-forward weights are split in half across the ranks, and logits, loss and greedy tokens stay those of
-    the whole model (``MiniConfig.base_model_tp_plan``; a gated FFN and grouped-query heads included)."""
+    the feed-forward weights are split in half across the ranks, and logits, loss, gradients and greedy tokens stay
+    those of the whole model (``MiniConfig.base_model_tp_plan``; a gated FFN and grouped-query heads included).
+    transformers' own FSDP2 (``DistributedConfig(fsdp_size=2)``, ``MiniConfig.base_model_fsdp_plan``) gives each
+    family's loss and gradients too. No rule of either plan may go unmatched."""
     small = dict(tiny_gpt_config().to_dict(), intermediate_size=64)
     small = {key: small[key] for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                          "intermediate_size", "pad_token_id", "bos_token_id", "eos_token_id")}
@@ -251,4 +264,5 @@ def test_tensor_parallel_plan_shards_each_family_and_keeps_its_outputs(tmp_path)
     assert set(results) == set(models)
     for name, row in results.items():
         assert row["local_up_rows"] == 32, (name, row)  # 64 hidden units, half on each rank
-        assert row["logits"] < 1e-5 and row["loss"] < 1e-5 and row["generate"] is True, (name, row)
+        assert row["logits"] < 1e-5 and row["loss"] < 1e-5 and row["grad"] < 1e-6 and row["generate"], (name, row)
+        assert row["fsdp_loss"] < 1e-5 and row["fsdp_grad"] < 1e-6, (name, row)
