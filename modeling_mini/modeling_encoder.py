@@ -40,6 +40,7 @@ from .modeling_base import (
     _checks_enabled,
     check_attention_mask,
     check_token_labels,
+    next_positions,
     register_family,
     sequence_classification_loss,
 )
@@ -113,8 +114,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             self._check_token_type_ids(token_type_ids, batch, length)
         max_position = None  # known without reading the ids only when made here
         if position_ids is None:
-            position_ids = torch.arange(length, device=inputs.device).unsqueeze(0)  # (1, T)
-            max_position = length - 1
+            position_ids, max_position = next_positions(0, length, inputs.device)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding-only mask, in the format the attention backend wants (None when nothing is padded)

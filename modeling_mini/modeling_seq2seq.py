@@ -129,10 +129,10 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         check_attention_mask(attention_mask, batch, length)
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        first = self.config.position_offset  # BART's learned table starts at row 2
-        position_ids = torch.arange(first, first + length, device=device).unsqueeze(0)  # (1, S)
+        # (1, S); BART's learned table starts at row 2 (position_offset)
+        position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=first + length - 1)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
