@@ -235,6 +235,12 @@ class MiniGPTConfig(MiniConfig):
 
     Defaults are GPT-2 small's shape with the original Transformer's sinusoidal positions; see
     ``configuration/models/`` for presets and :mod:`modeling_mini.convert` for exact GPT-2 settings.
+
+    Args (besides :class:`MiniConfig`'s):
+        add_cross_attention: give every block a cross-attention sub-layer over ``encoder_hidden_states``, as
+            GPT-2's option of that name. This makes the GPT the decoder of transformers' ``EncoderDecoderModel``
+            (e.g. a pretrained encoder and a pretrained GPT warm-started into a seq2seq model, whose new
+            cross-attention is then fine-tuned). ``EncoderDecoderModel.from_encoder_decoder_pretrained`` sets it.
     """
 
     model_type = "mini_gpt"
@@ -250,8 +256,10 @@ class MiniGPTConfig(MiniConfig):
         norm_position: str = "pre",
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
+        add_cross_attention: bool = False,
         **kwargs,
     ):
+        self.add_cross_attention = add_cross_attention
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -263,6 +271,15 @@ class MiniGPTConfig(MiniConfig):
             eos_token_id=eos_token_id,
             **kwargs,
         )
+
+    @property
+    def _cross_attention_stacks(self) -> tuple[str, ...]:
+        return ("layers",) if self.add_cross_attention else ()
+
+    def validate_architecture(self) -> None:
+        super().validate_architecture()
+        if not isinstance(self.add_cross_attention, bool):
+            raise ValueError(f"`add_cross_attention` must be True or False; got {self.add_cross_attention!r}.")
 
 
 class MiniEncoderConfig(MiniConfig):

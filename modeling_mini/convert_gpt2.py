@@ -2,7 +2,9 @@
 
 GPT-2 is a MiniGPT with learned positions, pre-norm LayerNorm, a final norm, ``gelu_new`` and biases.
 Its ``Conv1D`` layers store weights as (in, out), the transpose of ``nn.Linear``, and fuse Q, K and V
-into one ``c_attn`` projection, the same layout as our ``qkv_proj`` (transposed).
+into one ``c_attn`` projection, the same layout as our ``qkv_proj`` (transposed). With ``add_cross_attention``
+each block's ``crossattention`` has ``q_attn`` (our ``q_proj``) and a ``c_attn`` fusing K and V (our
+``kv_proj``), normalised first by ``ln_cross_attn``.
 """
 
 from transformers import (
@@ -24,7 +26,7 @@ from .modeling_gpt import (
 )
 
 _SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
-           "num_labels", "id2label", "label2id", "problem_type", "use_cache")
+           "num_labels", "id2label", "label2id", "problem_type", "use_cache", "add_cross_attention")
 
 
 def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
@@ -33,8 +35,6 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
         raise ValueError(
             "GPT-2 options `scale_attn_weights=False` / `scale_attn_by_inverse_layer_idx=True` have no mini equivalent."
         )
-    if getattr(hf, "add_cross_attention", False):
-        raise ValueError("GPT-2 with `add_cross_attention=True` has no MiniGPT equivalent; use MiniSeq2Seq.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(
         hidden_size=hf.n_embd,
@@ -94,7 +94,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     )
 
 
-def _backbone_map(num_layers: int, mini: str, hf: str) -> tuple[dict, dict]:
+def _backbone_map(num_layers: int, mini: str, hf: str, cross_attention: bool = False) -> tuple[dict, dict]:
     """{mini key: hf key} for the backbone, plus per-key transforms (HF -> mini direction)."""
     mapping = {
         f"{mini}embeddings.embed_tokens.weight": f"{hf}wte.weight",
@@ -106,12 +106,17 @@ def _backbone_map(num_layers: int, mini: str, hf: str) -> tuple[dict, dict]:
     transpose = lambda w: w.t().contiguous()  # noqa: E731  Conv1D (in, out) -> Linear (out, in)
     for i in range(num_layers):
         m, h = f"{mini}layers.{i}.", f"{hf}h.{i}."
-        for ours, theirs in (("self_attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
+        norms = [("self_attn_norm", "ln_1"), ("mlp_norm", "ln_2")]
+        # c_attn is GPT-2's fused Q, K, V projection, laid out as our qkv_proj once transposed
+        linears = [("self_attn.qkv_proj", "attn.c_attn"), ("self_attn.o_proj", "attn.c_proj"),
+                   ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj")]
+        if cross_attention:
+            norms.append(("cross_attn_norm", "ln_cross_attn"))
+            linears += [("cross_attn.q_proj", "crossattention.q_attn"), ("cross_attn.kv_proj", "crossattention.c_attn"),
+                        ("cross_attn.o_proj", "crossattention.c_proj")]
+        for ours, theirs in norms:
             for p in ("weight", "bias"):
                 mapping[f"{m}{ours}.{p}"] = f"{h}{theirs}.{p}"
-        # c_attn is GPT-2's fused Q, K, V projection, laid out as our qkv_proj once transposed
-        linears = (("self_attn.qkv_proj", "attn.c_attn"), ("self_attn.o_proj", "attn.c_proj"),
-                   ("mlp.up_proj", "mlp.c_fc"), ("mlp.down_proj", "mlp.c_proj"))
         for ours, theirs in linears:
             mapping[f"{m}{ours}.weight"] = f"{h}{theirs}.weight"
             transforms[f"{m}{ours}.weight"] = transpose
@@ -138,7 +143,7 @@ def _from_hf(hf_model, **overrides):
     mini_cls, mini_prefix, _, hf_prefix, head = _PAIRS[type(hf_model).__name__]
     config = mini_config_from_gpt2(hf_model.config, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mapping, transforms = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix)
+    mapping, transforms = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, config.add_cross_attention)
     mapping.update(head)
     mini = mini_cls(config).to(hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), mapping, transforms)
@@ -149,7 +154,7 @@ def _to_hf(mini_model):
     _, mini_prefix, hf_cls, hf_prefix, head = _PAIRS[name]
     config = gpt2_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
-    mapping, transforms = _backbone_map(config.n_layer, mini_prefix, hf_prefix)
+    mapping, transforms = _backbone_map(config.n_layer, mini_prefix, hf_prefix, config.add_cross_attention)
     state = mini_model.state_dict()
     hf_state = {}
     for mini_key, hf_key in {**mapping, **head}.items():

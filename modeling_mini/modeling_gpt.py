@@ -1,9 +1,10 @@
 """GPT: a decoder-only Transformer, a stack of *causal* blocks over token + position embeddings.
 
-GPT has no encoder and no cross-attention. Every block's self-attention is masked so that position ``t``
-only sees positions ``<= t``; trained to predict token ``t + 1`` at every position at once (causal language
-modelling), the same network then generates text one token at a time, reusing the keys and values of
-earlier tokens from a cache.
+GPT has no encoder. Every block's self-attention is masked so that position ``t`` only sees positions
+``<= t``; trained to predict token ``t + 1`` at every position at once (causal language modelling), the same
+network then generates text one token at a time, reusing the keys and values of earlier tokens from a cache.
+With ``add_cross_attention`` (off by default, as in GPT-2) the blocks also read ``encoder_hidden_states``: the
+GPT then serves as the decoder of transformers' ``EncoderDecoderModel``.
 
 * :class:`MiniGPTModel`: the backbone, returning hidden states (B, T, D).
 * :class:`MiniGPTForCausalLM`: + a language-model head tied to the token embeddings; pretraining and
@@ -15,16 +16,16 @@ earlier tokens from a cache.
 import torch
 from torch import nn
 from transformers import GenerationMixin
-from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
     SequenceClassifierOutputWithPast,
     TokenClassifierOutput,
 )
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.output_capturing import capture_outputs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .attention import MiniAttention
 from .blocks import MiniBlock
@@ -45,17 +46,29 @@ from .positional import build_rotary
 
 class MiniGPTPreTrainedModel(MiniPreTrainedModel):
     config_class = MiniGPTConfig
-    _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
+    _can_record_outputs = {
+        "hidden_states": MiniBlock,
+        "attentions": OutputRecorder(MiniAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(MiniAttention, index=1, layer_name="cross_attn"),
+    }
 
 
 class MiniGPTModel(MiniGPTPreTrainedModel):
-    """The GPT backbone: embeddings -> ``num_hidden_layers`` causal blocks -> final norm (pre-norm)."""
+    """The GPT backbone: embeddings -> ``num_hidden_layers`` causal blocks -> final norm (pre-norm).
+
+    With ``config.add_cross_attention`` each block also attends to ``encoder_hidden_states`` (B, S, D), masked by
+    ``encoder_attention_mask`` (B, S); their keys and values are cached once per generation in an
+    ``EncoderDecoderCache``, as in the seq2seq decoder.
+    """
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=False)  # as GPT-2: pad is often end-of-text
         self.rotary = build_rotary(config)
-        self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=True) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            MiniBlock(config, i, is_causal=True, has_cross_attention=config.add_cross_attention)
+            for i in range(config.num_hidden_layers)
+        )
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
@@ -70,24 +83,40 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
-    ) -> BaseModelOutputWithPast:
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         """Hidden states (B, T, D) for ``input_ids`` (B, T), continuing ``cache`` if given."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        cross = self.config.add_cross_attention
+        if cross != (encoder_hidden_states is not None):
+            raise ValueError(
+                "`encoder_hidden_states` given, but the model has no cross-attention: build it with "
+                "`add_cross_attention=True`." if not cross else
+                "This model has `add_cross_attention=True`: pass `encoder_hidden_states` (B, S, hidden_size), the "
+                "encoder output its cross-attention reads."
+            )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache = False  # the recompute in backward would append to the cache a second time
         made_cache = use_cache and cache is None
         if made_cache:
             cache = DynamicCache(config=self.config)
+        if cross and use_cache and isinstance(cache, DynamicCache):  # a slot for the cross-attention keys/values
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
 
         inputs = input_ids if input_ids is not None else inputs_embeds
         batch, length = inputs.shape[:2]
         # a paged cache (continuous batching, ``generate_batch``) is not a ``Cache`` and has no single length: its
         # caller passes the position ids and a 4D mask, so the past length is never needed then
-        past = cache.get_seq_length() if isinstance(cache, Cache) else 0
+        past = self_cache.get_seq_length() if isinstance(self_cache, Cache) else 0
         check_attention_mask(attention_mask, batch, past + length)
+        if cross:
+            source_length = encoder_hidden_states.shape[1]
+            check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask")
         max_position = None  # known without reading the ids only when made here
         given_positions = position_ids
         if position_ids is None:
@@ -102,17 +131,33 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             # transformers finds the sequences from the position ids and makes the mask block-diagonal. It looks only
             # when there is no cache, so a cache this call made (empty: it changes no mask size) is left out; and
             # only at ids the caller passed, since ids made here never restart (looking costs a host sync).
-            cache=None if made_cache else cache,
+            cache=None if made_cache else self_cache,
             position_ids=given_positions,
         )
+        cross_mask = None
+        if cross:
+            cross_mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=hidden_states,
+                attention_mask=encoder_attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+            )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
             hidden_states = block(
-                hidden_states, attention_mask=mask, position_embeddings=rotary, cache=cache, **kwargs
+                hidden_states,
+                encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
+                attention_mask=mask,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=rotary,
+                cache=cache,
+                **kwargs,
             )
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, cache=cache if use_cache else None
+        )
 
 
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
@@ -142,8 +187,10 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> CausalLMOutputWithCrossAttentions:
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -151,6 +198,8 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -164,12 +213,13 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         if labels is not None:
             # sum / num_items_in_batch when the Trainer passes it (gradient accumulation), else the mean
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
+        return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
         )
 
 

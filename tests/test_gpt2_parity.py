@@ -90,3 +90,45 @@ def test_unsupported_options_raise():
     mini.config.activation_dropout = 0.1  # GPT-2 has no dropout inside its MLP
     with pytest.raises(ValueError, match="activation_dropout"):
         to_hf(mini)
+
+
+def cross_attention_gpt2(impl="sdpa", **kw):
+    """A random GPT-2 LM whose blocks also attend to an encoder output; norms and biases perturbed (GPT-2 starts
+    them at 1 and 0), so that mapping any of them to the wrong place shows."""
+    hf = GPT2LMHeadModel(hf_config(add_cross_attention=True, **kw)).eval()
+    hf.set_attn_implementation(impl)
+    with torch.no_grad():
+        for name, param in hf.named_parameters():
+            if "ln_" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    return hf
+
+
+def encoder_output(batch=3, length=7):
+    """Encoder states (B, S, 32) and their padding mask, row 0 padded at the end by 2."""
+    states = torch.randn(batch, length, 32, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, -2:] = 0
+    return states, mask
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_cross_attention_gpt2_converts_exactly(impl):
+    """GPT-2's ``add_cross_attention`` (its decoder role in ``EncoderDecoderModel``) maps onto the block's cross-
+    attention: same logits with padded target and source, the same training step, an exact round trip."""
+    hf = cross_attention_gpt2(impl)
+    mini = from_hf(hf)
+    assert mini.config.add_cross_attention and mini.model.layers[0].cross_attn is not None
+    ids, mask = padded_batch()
+    states, source_mask = encoder_output()
+    batch = dict(input_ids=ids, attention_mask=mask, encoder_hidden_states=states, encoder_attention_mask=source_mask)
+    with torch.no_grad():
+        ref, ours = hf(**batch).logits, mini(**batch).logits
+    torch.testing.assert_close(ours[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert back.config.add_cross_attention
+    for key, tensor in hf.state_dict().items():
+        assert torch.equal(back.state_dict()[key], tensor), key
+    labels = ids.masked_fill(mask == 0, -100)
+    hf = cross_attention_gpt2(impl, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    assert_one_training_step_matches(hf, from_hf(hf), {**batch, "labels": labels})
