@@ -374,6 +374,8 @@ class MiniSeq2SeqConfig(MiniConfig):
     """
 
     model_type = "mini_seq2seq"
+    # BART's / T5's name for the width: generic seq2seq code (e.g. transformers' ExecuTorch export) reads it
+    attribute_map = {"d_model": "hidden_size"}
     _block_stacks = ("encoder.layers", "decoder.layers")
     _cross_attention_stacks = ("decoder.layers",)
 
