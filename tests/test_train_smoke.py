@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 import modeling_mini
 
@@ -184,6 +184,52 @@ def test_from_scratch_keeps_the_architecture_but_not_the_weights(pretrained, dat
     assert "base_model" not in (tmp_path / "README.md").read_text().split("---")[1]
 
 
+def test_lora_trains_adapters_and_the_new_head_and_saves_a_merged_model(pretrained, data, tmp_path):
+    """``--lora_r``: the pretrained weights stay frozen, the adapters and the layers the checkpoint lacked (pooler,
+    classifier) train; the run's model is the merged one, and the saved adapter on the checkpoint equals it."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "lora"
+    finetune.main(["--model_name_or_path", str(pretrained["encoder"]), "--train_files", data["spam"],
+                   "--output_dir", str(out), "--lora_r", "4", "--lora_alpha", "8", *QUICK, "--max_steps", "3",
+                   "--learning_rate", "1e-2"])
+    base, merged = load_file(pretrained["encoder"] / "model.safetensors"), load_file(out / "model.safetensors")
+    assert not any("lora" in name or "base_layer" in name for name in merged)  # a plain mini model
+    frozen = [n for n in base if n in merged and ("embeddings" in n or "norm" in n)]
+    assert frozen and all(torch.equal(base[n], merged[n]) for n in frozen)  # not adapted: unchanged
+    adapted = [n for n in base if n.endswith("qkv_proj.weight")]
+    assert adapted and not any(torch.equal(base[n], merged[n]) for n in adapted)  # W + (alpha / r) B A
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert any("lora_A" in n for n in adapter)
+    assert any("classifier" in n for n in adapter) and any("pooler" in n for n in adapter)  # trained whole
+    assert sum(t.numel() for t in adapter.values()) < 0.5 * sum(t.numel() for t in merged.values())
+    assert "| lora_r | 4 |" in (out / "README.md").read_text()  # the model card reports the LoRA settings
+
+    config = AutoConfig.from_pretrained(out)
+    on_base = PeftModel.from_pretrained(
+        AutoModelForSequenceClassification.from_pretrained(pretrained["encoder"], config=config), out / "adapter"
+    ).eval()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    ids = torch.randint(5, 100, (3, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, on_base(ids).logits, atol=1e-5, rtol=0)
+
+
+@needs_seq2seq
+def test_lora_translation_generates_and_keeps_the_tied_output_layer(pretrained, data, tmp_path):
+    metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(pretrained["seq2seq"]),
+                             "--train_files", data["pairs"], "--output_dir", str(tmp_path), "--lora_r", "4",
+                             "--lora_target_modules", "qkv_proj", "q_proj", "kv_proj",
+                             "--predict_with_generate", "true", "--generation_max_length", "8", *QUICK])
+    assert {"eval_bleu", "eval_chrf"} <= set(metrics)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert model.lm_head.weight is model.model.encoder.embeddings.embed_tokens.weight
+    adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["kv_proj", "q_proj", "qkv_proj"] and adapter["r"] == 4
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 def test_bad_input_fails_before_training(pretrained, data, tmp_path):
@@ -194,6 +240,9 @@ def test_bad_input_fails_before_training(pretrained, data, tmp_path):
         "column 'label'": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["nolabel"]]),
         "empty": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["empty"]]),
         "task must be one of": (finetune.main, ["--model_name_or_path", gpt, "--task", "summarization"]),
+        "lora_r.*>= 0": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["spam"], "--lora_r", "-1"]),
+        "lora_r.*from_scratch": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["spam"],
+                                                 "--lora_r", "4", "--from_scratch", "true"]),
         "family must be one of": (pretrain.main, ["--family", "rnn", "--train_files", data["corpus"]]),
         "tokenizer has": (pretrain.main, ["--family", "gpt", "--train_files", data["corpus"],
                                           "--tokenizer_name_or_path", gpt, "--model_config",

@@ -442,6 +442,8 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
 
     keep = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
             "num_train_epochs", "warmup_steps", "weight_decay", "seed", "max_length", "lr_scheduler_type")
+    if recipe.get("lora_r"):
+        keep += ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
     hyperparameters = {key: recipe[key] for key in keep if key in recipe}
     write_model_card(output_dir, config=trainer.model.config, task=task, datasets=datasets_used,
                      metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},

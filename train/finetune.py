@@ -17,6 +17,7 @@
 * translation (seq2seq family): ``Seq2SeqTrainer`` with ``predict_with_generate``; metrics BLEU and chrF.
 
 ``--from_scratch`` builds the same architecture with random weights (the baseline a pretrained start must beat).
+``--lora_r 8`` fine-tunes with LoRA (PEFT) instead of updating every weight; see :func:`add_lora`.
 With no data argument, sequence classification uses the embedded downstream task (``embedded_data.py``).
 """
 
@@ -62,6 +63,17 @@ class FinetuneArguments:
     binary_sigmoid: bool = field(default=True, metadata={
         "help": "two classes: one sigmoid output (spam probability) instead of a 2-way softmax"})
     max_target_length: int = field(default=128, metadata={"help": "translation: tokens per target"})
+    lora_r: int = field(default=0, metadata={
+        "help": "LoRA rank: > 0 freezes the pretrained weights and trains low-rank adapters (PEFT); 0 trains all"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale: the update is (lora_alpha / lora_r) B A"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the input of the LoRA update"})
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={
+        "help": "layers that get adapters: all-linear (every linear layer but the output layer), or names such as "
+                "qkv_proj o_proj q_proj kv_proj up_proj gate_proj down_proj"})
+
+
+#: task -> PEFT task type (it decides how PEFT wraps the model and calls generate)
+PEFT_TASK = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS", "translation": "SEQ_2_SEQ_LM"}
 
 
 # --------------------------------------------------------------------------------------------------- labels
@@ -184,7 +196,11 @@ def translation_metrics(tokenizer):
 # ------------------------------------------------------------------------------------------------------ model
 
 def build_model(model_args, task: str, tokenizer, family: str, **head_options):
-    """The task head on the pretrained checkpoint, or the same architecture with random weights."""
+    """The task head on the pretrained checkpoint, or the same architecture with random weights.
+
+    Returns ``(model, new_weights)``: the names of the weights the checkpoint did not have (the new head, and a
+    pooler a language-model checkpoint lacks), which start random.
+    """
     auto = TASK_AUTO[task]
     if model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.model_name_or_path,
@@ -194,11 +210,35 @@ def build_model(model_args, task: str, tokenizer, family: str, **head_options):
         config.update(common.parse_config_overrides(model_args.config_overrides, type(config)))
         common.check_vocab_fits(tokenizer, config)
         if model_args.from_scratch:
-            return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
-        return auto.from_pretrained(model_args.model_name_or_path, config=config,
-                                    trust_remote_code=model_args.trust_remote_code)
+            model = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
+            return model, [name for name, _ in model.named_parameters()]
+        model, info = auto.from_pretrained(model_args.model_name_or_path, config=config, output_loading_info=True,
+                                           trust_remote_code=model_args.trust_remote_code)
+        return model, sorted(info["missing_keys"])
     config = common.build_config(model_args, tokenizer, **head_options)
-    return auto.from_config(config)
+    model = auto.from_config(config)
+    return model, [name for name, _ in model.named_parameters()]
+
+
+def add_lora(model, task: str, task_args, new_weights: list[str]):
+    """LoRA (Hu et al. 2021) through PEFT: the pretrained weights stay frozen and each target linear layer learns a
+    low-rank update ``W + (alpha / r) B A`` (``A``: r x in, ``B``: out x r, ``B`` starting at zero, so training starts
+    from the pretrained function). The layers the checkpoint did not have (the task head, a new pooler) have nothing
+    pretrained to adapt: they train whole, as PEFT's ``modules_to_save``. Returns the ``PeftModel``.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    new_modules = sorted({name.rsplit(".", 1)[0] for name in new_weights})
+    targets = task_args.lora_target_modules
+    config = LoraConfig(
+        task_type=PEFT_TASK[task], r=task_args.lora_r, lora_alpha=task_args.lora_alpha,
+        lora_dropout=task_args.lora_dropout, target_modules="all-linear" if targets == ["all-linear"] else targets,
+        modules_to_save=list(new_modules) or None, exclude_modules=list(new_modules) or None)  # PEFT extends them
+    peft_model = get_peft_model(model, config)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    print(f"LoRA r={task_args.lora_r}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%); "
+          f"trained whole: {', '.join(new_modules) or 'none'}")
+    return peft_model
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -218,6 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
         common.check_choice("family", family, common.FAMILIES)
     if task == "translation" and family != "seq2seq":
         raise ValueError(f"task 'translation' needs the seq2seq family; the model is {family!r}.")
+    if task_args.lora_r < 0:
+        raise ValueError(f"`lora_r` must be an integer >= 0 (0: no LoRA); got {task_args.lora_r}.")
+    if task_args.lora_r and model_args.from_scratch:
+        raise ValueError("`lora_r` > 0 adapts pretrained weights; with --from_scratch every weight is random: "
+                         "drop --lora_r or --from_scratch.")
     text_column = data_args.text_column or TASK_COLUMNS[task][0]
     label_column = task_args.label_column or TASK_COLUMNS[task][1]
     push = common.take_push_settings(training_args)
@@ -283,7 +328,9 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = translation_metrics(tokenizer)
         card_task = "translation"
 
-    model = build_model(model_args, task, tokenizer, family, **head)
+    model, new_weights = build_model(model_args, task, tokenizer, family, **head)
+    if task_args.lora_r:
+        model = add_lora(model, task, task_args, new_weights)
     if task == "translation":
         collator = DataCollatorForSeq2Seq(tokenizer, model=model)
         if not training_args.generation_max_length:
@@ -299,6 +346,12 @@ def main(argv: list[str] | None = None) -> dict:
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate())
+    if task_args.lora_r:
+        # the adapter alone (small; loads onto the pretrained checkpoint with PeftModel.from_pretrained), then the
+        # merged model, a plain mini model, as the run's model: it loads, serves and publishes like any other
+        if trainer.is_world_process_zero():
+            trainer.model.save_pretrained(Path(training_args.output_dir) / "adapter")
+        trainer.model = trainer.model.merge_and_unload()
     recipe = common.resolved_recipe(model_args, data_args, task_args, training_args)
     data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
                                            "embedded default task (Python standard-library areas)")
