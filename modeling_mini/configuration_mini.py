@@ -299,6 +299,10 @@ class MiniEncoderConfig(MiniConfig):
         sparse_prediction: when the masked-LM head gets ``labels``, score only the labelled (masked) positions,
             skipping the vocabulary projection for the ~85% of tokens the loss ignores; ``logits`` are then
             (num_masked, vocab_size) instead of (B, T, vocab_size). Off by default (BERT's behaviour).
+        position_offset: added to every position id (RoBERTa's table starts at ``pad_token_id + 1``); 0 for BERT.
+        pad_aware_positions: number positions among the real tokens only, as RoBERTa does
+            (``positional.positions_of_real_tokens``): a left-padded text gets the positions it has alone, and
+            pad tokens get position ``position_offset - 1``. Needs ``pad_token_id`` and ``position_offset >= 1``.
     """
 
     model_type = "mini_encoder"
@@ -319,6 +323,8 @@ class MiniEncoderConfig(MiniConfig):
         type_vocab_size: int = 2,
         add_pooler: bool = True,
         sparse_prediction: bool = False,
+        position_offset: int = 0,
+        pad_aware_positions: bool = False,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
         **kwargs,
@@ -326,6 +332,8 @@ class MiniEncoderConfig(MiniConfig):
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
         self.sparse_prediction = sparse_prediction
+        self.position_offset = position_offset
+        self.pad_aware_positions = pad_aware_positions
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -346,9 +354,16 @@ class MiniEncoderConfig(MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
-        for name in ("add_pooler", "sparse_prediction"):
+        _check_positive("position_offset", self.position_offset, allow_zero=True)
+        for name in ("add_pooler", "sparse_prediction", "pad_aware_positions"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        if self.pad_aware_positions and (self.pad_token_id is None or self.position_offset < 1):
+            raise ValueError(
+                "`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs a "
+                f"`pad_token_id` and `position_offset >= 1`; got pad_token_id={self.pad_token_id!r}, "
+                f"position_offset={self.position_offset!r}."
+            )
 
 
 class MiniSeq2SeqConfig(MiniConfig):

@@ -67,6 +67,14 @@ def mini_config_from_bert(hf: BertConfig, add_pooler: bool = True, **overrides) 
 
 def bert_config_from_mini(config: MiniEncoderConfig) -> BertConfig:
     """The BERT config for a MiniEncoder config; ``ValueError`` naming the first option BERT cannot express."""
+    if config.pad_aware_positions or config.position_offset:
+        raise ValueError("BERT numbers positions 0, 1, ... over every token: it needs `pad_aware_positions=False` and "
+                         "`position_offset=0` (a model with RoBERTa's numbering exports to RoBERTa).")
+    return BertConfig(**bert_layout_kwargs(config))
+
+
+def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
+    """The config arguments of BERT's layout (shared by RoBERTa), after checking ``config`` has that layout."""
     required = {
         "position_embedding_type": "learned",
         "norm_type": "layernorm",
@@ -88,7 +96,7 @@ def bert_config_from_mini(config: MiniEncoderConfig) -> BertConfig:
     if config.hidden_act in ("swiglu", "geglu", "reglu"):
         raise ValueError(f"BERT has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
-    return BertConfig(
+    return dict(
         layer_norm_eps=config.layer_norm_eps,
         hidden_dropout_prob=config.hidden_dropout,
         attention_probs_dropout_prob=config.attention_dropout,
@@ -171,6 +179,10 @@ def _from_hf(hf_model, **overrides):
 
 
 def _to_hf(mini_model):
+    if mini_model.config.pad_aware_positions:  # RoBERTa's position numbering: the model exports as RoBERTa
+        from .convert_roberta import to_roberta
+
+        return to_roberta(mini_model)
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     _, hf_cls, head, pooler = _PAIRS[name]
     if pooler is None:

@@ -45,7 +45,7 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary
+from .positional import build_rotary, positions_of_real_tokens
 
 
 def _classifier_dropout(config) -> nn.Dropout:
@@ -113,8 +113,12 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         if token_type_ids is not None:
             self._check_token_type_ids(token_type_ids, batch, length)
         max_position = None  # known without reading the ids only when made here
-        if position_ids is None:
-            position_ids, max_position = next_positions(0, length, inputs.device)  # (1, T)
+        offset = self.config.position_offset
+        if position_ids is None and self.config.pad_aware_positions and input_ids is not None:
+            position_ids = positions_of_real_tokens(input_ids, self.config.pad_token_id, offset)  # (B, T)
+            max_position = offset + length - 1  # a bound (no pads), known without reading the ids
+        elif position_ids is None:
+            position_ids, max_position = next_positions(0, length, inputs.device, offset)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding-only mask, in the format the attention backend wants (None when nothing is padded)

@@ -136,6 +136,17 @@ def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, si
     return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
 
 
+def positions_of_real_tokens(input_ids: torch.LongTensor, pad_token_id: int, offset: int) -> torch.LongTensor:
+    """RoBERTa's position ids (B, T): real tokens are numbered ``offset, offset + 1, ...`` in order, skipping pads,
+    and every pad token gets ``offset - 1`` (the table row RoBERTa keeps for padding).
+
+    A text then has the same positions however much padding sits before it, so left and right padding give the
+    same outputs. No Python loop: a running count of real tokens along the sequence.
+    """
+    real = input_ids.ne(pad_token_id)  # (B, T)
+    return real.cumsum(dim=-1) * real + (offset - 1)  # count of real tokens so far, zeroed on pads
+
+
 def build_absolute_positions(config) -> nn.Module | None:
     """The module that *adds* position vectors to embeddings, or ``None`` for rotary / no positions."""
     if config.position_embedding_type == "sinusoidal":
