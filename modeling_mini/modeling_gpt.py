@@ -91,13 +91,12 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         cross = self.config.add_cross_attention
-        if cross != (encoder_hidden_states is not None):
-            raise ValueError(
-                "`encoder_hidden_states` given, but the model has no cross-attention: build it with "
-                "`add_cross_attention=True`." if not cross else
-                "This model has `add_cross_attention=True`: pass `encoder_hidden_states` (B, S, hidden_size), the "
-                "encoder output its cross-attention reads."
-            )
+        if encoder_hidden_states is not None and not cross:
+            raise ValueError("`encoder_hidden_states` given, but the model has no cross-attention: build it with "
+                             "`add_cross_attention=True`.")
+        if cross and encoder_hidden_states is None:
+            raise ValueError("This model has `add_cross_attention=True`: pass `encoder_hidden_states` "
+                             "(B, S, hidden_size), the encoder output its cross-attention reads.")
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing and self.training:
             use_cache = False  # the recompute in backward would append to the cache a second time
