@@ -241,6 +241,8 @@ class MiniGPTConfig(MiniConfig):
             GPT-2's option of that name. This makes the GPT the decoder of transformers' ``EncoderDecoderModel``
             (e.g. a pretrained encoder and a pretrained GPT warm-started into a seq2seq model, whose new
             cross-attention is then fine-tuned). ``EncoderDecoderModel.from_encoder_decoder_pretrained`` sets it.
+        freeze_padding_row: the pad token's embedding row never trains (its lookups pass no gradient), as in Llama.
+            Off by default, as in GPT-2: a causal LM's pad token is usually its end-of-text token, which it must learn.
     """
 
     model_type = "mini_gpt"
@@ -257,9 +259,11 @@ class MiniGPTConfig(MiniConfig):
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
         add_cross_attention: bool = False,
+        freeze_padding_row: bool = False,
         **kwargs,
     ):
         self.add_cross_attention = add_cross_attention
+        self.freeze_padding_row = freeze_padding_row
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -278,8 +282,9 @@ class MiniGPTConfig(MiniConfig):
 
     def validate_architecture(self) -> None:
         super().validate_architecture()
-        if not isinstance(self.add_cross_attention, bool):
-            raise ValueError(f"`add_cross_attention` must be True or False; got {self.add_cross_attention!r}.")
+        for name in ("add_cross_attention", "freeze_padding_row"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
 
 
 class MiniEncoderConfig(MiniConfig):

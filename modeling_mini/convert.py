@@ -22,7 +22,7 @@ import importlib
 import torch
 from torch import nn
 
-_CONVERTER_MODULES = ("convert_gpt2", "convert_bert", "convert_roberta", "convert_bart")
+_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_bert", "convert_roberta", "convert_bart")
 
 
 def _tables() -> tuple[dict, dict]:

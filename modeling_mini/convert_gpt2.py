@@ -150,6 +150,10 @@ def _from_hf(hf_model, **overrides):
 
 
 def _to_hf(mini_model):
+    if mini_model.config.position_embedding_type == "rotary":  # GPT-2 has learned positions; Llama has rotary ones
+        from .convert_llama import to_llama
+
+        return to_llama(mini_model)
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     _, mini_prefix, hf_cls, hf_prefix, head = _PAIRS[name]
     config = gpt2_config_from_mini(mini_model.config)

@@ -63,7 +63,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config, freeze_padding_row=False)  # as GPT-2: pad is often end-of-text
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)  # off: as GPT-2
         self.rotary = build_rotary(config)
         self.layers = nn.ModuleList(
             MiniBlock(config, i, is_causal=True, has_cross_attention=config.add_cross_attention)

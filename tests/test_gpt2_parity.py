@@ -83,7 +83,7 @@ def test_unsupported_options_raise():
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
         from_hf(GPT2LMHeadModel(hf_config(scale_attn_by_inverse_layer_idx=True)))
     mini = from_hf(GPT2LMHeadModel(hf_config()))
-    mini.config.position_embedding_type = "rotary"
+    mini.config.position_embedding_type = "sinusoidal"
     with pytest.raises(ValueError, match="position_embedding_type"):
         to_hf(mini)
     mini.config.position_embedding_type = "learned"

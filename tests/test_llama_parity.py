@@ -1,0 +1,101 @@
+"""Llama parity: a random Llama model (rotary positions, RMSNorm, SwiGLU, grouped-query attention, an untied output
+layer) converted with the users' converter computes the same function."""
+
+import pytest
+import torch
+from conftest import assert_one_training_step_matches, padded_batch
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    LlamaForTokenClassification,
+    LlamaModel,
+)
+
+import modeling_mini
+from modeling_mini.convert import from_hf, to_hf
+
+HEADS = [LlamaModel, LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification]
+
+
+def build(cls, **kw):
+    """A random Llama with its RMSNorm gains (and biases, where asked for) perturbed, so the map is really tested."""
+    config = LlamaConfig(**{"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                            "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64,
+                            "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "num_labels": 3, **kw})
+    hf = cls(config).eval()
+    with torch.no_grad():
+        for name, param in hf.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    return hf
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
+def test_outputs_match_on_a_left_padded_batch(cls, impl):
+    hf = build(cls)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    assert mini.config.position_embedding_type == "rotary" and mini.config.num_key_value_heads == 2
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    key = "last_hidden_state" if cls is LlamaModel else "logits"
+    theirs, mine = ref[key], ours[key]
+    if theirs.dim() == 3:  # per token: padding is not compared
+        theirs, mine = theirs[mask.bool()], mine[mask.bool()]
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("options", [{}, {"attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}],
+                         ids=["llama", "biases-tied"])
+def test_round_trip_is_exact(cls, options):
+    hf = build(cls, **options)
+    back = to_hf(from_hf(hf))
+    assert type(back) is cls
+    ref, got = hf.state_dict(), back.state_dict()
+    assert ref.keys() == got.keys()
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key
+
+
+def test_greedy_and_beam_generation_match_with_left_padding():
+    hf = build(LlamaForCausalLM, attention_bias=True)
+    hf.generation_config.eos_token_id = [2, 7]  # a chat model's stop tokens: they travel with the conversion
+    mini = from_hf(hf)
+    assert mini.generation_config.eos_token_id == [2, 7] and to_hf(mini).generation_config.eos_token_id == [2, 7]
+    ids, mask = padded_batch()
+    for search in (dict(do_sample=False), dict(num_beams=3)):
+        kwargs = dict(attention_mask=mask, max_new_tokens=8, return_dict_in_generate=True, output_scores=True, **search)
+        theirs, ours = hf.generate(ids, **kwargs), mini.generate(ids, **kwargs)
+        assert torch.equal(ours.sequences, theirs.sequences)
+        torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [LlamaForCausalLM, LlamaForSequenceClassification])
+def test_a_training_step_changes_the_same_weights_by_the_same_amount(cls):
+    hf = build(cls)
+    ids, mask = padded_batch()
+    labels = ids.masked_fill(mask == 0, -100) if cls is LlamaForCausalLM else torch.tensor([0, 2, 1])
+    assert_one_training_step_matches(hf, from_hf(hf), dict(input_ids=ids, attention_mask=mask, labels=labels))
+
+
+def test_options_llama_cannot_express_raise():
+    with pytest.raises(ValueError, match="rope_parameters.*'llama3'"):
+        from_hf(build(LlamaModel, rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                   "original_max_position_embeddings": 32}))
+    with pytest.raises(ValueError, match="head_dim=16"):
+        from_hf(build(LlamaModel, head_dim=16))
+    mini = from_hf(build(LlamaForCausalLM))
+    assert mini.config.freeze_padding_row  # Llama's embedding has padding_idx: the pad row never trains
+    with pytest.raises(ValueError, match="freeze_padding_row.*True or False"):
+        modeling_mini.MiniGPTConfig(freeze_padding_row="yes")
+    mini.config.hidden_dropout = 0.1  # Llama has no dropout on the residual stream
+    with pytest.raises(ValueError, match="Llama needs `hidden_dropout=0.0`"):
+        to_hf(mini)
+    mini.config.hidden_dropout, mini.config.hidden_act = 0.0, "gelu"
+    with pytest.raises(ValueError, match="gated.*'swiglu'"):
+        to_hf(mini)
