@@ -25,7 +25,7 @@ import os
 import sys
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
@@ -97,8 +97,22 @@ def _shape(args) -> dict:
     return shape
 
 
-def _models(shape, args):
-    torch.manual_seed(0)
+def _reference(shape, reference: str):
+    """The HF model the mini GPT is compared with: GPT-2, or Llama of the same width and depth (rotary positions,
+    RMSNorm, a SwiGLU feed-forward 8/3 as wide as the model, rounded to 64, and half as many key/value heads)."""
+    if reference == "llama":
+        config = LlamaConfig(
+            vocab_size=shape["vocab_size"],
+            hidden_size=shape["n_embd"],
+            num_hidden_layers=shape["n_layer"],
+            num_attention_heads=shape["n_head"],
+            num_key_value_heads=shape["n_head"] // 2,
+            intermediate_size=64 * round(8 * shape["n_embd"] / 3 / 64),
+            max_position_embeddings=max(1024, shape["seq_len"]),
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+        return LlamaForCausalLM(config)
     config = GPT2Config(
         vocab_size=shape["vocab_size"],
         n_embd=shape["n_embd"],
@@ -109,7 +123,12 @@ def _models(shape, args):
         eos_token_id=0,
         pad_token_id=0,
     )
-    hf = GPT2LMHeadModel(config)
+    return GPT2LMHeadModel(config)
+
+
+def _models(shape, args, reference: str = "gpt2"):
+    torch.manual_seed(0)
+    hf = _reference(shape, reference)
     hf.set_attn_implementation(args.attn)
     mini = from_hf(hf)
     mini.set_attn_implementation(args.attn)
@@ -160,18 +179,19 @@ def _generate(model, prompt, new_tokens, device, use_autocast):
     return step
 
 
-def run(args) -> list[dict]:
-    """Benchmark rows for the GPT family (parity, training, generation)."""
+def run(args, reference: str = "gpt2") -> list[dict]:
+    """Benchmark rows for the GPT family (parity, training, generation) against GPT-2 (or ``reference="llama"``)."""
     device = args.device
     shape = _shape(args)
     use_autocast = device == "cuda"
     compile_models = getattr(args, "compile", False)
-    hf, mini = _models(shape, args)
+    hf, mini = _models(shape, args, reference)
+    family = "gpt" if reference == "gpt2" else reference
     case = (
         f"{device} {args.attn}{' bf16' if use_autocast else ''}{' compiled' if compile_models else ''} "
         f"D={shape['n_embd']} L={shape['n_layer']} V={shape['vocab_size']}"
     )
-    rows = [info_row("gpt", case, "eval logits max abs diff (fp32)", _parity(hf, mini, device))]
+    rows = [info_row(family, case, "eval logits max abs diff (fp32)", _parity(hf, mini, device))]
 
     # training: forward + backward + AdamW, B x T tokens per step
     generator = torch.Generator().manual_seed(0)
@@ -190,7 +210,7 @@ def run(args) -> list[dict]:
     fpt = flops_per_token(mini, shape)
     rows.append(
         row(
-            "gpt",
+            family,
             train_case,
             "train tokens/s",
             speed["hf"],
@@ -202,9 +222,9 @@ def run(args) -> list[dict]:
     )
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
-        rows.append(memory_row("gpt", train_case, "train", peaks["hf"], peaks["mini"], device))
+        rows.append(memory_row(family, train_case, "train", peaks["hf"], peaks["mini"], device))
     if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
-        rows.append(compute_ops_row("gpt", train_case, "train step compute ops", steps))
+        rows.append(compute_ops_row(family, train_case, "train step compute ops", steps))
 
     # generation with the KV cache (uncompiled: generate's shapes change every step)
     for model in (hf, mini):
@@ -222,7 +242,7 @@ def run(args) -> list[dict]:
         speed = {name: median_rate(samples, new) for name, samples in results.items()}
         rows.append(
             row(
-                "gpt",
+                family,
                 f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
                 f"generate B={batch_size} new tokens/s",
                 speed["hf"],
@@ -231,7 +251,7 @@ def run(args) -> list[dict]:
             )
         )
         if device == "cpu" and batch_size == 1:
-            rows.append(compute_ops_row("gpt", f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
+            rows.append(compute_ops_row(family, f"{case} prompt={shape['prompt_len']} new={shape['new_tokens']}",
                                         "generate B=1 compute ops per new token", fns, per=shape["new_tokens"]))
     return rows
 
