@@ -37,6 +37,32 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
         raise ValueError(f"`{name}` must be an integer {bound}; got {value!r}.")
 
 
+#: rotary scaling types and the numbers each needs (``rotary_scaling``)
+ROTARY_SCALING_KEYS = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
+
+
+def _check_rotary_scaling(scaling) -> None:
+    if scaling is None:
+        return
+    if not isinstance(scaling, dict):
+        raise ValueError(f"`rotary_scaling` must be None or a dict with a 'rope_type'; got {scaling!r}.")
+    _check_choice("rotary_scaling['rope_type']", scaling.get("rope_type"), tuple(ROTARY_SCALING_KEYS))
+    unknown = sorted(set(scaling) - {"rope_type", *ROTARY_SCALING_KEYS[scaling["rope_type"]]})
+    if unknown:
+        raise ValueError(f"`rotary_scaling` of type {scaling['rope_type']!r} takes "
+                         f"{', '.join(ROTARY_SCALING_KEYS[scaling['rope_type']])}; unknown keys {unknown}.")
+    for key in ROTARY_SCALING_KEYS[scaling["rope_type"]]:
+        value = scaling.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"`rotary_scaling[{key!r}]` must be a positive number for rope_type "
+                             f"{scaling['rope_type']!r}; got {value!r}.")
+    if scaling["rope_type"] == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        raise ValueError("`rotary_scaling['high_freq_factor']` must be greater than `low_freq_factor`.")
+
+
 def _check_probability(name: str, value) -> None:
     if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a float in [0, 1); got {value!r}.")
@@ -61,6 +87,10 @@ class MiniConfig(PreTrainedConfig):
             ``concatenated`` (all sines then all cosines, as Marian does).
         max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
         rope_theta: base of the rotary frequencies.
+        rotary_scaling: ``None``, or how to stretch rotary positions past the length a model was trained on:
+            ``{"rope_type": "linear", "factor": f}`` (every frequency divided by ``f``) or ``{"rope_type": "llama3",
+            "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` (Llama 3.1's:
+            only the slow frequencies are divided); see ``positional.scaled_rotary_frequencies``.
         norm_type: ``layernorm`` or ``rmsnorm``.
         norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2) or ``post`` (normalise after
             the residual sum, the original Transformer and BERT).
@@ -97,6 +127,7 @@ class MiniConfig(PreTrainedConfig):
         sinusoidal_layout: str = "interleaved",
         max_position_embeddings: int = 1024,
         rope_theta: float = 10000.0,
+        rotary_scaling: dict | None = None,
         norm_type: str = "layernorm",
         norm_position: str = "pre",
         layer_norm_eps: float = 1e-5,
@@ -128,6 +159,7 @@ class MiniConfig(PreTrainedConfig):
         self.sinusoidal_layout = sinusoidal_layout
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
+        self.rotary_scaling = rotary_scaling
         self.norm_type = norm_type
         self.norm_position = norm_position
         self.layer_norm_eps = layer_norm_eps
@@ -210,6 +242,7 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("norm_type", self.norm_type, NORM_TYPES)
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
+        _check_rotary_scaling(self.rotary_scaling)
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:

@@ -17,7 +17,7 @@ from transformers import (
     LlamaModel,
 )
 
-from .configuration_mini import MiniGPTConfig
+from .configuration_mini import ROTARY_SCALING_KEYS, MiniGPTConfig
 from .convert import load_mapped, separate_attention_projections
 from .modeling_gpt import (
     MiniGPTForCausalLM,
@@ -39,9 +39,17 @@ _HF_CLASSIFIER_DROPOUT = 0.1
 def mini_config_from_llama(hf: LlamaConfig, **overrides) -> MiniGPTConfig:
     """The MiniGPT config computing what ``hf`` computes; ``ValueError`` for Llama options it lacks."""
     rope = dict(hf.rope_parameters or {})
-    if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"Llama `rope_parameters` of type {rope.get('rope_type')!r} (scaled rotary positions) have no "
-                         "mini equivalent; only 'default'.")
+    rope_type = rope.get("rope_type", "default")
+    if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
+        raise ValueError(f"Llama `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
+                         f"{['default', *ROTARY_SCALING_KEYS]}.")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(f"Llama `partial_rotary_factor={rope['partial_rotary_factor']}` (rotating part of each head) "
+                         "has no mini equivalent; only 1.0.")
+    scaling = None
+    if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
+        rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
+        scaling = {"rope_type": rope_type, **{key: rope[key] for key in ROTARY_SCALING_KEYS[rope_type]}}
     if hf.head_dim != hf.hidden_size // hf.num_attention_heads:
         raise ValueError(f"Llama `head_dim={hf.head_dim}` differs from hidden_size / num_attention_heads = "
                          f"{hf.hidden_size // hf.num_attention_heads}; MiniGPT heads are hidden_size / heads wide.")
@@ -53,6 +61,7 @@ def mini_config_from_llama(hf: LlamaConfig, **overrides) -> MiniGPTConfig:
         hidden_act=_GATED[hf.hidden_act],
         position_embedding_type="rotary",
         rope_theta=float(rope.get("rope_theta", 10000.0)),
+        rotary_scaling=scaling,
         norm_type="rmsnorm",
         norm_position="pre",
         final_norm=True,
@@ -95,7 +104,7 @@ def llama_config_from_mini(config: MiniGPTConfig) -> LlamaConfig:
     return LlamaConfig(
         hidden_act=gate[config.hidden_act],
         rms_norm_eps=config.layer_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {})},
         head_dim=config.head_dim,
         classifier_dropout=config.classifier_dropout if config.classifier_dropout is not None else 0.0,
         **kwargs,

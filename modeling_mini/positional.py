@@ -19,6 +19,8 @@ so loading a model on the ``meta`` device (transformers 5 ``from_pretrained``) c
 uninitialised, and left-padded batches get per-row positions for free.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -44,19 +46,24 @@ def _keep(cache: dict, key: tuple, make) -> torch.Tensor:
     return tensor
 
 
-def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The frequencies of :func:`_compute_frequencies`, kept per (dim, base, device, dtype) after the first call.
+def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype, scaling: dict | None = None):
+    """The frequencies of :func:`_compute_frequencies` (stretched by a rotary ``scaling``, if given), kept per (dim,
+    base, device, dtype, scaling) after the first call.
 
     A cached decoding step then computes its position's angles with one kernel instead of six (at batch 1 on a
     GPU, kernel launches are the cost). A plain Python cache, not a buffer (see the module docstring); inside
     ``torch.compile`` the vector is recomputed and folded into the graph.
     """
+    def make():
+        frequencies = _compute_frequencies(dim, base, device, dtype)
+        return frequencies if scaling is None else scaled_rotary_frequencies(frequencies, scaling)
+
     if torch.compiler.is_compiling():
-        return _compute_frequencies(dim, base, device, dtype)
-    key = (dim, base, torch.device(device), dtype)
+        return make()
+    key = (dim, base, torch.device(device), dtype, None if scaling is None else tuple(sorted(scaling.items())))
     if key in _FREQUENCIES:
         return _FREQUENCIES[key]
-    return _keep(_FREQUENCIES, key, lambda: _compute_frequencies(dim, base, device, dtype))
+    return _keep(_FREQUENCIES, key, make)
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -109,6 +116,26 @@ class LearnedPositionalEmbedding(nn.Embedding):
         return super().forward(position_ids)
 
 
+def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict) -> torch.Tensor:
+    """Rotary frequencies stretched so that a model reads past the length it was trained on (``rotary_scaling``).
+
+    * ``linear`` (position interpolation, Chen et al. 2023): every frequency divided by ``factor``, so ``factor``
+      times more positions fit in the angles seen in training.
+    * ``llama3`` (Llama 3.1): only the slow frequencies, whose wavelength is long compared with the original
+      context, are divided by ``factor``; the fast ones, which encode short distances, are kept; wavelengths in
+      between blend the two linearly.
+    """
+    factor = float(scaling["factor"])
+    if scaling["rope_type"] == "linear":
+        return frequencies / factor
+    context = float(scaling["original_max_position_embeddings"])
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    wavelength = 2 * math.pi / frequencies
+    # 0 for wavelengths past context / low (slow: divide), 1 below context / high (fast: keep), linear in between
+    keep = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0)
+    return (1 - keep) * frequencies / factor + keep * frequencies
+
+
 class RotaryEmbedding(nn.Module):
     """Computes the rotation ``(cos, sin)`` for each position; attention applies it to queries and keys."""
 
@@ -116,9 +143,10 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_dim = config.head_dim
         self.base = float(config.rope_theta)
+        self.scaling = config.rotary_scaling
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32)
+        freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32, self.scaling)
         angles = position_ids[..., None] * freqs  # (B, T, Dh/2), float32: integer ids promote to the frequencies' type
         angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
         return angles.cos().to(dtype), angles.sin().to(dtype)

@@ -82,10 +82,56 @@ def test_a_training_step_changes_the_same_weights_by_the_same_amount(cls):
     assert_one_training_step_matches(hf, from_hf(hf), dict(input_ids=ids, attention_mask=mask, labels=labels))
 
 
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+
+
+@pytest.mark.parametrize("rope", [LLAMA3_ROPE, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}],
+                         ids=["llama3", "linear"])
+def test_scaled_rotary_positions_match(rope):
+    """Llama 3.1's (and linear) rotary scaling: the frequencies HF computes, and the same outputs and generation."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    hf = build(LlamaForCausalLM, rope_parameters=dict(rope), max_position_embeddings=128)
+    mini = from_hf(hf)
+    assert mini.config.rotary_scaling["rope_type"] == rope["rope_type"]
+    theirs, _ = ROPE_INIT_FUNCTIONS[rope["rope_type"]](hf.config, torch.device("cpu"))
+    ours = modeling_mini.positional._frequencies(mini.config.head_dim, mini.config.rope_theta, "cpu", torch.float32,
+                                                 mini.config.rotary_scaling)
+    assert torch.equal(ours, theirs)
+    unscaled = modeling_mini.positional._compute_frequencies(mini.config.head_dim, rope["rope_theta"], "cpu",
+                                                             torch.float32)
+    assert not torch.equal(ours, unscaled)  # the scaling changes the angles at these sizes
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, got = hf(ids, attention_mask=mask).logits, mini(ids, attention_mask=mask).logits
+    torch.testing.assert_close(got[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False)
+    assert torch.equal(mini.generate(ids, **kwargs), hf.generate(ids, **kwargs))
+    back = to_hf(mini)
+    assert back.config.rope_parameters["rope_type"] == rope["rope_type"]
+    for key, tensor in hf.state_dict().items():
+        assert torch.equal(back.state_dict()[key], tensor), key
+
+
+@pytest.mark.parametrize(
+    ("scaling", "match"),
+    [
+        ({"rope_type": "yarn", "factor": 2.0}, r"rope_type.*'linear', 'llama3'"),
+        ({"rope_type": "linear"}, r"rotary_scaling\['factor'\].*positive"),
+        ({"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0}, "unknown keys"),
+        ({**{k: v for k, v in LLAMA3_ROPE.items() if k != "rope_theta"}, "high_freq_factor": 0.5}, "high_freq_factor"),
+        ([2.0], "rotary_scaling.*dict"),
+    ],
+)
+def test_bad_rotary_scaling_raises_naming_the_field(scaling, match):
+    with pytest.raises(ValueError, match=match):
+        modeling_mini.MiniGPTConfig(position_embedding_type="rotary", rotary_scaling=scaling)
+
+
 def test_options_llama_cannot_express_raise():
-    with pytest.raises(ValueError, match="rope_parameters.*'llama3'"):
-        from_hf(build(LlamaModel, rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
-                                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    with pytest.raises(ValueError, match="rope_parameters.*'yarn'"):
+        from_hf(build(LlamaModel, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 8.0,
                                                    "original_max_position_embeddings": 32}))
     with pytest.raises(ValueError, match="head_dim=16"):
         from_hf(build(LlamaModel, head_dim=16))
