@@ -126,7 +126,7 @@ class MiniAttention(nn.Module):
         else:  # Q, K and V stacked row-wise in one matrix: rows [0, q) queries, then keys, then values
             self.qkv_proj = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=bias)
         self.split_sizes = (q_size, kv_size, kv_size)
-        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=bias)
+        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=config.attention_output_bias)
         self.o_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,8 @@ class MiniConfig(PreTrainedConfig):
         final_norm: normalise the output of the last block; ``None`` means "yes for pre-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
+        attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
+            (Qwen2 has biases on Q, K and V only).
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
@@ -135,6 +137,7 @@ class MiniConfig(PreTrainedConfig):
         final_norm: bool | None = None,
         scale_embeddings: bool = False,
         attention_bias: bool = True,
+        attention_output_bias: bool | None = None,
         mlp_bias: bool = True,
         hidden_dropout: float = 0.1,
         attention_dropout: float = 0.1,
@@ -167,6 +170,7 @@ class MiniConfig(PreTrainedConfig):
         self.final_norm = (norm_position == "pre") if final_norm is None else final_norm
         self.scale_embeddings = scale_embeddings
         self.attention_bias = attention_bias
+        self.attention_output_bias = attention_bias if attention_output_bias is None else attention_output_bias
         self.mlp_bias = mlp_bias
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout
@@ -243,6 +247,9 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
+        for name in ("attention_bias", "attention_output_bias", "mlp_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:

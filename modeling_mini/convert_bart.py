@@ -121,6 +121,7 @@ _COMMON_REQUIRED = {
     "layer_norm_eps": 1e-5,
     "final_norm": False,
     "attention_bias": True,
+    "attention_output_bias": True,
     "mlp_bias": True,
 }
 

@@ -83,6 +83,7 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
         "final_norm": False,
         "scale_embeddings": False,
         "attention_bias": True,
+        "attention_output_bias": True,
         "mlp_bias": True,
         "activation_dropout": 0.0,
     }

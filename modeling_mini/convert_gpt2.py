@@ -66,6 +66,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         "embedding_norm": False,
         "scale_embeddings": False,
         "attention_bias": True,
+        "attention_output_bias": True,
         "mlp_bias": True,
         "activation_dropout": 0.0,
     }

@@ -1,21 +1,20 @@
-"""Llama <-> MiniGPT: the config translation and the weight-name map (used through ``convert.py``).
+"""Llama (and Mistral, Qwen2) <-> MiniGPT: the config translation and the weight-name map (used through
+``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
 block, a gated feed-forward (SwiGLU: ``down(silu(gate(x)) * up(x))``), grouped-query attention, no biases, no
 dropout on the residual stream and, usually, an output layer of its own (``tie_word_embeddings=False``). Its module
 names are almost ours already; only the two norms of a block are named differently. Llama keeps Q, K and V as three
 matrices, which ``load_mapped`` stacks into our fused ``qkv_proj``.
+
+Mistral and Qwen2 are the same network under other names, with two differences: Mistral may limit attention to a
+sliding window, and Qwen2 may on some layers (converted only where the window never bites); Qwen2 has biases on Q, K
+and V but not on the output projection (``attention_output_bias=False``).
 """
 
 import copy
 
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    LlamaForSequenceClassification,
-    LlamaForTokenClassification,
-    LlamaModel,
-)
+import transformers
 
 from .configuration_mini import ROTARY_SCALING_KEYS, MiniGPTConfig
 from .convert import load_mapped, separate_attention_projections
@@ -36,8 +35,28 @@ _GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}
 _HF_CLASSIFIER_DROPOUT = 0.1
 
 
-def mini_config_from_llama(hf: LlamaConfig, **overrides) -> MiniGPTConfig:
-    """The MiniGPT config computing what ``hf`` computes; ``ValueError`` for Llama options it lacks."""
+FAMILIES = ("Llama", "Mistral", "Qwen2")
+
+
+def _attention_layout(family: str, hf) -> dict:
+    """The biases of each family (Mistral: none; Qwen2: Q, K, V only; Llama: as its config says), after checking that
+    no layer's attention is limited to a window shorter than the model's longest input."""
+    if family == "Qwen2" and any(kind != "full_attention" for kind in hf.layer_types):
+        raise ValueError("Qwen2 with sliding-window layers (`use_sliding_window=True`) has no mini equivalent.")
+    window = getattr(hf, "sliding_window", None) if family == "Mistral" else None
+    if window is not None and window < hf.max_position_embeddings:
+        raise ValueError(f"Mistral `sliding_window={window}` (attention limited to a window shorter than "
+                         f"max_position_embeddings={hf.max_position_embeddings}) has no mini equivalent.")
+    if family == "Qwen2":
+        return {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False}
+    if family == "Mistral":
+        return {"attention_bias": False, "mlp_bias": False}
+    return {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias}
+
+
+def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
+    """The MiniGPT config computing what ``hf`` (a Llama, Mistral or Qwen2 config) computes; ``ValueError`` for options
+    it lacks."""
     rope = dict(hf.rope_parameters or {})
     rope_type = rope.get("rope_type", "default")
     if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
@@ -50,12 +69,14 @@ def mini_config_from_llama(hf: LlamaConfig, **overrides) -> MiniGPTConfig:
     if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
         rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
         scaling = {"rope_type": rope_type, **{key: rope[key] for key in ROTARY_SCALING_KEYS[rope_type]}}
-    if hf.head_dim != hf.hidden_size // hf.num_attention_heads:
-        raise ValueError(f"Llama `head_dim={hf.head_dim}` differs from hidden_size / num_attention_heads = "
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
+    if head_dim != hf.hidden_size // hf.num_attention_heads:
+        raise ValueError(f"{family} `head_dim={head_dim}` differs from hidden_size / num_attention_heads = "
                          f"{hf.hidden_size // hf.num_attention_heads}; MiniGPT heads are hidden_size / heads wide.")
     if hf.hidden_act not in _GATED:
         raise ValueError(f"Llama `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of {list(_GATED)}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
+    kwargs.update(_attention_layout(family, hf))
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
         hidden_act=_GATED[hf.hidden_act],
@@ -77,11 +98,18 @@ def mini_config_from_llama(hf: LlamaConfig, **overrides) -> MiniGPTConfig:
     return MiniGPTConfig(**kwargs)
 
 
-def llama_config_from_mini(config: MiniGPTConfig) -> LlamaConfig:
-    """The Llama config for a MiniGPT config; ``ValueError`` naming the first option Llama cannot express.
+def export_family(config: MiniGPTConfig) -> str:
+    """Qwen2 for biases on Q, K and V but not on the output projection (and none in the feed-forward), else Llama."""
+    return "Qwen2" if config.attention_bias and not config.attention_output_bias else "Llama"
+
+
+def llama_config_from_mini(config: MiniGPTConfig):
+    """The Llama (or Qwen2, see :func:`export_family`) config for a MiniGPT config; ``ValueError`` naming the first
+    option it cannot express.
 
     Llama never trains its pad token's embedding row; a MiniGPT with ``freeze_padding_row=False`` and a pad token
     exports with the same weights and outputs, and differs only there in further training."""
+    family = export_family(config)
     required = {
         "position_embedding_type": "rotary",
         "norm_type": "rmsnorm",
@@ -96,12 +124,20 @@ def llama_config_from_mini(config: MiniGPTConfig) -> LlamaConfig:
     for field, value in required.items():
         if getattr(config, field) != value:
             raise ValueError(f"Llama needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    if config.attention_bias != config.attention_output_bias and family != "Qwen2":
+        raise ValueError("Llama has a bias on every attention projection or on none: it needs `attention_output_bias "
+                         f"== attention_bias`; this model has {config.attention_output_bias!r}.")
+    if family == "Qwen2" and config.mlp_bias:
+        raise ValueError("Qwen2 (biases on Q, K and V only) has no feed-forward bias: it needs `mlp_bias=False`.")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
                          f"{config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
-    return LlamaConfig(
+    if family == "Qwen2":  # its biases are fixed by the architecture, not config fields
+        kwargs = {key: value for key, value in kwargs.items() if key not in ("attention_bias", "mlp_bias")}
+    config_class = getattr(transformers, f"{family}Config")
+    return config_class(
         hidden_act=gate[config.hidden_act],
         rms_norm_eps=config.layer_norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {})},
@@ -140,36 +176,44 @@ def _with_biases(mapping: dict, source_keys, source_is_hf: bool) -> dict:
     return out
 
 
-# hf class name -> (mini class, hf class, mini prefix, hf prefix, head keys {mini: hf})
-_PAIRS = {
-    "LlamaModel": (MiniGPTModel, LlamaModel, "", "", {}),
-    "LlamaForCausalLM": (MiniGPTForCausalLM, LlamaForCausalLM, "model.", "model.", {}),
-    "LlamaForSequenceClassification": (MiniGPTForSequenceClassification, LlamaForSequenceClassification, "model.",
-                                       "model.", {"score.weight": "score.weight"}),
-    "LlamaForTokenClassification": (MiniGPTForTokenClassification, LlamaForTokenClassification, "model.", "model.",
-                                    {"score.weight": "score.weight", "score.bias": "score.bias"}),
+# class name after the family -> (mini class, mini prefix, hf prefix, head keys {mini: hf})
+_HEADS = {
+    "Model": (MiniGPTModel, "", "", {}),
+    "ForCausalLM": (MiniGPTForCausalLM, "model.", "model.", {}),
+    "ForSequenceClassification": (MiniGPTForSequenceClassification, "model.", "model.",
+                                  {"score.weight": "score.weight"}),
+    "ForTokenClassification": (MiniGPTForTokenClassification, "model.", "model.",
+                               {"score.weight": "score.weight", "score.bias": "score.bias"}),
 }
 
 
+def _split_name(name: str) -> tuple[str, str]:
+    """"Qwen2ForCausalLM" -> ("Qwen2", "ForCausalLM")."""
+    family = next(family for family in FAMILIES if name.startswith(family))
+    return family, name.removeprefix(family)
+
+
 def _from_hf(hf_model, **overrides):
-    mini_cls, _, mini_prefix, hf_prefix, head = _PAIRS[type(hf_model).__name__]
-    config = mini_config_from_llama(hf_model.config, **overrides)
+    family, head_name = _split_name(type(hf_model).__name__)
+    mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
+    config = mini_config_from_llama(hf_model.config, family, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     state = hf_model.state_dict()
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, True)
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
-    if isinstance(hf_model, LlamaForCausalLM):  # stop tokens and sampling defaults of a chat model travel along
+    if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
 
 
 def _to_hf(mini_model):
-    name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
-    _, hf_cls, mini_prefix, hf_prefix, head = _PAIRS[name]
+    head_name = next(name for name, entry in _HEADS.items() if entry[0] is type(mini_model))
+    _, mini_prefix, hf_prefix, head = _HEADS[head_name]
     config = llama_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
-    untied = hf_cls is LlamaForCausalLM and not config.tie_word_embeddings
+    hf_cls = getattr(transformers, f"{export_family(mini_model.config)}{head_name}")
+    untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, False)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
@@ -179,10 +223,11 @@ def _to_hf(mini_model):
     return hf_model
 
 
-FROM_HF = {name: _from_hf for name in _PAIRS}
+FROM_HF = {f"{family}{head}": _from_hf for family in FAMILIES for head in _HEADS}
 TO_HF = {}  # MiniGPT exports through convert_gpt2, which hands Llama-shaped models (rotary, RMSNorm) to to_llama
 
 
 def to_llama(mini_model):
-    """The Llama model equivalent to a MiniGPT with Llama's options; ``convert.to_hf`` calls it for such models."""
+    """The Llama (or Qwen2) model equivalent to a MiniGPT with their options; ``convert.to_hf`` calls it for such
+    models."""
     return _to_hf(mini_model)

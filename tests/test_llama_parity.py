@@ -145,3 +145,54 @@ def test_options_llama_cannot_express_raise():
     mini.config.hidden_dropout, mini.config.hidden_act = 0.0, "gelu"
     with pytest.raises(ValueError, match="gated.*'swiglu'"):
         to_hf(mini)
+
+
+def build_family(family: str, head: str, **kw):
+    """A random Mistral or Qwen2 model (norms and biases perturbed), the same small shape as :func:`build`."""
+    import transformers
+
+    options = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64, "pad_token_id": 0,
+               "num_labels": 3, **({"sliding_window": None} if family == "Mistral" else {}), **kw}
+    hf = getattr(transformers, f"{family}{head}")(getattr(transformers, f"{family}Config")(**options)).eval()
+    with torch.no_grad():
+        for name, param in hf.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    return hf
+
+
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
+@pytest.mark.parametrize("family", ["Mistral", "Qwen2"])
+def test_mistral_and_qwen2_convert_exactly(family, head):
+    """Qwen2 (biases on Q, K, V, not on the output projection) and Mistral without a binding window are the Llama
+    network; Qwen2 exports back as Qwen2, Mistral as the identical Llama."""
+    hf = build_family(family, head)
+    mini = from_hf(hf)
+    assert (mini.config.attention_bias, mini.config.attention_output_bias) == ((True, False) if family == "Qwen2"
+                                                                               else (False, False))
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    key = "last_hidden_state" if head == "Model" else "logits"
+    theirs, mine = ref[key], ours[key]
+    if theirs.dim() == 3:
+        theirs, mine = theirs[mask.bool()], mine[mask.bool()]
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert type(back).__name__ == ("Qwen2" if family == "Qwen2" else "Llama") + head
+    for name, tensor in hf.state_dict().items():
+        assert torch.equal(back.state_dict()[name], tensor), name
+
+
+def test_windows_and_bias_layouts_they_cannot_express_raise():
+    with pytest.raises(ValueError, match="sliding_window=16"):
+        from_hf(build_family("Mistral", "Model", sliding_window=16))
+    with pytest.raises(ValueError, match="use_sliding_window"):
+        from_hf(build_family("Qwen2", "Model", use_sliding_window=True, sliding_window=16, max_window_layers=0))
+    mini = from_hf(build_family("Qwen2", "ForCausalLM"))
+    mini.config.mlp_bias = True
+    with pytest.raises(ValueError, match="Qwen2.*mlp_bias=False"):
+        to_hf(mini)
+    with pytest.raises(ValueError, match="attention_output_bias.*True or False"):
+        modeling_mini.MiniGPTConfig(attention_output_bias="no")
