@@ -60,11 +60,11 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     rope = dict(hf.rope_parameters or {})
     rope_type = rope.get("rope_type", "default")
     if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
-        raise ValueError(f"Llama `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
+        raise ValueError(f"{family} `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
                          f"{['default', *ROTARY_SCALING_KEYS]}.")
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ValueError(f"Llama `partial_rotary_factor={rope['partial_rotary_factor']}` (rotating part of each head) "
-                         "has no mini equivalent; only 1.0.")
+        raise ValueError(f"{family} `partial_rotary_factor={rope['partial_rotary_factor']}` (rotating part of each "
+                         "head) has no mini equivalent; only 1.0.")
     scaling = None
     if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
         rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
@@ -74,7 +74,8 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         raise ValueError(f"{family} `head_dim={head_dim}` differs from hidden_size / num_attention_heads = "
                          f"{hf.hidden_size // hf.num_attention_heads}; MiniGPT heads are hidden_size / heads wide.")
     if hf.hidden_act not in _GATED:
-        raise ValueError(f"Llama `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of {list(_GATED)}.")
+        raise ValueError(f"{family} `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of "
+                         f"{list(_GATED)}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(_attention_layout(family, hf))
     classifier_dropout = getattr(hf, "classifier_dropout", None)
