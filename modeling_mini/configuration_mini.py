@@ -63,6 +63,13 @@ def _check_rotary_scaling(scaling) -> None:
         raise ValueError("`rotary_scaling['high_freq_factor']` must be greater than `low_freq_factor`.")
 
 
+def _check_flags(config, names: tuple[str, ...]) -> None:
+    """Each named option must be a real bool (a string such as "false" would read as true)."""
+    for name in names:
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"`{name}` must be True or False; got {getattr(config, name)!r}.")
+
+
 def _check_probability(name: str, value) -> None:
     if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a float in [0, 1); got {value!r}.")
@@ -247,9 +254,7 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
-        for name in ("attention_bias", "attention_output_bias", "mlp_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        _check_flags(self, ("attention_bias", "attention_output_bias", "mlp_bias"))
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
@@ -322,9 +327,7 @@ class MiniGPTConfig(MiniConfig):
 
     def validate_architecture(self) -> None:
         super().validate_architecture()
-        for name in ("add_cross_attention", "freeze_padding_row"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
 
 
 class MiniEncoderConfig(MiniConfig):
@@ -400,9 +403,7 @@ class MiniEncoderConfig(MiniConfig):
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        for name in ("add_pooler", "sparse_prediction", "pad_aware_positions"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions"))
         if self.pad_aware_positions and (self.pad_token_id is None or self.position_offset < 1):
             raise ValueError(
                 "`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs a "
@@ -498,9 +499,7 @@ class MiniSeq2SeqConfig(MiniConfig):
         _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, which mirrors it
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        for name in ("share_embeddings", "final_logits_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
+        _check_flags(self, ("share_embeddings", "final_logits_bias"))
         if self.is_encoder_decoder is not True:
             raise ValueError(
                 f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}."

@@ -208,7 +208,9 @@ def _from_hf(hf_model, **overrides):
     return mini
 
 
-def _to_hf(mini_model):
+def to_llama(mini_model):
+    """The Llama (or Qwen2) model equivalent to a MiniGPT with their options; ``convert.to_hf`` calls it for such
+    models."""
     head_name = next(name for name, entry in _HEADS.items() if entry[0] is type(mini_model))
     _, mini_prefix, hf_prefix, head = _HEADS[head_name]
     config = llama_config_from_mini(mini_model.config)
@@ -226,9 +228,3 @@ def _to_hf(mini_model):
 
 FROM_HF = {f"{family}{head}": _from_hf for family in FAMILIES for head in _HEADS}
 TO_HF = {}  # MiniGPT exports through convert_gpt2, which hands Llama-shaped models (rotary, RMSNorm) to to_llama
-
-
-def to_llama(mini_model):
-    """The Llama (or Qwen2) model equivalent to a MiniGPT with their options; ``convert.to_hf`` calls it for such
-    models."""
-    return _to_hf(mini_model)

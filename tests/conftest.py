@@ -66,6 +66,14 @@ def padded_batch(batch=3, length=9, vocab=99, pad=0, left=True, generator_seed=0
     return ids, mask
 
 
+def assert_same_tensors(expected: torch.nn.Module, got: torch.nn.Module) -> None:
+    """``got`` holds exactly ``expected``'s tensors: the same names, each equal bit for bit (a round trip's check)."""
+    theirs, ours = expected.state_dict(), got.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key
+
+
 def assert_one_training_step_matches(reference, mini, batch: dict) -> None:
     """One plain SGD step on an HF reference and on ``from_hf(reference)``; exporting ours must give theirs.
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -66,10 +66,7 @@ def test_round_trip_is_exact(cls):
     hf = build(cls)
     back = to_hf(from_hf(hf))
     assert type(back) is cls
-    ref, got = hf.state_dict(), back.state_dict()
-    assert ref.keys() == got.keys()
-    for key in ref:
-        assert torch.equal(ref[key], got[key]), key
+    assert_same_tensors(hf, back)
 
 
 def test_bert_model_without_pooler_round_trips():

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
 from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
@@ -38,10 +38,7 @@ def test_round_trip_is_exact(cls):
     hf = cls(hf_config()).eval()
     back = to_hf(from_hf(hf))
     assert type(back) is cls
-    ref, got = hf.state_dict(), back.state_dict()
-    assert ref.keys() == got.keys()
-    for key in ref:
-        assert torch.equal(ref[key], got[key]), key
+    assert_same_tensors(hf, back)
 
 
 def test_greedy_generate_matches():
@@ -127,8 +124,7 @@ def test_cross_attention_gpt2_converts_exactly(impl):
     torch.testing.assert_close(ours[mask.bool()], ref[mask.bool()], atol=1e-5, rtol=0)
     back = to_hf(mini)
     assert back.config.add_cross_attention
-    for key, tensor in hf.state_dict().items():
-        assert torch.equal(back.state_dict()[key], tensor), key
+    assert_same_tensors(hf, back)
     labels = ids.masked_fill(mask == 0, -100)
     hf = cross_attention_gpt2(impl, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     assert_one_training_step_matches(hf, from_hf(hf), {**batch, "labels": labels})

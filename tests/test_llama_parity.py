@@ -3,7 +3,7 @@ layer) converted with the users' converter computes the same function."""
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -55,10 +55,7 @@ def test_round_trip_is_exact(cls, options):
     hf = build(cls, **options)
     back = to_hf(from_hf(hf))
     assert type(back) is cls
-    ref, got = hf.state_dict(), back.state_dict()
-    assert ref.keys() == got.keys()
-    for key in ref:
-        assert torch.equal(ref[key], got[key]), key
+    assert_same_tensors(hf, back)
 
 
 def test_greedy_and_beam_generation_match_with_left_padding():
@@ -110,8 +107,7 @@ def test_scaled_rotary_positions_match(rope):
     assert torch.equal(mini.generate(ids, **kwargs), hf.generate(ids, **kwargs))
     back = to_hf(mini)
     assert back.config.rope_parameters["rope_type"] == rope["rope_type"]
-    for key, tensor in hf.state_dict().items():
-        assert torch.equal(back.state_dict()[key], tensor), key
+    assert_same_tensors(hf, back)
 
 
 @pytest.mark.parametrize(
@@ -181,8 +177,7 @@ def test_mistral_and_qwen2_convert_exactly(family, head):
     torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
     back = to_hf(mini)
     assert type(back).__name__ == ("Qwen2" if family == "Qwen2" else "Llama") + head
-    for name, tensor in hf.state_dict().items():
-        assert torch.equal(back.state_dict()[name], tensor), name
+    assert_same_tensors(hf, back)
 
 
 def test_windows_and_bias_layouts_they_cannot_express_raise():

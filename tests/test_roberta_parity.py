@@ -4,7 +4,7 @@ function, with left or right padding (RoBERTa numbers positions among the real t
 import pytest
 import torch
 import transformers
-from conftest import TINY, assert_one_training_step_matches, padded_batch
+from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, padded_batch
 
 import modeling_mini
 from modeling_mini.convert import from_hf, to_hf
@@ -60,10 +60,7 @@ def test_round_trip_is_exact(family, head):
     hf = build(family, head)
     back = to_hf(from_hf(hf)) if family == "Roberta" else to_roberta(from_hf(hf), family=family)
     assert type(back) is type(hf)
-    ref, got = hf.state_dict(), back.state_dict()
-    assert ref.keys() == got.keys()
-    for key in ref:
-        assert torch.equal(ref[key], got[key]), key
+    assert_same_tensors(hf, back)
 
 
 @pytest.mark.parametrize("head", ["Model", "ForMaskedLM"])
