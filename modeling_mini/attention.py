@@ -83,6 +83,8 @@ def eager_attention_forward(
         # no mask given: the causal structure itself (the query block ends at the last key)
         t, s = query.shape[2], key.shape[2]
         allowed = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(diagonal=s - t)
+        if getattr(module, "sliding_window", None) is not None:  # and not further back than the window
+            allowed = allowed.triu(diagonal=s - t - module.sliding_window + 1)
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
 
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
@@ -103,14 +105,26 @@ class MiniAttention(nn.Module):
         is_causal: True for decoder self-attention (a token sees only itself and the past); False for
             encoder self-attention and cross-attention. The sdpa backend reads it, so it must be right.
         is_cross_attention: build the module as cross-attention (no rotary positions).
+        sliding_window: causal self-attention that sees only the last ``sliding_window`` tokens (itself included).
+            The mask the model builds already says so; flash-attention kernels read the number instead.
     """
 
-    def __init__(self, config, layer_idx: int, is_causal: bool, is_cross_attention: bool = False):
+    def __init__(
+        self,
+        config,
+        layer_idx: int,
+        is_causal: bool,
+        is_cross_attention: bool = False,
+        sliding_window: int | None = None,
+    ):
         super().__init__()
+        if sliding_window is not None and (is_cross_attention or not is_causal):
+            raise ValueError("`sliding_window` applies to causal self-attention only.")
         self.config = config
         self.layer_idx = layer_idx
         self.is_causal = is_causal
         self.is_cross_attention = is_cross_attention
+        self.sliding_window = sliding_window
         self.num_heads = config.num_attention_heads
         self.num_key_value_heads = config.num_key_value_heads
         self.num_key_value_groups = self.num_heads // self.num_key_value_heads
@@ -193,6 +207,7 @@ class MiniAttention(nn.Module):
             attention_mask,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
+            sliding_window=self.sliding_window,
             **kwargs,
         )
         output = output.reshape(*input_shape, -1).contiguous()  # (B, T, H, Dh) -> (B, T, D)

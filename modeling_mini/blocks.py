@@ -36,12 +36,22 @@ class MiniBlock(GradientCheckpointingLayer):
         layer_idx: position of the block in its stack (its slot in the cache).
         is_causal: masked self-attention (decoders) or bidirectional (encoders).
         has_cross_attention: add attention over the encoder output (seq2seq decoder).
+        sliding_window: limit the self-attention to the last ``sliding_window`` tokens (a GPT's sliding layers).
     """
 
-    def __init__(self, config, layer_idx: int, is_causal: bool, has_cross_attention: bool = False):
+    def __init__(
+        self,
+        config,
+        layer_idx: int,
+        is_causal: bool,
+        has_cross_attention: bool = False,
+        sliding_window: int | None = None,
+    ):
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
-        self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal)
+        #: which of the model's masks this block's self-attention takes (transformers' layer-type names)
+        self.attention_type = "full_attention" if sliding_window is None else "sliding_attention"
+        self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal, sliding_window=sliding_window)
         self.self_attn_norm = build_norm(config)
         self.cross_attn = (
             MiniAttention(config, layer_idx, is_causal=False, is_cross_attention=True) if has_cross_attention else None

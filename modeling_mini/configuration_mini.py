@@ -24,6 +24,8 @@ SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+#: what a GPT layer's self-attention sees (``layer_types``): every earlier token, or only the last ``sliding_window``
+ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -68,6 +70,18 @@ def _check_flags(config, names: tuple[str, ...]) -> None:
     for name in names:
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"`{name}` must be True or False; got {getattr(config, name)!r}.")
+
+
+def _check_layer_types(layer_types, num_layers: int, sliding_window) -> None:
+    """``layer_types``: a list of ``num_layers`` known names, with a window if any layer slides."""
+    if not isinstance(layer_types, list) or len(layer_types) != num_layers:
+        raise ValueError(f"`layer_types` must be None or a list of num_hidden_layers={num_layers} entries; "
+                         f"got {layer_types!r}.")
+    for layer_type in layer_types:
+        _check_choice("layer_types[i]", layer_type, ATTENTION_LAYER_TYPES)
+    if "sliding_attention" in layer_types and sliding_window is None:
+        raise ValueError("`layer_types` has 'sliding_attention' layers: set `sliding_window` (the number of tokens "
+                         "such a layer sees).")
 
 
 def _check_probability(name: str, value) -> None:
@@ -288,6 +302,14 @@ class MiniGPTConfig(MiniConfig):
             cross-attention is then fine-tuned). ``EncoderDecoderModel.from_encoder_decoder_pretrained`` sets it.
         freeze_padding_row: the pad token's embedding row never trains (its lookups pass no gradient), as in Llama.
             Off by default, as in GPT-2: a causal LM's pad token is usually its end-of-text token, which it must learn.
+        sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens a token sees in a
+            *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
+            attention). Information still travels further through the stack, one window per layer, while the
+            attention cost and the key/value cache of such a layer stop growing with the length.
+        layer_types: one entry per layer, ``"full_attention"`` or ``"sliding_attention"`` (Qwen2's and Ministral's
+            mix); ``None`` makes every layer slide when ``sliding_window`` is set, and none otherwise. transformers'
+            caches and mask builders read the same two fields: a cache made for this config keeps only a window for
+            the sliding layers, and ``generate`` may pass a mask per layer type.
     """
 
     model_type = "mini_gpt"
@@ -305,10 +327,18 @@ class MiniGPTConfig(MiniConfig):
         eos_token_id: int | None = None,
         add_cross_attention: bool = False,
         freeze_padding_row: bool = False,
+        sliding_window: int | None = None,
+        layer_types: list[str] | None = None,
         **kwargs,
     ):
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
+        self.sliding_window = sliding_window
+        self.layer_types = list(layer_types) if isinstance(layer_types, tuple) else layer_types  # None: filled below
+        if layer_types is not None:  # before transformers' own check, which raises no ValueError
+            depth = kwargs.get("n_layer", num_hidden_layers)  # GPT-2's name (attribute_map) wins, as it will below
+            _check_positive("num_hidden_layers", depth)
+            _check_layer_types(self.layer_types, depth, sliding_window)
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -325,9 +355,19 @@ class MiniGPTConfig(MiniConfig):
     def _cross_attention_stacks(self) -> tuple[str, ...]:
         return ("layers",) if self.add_cross_attention else ()
 
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        """The window of layer ``layer_idx``'s self-attention: ``sliding_window`` for a sliding layer, else None."""
+        return self.sliding_window if self.layer_types[layer_idx] == "sliding_attention" else None
+
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
+        if self.sliding_window is not None:
+            _check_positive("sliding_window", self.sliding_window)
+        if self.layer_types is None:  # transformers' default: every layer slides when there is a window, else none
+            kind = "full_attention" if self.sliding_window is None else "sliding_attention"
+            self.layer_types = [kind] * self.num_hidden_layers
+        _check_layer_types(self.layer_types, self.num_hidden_layers, self.sliding_window)
 
 
 class MiniEncoderConfig(MiniConfig):

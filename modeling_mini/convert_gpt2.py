@@ -75,6 +75,9 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
             raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     if config.num_key_value_heads != config.num_attention_heads:
         raise ValueError("GPT-2 needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    if any(config.layer_sliding_window(i) is not None for i in range(config.num_hidden_layers)):
+        raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
+                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
     if config.hidden_act in ("swiglu", "geglu", "reglu"):
         raise ValueError(f"GPT-2 has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}

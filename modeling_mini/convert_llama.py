@@ -1,4 +1,4 @@
-"""Llama (and Mistral, Qwen2) <-> MiniGPT: the config translation and the weight-name map (used through
+"""Llama (and Mistral, Ministral, Qwen2) <-> MiniGPT: the config translation and the weight-name map (used through
 ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
@@ -7,9 +7,10 @@ dropout on the residual stream and, usually, an output layer of its own (``tie_w
 names are almost ours already; only the two norms of a block are named differently. Llama keeps Q, K and V as three
 matrices, which ``load_mapped`` stacks into our fused ``qkv_proj``.
 
-Mistral and Qwen2 are the same network under other names, with two differences: Mistral may limit attention to a
-sliding window, and Qwen2 may on some layers (converted only where the window never bites); Qwen2 has biases on Q, K
-and V but not on the output projection (``attention_output_bias=False``).
+Mistral, Ministral and Qwen2 are the same network under other names, with two differences: they may limit attention
+to a sliding window (Mistral on every layer, Ministral and Qwen2 on the layers their ``layer_types`` name: our
+``sliding_window`` and ``layer_types``), and Qwen2 has biases on Q, K and V but not on the output projection
+(``attention_output_bias=False``).
 """
 
 import copy
@@ -35,23 +36,21 @@ _GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}
 _HF_CLASSIFIER_DROPOUT = 0.1
 
 
-FAMILIES = ("Llama", "Mistral", "Qwen2")
+FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2")
 
 
 def _attention_layout(family: str, hf) -> dict:
-    """The biases of each family (Mistral: none; Qwen2: Q, K, V only; Llama: as its config says), after checking that
-    no layer's attention is limited to a window shorter than the model's longest input."""
-    if family == "Qwen2" and any(kind != "full_attention" for kind in hf.layer_types):
-        raise ValueError("Qwen2 with sliding-window layers (`use_sliding_window=True`) has no mini equivalent.")
-    window = getattr(hf, "sliding_window", None) if family == "Mistral" else None
-    if window is not None and window < hf.max_position_embeddings:
-        raise ValueError(f"Mistral `sliding_window={window}` (attention limited to a window shorter than "
-                         f"max_position_embeddings={hf.max_position_embeddings}) has no mini equivalent.")
-    if family == "Qwen2":
-        return {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False}
-    if family == "Mistral":
-        return {"attention_bias": False, "mlp_bias": False}
-    return {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias}
+    """The biases of each family (Mistral, Ministral: none; Qwen2: Q, K, V only; Llama: as its config says) and which
+    layers attend through a sliding window (Mistral: all of them when ``sliding_window`` is set; Ministral, Qwen2: those
+    their ``layer_types`` name)."""
+    layout = {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias} if family == "Llama" else (
+        {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False} if family == "Qwen2"
+        else {"attention_bias": False, "mlp_bias": False})
+    window = getattr(hf, "sliding_window", None)  # Llama has none; Qwen2 sets it to None without use_sliding_window
+    layer_types = getattr(hf, "layer_types", None) if window is not None else None
+    if layer_types is not None and all(kind == "sliding_attention" for kind in layer_types):
+        layer_types = None  # every layer slides: the mini default for a window
+    return layout | {"sliding_window": window, "layer_types": layer_types}
 
 
 def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
@@ -100,8 +99,14 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """Qwen2 for biases on Q, K and V but not on the output projection (and none in the feed-forward), else Llama."""
-    return "Qwen2" if config.attention_bias and not config.attention_output_bias else "Llama"
+    """Qwen2 for biases on Q, K and V but not on the output projection (and none in the feed-forward); else, with
+    sliding-window layers, Mistral (every layer slides) or Ministral (some do); else Llama."""
+    if config.attention_bias and not config.attention_output_bias:
+        return "Qwen2"
+    windows = [config.layer_sliding_window(i) for i in range(config.num_hidden_layers)]
+    if all(window is None for window in windows):
+        return "Llama"
+    return "Mistral" if None not in windows else "Ministral"
 
 
 def llama_config_from_mini(config: MiniGPTConfig):
@@ -130,13 +135,27 @@ def llama_config_from_mini(config: MiniGPTConfig):
                          f"== attention_bias`; this model has {config.attention_output_bias!r}.")
     if family == "Qwen2" and config.mlp_bias:
         raise ValueError("Qwen2 (biases on Q, K and V only) has no feed-forward bias: it needs `mlp_bias=False`.")
+    if family in ("Mistral", "Ministral") and (config.attention_bias or config.mlp_bias):
+        raise ValueError(f"{family} (the Llama network with sliding-window attention) has no biases: it needs "
+                         "`attention_bias=False` and `mlp_bias=False`, or biases on Q, K and V only (Qwen2).")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
                          f"{config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
-    if family == "Qwen2":  # its biases are fixed by the architecture, not config fields
+    if family != "Llama":  # their biases are fixed by the architecture, not config fields
         kwargs = {key: value for key, value in kwargs.items() if key not in ("attention_bias", "mlp_bias")}
+    layer_types = ["full_attention" if config.layer_sliding_window(i) is None else "sliding_attention"
+                   for i in range(config.num_hidden_layers)]
+    if family == "Mistral":
+        kwargs["sliding_window"] = config.sliding_window
+    elif family == "Ministral":
+        kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types)
+    elif family == "Qwen2" and "sliding_attention" in layer_types:
+        kwargs.update(use_sliding_window=True, sliding_window=config.sliding_window, layer_types=layer_types,
+                      max_window_layers=layer_types.index("sliding_attention"))  # Qwen2's rule when none is given
+    elif family == "Qwen2":
+        kwargs["use_sliding_window"] = False
     config_class = getattr(transformers, f"{family}Config")
     return config_class(
         hidden_act=gate[config.hidden_act],

@@ -17,7 +17,11 @@ import torch
 from torch import nn
 from transformers import GenerationMixin
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import (
+    create_bidirectional_mask,
+    create_causal_mask,
+    create_sliding_window_causal_mask,
+)
 from transformers.modeling_outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
@@ -43,6 +47,14 @@ from .modeling_base import (
 from .normalization import build_norm
 from .positional import build_rotary
 
+#: Masked (causal) self-attention, and its sliding-window form: transformers' mask builder for each layer type.
+#: Each returns what the attention backend takes (a boolean or additive 4D mask, a flex ``BlockMask``, or None when
+#: sdpa's own causal flag says it all), sized to the cache: a sliding layer's cache keeps only its window.
+MASK_FUNCTIONS = {
+    "full_attention": create_causal_mask,
+    "sliding_attention": create_sliding_window_causal_mask,
+}
+
 
 class MiniGPTPreTrainedModel(MiniPreTrainedModel):
     config_class = MiniGPTConfig
@@ -66,9 +78,17 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)  # off: as GPT-2
         self.rotary = build_rotary(config)
         self.layers = nn.ModuleList(
-            MiniBlock(config, i, is_causal=True, has_cross_attention=config.add_cross_attention)
+            MiniBlock(
+                config,
+                i,
+                is_causal=True,
+                has_cross_attention=config.add_cross_attention,
+                sliding_window=config.layer_sliding_window(i),
+            )
             for i in range(config.num_hidden_layers)
         )
+        #: the masks a forward builds: the causal one, the sliding-window one, or both (one each, for all layers)
+        self.attention_types = sorted({block.attention_type for block in self.layers})
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
@@ -112,7 +132,10 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         # a paged cache (continuous batching, ``generate_batch``) is not a ``Cache`` and has no single length: its
         # caller passes the position ids and a 4D mask, so the past length is never needed then
         past = self_cache.get_seq_length() if isinstance(self_cache, Cache) else 0
-        check_attention_mask(attention_mask, batch, past + length)
+        # ``generate`` with a static cache builds the masks itself, one per layer type: {layer type: 4D mask}
+        prepared_masks = attention_mask if isinstance(attention_mask, dict) else None
+        if prepared_masks is None:
+            check_attention_mask(attention_mask, batch, past + length)
         if cross:
             source_length = encoder_hidden_states.shape[1]
             check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask")
@@ -122,7 +145,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             position_ids, max_position = next_positions(past, length, inputs.device)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
-        mask = create_causal_mask(
+        mask_kwargs = dict(
             config=self.config,
             inputs_embeds=hidden_states,
             attention_mask=attention_mask,
@@ -133,6 +156,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             cache=None if made_cache else self_cache,
             position_ids=given_positions,
         )
+        masks = prepared_masks or {kind: MASK_FUNCTIONS[kind](**mask_kwargs) for kind in self.attention_types}
         cross_mask = None
         if cross:
             cross_mask = create_bidirectional_mask(
@@ -146,7 +170,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
-                attention_mask=mask,
+                attention_mask=masks[block.attention_type],
                 encoder_attention_mask=cross_mask,
                 position_embeddings=rotary,
                 cache=cache,

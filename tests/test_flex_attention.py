@@ -42,6 +42,16 @@ def test_gpt_causal_mask_with_left_padding():
     )
 
 
+def test_gpt_sliding_window_and_full_layers_with_left_padding():
+    ids, mask = padded_batch(left=True)
+    _assert_flex_equals_eager(
+        lambda attn: MiniGPTForCausalLM(tiny_gpt_config(
+            position_embedding_type="rotary", sliding_window=3, layer_types=["sliding_attention", "full_attention"],
+            attn_implementation=attn)),
+        mask.bool(), input_ids=ids, attention_mask=mask,
+    )
+
+
 def test_gpt_padding_free_batch_gets_a_block_diagonal_mask():
     torch.manual_seed(0)
     model = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="rotary", attn_implementation="flex_attention"))

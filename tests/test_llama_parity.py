@@ -144,7 +144,8 @@ def test_options_llama_cannot_express_raise():
 
 
 def build_family(family: str, head: str, **kw):
-    """A random Mistral or Qwen2 model (norms and biases perturbed), the same small shape as :func:`build`."""
+    """A random Mistral (no sliding window) or Qwen2 model (norms and biases perturbed), the same small shape as
+    :func:`build`."""
     import transformers
 
     options = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -180,11 +181,8 @@ def test_mistral_and_qwen2_convert_exactly(family, head):
     assert_same_tensors(hf, back)
 
 
-def test_windows_and_bias_layouts_they_cannot_express_raise():
-    with pytest.raises(ValueError, match="sliding_window=16"):
-        from_hf(build_family("Mistral", "Model", sliding_window=16))
-    with pytest.raises(ValueError, match="use_sliding_window"):
-        from_hf(build_family("Qwen2", "Model", use_sliding_window=True, sliding_window=16, max_window_layers=0))
+def test_bias_layouts_they_cannot_express_raise():
+    """(Sliding windows convert: tests/test_sliding_window.py.)"""
     mini = from_hf(build_family("Qwen2", "ForCausalLM"))
     mini.config.mlp_bias = True
     with pytest.raises(ValueError, match="Qwen2.*mlp_bias=False"):
