@@ -43,6 +43,12 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
 ROTARY_SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+    "yarn": ("factor", "original_max_position_embeddings"),
+}
+#: ... and the ones it may have (YaRN's defaults: beta_fast 32, beta_slow 1, the attention factor from ``factor``,
+#: truncate True)
+ROTARY_SCALING_OPTIONAL_KEYS = {
+    "yarn": ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate"),
 }
 
 
@@ -52,16 +58,20 @@ def _check_rotary_scaling(scaling) -> None:
     if not isinstance(scaling, dict):
         raise ValueError(f"`rotary_scaling` must be None or a dict with a 'rope_type'; got {scaling!r}.")
     _check_choice("rotary_scaling['rope_type']", scaling.get("rope_type"), tuple(ROTARY_SCALING_KEYS))
-    unknown = sorted(set(scaling) - {"rope_type", *ROTARY_SCALING_KEYS[scaling["rope_type"]]})
+    rope_type = scaling["rope_type"]
+    required, optional = ROTARY_SCALING_KEYS[rope_type], ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ())
+    unknown = sorted(set(scaling) - {"rope_type", *required, *optional})
     if unknown:
-        raise ValueError(f"`rotary_scaling` of type {scaling['rope_type']!r} takes "
-                         f"{', '.join(ROTARY_SCALING_KEYS[scaling['rope_type']])}; unknown keys {unknown}.")
-    for key in ROTARY_SCALING_KEYS[scaling["rope_type"]]:
+        raise ValueError(f"`rotary_scaling` of type {rope_type!r} takes {', '.join(required + optional)}; unknown "
+                         f"keys {unknown}.")
+    for key in required + tuple(key for key in optional if key in scaling and key != "truncate"):
         value = scaling.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"`rotary_scaling[{key!r}]` must be a positive number for rope_type "
-                             f"{scaling['rope_type']!r}; got {value!r}.")
-    if scaling["rope_type"] == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+                             f"{rope_type!r}; got {value!r}.")
+    if "truncate" in scaling and not isinstance(scaling["truncate"], bool):
+        raise ValueError(f"`rotary_scaling['truncate']` must be True or False; got {scaling['truncate']!r}.")
+    if rope_type == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
         raise ValueError("`rotary_scaling['high_freq_factor']` must be greater than `low_freq_factor`.")
 
 
@@ -111,7 +121,10 @@ class MiniConfig(PreTrainedConfig):
         rotary_scaling: ``None``, or how to stretch rotary positions past the length a model was trained on:
             ``{"rope_type": "linear", "factor": f}`` (every frequency divided by ``f``) or ``{"rope_type": "llama3",
             "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` (Llama 3.1's:
-            only the slow frequencies are divided); see ``positional.scaled_rotary_frequencies``.
+            only the slow frequencies are divided) or ``{"rope_type": "yarn", "factor",
+            "original_max_position_embeddings"}`` (YaRN, with its optional ``beta_fast``, ``beta_slow``,
+            ``attention_factor``, ``mscale``, ``mscale_all_dim``, ``truncate``); see
+            ``positional.scaled_rotary_frequencies``.
         norm_type: ``layernorm`` or ``rmsnorm``.
         norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2) or ``post`` (normalise after
             the residual sum, the original Transformer and BERT).

@@ -17,7 +17,7 @@ import copy
 
 import transformers
 
-from .configuration_mini import ROTARY_SCALING_KEYS, MiniGPTConfig
+from .configuration_mini import ROTARY_SCALING_KEYS, ROTARY_SCALING_OPTIONAL_KEYS, MiniGPTConfig
 from .convert import load_mapped, separate_attention_projections
 from .modeling_gpt import (
     MiniGPTForCausalLM,
@@ -67,7 +67,10 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     scaling = None
     if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
         rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
-        scaling = {"rope_type": rope_type, **{key: rope[key] for key in ROTARY_SCALING_KEYS[rope_type]}}
+        if rope.get("factor") is None and rope_type == "yarn":  # DeepSeek's form: HF takes the length ratio
+            rope["factor"] = hf.max_position_embeddings / rope["original_max_position_embeddings"]
+        optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
+        scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     if head_dim != hf.hidden_size // hf.num_attention_heads:
         raise ValueError(f"{family} `head_dim={head_dim}` differs from hidden_size / num_attention_heads = "

@@ -56,7 +56,7 @@ def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype
     """
     def make():
         frequencies = _compute_frequencies(dim, base, device, dtype)
-        return frequencies if scaling is None else scaled_rotary_frequencies(frequencies, scaling)
+        return frequencies if scaling is None else scaled_rotary_frequencies(frequencies, scaling, base)
 
     if torch.compiler.is_compiling():
         return make()
@@ -116,7 +116,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
         return super().forward(position_ids)
 
 
-def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict) -> torch.Tensor:
+def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict, base: float) -> torch.Tensor:
     """Rotary frequencies stretched so that a model reads past the length it was trained on (``rotary_scaling``).
 
     * ``linear`` (position interpolation, Chen et al. 2023): every frequency divided by ``factor``, so ``factor``
@@ -124,16 +124,59 @@ def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict) -> torch
     * ``llama3`` (Llama 3.1): only the slow frequencies, whose wavelength is long compared with the original
       context, are divided by ``factor``; the fast ones, which encode short distances, are kept; wavelengths in
       between blend the two linearly.
+    * ``yarn`` (Peng et al. 2023): the same idea, with the blend placed by how many full turns a frequency makes
+      over the original context: at least ``beta_fast`` (32) turns, kept; at most ``beta_slow`` (1), divided.
+      YaRN also scales the rotation itself (:func:`rotary_attention_factor`).
     """
     factor = float(scaling["factor"])
     if scaling["rope_type"] == "linear":
         return frequencies / factor
     context = float(scaling["original_max_position_embeddings"])
+    if scaling["rope_type"] == "yarn":
+        return _yarn_frequencies(frequencies, factor, context, base, scaling)
     low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
     wavelength = 2 * math.pi / frequencies
     # 0 for wavelengths past context / low (slow: divide), 1 below context / high (fast: keep), linear in between
     keep = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0)
     return (1 - keep) * frequencies / factor + keep * frequencies
+
+
+def _yarn_frequencies(frequencies: torch.Tensor, factor: float, context: float, base: float, scaling: dict):
+    """YaRN's blend. Pair ``i`` turns ``context * base^(-2i/dim) / 2pi`` times over the context, so it makes ``n``
+    turns at ``i(n) = dim * log(context / (2 pi n)) / (2 log base)``; pairs below ``i(beta_fast)`` keep their
+    frequency, pairs above ``i(beta_slow)`` are divided by ``factor``, and the weight ramps linearly in between."""
+    dim = 2 * frequencies.shape[0]
+
+    def pair_turning(turns: float) -> float:
+        return dim * math.log(context / (turns * 2 * math.pi)) / (2 * math.log(base))
+
+    first, last = pair_turning(scaling.get("beta_fast", 32)), pair_turning(scaling.get("beta_slow", 1))
+    if scaling.get("truncate", True):
+        first, last = math.floor(first), math.ceil(last)
+    first, last = max(first, 0), min(last, dim - 1)
+    if first == last:
+        last += 0.001  # a one-pair ramp would divide by zero
+    pairs = torch.arange(dim // 2, dtype=torch.float32).to(frequencies.device)
+    keep = 1 - ((pairs - first) / (last - first)).clamp(0.0, 1.0)  # (Dh/2,): 1 keeps, 0 divides
+    base_powers = base ** (torch.arange(0, dim, 2, device=frequencies.device, dtype=frequencies.dtype) / dim)
+    return 1.0 / (factor * base_powers) * (1 - keep) + frequencies * keep  # base_powers = 1 / frequencies
+
+
+def rotary_attention_factor(scaling: dict | None) -> float:
+    """YaRN's multiplier on ``cos`` and ``sin`` (1 otherwise): ``0.1 ln(factor) + 1``, which sharpens attention back
+    to what it was over the original context, or the ratio of two such terms with DeepSeek's ``mscale`` /
+    ``mscale_all_dim``; ``attention_factor`` sets it directly."""
+    if scaling is None or scaling["rope_type"] != "yarn":
+        return 1.0
+    if scaling.get("attention_factor") is not None:
+        return float(scaling["attention_factor"])
+
+    def sharpening(mscale: float = 1.0) -> float:
+        return 1.0 if scaling["factor"] <= 1 else 0.1 * mscale * math.log(scaling["factor"]) + 1.0
+
+    if scaling.get("mscale") and scaling.get("mscale_all_dim"):
+        return float(sharpening(scaling["mscale"]) / sharpening(scaling["mscale_all_dim"]))
+    return sharpening()
 
 
 class RotaryEmbedding(nn.Module):
@@ -144,12 +187,16 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = config.head_dim
         self.base = float(config.rope_theta)
         self.scaling = config.rotary_scaling
+        self.attention_factor = rotary_attention_factor(config.rotary_scaling)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32, self.scaling)
         angles = position_ids[..., None] * freqs  # (B, T, Dh/2), float32: integer ids promote to the frequencies' type
         angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        cos, sin = angles.cos(), angles.sin()
+        if self.attention_factor != 1.0:  # YaRN: q.k grows by its square
+            cos, sin = cos * self.attention_factor, sin * self.attention_factor
+        return cos.to(dtype), sin.to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -83,19 +83,29 @@ LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "lo
                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
 
 
-@pytest.mark.parametrize("rope", [LLAMA3_ROPE, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}],
-                         ids=["llama3", "linear"])
+YARN_ROPE = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 32}
+
+
+@pytest.mark.parametrize(
+    "rope",
+    [LLAMA3_ROPE, {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}, YARN_ROPE,
+     {**YARN_ROPE, "beta_fast": 8.0, "beta_slow": 2.0, "truncate": False},
+     {**YARN_ROPE, "mscale": 1.0, "mscale_all_dim": 0.5}, {**YARN_ROPE, "attention_factor": 1.3}],
+    ids=["llama3", "linear", "yarn", "yarn-betas-untruncated", "yarn-mscale", "yarn-attention-factor"],
+)
 def test_scaled_rotary_positions_match(rope):
-    """Llama 3.1's (and linear) rotary scaling: the frequencies HF computes, and the same outputs and generation."""
+    """Llama 3.1's, linear and YaRN rotary scaling: the frequencies (and YaRN's attention factor) HF computes, and the
+    same outputs and generation."""
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
     hf = build(LlamaForCausalLM, rope_parameters=dict(rope), max_position_embeddings=128)
     mini = from_hf(hf)
     assert mini.config.rotary_scaling["rope_type"] == rope["rope_type"]
-    theirs, _ = ROPE_INIT_FUNCTIONS[rope["rope_type"]](hf.config, torch.device("cpu"))
+    theirs, their_factor = ROPE_INIT_FUNCTIONS[rope["rope_type"]](hf.config, torch.device("cpu"))
     ours = modeling_mini.positional._frequencies(mini.config.head_dim, mini.config.rope_theta, "cpu", torch.float32,
                                                  mini.config.rotary_scaling)
     assert torch.equal(ours, theirs)
+    assert mini.model.rotary.attention_factor == their_factor
     unscaled = modeling_mini.positional._compute_frequencies(mini.config.head_dim, rope["rope_theta"], "cpu",
                                                              torch.float32)
     assert not torch.equal(ours, unscaled)  # the scaling changes the angles at these sizes
@@ -113,7 +123,12 @@ def test_scaled_rotary_positions_match(rope):
 @pytest.mark.parametrize(
     ("scaling", "match"),
     [
-        ({"rope_type": "yarn", "factor": 2.0}, r"rope_type.*'linear', 'llama3'"),
+        ({"rope_type": "dynamic", "factor": 2.0}, r"rope_type.*'linear', 'llama3', 'yarn'"),
+        ({"rope_type": "yarn", "factor": 2.0}, r"rotary_scaling\['original_max_position_embeddings'\].*positive"),
+        ({"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8, "beta_fast": -1},
+         r"rotary_scaling\['beta_fast'\].*positive"),
+        ({"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8, "truncate": "no"},
+         r"rotary_scaling\['truncate'\].*True or False"),
         ({"rope_type": "linear"}, r"rotary_scaling\['factor'\].*positive"),
         ({"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0}, "unknown keys"),
         ({**{k: v for k, v in LLAMA3_ROPE.items() if k != "rope_theta"}, "high_freq_factor": 0.5}, "high_freq_factor"),
@@ -126,9 +141,8 @@ def test_bad_rotary_scaling_raises_naming_the_field(scaling, match):
 
 
 def test_options_llama_cannot_express_raise():
-    with pytest.raises(ValueError, match="rope_parameters.*'yarn'"):
-        from_hf(build(LlamaModel, rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 8.0,
-                                                   "original_max_position_embeddings": 32}))
+    with pytest.raises(ValueError, match="rope_parameters.*'dynamic'"):
+        from_hf(build(LlamaModel, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 8.0}))
     with pytest.raises(ValueError, match="head_dim=16"):
         from_hf(build(LlamaModel, head_dim=16))
     mini = from_hf(build(LlamaForCausalLM))
