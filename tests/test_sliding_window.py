@@ -180,3 +180,37 @@ def test_exports_that_cannot_express_the_windows_raise():
     assert MiniGPTConfig().layer_types == ["full_attention"] * 12
     assert MiniGPTConfig(n_layer=2, sliding_window=8).layer_types == ["sliding_attention"] * 2  # GPT-2's name
     assert MiniGPTConfig(n_layer=1, layer_types=["full_attention"]).num_hidden_layers == 1
+
+
+def test_continuous_batching_gives_each_prompt_its_greedy_tokens():
+    """``generate_batch`` (a paged cache, prompts packed in one row) with a sliding and a full layer."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    model = MiniGPTForCausalLM(tiny_gpt_config(
+        position_embedding_type="rotary", attn_implementation="eager", initializer_range=0.3, sliding_window=3,
+        layer_types=["sliding_attention", "full_attention"])).eval()
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 99, (n,), generator=g).tolist() for n in (6, 3, 9)]
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    batching = ContinuousBatchingConfig(num_blocks=8, block_size=16, max_batch_tokens=64)
+    results = model.generate_batch(inputs=prompts, generation_config=config, continuous_batching_config=batching,
+                                   progress_bar=False)
+    alone = [model.generate(torch.tensor([p]), max_new_tokens=6, do_sample=False, eos_token_id=-1)[0, len(p):].tolist()
+             for p in prompts]
+    assert [result.generated_tokens for result in results.values()] == alone
+    assert len({tuple(tokens) for tokens in alone}) == 3
+
+
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens():
+    """Speculative decoding crops rejected tokens from the cache; a sliding layer's cache must crop correctly too."""
+    def build(layers):
+        return MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="rotary", num_hidden_layers=layers,
+                                                  sliding_window=WINDOW, initializer_range=0.3)).eval()
+
+    model, assistant = build(2), build(1)
+    ids = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(2))
+    ids = torch.cat([ids, ids[:, :3]], dim=1)  # a repeat, so that prompt lookup finds candidates
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    greedy = model.generate(ids, **kwargs)
+    assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
+    assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
