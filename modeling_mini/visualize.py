@@ -8,7 +8,8 @@ this module.
   tokenizer (self-attention of the GPT and the encoder; encoder, decoder and cross-attention of the
   encoder-decoder). With ``query="viu"`` it shows, for every head, which tokens that word attends to.
 * :func:`plot_positional_encoding`: the sinusoidal position matrix and the position similarity it induces.
-* :func:`plot_masks`: the causal (decoder) mask next to the bidirectional (encoder) one, as the models build them.
+* :func:`plot_masks`: the causal (decoder) mask, its sliding-window form and the bidirectional (encoder) one, as the
+  models build them.
 * :func:`plot_normalization`: what LayerNorm and RMSNorm do to each token's mean and spread.
 * :func:`plot_activations`: ReLU, GELU, SiLU and sigmoid with their derivatives.
 * :func:`plot_training_loss`: the loss curve of a Trainer output folder (``trainer_state.json``).
@@ -98,10 +99,10 @@ def attention_figure_size(num_queries: int, num_keys: int, num_rows: int, num_co
     return side * num_cols + 1.2, side * num_rows + 0.8
 
 
-def mask_figure_size(num_tokens: int) -> tuple[float, float]:
-    """Figure size in inches of :func:`plot_masks` for ``num_tokens`` tokens (padding included)."""
+def mask_figure_size(num_tokens: int, panels: int = 3) -> tuple[float, float]:
+    """Figure size in inches of :func:`plot_masks` for ``num_tokens`` tokens (padding included) and ``panels`` masks."""
     side = 0.42 * num_tokens + 1.5
-    return 2 * side + 0.5, side + 1.3
+    return panels * side + 0.5, side + 1.3
 
 
 def _check_index(name: str, value: int | None, size: int, what: str) -> None:
@@ -304,18 +305,43 @@ def attention_masks(length: int, padding: int = 0) -> tuple[torch.Tensor, torch.
     return causal.reshape(-1, length, length)[0], bidirectional.reshape(-1, length, length)[0]
 
 
-def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0) -> Path:
-    """The causal mask (decoder: a token sees itself and the past) next to the bidirectional one (encoder)."""
+def sliding_window_mask(length: int, sliding_window: int, padding: int = 0) -> torch.Tensor:
+    """The boolean (T, T) mask of a GPT's sliding-window layer (``create_sliding_window_causal_mask``): a token sees
+    itself and the ``sliding_window - 1`` tokens before it. The last ``padding`` tokens are padding."""
+    from transformers.masking_utils import create_sliding_window_causal_mask
+
+    from .configuration_mini import MiniGPTConfig
+
+    if not (isinstance(length, int) and length >= 1 and isinstance(padding, int) and 0 <= padding < length):
+        raise ValueError(f"`length` must be >= 1 and `padding` in [0, length); got length={length}, padding={padding}.")
+    config = MiniGPTConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                           sliding_window=sliding_window)
+    config._attn_implementation = "eager"  # always a materialised mask: True = attend
+    padding_mask = torch.ones(1, length, dtype=torch.long)
+    if padding:
+        padding_mask[:, length - padding:] = 0
+    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=torch.zeros(1, length, 8),
+                                             attention_mask=padding_mask, cache=None)
+    return mask.reshape(-1, length, length)[0] if mask.dtype == torch.bool else mask.reshape(-1, length, length)[0] == 0
+
+
+def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0, sliding_window: int | None = 3) -> Path:
+    """The causal mask (decoder: a token sees itself and the past), its sliding-window form (only the last
+    ``sliding_window`` tokens; ``None`` leaves it out) and the bidirectional one (encoder)."""
     tokens = list(tokens) if tokens else DEMO_SENTENCE.split()
     tokens = tokens + ["<pad>"] * padding
     causal, bidirectional = attention_masks(len(tokens), padding)
+    masks = [causal, bidirectional]
+    titles = ["causal (GPT, decoder self-attention)", "bidirectional (encoder self-attention)"]
+    if sliding_window is not None:
+        masks.insert(1, sliding_window_mask(len(tokens), sliding_window, padding))
+        titles.insert(1, f"sliding window of {sliding_window} (Mistral)")
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
 
     cmap = ListedColormap(["#f2f2f2", "#2b6cb0"])
-    fig, axes = plt.subplots(1, 2, figsize=mask_figure_size(len(tokens)), constrained_layout=True)
-    titles = ("causal (GPT, decoder self-attention)", "bidirectional (encoder self-attention)")
-    for ax, mask, name in zip(axes, (causal, bidirectional), titles, strict=True):
+    fig, axes = plt.subplots(1, len(masks), figsize=mask_figure_size(len(tokens), len(masks)), constrained_layout=True)
+    for ax, mask, name in zip(axes, masks, titles, strict=True):
         ax.imshow(mask.int(), cmap=cmap, vmin=0, vmax=1)
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
@@ -622,10 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--layout", choices=("interleaved", "concatenated"), default="interleaved")
 
-    p = sub.add_parser("masks", help="causal mask next to the bidirectional mask")
+    p = sub.add_parser("masks", help="causal, sliding-window and bidirectional masks side by side")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--text", default=DEMO_SENTENCE, help="words to label the axes with")
     p.add_argument("--padding", type=int, default=0, help="number of padding tokens at the end")
+    p.add_argument("--sliding-window", type=int, default=3, help="window of the middle mask; 0 leaves it out")
 
     p = sub.add_parser("normalization", help="per-token mean / std before and after LayerNorm and RMSNorm")
     p.add_argument("-o", "--output", required=True)
@@ -654,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         written = [plot_positional_encoding(args.output, num_positions=args.positions, hidden_size=args.hidden_size,
                                             layout=args.layout)]
     elif args.command == "masks":
-        written = [plot_masks(args.output, tokens=args.text.split(), padding=args.padding)]
+        written = [plot_masks(args.output, tokens=args.text.split(), padding=args.padding,
+                              sliding_window=args.sliding_window or None)]
     elif args.command == "normalization":
         written = [plot_normalization(args.output)]
     elif args.command == "activations":

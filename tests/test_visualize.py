@@ -98,8 +98,12 @@ def test_masks_picture(tmp_path):
     causal, bidirectional = viz.attention_masks(5, padding=1)
     assert causal.tolist() == [[j <= min(i, 3) for j in range(5)] for i in range(5)]
     assert bidirectional.tolist() == [[j < 4 for j in range(5)] for _ in range(5)]
+    sliding = viz.sliding_window_mask(5, 2, padding=1)
+    assert sliding.tolist() == [[i - 2 < j <= min(i, 3) for j in range(5)] for i in range(5)]
     path = viz.plot_masks(tmp_path / "masks.png", tokens=["a", "b", "c"], padding=1)
-    assert_png(path, viz.mask_figure_size(4))
+    assert_png(path, viz.mask_figure_size(4, 3))
+    path = viz.plot_masks(tmp_path / "masks2.png", tokens=["a", "b", "c"], sliding_window=None)
+    assert_png(path, viz.mask_figure_size(3, 2))
 
 
 def test_normalization_picture(tmp_path):
