@@ -90,6 +90,7 @@ def test_pretraining_writes_a_complete_output_folder(pretrained, family):
     assert not list(folder.glob("pytorch_model*"))  # weights only as safetensors
     config = AutoConfig.from_pretrained(folder)
     assert common.family_of(config) == family
+    assert config.use_cache is (family != "encoder")  # the model's own setting, not the Trainer's use_cache=False
     assert "perplexity" in (folder / "README.md").read_text()
     recipe = (folder / "recipe.yaml").read_text()
     assert "family: " + family in recipe and "hub_token" not in recipe
@@ -226,6 +227,7 @@ def test_lora_translation_generates_and_keeps_the_tied_output_layer(pretrained, 
     assert {"eval_bleu", "eval_chrf"} <= set(metrics)
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert model.lm_head.weight is model.model.encoder.embeddings.embed_tokens.weight
+    assert model.config.use_cache is True  # through the PEFT wrapper and the merge, not the Trainer's False
     adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert sorted(adapter["target_modules"]) == ["kv_proj", "q_proj", "qkv_proj"] and adapter["r"] == 4
 
@@ -304,6 +306,25 @@ def test_every_shipped_recipe_parses():
                   finetune.Seq2SeqTrainingArguments) if script is finetune else
                  (common.ModelArguments, common.DataArguments, pretrain.PretrainArguments, pretrain.TrainingArguments))
         common.parse_arguments(types, [str(recipe)])
+
+
+def test_every_shipped_model_preset_is_a_valid_config_and_recipes_name_presets():
+    import yaml
+
+    presets = sorted((ROOT / "configuration" / "models").glob("*.json"))
+    assert {p.stem.split("-")[0] for p in presets} == set(common.FAMILIES)
+    for preset in presets:
+        options = json.loads(preset.read_text())
+        family = preset.stem.split("-")[0]
+        config = AutoConfig.for_model(options.pop("model_type"), **options)  # validates every option
+        assert isinstance(config, common.family_config_class(family)), preset.name
+        assert all(getattr(config, key) == value for key, value in options.items()), preset.name
+    modern = AutoConfig.from_pretrained(common.resolve_preset("modern-small", "gpt"))
+    assert modern.layer_sliding_window(0) == 512 and modern.layer_sliding_window(2) is None  # Ministral-like
+    for recipe in sorted((ROOT / "configuration" / "recipes").glob("*.yaml")):
+        text = yaml.safe_load(recipe.read_text())
+        if "model_config" in text:
+            assert common.resolve_preset(text["model_config"], text["family"]).is_file(), recipe.name
 
 
 # ------------------------------------------------------------------------------------------------ NaN guard

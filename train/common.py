@@ -421,9 +421,15 @@ def metric(name: str):
 
 
 def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, metrics: dict, base_model=None,
-               push: dict | None = None) -> None:
-    """Write the output folder: model, tokenizer, state, resolved recipe, loss curve, model card; then push."""
+               push: dict | None = None, use_cache: bool | None = None) -> None:
+    """Write the output folder: model, tokenizer, state, resolved recipe, loss curve, model card; then push.
+
+    ``use_cache``: the model's own setting before training. transformers 5's Trainer overwrites ``config.use_cache``
+    with ``TrainingArguments.use_cache`` (False by default); saved as is, a published GPT would not return its
+    key/value cache from a plain forward call."""
     output_dir = Path(trainer.args.output_dir)
+    if use_cache is not None:
+        trainer.model.config.use_cache = use_cache
     trainer.save_model()
     trainer.save_state()
     trainer.log_metrics("final", metrics)

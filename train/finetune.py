@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
             training_args.generation_max_length = task_args.max_target_length
     trainer_class = Seq2SeqTrainer if task == "translation" else Trainer
     guard = common.NaNGuard()
+    use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     use_generate = task == "translation" and training_args.predict_with_generate
     trainer = trainer_class(model=model, args=training_args, train_dataset=features["train"],
                             eval_dataset=features["validation"], processing_class=tokenizer,
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
                                            "embedded default task (Python standard-library areas)")
     base = None if model_args.from_scratch else model_args.model_name_or_path
     common.finish_run(trainer, tokenizer, recipe=recipe, task=card_task, datasets_used=[data_name],
-                      metrics=metrics, base_model=base, push=push)
+                      metrics=metrics, base_model=base, push=push, use_cache=use_cache)
     return metrics
 
 

@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         model = model_class(config)
     guard = common.NaNGuard()
+    use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     trainer = Trainer(model=model, args=training_args, train_dataset=blocks["train"],
                       eval_dataset=blocks["validation"], processing_class=tokenizer,
                       data_collator=build_collator(family, tokenizer, pretrain_args, training_args.seed),
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
                                            "embedded default corpus (Python documentation)")
     common.finish_run(trainer, tokenizer, recipe=recipe, task=OBJECTIVES[family], datasets_used=[data_name],
-                      metrics=metrics, base_model=model_args.model_name_or_path, push=push)
+                      metrics=metrics, base_model=model_args.model_name_or_path, push=push, use_cache=use_cache)
     return metrics
 
 
