@@ -191,6 +191,7 @@ def write_model_card(
         "max_positions": cfg.get("max_position_embeddings", "?"),
         "norm_type": cfg.get("norm_type", "?"),
         "norm_position": cfg.get("norm_position", "?"),
+        "attention": _attention_summary(cfg, family),
         "base_model": base_model or "none (trained from scratch)",
         "datasets_prose": "\n".join(f"- {d}" for d in datasets) or "_not recorded_",
         "hyperparameters_table": _table(dict(hyperparameters or {}), ("hyperparameter", "value")),
@@ -202,6 +203,22 @@ def write_model_card(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _attention_summary(cfg: Mapping, family: str) -> str:
+    """What each token attends to, in words: "causal, sliding window of 512 tokens on 4 of 6 layers, 2 key/value
+    heads (grouped-query)"."""
+    kinds = {"gpt": "causal", "encoder": "bidirectional",
+             "seq2seq": "bidirectional encoder; causal decoder with cross-attention"}
+    parts = [kinds.get(family, "?")]
+    sliding = [kind == "sliding_attention" for kind in cfg.get("layer_types") or []]
+    if any(sliding) and cfg.get("sliding_window"):
+        layers = "every layer" if all(sliding) else f"{sum(sliding)} of {len(sliding)} layers"
+        parts.append(f"sliding window of {cfg['sliding_window']} tokens on {layers}")
+    heads, kv_heads = cfg.get("num_attention_heads"), cfg.get("num_key_value_heads")
+    if kv_heads and heads and kv_heads < heads:
+        parts.append(f"{kv_heads} key/value heads (grouped-query)")
+    return ", ".join(parts)
 
 
 def _estimate_parameters(cfg: Mapping) -> str:

@@ -434,6 +434,19 @@ def test_model_card_metadata_and_prose(tmp_path, use_fallback):
     assert 'from_pretrained("user/my-gpt", trust_remote_code=True)' in text or "trust_remote_code=True" in text
     assert "import modeling_mini" in text and "AutoModelForCausalLM" in text and "1e-3" not in text
     assert "limitations" in text.lower() and "0.001" in text
+    if not use_fallback:
+        assert "| attention | causal |" in text
+
+
+def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_path):
+    from modeling_mini.hub import write_model_card
+
+    config = modeling_mini.MiniGPTConfig(**{**TINY, "num_hidden_layers": 3}, num_key_value_heads=2, sliding_window=8,
+                                         layer_types=["sliding_attention", "sliding_attention", "full_attention"])
+    text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert ("| attention | causal, sliding window of 8 tokens on 2 of 3 layers, 2 key/value heads (grouped-query) |"
+            in text)
 
 
 def test_model_card_family_and_bad_input(tmp_path):
