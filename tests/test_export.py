@@ -54,13 +54,16 @@ def decode_with_program(program, prompt: torch.Tensor, new_tokens: int) -> torch
     return torch.tensor([tokens])
 
 
-@pytest.mark.parametrize("position_embedding_type", POSITION_TYPES)
+@pytest.mark.parametrize("position_embedding_type", [*POSITION_TYPES, "rotary-sliding"])
 def test_executorch_decoder_export_generates_the_greedy_tokens(position_embedding_type):
     """transformers' ExecuTorch recipe for decoder-only LMs: a static cache and no position ids, one token per call;
-    the exported program must follow the cache's (tensor) length, as ``generate`` does."""
-    model = modeling_mini.MiniGPTForCausalLM(
-        modeling_mini.MiniGPTConfig(**TINY, position_embedding_type=position_embedding_type)
-    ).eval()
+    the exported program must follow the cache's (tensor) length, as ``generate`` does. ``rotary-sliding``: a
+    sliding-window layer (window 4) and a full one, whose static caches differ; the 14 tokens pass the window."""
+    options = dict(position_embedding_type=position_embedding_type)
+    if position_embedding_type == "rotary-sliding":
+        options = dict(position_embedding_type="rotary", sliding_window=4, initializer_range=0.3,
+                       layer_types=["sliding_attention", "full_attention"])
+    model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY, **options)).eval()
     prompt = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(2))
     expected = model.generate(prompt, max_new_tokens=8, do_sample=False, eos_token_id=None)
     model.generation_config.cache_implementation = "static"
