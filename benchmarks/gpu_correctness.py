@@ -78,12 +78,13 @@ def gpt_checks():
 
     ids, mask = padded()
     inputs = dict(input_ids=ids, attention_mask=mask, position_ids=positions(mask))
-    for variant in (
-        dict(position_embedding_type="learned"),
-        dict(position_embedding_type="rotary", num_key_value_heads=2),
-        dict(position_embedding_type="sinusoidal", norm_type="rmsnorm", hidden_act="swiglu"),
+    for name, variant in (
+        ("learned", dict(position_embedding_type="learned")),
+        ("rotary", dict(position_embedding_type="rotary", num_key_value_heads=2)),
+        ("sinusoidal", dict(position_embedding_type="sinusoidal", norm_type="rmsnorm", hidden_act="swiglu")),
+        ("sliding-window", dict(position_embedding_type="rotary", sliding_window=16,  # binds: 48 tokens
+                                layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
     ):
-        name = variant["position_embedding_type"]
         for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 
             def build(impl, variant=variant):
