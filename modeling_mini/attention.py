@@ -4,7 +4,8 @@ Shape legend used in the comments of this package:
 
     B  batch size               T  query length (tokens in this forward)
     S  key/value length          (past tokens from the cache + T, or the encoder's length for cross-attention)
-    D  hidden_size               H  query heads, Hkv key/value heads, Dh = D / H the width of one head
+    D  hidden_size               H  query heads, Hkv key/value heads, Dh the width of one head
+                                 (D / H unless ``head_dim`` says otherwise)
 
 Scaled dot-product attention (Vaswani et al. 2017, eq. 1): each token emits a query ``q``, a key ``k`` and
 a value ``v`` (three learned projections of its hidden state). Token ``t``'s output is the average of all

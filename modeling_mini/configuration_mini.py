@@ -108,6 +108,9 @@ class MiniConfig(PreTrainedConfig):
         num_hidden_layers: number of Transformer blocks (the decoder's, for seq2seq).
         num_attention_heads: query heads per attention layer; must divide ``hidden_size``.
         num_key_value_heads: key/value heads (grouped-query attention); ``None`` means one per query head.
+        head_dim: width of one attention head; ``None`` means ``hidden_size / num_attention_heads`` (then
+            ``hidden_size`` must divide evenly). Some models choose it apart (Mistral NeMo: 5120 wide, 32 heads of 128):
+            Q, K and V then project to ``heads * head_dim`` features and the output projection back to ``hidden_size``.
         intermediate_size: width of the feed-forward hidden layer; ``None`` means ``4 * hidden_size``.
         hidden_act: feed-forward activation, one of ``activations.ACTIVATIONS``; gated variants
             (``swiglu``, ``geglu``, ``reglu``) use an extra gate projection.
@@ -157,6 +160,7 @@ class MiniConfig(PreTrainedConfig):
         num_hidden_layers: int = 6,
         num_attention_heads: int = 8,
         num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
         intermediate_size: int | None = None,
         hidden_act: str = "gelu",
         position_embedding_type: str = "sinusoidal",
@@ -190,6 +194,7 @@ class MiniConfig(PreTrainedConfig):
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
         self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        self.head_dim = head_dim  # None: hidden_size / num_attention_heads, filled in by validate_architecture
         self.intermediate_size = 4 * hidden_size if intermediate_size is None else intermediate_size
         self.hidden_act = hidden_act
         self.position_embedding_type = position_embedding_type
@@ -254,21 +259,20 @@ class MiniConfig(PreTrainedConfig):
             plan |= {stack.removesuffix("layers") + "norm": "keep_full_weight" for stack in self._block_stacks}
         return plan
 
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head: ``hidden_size / num_attention_heads``."""
-        return self.hidden_size // self.num_attention_heads
-
     def validate_architecture(self) -> None:
         """Raise ``ValueError`` naming the first field whose value the blocks cannot build."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "intermediate_size", "max_position_embeddings"):
             _check_positive(name, getattr(self, name))
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads features."
-            )
+        if self.head_dim is None:  # the usual layout: the heads split the hidden state between them
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                    f"({self.num_attention_heads}): each head gets hidden_size / num_attention_heads features "
+                    "(or set `head_dim`)."
+                )
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        _check_positive("head_dim", self.head_dim)
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"`num_attention_heads` ({self.num_attention_heads}) must be divisible by `num_key_value_heads` "

@@ -61,6 +61,16 @@ def to_hf(model: nn.Module) -> nn.Module:
     return to_hf_table[name](model)
 
 
+def check_standard_heads(config, family: str) -> None:
+    """``ValueError`` unless ``config`` has one head per ``hidden_size / num_attention_heads`` features and a key/value
+    head per query head: GPT-2, BERT, BART and Marian have no other layout."""
+    if config.num_key_value_heads != config.num_attention_heads:
+        raise ValueError(f"{family} needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    if config.head_dim * config.num_attention_heads != config.hidden_size:
+        raise ValueError(f"{family} needs `head_dim = hidden_size / num_attention_heads` = "
+                         f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
+
+
 def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None) -> nn.Module:
     """Fill ``target`` from ``source_state`` through ``mapping`` {target key: source key}, strictly.
 

@@ -29,7 +29,7 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import check_standard_heads, load_mapped, separate_attention_projections
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
@@ -109,8 +109,7 @@ def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) ->
     for field, value in required.items():
         if getattr(config, field) != value:
             raise ValueError(f"{target} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    if config.num_key_value_heads != config.num_attention_heads:
-        raise ValueError(f"{target} needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    check_standard_heads(config, target)
     if config.hidden_act in ("swiglu", "geglu", "reglu"):
         raise ValueError(f"{target} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
 

@@ -19,7 +19,7 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import check_standard_heads, load_mapped, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -92,8 +92,7 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
             raise ValueError(f"BERT needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     if config.type_vocab_size < 1:
         raise ValueError("BERT needs `type_vocab_size >= 1` (it always adds segment embeddings); this model has 0.")
-    if config.num_key_value_heads != config.num_attention_heads:
-        raise ValueError("BERT needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    check_standard_heads(config, "BERT")
     if config.hidden_act in ("swiglu", "geglu", "reglu"):
         raise ValueError(f"BERT has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}

@@ -17,7 +17,7 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import load_mapped
+from .convert import check_standard_heads, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -73,8 +73,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     for field, value in required.items():
         if getattr(config, field) != value:
             raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    if config.num_key_value_heads != config.num_attention_heads:
-        raise ValueError("GPT-2 needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
+    check_standard_heads(config, "GPT-2")
     if any(config.layer_sliding_window(i) is not None for i in range(config.num_hidden_layers)):
         raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")

@@ -71,15 +71,12 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
             rope["factor"] = hf.max_position_embeddings / rope["original_max_position_embeddings"]
         optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
         scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
-    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
-    if head_dim != hf.hidden_size // hf.num_attention_heads:
-        raise ValueError(f"{family} `head_dim={head_dim}` differs from hidden_size / num_attention_heads = "
-                         f"{hf.hidden_size // hf.num_attention_heads}; MiniGPT heads are hidden_size / heads wide.")
     if hf.hidden_act not in _GATED:
         raise ValueError(f"{family} `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of "
                          f"{list(_GATED)}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(_attention_layout(family, hf))
+    kwargs["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
         hidden_act=_GATED[hf.hidden_act],

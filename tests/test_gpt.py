@@ -611,11 +611,31 @@ def test_token_classification_loss_and_shapes():
         ({"max_position_embeddings": 0}, "max_position_embeddings.*>= 1"),
         ({"hidden_dropout": 1.5}, "hidden_dropout"),
         ({"pad_token_id": 99}, "pad_token_id.*vocab_size=99"),
+        ({"head_dim": 0}, "head_dim.*>= 1"),
+        ({"head_dim": 7, "position_embedding_type": "rotary"}, "rotary.*even head dimension; got 7"),
     ],
 )
 def test_bad_config_raises_naming_the_field_and_allowed_values(overrides, match):
     with pytest.raises(ValueError, match=match):
         tiny_gpt_config(**overrides)
+
+
+def test_head_dim_set_apart_from_the_hidden_size():
+    """``head_dim`` frees the head width from ``hidden_size / heads`` (30 is not divisible by 4 heads); GPT-2, whose
+    heads always split the hidden state, cannot express it."""
+    from modeling_mini.convert import to_hf
+
+    model = MiniGPTForCausalLM(tiny_gpt_config(hidden_size=30, head_dim=6, position_embedding_type="learned")).eval()
+    assert model.model.layers[0].self_attn.qkv_proj.out_features == 3 * 4 * 6
+    ids = torch.randint(3, 99, (2, 7))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        cache = model(ids[:, :4]).cache
+        step = model(ids[:, 4:], cache=cache).logits
+    torch.testing.assert_close(step, full[:, 4:], atol=1e-5, rtol=1e-5)
+    assert tiny_gpt_config().head_dim == 8  # the default: hidden_size / num_attention_heads
+    with pytest.raises(ValueError, match=r"GPT-2 needs `head_dim = hidden_size / num_attention_heads` = 7.5"):
+        to_hf(model)
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -58,6 +58,31 @@ def test_round_trip_is_exact(cls, options):
     assert_same_tensors(hf, back)
 
 
+@pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
+def test_heads_wider_than_hidden_size_over_heads_match(cls):
+    """``head_dim`` chosen apart from ``hidden_size / num_attention_heads`` (Mistral NeMo's layout): 4 heads of 16
+    over a 32-wide model, so Q, K and V are 64 wide and the output projection maps 64 back to 32."""
+    hf = build(cls, head_dim=16)
+    mini = from_hf(hf)
+    assert mini.config.head_dim == 16 and mini.get_submodule("layers.0.self_attn.o_proj" if cls is LlamaModel else
+                                                             "model.layers.0.self_attn.o_proj").in_features == 64
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    key = "last_hidden_state" if cls is LlamaModel else "logits"
+    theirs, mine = ref[key], ours[key]
+    if theirs.dim() == 3:
+        theirs, mine = theirs[mask.bool()], mine[mask.bool()]
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert back.config.head_dim == 16
+    assert_same_tensors(hf, back)
+    if cls is LlamaForCausalLM:
+        kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False)
+        assert torch.equal(mini.generate(ids, **kwargs), hf.generate(ids, **kwargs))
+        assert torch.equal(mini.generate(ids, cache_implementation="static", **kwargs), hf.generate(ids, **kwargs))
+
+
 def test_greedy_and_beam_generation_match_with_left_padding():
     hf = build(LlamaForCausalLM, attention_bias=True)
     hf.generation_config.eos_token_id = [2, 7]  # a chat model's stop tokens: they travel with the conversion
@@ -143,8 +168,6 @@ def test_bad_rotary_scaling_raises_naming_the_field(scaling, match):
 def test_options_llama_cannot_express_raise():
     with pytest.raises(ValueError, match="rope_parameters.*'dynamic'"):
         from_hf(build(LlamaModel, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 8.0}))
-    with pytest.raises(ValueError, match="head_dim=16"):
-        from_hf(build(LlamaModel, head_dim=16))
     mini = from_hf(build(LlamaForCausalLM))
     assert mini.config.freeze_padding_row  # Llama's embedding has padding_idx: the pad row never trains
     with pytest.raises(ValueError, match="freeze_padding_row.*True or False"):
