@@ -66,6 +66,16 @@ def padded_batch(batch=3, length=9, vocab=99, pad=0, left=True, generator_seed=0
     return ids, mask
 
 
+def perturb_norms_and_biases(model: torch.nn.Module) -> torch.nn.Module:
+    """Shift every norm weight and bias of a freshly built HF reference (ones and zeros there) by random amounts, so
+    that a converter that drops, swaps or misnames one is caught by the parity tests. Returns it in eval mode."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name.lower() or ".ln_" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
+
+
 def assert_same_tensors(expected: torch.nn.Module, got: torch.nn.Module) -> None:
     """``got`` holds exactly ``expected``'s tensors: the same names, each equal bit for bit (a round trip's check)."""
     theirs, ours = expected.state_dict(), got.state_dict()

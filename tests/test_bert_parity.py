@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -28,11 +28,7 @@ def hf_config(**kw):
 def build(cls, **kw):
     """A random HF model of ``cls`` with its (non-zero) biases and norms perturbed, so the map is really tested."""
     hf = cls(hf_config(**({"num_labels": 2} if cls is BertForQuestionAnswering else {}), **kw)).eval()
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 def inputs(cls):

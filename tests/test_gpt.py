@@ -272,14 +272,16 @@ def test_continuous_batching_gives_each_prompt_its_greedy_tokens(position_embedd
     assert len({tuple(tokens) for tokens in alone}) == 3  # the prompts do not all decode alike
 
 
-@pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])
-def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(position_embedding_type):
+@pytest.mark.parametrize("options", [{"position_embedding_type": "learned"}, {"position_embedding_type": "rotary"},
+                                     {"position_embedding_type": "rotary", "sliding_window": 4}],
+                         ids=["learned", "rotary", "sliding-window"])
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(options):
     """Speculative decoding verifies several drafted tokens in one forward, then crops the rejected ones from the
-    cache: the result must be exactly greedy decoding, which needs a cache that crops and positions that follow."""
-    model = lm(position_embedding_type=position_embedding_type)
+    cache: the result must be exactly greedy decoding, which needs a cache that crops (a sliding layer's too) and
+    positions that follow."""
+    model = lm(**options, initializer_range=0.3)
     torch.manual_seed(1)
-    assistant = MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type=position_embedding_type,
-                                                   num_hidden_layers=1)).eval()
+    assistant = MiniGPTForCausalLM(tiny_gpt_config(**options, initializer_range=0.3, num_hidden_layers=1)).eval()
     ids = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(2))
     ids = torch.cat([ids, ids[:, :3]], dim=1)  # a repeat, so that prompt lookup finds candidates
     kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
@@ -94,11 +94,7 @@ def cross_attention_gpt2(impl="sdpa", **kw):
     them at 1 and 0), so that mapping any of them to the wrong place shows."""
     hf = GPT2LMHeadModel(hf_config(add_cross_attention=True, **kw)).eval()
     hf.set_attn_implementation(impl)
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "ln_" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 def encoder_output(batch=3, length=7):

@@ -3,7 +3,7 @@ layer) converted with the users' converter computes the same function."""
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch
+from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -24,11 +24,7 @@ def build(cls, **kw):
                             "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64,
                             "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "num_labels": 3, **kw})
     hf = cls(config).eval()
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
@@ -189,11 +185,7 @@ def build_family(family: str, head: str, **kw):
                "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64, "pad_token_id": 0,
                "num_labels": 3, **({"sliding_window": None} if family == "Mistral" else {}), **kw}
     hf = getattr(transformers, f"{family}{head}")(getattr(transformers, f"{family}Config")(**options)).eval()
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 @pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])

@@ -4,7 +4,7 @@ function, with left or right padding (RoBERTa numbers positions among the real t
 import pytest
 import torch
 import transformers
-from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, padded_batch
+from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 
 import modeling_mini
 from modeling_mini.convert import from_hf, to_hf
@@ -22,11 +22,7 @@ def build(family: str, head: str, **kw):
                           intermediate_size=37, max_position_embeddings=66, pad_token_id=PAD, bos_token_id=0,
                           eos_token_id=2, num_labels=2 if head == "ForQuestionAnswering" else 3, **kw)
     hf = getattr(transformers, f"{family}{head}")(config).eval()
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "LayerNorm" in name or "layer_norm" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 def batch(head: str, left: bool) -> dict:

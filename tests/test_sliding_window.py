@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import transformers
-from conftest import assert_same_tensors, tiny_gpt_config
+from conftest import assert_same_tensors, perturb_norms_and_biases, tiny_gpt_config
 
 from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
 from modeling_mini.convert import from_hf, to_hf
@@ -29,11 +29,7 @@ def build(family: str, head: str = "ForCausalLM", **kw):
                "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 48, "max_position_embeddings": 64,
                "pad_token_id": 0, "num_labels": 3, **SLIDING[family], **kw}
     hf = getattr(transformers, f"{family}{head}")(getattr(transformers, f"{family}Config")(**options)).eval()
-    with torch.no_grad():
-        for name, param in hf.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                param.add_(0.1 * torch.randn_like(param))
-    return hf
+    return perturb_norms_and_biases(hf)
 
 
 def long_padded_batch(length: int = 14):
@@ -200,17 +196,3 @@ def test_continuous_batching_gives_each_prompt_its_greedy_tokens():
     assert [result.generated_tokens for result in results.values()] == alone
     assert len({tuple(tokens) for tokens in alone}) == 3
 
-
-def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens():
-    """Speculative decoding crops rejected tokens from the cache; a sliding layer's cache must crop correctly too."""
-    def build(layers):
-        return MiniGPTForCausalLM(tiny_gpt_config(position_embedding_type="rotary", num_hidden_layers=layers,
-                                                  sliding_window=WINDOW, initializer_range=0.3)).eval()
-
-    model, assistant = build(2), build(1)
-    ids = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(2))
-    ids = torch.cat([ids, ids[:, :3]], dim=1)  # a repeat, so that prompt lookup finds candidates
-    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
-    greedy = model.generate(ids, **kwargs)
-    assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
-    assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
