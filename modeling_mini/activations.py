@@ -12,8 +12,9 @@ Without a non-linearity a stack of linear layers collapses into one linear map. 
   the (B, T, intermediate) tensor, where the formula written out with tensor ops takes about eight
   passes forward, more backward, and keeps their intermediates for the backward pass.
 * ``silu`` (swish): ``x * sigmoid(x)``; Marian's default.
-* gated variants ``swiglu`` / ``geglu`` / ``reglu``: ``act(x W_gate) * (x W_up)``, where a second
-  projection decides, per feature, how much of the activated signal passes (Llama uses SwiGLU).
+* gated variants ``swiglu`` / ``geglu`` / ``reglu`` / ``geglu_tanh``: ``act(x W_gate) * (x W_up)``, where a
+  second projection decides, per feature, how much of the activated signal passes (Llama uses SwiGLU, Gemma the
+  tanh GELU's gate, ``geglu_tanh``).
 
 The **sigmoid** ``1 / (1 + exp(-x))`` squashes a single logit into (0, 1). The sequence-classification
 heads use it for binary outputs (spam / not spam): one logit, ``problem_type="multi_label_classification"``
@@ -37,6 +38,7 @@ ACTIVATIONS: dict[str, tuple[str, bool]] = {
     "swiglu": ("silu", True),
     "geglu": ("gelu", True),
     "reglu": ("relu", True),
+    "geglu_tanh": ("gelu_pytorch_tanh", True),
 }
 
 

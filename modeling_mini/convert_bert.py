@@ -17,7 +17,7 @@ from transformers import (
     BertModel,
 )
 
-from .activations import HF_ALIASES
+from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniEncoderConfig
 from .convert import check_standard_heads, load_mapped, separate_attention_projections
 from .modeling_encoder import (
@@ -93,7 +93,7 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
     if config.type_vocab_size < 1:
         raise ValueError("BERT needs `type_vocab_size >= 1` (it always adds segment embeddings); this model has 0.")
     check_standard_heads(config, "BERT")
-    if config.hidden_act in ("swiglu", "geglu", "reglu"):
+    if is_gated(config.hidden_act):
         raise ValueError(f"BERT has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return dict(

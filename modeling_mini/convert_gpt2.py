@@ -15,7 +15,7 @@ from transformers import (
     GPT2Model,
 )
 
-from .activations import HF_ALIASES
+from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniGPTConfig
 from .convert import check_standard_heads, load_mapped
 from .modeling_gpt import (
@@ -77,7 +77,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     if any(config.layer_sliding_window(i) is not None for i in range(config.num_hidden_layers)):
         raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
-    if config.hidden_act in ("swiglu", "geglu", "reglu"):
+    if is_gated(config.hidden_act):
         raise ValueError(f"GPT-2 has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return GPT2Config(

@@ -1,5 +1,5 @@
-"""Llama (and Mistral, Ministral, Qwen2) <-> MiniGPT: the config translation and the weight-name map (used through
-``convert.py``).
+"""Llama (and Mistral, Ministral, Qwen2, Gemma) <-> MiniGPT: the config translation and the weight-name map (used
+through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
 block, a gated feed-forward (SwiGLU: ``down(silu(gate(x)) * up(x))``), grouped-query attention, no biases, no
@@ -10,7 +10,8 @@ matrices, which ``load_mapped`` stacks into our fused ``qkv_proj``.
 Mistral, Ministral and Qwen2 are the same network under other names, with two differences: they may limit attention
 to a sliding window (Mistral on every layer, Ministral and Qwen2 on the layers their ``layer_types`` name: our
 ``sliding_window`` and ``layer_types``), and Qwen2 has biases on Q, K and V but not on the output projection
-(``attention_output_bias=False``).
+(``attention_output_bias=False``). Gemma (the first one) multiplies its embeddings by ``sqrt(hidden_size)``
+(``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``) and stores each RMSNorm gain as an offset from 1.
 """
 
 import copy
@@ -31,12 +32,12 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
            "pad_token_id", "tie_word_embeddings", "attention_bias", "mlp_bias", "attention_dropout", "use_cache",
            "num_labels", "id2label", "label2id", "problem_type")
 #: Llama's ``hidden_act`` (the gate's function) <-> our gated activation
-_GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}
+_GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh": "geglu_tanh"}
 #: transformers' token-classification head drops out with this when the config names no ``classifier_dropout``
 _HF_CLASSIFIER_DROPOUT = 0.1
 
 
-FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2")
+FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2", "Gemma")
 
 
 def _attention_layout(family: str, hf) -> dict:
@@ -45,6 +46,7 @@ def _attention_layout(family: str, hf) -> dict:
     their ``layer_types`` name)."""
     layout = {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias} if family == "Llama" else (
         {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False} if family == "Qwen2"
+        else {"attention_bias": hf.attention_bias, "mlp_bias": False} if family == "Gemma"
         else {"attention_bias": False, "mlp_bias": False})
     window = getattr(hf, "sliding_window", None)  # Llama has none; Qwen2 sets it to None without use_sliding_window
     layer_types = getattr(hf, "layer_types", None) if window is not None else None
@@ -88,7 +90,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         final_norm=True,
         layer_norm_eps=float(hf.rms_norm_eps),
         embedding_norm=False,
-        scale_embeddings=False,
+        scale_embeddings=family == "Gemma",  # Gemma multiplies its embeddings by sqrt(hidden_size)
         hidden_dropout=0.0,
         activation_dropout=0.0,
         classifier_dropout=_HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
@@ -99,8 +101,10 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """Qwen2 for biases on Q, K and V but not on the output projection (and none in the feed-forward); else, with
-    sliding-window layers, Mistral (every layer slides) or Ministral (some do); else Llama."""
+    """Gemma for scaled embeddings; Qwen2 for biases on Q, K and V but not on the output projection (and none in the
+    feed-forward); else, with sliding-window layers, Mistral (every layer slides) or Ministral (some do); else Llama."""
+    if config.scale_embeddings:
+        return "Gemma"
     if config.attention_bias and not config.attention_output_bias:
         return "Qwen2"
     windows = [config.layer_sliding_window(i) for i in range(config.num_hidden_layers)]
@@ -122,19 +126,21 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "norm_position": "pre",
         "final_norm": True,
         "embedding_norm": False,
-        "scale_embeddings": False,
         "hidden_dropout": 0.0,
         "activation_dropout": 0.0,
         "add_cross_attention": False,
     }
     for field, value in required.items():
         if getattr(config, field) != value:
-            raise ValueError(f"Llama needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+            raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     if config.attention_bias != config.attention_output_bias and family != "Qwen2":
         raise ValueError("Llama has a bias on every attention projection or on none: it needs `attention_output_bias "
                          f"== attention_bias`; this model has {config.attention_output_bias!r}.")
     if family == "Qwen2" and config.mlp_bias:
         raise ValueError("Qwen2 (biases on Q, K and V only) has no feed-forward bias: it needs `mlp_bias=False`.")
+    if family == "Gemma" and (config.mlp_bias or "sliding_attention" in config.layer_types):
+        raise ValueError("Gemma (a Llama with scaled embeddings) has no feed-forward bias and no sliding window: it "
+                         "needs `mlp_bias=False` and `sliding_window=None`.")
     if family in ("Mistral", "Ministral") and (config.attention_bias or config.mlp_bias):
         raise ValueError(f"{family} (the Llama network with sliding-window attention) has no biases: it needs "
                          "`attention_bias=False` and `mlp_bias=False`, or biases on Q, K and V only (Qwen2).")
@@ -143,8 +149,9 @@ def llama_config_from_mini(config: MiniGPTConfig):
         raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
                          f"{config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
-    if family != "Llama":  # their biases are fixed by the architecture, not config fields
-        kwargs = {key: value for key, value in kwargs.items() if key not in ("attention_bias", "mlp_bias")}
+    if family != "Llama":  # their biases are fixed by the architecture, not config fields (Gemma: attention only)
+        fixed = ("mlp_bias",) if family == "Gemma" else ("attention_bias", "mlp_bias")
+        kwargs = {key: value for key, value in kwargs.items() if key not in fixed}
     layer_types = ["full_attention" if config.layer_sliding_window(i) is None else "sliding_attention"
                    for i in range(config.num_hidden_layers)]
     if family == "Mistral":
@@ -213,6 +220,12 @@ def _split_name(name: str) -> tuple[str, str]:
     return family, name.removeprefix(family)
 
 
+def _norm_gains(mapping: dict, shift: float) -> dict:
+    """{mini key: fn} adding ``shift`` to every RMSNorm gain: Gemma scales by ``1 + weight`` (its gains start at 0),
+    ours by ``weight``, so a Gemma gain ``w`` is our ``1 + w`` (+1 on the way in, -1 on the way out)."""
+    return {key: (lambda weight: weight + shift) for key in mapping if key.endswith("norm.weight")}
+
+
 def _from_hf(hf_model, **overrides):
     family, head_name = _split_name(type(hf_model).__name__)
     mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
@@ -221,7 +234,8 @@ def _from_hf(hf_model, **overrides):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     state = hf_model.state_dict()
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, True)
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
+    transforms = _norm_gains(mapping, 1.0) if family == "Gemma" else None
+    mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -238,7 +252,9 @@ def to_llama(mini_model):
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, False)
-    hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
+    shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config) == "Gemma" else {}
+    hf_state = {hf_key: shift[mini_key](state[mini_key]) if mini_key in shift else state[mini_key]
+                for mini_key, hf_key in mapping.items()}
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
     if isinstance(mini_model, MiniGPTForCausalLM):
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)

@@ -4,7 +4,7 @@ Attention mixes information *between* positions; the FFN then transforms each po
 ``FFN(x) = W_down(act(W_up x))``, widening to ``intermediate_size`` (usually 4x) and back. Most of a
 Transformer's parameters, and much of what it memorises, live here.
 
-Gated variants (``swiglu``, ``geglu``, ``reglu``) use a third projection as a gate:
+Gated variants (``swiglu``, ``geglu``, ``reglu``, ``geglu_tanh``) use a third projection as a gate:
 ``FFN(x) = W_down(act(W_gate x) * W_up x)``.
 """
 

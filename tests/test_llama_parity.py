@@ -218,3 +218,53 @@ def test_bias_layouts_they_cannot_express_raise():
         to_hf(mini)
     with pytest.raises(ValueError, match="attention_output_bias.*True or False"):
         modeling_mini.MiniGPTConfig(attention_output_bias="no")
+
+
+def build_gemma(head: str, **kw):
+    """A random Gemma (one key/value head, heads 16 wide over a 32-wide model), norms and biases perturbed."""
+    import transformers
+
+    config = transformers.GemmaConfig(**{
+        "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 48, "max_position_embeddings": 64,
+        "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 1, "num_labels": 3, **kw})
+    return perturb_norms_and_biases(getattr(transformers, f"Gemma{head}")(config))
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
+def test_gemma_converts_exactly(head, impl):
+    """Gemma: embeddings scaled by sqrt(hidden_size), the tanh GELU's gate, RMSNorm gains stored as offsets from 1
+    (``1 + w`` becomes our gain), multi-query attention with wide heads, a tied output layer."""
+    hf = build_gemma(head)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    assert (mini.config.scale_embeddings, mini.config.hidden_act, mini.config.head_dim) == (True, "geglu_tanh", 16)
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    key = "last_hidden_state" if head == "Model" else "logits"
+    theirs, mine = ref[key], ours[key]
+    if theirs.dim() == 3:
+        theirs, mine = theirs[mask.bool()], mine[mask.bool()]
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert type(back) is type(hf)
+    for name, tensor in hf.state_dict().items():  # exact but for the gains: (1 + w) - 1 may round w's last bit
+        torch.testing.assert_close(back.state_dict()[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+
+
+def test_gemma_generates_and_trains_the_same():
+    hf = build_gemma("ForCausalLM")
+    mini = from_hf(hf)
+    ids, mask = padded_batch()
+    for search in (dict(do_sample=False), dict(num_beams=3)):
+        kwargs = dict(attention_mask=mask, max_new_tokens=8, return_dict_in_generate=True, output_scores=True, **search)
+        theirs, ours = hf.generate(ids, **kwargs), mini.generate(ids, **kwargs)
+        assert torch.equal(ours.sequences, theirs.sequences)
+        torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini.config.mlp_bias = True
+    with pytest.raises(ValueError, match="Gemma.*mlp_bias=False"):
+        to_hf(mini)
