@@ -37,6 +37,7 @@ from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .normalization import build_norm
 from .positional import apply_rotary_pos_emb
 
 
@@ -143,6 +144,9 @@ class MiniAttention(nn.Module):
         self.split_sizes = (q_size, kv_size, kv_size)
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=config.attention_output_bias)
         self.o_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
+        # QK-norm: each head's query and key vectors normalised (one gain per head feature, shared by the heads)
+        self.q_norm = build_norm(config, self.head_dim) if config.qk_norm else None
+        self.k_norm = build_norm(config, self.head_dim) if config.qk_norm else None
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, L, heads * Dh) -> (B, heads, L, Dh)."""
@@ -168,6 +172,8 @@ class MiniAttention(nn.Module):
         else:  # (B, T, H * Dh), (B, T, Hkv * Dh), (B, T, Hkv * Dh): views into one matrix product's output
             query, key, value = self.qkv_proj(hidden_states).split(self.split_sizes, dim=-1)
         query = self._split_heads(query)  # (B, H, T, Dh)
+        if self.q_norm is not None:
+            query = self.q_norm(query)
 
         # Pick the cache this attention writes to: decoder self-attention or cross-attention part.
         layer_cache, reuse_cross = cache, False
@@ -188,6 +194,8 @@ class MiniAttention(nn.Module):
             if self.is_cross_attention:
                 key, value = self.kv_proj(key_value_states).split(self.split_sizes[1:], dim=-1)
             key, value = self._split_heads(key), self._split_heads(value)  # (B, Hkv, S, Dh)
+            if self.k_norm is not None:
+                key = self.k_norm(key)
             if position_embeddings is not None and not self.is_cross_attention:
                 query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
             if layer_cache is not None:

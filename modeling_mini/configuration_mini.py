@@ -138,6 +138,9 @@ class MiniConfig(PreTrainedConfig):
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
             (Qwen2 has biases on Q, K and V only).
+        qk_norm: normalise every head's query and key vectors (``norm_type`` over ``head_dim``, a gain per feature)
+            before the rotary positions and the dot product, as Qwen3 and OLMo 2 do: the attention logits then cannot
+            grow without bound, which keeps large-scale training steady.
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
@@ -176,6 +179,7 @@ class MiniConfig(PreTrainedConfig):
         scale_embeddings: bool = False,
         attention_bias: bool = True,
         attention_output_bias: bool | None = None,
+        qk_norm: bool = False,
         mlp_bias: bool = True,
         hidden_dropout: float = 0.1,
         attention_dropout: float = 0.1,
@@ -210,6 +214,7 @@ class MiniConfig(PreTrainedConfig):
         self.scale_embeddings = scale_embeddings
         self.attention_bias = attention_bias
         self.attention_output_bias = attention_bias if attention_output_bias is None else attention_output_bias
+        self.qk_norm = qk_norm
         self.mlp_bias = mlp_bias
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout
@@ -285,7 +290,7 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
-        _check_flags(self, ("attention_bias", "attention_output_bias", "mlp_bias"))
+        _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias"))
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:

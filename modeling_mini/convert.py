@@ -62,8 +62,10 @@ def to_hf(model: nn.Module) -> nn.Module:
 
 
 def check_standard_heads(config, family: str) -> None:
-    """``ValueError`` unless ``config`` has one head per ``hidden_size / num_attention_heads`` features and a key/value
-    head per query head: GPT-2, BERT, BART and Marian have no other layout."""
+    """``ValueError`` unless ``config`` has one head per ``hidden_size / num_attention_heads`` features, a key/value
+    head per query head and no query-key norm: GPT-2, BERT, BART and Marian have no other attention."""
+    if config.qk_norm:
+        raise ValueError(f"{family} has no query-key norm: it needs `qk_norm=False`.")
     if config.num_key_value_heads != config.num_attention_heads:
         raise ValueError(f"{family} needs `num_key_value_heads == num_attention_heads` (no grouped-query attention).")
     if config.head_dim * config.num_attention_heads != config.hidden_size:

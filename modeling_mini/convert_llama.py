@@ -1,4 +1,4 @@
-"""Llama (and Mistral, Ministral, Qwen2, Gemma) <-> MiniGPT: the config translation and the weight-name map (used
+"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma) <-> MiniGPT: the config translation and the weight-name map (used
 through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
@@ -7,11 +7,12 @@ dropout on the residual stream and, usually, an output layer of its own (``tie_w
 names are almost ours already; only the two norms of a block are named differently. Llama keeps Q, K and V as three
 matrices, which ``load_mapped`` stacks into our fused ``qkv_proj``.
 
-Mistral, Ministral and Qwen2 are the same network under other names, with two differences: they may limit attention
-to a sliding window (Mistral on every layer, Ministral and Qwen2 on the layers their ``layer_types`` name: our
-``sliding_window`` and ``layer_types``), and Qwen2 has biases on Q, K and V but not on the output projection
-(``attention_output_bias=False``). Gemma (the first one) multiplies its embeddings by ``sqrt(hidden_size)``
-(``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``) and stores each RMSNorm gain as an offset from 1.
+Mistral, Ministral, Qwen2 and Qwen3 are the same network under other names, with these differences: they may limit
+attention to a sliding window (Mistral on every layer, the others on the layers their ``layer_types`` name: our
+``sliding_window`` and ``layer_types``); Qwen2 has biases on Q, K and V but not on the output projection
+(``attention_output_bias=False``); Qwen3 normalises each head's queries and keys (``qk_norm``). Gemma (the first one)
+multiplies its embeddings by ``sqrt(hidden_size)`` (``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``)
+and stores each RMSNorm gain as an offset from 1.
 """
 
 import copy
@@ -37,7 +38,7 @@ _GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh
 _HF_CLASSIFIER_DROPOUT = 0.1
 
 
-FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2", "Gemma")
+FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2", "Qwen3", "Gemma")
 
 
 def _attention_layout(family: str, hf) -> dict:
@@ -47,6 +48,7 @@ def _attention_layout(family: str, hf) -> dict:
     layout = {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias} if family == "Llama" else (
         {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False} if family == "Qwen2"
         else {"attention_bias": hf.attention_bias, "mlp_bias": False} if family == "Gemma"
+        else {"attention_bias": hf.attention_bias, "mlp_bias": False, "qk_norm": True} if family == "Qwen3"
         else {"attention_bias": False, "mlp_bias": False})
     window = getattr(hf, "sliding_window", None)  # Llama has none; Qwen2 sets it to None without use_sliding_window
     layer_types = getattr(hf, "layer_types", None) if window is not None else None
@@ -105,6 +107,8 @@ def export_family(config: MiniGPTConfig) -> str:
     feed-forward); else, with sliding-window layers, Mistral (every layer slides) or Ministral (some do); else Llama."""
     if config.scale_embeddings:
         return "Gemma"
+    if config.qk_norm:
+        return "Qwen3"
     if config.attention_bias and not config.attention_output_bias:
         return "Qwen2"
     windows = [config.layer_sliding_window(i) for i in range(config.num_hidden_layers)]
@@ -138,9 +142,11 @@ def llama_config_from_mini(config: MiniGPTConfig):
                          f"== attention_bias`; this model has {config.attention_output_bias!r}.")
     if family == "Qwen2" and config.mlp_bias:
         raise ValueError("Qwen2 (biases on Q, K and V only) has no feed-forward bias: it needs `mlp_bias=False`.")
-    if family == "Gemma" and (config.mlp_bias or "sliding_attention" in config.layer_types):
-        raise ValueError("Gemma (a Llama with scaled embeddings) has no feed-forward bias and no sliding window: it "
-                         "needs `mlp_bias=False` and `sliding_window=None`.")
+    if family == "Gemma" and (config.mlp_bias or config.qk_norm or "sliding_attention" in config.layer_types):
+        raise ValueError("Gemma (a Llama with scaled embeddings) has no feed-forward bias, no query-key norm and no "
+                         "sliding window: it needs `mlp_bias=False`, `qk_norm=False` and `sliding_window=None`.")
+    if family == "Qwen3" and config.mlp_bias:
+        raise ValueError("Qwen3 (a Llama with query-key norms) has no feed-forward bias: it needs `mlp_bias=False`.")
     if family in ("Mistral", "Ministral") and (config.attention_bias or config.mlp_bias):
         raise ValueError(f"{family} (the Llama network with sliding-window attention) has no biases: it needs "
                          "`attention_bias=False` and `mlp_bias=False`, or biases on Q, K and V only (Qwen2).")
@@ -150,7 +156,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
                          f"{config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     if family != "Llama":  # their biases are fixed by the architecture, not config fields (Gemma: attention only)
-        fixed = ("mlp_bias",) if family == "Gemma" else ("attention_bias", "mlp_bias")
+        fixed = ("mlp_bias",) if family in ("Gemma", "Qwen3") else ("attention_bias", "mlp_bias")
         kwargs = {key: value for key, value in kwargs.items() if key not in fixed}
     layer_types = ["full_attention" if config.layer_sliding_window(i) is None else "sliding_attention"
                    for i in range(config.num_hidden_layers)]
@@ -158,10 +164,10 @@ def llama_config_from_mini(config: MiniGPTConfig):
         kwargs["sliding_window"] = config.sliding_window
     elif family == "Ministral":
         kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types)
-    elif family == "Qwen2" and "sliding_attention" in layer_types:
+    elif family in ("Qwen2", "Qwen3") and "sliding_attention" in layer_types:
         kwargs.update(use_sliding_window=True, sliding_window=config.sliding_window, layer_types=layer_types,
-                      max_window_layers=layer_types.index("sliding_attention"))  # Qwen2's rule when none is given
-    elif family == "Qwen2":
+                      max_window_layers=layer_types.index("sliding_attention"))  # Qwen's rule when none is given
+    elif family in ("Qwen2", "Qwen3"):
         kwargs["use_sliding_window"] = False
     config_class = getattr(transformers, f"{family}Config")
     return config_class(
@@ -174,7 +180,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     )
 
 
-def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool) -> dict:
+def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, qk_norm: bool = False) -> dict:
     """{mini key: hf key}; our separate q/k/v names are fused by ``load_mapped``."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embed_tokens.weight",
                f"{mini}norm.weight": f"{hf}norm.weight"}
@@ -183,6 +189,7 @@ def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool) -> dict:
         names = [("self_attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm")]
         names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
         names += [(f"mlp.{p}", f"mlp.{p}") for p in ("gate_proj", "up_proj", "down_proj")]
+        names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_norm", "k_norm") if qk_norm]  # Qwen3's
         for ours, theirs in names:
             mapping[f"{m}{ours}.weight"] = f"{h}{theirs}.weight"
     if untied_head:
@@ -233,7 +240,8 @@ def _from_hf(hf_model, **overrides):
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     state = hf_model.state_dict()
-    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, True)
+    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm),
+                            **head}, state, True)
     transforms = _norm_gains(mapping, 1.0) if family == "Gemma" else None
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
@@ -251,7 +259,8 @@ def to_llama(mini_model):
     hf_cls = getattr(transformers, f"{export_family(mini_model.config)}{head_name}")
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
-    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}, state, False)
+    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,
+                                       mini_model.config.qk_norm), **head}, state, False)
     shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config) == "Gemma" else {}
     hf_state = {hf_key: shift[mini_key](state[mini_key]) if mini_key in shift else state[mini_key]
                 for mini_key, hf_key in mapping.items()}

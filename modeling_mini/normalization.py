@@ -16,10 +16,12 @@ Both are PyTorch's own modules (``nn.LayerNorm``, ``nn.RMSNorm``).
 from torch import nn
 
 
-def build_norm(config) -> nn.Module:
-    """A fresh normalisation layer over ``hidden_size`` features, of the configured ``norm_type``."""
+def build_norm(config, size: int | None = None) -> nn.Module:
+    """A fresh normalisation layer over ``size`` features (``hidden_size`` unless given: attention's ``qk_norm``
+    normalises each head, ``head_dim`` wide), of the configured ``norm_type``."""
+    size = config.hidden_size if size is None else size
     if config.norm_type == "layernorm":
-        return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        return nn.LayerNorm(size, eps=config.layer_norm_eps)
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        return nn.RMSNorm(size, eps=config.layer_norm_eps)
     raise ValueError(f"`norm_type` must be one of 'layernorm', 'rmsnorm'; got {config.norm_type!r}.")

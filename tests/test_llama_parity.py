@@ -177,8 +177,8 @@ def test_options_llama_cannot_express_raise():
 
 
 def build_family(family: str, head: str, **kw):
-    """A random Mistral (no sliding window) or Qwen2 model (norms and biases perturbed), the same small shape as
-    :func:`build`."""
+    """A random Mistral (no sliding window), Qwen2 or Qwen3 model (norms and biases perturbed), the same small shape
+    as :func:`build`."""
     import transformers
 
     options = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -189,14 +189,16 @@ def build_family(family: str, head: str, **kw):
 
 
 @pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
-@pytest.mark.parametrize("family", ["Mistral", "Qwen2"])
-def test_mistral_and_qwen2_convert_exactly(family, head):
-    """Qwen2 (biases on Q, K, V, not on the output projection) and Mistral without a binding window are the Llama
-    network; Qwen2 exports back as Qwen2, Mistral as the identical Llama."""
+@pytest.mark.parametrize("family", ["Mistral", "Qwen2", "Qwen3"])
+def test_mistral_and_qwen_convert_exactly(family, head):
+    """Qwen2 (biases on Q, K, V, not on the output projection), Qwen3 (each head's queries and keys normalised; heads
+    128 wide by default, over a 32-wide model here) and Mistral without a window are the Llama network; the Qwens
+    export back as themselves, Mistral as the identical Llama. (Sliding windows: tests/test_sliding_window.py.)"""
     hf = build_family(family, head)
     mini = from_hf(hf)
     assert (mini.config.attention_bias, mini.config.attention_output_bias) == ((True, False) if family == "Qwen2"
                                                                                else (False, False))
+    assert mini.config.qk_norm is (family == "Qwen3")
     ids, mask = padded_batch()
     with torch.no_grad():
         ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
@@ -206,12 +208,22 @@ def test_mistral_and_qwen2_convert_exactly(family, head):
         theirs, mine = theirs[mask.bool()], mine[mask.bool()]
     torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
     back = to_hf(mini)
-    assert type(back).__name__ == ("Qwen2" if family == "Qwen2" else "Llama") + head
+    assert type(back).__name__ == ("Llama" if family == "Mistral" else family) + head
     assert_same_tensors(hf, back)
 
 
 def test_bias_layouts_they_cannot_express_raise():
     """(Sliding windows convert: tests/test_sliding_window.py.)"""
+    with pytest.raises(ValueError, match="qk_norm.*True or False"):
+        modeling_mini.MiniGPTConfig(qk_norm=1)
+    qwen3 = from_hf(build_family("Qwen3", "ForCausalLM"))
+    qwen3.config.mlp_bias = True
+    with pytest.raises(ValueError, match="Qwen3.*mlp_bias=False"):
+        to_hf(qwen3)
+    with pytest.raises(ValueError, match="GPT-2 has no query-key norm"):
+        to_hf(modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(
+            vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, qk_norm=True,
+            position_embedding_type="learned")))
     mini = from_hf(build_family("Qwen2", "ForCausalLM"))
     mini.config.mlp_bias = True
     with pytest.raises(ValueError, match="Qwen2.*mlp_bias=False"):

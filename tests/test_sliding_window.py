@@ -1,5 +1,5 @@
 """Sliding-window attention (``MiniGPTConfig.sliding_window`` / ``layer_types``): a token of a sliding layer sees only
-the last ``sliding_window`` tokens. Parity with Mistral (every layer slides), Ministral and Qwen2 (some layers do),
+the last ``sliding_window`` tokens. Parity with Mistral (every layer slides), Ministral, Qwen2 and Qwen3 (some do),
 whose caches keep only the window; the window really binds; cached, static-cache and uncached decoding agree."""
 
 import copy
@@ -13,12 +13,14 @@ from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
 from modeling_mini.convert import from_hf, to_hf
 
 WINDOW = 4
-#: family -> the HF config options giving it sliding layers (Ministral: alternating; Qwen2: all but the first)
+#: family -> the HF config options giving it sliding layers (Ministral: alternating; Qwen2: all but the first; Qwen3:
+#: the last)
 SLIDING = {
     "Mistral": {"sliding_window": WINDOW},
     "Ministral": {"sliding_window": WINDOW,
                   "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]},
     "Qwen2": {"use_sliding_window": True, "sliding_window": WINDOW, "max_window_layers": 1},
+    "Qwen3": {"use_sliding_window": True, "sliding_window": WINDOW, "max_window_layers": 2},
 }
 HEADS = ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"]
 
@@ -49,8 +51,8 @@ def test_outputs_match_on_a_left_padded_batch_longer_than_the_window(family, hea
     hf.set_attn_implementation(impl)
     mini = from_hf(hf)
     windows = [mini.config.layer_sliding_window(i) for i in range(3)]
-    assert windows == {"Mistral": [WINDOW] * 3, "Ministral": [WINDOW, None, WINDOW], "Qwen2": [None, WINDOW, WINDOW]}[
-        family]
+    assert windows == {"Mistral": [WINDOW] * 3, "Ministral": [WINDOW, None, WINDOW], "Qwen2": [None, WINDOW, WINDOW],
+                       "Qwen3": [None, None, WINDOW]}[family]
     ids, mask = long_padded_batch()
     with torch.no_grad():
         ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
