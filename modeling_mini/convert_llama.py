@@ -38,28 +38,35 @@ _GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh
 _HF_CLASSIFIER_DROPOUT = 0.1
 
 
-FAMILIES = ("Llama", "Mistral", "Ministral", "Qwen2", "Qwen3", "Gemma")
+#: What each family fixes, whatever its config says (as mini options); the rest of the layout is Llama's, and Llama's
+#: own biases are config fields. Options not named here keep their Llama values: no query-key norm, unscaled
+#: embeddings, and a bias on every attention projection or on none.
+_FIXED = {
+    "Llama": {},
+    "Mistral": {"attention_bias": False, "mlp_bias": False},
+    "Ministral": {"attention_bias": False, "mlp_bias": False},
+    "Qwen2": {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False},
+    "Qwen3": {"mlp_bias": False, "qk_norm": True},
+    "Gemma": {"mlp_bias": False, "scale_embeddings": True},
+}
+FAMILIES = tuple(_FIXED)
+#: the families whose layers may attend through a sliding window (Mistral: every layer or none)
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3")
 
 
-def _attention_layout(family: str, hf) -> dict:
-    """The biases of each family (Mistral, Ministral: none; Qwen2: Q, K, V only; Llama: as its config says) and which
-    layers attend through a sliding window (Mistral: all of them when ``sliding_window`` is set; Ministral, Qwen2: those
-    their ``layer_types`` name)."""
-    layout = {"attention_bias": hf.attention_bias, "mlp_bias": hf.mlp_bias} if family == "Llama" else (
-        {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False} if family == "Qwen2"
-        else {"attention_bias": hf.attention_bias, "mlp_bias": False} if family == "Gemma"
-        else {"attention_bias": hf.attention_bias, "mlp_bias": False, "qk_norm": True} if family == "Qwen3"
-        else {"attention_bias": False, "mlp_bias": False})
-    window = getattr(hf, "sliding_window", None)  # Llama has none; Qwen2 sets it to None without use_sliding_window
+def _windows(hf) -> dict:
+    """Which layers attend through a sliding window: Mistral's all of them when ``sliding_window`` is set, the others'
+    those their ``layer_types`` name (Qwen's ``sliding_window`` is None unless ``use_sliding_window``)."""
+    window = getattr(hf, "sliding_window", None)
     layer_types = getattr(hf, "layer_types", None) if window is not None else None
     if layer_types is not None and all(kind == "sliding_attention" for kind in layer_types):
         layer_types = None  # every layer slides: the mini default for a window
-    return layout | {"sliding_window": window, "layer_types": layer_types}
+    return {"sliding_window": window, "layer_types": layer_types}
 
 
 def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
-    """The MiniGPT config computing what ``hf`` (a Llama, Mistral or Qwen2 config) computes; ``ValueError`` for options
-    it lacks."""
+    """The MiniGPT config computing what ``hf`` (a config of one of :data:`FAMILIES`) computes; ``ValueError`` for
+    options it lacks."""
     rope = dict(hf.rope_parameters or {})
     rope_type = rope.get("rope_type", "default")
     if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
@@ -79,7 +86,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         raise ValueError(f"{family} `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of "
                          f"{list(_GATED)}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
-    kwargs.update(_attention_layout(family, hf))
+    kwargs.update(_FIXED[family], **_windows(hf))
     kwargs["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
@@ -92,7 +99,6 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         final_norm=True,
         layer_norm_eps=float(hf.rms_norm_eps),
         embedding_norm=False,
-        scale_embeddings=family == "Gemma",  # Gemma multiplies its embeddings by sqrt(hidden_size)
         hidden_dropout=0.0,
         activation_dropout=0.0,
         classifier_dropout=_HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
@@ -103,8 +109,9 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """Gemma for scaled embeddings; Qwen2 for biases on Q, K and V but not on the output projection (and none in the
-    feed-forward); else, with sliding-window layers, Mistral (every layer slides) or Ministral (some do); else Llama."""
+    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: Gemma for scaled embeddings, Qwen3 for query-key
+    norms, Qwen2 for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or
+    Ministral (some do); else Llama."""
     if config.scale_embeddings:
         return "Gemma"
     if config.qk_norm:
@@ -118,8 +125,8 @@ def export_family(config: MiniGPTConfig) -> str:
 
 
 def llama_config_from_mini(config: MiniGPTConfig):
-    """The Llama (or Qwen2, see :func:`export_family`) config for a MiniGPT config; ``ValueError`` naming the first
-    option it cannot express.
+    """The config of :func:`export_family`'s family for a MiniGPT config; ``ValueError`` naming the first option that
+    family cannot express.
 
     Llama never trains its pad token's embedding row; a MiniGPT with ``freeze_padding_row=False`` and a pad token
     exports with the same weights and outputs, and differs only there in further training."""
@@ -133,31 +140,23 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "hidden_dropout": 0.0,
         "activation_dropout": 0.0,
         "add_cross_attention": False,
+        "qk_norm": False,
+        "scale_embeddings": False,
+        "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
+        **_FIXED[family],
     }
     for field, value in required.items():
         if getattr(config, field) != value:
             raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    if config.attention_bias != config.attention_output_bias and family != "Qwen2":
-        raise ValueError("Llama has a bias on every attention projection or on none: it needs `attention_output_bias "
-                         f"== attention_bias`; this model has {config.attention_output_bias!r}.")
-    if family == "Qwen2" and config.mlp_bias:
-        raise ValueError("Qwen2 (biases on Q, K and V only) has no feed-forward bias: it needs `mlp_bias=False`.")
-    if family == "Gemma" and (config.mlp_bias or config.qk_norm or "sliding_attention" in config.layer_types):
-        raise ValueError("Gemma (a Llama with scaled embeddings) has no feed-forward bias, no query-key norm and no "
-                         "sliding window: it needs `mlp_bias=False`, `qk_norm=False` and `sliding_window=None`.")
-    if family == "Qwen3" and config.mlp_bias:
-        raise ValueError("Qwen3 (a Llama with query-key norms) has no feed-forward bias: it needs `mlp_bias=False`.")
-    if family in ("Mistral", "Ministral") and (config.attention_bias or config.mlp_bias):
-        raise ValueError(f"{family} (the Llama network with sliding-window attention) has no biases: it needs "
-                         "`attention_bias=False` and `mlp_bias=False`, or biases on Q, K and V only (Qwen2).")
+    if family not in _SLIDING and "sliding_attention" in config.layer_types:
+        raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
+                         f"{config.sliding_window!r}.")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
                          f"{config.hidden_act!r}.")
-    kwargs = {key: getattr(config, key) for key in _SHARED}
-    if family != "Llama":  # their biases are fixed by the architecture, not config fields (Gemma: attention only)
-        fixed = ("mlp_bias",) if family in ("Gemma", "Qwen3") else ("attention_bias", "mlp_bias")
-        kwargs = {key: value for key, value in kwargs.items() if key not in fixed}
+    # a fixed option is not a field of that family's config
+    kwargs = {key: getattr(config, key) for key in _SHARED if key not in _FIXED[family]}
     layer_types = ["full_attention" if config.layer_sliding_window(i) is None else "sliding_attention"
                    for i in range(config.num_hidden_layers)]
     if family == "Mistral":

@@ -172,8 +172,12 @@ def test_exports_that_cannot_express_the_windows_raise():
         to_hf(learned)
     llama_like = from_hf(build("Mistral"))
     llama_like.config.attention_bias = llama_like.config.attention_output_bias = True  # biases everywhere: Llama's
-    with pytest.raises(ValueError, match="Mistral.*no biases"):
+    with pytest.raises(ValueError, match="Mistral needs `attention_bias=False`"):
         to_hf(llama_like)
+    gemma_like = from_hf(build("Mistral"))
+    gemma_like.config.scale_embeddings = True  # Gemma's layout, which has no sliding window
+    with pytest.raises(ValueError, match="Gemma attends to every earlier token"):
+        to_hf(gemma_like)
     assert MiniGPTConfig(sliding_window=8).layer_types == ["sliding_attention"] * 12  # None: all slide
     assert MiniGPTConfig().layer_types == ["full_attention"] * 12
     assert MiniGPTConfig(n_layer=2, sliding_window=8).layer_types == ["sliding_attention"] * 2  # GPT-2's name
