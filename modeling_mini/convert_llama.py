@@ -1,5 +1,5 @@
-"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma) <-> MiniGPT: the config translation and the weight-name map (used
-through ``convert.py``).
+"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma, Phi-3) <-> MiniGPT: the config translation and the weight-name
+map (used through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
 block, a gated feed-forward (SwiGLU: ``down(silu(gate(x)) * up(x))``), grouped-query attention, no biases, no
@@ -12,7 +12,8 @@ attention to a sliding window (Mistral on every layer, the others on the layers 
 ``sliding_window`` and ``layer_types``); Qwen2 has biases on Q, K and V but not on the output projection
 (``attention_output_bias=False``); Qwen3 normalises each head's queries and keys (``qk_norm``). Gemma (the first one)
 multiplies its embeddings by ``sqrt(hidden_size)`` (``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``)
-and stores each RMSNorm gain as an offset from 1.
+and stores each RMSNorm gain as an offset from 1. Phi-3 is Llama's network with Q, K, V in one matrix (as ours) and
+the gate and up projections in another; it exports as Llama (Mistral with its window).
 """
 
 import copy
@@ -48,10 +49,12 @@ _FIXED = {
     "Qwen2": {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False},
     "Qwen3": {"mlp_bias": False, "qk_norm": True},
     "Gemma": {"mlp_bias": False, "scale_embeddings": True},
+    "Phi3": {"attention_bias": False, "mlp_bias": False},
 }
 FAMILIES = tuple(_FIXED)
-#: the families whose layers may attend through a sliding window (Mistral: every layer or none)
-_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3")
+#: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
+#: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama, or as Mistral with a window.
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3")
 
 
 def _windows(hf) -> dict:
@@ -85,6 +88,9 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     if hf.hidden_act not in _GATED:
         raise ValueError(f"{family} `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of "
                          f"{list(_GATED)}.")
+    dropouts = {name: getattr(hf, name) for name in ("resid_pdrop", "embd_pdrop") if getattr(hf, name, 0.0)}
+    if dropouts:  # Phi-3's: our residual dropout would also drop out the embeddings
+        raise ValueError(f"{family} residual / embedding dropout {dropouts} has no mini equivalent; only 0.0.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(_FIXED[family], **_windows(hf))
     kwargs["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
@@ -232,6 +238,20 @@ def _norm_gains(mapping: dict, shift: float) -> dict:
     return {key: (lambda weight: weight + shift) for key in mapping if key.endswith("norm.weight")}
 
 
+def _unpack_phi3(state: dict, config: MiniGPTConfig, prefix: str) -> dict:
+    """Phi-3's fused ``qkv_proj`` (rows Q, K, V) and ``gate_up_proj`` (rows gate, up) as Llama's separate matrices."""
+    state = dict(state)
+    q_size, kv_size = config.num_attention_heads * config.head_dim, config.num_key_value_heads * config.head_dim
+    for i in range(config.num_hidden_layers):
+        layer = f"{prefix}layers.{i}."
+        q, k, v = state.pop(f"{layer}self_attn.qkv_proj.weight").split([q_size, kv_size, kv_size])
+        gate, up = state.pop(f"{layer}mlp.gate_up_proj.weight").chunk(2)
+        state |= {f"{layer}self_attn.q_proj.weight": q, f"{layer}self_attn.k_proj.weight": k,
+                  f"{layer}self_attn.v_proj.weight": v, f"{layer}mlp.gate_proj.weight": gate,
+                  f"{layer}mlp.up_proj.weight": up}
+    return state
+
+
 def _from_hf(hf_model, **overrides):
     family, head_name = _split_name(type(hf_model).__name__)
     mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
@@ -239,6 +259,8 @@ def _from_hf(hf_model, **overrides):
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     state = hf_model.state_dict()
+    if family == "Phi3":
+        state = _unpack_phi3(state, config, hf_prefix)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm),
                             **head}, state, True)
     transforms = _norm_gains(mapping, 1.0) if family == "Gemma" else None
