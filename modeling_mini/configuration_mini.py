@@ -264,6 +264,15 @@ class MiniConfig(PreTrainedConfig):
             plan |= {stack.removesuffix("layers") + "norm": "keep_full_weight" for stack in self._block_stacks}
         return plan
 
+    def to_dict(self) -> dict:
+        """transformers' dict, with ``head_dim`` as None where it is ``hidden_size / num_attention_heads``: a derived
+        value is derived again on loading, so a saved config whose width or head count is then changed (a
+        ``--config_overrides``) cannot keep a stale head width."""
+        out = super().to_dict()
+        if self.head_dim is not None and self.head_dim * self.num_attention_heads == self.hidden_size:
+            out["head_dim"] = None
+        return out
+
     def validate_architecture(self) -> None:
         """Raise ``ValueError`` naming the first field whose value the blocks cannot build."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -376,6 +385,15 @@ class MiniGPTConfig(MiniConfig):
     @property
     def _cross_attention_stacks(self) -> tuple[str, ...]:
         return ("layers",) if self.add_cross_attention else ()
+
+    def to_dict(self) -> dict:
+        """As :meth:`MiniConfig.to_dict`, with ``layer_types`` as None where it is the default for ``sliding_window``
+        (every layer slides, or none), so that a saved config given another depth stays consistent."""
+        out = super().to_dict()
+        default = ["full_attention" if self.sliding_window is None else "sliding_attention"] * self.num_hidden_layers
+        if self.layer_types == default:
+            out["layer_types"] = None
+        return out
 
     def layer_sliding_window(self, layer_idx: int) -> int | None:
         """The window of layer ``layer_idx``'s self-attention: ``sliding_window`` for a sliding layer, else None."""

@@ -278,6 +278,13 @@ def test_config_overrides_change_the_preset_and_the_checkpoint(pretrained, data,
     finetune.main(["--model_name_or_path", str(pretrained["gpt"]), "--train_files", data["spam"],
                    "--config_overrides", "classifier_dropout=0.3", "--output_dir", str(tmp_path / "ft"), *QUICK])
     assert AutoConfig.from_pretrained(tmp_path / "ft").classifier_dropout == 0.3
+    # a saved model as the preset, deeper and wider: its derived head width and layer types follow, not go stale
+    saved = json.loads((tmp_path / "lm" / "config.json").read_text())
+    assert saved.get("head_dim") is None and saved.get("layer_types") is None  # derived, so not stored
+    pretrain_tiny("gpt", tmp_path / "deeper", data["corpus"], "--model_config", str(tmp_path / "lm"),
+                  "--config_overrides", "num_hidden_layers=3,hidden_size=96")
+    config = AutoConfig.from_pretrained(tmp_path / "deeper")
+    assert config.head_dim == 96 // config.num_attention_heads and len(config.layer_types) == 3
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
