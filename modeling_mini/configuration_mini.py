@@ -44,12 +44,16 @@ ROTARY_SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "yarn": ("factor", "original_max_position_embeddings"),
+    "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
 }
 #: ... and the ones it may have (YaRN's defaults: beta_fast 32, beta_slow 1, the attention factor from ``factor``,
 #: truncate True)
 ROTARY_SCALING_OPTIONAL_KEYS = {
     "yarn": ("beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim", "truncate"),
+    "longrope": ("factor", "attention_factor"),
 }
+#: the keys holding one number per pair of head features (LongRoPE's per-frequency stretches)
+ROTARY_SCALING_LIST_KEYS = ("short_factor", "long_factor")
 
 
 def _check_rotary_scaling(scaling) -> None:
@@ -64,7 +68,14 @@ def _check_rotary_scaling(scaling) -> None:
     if unknown:
         raise ValueError(f"`rotary_scaling` of type {rope_type!r} takes {', '.join(required + optional)}; unknown "
                          f"keys {unknown}.")
+    for key in ROTARY_SCALING_LIST_KEYS:
+        if key in required and not (isinstance(scaling[key], (list, tuple)) and scaling[key] and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scaling[key])):
+            raise ValueError(f"`rotary_scaling[{key!r}]` must be a list of positive numbers, one per pair of head "
+                             f"features; got {scaling[key]!r}.")
     for key in required + tuple(key for key in optional if key in scaling and key != "truncate"):
+        if key in ROTARY_SCALING_LIST_KEYS:
+            continue
         value = scaling.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"`rotary_scaling[{key!r}]` must be a positive number for rope_type "
@@ -126,7 +137,10 @@ class MiniConfig(PreTrainedConfig):
             "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` (Llama 3.1's:
             only the slow frequencies are divided) or ``{"rope_type": "yarn", "factor",
             "original_max_position_embeddings"}`` (YaRN, with its optional ``beta_fast``, ``beta_slow``,
-            ``attention_factor``, ``mscale``, ``mscale_all_dim``, ``truncate``); see
+            ``attention_factor``, ``mscale``, ``mscale_all_dim``, ``truncate``) or ``{"rope_type": "longrope",
+            "short_factor", "long_factor", "original_max_position_embeddings"}`` (Phi-3's LongRoPE: a stretch per
+            frequency, the long set once the input passes the original length; optional ``factor``, default
+            ``max_position_embeddings / original_max_position_embeddings``, and ``attention_factor``); see
             ``positional.scaled_rotary_frequencies``.
         norm_type: ``layernorm`` or ``rmsnorm``.
         norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2) or ``post`` (normalise after
@@ -302,6 +316,11 @@ class MiniConfig(PreTrainedConfig):
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias"))
         if self.position_embedding_type == "rotary" and self.head_dim % 2:
             raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
+        for key in ROTARY_SCALING_LIST_KEYS:
+            stretches = (self.rotary_scaling or {}).get(key)
+            if stretches is not None and len(stretches) != self.head_dim // 2:
+                raise ValueError(f"`rotary_scaling[{key!r}]` needs head_dim / 2 = {self.head_dim // 2} numbers, one "
+                                 f"per rotated pair; got {len(stretches)}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
             raise ValueError(
                 f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."

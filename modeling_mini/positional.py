@@ -60,7 +60,10 @@ def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype
 
     if torch.compiler.is_compiling():
         return make()
-    key = (dim, base, torch.device(device), dtype, None if scaling is None else tuple(sorted(scaling.items())))
+    # (LongRoPE's lists as tuples: a key must hash)
+    options = None if scaling is None else tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                        for k, v in scaling.items()))
+    key = (dim, base, torch.device(device), dtype, options)
     if key in _FREQUENCIES:
         return _FREQUENCIES[key]
     return _keep(_FREQUENCIES, key, make)
@@ -127,7 +130,14 @@ def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict, base: fl
     * ``yarn`` (Peng et al. 2023): the same idea, with the blend placed by how many full turns a frequency makes
       over the original context: at least ``beta_fast`` (32) turns, kept; at most ``beta_slow`` (1), divided.
       YaRN also scales the rotation itself (:func:`rotary_attention_factor`).
+    * ``longrope`` (Phi-3): each frequency divided by its own stretch, searched for at training; two sets, for
+      inputs within the original length (``short_factor``) and past it (``long_factor``). Returns both, (2, Dh/2):
+      :class:`RotaryEmbedding` picks one per forward.
     """
+    if scaling["rope_type"] == "longrope":
+        base_powers = _base_powers(frequencies, base)
+        return torch.stack([1.0 / (torch.tensor(scaling[key], dtype=frequencies.dtype, device=frequencies.device)
+                                   * base_powers) for key in ("short_factor", "long_factor")])
     factor = float(scaling["factor"])
     if scaling["rope_type"] == "linear":
         return frequencies / factor
@@ -139,6 +149,13 @@ def scaled_rotary_frequencies(frequencies: torch.Tensor, scaling: dict, base: fl
     # 0 for wavelengths past context / low (slow: divide), 1 below context / high (fast: keep), linear in between
     keep = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0)
     return (1 - keep) * frequencies / factor + keep * frequencies
+
+
+def _base_powers(frequencies: torch.Tensor, base: float) -> torch.Tensor:
+    """``base^(2i/dim)``, the inverse of each frequency, computed as :func:`_compute_frequencies` does before it
+    divides: a scaling that divides it again rounds as transformers does."""
+    dim = 2 * frequencies.shape[0]
+    return base ** (torch.arange(0, dim, 2, device=frequencies.device, dtype=frequencies.dtype) / dim)
 
 
 def _yarn_frequencies(frequencies: torch.Tensor, factor: float, context: float, base: float, scaling: dict):
@@ -158,18 +175,22 @@ def _yarn_frequencies(frequencies: torch.Tensor, factor: float, context: float, 
         last += 0.001  # a one-pair ramp would divide by zero
     pairs = torch.arange(dim // 2, dtype=torch.float32).to(frequencies.device)
     keep = 1 - ((pairs - first) / (last - first)).clamp(0.0, 1.0)  # (Dh/2,): 1 keeps, 0 divides
-    base_powers = base ** (torch.arange(0, dim, 2, device=frequencies.device, dtype=frequencies.dtype) / dim)
-    return 1.0 / (factor * base_powers) * (1 - keep) + frequencies * keep  # base_powers = 1 / frequencies
+    return 1.0 / (factor * _base_powers(frequencies, base)) * (1 - keep) + frequencies * keep
 
 
-def rotary_attention_factor(scaling: dict | None) -> float:
-    """YaRN's multiplier on ``cos`` and ``sin`` (1 otherwise): ``0.1 ln(factor) + 1``, which sharpens attention back
-    to what it was over the original context, or the ratio of two such terms with DeepSeek's ``mscale`` /
-    ``mscale_all_dim``; ``attention_factor`` sets it directly."""
-    if scaling is None or scaling["rope_type"] != "yarn":
+def rotary_attention_factor(scaling: dict | None, max_position_embeddings: int) -> float:
+    """YaRN's and LongRoPE's multiplier on ``cos`` and ``sin`` (1 otherwise), which sharpens attention back to what it
+    was over the original context; ``attention_factor`` sets it directly. YaRN: ``0.1 ln(factor) + 1``, or the ratio
+    of two such terms with DeepSeek's ``mscale`` / ``mscale_all_dim``. LongRoPE: ``sqrt(1 + ln(factor) /
+    ln(original length))``, ``factor`` defaulting to ``max_position_embeddings / original length``."""
+    if scaling is None or scaling["rope_type"] not in ("yarn", "longrope"):
         return 1.0
     if scaling.get("attention_factor") is not None:
         return float(scaling["attention_factor"])
+    if scaling["rope_type"] == "longrope":
+        original = scaling["original_max_position_embeddings"]
+        factor = scaling.get("factor") or max_position_embeddings / original
+        return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
 
     def sharpening(mscale: float = 1.0) -> float:
         return 1.0 if scaling["factor"] <= 1 else 0.1 * mscale * math.log(scaling["factor"]) + 1.0
@@ -187,10 +208,13 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = config.head_dim
         self.base = float(config.rope_theta)
         self.scaling = config.rotary_scaling
-        self.attention_factor = rotary_attention_factor(config.rotary_scaling)
+        self.attention_factor = rotary_attention_factor(config.rotary_scaling, config.max_position_embeddings)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32, self.scaling)
+        if freqs.dim() == 2:  # LongRoPE: the long set once any position passes the original length; no host read
+            past_original = position_ids.max() + 1 > self.scaling["original_max_position_embeddings"]
+            freqs = torch.where(past_original, freqs[1], freqs[0])
         angles = position_ids[..., None] * freqs  # (B, T, Dh/2), float32: integer ids promote to the frequencies' type
         angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
         cos, sin = angles.cos(), angles.sin()

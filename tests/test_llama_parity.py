@@ -341,3 +341,38 @@ def test_phi3_generates_and_trains_the_same():
         torch.testing.assert_close(tensor, theirs[name], atol=1e-5, rtol=0, msg=name)
     with pytest.raises(ValueError, match=r"residual / embedding dropout \{'resid_pdrop': 0.1\}"):
         from_hf(build_phi3("Model", resid_pdrop=0.1))
+
+
+LONGROPE = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0, 1.1, 1.2, 1.3],
+            "long_factor": [2.0, 3.0, 4.0, 5.0]}
+
+
+def test_phi3_longrope_switches_frequencies_past_the_original_length_as_transformers_does():
+    """LongRoPE (Phi-3 128k, Phi-3.5): a stretch per frequency, the short set while every position is within the
+    original length (8 here) and the long set once one passes it, and a sqrt(1 + ln(64/8) / ln 8) attention factor."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    hf = build_phi3("ForCausalLM", rope_parameters=dict(LONGROPE), original_max_position_embeddings=8)
+    mini = from_hf(hf)
+    assert mini.config.rotary_scaling["original_max_position_embeddings"] == 8
+    ours = modeling_mini.positional._frequencies(8, 10000.0, "cpu", torch.float32, mini.config.rotary_scaling)
+    short, factor = ROPE_INIT_FUNCTIONS["longrope"](hf.config, torch.device("cpu"))
+    long, _ = ROPE_INIT_FUNCTIONS["longrope"](hf.config, torch.device("cpu"), seq_len=9)
+    assert torch.equal(ours[0], short) and torch.equal(ours[1], long)
+    assert mini.model.rotary.attention_factor == factor == pytest.approx(2**0.5)
+    for length in (6, 12):  # within, then past the original length
+        ids = torch.randint(3, 99, (2, length))
+        with torch.no_grad():
+            torch.testing.assert_close(mini(ids).logits, hf(ids).logits, atol=1e-5, rtol=0)
+    ids = torch.randint(3, 99, (2, 5))
+    kwargs = dict(max_new_tokens=10, do_sample=False)  # the prefill uses the short set, the steps past 8 the long one
+    assert torch.equal(mini.generate(ids, **kwargs), hf.generate(ids, **kwargs))
+    back = to_hf(mini)
+    assert back.config.rope_parameters["long_factor"] == LONGROPE["long_factor"]
+    assert_same_tensors(mini, from_hf(back))
+    with pytest.raises(ValueError, match=r"rotary_scaling\['long_factor'\]` needs head_dim / 2 = 4 numbers"):
+        modeling_mini.MiniGPTConfig(**{**mini.config.to_dict(), "rotary_scaling": {
+            **mini.config.rotary_scaling, "long_factor": [1.0, 2.0]}})
+    with pytest.raises(ValueError, match=r"rotary_scaling\['short_factor'\]` must be a list of positive numbers"):
+        modeling_mini.MiniGPTConfig(position_embedding_type="rotary", rotary_scaling={
+            "rope_type": "longrope", "short_factor": 2.0, "long_factor": [1.0], "original_max_position_embeddings": 8})
