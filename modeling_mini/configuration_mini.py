@@ -132,6 +132,8 @@ class MiniConfig(PreTrainedConfig):
             ``concatenated`` (all sines then all cosines, as Marian does).
         max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
         rope_theta: base of the rotary frequencies.
+        partial_rotary_factor: the fraction of each head's features that rotary positions rotate (the first
+            ``rotary_dim = head_dim * factor``; the rest pass through unrotated), 1.0 by default (Phi-4-mini: 0.75).
         rotary_scaling: ``None``, or how to stretch rotary positions past the length a model was trained on:
             ``{"rope_type": "linear", "factor": f}`` (every frequency divided by ``f``) or ``{"rope_type": "llama3",
             "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` (Llama 3.1's:
@@ -184,6 +186,7 @@ class MiniConfig(PreTrainedConfig):
         sinusoidal_layout: str = "interleaved",
         max_position_embeddings: int = 1024,
         rope_theta: float = 10000.0,
+        partial_rotary_factor: float = 1.0,
         rotary_scaling: dict | None = None,
         norm_type: str = "layernorm",
         norm_position: str = "pre",
@@ -219,6 +222,7 @@ class MiniConfig(PreTrainedConfig):
         self.sinusoidal_layout = sinusoidal_layout
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
+        self.partial_rotary_factor = partial_rotary_factor
         self.rotary_scaling = rotary_scaling
         self.norm_type = norm_type
         self.norm_position = norm_position
@@ -278,6 +282,11 @@ class MiniConfig(PreTrainedConfig):
             plan |= {stack.removesuffix("layers") + "norm": "keep_full_weight" for stack in self._block_stacks}
         return plan
 
+    @property
+    def rotary_dim(self) -> int:
+        """How many features of each head rotary positions rotate: ``head_dim * partial_rotary_factor``."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
     def to_dict(self) -> dict:
         """transformers' dict, with ``head_dim`` as None where it is ``hidden_size / num_attention_heads``: a derived
         value is derived again on loading, so a saved config whose width or head count is then changed (a
@@ -314,13 +323,17 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias"))
-        if self.position_embedding_type == "rotary" and self.head_dim % 2:
-            raise ValueError(f"`position_embedding_type='rotary'` needs an even head dimension; got {self.head_dim}.")
+        factor = self.partial_rotary_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+            raise ValueError(f"`partial_rotary_factor` must be a number in (0, 1]; got {factor!r}.")
+        if self.position_embedding_type == "rotary" and (self.rotary_dim % 2 or self.rotary_dim < 2):
+            raise ValueError(f"`position_embedding_type='rotary'` rotates pairs of features: it needs an even "
+                             f"head_dim * partial_rotary_factor >= 2; got {self.rotary_dim}.")
         for key in ROTARY_SCALING_LIST_KEYS:
             stretches = (self.rotary_scaling or {}).get(key)
-            if stretches is not None and len(stretches) != self.head_dim // 2:
-                raise ValueError(f"`rotary_scaling[{key!r}]` needs head_dim / 2 = {self.head_dim // 2} numbers, one "
-                                 f"per rotated pair; got {len(stretches)}.")
+            if stretches is not None and len(stretches) != self.rotary_dim // 2:
+                raise ValueError(f"`rotary_scaling[{key!r}]` needs rotary_dim / 2 = {self.rotary_dim // 2} numbers, "
+                                 f"one per rotated pair; got {len(stretches)}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2:
             raise ValueError(
                 f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."

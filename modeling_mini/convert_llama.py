@@ -18,6 +18,7 @@ the gate and up projections in another; it exports as Llama (Mistral with its wi
 
 import copy
 
+import torch
 import transformers
 
 from .configuration_mini import ROTARY_SCALING_KEYS, ROTARY_SCALING_OPTIONAL_KEYS, MiniGPTConfig
@@ -53,7 +54,8 @@ _FIXED = {
 }
 FAMILIES = tuple(_FIXED)
 #: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
-#: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama, or as Mistral with a window.
+#: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama (Mistral with a window)
+#: unless only part of each head rotates (``partial_rotary_factor``, Phi-4-mini), which only Phi-3 expresses.
 _SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3")
 
 
@@ -75,9 +77,6 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
         raise ValueError(f"{family} `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
                          f"{['default', *ROTARY_SCALING_KEYS]}.")
-    if rope.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ValueError(f"{family} `partial_rotary_factor={rope['partial_rotary_factor']}` (rotating part of each "
-                         "head) has no mini equivalent; only 1.0.")
     scaling = None
     if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
         rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
@@ -100,6 +99,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         position_embedding_type="rotary",
         rope_theta=float(rope.get("rope_theta", 10000.0)),
         rotary_scaling=scaling,
+        partial_rotary_factor=float(rope.get("partial_rotary_factor", 1.0)),
         norm_type="rmsnorm",
         norm_position="pre",
         final_norm=True,
@@ -124,6 +124,8 @@ def export_family(config: MiniGPTConfig) -> str:
         return "Qwen3"
     if config.attention_bias and not config.attention_output_bias:
         return "Qwen2"
+    if config.partial_rotary_factor != 1.0:
+        return "Phi3"
     windows = [config.layer_sliding_window(i) for i in range(config.num_hidden_layers)]
     if all(window is None for window in windows):
         return "Llama"
@@ -149,6 +151,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "qk_norm": False,
         "scale_embeddings": False,
         "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
+        "partial_rotary_factor": config.partial_rotary_factor if family == "Phi3" else 1.0,
         **_FIXED[family],
     }
     for field, value in required.items():
@@ -157,6 +160,9 @@ def llama_config_from_mini(config: MiniGPTConfig):
     if family not in _SLIDING and "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
                          f"{config.sliding_window!r}.")
+    if family == "Phi3" and len(set(config.layer_types)) > 1:
+        raise ValueError("Phi3 slides on every layer or on none: it needs `layer_types` all alike; this model has "
+                         f"{config.layer_types!r}.")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
@@ -165,8 +171,11 @@ def llama_config_from_mini(config: MiniGPTConfig):
     kwargs = {key: getattr(config, key) for key in _SHARED if key not in _FIXED[family]}
     layer_types = ["full_attention" if config.layer_sliding_window(i) is None else "sliding_attention"
                    for i in range(config.num_hidden_layers)]
-    if family == "Mistral":
-        kwargs["sliding_window"] = config.sliding_window
+    if family in ("Mistral", "Phi3"):
+        kwargs["sliding_window"] = config.layer_sliding_window(0)
+    if family == "Phi3" and "original_max_position_embeddings" in (config.rotary_scaling or {}):
+        # Phi-3 keeps the original length as a field of its own, which overrides the one in rope_parameters
+        kwargs["original_max_position_embeddings"] = config.rotary_scaling["original_max_position_embeddings"]
     elif family == "Ministral":
         kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types)
     elif family in ("Qwen2", "Qwen3") and "sliding_attention" in layer_types:
@@ -178,7 +187,8 @@ def llama_config_from_mini(config: MiniGPTConfig):
     return config_class(
         hidden_act=gate[config.hidden_act],
         rms_norm_eps=config.layer_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {})},
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
+                         **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})},
         head_dim=config.head_dim,
         classifier_dropout=config.classifier_dropout if config.classifier_dropout is not None else 0.0,
         **kwargs,
@@ -252,6 +262,16 @@ def _unpack_phi3(state: dict, config: MiniGPTConfig, prefix: str) -> dict:
     return state
 
 
+def _pack_phi3(state: dict, num_layers: int, prefix: str) -> dict:
+    """The inverse of :func:`_unpack_phi3`: the separate matrices (under Phi-3's names) fused as Phi-3 keeps them."""
+    state = dict(state)
+    for i in range(num_layers):
+        attention, mlp = f"{prefix}layers.{i}.self_attn.", f"{prefix}layers.{i}.mlp."
+        state[f"{attention}qkv_proj.weight"] = torch.cat([state.pop(f"{attention}{p}_proj.weight") for p in "qkv"])
+        state[f"{mlp}gate_up_proj.weight"] = torch.cat([state.pop(f"{mlp}{p}_proj.weight") for p in ("gate", "up")])
+    return state
+
+
 def _from_hf(hf_model, **overrides):
     family, head_name = _split_name(type(hf_model).__name__)
     mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
@@ -285,6 +305,8 @@ def to_llama(mini_model):
     shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config) == "Gemma" else {}
     hf_state = {hf_key: shift[mini_key](state[mini_key]) if mini_key in shift else state[mini_key]
                 for mini_key, hf_key in mapping.items()}
+    if export_family(mini_model.config) == "Phi3":
+        hf_state = _pack_phi3(hf_state, config.num_hidden_layers, hf_prefix)
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
     if isinstance(mini_model, MiniGPTForCausalLM):
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)

@@ -205,13 +205,13 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.head_dim = config.head_dim
+        self.rotary_dim = config.rotary_dim  # head_dim, or the part of it that rotates (partial_rotary_factor)
         self.base = float(config.rope_theta)
         self.scaling = config.rotary_scaling
         self.attention_factor = rotary_attention_factor(config.rotary_scaling, config.max_position_embeddings)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = _frequencies(self.head_dim, self.base, position_ids.device, torch.float32, self.scaling)
+        freqs = _frequencies(self.rotary_dim, self.base, position_ids.device, torch.float32, self.scaling)
         if freqs.dim() == 2:  # LongRoPE: the long set once any position passes the original length; no host read
             past_original = position_ids.max() + 1 > self.scaling["original_max_position_embeddings"]
             freqs = torch.where(past_original, freqs[1], freqs[0])
@@ -230,9 +230,15 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-    """Rotate queries and keys ``(B, H, T, Dh)`` by their positions' angles (``cos``/``sin``: ``(B, T, Dh)``)."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, Dh): the same rotation for every head
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    """Rotate queries and keys ``(B, H, T, Dh)`` by their positions' angles (``cos``/``sin``: ``(B, T, R)``, R the
+    rotated width: ``Dh``, or its first part with ``partial_rotary_factor``, the rest passing through)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, R): the same rotation for every head
+    rotated = cos.shape[-1]
+    if rotated == q.shape[-1]:
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    (q_rot, q_pass), (k_rot, k_pass) = (x.split([rotated, x.shape[-1] - rotated], dim=-1) for x in (q, k))
+    return (torch.cat([q_rot * cos + rotate_half(q_rot) * sin, q_pass], dim=-1),
+            torch.cat([k_rot * cos + rotate_half(k_rot) * sin, k_pass], dim=-1))
 
 
 def positions_of_real_tokens(input_ids: torch.LongTensor, pad_token_id: int, offset: int) -> torch.LongTensor:

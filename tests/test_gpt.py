@@ -614,7 +614,7 @@ def test_token_classification_loss_and_shapes():
         ({"hidden_dropout": 1.5}, "hidden_dropout"),
         ({"pad_token_id": 99}, "pad_token_id.*vocab_size=99"),
         ({"head_dim": 0}, "head_dim.*>= 1"),
-        ({"head_dim": 7, "position_embedding_type": "rotary"}, "rotary.*even head dimension; got 7"),
+        ({"head_dim": 7, "position_embedding_type": "rotary"}, r"even head_dim \* partial_rotary_factor >= 2; got 7"),
     ],
 )
 def test_bad_config_raises_naming_the_field_and_allowed_values(overrides, match):

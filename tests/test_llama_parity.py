@@ -370,9 +370,51 @@ def test_phi3_longrope_switches_frequencies_past_the_original_length_as_transfor
     back = to_hf(mini)
     assert back.config.rope_parameters["long_factor"] == LONGROPE["long_factor"]
     assert_same_tensors(mini, from_hf(back))
-    with pytest.raises(ValueError, match=r"rotary_scaling\['long_factor'\]` needs head_dim / 2 = 4 numbers"):
+    with pytest.raises(ValueError, match=r"rotary_scaling\['long_factor'\]` needs rotary_dim / 2 = 4 numbers"):
         modeling_mini.MiniGPTConfig(**{**mini.config.to_dict(), "rotary_scaling": {
             **mini.config.rotary_scaling, "long_factor": [1.0, 2.0]}})
     with pytest.raises(ValueError, match=r"rotary_scaling\['short_factor'\]` must be a list of positive numbers"):
         modeling_mini.MiniGPTConfig(position_embedding_type="rotary", rotary_scaling={
             "rope_type": "longrope", "short_factor": 2.0, "long_factor": [1.0], "original_max_position_embeddings": 8})
+
+
+@pytest.mark.parametrize("rope", [{"rope_type": "default", "rope_theta": 10000.0},
+                                  {**LONGROPE, "short_factor": [1.0, 1.1, 1.2], "long_factor": [2.0, 3.0, 4.0]}],
+                         ids=["default", "longrope"])
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
+def test_phi3_with_partial_rotary_converts_and_exports_as_phi3(head, rope):
+    """Phi-4-mini's layout: rotary positions on the first 3/4 of each head only (6 of 8 features here; the rest pass
+    through), LongRoPE stretches for those 3 pairs, a tied output layer. Only Phi-3 expresses a partial rotation, so
+    the export is Phi-3 again, fused matrices and all."""
+    hf = build_phi3(head, rope_parameters={**rope, "partial_rotary_factor": 0.75}, original_max_position_embeddings=8,
+                    tie_word_embeddings=True)
+    mini = from_hf(hf)
+    assert (mini.config.partial_rotary_factor, mini.config.rotary_dim) == (0.75, 6)
+    ids = torch.randint(3, 99, (2, 12))
+    with torch.no_grad():
+        ref, ours = hf(ids), mini(ids)
+    key = "last_hidden_state" if head == "Model" else "logits"
+    torch.testing.assert_close(ours[key], ref[key], atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert type(back) is type(hf)
+    if rope["rope_type"] == "longrope":  # the original length matters to LongRoPE only
+        assert back.config.original_max_position_embeddings == 8
+    assert_same_tensors(hf, back)
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids)[key], ref[key], atol=0, rtol=0)
+    if head == "ForCausalLM":
+        kwargs = dict(max_new_tokens=8, do_sample=False)
+        assert torch.equal(mini.generate(ids[:, :5], **kwargs), hf.generate(ids[:, :5], **kwargs))
+
+
+def test_partial_rotary_options_that_cannot_work_raise():
+    for factor, match in ((0.0, r"partial_rotary_factor.*\(0, 1\]"), (1.5, r"partial_rotary_factor.*\(0, 1\]"),
+                          (0.375, r"even head_dim \* partial_rotary_factor >= 2; got 3")):
+        with pytest.raises(ValueError, match=match):
+            modeling_mini.MiniGPTConfig(hidden_size=32, num_attention_heads=4, position_embedding_type="rotary",
+                                        partial_rotary_factor=factor)
+    mini = from_hf(build_phi3("ForCausalLM", rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                              "partial_rotary_factor": 0.5}))
+    mini.config.sliding_window, mini.config.layer_types = 4, ["sliding_attention", "full_attention"]
+    with pytest.raises(ValueError, match="Phi3 slides on every layer or on none"):
+        to_hf(mini)
