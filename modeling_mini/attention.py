@@ -61,6 +61,7 @@ def eager_attention_forward(
     attention_mask: torch.Tensor | None,
     scaling: float,
     dropout: float = 0.0,
+    softcap: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference: ``softmax(q k^T * scaling + mask) v``, written out step by step.
@@ -69,6 +70,7 @@ def eager_attention_forward(
         query: (B, H, T, Dh); key, value: (B, Hkv, S, Dh).
         attention_mask: None, a boolean (B or 1, 1, T, S) mask with True where attending is allowed, or an
             additive float mask holding 0 there and a very negative number elsewhere.
+        softcap: ``None``, or squash the scores to ``softcap * tanh(score / softcap)`` before the mask (Gemma 2).
     Returns:
         ``(output, weights)``: output (B, T, H, Dh) and the attention probabilities (B, H, T, S).
     """
@@ -76,6 +78,8 @@ def eager_attention_forward(
     value = repeat_kv(value, module.num_key_value_groups)
 
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, H, T, S)
+    if softcap is not None:  # soft-capping: scores squashed smoothly into (-softcap, softcap)
+        scores = torch.tanh(scores / softcap) * softcap
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
@@ -131,7 +135,8 @@ class MiniAttention(nn.Module):
         self.num_key_value_heads = config.num_key_value_heads
         self.num_key_value_groups = self.num_heads // self.num_key_value_heads
         self.head_dim = config.head_dim
-        self.scaling = self.head_dim**-0.5
+        self.scaling = self.head_dim**-0.5 if config.attention_scaling is None else config.attention_scaling
+        self.softcap = config.attention_softcap  # Gemma 2's cap on the scores; None: none
         self.attention_dropout = config.attention_dropout
 
         bias = config.attention_bias
@@ -217,6 +222,7 @@ class MiniAttention(nn.Module):
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
             sliding_window=self.sliding_window,
+            softcap=self.softcap,
             **kwargs,
         )
         output = output.reshape(*input_shape, -1).contiguous()  # (B, T, H, Dh) -> (B, T, D)

@@ -11,6 +11,7 @@ only has to learn a *change* to the residual stream. ``norm_position`` chooses w
 
     post-norm (original Transformer, BERT):  x = norm(x + dropout(sublayer(x)))
     pre-norm  (GPT-2, most modern models):   x = x + dropout(sublayer(norm(x)))
+    sandwich  (Gemma 2):                     x = x + dropout(norm_out(sublayer(norm(x))))
 
 What makes a block an *encoder* block or a *decoder* block is only ``is_causal`` (may a token see the
 tokens after it?) and whether it has cross-attention: the families differ by flags, not by code.
@@ -48,24 +49,32 @@ class MiniBlock(GradientCheckpointingLayer):
         sliding_window: int | None = None,
     ):
         super().__init__()
-        self.pre_norm = config.norm_position == "pre"
+        self.pre_norm = config.norm_position in ("pre", "sandwich")
+        sandwich = config.norm_position == "sandwich"  # a second norm on each sub-layer's output
         #: which of the model's masks this block's self-attention takes (transformers' layer-type names)
         self.attention_type = "full_attention" if sliding_window is None else "sliding_attention"
         self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal, sliding_window=sliding_window)
         self.self_attn_norm = build_norm(config)
+        self.self_attn_out_norm = build_norm(config) if sandwich else None
         self.cross_attn = (
             MiniAttention(config, layer_idx, is_causal=False, is_cross_attention=True) if has_cross_attention else None
         )
         self.cross_attn_norm = build_norm(config) if has_cross_attention else None
+        self.cross_attn_out_norm = build_norm(config) if has_cross_attention and sandwich else None
         self.mlp = MiniFeedForward(config)
         self.mlp_norm = build_norm(config)
+        self.mlp_out_norm = build_norm(config) if sandwich else None
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor]):
-        """One residual sub-layer, pre- or post-norm (see the module docstring)."""
-        if self.pre_norm:
-            return x + self._dropout(sublayer(norm(x)))
-        return norm(x + self._dropout(sublayer(x)))
+    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor],
+                  out_norm: nn.Module | None = None):
+        """One residual sub-layer, pre-, post- or sandwich-norm (see the module docstring)."""
+        if not self.pre_norm:
+            return norm(x + self._dropout(sublayer(x)))
+        out = sublayer(norm(x))
+        if out_norm is not None:
+            out = out_norm(out)
+        return x + self._dropout(out)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         # Dropout is the identity in eval mode: skip the module call, which is pure overhead when decoding one token
@@ -90,6 +99,7 @@ class MiniBlock(GradientCheckpointingLayer):
             lambda x: self.self_attn(
                 x, attention_mask=attention_mask, position_embeddings=position_embeddings, cache=cache, **kwargs
             )[0],
+            self.self_attn_out_norm,
         )
         if self.cross_attn is not None:
             hidden_states = self._residual(
@@ -99,5 +109,6 @@ class MiniBlock(GradientCheckpointingLayer):
                     x, attention_mask=encoder_attention_mask, key_value_states=encoder_hidden_states, cache=cache,
                     **kwargs,
                 )[0],
+                self.cross_attn_out_norm,
             )
-        return self._residual(hidden_states, self.mlp_norm, self.mlp)
+        return self._residual(hidden_states, self.mlp_norm, self.mlp, self.mlp_out_norm)

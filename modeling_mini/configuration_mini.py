@@ -22,7 +22,7 @@ from .activations import ACTIVATIONS, is_gated
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
-NORM_POSITIONS = ("pre", "post")
+NORM_POSITIONS = ("pre", "post", "sandwich")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 #: what a GPT layer's self-attention sees (``layer_types``): every earlier token, or only the last ``sliding_window``
 ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -145,11 +145,12 @@ class MiniConfig(PreTrainedConfig):
             ``max_position_embeddings / original_max_position_embeddings``, and ``attention_factor``); see
             ``positional.scaled_rotary_frequencies``.
         norm_type: ``layernorm`` or ``rmsnorm``.
-        norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2) or ``post`` (normalise after
-            the residual sum, the original Transformer and BERT).
+        norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2), ``post`` (normalise after
+            the residual sum, the original Transformer and BERT) or ``sandwich`` (normalise a sub-layer's input and
+            also its output, before the residual sum: Gemma 2).
         layer_norm_eps: epsilon of the normalisation layers.
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
-        final_norm: normalise the output of the last block; ``None`` means "yes for pre-norm".
+        final_norm: normalise the output of the last block; ``None`` means "yes for pre- and sandwich norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
@@ -157,6 +158,11 @@ class MiniConfig(PreTrainedConfig):
         qk_norm: normalise every head's query and key vectors (``norm_type`` over ``head_dim``, a gain per feature)
             before the rotary positions and the dot product, as Qwen3 and OLMo 2 do: the attention logits then cannot
             grow without bound, which keeps large-scale training steady.
+        attention_scaling: the factor on ``q . k`` before the softmax; ``None`` is the usual ``head_dim ** -0.5``
+            (Gemma 2 scales by ``query_pre_attn_scalar ** -0.5``).
+        attention_softcap: ``None``, or soft-cap the attention scores at this value, ``cap * tanh(score / cap)``,
+            before the mask (Gemma 2). PyTorch's sdpa kernel cannot do it: use ``attn_implementation="eager"`` (or
+            ``flex_attention``).
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
@@ -197,6 +203,8 @@ class MiniConfig(PreTrainedConfig):
         attention_bias: bool = True,
         attention_output_bias: bool | None = None,
         qk_norm: bool = False,
+        attention_scaling: float | None = None,
+        attention_softcap: float | None = None,
         mlp_bias: bool = True,
         hidden_dropout: float = 0.1,
         attention_dropout: float = 0.1,
@@ -228,11 +236,13 @@ class MiniConfig(PreTrainedConfig):
         self.norm_position = norm_position
         self.layer_norm_eps = layer_norm_eps
         self.embedding_norm = embedding_norm
-        self.final_norm = (norm_position == "pre") if final_norm is None else final_norm
+        self.final_norm = (norm_position != "post") if final_norm is None else final_norm
         self.scale_embeddings = scale_embeddings
         self.attention_bias = attention_bias
         self.attention_output_bias = attention_bias if attention_output_bias is None else attention_output_bias
         self.qk_norm = qk_norm
+        self.attention_scaling = attention_scaling
+        self.attention_softcap = attention_softcap
         self.mlp_bias = mlp_bias
         self.hidden_dropout = hidden_dropout
         self.attention_dropout = attention_dropout
@@ -338,6 +348,10 @@ class MiniConfig(PreTrainedConfig):
             raise ValueError(
                 f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."
             )
+        for name in ("attention_scaling", "attention_softcap"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"`{name}` must be None or a positive number; got {value!r}.")
         for name in ("hidden_dropout", "attention_dropout", "activation_dropout"):
             _check_probability(name, getattr(self, name))
         if self.classifier_dropout is not None:
@@ -365,6 +379,8 @@ class MiniGPTConfig(MiniConfig):
             cross-attention is then fine-tuned). ``EncoderDecoderModel.from_encoder_decoder_pretrained`` sets it.
         freeze_padding_row: the pad token's embedding row never trains (its lookups pass no gradient), as in Llama.
             Off by default, as in GPT-2: a causal LM's pad token is usually its end-of-text token, which it must learn.
+        final_logit_softcap: ``None``, or soft-cap the language-model head's logits, ``cap * tanh(logit / cap)``
+            (Gemma 2): no score grows past ``cap``.
         sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens a token sees in a
             *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
             attention). Information still travels further through the stack, one window per layer, while the
@@ -390,12 +406,14 @@ class MiniGPTConfig(MiniConfig):
         eos_token_id: int | None = None,
         add_cross_attention: bool = False,
         freeze_padding_row: bool = False,
+        final_logit_softcap: float | None = None,
         sliding_window: int | None = None,
         layer_types: list[str] | None = None,
         **kwargs,
     ):
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
+        self.final_logit_softcap = final_logit_softcap
         self.sliding_window = sliding_window
         self.layer_types = list(layer_types) if isinstance(layer_types, tuple) else layer_types  # None: filled below
         if layer_types is not None:  # before transformers' own check, which raises no ValueError
@@ -434,6 +452,9 @@ class MiniGPTConfig(MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
+        cap = self.final_logit_softcap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0):
+            raise ValueError(f"`final_logit_softcap` must be None or a positive number; got {cap!r}.")
         if self.sliding_window is not None:
             _check_positive("sliding_window", self.sliding_window)
         if self.layer_types is None:  # transformers' default: every layer slides when there is a window, else none

@@ -50,13 +50,16 @@ _FIXED = {
     "Qwen2": {"attention_bias": True, "attention_output_bias": False, "mlp_bias": False},
     "Qwen3": {"mlp_bias": False, "qk_norm": True},
     "Gemma": {"mlp_bias": False, "scale_embeddings": True},
+    "Gemma2": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich"},
     "Phi3": {"attention_bias": False, "mlp_bias": False},
 }
 FAMILIES = tuple(_FIXED)
 #: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
 #: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama (Mistral with a window)
 #: unless only part of each head rotates (``partial_rotary_factor``, Phi-4-mini), which only Phi-3 expresses.
-_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3")
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2")
+#: Gemma 2's extras: soft-capped attention scores and logits, its own attention scale
+_GEMMA2_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
 
 
 def _windows(hf) -> dict:
@@ -84,18 +87,19 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
             rope["factor"] = hf.max_position_embeddings / rope["original_max_position_embeddings"]
         optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
         scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
-    if hf.hidden_act not in _GATED:
-        raise ValueError(f"{family} `hidden_act={hf.hidden_act!r}` has no mini gated equivalent; one of "
+    hidden_act = getattr(hf, "hidden_activation", None) or hf.hidden_act  # Gemma 2's name for it
+    if hidden_act not in _GATED:
+        raise ValueError(f"{family} `hidden_act={hidden_act!r}` has no mini gated equivalent; one of "
                          f"{list(_GATED)}.")
     dropouts = {name: getattr(hf, name) for name in ("resid_pdrop", "embd_pdrop") if getattr(hf, name, 0.0)}
     if dropouts:  # Phi-3's: our residual dropout would also drop out the embeddings
         raise ValueError(f"{family} residual / embedding dropout {dropouts} has no mini equivalent; only 0.0.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
-    kwargs.update(_FIXED[family], **_windows(hf))
+    kwargs.update(_windows(hf))
     kwargs["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
-        hidden_act=_GATED[hf.hidden_act],
+        hidden_act=_GATED[hidden_act],
         position_embedding_type="rotary",
         rope_theta=float(rope.get("rope_theta", 10000.0)),
         rotary_scaling=scaling,
@@ -110,6 +114,10 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         classifier_dropout=_HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
         freeze_padding_row=hf.pad_token_id is not None,  # Llama's embedding has padding_idx = pad_token_id
     )
+    kwargs.update(_FIXED[family])
+    if family == "Gemma2":
+        kwargs.update(attention_softcap=hf.attn_logit_softcapping, final_logit_softcap=hf.final_logit_softcapping,
+                      attention_scaling=hf.query_pre_attn_scalar**-0.5)
     kwargs.update(overrides)
     return MiniGPTConfig(**kwargs)
 
@@ -119,7 +127,7 @@ def export_family(config: MiniGPTConfig) -> str:
     norms, Qwen2 for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or
     Ministral (some do); else Llama."""
     if config.scale_embeddings:
-        return "Gemma"
+        return "Gemma2" if config.norm_position == "sandwich" else "Gemma"
     if config.qk_norm:
         return "Qwen3"
     if config.attention_bias and not config.attention_output_bias:
@@ -152,6 +160,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "scale_embeddings": False,
         "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
         "partial_rotary_factor": config.partial_rotary_factor if family == "Phi3" else 1.0,
+        **{name: None for name in _GEMMA2_OPTIONS if family != "Gemma2"},
         **_FIXED[family],
     }
     for field, value in required.items():
@@ -173,6 +182,13 @@ def llama_config_from_mini(config: MiniGPTConfig):
                    for i in range(config.num_hidden_layers)]
     if family in ("Mistral", "Phi3"):
         kwargs["sliding_window"] = config.layer_sliding_window(0)
+    elif family == "Gemma2":
+        # Gemma 2's scale is a length (1 / sqrt(query_pre_attn_scalar)); None: the usual one, head_dim
+        scale = config.attention_scaling
+        kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types,
+                      attn_logit_softcapping=config.attention_softcap,
+                      final_logit_softcapping=config.final_logit_softcap,
+                      query_pre_attn_scalar=config.head_dim if scale is None else _whole_if_close(scale**-2))
     if family == "Phi3" and "original_max_position_embeddings" in (config.rotary_scaling or {}):
         # Phi-3 keeps the original length as a field of its own, which overrides the one in rope_parameters
         kwargs["original_max_position_embeddings"] = config.rotary_scaling["original_max_position_embeddings"]
@@ -183,9 +199,9 @@ def llama_config_from_mini(config: MiniGPTConfig):
                       max_window_layers=layer_types.index("sliding_attention"))  # Qwen's rule when none is given
     elif family in ("Qwen2", "Qwen3"):
         kwargs["use_sliding_window"] = False
+    kwargs["hidden_activation" if family == "Gemma2" else "hidden_act"] = gate[config.hidden_act]
     config_class = getattr(transformers, f"{family}Config")
     return config_class(
-        hidden_act=gate[config.hidden_act],
         rms_norm_eps=config.layer_norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
                          **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})},
@@ -195,13 +211,22 @@ def llama_config_from_mini(config: MiniGPTConfig):
     )
 
 
-def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, qk_norm: bool = False) -> dict:
+def _whole_if_close(value: float) -> int | float:
+    """``224.00000000000003`` -> 224 (a length computed back from its inverse square root)."""
+    return round(value) if abs(value - round(value)) < 1e-6 else value
+
+
+def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, qk_norm: bool = False,
+             sandwich: bool = False) -> dict:
     """{mini key: hf key}; our separate q/k/v names are fused by ``load_mapped``."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embed_tokens.weight",
                f"{mini}norm.weight": f"{hf}norm.weight"}
     for i in range(num_layers):
         m, h = f"{mini}layers.{i}.", f"{hf}layers.{i}."
         names = [("self_attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm")]
+        if sandwich:  # Gemma 2: a norm after each sub-layer as well
+            names = [("self_attn_norm", "input_layernorm"), ("self_attn_out_norm", "post_attention_layernorm"),
+                     ("mlp_norm", "pre_feedforward_layernorm"), ("mlp_out_norm", "post_feedforward_layernorm")]
         names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
         names += [(f"mlp.{p}", f"mlp.{p}") for p in ("gate_proj", "up_proj", "down_proj")]
         names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_norm", "k_norm") if qk_norm]  # Qwen3's
@@ -238,7 +263,7 @@ _HEADS = {
 
 def _split_name(name: str) -> tuple[str, str]:
     """"Qwen2ForCausalLM" -> ("Qwen2", "ForCausalLM")."""
-    family = next(family for family in FAMILIES if name.startswith(family))
+    family = max((family for family in FAMILIES if name.startswith(family)), key=len)  # "Gemma2", not "Gemma"
     return family, name.removeprefix(family)
 
 
@@ -281,9 +306,10 @@ def _from_hf(hf_model, **overrides):
     state = hf_model.state_dict()
     if family == "Phi3":
         state = _unpack_phi3(state, config, hf_prefix)
-    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm),
-                            **head}, state, True)
-    transforms = _norm_gains(mapping, 1.0) if family == "Gemma" else None
+    sandwich = config.norm_position == "sandwich"
+    mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm,
+                                       sandwich), **head}, state, True)
+    transforms = _norm_gains(mapping, 1.0) if family.startswith("Gemma") else None
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
@@ -301,8 +327,9 @@ def to_llama(mini_model):
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,
-                                       mini_model.config.qk_norm), **head}, state, False)
-    shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config) == "Gemma" else {}
+                                       mini_model.config.qk_norm, mini_model.config.norm_position == "sandwich"),
+                            **head}, state, False)
+    shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config).startswith("Gemma") else {}
     hf_state = {hf_key: shift[mini_key](state[mini_key]) if mini_key in shift else state[mini_key]
                 for mini_key, hf_key in mapping.items()}
     if export_family(mini_model.config) == "Phi3":

@@ -231,6 +231,9 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
+        if self.config.final_logit_softcap is not None:  # Gemma 2: no score past the cap
+            cap = self.config.final_logit_softcap
+            logits = torch.tanh(logits / cap) * cap
 
         loss = None
         if labels is not None:

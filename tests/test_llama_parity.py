@@ -1,6 +1,8 @@
 """Llama parity: a random Llama model (rotary positions, RMSNorm, SwiGLU, grouped-query attention, an untied output
 layer) converted with the users' converter computes the same function."""
 
+import copy
+
 import pytest
 import torch
 from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
@@ -418,3 +420,62 @@ def test_partial_rotary_options_that_cannot_work_raise():
     mini.config.sliding_window, mini.config.layer_types = 4, ["sliding_attention", "full_attention"]
     with pytest.raises(ValueError, match="Phi3 slides on every layer or on none"):
         to_hf(mini)
+
+
+def build_gemma2(head: str, **kw):
+    """A random Gemma 2: sandwich norms, soft-capped scores (at 0.01) and logits (at 0.3: both caps bite), its own
+    attention scale (1 / sqrt(24)), alternating sliding (window 4) and full layers."""
+    import transformers
+
+    config = transformers.Gemma2Config(**{
+        "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 48, "max_position_embeddings": 64,
+        "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 1, "num_labels": 3, "sliding_window": 4,
+        "query_pre_attn_scalar": 24, "attn_logit_softcapping": 0.01, "final_logit_softcapping": 0.3, **kw})
+    return perturb_norms_and_biases(getattr(transformers, f"Gemma2{head}")(config))
+
+
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
+def test_gemma2_converts_exactly(head):
+    hf = build_gemma2(head)
+    mini = from_hf(hf)
+    config = mini.config
+    assert (config.norm_position, config.attention_softcap, config.attention_scaling) == ("sandwich", 0.01, 24**-0.5)
+    assert config.layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
+    ids, mask = padded_batch(length=12)
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+        uncapped = copy.deepcopy(mini)
+        for attention in uncapped.modules():
+            if hasattr(attention, "softcap"):
+                attention.softcap = None
+        uncapped.config.final_logit_softcap = None
+        loose = uncapped(ids, attention_mask=mask)
+    key = "last_hidden_state" if head == "Model" else "logits"
+    theirs, mine, other = ref[key], ours[key], loose[key]
+    if theirs.dim() == 3:
+        theirs, mine, other = theirs[mask.bool()], mine[mask.bool()], other[mask.bool()]
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+    assert (other - theirs).abs().max() > 1e-4  # the caps bite at these sizes (parity holds to 1e-5)
+    back = to_hf(mini)
+    assert type(back) is type(hf) and back.config.query_pre_attn_scalar == 24
+    for name, tensor in hf.state_dict().items():  # exact but for the (1 + w) - 1 of the norm gains
+        torch.testing.assert_close(back.state_dict()[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+
+
+def test_gemma2_generates_and_trains_the_same_and_sdpa_refuses_softcapping():
+    hf = build_gemma2("ForCausalLM")
+    mini = from_hf(hf)
+    ids, mask = padded_batch(length=12)
+    for search in (dict(do_sample=False), dict(num_beams=3)):
+        kwargs = dict(attention_mask=mask, max_new_tokens=8, return_dict_in_generate=True, output_scores=True, **search)
+        theirs, ours = hf.generate(ids, **kwargs), mini.generate(ids, **kwargs)
+        assert torch.equal(ours.sequences, theirs.sequences)
+        torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini.set_attn_implementation("sdpa")
+    with pytest.raises(ValueError, match="sdpa.*softcap"):
+        mini(ids)
+    with pytest.raises(ValueError, match="attention_softcap.*positive"):
+        modeling_mini.MiniGPTConfig(attention_softcap=-1.0)
