@@ -174,7 +174,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
                          f"{config.layer_types!r}.")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
-        raise ValueError(f"Llama's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
+        raise ValueError(f"{family}'s feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
                          f"{config.hidden_act!r}.")
     # a fixed option is not a field of that family's config
     kwargs = {key: getattr(config, key) for key in _SHARED if key not in _FIXED[family]}

@@ -218,6 +218,10 @@ def _attention_summary(cfg: Mapping, family: str) -> str:
     heads, kv_heads = cfg.get("num_attention_heads"), cfg.get("num_key_value_heads")
     if kv_heads and heads and kv_heads < heads:
         parts.append(f"{kv_heads} key/value heads (grouped-query)")
+    if cfg.get("qk_norm"):
+        parts.append("query-key norm")
+    if cfg.get("attention_softcap"):
+        parts.append(f"scores soft-capped at {cfg['attention_softcap']}")
     return ", ".join(parts)
 
 

@@ -447,6 +447,10 @@ def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_pat
                             hyperparameters=None).read_text()
     assert ("| attention | causal, sliding window of 8 tokens on 2 of 3 layers, 2 key/value heads (grouped-query) |"
             in text)
+    config.qk_norm, config.attention_softcap = True, 50.0
+    text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert "(grouped-query), query-key norm, scores soft-capped at 50.0 |" in text
 
 
 def test_model_card_family_and_bad_input(tmp_path):
