@@ -161,8 +161,8 @@ class MiniConfig(PreTrainedConfig):
         attention_scaling: the factor on ``q . k`` before the softmax; ``None`` is the usual ``head_dim ** -0.5``
             (Gemma 2 scales by ``query_pre_attn_scalar ** -0.5``).
         attention_softcap: ``None``, or soft-cap the attention scores at this value, ``cap * tanh(score / cap)``,
-            before the mask (Gemma 2). PyTorch's sdpa kernel cannot do it: use ``attn_implementation="eager"`` (or
-            ``flex_attention``).
+            before the mask (Gemma 2). PyTorch's sdpa kernel cannot do it: such a model runs ``eager`` by default
+            (or ``flex_attention``), and asking it for ``sdpa`` raises ``ValueError``.
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation

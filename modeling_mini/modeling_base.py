@@ -58,6 +58,14 @@ class MiniPreTrainedModel(PreTrainedModel):
     #: Auto class name -> model class, for every head of the family; filled by :func:`register_family`.
     family_auto_classes: dict[str, type] = {}
 
+    def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
+        """PyTorch's sdpa kernel cannot soft-cap attention scores: a model with ``attention_softcap`` then runs eager
+        by default (as transformers' Gemma 2), and asking it for sdpa is a ``ValueError`` at build time."""
+        if getattr(self.config, "attention_softcap", None) is not None:
+            raise ValueError("PyTorch's sdpa kernel cannot apply `attention_softcap`: use attn_implementation='eager' "
+                             "or 'flex_attention'.")
+        return super()._sdpa_can_dispatch(is_init_check)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual, with an ``auto_map`` entry for *every* Auto class of the family.
 

@@ -474,8 +474,12 @@ def test_gemma2_generates_and_trains_the_same_and_sdpa_refuses_softcapping():
         torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
     labels = ids.masked_fill(mask == 0, -100)
     assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
-    mini.set_attn_implementation("sdpa")
-    with pytest.raises(ValueError, match="sdpa.*softcap"):
-        mini(ids)
+    with pytest.raises(ValueError, match="sdpa.*attention_softcap"):
+        mini.set_attn_implementation("sdpa")
+    capped = modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         attention_softcap=50.0)
+    assert modeling_mini.MiniGPTForCausalLM(capped).config._attn_implementation == "eager"  # sdpa's default skipped
+    with pytest.raises(ValueError, match="sdpa.*attention_softcap"):
+        modeling_mini.MiniGPTForCausalLM._from_config(capped, attn_implementation="sdpa")
     with pytest.raises(ValueError, match="attention_softcap.*positive"):
         modeling_mini.MiniGPTConfig(attention_softcap=-1.0)
