@@ -93,6 +93,11 @@ def _check_flags(config, names: tuple[str, ...]) -> None:
             raise ValueError(f"`{name}` must be True or False; got {getattr(config, name)!r}.")
 
 
+def _check_optional_positive_number(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"`{name}` must be None or a positive number; got {value!r}.")
+
+
 def _check_layer_types(layer_types, num_layers: int, sliding_window) -> None:
     """``layer_types``: a list of ``num_layers`` known names, with a window if any layer slides."""
     if not isinstance(layer_types, list) or len(layer_types) != num_layers:
@@ -349,9 +354,7 @@ class MiniConfig(PreTrainedConfig):
                 f"`position_embedding_type='sinusoidal'` needs an even `hidden_size`; got {self.hidden_size}."
             )
         for name in ("attention_scaling", "attention_softcap"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"`{name}` must be None or a positive number; got {value!r}.")
+            _check_optional_positive_number(name, getattr(self, name))
         for name in ("hidden_dropout", "attention_dropout", "activation_dropout"):
             _check_probability(name, getattr(self, name))
         if self.classifier_dropout is not None:
@@ -452,9 +455,7 @@ class MiniGPTConfig(MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
-        cap = self.final_logit_softcap
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap <= 0):
-            raise ValueError(f"`final_logit_softcap` must be None or a positive number; got {cap!r}.")
+        _check_optional_positive_number("final_logit_softcap", self.final_logit_softcap)
         if self.sliding_window is not None:
             _check_positive("sliding_window", self.sliding_window)
         if self.layer_types is None:  # transformers' default: every layer slides when there is a window, else none

@@ -317,24 +317,25 @@ def _from_hf(hf_model, **overrides):
 
 
 def to_llama(mini_model):
-    """The Llama (or Qwen2) model equivalent to a MiniGPT with their options; ``convert.to_hf`` calls it for such
-    models."""
+    """The model of :func:`export_family`'s family equivalent to a MiniGPT with rotary positions and RMSNorm;
+    ``convert.to_hf`` calls it for such models."""
     head_name = next(name for name, entry in _HEADS.items() if entry[0] is type(mini_model))
     _, mini_prefix, hf_prefix, head = _HEADS[head_name]
+    family = export_family(mini_model.config)
     config = llama_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
-    hf_cls = getattr(transformers, f"{export_family(mini_model.config)}{head_name}")
+    hf_cls = getattr(transformers, f"{family}{head_name}")
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,
                                        mini_model.config.qk_norm, mini_model.config.norm_position == "sandwich"),
                             **head}, state, False)
-    shift = _norm_gains(mapping, -1.0) if export_family(mini_model.config).startswith("Gemma") else {}
-    hf_state = {hf_key: shift[mini_key](state[mini_key]) if mini_key in shift else state[mini_key]
-                for mini_key, hf_key in mapping.items()}
-    if export_family(mini_model.config) == "Phi3":
+    hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
+    if family == "Phi3":
         hf_state = _pack_phi3(hf_state, config.num_hidden_layers, hf_prefix)
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    shifts = _norm_gains(mapping, -1.0) if family.startswith("Gemma") else {}
+    transforms = {mapping[mini_key]: shift for mini_key, shift in shifts.items()}  # by HF name, as load_mapped takes
+    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
     if isinstance(mini_model, MiniGPTForCausalLM):
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model
