@@ -411,9 +411,11 @@ class MiniGPTConfig(MiniConfig):
         freeze_padding_row: bool = False,
         final_logit_softcap: float | None = None,
         sliding_window: int | None = None,
+        sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
         **kwargs,
     ):
+        self.sliding_rope_theta = sliding_rope_theta
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
         self.final_logit_softcap = final_logit_softcap
@@ -462,6 +464,13 @@ class MiniGPTConfig(MiniConfig):
             kind = "full_attention" if self.sliding_window is None else "sliding_attention"
             self.layer_types = [kind] * self.num_hidden_layers
         _check_layer_types(self.layer_types, self.num_hidden_layers, self.sliding_window)
+        _check_optional_positive_number("sliding_rope_theta", self.sliding_rope_theta)
+        if self.sliding_rope_theta is not None and (self.position_embedding_type != "rotary"
+                                                    or "sliding_attention" not in self.layer_types):
+            raise ValueError("`sliding_rope_theta` is the rotary base of sliding-window layers: it needs "
+                             "`position_embedding_type='rotary'` and a `sliding_window`; this model has "
+                             f"position_embedding_type={self.position_embedding_type!r}, layer_types "
+                             f"{sorted(set(self.layer_types))}.")
 
 
 class MiniEncoderConfig(MiniConfig):

@@ -1,5 +1,5 @@
-"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma, Phi-3) <-> MiniGPT: the config translation and the weight-name
-map (used through ``convert.py``).
+"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma 1-3, Phi-3) <-> MiniGPT: the config translation and the
+weight-name map (used through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
 block, a gated feed-forward (SwiGLU: ``down(silu(gate(x)) * up(x))``), grouped-query attention, no biases, no
@@ -12,8 +12,10 @@ attention to a sliding window (Mistral on every layer, the others on the layers 
 ``sliding_window`` and ``layer_types``); Qwen2 has biases on Q, K and V but not on the output projection
 (``attention_output_bias=False``); Qwen3 normalises each head's queries and keys (``qk_norm``). Gemma (the first one)
 multiplies its embeddings by ``sqrt(hidden_size)`` (``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``)
-and stores each RMSNorm gain as an offset from 1. Phi-3 is Llama's network with Q, K, V in one matrix (as ours) and
-the gate and up projections in another; it exports as Llama (Mistral with its window).
+and stores each RMSNorm gain as an offset from 1; Gemma 2 adds a norm after each sub-layer (``sandwich``), soft-capped
+scores and logits and its own attention scale, and alternates sliding and full layers; Gemma 3 adds query-key norms
+and rotates its sliding layers with a base of their own (``sliding_rope_theta``). Phi-3 is Llama's network with Q, K,
+V in one matrix (as ours) and the gate and up projections in another; it exports as Llama (Mistral with its window).
 """
 
 import copy
@@ -51,15 +53,27 @@ _FIXED = {
     "Qwen3": {"mlp_bias": False, "qk_norm": True},
     "Gemma": {"mlp_bias": False, "scale_embeddings": True},
     "Gemma2": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich"},
+    "Gemma3": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich", "qk_norm": True},
     "Phi3": {"attention_bias": False, "mlp_bias": False},
 }
 FAMILIES = tuple(_FIXED)
 #: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
 #: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama (Mistral with a window)
 #: unless only part of each head rotates (``partial_rotary_factor``, Phi-4-mini), which only Phi-3 expresses.
-_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2")
-#: Gemma 2's extras: soft-capped attention scores and logits, its own attention scale
-_GEMMA2_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3")
+#: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
+_SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
+_SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
+
+
+def _hf_class_name(family: str, head: str) -> str:
+    """transformers' class of a family's head. Gemma 3's plain names are its vision-language model's: its text-only
+    classes carry "Text", but for the causal LM (``Gemma3ForCausalLM``, text only)."""
+    return f"Gemma3Text{head}" if family == "Gemma3" and head != "ForCausalLM" else f"{family}{head}"
+
+
+def _hf_config_name(family: str) -> str:
+    return "Gemma3TextConfig" if family == "Gemma3" else f"{family}Config"
 
 
 def _windows(hf) -> dict:
@@ -72,10 +86,10 @@ def _windows(hf) -> dict:
     return {"sliding_window": window, "layer_types": layer_types}
 
 
-def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
-    """The MiniGPT config computing what ``hf`` (a config of one of :data:`FAMILIES`) computes; ``ValueError`` for
-    options it lacks."""
-    rope = dict(hf.rope_parameters or {})
+def _rotary_options(rope: dict, hf, family: str) -> dict:
+    """Our ``rope_theta``, ``rotary_scaling`` and ``partial_rotary_factor`` for one of HF's ``rope_parameters``;
+    ``ValueError`` for a type we lack."""
+    rope = dict(rope)
     rope_type = rope.get("rope_type", "default")
     if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
         raise ValueError(f"{family} `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
@@ -87,6 +101,38 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
             rope["factor"] = hf.max_position_embeddings / rope["original_max_position_embeddings"]
         optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
         scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
+    return {"rope_theta": float(rope.get("rope_theta", 10000.0)), "rotary_scaling": scaling,
+            "partial_rotary_factor": float(rope.get("partial_rotary_factor", 1.0))}
+
+
+def _sliding_rope_theta(hf, full: dict, windows: dict) -> float | None:
+    """Gemma 3's sliding layers' rotation as our ``sliding_rope_theta``: None when they rotate as the full layers do
+    (or there are none), else their base; ``ValueError`` if they are stretched (ours never are)."""
+    layer_types = windows["layer_types"]  # None: every layer slides, if there is a window
+    has_sliding = windows["sliding_window"] is not None and (layer_types is None or "sliding_attention" in layer_types)
+    sliding = hf.rope_parameters.get("sliding_attention")
+    if not has_sliding or sliding is None:
+        return None
+    options = _rotary_options(sliding, hf, "Gemma3")
+    if options == full:
+        return None
+    if options["rotary_scaling"] is not None or options["partial_rotary_factor"] != full["partial_rotary_factor"]:
+        raise ValueError(f"Gemma3 sliding layers' `rope_parameters` {sliding!r} have no mini equivalent: sliding "
+                         "layers rotate as the full ones, or with a base of their own and no scaling "
+                         "(`sliding_rope_theta`).")
+    return options["rope_theta"]
+
+
+def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
+    """The MiniGPT config computing what ``hf`` (a config of one of :data:`FAMILIES`) computes; ``ValueError`` for
+    options it lacks."""
+    kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
+    kwargs.update(_windows(hf))
+    rope = dict(hf.rope_parameters or {})
+    if family == "Gemma3":  # a rotation per layer type: the full layers' is ours, the sliding layers' may differ
+        rope = dict(rope.get("full_attention") or {})
+        kwargs["sliding_rope_theta"] = _sliding_rope_theta(hf, _rotary_options(rope, hf, family), kwargs)
+    kwargs.update(_rotary_options(rope, hf, family))
     hidden_act = getattr(hf, "hidden_activation", None) or hf.hidden_act  # Gemma 2's name for it
     if hidden_act not in _GATED:
         raise ValueError(f"{family} `hidden_act={hidden_act!r}` has no mini gated equivalent; one of "
@@ -94,16 +140,11 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     dropouts = {name: getattr(hf, name) for name in ("resid_pdrop", "embd_pdrop") if getattr(hf, name, 0.0)}
     if dropouts:  # Phi-3's: our residual dropout would also drop out the embeddings
         raise ValueError(f"{family} residual / embedding dropout {dropouts} has no mini equivalent; only 0.0.")
-    kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
-    kwargs.update(_windows(hf))
     kwargs["head_dim"] = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
         hidden_act=_GATED[hidden_act],
         position_embedding_type="rotary",
-        rope_theta=float(rope.get("rope_theta", 10000.0)),
-        rotary_scaling=scaling,
-        partial_rotary_factor=float(rope.get("partial_rotary_factor", 1.0)),
         norm_type="rmsnorm",
         norm_position="pre",
         final_norm=True,
@@ -115,7 +156,10 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         freeze_padding_row=hf.pad_token_id is not None,  # Llama's embedding has padding_idx = pad_token_id
     )
     kwargs.update(_FIXED[family])
-    if family == "Gemma2":
+    if getattr(hf, "use_bidirectional_attention", False):
+        raise ValueError(f"{family} with `use_bidirectional_attention=True` (EmbeddingGemma) has no mini equivalent: "
+                         "MiniGPT is causal; only False.")
+    if family in _SOFTCAP_FAMILIES:
         kwargs.update(attention_softcap=hf.attn_logit_softcapping, final_logit_softcap=hf.final_logit_softcapping,
                       attention_scaling=hf.query_pre_attn_scalar**-0.5)
     kwargs.update(overrides)
@@ -123,9 +167,12 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: Gemma for scaled embeddings, Qwen3 for query-key
-    norms, Qwen2 for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or
-    Ministral (some do); else Llama."""
+    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: Gemma for scaled embeddings (Gemma 3 with
+    query-key norms or a sliding layers' rotary base, Gemma 2 with sandwich norms), Qwen3 for query-key norms, Qwen2
+    for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or Ministral (some
+    do); else Llama."""
+    if config.scale_embeddings and (config.qk_norm or config.sliding_rope_theta is not None):
+        return "Gemma3"
     if config.scale_embeddings:
         return "Gemma2" if config.norm_position == "sandwich" else "Gemma"
     if config.qk_norm:
@@ -160,7 +207,8 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "scale_embeddings": False,
         "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
         "partial_rotary_factor": config.partial_rotary_factor if family == "Phi3" else 1.0,
-        **{name: None for name in _GEMMA2_OPTIONS if family != "Gemma2"},
+        **{name: None for name in _SOFTCAP_OPTIONS if family not in _SOFTCAP_FAMILIES},
+        **({} if family == "Gemma3" else {"sliding_rope_theta": None}),
         **_FIXED[family],
     }
     for field, value in required.items():
@@ -182,7 +230,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
                    for i in range(config.num_hidden_layers)]
     if family in ("Mistral", "Phi3"):
         kwargs["sliding_window"] = config.layer_sliding_window(0)
-    elif family == "Gemma2":
+    elif family in _SOFTCAP_FAMILIES:
         # Gemma 2's scale is a length (1 / sqrt(query_pre_attn_scalar)); None: the usual one, head_dim
         scale = config.attention_scaling
         kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types,
@@ -199,12 +247,17 @@ def llama_config_from_mini(config: MiniGPTConfig):
                       max_window_layers=layer_types.index("sliding_attention"))  # Qwen's rule when none is given
     elif family in ("Qwen2", "Qwen3"):
         kwargs["use_sliding_window"] = False
-    kwargs["hidden_activation" if family == "Gemma2" else "hidden_act"] = gate[config.hidden_act]
-    config_class = getattr(transformers, f"{family}Config")
+    kwargs["hidden_activation" if family in _SOFTCAP_FAMILIES else "hidden_act"] = gate[config.hidden_act]
+    rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
+            **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})}
+    if family == "Gemma3":  # a rotation per layer type
+        sliding = dict(rope) if config.sliding_rope_theta is None else {"rope_type": "default",
+                                                                        "rope_theta": config.sliding_rope_theta}
+        rope = {"full_attention": rope, "sliding_attention": sliding}
+    config_class = getattr(transformers, _hf_config_name(family))
     return config_class(
         rms_norm_eps=config.layer_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
-                         **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})},
+        rope_parameters=rope,
         head_dim=config.head_dim,
         classifier_dropout=config.classifier_dropout if config.classifier_dropout is not None else 0.0,
         **kwargs,
@@ -261,10 +314,9 @@ _HEADS = {
 }
 
 
-def _split_name(name: str) -> tuple[str, str]:
-    """"Qwen2ForCausalLM" -> ("Qwen2", "ForCausalLM")."""
-    family = max((family for family in FAMILIES if name.startswith(family)), key=len)  # "Gemma2", not "Gemma"
-    return family, name.removeprefix(family)
+#: transformers' class name -> (family, head); Gemma 3 has no token-classification head
+_HF_CLASSES = {_hf_class_name(family, head): (family, head) for family in FAMILIES for head in _HEADS
+               if (family, head) != ("Gemma3", "ForTokenClassification")}
 
 
 def _norm_gains(mapping: dict, shift: float) -> dict:
@@ -298,7 +350,7 @@ def _pack_phi3(state: dict, num_layers: int, prefix: str) -> dict:
 
 
 def _from_hf(hf_model, **overrides):
-    family, head_name = _split_name(type(hf_model).__name__)
+    family, head_name = _HF_CLASSES[type(hf_model).__name__]
     mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
     config = mini_config_from_llama(hf_model.config, family, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
@@ -322,9 +374,12 @@ def to_llama(mini_model):
     head_name = next(name for name, entry in _HEADS.items() if entry[0] is type(mini_model))
     _, mini_prefix, hf_prefix, head = _HEADS[head_name]
     family = export_family(mini_model.config)
+    if _hf_class_name(family, head_name) not in _HF_CLASSES:
+        raise ValueError(f"transformers' {family} has no {head_name.removeprefix('For')} head: export the backbone "
+                         "(`model.model`) instead.")
     config = llama_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
-    hf_cls = getattr(transformers, f"{family}{head_name}")
+    hf_cls = getattr(transformers, _hf_class_name(family, head_name))
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,
@@ -341,5 +396,5 @@ def to_llama(mini_model):
     return hf_model
 
 
-FROM_HF = {f"{family}{head}": _from_hf for family in FAMILIES for head in _HEADS}
+FROM_HF = dict.fromkeys(_HF_CLASSES, _from_hf)
 TO_HF = {}  # MiniGPT exports through convert_gpt2, which hands Llama-shaped models (rotary, RMSNorm) to to_llama

@@ -77,6 +77,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         super().__init__(config)
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)  # off: as GPT-2
         self.rotary = build_rotary(config)
+        self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.layers = nn.ModuleList(
             MiniBlock(
                 config,
@@ -166,13 +167,16 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 encoder_hidden_states=encoder_hidden_states,
             )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        rotations = {kind: rotary for kind in self.attention_types}  # (cos, sin) per layer type
+        if self.sliding_rotary is not None:
+            rotations["sliding_attention"] = self.sliding_rotary(position_ids, hidden_states.dtype)
         for block in self.layers:
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
                 attention_mask=masks[block.attention_type],
                 encoder_attention_mask=cross_mask,
-                position_embeddings=rotary,
+                position_embeddings=rotations[block.attention_type],
                 cache=cache,
                 **kwargs,
             )

@@ -203,12 +203,13 @@ def rotary_attention_factor(scaling: dict | None, max_position_embeddings: int) 
 class RotaryEmbedding(nn.Module):
     """Computes the rotation ``(cos, sin)`` for each position; attention applies it to queries and keys."""
 
-    def __init__(self, config):
+    def __init__(self, config, sliding: bool = False):
         super().__init__()
         self.rotary_dim = config.rotary_dim  # head_dim, or the part of it that rotates (partial_rotary_factor)
-        self.base = float(config.rope_theta)
-        self.scaling = config.rotary_scaling
-        self.attention_factor = rotary_attention_factor(config.rotary_scaling, config.max_position_embeddings)
+        # a sliding-window layer's own rotation (``sliding_rope_theta``, Gemma 3): its base, never stretched
+        self.base = float(config.sliding_rope_theta if sliding else config.rope_theta)
+        self.scaling = None if sliding else config.rotary_scaling
+        self.attention_factor = rotary_attention_factor(self.scaling, config.max_position_embeddings)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = _frequencies(self.rotary_dim, self.base, position_ids.device, torch.float32, self.scaling)
@@ -261,6 +262,12 @@ def build_absolute_positions(config) -> nn.Module | None:
     return None
 
 
-def build_rotary(config) -> RotaryEmbedding | None:
-    """The rotary module when ``position_embedding_type == "rotary"``, else ``None``."""
-    return RotaryEmbedding(config) if config.position_embedding_type == "rotary" else None
+def build_rotary(config, sliding: bool = False) -> RotaryEmbedding | None:
+    """The rotary module when ``position_embedding_type == "rotary"``, else ``None``. ``sliding``: the one of the
+    sliding-window layers when they have a base of their own (``sliding_rope_theta``), else ``None``."""
+    if config.position_embedding_type != "rotary":
+        return None
+    if not sliding:
+        return RotaryEmbedding(config)
+    has_own_base = getattr(config, "sliding_rope_theta", None) is not None  # a MiniGPTConfig option
+    return RotaryEmbedding(config, sliding=True) if has_own_base else None

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from transformers import (
+    AutoModelForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
@@ -232,6 +233,15 @@ def test_bias_layouts_they_cannot_express_raise():
         modeling_mini.MiniGPTConfig(attention_output_bias="no")
 
 
+def assert_same_gemma_tensors(hf, back):
+    """A Gemma exported back holds ``hf``'s tensors exactly, but for the norm gains: ``(1 + w) - 1`` may round ``w``'s
+    last bit."""
+    theirs, ours = hf.state_dict(), back.state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        torch.testing.assert_close(ours[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+
+
 def build_gemma(head: str, **kw):
     """A random Gemma (one key/value head, heads 16 wide over a 32-wide model), norms and biases perturbed."""
     import transformers
@@ -256,8 +266,7 @@ def test_gemma_converts_exactly(head, impl):
     assert_same_outputs(hf, mini, ids, mask)
     back = to_hf(mini)
     assert type(back) is type(hf)
-    for name, tensor in hf.state_dict().items():  # exact but for the gains: (1 + w) - 1 may round w's last bit
-        torch.testing.assert_close(back.state_dict()[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+    assert_same_gemma_tensors(hf, back)
 
 
 def test_gemma_generates_and_trains_the_same():
@@ -432,8 +441,7 @@ def test_gemma2_converts_exactly(head):
         assert_same_outputs(hf, uncapped, ids, mask)
     back = to_hf(mini)
     assert type(back) is type(hf) and back.config.query_pre_attn_scalar == 24
-    for name, tensor in hf.state_dict().items():  # exact but for the (1 + w) - 1 of the norm gains
-        torch.testing.assert_close(back.state_dict()[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+    assert_same_gemma_tensors(hf, back)
 
 
 def test_gemma2_generates_and_trains_the_same_and_sdpa_refuses_softcapping():
@@ -452,3 +460,101 @@ def test_gemma2_generates_and_trains_the_same_and_sdpa_refuses_softcapping():
         modeling_mini.MiniGPTForCausalLM._from_config(capped, attn_implementation="sdpa")
     with pytest.raises(ValueError, match="attention_softcap.*positive"):
         modeling_mini.MiniGPTConfig(attention_softcap=-1.0)
+
+
+#: Gemma 3's rotations: a stretched (linear, 4x) base 100 on the full layer, an unstretched base 10 on the sliding ones
+GEMMA3_ROPE = {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 100.0},
+               "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}}
+GEMMA3_HEADS = {"Model": "Gemma3TextModel", "ForCausalLM": "Gemma3ForCausalLM",
+                "ForSequenceClassification": "Gemma3TextForSequenceClassification"}
+
+
+def build_gemma3(head: str, **kw):
+    """A random Gemma 3 (text): Gemma 2's layout without caps, plus query-key norms (gains as offsets from 1) and a
+    rotation per layer type; sliding (window 4), full, sliding."""
+    import transformers
+
+    config = transformers.Gemma3TextConfig(**{
+        "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 48, "max_position_embeddings": 64,
+        "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 1, "num_labels": 3, "sliding_window": 4,
+        "query_pre_attn_scalar": 24, "rope_parameters": copy.deepcopy(GEMMA3_ROPE),
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention"], **kw})
+    return perturb_norms_and_biases(getattr(transformers, GEMMA3_HEADS[head])(config))
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("head", list(GEMMA3_HEADS))
+def test_gemma3_converts_exactly_with_a_rotation_per_layer_type(head, impl):
+    hf = build_gemma3(head)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    config = mini.config
+    assert (config.qk_norm, config.norm_position, config.attention_softcap) == (True, "sandwich", None)
+    assert (config.rope_theta, config.rotary_scaling, config.sliding_rope_theta) == (
+        100.0, {"rope_type": "linear", "factor": 4.0}, 10.0)
+    ids, mask = padded_batch(length=12)
+    assert_same_outputs(hf, mini, ids, mask)
+    one_rotation = copy.deepcopy(mini)
+    one_rotation.base_model.sliding_rotary = None  # the sliding layers rotate as the full one
+    with pytest.raises(AssertionError):
+        assert_same_outputs(hf, one_rotation, ids, mask)
+    back = to_hf(mini)
+    assert type(back) is type(hf) and back.config.rope_parameters == GEMMA3_ROPE
+    assert_same_gemma_tensors(hf, back)
+
+
+def test_gemma3_generates_and_trains_the_same_and_reloads(tmp_path):
+    hf = build_gemma3("ForCausalLM")
+    mini = from_hf(hf)
+    ids, mask = padded_batch(length=12)
+    assert_same_generation(hf, mini, ids, mask)  # 20 positions: past the window
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.config.sliding_rope_theta == 10.0
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, attention_mask=mask).logits, mini(ids, attention_mask=mask).logits)
+
+
+def test_gemma3_variants_convert_and_what_they_cannot_express_raises():
+    """One rotation for every layer (sliding_rope_theta None) and no sliding layers convert exactly; stretched sliding
+    layers, bidirectional attention (EmbeddingGemma) and heads transformers lacks raise ValueErrors."""
+    ids, mask = padded_batch(length=12)
+    same = {"rope_type": "default", "rope_theta": 50.0}
+    for kw in ({"rope_parameters": {"full_attention": same, "sliding_attention": dict(same)}},
+               {"layer_types": ["full_attention"] * 3}):
+        hf = build_gemma3("ForCausalLM", **kw)
+        mini = from_hf(hf)
+        assert mini.config.sliding_rope_theta is None
+        assert_same_outputs(hf, mini, ids, mask)
+        assert_same_gemma_tensors(hf, to_hf(mini))
+    stretched = {**GEMMA3_ROPE, "sliding_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10.0}}
+    with pytest.raises(ValueError, match="Gemma3 sliding layers' `rope_parameters`.*sliding_rope_theta"):
+        from_hf(build_gemma3("Model", rope_parameters=stretched))
+    with pytest.raises(ValueError, match="use_bidirectional_attention=True.*only False"):
+        from_hf(build_gemma3("Model", use_bidirectional_attention=True))
+    tagger = modeling_mini.MiniGPTForTokenClassification(from_hf(build_gemma3("Model")).config)
+    with pytest.raises(ValueError, match="Gemma3 has no TokenClassification head"):
+        to_hf(tagger)
+    llama_like = from_hf(build_gemma3("Model"))
+    llama_like.config.scale_embeddings = llama_like.config.qk_norm = False
+    llama_like.config.norm_position, llama_like.config.attention_scaling = "pre", None
+    with pytest.raises(ValueError, match="Ministral needs `sliding_rope_theta=None`"):
+        to_hf(llama_like)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"sliding_rope_theta": 10.0, "position_embedding_type": "rotary"}, "sliding_rope_theta.*sliding_window"),
+        ({"sliding_rope_theta": 10.0, "sliding_window": 4}, "sliding_rope_theta.*position_embedding_type='rotary'"),
+        ({"sliding_rope_theta": -1.0, "sliding_window": 4, "position_embedding_type": "rotary"},
+         "sliding_rope_theta.*positive"),
+    ],
+)
+def test_bad_sliding_rope_theta_raises_naming_the_field(options, match):
+    with pytest.raises(ValueError, match=match):
+        modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    **options)

@@ -109,13 +109,19 @@ def test_a_token_sees_only_the_last_window_of_tokens():
         assert (diff[:3] == 0).all() and (diff[3 + WINDOW :] == 0).all(), impl
 
 
-@pytest.mark.parametrize("position_embedding_type", ["learned", "rotary"])
-def test_cached_static_and_uncached_decoding_agree_past_the_window(position_embedding_type):
+#: absolute positions; one rotation for all layers; Gemma 3's, the sliding layers with a base of their own
+POSITIONS = {"learned": {"position_embedding_type": "learned"}, "rotary": {"position_embedding_type": "rotary"},
+             "rotary per layer type": {"position_embedding_type": "rotary", "sliding_rope_theta": 10.0,
+                                       "rotary_scaling": {"rope_type": "linear", "factor": 2.0}}}
+
+
+@pytest.mark.parametrize("positions", list(POSITIONS))
+def test_cached_static_and_uncached_decoding_agree_past_the_window(positions):
     from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer, StaticCache
 
     model = MiniGPTForCausalLM(tiny_gpt_config(num_hidden_layers=3, sliding_window=WINDOW,
                                                layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-                                               position_embedding_type=position_embedding_type)).eval()
+                                               **POSITIONS[positions])).eval()
     ids = torch.randint(3, 99, (2, 13))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
@@ -129,9 +135,11 @@ def test_cached_static_and_uncached_decoding_agree_past_the_window(position_embe
     assert torch.equal(model.generate(ids[:, :6], cache_implementation="static", **kwargs), dynamic)
 
 
-def test_compiles_without_graph_breaks():
+@pytest.mark.parametrize("positions", list(POSITIONS))
+def test_compiles_without_graph_breaks(positions):
     model = MiniGPTForCausalLM(tiny_gpt_config(sliding_window=WINDOW, layer_types=["full_attention",
-                                                                                   "sliding_attention"])).eval()
+                                                                                   "sliding_attention"],
+                                               **POSITIONS[positions])).eval()
     ids = torch.randint(3, 99, (2, 10))
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
