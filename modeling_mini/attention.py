@@ -111,8 +111,9 @@ class MiniAttention(nn.Module):
         is_causal: True for decoder self-attention (a token sees only itself and the past); False for
             encoder self-attention and cross-attention. The sdpa backend reads it, so it must be right.
         is_cross_attention: build the module as cross-attention (no rotary positions).
-        sliding_window: causal self-attention that sees only the last ``sliding_window`` tokens (itself included).
-            The mask the model builds already says so; flash-attention kernels read the number instead.
+        sliding_window: self-attention that sees only a window: the last ``sliding_window`` tokens (itself included)
+            when causal, the tokens at most ``sliding_window`` positions away on either side when bidirectional. The
+            mask the model builds already says so; flash-attention kernels read the number instead.
     """
 
     def __init__(
@@ -124,13 +125,15 @@ class MiniAttention(nn.Module):
         sliding_window: int | None = None,
     ):
         super().__init__()
-        if sliding_window is not None and (is_cross_attention or not is_causal):
-            raise ValueError("`sliding_window` applies to causal self-attention only.")
+        if sliding_window is not None and is_cross_attention:
+            raise ValueError("`sliding_window` applies to self-attention only.")
         self.config = config
         self.layer_idx = layer_idx
         self.is_causal = is_causal
         self.is_cross_attention = is_cross_attention
         self.sliding_window = sliding_window
+        # what flash kernels take: they see ``window - 1`` positions back (and, bidirectional, as many ahead)
+        self.kernel_window = sliding_window if is_causal or sliding_window is None else sliding_window + 1
         self.num_heads = config.num_attention_heads
         self.num_key_value_heads = config.num_key_value_heads
         self.num_key_value_groups = self.num_heads // self.num_key_value_heads
@@ -221,7 +224,7 @@ class MiniAttention(nn.Module):
             attention_mask,
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
-            sliding_window=self.sliding_window,
+            sliding_window=self.kernel_window,
             softcap=self.softcap,
             **kwargs,
         )

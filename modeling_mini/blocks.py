@@ -37,7 +37,8 @@ class MiniBlock(GradientCheckpointingLayer):
         layer_idx: position of the block in its stack (its slot in the cache).
         is_causal: masked self-attention (decoders) or bidirectional (encoders).
         has_cross_attention: add attention over the encoder output (seq2seq decoder).
-        sliding_window: limit the self-attention to the last ``sliding_window`` tokens (a GPT's sliding layers).
+        sliding_window: limit the self-attention to a window (a sliding layer): the last ``sliding_window`` tokens
+            in a causal block, the tokens at most ``sliding_window`` positions away in a bidirectional one.
     """
 
     def __init__(
@@ -54,7 +55,9 @@ class MiniBlock(GradientCheckpointingLayer):
         #: which of the model's masks this block's self-attention takes (transformers' layer-type names)
         self.attention_type = "full_attention" if sliding_window is None else "sliding_attention"
         self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal, sliding_window=sliding_window)
-        self.self_attn_norm = build_norm(config)
+        # ``skip_first_attention_norm`` (ModernBERT): the first block reads the embeddings, normalised already
+        skip_norm = config.skip_first_attention_norm and layer_idx == 0
+        self.self_attn_norm = nn.Identity() if skip_norm else build_norm(config)
         self.self_attn_out_norm = build_norm(config) if sandwich else None
         self.cross_attn = (
             MiniAttention(config, layer_idx, is_causal=False, is_cross_attention=True) if has_cross_attention else None

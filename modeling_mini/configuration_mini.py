@@ -24,7 +24,7 @@ SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post", "sandwich")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
-#: what a GPT layer's self-attention sees (``layer_types``): every earlier token, or only the last ``sliding_window``
+#: what a layer's self-attention sees (``layer_types``): every token it may see, or only those within ``sliding_window``
 ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
@@ -154,6 +154,9 @@ class MiniConfig(PreTrainedConfig):
             the residual sum, the original Transformer and BERT) or ``sandwich`` (normalise a sub-layer's input and
             also its output, before the residual sum: Gemma 2).
         layer_norm_eps: epsilon of the normalisation layers.
+        norm_bias: LayerNorm's learned shift (``layernorm`` only; ``rmsnorm`` never has one). ModernBERT drops it.
+        skip_first_attention_norm: the first block of each stack feeds its self-attention the residual stream as it
+            is, without a norm of its own (pre-norm only). ModernBERT does so: its embeddings are normalised already.
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
         final_norm: normalise the output of the last block; ``None`` means "yes for pre- and sandwich norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
@@ -202,6 +205,8 @@ class MiniConfig(PreTrainedConfig):
         norm_type: str = "layernorm",
         norm_position: str = "pre",
         layer_norm_eps: float = 1e-5,
+        norm_bias: bool = True,
+        skip_first_attention_norm: bool = False,
         embedding_norm: bool = False,
         final_norm: bool | None = None,
         scale_embeddings: bool = False,
@@ -240,6 +245,8 @@ class MiniConfig(PreTrainedConfig):
         self.norm_type = norm_type
         self.norm_position = norm_position
         self.layer_norm_eps = layer_norm_eps
+        self.norm_bias = norm_bias
+        self.skip_first_attention_norm = skip_first_attention_norm
         self.embedding_norm = embedding_norm
         self.final_norm = (norm_position != "post") if final_norm is None else final_norm
         self.scale_embeddings = scale_embeddings
@@ -337,7 +344,11 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
-        _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias"))
+        _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
+                            "skip_first_attention_norm"))
+        if self.skip_first_attention_norm and self.norm_position == "post":
+            raise ValueError("`skip_first_attention_norm=True` removes the first block's norm before self-attention: "
+                             "it needs `norm_position` 'pre' or 'sandwich'; got 'post'.")
         factor = self.partial_rotary_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             raise ValueError(f"`partial_rotary_factor` must be a number in (0, 1]; got {factor!r}.")
@@ -369,7 +380,49 @@ class MiniConfig(PreTrainedConfig):
                 )
 
 
-class MiniGPTConfig(MiniConfig):
+class SlidingWindowOptions:
+    """The logic of the sliding-window options, ``sliding_window``, ``layer_types`` and ``sliding_rope_theta``, which
+    the GPT and the encoder share (a mixin: each config documents what its window means)."""
+
+    def _set_windows(self, sliding_window, layer_types, sliding_rope_theta, depth) -> None:
+        self.sliding_window = sliding_window
+        self.sliding_rope_theta = sliding_rope_theta
+        self.layer_types = list(layer_types) if isinstance(layer_types, tuple) else layer_types  # None: filled later
+        if layer_types is not None:  # before transformers' own check, which raises no ValueError
+            _check_positive("num_hidden_layers", depth)
+            _check_layer_types(self.layer_types, depth, sliding_window)
+
+    def layer_sliding_window(self, layer_idx: int) -> int | None:
+        """The window of layer ``layer_idx``'s self-attention: ``sliding_window`` for a sliding layer, else None."""
+        return self.sliding_window if self.layer_types[layer_idx] == "sliding_attention" else None
+
+    def to_dict(self) -> dict:
+        """As :meth:`MiniConfig.to_dict`, with ``layer_types`` as None where it is the default for ``sliding_window``
+        (every layer slides, or none), so that a saved config given another depth stays consistent."""
+        out = super().to_dict()
+        default = ["full_attention" if self.sliding_window is None else "sliding_attention"] * self.num_hidden_layers
+        if self.layer_types == default:
+            out["layer_types"] = None
+        return out
+
+    def validate_architecture(self) -> None:
+        super().validate_architecture()
+        if self.sliding_window is not None:
+            _check_positive("sliding_window", self.sliding_window)
+        if self.layer_types is None:  # transformers' default: every layer slides when there is a window, else none
+            kind = "full_attention" if self.sliding_window is None else "sliding_attention"
+            self.layer_types = [kind] * self.num_hidden_layers
+        _check_layer_types(self.layer_types, self.num_hidden_layers, self.sliding_window)
+        _check_optional_positive_number("sliding_rope_theta", self.sliding_rope_theta)
+        if self.sliding_rope_theta is not None and (self.position_embedding_type != "rotary"
+                                                    or "sliding_attention" not in self.layer_types):
+            raise ValueError("`sliding_rope_theta` is the rotary base of sliding-window layers: it needs "
+                             "`position_embedding_type='rotary'` and a `sliding_window`; this model has "
+                             f"position_embedding_type={self.position_embedding_type!r}, layer_types "
+                             f"{sorted(set(self.layer_types))}.")
+
+
+class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     r"""Decoder-only GPT: a stack of causal (masked) self-attention blocks and a language-model head.
 
     Defaults are GPT-2 small's shape with the original Transformer's sinusoidal positions; see
@@ -415,16 +468,11 @@ class MiniGPTConfig(MiniConfig):
         layer_types: list[str] | None = None,
         **kwargs,
     ):
-        self.sliding_rope_theta = sliding_rope_theta
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
         self.final_logit_softcap = final_logit_softcap
-        self.sliding_window = sliding_window
-        self.layer_types = list(layer_types) if isinstance(layer_types, tuple) else layer_types  # None: filled below
-        if layer_types is not None:  # before transformers' own check, which raises no ValueError
-            depth = kwargs.get("n_layer", num_hidden_layers)  # GPT-2's name (attribute_map) wins, as it will below
-            _check_positive("num_hidden_layers", depth)
-            _check_layer_types(self.layer_types, depth, sliding_window)
+        # GPT-2's name for the depth (attribute_map) wins, as it will below
+        self._set_windows(sliding_window, layer_types, sliding_rope_theta, kwargs.get("n_layer", num_hidden_layers))
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -441,39 +489,13 @@ class MiniGPTConfig(MiniConfig):
     def _cross_attention_stacks(self) -> tuple[str, ...]:
         return ("layers",) if self.add_cross_attention else ()
 
-    def to_dict(self) -> dict:
-        """As :meth:`MiniConfig.to_dict`, with ``layer_types`` as None where it is the default for ``sliding_window``
-        (every layer slides, or none), so that a saved config given another depth stays consistent."""
-        out = super().to_dict()
-        default = ["full_attention" if self.sliding_window is None else "sliding_attention"] * self.num_hidden_layers
-        if self.layer_types == default:
-            out["layer_types"] = None
-        return out
-
-    def layer_sliding_window(self, layer_idx: int) -> int | None:
-        """The window of layer ``layer_idx``'s self-attention: ``sliding_window`` for a sliding layer, else None."""
-        return self.sliding_window if self.layer_types[layer_idx] == "sliding_attention" else None
-
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
         _check_optional_positive_number("final_logit_softcap", self.final_logit_softcap)
-        if self.sliding_window is not None:
-            _check_positive("sliding_window", self.sliding_window)
-        if self.layer_types is None:  # transformers' default: every layer slides when there is a window, else none
-            kind = "full_attention" if self.sliding_window is None else "sliding_attention"
-            self.layer_types = [kind] * self.num_hidden_layers
-        _check_layer_types(self.layer_types, self.num_hidden_layers, self.sliding_window)
-        _check_optional_positive_number("sliding_rope_theta", self.sliding_rope_theta)
-        if self.sliding_rope_theta is not None and (self.position_embedding_type != "rotary"
-                                                    or "sliding_attention" not in self.layer_types):
-            raise ValueError("`sliding_rope_theta` is the rotary base of sliding-window layers: it needs "
-                             "`position_embedding_type='rotary'` and a `sliding_window`; this model has "
-                             f"position_embedding_type={self.position_embedding_type!r}, layer_types "
-                             f"{sorted(set(self.layer_types))}.")
 
 
-class MiniEncoderConfig(MiniConfig):
+class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
     r"""Bidirectional encoder (BERT-like): every token attends to every other real token of its input.
 
     Defaults are BERT-base's shape and layout: post-norm LayerNorm (eps 1e-12), exact ``gelu``, a normalised
@@ -494,6 +516,15 @@ class MiniEncoderConfig(MiniConfig):
         pad_aware_positions: number positions among the real tokens only, as RoBERTa does
             (``positional.positions_of_real_tokens``): a left-padded text gets the positions it has alone, and
             pad tokens get position ``position_offset - 1``. Needs ``pad_token_id`` and ``position_offset >= 1``.
+        head_bias: a bias on the dense layer of the masked-LM head's transform (BERT: yes; ModernBERT: no).
+        sliding_window: ``None`` (every token sees the whole input), or how far a token sees on either side in a
+            *sliding-window* (local) layer: the tokens at most ``sliding_window`` positions away (ModernBERT: 64, its
+            128-token local attention). The cost of such a layer grows with the length times the window, not the
+            length squared, and information still crosses the input through the full layers.
+        layer_types: one entry per layer, ``"full_attention"`` or ``"sliding_attention"`` (ModernBERT: every third
+            layer full, from the first); ``None`` makes every layer slide when ``sliding_window`` is set.
+        sliding_rope_theta: ``None``, or the rotary base of the sliding layers, which then ignore ``rotary_scaling``
+            (ModernBERT: 10,000 for its local layers, 160,000 for the global ones).
     """
 
     model_type = "mini_encoder"
@@ -516,10 +547,16 @@ class MiniEncoderConfig(MiniConfig):
         sparse_prediction: bool = False,
         position_offset: int = 0,
         pad_aware_positions: bool = False,
+        head_bias: bool = True,
+        sliding_window: int | None = None,
+        sliding_rope_theta: float | None = None,
+        layer_types: list[str] | None = None,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
         **kwargs,
     ):
+        self.head_bias = head_bias
+        self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
         self.sparse_prediction = sparse_prediction
@@ -546,7 +583,7 @@ class MiniEncoderConfig(MiniConfig):
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions"))
+        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias"))
         if self.pad_aware_positions and (self.pad_token_id is None or self.position_offset < 1):
             raise ValueError(
                 "`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs a "

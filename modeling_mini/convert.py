@@ -22,7 +22,8 @@ import importlib
 import torch
 from torch import nn
 
-_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_bert", "convert_roberta", "convert_bart")
+_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_bert", "convert_roberta", "convert_modernbert",
+                      "convert_bart")
 
 
 def _tables() -> tuple[dict, dict]:
@@ -71,6 +72,52 @@ def check_standard_heads(config, family: str) -> None:
     if config.head_dim * config.num_attention_heads != config.hidden_size:
         raise ValueError(f"{family} needs `head_dim = hidden_size / num_attention_heads` = "
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
+
+
+def rotary_options(rope: dict, hf_config, family: str) -> dict:
+    """Our ``rope_theta``, ``rotary_scaling`` and ``partial_rotary_factor`` for one of transformers'
+    ``rope_parameters`` dicts; ``ValueError`` for a scaling type we lack."""
+    from .configuration_mini import ROTARY_SCALING_KEYS, ROTARY_SCALING_OPTIONAL_KEYS
+
+    rope = dict(rope)
+    rope_type = rope.get("rope_type", "default")
+    if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
+        raise ValueError(f"{family} `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
+                         f"{['default', *ROTARY_SCALING_KEYS]}.")
+    scaling = None
+    if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
+        rope.setdefault("original_max_position_embeddings", hf_config.max_position_embeddings)  # HF's fallback
+        if rope.get("factor") is None and rope_type == "yarn":  # DeepSeek's form: HF takes the length ratio
+            rope["factor"] = hf_config.max_position_embeddings / rope["original_max_position_embeddings"]
+        optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
+        scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
+    return {"rope_theta": float(rope.get("rope_theta", 10000.0)), "rotary_scaling": scaling,
+            "partial_rotary_factor": float(rope.get("partial_rotary_factor", 1.0))}
+
+
+def sliding_rope_theta(hf_config, family: str, has_sliding_layers: bool) -> float | None:
+    """Our ``sliding_rope_theta`` for a model keeping a rotation per layer type (Gemma 3, ModernBERT:
+    ``rope_parameters = {"full_attention": ..., "sliding_attention": ...}``): None when the sliding layers rotate as the
+    full ones (or there are none), else their base; ``ValueError`` if they are stretched (ours never are)."""
+    full, sliding = hf_config.rope_parameters.get("full_attention"), hf_config.rope_parameters.get("sliding_attention")
+    if not has_sliding_layers or sliding is None:
+        return None
+    ours, theirs = rotary_options(sliding, hf_config, family), rotary_options(full or {}, hf_config, family)
+    if ours == theirs:
+        return None
+    if ours["rotary_scaling"] is not None or ours["partial_rotary_factor"] != theirs["partial_rotary_factor"]:
+        raise ValueError(f"{family} sliding layers' `rope_parameters` {sliding!r} have no mini equivalent: sliding "
+                         "layers rotate as the full ones, or with a base of their own and no scaling "
+                         "(`sliding_rope_theta`).")
+    return ours["rope_theta"]
+
+
+def rope_parameters_per_layer_type(config) -> dict:
+    """The inverse of :func:`sliding_rope_theta`: transformers' ``rope_parameters`` per layer type for a mini config."""
+    full = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {})}
+    sliding = dict(full) if config.sliding_rope_theta is None else {"rope_type": "default",
+                                                                    "rope_theta": config.sliding_rope_theta}
+    return {"full_attention": full, "sliding_attention": sliding}
 
 
 def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None) -> nn.Module:

@@ -116,6 +116,7 @@ def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) ->
 
 _COMMON_REQUIRED = {
     "norm_type": "layernorm",
+    "norm_bias": True,
     "norm_position": "post",
     "layer_norm_eps": 1e-5,
     "final_norm": False,

@@ -78,8 +78,10 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
     required = {
         "position_embedding_type": "learned",
         "norm_type": "layernorm",
+        "norm_bias": True,
         "norm_position": "post",
         "embedding_norm": True,
+        "head_bias": True,
         "final_norm": False,
         "scale_embeddings": False,
         "attention_bias": True,
@@ -93,6 +95,9 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
     if config.type_vocab_size < 1:
         raise ValueError("BERT needs `type_vocab_size >= 1` (it always adds segment embeddings); this model has 0.")
     check_standard_heads(config, "BERT")
+    if "sliding_attention" in config.layer_types:
+        raise ValueError("BERT attends to the whole input: it needs `sliding_window=None` (or no 'sliding_attention' "
+                         f"in `layer_types`); this model has {config.sliding_window!r}.")
     if is_gated(config.hidden_act):
         raise ValueError(f"BERT has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
@@ -179,6 +184,10 @@ def _from_hf(hf_model, **overrides):
 
 
 def _to_hf(mini_model):
+    if mini_model.config.position_embedding_type == "rotary":  # ModernBERT's layout
+        from .convert_modernbert import to_modernbert
+
+        return to_modernbert(mini_model)
     if mini_model.config.pad_aware_positions:  # RoBERTa's position numbering: the model exports as RoBERTa
         from .convert_roberta import to_roberta
 

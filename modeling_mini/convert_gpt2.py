@@ -61,7 +61,9 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     required = {
         "position_embedding_type": "learned",
         "norm_type": "layernorm",
+        "norm_bias": True,
         "norm_position": "pre",
+        "skip_first_attention_norm": False,
         "final_norm": True,
         "embedding_norm": False,
         "scale_embeddings": False,

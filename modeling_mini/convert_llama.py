@@ -23,8 +23,14 @@ import copy
 import torch
 import transformers
 
-from .configuration_mini import ROTARY_SCALING_KEYS, ROTARY_SCALING_OPTIONAL_KEYS, MiniGPTConfig
-from .convert import load_mapped, separate_attention_projections
+from .configuration_mini import MiniGPTConfig
+from .convert import (
+    load_mapped,
+    rope_parameters_per_layer_type,
+    rotary_options,
+    separate_attention_projections,
+    sliding_rope_theta,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -86,43 +92,6 @@ def _windows(hf) -> dict:
     return {"sliding_window": window, "layer_types": layer_types}
 
 
-def _rotary_options(rope: dict, hf, family: str) -> dict:
-    """Our ``rope_theta``, ``rotary_scaling`` and ``partial_rotary_factor`` for one of HF's ``rope_parameters``;
-    ``ValueError`` for a type we lack."""
-    rope = dict(rope)
-    rope_type = rope.get("rope_type", "default")
-    if rope_type != "default" and rope_type not in ROTARY_SCALING_KEYS:
-        raise ValueError(f"{family} `rope_parameters` of type {rope_type!r} have no mini equivalent; one of "
-                         f"{['default', *ROTARY_SCALING_KEYS]}.")
-    scaling = None
-    if rope_type != "default":  # our rotary_scaling takes the numbers its type needs, under HF's names
-        rope.setdefault("original_max_position_embeddings", hf.max_position_embeddings)  # HF's fallback
-        if rope.get("factor") is None and rope_type == "yarn":  # DeepSeek's form: HF takes the length ratio
-            rope["factor"] = hf.max_position_embeddings / rope["original_max_position_embeddings"]
-        optional = [key for key in ROTARY_SCALING_OPTIONAL_KEYS.get(rope_type, ()) if rope.get(key) is not None]
-        scaling = {"rope_type": rope_type, **{key: rope[key] for key in (*ROTARY_SCALING_KEYS[rope_type], *optional)}}
-    return {"rope_theta": float(rope.get("rope_theta", 10000.0)), "rotary_scaling": scaling,
-            "partial_rotary_factor": float(rope.get("partial_rotary_factor", 1.0))}
-
-
-def _sliding_rope_theta(hf, full: dict, windows: dict) -> float | None:
-    """Gemma 3's sliding layers' rotation as our ``sliding_rope_theta``: None when they rotate as the full layers do
-    (or there are none), else their base; ``ValueError`` if they are stretched (ours never are)."""
-    layer_types = windows["layer_types"]  # None: every layer slides, if there is a window
-    has_sliding = windows["sliding_window"] is not None and (layer_types is None or "sliding_attention" in layer_types)
-    sliding = hf.rope_parameters.get("sliding_attention")
-    if not has_sliding or sliding is None:
-        return None
-    options = _rotary_options(sliding, hf, "Gemma3")
-    if options == full:
-        return None
-    if options["rotary_scaling"] is not None or options["partial_rotary_factor"] != full["partial_rotary_factor"]:
-        raise ValueError(f"Gemma3 sliding layers' `rope_parameters` {sliding!r} have no mini equivalent: sliding "
-                         "layers rotate as the full ones, or with a base of their own and no scaling "
-                         "(`sliding_rope_theta`).")
-    return options["rope_theta"]
-
-
 def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTConfig:
     """The MiniGPT config computing what ``hf`` (a config of one of :data:`FAMILIES`) computes; ``ValueError`` for
     options it lacks."""
@@ -130,9 +99,11 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     kwargs.update(_windows(hf))
     rope = dict(hf.rope_parameters or {})
     if family == "Gemma3":  # a rotation per layer type: the full layers' is ours, the sliding layers' may differ
+        window, layer_types = kwargs["sliding_window"], kwargs["layer_types"]  # None: every layer slides
+        has_sliding = window is not None and (layer_types is None or "sliding_attention" in layer_types)
+        kwargs["sliding_rope_theta"] = sliding_rope_theta(hf, family, has_sliding)
         rope = dict(rope.get("full_attention") or {})
-        kwargs["sliding_rope_theta"] = _sliding_rope_theta(hf, _rotary_options(rope, hf, family), kwargs)
-    kwargs.update(_rotary_options(rope, hf, family))
+    kwargs.update(rotary_options(rope, hf, family))
     hidden_act = getattr(hf, "hidden_activation", None) or hf.hidden_act  # Gemma 2's name for it
     if hidden_act not in _GATED:
         raise ValueError(f"{family} `hidden_act={hidden_act!r}` has no mini gated equivalent; one of "
@@ -198,6 +169,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "position_embedding_type": "rotary",
         "norm_type": "rmsnorm",
         "norm_position": "pre",
+        "skip_first_attention_norm": False,
         "final_norm": True,
         "embedding_norm": False,
         "hidden_dropout": 0.0,
@@ -251,9 +223,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})}
     if family == "Gemma3":  # a rotation per layer type
-        sliding = dict(rope) if config.sliding_rope_theta is None else {"rope_type": "default",
-                                                                        "rope_theta": config.sliding_rope_theta}
-        rope = {"full_attention": rope, "sliding_attention": sliding}
+        rope = rope_parameters_per_layer_type(config)
     config_class = getattr(transformers, _hf_config_name(family))
     return config_class(
         rms_norm_eps=config.layer_norm_eps,

@@ -214,7 +214,8 @@ def _attention_summary(cfg: Mapping, family: str) -> str:
     sliding = [kind == "sliding_attention" for kind in cfg.get("layer_types") or []]
     if any(sliding) and cfg.get("sliding_window"):
         layers = "every layer" if all(sliding) else f"{sum(sliding)} of {len(sliding)} layers"
-        parts.append(f"sliding window of {cfg['sliding_window']} tokens on {layers}")
+        either_side = " either side" if family == "encoder" else ""  # an encoder's window looks both ways
+        parts.append(f"sliding window of {cfg['sliding_window']} tokens{either_side} on {layers}")
     heads, kv_heads = cfg.get("num_attention_heads"), cfg.get("num_key_value_heads")
     if kv_heads and heads and kv_heads < heads:
         parts.append(f"{kv_heads} key/value heads (grouped-query)")

@@ -19,7 +19,7 @@ what differs: the bidirectional mask, segment ids, the pooler and the heads.
 
 import torch
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask
+from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -45,7 +45,14 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary, positions_of_real_tokens
+from .positional import build_rotary, positions_of_real_tokens, rotations_per_layer_type
+
+#: Bidirectional self-attention, and its sliding-window (local) form: transformers' mask builder for each layer type.
+#: Each masks padding (and, local, the tokens farther than ``sliding_window``) in the format the backend takes.
+MASK_FUNCTIONS = {
+    "full_attention": create_bidirectional_mask,
+    "sliding_attention": create_bidirectional_sliding_window_mask,
+}
 
 
 def _classifier_dropout(config) -> nn.Dropout:
@@ -85,7 +92,13 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         super().__init__(config)
         self.embeddings = MiniEmbeddings(config)
         self.rotary = build_rotary(config)
-        self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.num_hidden_layers))
+        self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
+        self.layers = nn.ModuleList(
+            MiniBlock(config, i, is_causal=False, sliding_window=config.layer_sliding_window(i))
+            for i in range(config.num_hidden_layers)
+        )
+        #: the masks a forward builds: the whole-input one, the sliding-window one, or both (one each, for all layers)
+        self.attention_types = sorted({block.attention_type for block in self.layers})
         self.norm = build_norm(config) if config.final_norm else None
         add_pooling_layer = config.add_pooler if add_pooling_layer is None else add_pooling_layer
         self.pooler = MiniPooler(config) if add_pooling_layer else None
@@ -121,11 +134,14 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             position_ids, max_position = next_positions(0, length, inputs.device, offset)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
-        # padding-only mask, in the format the attention backend wants (None when nothing is padded)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
-        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        # padding masks (and the window, for local layers), in the format the attention backend wants (None when
+        # nothing is masked)
+        masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
+                                            attention_mask=attention_mask) for kind in self.attention_types}
+        rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for block in self.layers:
-            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rotary, **kwargs)
+            hidden_states = block(hidden_states, attention_mask=masks[block.attention_type],
+                                  position_embeddings=rotations[block.attention_type], **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
@@ -147,7 +163,7 @@ class MiniMaskedLMTransform(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.head_bias)
         self.act_fn = get_activation(config.hidden_act)  # for a gated name, its gate's element-wise function
         self.norm = build_norm(config)
 

@@ -45,7 +45,7 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary
+from .positional import build_rotary, rotations_per_layer_type
 
 #: Masked (causal) self-attention, and its sliding-window form: transformers' mask builder for each layer type.
 #: Each returns what the attention backend takes (a boolean or additive 4D mask, a flex ``BlockMask``, or None when
@@ -166,10 +166,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 attention_mask=encoder_attention_mask,
                 encoder_hidden_states=encoder_hidden_states,
             )
-        rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
-        rotations = {kind: rotary for kind in self.attention_types}  # (cos, sin) per layer type
-        if self.sliding_rotary is not None:
-            rotations["sliding_attention"] = self.sliding_rotary(position_ids, hidden_states.dtype)
+        rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for block in self.layers:
             hidden_states = block(
                 hidden_states,

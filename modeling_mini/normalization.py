@@ -1,7 +1,8 @@
 """Layer normalisation: keeps the residual stream at a steady scale so deep stacks train.
 
 * ``layernorm`` (Ba et al. 2016): per token, subtract the mean and divide by the standard deviation over
-  the features, then apply a learned gain and bias. Each token ends with zero mean and unit variance.
+  the features, then apply a learned gain and bias (``norm_bias=False``: the gain only, as ModernBERT). Each token
+  ends with zero mean and unit variance.
 * ``rmsnorm`` (Zhang & Sennrich 2019): per token, divide by the root mean square only (no centring, no
   bias). Cheaper; each token ends with unit RMS.
 
@@ -21,7 +22,7 @@ def build_norm(config, size: int | None = None) -> nn.Module:
     normalises each head, ``head_dim`` wide), of the configured ``norm_type``."""
     size = config.hidden_size if size is None else size
     if config.norm_type == "layernorm":
-        return nn.LayerNorm(size, eps=config.layer_norm_eps)
+        return nn.LayerNorm(size, eps=config.layer_norm_eps, bias=config.norm_bias)
     if config.norm_type == "rmsnorm":
         return nn.RMSNorm(size, eps=config.layer_norm_eps)
     raise ValueError(f"`norm_type` must be one of 'layernorm', 'rmsnorm'; got {config.norm_type!r}.")

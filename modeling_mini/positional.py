@@ -262,6 +262,16 @@ def build_absolute_positions(config) -> nn.Module | None:
     return None
 
 
+def rotations_per_layer_type(model, position_ids: torch.LongTensor, dtype: torch.dtype) -> dict:
+    """``{layer type: (cos, sin) or None}`` for the layer types of ``model`` (a GPT or encoder backbone, holding
+    ``rotary``, ``sliding_rotary`` and ``attention_types``): one rotation for all, or the sliding layers' own."""
+    rotary = model.rotary(position_ids, dtype) if model.rotary is not None else None
+    rotations = dict.fromkeys(model.attention_types, rotary)
+    if model.sliding_rotary is not None:
+        rotations["sliding_attention"] = model.sliding_rotary(position_ids, dtype)
+    return rotations
+
+
 def build_rotary(config, sliding: bool = False) -> RotaryEmbedding | None:
     """The rotary module when ``position_embedding_type == "rotary"``, else ``None``. ``sliding``: the one of the
     sliding-window layers when they have a base of their own (``sliding_rope_theta``), else ``None``."""

@@ -373,7 +373,7 @@ def plot_normalization(path, *, num_tokens: int = 200, hidden_size: int = 64, se
     hidden = offset + scale * torch.randn(num_tokens, hidden_size, generator=generator)  # (tokens, D)
     series = {"input hidden states": hidden}
     for norm_type in ("layernorm", "rmsnorm"):
-        config = SimpleNamespace(norm_type=norm_type, hidden_size=hidden_size, layer_norm_eps=1e-5)
+        config = SimpleNamespace(norm_type=norm_type, hidden_size=hidden_size, layer_norm_eps=1e-5, norm_bias=True)
         with torch.no_grad():
             series[f"after {'LayerNorm' if norm_type == 'layernorm' else 'RMSNorm'}"] = build_norm(config)(hidden)
     plt = _pyplot()

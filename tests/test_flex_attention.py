@@ -77,3 +77,13 @@ def test_seq2seq_causal_self_attention_and_cross_attention_masks():
         target_mask.bool(), input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
         decoder_attention_mask=target_mask,
     )
+
+
+def test_encoder_local_and_global_layers_with_padding():
+    ids, mask = padded_batch(left=True)
+    _assert_flex_equals_eager(
+        lambda attn: MiniEncoderForMaskedLM(MiniEncoderConfig(
+            **TINY, position_embedding_type="rotary", sliding_window=2, sliding_rope_theta=10.0,
+            layer_types=["full_attention", "sliding_attention"], attn_implementation=attn)),
+        mask.bool(), input_ids=ids, attention_mask=mask,
+    )

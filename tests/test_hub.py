@@ -451,6 +451,11 @@ def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_pat
     text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
                             hyperparameters=None).read_text()
     assert "(grouped-query), query-key norm, scores soft-capped at 50.0 |" in text
+    encoder = modeling_mini.MiniEncoderConfig(**TINY, position_embedding_type="rotary", sliding_window=64,
+                                              layer_types=["full_attention", "sliding_attention"])
+    text = write_model_card(tmp_path, config=encoder, task="masked_lm", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert "| attention | bidirectional, sliding window of 64 tokens either side on 1 of 2 layers |" in text
 
 
 def test_model_card_family_and_bad_input(tmp_path):

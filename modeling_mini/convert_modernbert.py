@@ -1,0 +1,205 @@
+"""ModernBERT <-> MiniEncoder: the config translation and the weight-name map (used through ``convert.py``).
+
+ModernBERT (2024) is a BERT rebuilt with the decoders' habits: rotary positions instead of a position table, pre-norm
+blocks with a final norm, a gated GELU feed-forward (GeGLU), LayerNorms and projections without biases, and
+local attention: two layers in three see only the tokens within 64 positions (``sliding_window``, its 128-token
+``local_attention``), with a rotary base of their own (``sliding_rope_theta``). Its embeddings are normalised, so the
+first block's attention has no input norm (``skip_first_attention_norm``).
+
+Its Q, K and V are one matrix, ``Wqkv``, stacked as ours; its feed-forward's ``Wi`` stacks the activated half first
+(our ``gate_proj``) and the multiplier second (our ``up_proj``). The backbone and the masked-LM head convert both
+ways. Its task heads pool and transform differently from BERT's (mean or first-token pooling, then dense, activation
+and norm); the usual route is the same as with any pretrained encoder: convert the masked-LM checkpoint and fine-tune
+a mini head on it.
+"""
+
+import torch
+from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertModel
+
+from .activations import ACTIVATIONS
+from .configuration_mini import MiniEncoderConfig
+from .convert import (
+    check_standard_heads,
+    load_mapped,
+    rope_parameters_per_layer_type,
+    rotary_options,
+    sliding_rope_theta,
+)
+from .modeling_encoder import MiniEncoderForMaskedLM, MiniEncoderModel
+
+_SPECIAL_TOKENS = ("cls_token_id", "sep_token_id")
+_SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+           "max_position_embeddings", "initializer_range", "pad_token_id", "bos_token_id", "eos_token_id",
+           "tie_word_embeddings", "attention_bias", "mlp_bias", "sparse_prediction", "num_labels", "id2label",
+           "label2id", "problem_type")
+#: ModernBERT's ``hidden_activation`` (the activated half's function, transformers' name) -> our gated activation
+_GATED = {function: name for name, (function, gated) in ACTIVATIONS.items() if gated}
+
+
+def mini_config_from_modernbert(hf: ModernBertConfig, **overrides) -> MiniEncoderConfig:
+    """The MiniEncoder config computing what ``hf`` computes; ``ValueError`` for ModernBERT options it lacks."""
+    if hf.hidden_activation not in _GATED:
+        raise ValueError(f"ModernBERT `hidden_activation={hf.hidden_activation!r}` has no mini gated equivalent; one "
+                         f"of {list(_GATED)}.")
+    if hf.classifier_activation != hf.hidden_activation:
+        raise ValueError("ModernBERT's masked-LM head must use the feed-forward's activation (ours does): "
+                         f"`classifier_activation` must be {hf.hidden_activation!r}; got {hf.classifier_activation!r}.")
+    dropouts = {name: getattr(hf, name) for name in ("embedding_dropout", "attention_dropout") if getattr(hf, name)}
+    if dropouts:  # ModernBERT drops out attention's output with the same rate as its probabilities: we cannot
+        raise ValueError(f"ModernBERT {dropouts} have no mini equivalent; only 0.0.")
+    if not hf.decoder_bias or hf.sparse_pred_ignore_index != -100:
+        raise ValueError("ModernBERT needs `decoder_bias=True` and `sparse_pred_ignore_index=-100` (as ours); got "
+                         f"{hf.decoder_bias!r} and {hf.sparse_pred_ignore_index!r}.")
+    layer_types = list(hf.layer_types)
+    kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
+    kwargs.update({key: getattr(hf, key) for key in _SPECIAL_TOKENS})  # kept as extra config fields, for the export
+    kwargs.update(rotary_options(hf.rope_parameters["full_attention"], hf, "ModernBERT"))
+    kwargs.update(
+        hidden_act=_GATED[hf.hidden_activation],
+        position_embedding_type="rotary",
+        sliding_window=hf.sliding_window,
+        layer_types=layer_types,
+        sliding_rope_theta=sliding_rope_theta(hf, "ModernBERT", "sliding_attention" in layer_types),
+        norm_type="layernorm",
+        norm_position="pre",
+        norm_bias=hf.norm_bias,
+        layer_norm_eps=float(hf.norm_eps),
+        skip_first_attention_norm=True,
+        embedding_norm=True,
+        final_norm=True,
+        type_vocab_size=0,
+        add_pooler=False,
+        head_bias=hf.classifier_bias,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=float(hf.mlp_dropout),
+        classifier_dropout=float(hf.classifier_dropout),
+    )
+    kwargs.update(overrides)
+    return MiniEncoderConfig(**kwargs)
+
+
+def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
+    """The ModernBERT config for a MiniEncoder config; ``ValueError`` naming the first option it cannot express."""
+    required = {
+        "position_embedding_type": "rotary",
+        "partial_rotary_factor": 1.0,
+        "norm_type": "layernorm",
+        "norm_position": "pre",
+        "skip_first_attention_norm": True,
+        "embedding_norm": True,
+        "final_norm": True,
+        "type_vocab_size": 0,
+        "scale_embeddings": False,
+        "pad_aware_positions": False,
+        "position_offset": 0,
+        "attention_output_bias": config.attention_bias,  # one bias flag for Wqkv and Wo
+        "attention_scaling": None,
+        "attention_softcap": None,
+        "hidden_dropout": 0.0,  # ModernBERT has no dropout on the residual stream
+        "attention_dropout": 0.0,  # its attention dropout also drops the attention output
+    }
+    for field, value in required.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"ModernBERT needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    check_standard_heads(config, "ModernBERT")
+    gate = {ours: theirs for theirs, ours in _GATED.items()}
+    if config.hidden_act not in gate:
+        raise ValueError(f"ModernBERT's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
+                         f"{config.hidden_act!r}.")
+    kwargs = {key: getattr(config, key) for key in _SHARED}
+    kwargs.update({key: getattr(config, key, None) for key in _SPECIAL_TOKENS})
+    activation = gate[config.hidden_act]  # the masked-LM head's function too, as ours
+    return ModernBertConfig(
+        hidden_activation=activation,
+        classifier_activation=activation,
+        rope_parameters=rope_parameters_per_layer_type(config),
+        local_attention=2 * (config.sliding_window or 64),  # unused when no layer slides
+        layer_types=list(config.layer_types),
+        norm_bias=config.norm_bias,
+        norm_eps=config.layer_norm_eps,
+        classifier_bias=config.head_bias,
+        mlp_dropout=config.activation_dropout,
+        classifier_dropout=config.classifier_dropout if config.classifier_dropout is not None else 0.0,
+        **kwargs,
+    )
+
+
+def _mapping(config, mini: str, hf: str, masked_lm: bool) -> dict:
+    """{mini key: ModernBERT key}; ``Wi`` is named for both halves of our gated feed-forward (split by the caller)."""
+    mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embeddings.tok_embeddings.weight",
+               f"{mini}embeddings.norm.weight": f"{hf}embeddings.norm.weight",
+               f"{mini}norm.weight": f"{hf}final_norm.weight"}
+    for i in range(config.num_hidden_layers):
+        m, h = f"{mini}layers.{i}.", f"{hf}layers.{i}."
+        mapping |= {f"{m}self_attn.qkv_proj.weight": f"{h}attn.Wqkv.weight",
+                    f"{m}self_attn.o_proj.weight": f"{h}attn.Wo.weight",
+                    f"{m}mlp_norm.weight": f"{h}mlp_norm.weight",
+                    f"{m}mlp.gate_proj.weight": f"{h}mlp.Wi.weight",
+                    f"{m}mlp.up_proj.weight": f"{h}mlp.Wi.weight",
+                    f"{m}mlp.down_proj.weight": f"{h}mlp.Wo.weight"}
+        if i > 0:  # the first block's attention reads the normalised embeddings directly
+            mapping[f"{m}self_attn_norm.weight"] = f"{h}attn_norm.weight"
+    if masked_lm:
+        mapping |= {"transform.dense.weight": "head.dense.weight", "transform.norm.weight": "head.norm.weight",
+                    "lm_head.weight": "decoder.weight", "lm_head.bias": "decoder.bias"}
+    biases = {"norm": config.norm_bias, "self_attn.": config.attention_bias, "mlp.": config.mlp_bias,
+              "transform.dense": config.head_bias}
+    for ours, theirs in list(mapping.items()):
+        if any(part in ours for part, on in biases.items() if on) and "embed_tokens" not in ours:
+            mapping.setdefault(ours.removesuffix("weight") + "bias", theirs.removesuffix("weight") + "bias")
+    return mapping
+
+
+def _halves(mapping: dict) -> dict:
+    """{mini key: fn}: the gate projection takes ``Wi``'s first half of rows, the up projection its second."""
+    return {key: (lambda w, half=int("up_proj" in key): w.chunk(2)[half]) for key in mapping
+            if ".mlp.gate_proj." in key or ".mlp.up_proj." in key}
+
+
+#: ModernBERT class -> (mini class, prefix of the backbone in both)
+_PAIRS = {"ModernBertModel": (MiniEncoderModel, ""), "ModernBertForMaskedLM": (MiniEncoderForMaskedLM, "model.")}
+_OTHER_HEADS = ("ModernBertForSequenceClassification", "ModernBertForTokenClassification",
+                "ModernBertForQuestionAnswering", "ModernBertForMultipleChoice")
+
+
+def _from_hf(hf_model, **overrides):
+    mini_cls, prefix = _PAIRS[type(hf_model).__name__]
+    config = mini_config_from_modernbert(hf_model.config, **overrides)
+    config._attn_implementation = hf_model.config._attn_implementation
+    mapping = _mapping(config, prefix, prefix, mini_cls is MiniEncoderForMaskedLM)
+    return load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, _halves(mapping))
+
+
+def _refuse_head(hf_model, **overrides):
+    raise ValueError(f"{type(hf_model).__name__}'s head (pooling, then dense, activation and norm) has no mini "
+                     "equivalent: convert the pretrained backbone (ModernBertForMaskedLM or ModernBertModel) and "
+                     "fine-tune a MiniEncoder head on it.")
+
+
+def to_modernbert(mini_model):
+    """The ModernBERT model equivalent to a MiniEncoder(ForMaskedLM) with ModernBERT's layout; ``convert.to_hf`` calls
+    it for encoders with rotary positions."""
+    hf_name = next((name for name, (cls, _) in _PAIRS.items() if cls is type(mini_model)), None)
+    if hf_name is None:
+        raise ValueError(f"{type(mini_model).__name__} has no ModernBERT equivalent (its heads pool and transform "
+                         "otherwise): export the backbone (`model.model`) or a MiniEncoderForMaskedLM.")
+    _, prefix = _PAIRS[hf_name]
+    config = modernbert_config_from_mini(mini_model.config)
+    config._attn_implementation = mini_model.config._attn_implementation
+    mapping = _mapping(mini_model.config, prefix, prefix, hf_name == "ModernBertForMaskedLM")
+    state = mini_model.state_dict()
+    hf_state = {}
+    for ours, theirs in mapping.items():
+        if ".mlp.up_proj." in ours:
+            continue
+        if ".mlp.gate_proj." in ours:  # Wi: the activated half, then the multiplier
+            hf_state[theirs] = torch.cat([state[ours], state[ours.replace("gate_proj", "up_proj")]])
+        else:
+            hf_state[theirs] = state[ours]
+    hf_cls = ModernBertModel if hf_name == "ModernBertModel" else ModernBertForMaskedLM
+    return load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+
+
+FROM_HF = {**dict.fromkeys(_PAIRS, _from_hf), **dict.fromkeys(_OTHER_HEADS, _refuse_head)}
+TO_HF = {}  # the MiniEncoder classes export through convert_bert, which hands rotary encoders to to_modernbert

@@ -1,0 +1,163 @@
+"""ModernBERT parity: a random ModernBERT (rotary positions with a base per layer type, local attention on two layers
+in three, GeGLU, pre-norm LayerNorms without biases, no norm before the first attention) converted with the users'
+converter computes the same function, trains the same, and exports back exactly."""
+
+import copy
+
+import pytest
+import torch
+import transformers
+from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, perturb_norms_and_biases
+
+from modeling_mini import (
+    MiniEncoderConfig,
+    MiniEncoderForMaskedLM,
+    MiniEncoderForSequenceClassification,
+    MiniEncoderModel,
+    MiniGPTConfig,
+    MiniGPTForCausalLM,
+)
+from modeling_mini.convert import from_hf, to_hf
+
+WINDOW = 2  # ModernBERT's local_attention=4: a local layer's token sees 2 positions either side
+HEADS = ["ModernBertModel", "ModernBertForMaskedLM"]
+ROPE = {"full_attention": {"rope_type": "default", "rope_theta": 160.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}}
+
+
+def build(head: str = "ModernBertForMaskedLM", biases: bool = False, **kw):
+    """A random 4-layer ModernBERT (global, local, local, global), its norms and biases perturbed; weights 10x the
+    usual spread, so that attention is far from uniform and the windows and rotations show in the outputs."""
+    config = transformers.ModernBertConfig(**{
+        "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "intermediate_size": 48, "max_position_embeddings": 64, "pad_token_id": 0, "bos_token_id": 1,
+        "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2, "local_attention": 2 * WINDOW,
+        "global_attn_every_n_layers": 3, "rope_parameters": copy.deepcopy(ROPE), "norm_bias": biases,
+        "attention_bias": biases, "mlp_bias": biases, "classifier_bias": biases, "initializer_range": 0.2, **kw})
+    return perturb_norms_and_biases(getattr(transformers, head)(config))
+
+
+def padded_batch(length: int = 14):
+    """Three rows several windows long, row 0 left-padded by 5 and row 1 right-padded by 3."""
+    ids = torch.randint(3, 99, (3, length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :5] = 0
+    mask[1, -3:] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def outputs(model, ids, mask) -> torch.Tensor:
+    """Logits or hidden states at the real positions."""
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask)
+    return (out.logits if "logits" in out else out.last_hidden_state)[mask.bool()]
+
+
+@pytest.mark.parametrize("biases", [False, True], ids=["no-biases", "biases"])
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("head", HEADS)
+def test_outputs_match_on_a_padded_batch_longer_than_the_window(head, impl, biases):
+    hf = build(head, biases)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    config = mini.config
+    assert config.layer_types == ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+    assert (config.sliding_window, config.rope_theta, config.sliding_rope_theta) == (WINDOW, 160.0, 10.0)
+    assert (config.hidden_act, config.norm_bias, config.skip_first_attention_norm) == ("geglu", biases, True)
+    ids, mask = padded_batch()
+    theirs = outputs(hf, ids, mask)
+    # about 1e-7: ModernBERT's feed-forward is one matrix product, split in two; ours is two products
+    torch.testing.assert_close(outputs(mini, ids, mask), theirs, atol=1e-5, rtol=0)
+    backbone = mini.base_model
+    unlimited, one_rotation = copy.deepcopy(mini), copy.deepcopy(mini)
+    unlimited.config.sliding_window, unlimited.config.layer_types = None, ["full_attention"] * 4
+    unlimited = type(mini)(unlimited.config).eval()
+    unlimited.load_state_dict(mini.state_dict())
+    one_rotation.base_model.sliding_rotary = None
+    for changed in (unlimited, one_rotation):  # the window binds, and the local layers' own base matters
+        assert (outputs(changed, ids, mask) - theirs).abs().max() > 1e-4
+    assert backbone.layers[0].self_attn_norm.__class__ is torch.nn.Identity
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_round_trip_is_exact(head):
+    hf = build(head, biases=head == "ModernBertModel")
+    back = to_hf(from_hf(hf))
+    assert type(back) is type(hf)
+    assert back.config.layer_types == hf.config.layer_types and back.config.local_attention == 2 * WINDOW
+    assert back.config.rope_parameters == hf.config.rope_parameters
+    assert_same_tensors(hf, back)
+
+
+def test_sparse_prediction_and_a_training_step_match():
+    """The masked-LM loss and logits over the masked positions only (``sparse_prediction``), and one SGD step."""
+    hf = build(sparse_prediction=True)
+    mini = from_hf(hf)
+    assert mini.config.sparse_prediction
+    ids, mask = padded_batch()
+    labels = torch.full_like(ids, -100)
+    labels[:, 6:9] = ids[:, 6:9]
+    with torch.no_grad():
+        theirs, ours = hf(ids, attention_mask=mask, labels=labels), mini(ids, attention_mask=mask, labels=labels)
+    assert ours.logits.shape == theirs.logits.shape == (9, 99)
+    torch.testing.assert_close(ours.logits, theirs.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-6, rtol=0)
+    dense = build()
+    assert_one_training_step_matches(dense, from_hf(dense), dict(input_ids=ids, attention_mask=mask, labels=labels))
+
+
+def test_a_token_of_a_local_layer_sees_only_tokens_within_the_window():
+    """One local layer: the output at position t depends on tokens t - WINDOW .. t + WINDOW and on nothing else."""
+    config = MiniEncoderConfig(**{**TINY, "num_hidden_layers": 1}, position_embedding_type="rotary",
+                               sliding_window=WINDOW)
+    model = MiniEncoderModel(config).eval()
+    ids = torch.randint(3, 99, (1, 12))
+    changed = ids.clone()
+    changed[0, 6] = (ids[0, 6] + 1 - 3) % 96 + 3
+    for impl in ("eager", "sdpa"):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            diff = (model(ids).last_hidden_state - model(changed).last_hidden_state).abs().amax(-1)[0]  # (T,)
+        assert (diff[6 - WINDOW : 6 + WINDOW + 1] > 0).all(), impl
+        assert (diff[: 6 - WINDOW] == 0).all() and (diff[6 + WINDOW + 1 :] == 0).all(), impl
+
+
+def test_saved_model_reloads_compiles_and_fills_masks(tmp_path):
+    mini = from_hf(build())
+    mini.save_pretrained(tmp_path)
+    loaded = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert (loaded.config.layer_types, loaded.config.sliding_rope_theta) == (mini.config.layer_types, 10.0)
+    ids, mask = padded_batch()
+    assert torch.equal(outputs(loaded, ids, mask), outputs(mini, ids, mask))
+    compiled = torch.compile(loaded, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, attention_mask=mask).logits[mask.bool()], outputs(mini, ids, mask))
+
+
+def test_what_modernbert_or_its_neighbours_cannot_express_raises():
+    with pytest.raises(ValueError, match="ModernBertForSequenceClassification's head.*ModernBertForMaskedLM"):
+        from_hf(build("ModernBertForSequenceClassification"))
+    with pytest.raises(ValueError, match="embedding_dropout.*only 0.0"):
+        from_hf(build(embedding_dropout=0.1))
+    with pytest.raises(ValueError, match="classifier_activation"):
+        from_hf(build(classifier_activation="silu"))
+    stretched = {**ROPE, "sliding_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10.0}}
+    with pytest.raises(ValueError, match="ModernBERT sliding layers' `rope_parameters`"):
+        from_hf(build(rope_parameters=stretched))
+    classifier = MiniEncoderForSequenceClassification(from_hf(build()).config)
+    with pytest.raises(ValueError, match="no ModernBERT equivalent"):
+        to_hf(classifier)
+    residual_dropout = from_hf(build())
+    residual_dropout.config.hidden_dropout = 0.1
+    with pytest.raises(ValueError, match="ModernBERT needs `hidden_dropout=0.0`"):
+        to_hf(residual_dropout)
+    local_bert = MiniEncoderForMaskedLM(MiniEncoderConfig(**TINY, position_embedding_type="learned", sliding_window=2))
+    with pytest.raises(ValueError, match="BERT attends to the whole input.*sliding_window=None"):
+        to_hf(local_bert)
+    no_shift = MiniGPTForCausalLM(MiniGPTConfig(**TINY, position_embedding_type="learned", norm_bias=False))
+    with pytest.raises(ValueError, match="GPT-2 needs `norm_bias=True`"):
+        to_hf(no_shift)
+    with pytest.raises(ValueError, match="skip_first_attention_norm=True.*'pre' or 'sandwich'"):
+        MiniEncoderConfig(**TINY, skip_first_attention_norm=True, norm_position="post")
+    with pytest.raises(ValueError, match="`norm_bias` must be True or False"):
+        MiniEncoderConfig(**TINY, norm_bias="no")
