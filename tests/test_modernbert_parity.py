@@ -161,3 +161,27 @@ def test_what_modernbert_or_its_neighbours_cannot_express_raises():
         MiniEncoderConfig(**TINY, skip_first_attention_norm=True, norm_position="post")
     with pytest.raises(ValueError, match="`norm_bias` must be True or False"):
         MiniEncoderConfig(**TINY, norm_bias="no")
+
+
+def test_the_converted_masked_lm_fine_tunes_as_a_classifier(tmp_path):
+    """The route the refusal of ModernBERT's task heads points to: save the converted masked LM, load it as a mini
+    sequence classifier (the backbone's weights, a new pooler and head), and train it."""
+    mini = from_hf(build())
+    mini.save_pretrained(tmp_path)
+    classifier = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+    assert isinstance(classifier, MiniEncoderForSequenceClassification)
+    backbone = classifier.model.state_dict()
+    for key, tensor in mini.model.state_dict().items():
+        assert torch.equal(backbone[key], tensor), key
+    ids, mask = padded_batch()
+    labels = torch.tensor([0, 1, 1])
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=1e-2)
+    classifier.train()
+    losses = []
+    for _ in range(5):
+        loss = classifier(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
