@@ -215,3 +215,27 @@ def wordpiece_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]",
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def windows_passed_to_kernels(model, ids: torch.Tensor) -> list:
+    """The ``sliding_window`` each attention layer of ``model`` hands its attention function in one forward: what
+    flash-attention kernels would read (they cannot run on the CPU). Recorded by a probe registered with transformers'
+    ``AttentionInterface`` that otherwise runs sdpa."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    seen = []
+
+    def probe(module, query, key, value, attention_mask, **kwargs):
+        seen.append(kwargs.get("sliding_window"))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("window_probe", probe)
+    before = model.config._attn_implementation
+    model.set_attn_implementation("window_probe")
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        model.set_attn_implementation(before)
+    return seen

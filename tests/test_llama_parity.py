@@ -5,7 +5,13 @@ import copy
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
+from conftest import (
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    padded_batch,
+    perturb_norms_and_biases,
+    windows_passed_to_kernels,
+)
 from transformers import (
     AutoModelForCausalLM,
     LlamaConfig,
@@ -509,6 +515,7 @@ def test_gemma3_generates_and_trains_the_same_and_reloads(tmp_path):
     mini = from_hf(hf)
     ids, mask = padded_batch(length=12)
     assert_same_generation(hf, mini, ids, mask)  # 20 positions: past the window
+    assert windows_passed_to_kernels(mini, ids) == windows_passed_to_kernels(hf, ids) == [4, None, 4]
     labels = ids.masked_fill(mask == 0, -100)
     assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
     mini.save_pretrained(tmp_path)

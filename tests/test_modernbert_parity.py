@@ -7,7 +7,13 @@ import copy
 import pytest
 import torch
 import transformers
-from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, perturb_norms_and_biases
+from conftest import (
+    TINY,
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    perturb_norms_and_biases,
+    windows_passed_to_kernels,
+)
 
 from modeling_mini import (
     MiniEncoderConfig,
@@ -77,6 +83,14 @@ def test_outputs_match_on_a_padded_batch_longer_than_the_window(head, impl, bias
     for changed in (unlimited, one_rotation):  # the window binds, and the local layers' own base matters
         assert (outputs(changed, ids, mask) - theirs).abs().max() > 1e-4
     assert backbone.layers[0].self_attn_norm.__class__ is torch.nn.Identity
+
+
+def test_flash_kernels_would_get_modernberts_windows():
+    """Flash kernels see ``window - 1`` positions either side: a local layer passes ``sliding_window + 1``, as
+    ModernBERT does (a full layer None)."""
+    hf = build("ModernBertModel")
+    ids = torch.randint(3, 99, (1, 10))
+    assert windows_passed_to_kernels(from_hf(hf), ids) == windows_passed_to_kernels(hf, ids) == [None, 3, 3, None]
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import transformers
-from conftest import assert_same_tensors, perturb_norms_and_biases, tiny_gpt_config
+from conftest import assert_same_tensors, perturb_norms_and_biases, tiny_gpt_config, windows_passed_to_kernels
 
 from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
 from modeling_mini.convert import from_hf, to_hf
@@ -67,6 +67,15 @@ def test_outputs_match_on_a_left_padded_batch_longer_than_the_window(family, hea
         theirs, mine, wide = theirs[mask.bool()], mine[mask.bool()], wide[mask.bool()]
     torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
     assert (wide - theirs).abs().max() > 1e-3  # the window binds at this length: without it the outputs differ
+
+
+@pytest.mark.parametrize("family", list(SLIDING))
+def test_flash_kernels_would_get_the_same_windows(family):
+    """What each layer hands its attention function as ``sliding_window`` (flash kernels read it) is transformers'."""
+    hf = build(family, "Model")
+    ids = torch.randint(3, 99, (1, 10))
+    windows = windows_passed_to_kernels(hf, ids)
+    assert windows_passed_to_kernels(from_hf(hf), ids) == windows and WINDOW in windows
 
 
 @pytest.mark.parametrize("family", list(SLIDING))
