@@ -23,6 +23,7 @@ POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post", "sandwich")
+CLASSIFIER_POOLINGS = ("cls", "mean")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 #: what a layer's self-attention sees (``layer_types``): every token it may see, or only those within ``sliding_window``
 ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -516,7 +517,12 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         pad_aware_positions: number positions among the real tokens only, as RoBERTa does
             (``positional.positions_of_real_tokens``): a left-padded text gets the positions it has alone, and
             pad tokens get position ``position_offset - 1``. Needs ``pad_token_id`` and ``position_offset >= 1``.
-        head_bias: a bias on the dense layer of the masked-LM head's transform (BERT: yes; ModernBERT: no).
+        head_bias: a bias on the dense layer of the masked-LM head's transform, and of the task heads' with
+            ``head_transform`` (BERT: yes; ModernBERT: no).
+        head_transform: every task head passes the hidden states through a dense -> activation -> norm of its own
+            before its classifier, and the pooler is that transform instead of BERT's dense -> tanh (ModernBERT).
+        classifier_pooling: what the pooler reads: ``"cls"``, the first token (BERT), or ``"mean"``, the average of
+            the real tokens (ModernBERT's option).
         sliding_window: ``None`` (every token sees the whole input), or how far a token sees on either side in a
             *sliding-window* (local) layer: the tokens at most ``sliding_window`` positions away (ModernBERT: 64, its
             128-token local attention). The cost of such a layer grows with the length times the window, not the
@@ -548,6 +554,8 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         position_offset: int = 0,
         pad_aware_positions: bool = False,
         head_bias: bool = True,
+        head_transform: bool = False,
+        classifier_pooling: str = "cls",
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
@@ -556,6 +564,8 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         **kwargs,
     ):
         self.head_bias = head_bias
+        self.head_transform = head_transform
+        self.classifier_pooling = classifier_pooling
         self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
@@ -583,7 +593,8 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias"))
+        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
+        _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         if self.pad_aware_positions and (self.pad_token_id is None or self.position_offset < 1):
             raise ValueError(
                 "`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs a "

@@ -82,6 +82,8 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
         "norm_position": "post",
         "embedding_norm": True,
         "head_bias": True,
+        "head_transform": False,
+        "classifier_pooling": "cls",
         "final_norm": False,
         "scale_embeddings": False,
         "attention_bias": True,

@@ -7,14 +7,14 @@ local attention: two layers in three see only the tokens within 64 positions (``
 first block's attention has no input norm (``skip_first_attention_norm``).
 
 Its Q, K and V are one matrix, ``Wqkv``, stacked as ours; its feed-forward's ``Wi`` stacks the activated half first
-(our ``gate_proj``) and the multiplier second (our ``up_proj``). The backbone and the masked-LM head convert both
-ways. Its task heads pool and transform differently from BERT's (mean or first-token pooling, then dense, activation
-and norm); the usual route is the same as with any pretrained encoder: convert the masked-LM checkpoint and fine-tune
-a mini head on it.
+(our ``gate_proj``) and the multiplier second (our ``up_proj``). Its task heads pass the hidden states through a dense
+-> activation -> norm of their own (``head_transform``), after first-token or mean pooling for the sentence-level ones
+(``classifier_pooling``); every head converts both ways.
 """
 
 import torch
-from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertModel
+import transformers
+from transformers import ModernBertConfig
 
 from .activations import ACTIVATIONS
 from .configuration_mini import MiniEncoderConfig
@@ -25,7 +25,14 @@ from .convert import (
     rotary_options,
     sliding_rope_theta,
 )
-from .modeling_encoder import MiniEncoderForMaskedLM, MiniEncoderModel
+from .modeling_encoder import (
+    MiniEncoderForMaskedLM,
+    MiniEncoderForMultipleChoice,
+    MiniEncoderForQuestionAnswering,
+    MiniEncoderForSequenceClassification,
+    MiniEncoderForTokenClassification,
+    MiniEncoderModel,
+)
 
 _SPECIAL_TOKENS = ("cls_token_id", "sep_token_id")
 _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -36,7 +43,7 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
 _GATED = {function: name for name, (function, gated) in ACTIVATIONS.items() if gated}
 
 
-def mini_config_from_modernbert(hf: ModernBertConfig, **overrides) -> MiniEncoderConfig:
+def mini_config_from_modernbert(hf: ModernBertConfig, add_pooler: bool = False, **overrides) -> MiniEncoderConfig:
     """The MiniEncoder config computing what ``hf`` computes; ``ValueError`` for ModernBERT options it lacks."""
     if hf.hidden_activation not in _GATED:
         raise ValueError(f"ModernBERT `hidden_activation={hf.hidden_activation!r}` has no mini gated equivalent; one "
@@ -68,8 +75,10 @@ def mini_config_from_modernbert(hf: ModernBertConfig, **overrides) -> MiniEncode
         embedding_norm=True,
         final_norm=True,
         type_vocab_size=0,
-        add_pooler=False,
+        add_pooler=add_pooler,
         head_bias=hf.classifier_bias,
+        head_transform=True,
+        classifier_pooling=hf.classifier_pooling,
         hidden_dropout=0.0,
         attention_dropout=0.0,
         activation_dropout=float(hf.mlp_dropout),
@@ -119,14 +128,16 @@ def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
         norm_bias=config.norm_bias,
         norm_eps=config.layer_norm_eps,
         classifier_bias=config.head_bias,
+        classifier_pooling=config.classifier_pooling,
         mlp_dropout=config.activation_dropout,
         classifier_dropout=config.classifier_dropout if config.classifier_dropout is not None else 0.0,
         **kwargs,
     )
 
 
-def _mapping(config, mini: str, hf: str, masked_lm: bool) -> dict:
-    """{mini key: ModernBERT key}; ``Wi`` is named for both halves of our gated feed-forward (split by the caller)."""
+def _mapping(config, mini: str, hf: str, head: dict) -> dict:
+    """{mini key: ModernBERT key}, the backbone's and ``head``'s; ``Wi`` is named for both halves of our gated
+    feed-forward (split by the caller)."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embeddings.tok_embeddings.weight",
                f"{mini}embeddings.norm.weight": f"{hf}embeddings.norm.weight",
                f"{mini}norm.weight": f"{hf}final_norm.weight"}
@@ -140,9 +151,7 @@ def _mapping(config, mini: str, hf: str, masked_lm: bool) -> dict:
                     f"{m}mlp.down_proj.weight": f"{h}mlp.Wo.weight"}
         if i > 0:  # the first block's attention reads the normalised embeddings directly
             mapping[f"{m}self_attn_norm.weight"] = f"{h}attn_norm.weight"
-    if masked_lm:
-        mapping |= {"transform.dense.weight": "head.dense.weight", "transform.norm.weight": "head.norm.weight",
-                    "lm_head.weight": "decoder.weight", "lm_head.bias": "decoder.bias"}
+    mapping |= head
     biases = {"norm": config.norm_bias, "self_attn.": config.attention_bias, "mlp.": config.mlp_bias,
               "transform.dense": config.head_bias}
     for ours, theirs in list(mapping.items()):
@@ -157,37 +166,56 @@ def _halves(mapping: dict) -> dict:
             if ".mlp.gate_proj." in key or ".mlp.up_proj." in key}
 
 
-#: ModernBERT class -> (mini class, prefix of the backbone in both)
-_PAIRS = {"ModernBertModel": (MiniEncoderModel, ""), "ModernBertForMaskedLM": (MiniEncoderForMaskedLM, "model.")}
-_OTHER_HEADS = ("ModernBertForSequenceClassification", "ModernBertForTokenClassification",
-                "ModernBertForQuestionAnswering", "ModernBertForMultipleChoice")
+def _head(transform: str, **linear) -> dict:
+    """A head's keys {mini: ModernBERT}: its transform (ModernBERT's ``head``) at ``transform``, then its linear
+    layers, weight and bias, {mini name: ModernBERT name}."""
+    keys = {f"{transform}.dense.weight": "head.dense.weight", f"{transform}.norm.weight": "head.norm.weight"}
+    for ours, theirs in linear.items():
+        keys |= {f"{ours}.weight": f"{theirs}.weight", f"{ours}.bias": f"{theirs}.bias"}
+    return keys
+
+
+# ModernBERT class suffix -> (mini class, head keys {mini: ModernBERT}, whether the backbone has a pooler)
+_PAIRS = {
+    "Model": (MiniEncoderModel, {}, False),
+    "ForMaskedLM": (MiniEncoderForMaskedLM, _head("transform", lm_head="decoder"), False),
+    "ForSequenceClassification": (MiniEncoderForSequenceClassification,
+                                  _head("model.pooler.transform", classifier="classifier"), True),
+    "ForTokenClassification": (MiniEncoderForTokenClassification, _head("transform", classifier="classifier"), False),
+    "ForQuestionAnswering": (MiniEncoderForQuestionAnswering, _head("transform", qa_outputs="classifier"), False),
+    "ForMultipleChoice": (MiniEncoderForMultipleChoice, _head("model.pooler.transform", classifier="classifier"),
+                          True),
+}
 
 
 def _from_hf(hf_model, **overrides):
-    mini_cls, prefix = _PAIRS[type(hf_model).__name__]
-    config = mini_config_from_modernbert(hf_model.config, **overrides)
+    head_name = type(hf_model).__name__.removeprefix("ModernBert")
+    mini_cls, head, pooler = _PAIRS[head_name]
+    if head_name == "ForQuestionAnswering" and hf_model.config.num_labels != 2:
+        raise ValueError(f"ModernBertForQuestionAnswering needs `num_labels=2` (start, end); got "
+                         f"{hf_model.config.num_labels}.")
+    config = mini_config_from_modernbert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mapping = _mapping(config, prefix, prefix, mini_cls is MiniEncoderForMaskedLM)
+    prefix = "" if head_name == "Model" else "model."  # the backbone's, in both
+    mapping = _mapping(config, prefix, prefix, head)
     return load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, _halves(mapping))
 
 
-def _refuse_head(hf_model, **overrides):
-    raise ValueError(f"{type(hf_model).__name__}'s head (pooling, then dense, activation and norm) has no mini "
-                     "equivalent: convert the pretrained backbone (ModernBertForMaskedLM or ModernBertModel) and "
-                     "fine-tune a MiniEncoder head on it.")
-
-
 def to_modernbert(mini_model):
-    """The ModernBERT model equivalent to a MiniEncoder(ForMaskedLM) with ModernBERT's layout; ``convert.to_hf`` calls
-    it for encoders with rotary positions."""
-    hf_name = next((name for name, (cls, _) in _PAIRS.items() if cls is type(mini_model)), None)
-    if hf_name is None:
-        raise ValueError(f"{type(mini_model).__name__} has no ModernBERT equivalent (its heads pool and transform "
-                         "otherwise): export the backbone (`model.model`) or a MiniEncoderForMaskedLM.")
-    _, prefix = _PAIRS[hf_name]
+    """The ModernBERT model equivalent to a MiniEncoder with ModernBERT's layout; ``convert.to_hf`` calls it for
+    encoders with rotary positions."""
+    head_name = next(name for name, (cls, _, _) in _PAIRS.items() if cls is type(mini_model))
+    _, head, pooler = _PAIRS[head_name]
     config = modernbert_config_from_mini(mini_model.config)
+    if head_name not in ("Model", "ForMaskedLM") and not mini_model.config.head_transform:
+        raise ValueError(f"ModernBERT's {head_name.removeprefix('For')} head transforms the hidden states first: it "
+                         "needs `head_transform=True`; this model has False.")
+    if (mini_model.base_model.pooler is not None) != pooler:
+        raise ValueError(f"ModernBert{head_name} {'needs' if pooler else 'has no'} pooler: build the backbone with "
+                         f"`add_pooler={pooler}`.")
     config._attn_implementation = mini_model.config._attn_implementation
-    mapping = _mapping(mini_model.config, prefix, prefix, hf_name == "ModernBertForMaskedLM")
+    prefix = "" if head_name == "Model" else "model."
+    mapping = _mapping(mini_model.config, prefix, prefix, head)
     state = mini_model.state_dict()
     hf_state = {}
     for ours, theirs in mapping.items():
@@ -197,9 +225,9 @@ def to_modernbert(mini_model):
             hf_state[theirs] = torch.cat([state[ours], state[ours.replace("gate_proj", "up_proj")]])
         else:
             hf_state[theirs] = state[ours]
-    hf_cls = ModernBertModel if hf_name == "ModernBertModel" else ModernBertForMaskedLM
+    hf_cls = getattr(transformers, f"ModernBert{head_name}")
     return load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
 
 
-FROM_HF = {**dict.fromkeys(_PAIRS, _from_hf), **dict.fromkeys(_OTHER_HEADS, _refuse_head)}
+FROM_HF = {f"ModernBert{head}": _from_hf for head in _PAIRS}
 TO_HF = {}  # the MiniEncoder classes export through convert_bert, which hands rotary encoders to to_modernbert

@@ -64,19 +64,48 @@ class MiniEncoderPreTrainedModel(MiniPreTrainedModel):
     _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
 
 
-class MiniPooler(nn.Module):
-    """BERT's pooler: ``tanh(W h_0 + b)`` over the first token (``[CLS]``), a summary of the whole input.
-
-    Every token sees the whole input in an encoder, so the first one can stand for it; the dense layer is
-    trained by the sentence-level heads (classification, multiple choice)."""
+class MiniHeadTransform(nn.Module):
+    """BERT's prediction-head transform before the vocabulary projection: dense -> activation -> norm. With
+    ``head_transform`` (ModernBERT) every task head has one of its own before its classifier."""
 
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = nn.Tanh()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.head_bias)
+        self.act_fn = get_activation(config.hidden_act)  # for a gated name, its gate's element-wise function
+        self.norm = build_norm(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))  # (B, T, D) -> (B, D)
+        return self.norm(self.act_fn(self.dense(hidden_states)))
+
+
+class MiniPooler(nn.Module):
+    """One vector summarising the whole input, for the sentence-level heads (classification, multiple choice).
+
+    BERT's (the default): ``tanh(W h_0 + b)`` over the first token (``[CLS]``). Every token sees the whole input in
+    an encoder, so the first one can stand for it; the dense layer is trained by the sentence-level heads.
+    ``classifier_pooling="mean"`` averages the real tokens' states instead (padding left out), and ``head_transform``
+    (ModernBERT) passes the pooled vector through a :class:`MiniHeadTransform` instead of dense and tanh."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.mean = config.classifier_pooling == "mean"
+        self.transform = MiniHeadTransform(config) if config.head_transform else None
+        if self.transform is None:
+            self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+            self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) -> (B, D)."""
+        if not self.mean:
+            pooled = hidden_states[:, 0]
+        elif attention_mask is None:
+            pooled = hidden_states.mean(dim=1)
+        else:
+            real = attention_mask[..., None].to(hidden_states.dtype)  # (B, T, 1): 1 on tokens, 0 on padding
+            pooled = (hidden_states * real).sum(dim=1) / real.sum(dim=1)
+        if self.transform is not None:
+            return self.transform(pooled)
+        return self.activation(self.dense(pooled))
 
 
 class MiniEncoderModel(MiniEncoderPreTrainedModel):
@@ -144,7 +173,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
                                   position_embeddings=rotations[block.attention_type], **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
-        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        pooled = self.pooler(hidden_states, attention_mask) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled)
 
     def _check_token_type_ids(self, token_type_ids: torch.Tensor, batch: int, length: int) -> None:
@@ -156,19 +185,6 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             # all-zero ids (what tokenizers send by default) mean "one segment" and are accepted
             raise ValueError("`token_type_ids` must be all 0 (or omitted): this model has `type_vocab_size=0`, "
                              "no segment embeddings.")
-
-
-class MiniMaskedLMTransform(nn.Module):
-    """BERT's prediction-head transform before the vocabulary projection: dense -> activation -> norm."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.head_bias)
-        self.act_fn = get_activation(config.hidden_act)  # for a gated name, its gate's element-wise function
-        self.norm = build_norm(config)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.act_fn(self.dense(hidden_states)))
 
 
 class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
@@ -185,7 +201,7 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
     def __init__(self, config: MiniEncoderConfig):
         super().__init__(config)
         self.model = MiniEncoderModel(config, add_pooling_layer=False)
-        self.transform = MiniMaskedLMTransform(config)
+        self.transform = MiniHeadTransform(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
 
@@ -260,6 +276,7 @@ class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = MiniEncoderModel(config, add_pooling_layer=False)
+        self.transform = MiniHeadTransform(config) if config.head_transform else None
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -276,7 +293,10 @@ class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
     ) -> TokenClassifierOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                              position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
+        hidden_states = outputs.last_hidden_state
+        if self.transform is not None:
+            hidden_states = self.transform(hidden_states)
+        logits = self.classifier(self.dropout(hidden_states))  # (B, T, num_labels)
         loss = None
         if labels is not None:
             check_token_labels(labels, logits.shape[:2])
@@ -296,6 +316,9 @@ class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
     def __init__(self, config: MiniEncoderConfig):
         super().__init__(config)
         self.model = MiniEncoderModel(config, add_pooling_layer=False)
+        # ModernBERT's: a transform and dropout before the span scores (BERT has neither)
+        self.transform = MiniHeadTransform(config) if config.head_transform else None
+        self.dropout = _classifier_dropout(config) if config.head_transform else None
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -312,7 +335,10 @@ class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
     ) -> QuestionAnsweringModelOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                              position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
-        logits = self.qa_outputs(outputs.last_hidden_state)  # (B, T, 2)
+        hidden_states = outputs.last_hidden_state
+        if self.transform is not None:
+            hidden_states = self.dropout(self.transform(hidden_states))
+        logits = self.qa_outputs(hidden_states)  # (B, T, 2)
         start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))  # (B, T) each
         loss = None
         if (start_positions is None) != (end_positions is None):

@@ -27,6 +27,8 @@ from modeling_mini.convert import from_hf, to_hf
 
 WINDOW = 2  # ModernBERT's local_attention=4: a local layer's token sees 2 positions either side
 HEADS = ["ModernBertModel", "ModernBertForMaskedLM"]
+TASK_HEADS = ["ModernBertForSequenceClassification", "ModernBertForTokenClassification",
+              "ModernBertForQuestionAnswering", "ModernBertForMultipleChoice"]
 ROPE = {"full_attention": {"rope_type": "default", "rope_theta": 160.0},
         "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}}
 
@@ -83,6 +85,29 @@ def test_outputs_match_on_a_padded_batch_longer_than_the_window(head, impl, bias
     for changed in (unlimited, one_rotation):  # the window binds, and the local layers' own base matters
         assert (outputs(changed, ids, mask) - theirs).abs().max() > 1e-4
     assert backbone.layers[0].self_attn_norm.__class__ is torch.nn.Identity
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("biases", [False, True], ids=["no-biases", "biases"])
+@pytest.mark.parametrize("head", TASK_HEADS)
+def test_every_task_head_matches_and_round_trips(head, biases, pooling):
+    """The task heads: a transform of their own (``head_transform``) after first-token or mean pooling
+    (``classifier_pooling``) for the sentence-level ones. Multiple choice gets right-padded choices: ModernBERT's picks
+    the first real token where its sequence classifier (and ours, in both) takes position 0."""
+    hf = build(head, biases, classifier_pooling=pooling, num_labels=3 if head.endswith("SequenceClassification") else 2)
+    mini = from_hf(hf)
+    assert (mini.config.head_transform, mini.config.classifier_pooling) == (True, pooling)
+    ids, mask = padded_batch()
+    if head.endswith("MultipleChoice"):
+        mask[0], ids[0] = 1, torch.randint(3, 99, (14,))  # rows 1 and 2: right-padded or not padded
+        ids, mask = (torch.stack([x[1:], x[1:].flip(0)], dim=1) for x in (ids, mask))  # (2, 2 choices, T)
+    with torch.no_grad():
+        theirs, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
+    names = ["start_logits", "end_logits"] if head.endswith("QuestionAnswering") else ["logits"]
+    for name in names:
+        real = mask.bool() if theirs[name].shape == mask.shape or theirs[name].dim() == 3 else slice(None)
+        torch.testing.assert_close(ours[name][real], theirs[name][real], atol=1e-5, rtol=0)
+    assert_same_tensors(hf, to_hf(mini))
 
 
 def test_flash_kernels_would_get_modernberts_windows():
@@ -149,8 +174,8 @@ def test_saved_model_reloads_compiles_and_fills_masks(tmp_path):
 
 
 def test_what_modernbert_or_its_neighbours_cannot_express_raises():
-    with pytest.raises(ValueError, match="ModernBertForSequenceClassification's head.*ModernBertForMaskedLM"):
-        from_hf(build("ModernBertForSequenceClassification"))
+    with pytest.raises(ValueError, match="ModernBertForQuestionAnswering needs `num_labels=2`"):
+        from_hf(build("ModernBertForQuestionAnswering", num_labels=3))
     with pytest.raises(ValueError, match="embedding_dropout.*only 0.0"):
         from_hf(build(embedding_dropout=0.1))
     with pytest.raises(ValueError, match="classifier_activation"):
@@ -158,9 +183,15 @@ def test_what_modernbert_or_its_neighbours_cannot_express_raises():
     stretched = {**ROPE, "sliding_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10.0}}
     with pytest.raises(ValueError, match="ModernBERT sliding layers' `rope_parameters`"):
         from_hf(build(rope_parameters=stretched))
-    classifier = MiniEncoderForSequenceClassification(from_hf(build()).config)
-    with pytest.raises(ValueError, match="no ModernBERT equivalent"):
-        to_hf(classifier)
+    bert_style = from_hf(build()).config
+    bert_style.head_transform = False
+    with pytest.raises(ValueError, match="SequenceClassification head transforms.*head_transform=True"):
+        to_hf(MiniEncoderForSequenceClassification(bert_style))
+    with pytest.raises(ValueError, match="BERT needs `head_transform=False`"):
+        to_hf(MiniEncoderForSequenceClassification(MiniEncoderConfig(**TINY, position_embedding_type="learned",
+                                                                     head_transform=True)))
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        MiniEncoderConfig(**TINY, classifier_pooling="max")
     residual_dropout = from_hf(build())
     residual_dropout.config.hidden_dropout = 0.1
     with pytest.raises(ValueError, match="ModernBERT needs `hidden_dropout=0.0`"):
@@ -178,12 +209,12 @@ def test_what_modernbert_or_its_neighbours_cannot_express_raises():
 
 
 def test_the_converted_masked_lm_fine_tunes_as_a_classifier(tmp_path):
-    """The route the refusal of ModernBERT's task heads points to: save the converted masked LM, load it as a mini
-    sequence classifier (the backbone's weights, a new pooler and head), and train it."""
+    """The usual route: save the converted masked LM, load it as a mini sequence classifier (the backbone's weights, a
+    new ModernBERT-style pooler and head), and train it."""
     mini = from_hf(build())
     mini.save_pretrained(tmp_path)
     classifier = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
-    assert isinstance(classifier, MiniEncoderForSequenceClassification)
+    assert isinstance(classifier, MiniEncoderForSequenceClassification) and classifier.config.head_transform
     backbone = classifier.model.state_dict()
     for key, tensor in mini.model.state_dict().items():
         assert torch.equal(backbone[key], tensor), key
@@ -199,3 +230,16 @@ def test_the_converted_masked_lm_fine_tunes_as_a_classifier(tmp_path):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("head_transform", [False, True])
+def test_mean_pooling_leaves_padding_out(head_transform):
+    """``classifier_pooling="mean"``: a text padded on the right scores as it does alone (BERT's or ModernBERT's
+    pooler)."""
+    model = MiniEncoderForSequenceClassification(MiniEncoderConfig(
+        **TINY, position_embedding_type="rotary", classifier_pooling="mean", head_transform=head_transform)).eval()
+    ids = torch.randint(3, 99, (1, 7))
+    padded, mask = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], dim=1), torch.tensor([[1] * 7 + [0] * 3])
+    with torch.no_grad():
+        alone, with_padding = model(ids).logits, model(padded, attention_mask=mask).logits
+    torch.testing.assert_close(with_padding, alone, atol=1e-6, rtol=0)
