@@ -146,6 +146,22 @@ def test_multiclass_sequence_classification(pretrained, data, tmp_path):
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0
 
 
+def test_modern_encoder_preset_pretrains_and_fine_tunes_every_head(data, tmp_path):
+    """``encoder-modern-small`` (ModernBERT's layout: local layers, sparse masked-LM prediction, a transform in every
+    task head, a half-width model here) pretrains, then fine-tunes as a classifier and a tagger."""
+    pretrain.main(["--family", "encoder", "--model_config", "modern-small", "--train_files", data["corpus"],
+                   "--config_overrides", "hidden_size=64,num_attention_heads=2,intermediate_size=96,sliding_window=4",
+                   "--tokenizer_vocab_size", "200", "--output_dir", str(tmp_path / "base"), *QUICK])
+    config = AutoConfig.from_pretrained(tmp_path / "base")
+    assert (config.sparse_prediction, config.head_transform, config.sliding_window) == (True, True, 4)
+    metrics = finetune.main(["--model_name_or_path", str(tmp_path / "base"), "--train_files", data["multi"],
+                             "--output_dir", str(tmp_path / "classifier"), *QUICK])
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    metrics = finetune.main(["--task", "token_classification", "--model_name_or_path", str(tmp_path / "base"),
+                             "--train_files", data["ner"], "--output_dir", str(tmp_path / "tagger"), *QUICK])
+    assert 0.0 <= metrics.get("eval_overall_f1", metrics.get("eval_f1", -1)) <= 1.0, sorted(metrics)
+
+
 def test_token_classification_aligns_labels_to_first_subwords(pretrained, data, tmp_path):
     assert finetune.align_word_labels([None, 0, 0, 1, None], [3, 4]) == [-100, 3, -100, 4, -100]
     metrics = finetune.main(["--task", "token_classification", "--model_name_or_path", str(pretrained["encoder"]),
