@@ -22,6 +22,10 @@ training 0.97x (228K vs 234K tokens/s, 16.4% vs 16.9% MFU), with ``sparse_predic
 22.1% MFU, 0.73x peak memory); inference 1.37x (912K vs 668K tokens/s); with ``--compile`` training 0.97x
 (386K vs 397K tokens/s) and inference 1.00x; eval logits identical (max abs diff 0).
 
+``run(args, reference="modernbert")`` measures the same rows against ``ModernBertForMaskedLM`` instead (local attention
+on two layers in three, GeGLU, no biases: ``bench_modernbert.py``), without the sparse row: ModernBERT has that option
+itself.
+
 ``run(args)`` returns the rows as dicts (for ``benchmarks/`` drivers); ``main`` prints them.
 """
 
@@ -33,7 +37,7 @@ import sys
 import time
 
 import torch
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM
 
 from modeling_mini.convert import from_hf
 
@@ -49,6 +53,23 @@ SHAPES = {
     "cuda": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, batch_size=32, seq_len=512),
 }
+#: ModernBERT's: a gated feed-forward 1.5x wide, local attention of 64 (CPU) or 128 (CUDA: ModernBERT-base) tokens
+MODERNBERT_SHAPES = {
+    "cpu": dict(SHAPES["cpu"], intermediate_size=384, local_attention=64),
+    "cuda": dict(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+                 intermediate_size=1152, local_attention=128, batch_size=32, seq_len=512),
+}
+
+
+def _reference_model(reference: str, shape: dict):
+    """A random HF masked LM of ``shape``: BERT's, or ModernBERT's."""
+    sizes = dict(vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"],
+                 num_hidden_layers=shape["num_hidden_layers"], num_attention_heads=shape["num_attention_heads"],
+                 intermediate_size=shape["intermediate_size"], max_position_embeddings=max(512, shape["seq_len"]))
+    if reference == "bert":
+        return BertForMaskedLM(BertConfig(**sizes))
+    return ModernBertForMaskedLM(ModernBertConfig(**sizes, local_attention=shape["local_attention"], pad_token_id=0,
+                                                  bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2))
 
 
 def parse_args(argv=None):
@@ -70,13 +91,14 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _mlm_batch(shape, device, generator):
+def _mlm_batch(shape, device, generator, segments: bool = True):
     ids = torch.randint(5, shape["vocab_size"], (shape["batch_size"], shape["seq_len"]), generator=generator)
     masked = torch.rand(ids.shape, generator=generator) < 0.15
     labels = torch.where(masked, ids, -100)
     ids = ids.masked_fill(masked, 4)
-    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
-                 labels=labels)
+    batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+    if segments:  # BERT's; ModernBERT has none
+        batch["token_type_ids"] = torch.zeros_like(ids)
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -148,22 +170,18 @@ def _mfu(tokens_per_s, params, shape, device):
     return tokens_per_s * flops_per_token / peak
 
 
-def run(args) -> list[dict]:
-    """Benchmark rows: one per (measurement), each with the HF and mini figures and their ratio."""
+def run(args, reference: str = "bert") -> list[dict]:
+    """Benchmark rows: one per (measurement), each with the HF and mini figures and their ratio; ``reference``:
+    ``"bert"`` or ``"modernbert"``."""
     device = args.device
-    shape = dict(SHAPES[device])
+    shape = dict((SHAPES if reference == "bert" else MODERNBERT_SHAPES)[device])
     for key in ("batch_size", "seq_len"):
         if getattr(args, key, None):
             shape[key] = getattr(args, key)
     rounds = args.rounds or (5 if device == "cuda" else 8)
     steps = args.steps or (10 if device == "cuda" else 2)
     torch.manual_seed(0)
-    hf_config = BertConfig(
-        vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_hidden_layers"],
-        num_attention_heads=shape["num_attention_heads"], intermediate_size=shape["intermediate_size"],
-        max_position_embeddings=max(512, shape["seq_len"]),
-    )
-    hf = BertForMaskedLM(hf_config)
+    hf = _reference_model(reference, shape)
     hf.set_attn_implementation(args.attn)
     mini = from_hf(hf)
     params = sum(p.numel() for p in mini.parameters())
@@ -171,11 +189,11 @@ def run(args) -> list[dict]:
     compile_model = getattr(args, "compile", False)
     runners = {"hf": _Runner(hf, device, autocast, compile_model),
                "mini": _Runner(mini, device, autocast, compile_model)}
-    if not getattr(args, "no_sparse", False) and not compile_model:
+    if not getattr(args, "no_sparse", False) and not compile_model and reference == "bert":
         # same weights, but the MLM head scores only the masked 15% (logits (N, V) instead of (B, T, V))
         sparse = from_hf(hf, sparse_prediction=True)
         runners["mini_sparse"] = _Runner(sparse, device, autocast, False)
-    batch = _mlm_batch(shape, device, torch.Generator().manual_seed(0))
+    batch = _mlm_batch(shape, device, torch.Generator().manual_seed(0), segments=reference == "bert")
     max_diff = _parity(runners["hf"].model, runners["mini"].model, batch)
     tokens = shape["batch_size"] * shape["seq_len"] * steps
 
@@ -187,9 +205,10 @@ def run(args) -> list[dict]:
             for name, runner in runners.items():  # alternate HF and mini within each round
                 results[(name, kind)].append(getattr(runner, kind)(batch, steps))
 
+    benchmark = "encoder-mlm" if reference == "bert" else "modernbert-mlm"
     label = (f"{device} {args.attn} {'bf16 ' if autocast else ''}{'compiled ' if compile_model else ''}"
              f"B={shape['batch_size']} T={shape['seq_len']} D={shape['hidden_size']} L={shape['num_hidden_layers']}")
-    rows = [dict(benchmark="encoder-mlm", case=label, metric="eval logits max abs diff", hf=0.0, mini=max_diff,
+    rows = [dict(benchmark=benchmark, case=label, metric="eval logits max abs diff", hf=0.0, mini=max_diff,
                  ratio=None)]
     for kind in ("train", "infer"):
         speed = {name: tokens / statistics.median(s for s, _ in results[(name, kind)]) for name in runners}
@@ -197,16 +216,16 @@ def run(args) -> list[dict]:
         # the sparse head changes only training (inference has no labels): report it for training alone
         for name in [n for n in runners if n != "hf" and (kind == "train" or n == "mini")]:
             suffix = " (sparse MLM head)" if name == "mini_sparse" else ""
-            rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} tokens/s{suffix}", hf=speed["hf"],
+            rows.append(dict(benchmark=benchmark, case=label, metric=f"{kind} tokens/s{suffix}", hf=speed["hf"],
                              mini=speed[name], **paired(results[("hf", kind)], results[(name, kind)]),
                              hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
                              mini_mfu=_mfu(speed[name], params, shape, device) if kind == "train" else None))
             if peaks["hf"] is not None:
-                rows.append(dict(benchmark="encoder-mlm", case=label, metric=f"{kind} peak memory GiB{suffix}",
+                rows.append(dict(benchmark=benchmark, case=label, metric=f"{kind} peak memory GiB{suffix}",
                                  hf=peaks["hf"] / 2**30, mini=peaks[name] / 2**30, ratio=peaks[name] / peaks["hf"]))
             if device == "cpu" and not compile_model:  # kernel-launch proxy, see common.count_compute_ops
                 steps = {"hf": runners["hf"].step(kind, batch), "mini": runners[name].step(kind, batch)}
-                rows.append(compute_ops_row("encoder-mlm", label, f"{kind} step compute ops{suffix}", steps))
+                rows.append(compute_ops_row(benchmark, label, f"{kind} step compute ops{suffix}", steps))
     return rows
 
 

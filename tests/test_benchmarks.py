@@ -14,8 +14,9 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert {row["benchmark"].split("-")[0] for row in rows} == {"gpt", "llama", "encoder", "seq2seq"}
-    for family in ("gpt", "llama", "encoder", "seq2seq"):
+    families = ("gpt", "llama", "encoder", "modernbert", "seq2seq")
+    assert {row["benchmark"].split("-")[0] for row in rows} == set(families)
+    for family in families:
         family_rows = [row for row in rows if row["benchmark"].startswith(family)]
         parity = family_rows[0]
         assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-5, parity
