@@ -84,6 +84,10 @@ def gpt_checks():
         ("sinusoidal", dict(position_embedding_type="sinusoidal", norm_type="rmsnorm", hidden_act="swiglu")),
         ("sliding-window", dict(position_embedding_type="rotary", sliding_window=16,  # binds: 48 tokens
                                 layer_types=["sliding_attention", "full_attention", "sliding_attention"])),
+        ("gemma3-like", dict(position_embedding_type="rotary", sliding_window=16, sliding_rope_theta=100.0,
+                             layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                             norm_type="rmsnorm", norm_position="sandwich", qk_norm=True, scale_embeddings=True,
+                             hidden_act="geglu_tanh")),
     ):
         for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 
@@ -167,26 +171,31 @@ def encoder_checks():
 
     ids, mask = padded(left=False)
     inputs = dict(input_ids=ids, attention_mask=mask)
-    for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
+    modern = dict(position_embedding_type="rotary", sliding_window=8, sliding_rope_theta=100.0,  # binds: 48 tokens
+                  layer_types=["full_attention", "sliding_attention", "sliding_attention"], norm_position="pre",
+                  norm_bias=False, skip_first_attention_norm=True, hidden_act="geglu", head_transform=True)
+    for name, variant in (("bert-like", {}), ("modernbert-like", modern)):
+        for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 
-        def build(impl):
-            return MiniEncoderForMaskedLM(
-                MiniEncoderConfig(
-                    vocab_size=512,
-                    hidden_size=256,
-                    num_hidden_layers=3,
-                    num_attention_heads=8,
-                    intermediate_size=512,
-                    hidden_dropout=0.0,
-                    attention_dropout=0.0,
-                    attn_implementation=impl,
+            def build(impl, variant=variant):
+                return MiniEncoderForMaskedLM(
+                    MiniEncoderConfig(
+                        vocab_size=512,
+                        hidden_size=256,
+                        num_hidden_layers=3,
+                        num_attention_heads=8,
+                        intermediate_size=512,
+                        hidden_dropout=0.0,
+                        attention_dropout=0.0,
+                        attn_implementation=impl,
+                        **variant,
+                    )
                 )
-            )
 
-        check(
-            f"encoder eager == sdpa ({str(dtype)[6:]})",
-            lambda b=build, d=dtype, a=atol: _eager_vs_sdpa(b, inputs, d, a),
-        )
+            check(
+                f"encoder {name} eager == sdpa ({str(dtype)[6:]})",
+                lambda b=build, d=dtype, a=atol: _eager_vs_sdpa(b, inputs, d, a),
+            )
 
 
 def seq2seq_checks():
