@@ -14,7 +14,8 @@ contextual vector per token, which task heads then read:
 * :class:`MiniEncoderForMultipleChoice`: scores each (context, choice) pair and picks one.
 
 The blocks, attention, positions and norms are the shared ones (``blocks.py`` ...); this file holds only
-what differs: the bidirectional mask, segment ids, the pooler and the heads.
+what differs: the bidirectional masks, segment ids, the pooler and the heads. With ``sliding_window`` some layers are
+*local* (ModernBERT): a token there sees only the tokens within the window on either side.
 """
 
 import torch
