@@ -8,8 +8,8 @@ this module.
   tokenizer (self-attention of the GPT and the encoder; encoder, decoder and cross-attention of the
   encoder-decoder). With ``query="viu"`` it shows, for every head, which tokens that word attends to.
 * :func:`plot_positional_encoding`: the sinusoidal position matrix and the position similarity it induces.
-* :func:`plot_masks`: the causal (decoder) mask, its sliding-window form and the bidirectional (encoder) one, as the
-  models build them.
+* :func:`plot_masks`: the causal (decoder) mask and the bidirectional (encoder) one, each with its sliding-window
+  form, as the models build them.
 * :func:`plot_normalization`: what LayerNorm and RMSNorm do to each token's mean and spread.
 * :func:`plot_activations`: ReLU, GELU, SiLU and sigmoid with their derivatives.
 * :func:`plot_training_loss`: the loss curve of a Trainer output folder (``trainer_state.json``).
@@ -305,29 +305,36 @@ def attention_masks(length: int, padding: int = 0) -> tuple[torch.Tensor, torch.
     return causal.reshape(-1, length, length)[0], bidirectional.reshape(-1, length, length)[0]
 
 
-def sliding_window_mask(length: int, sliding_window: int, padding: int = 0) -> torch.Tensor:
-    """The boolean (T, T) mask of a GPT's sliding-window layer (``create_sliding_window_causal_mask``): a token sees
-    itself and the ``sliding_window - 1`` tokens before it. The last ``padding`` tokens are padding."""
-    from transformers.masking_utils import create_sliding_window_causal_mask
+def sliding_window_mask(length: int, sliding_window: int, padding: int = 0, bidirectional: bool = False):
+    """The boolean (T, T) mask of a sliding-window layer: a GPT's (``create_sliding_window_causal_mask``: a token sees
+    itself and the ``sliding_window - 1`` tokens before it) or, ``bidirectional``, an encoder's local layer
+    (``create_bidirectional_sliding_window_mask``: the tokens at most ``sliding_window`` away on either side). The last
+    ``padding`` tokens are padding."""
+    from transformers.masking_utils import create_bidirectional_sliding_window_mask, create_sliding_window_causal_mask
 
-    from .configuration_mini import MiniGPTConfig
+    from .configuration_mini import MiniEncoderConfig, MiniGPTConfig
 
     if not (isinstance(length, int) and length >= 1 and isinstance(padding, int) and 0 <= padding < length):
         raise ValueError(f"`length` must be >= 1 and `padding` in [0, length); got length={length}, padding={padding}.")
-    config = MiniGPTConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                           sliding_window=sliding_window)
+    config_class = MiniEncoderConfig if bidirectional else MiniGPTConfig
+    config = config_class(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                          sliding_window=sliding_window)
     config._attn_implementation = "eager"  # always a materialised mask: True = attend
     padding_mask = torch.ones(1, length, dtype=torch.long)
     if padding:
         padding_mask[:, length - padding:] = 0
-    mask = create_sliding_window_causal_mask(config=config, inputs_embeds=torch.zeros(1, length, 8),
-                                             attention_mask=padding_mask, cache=None)
+    kwargs = dict(config=config, inputs_embeds=torch.zeros(1, length, 8), attention_mask=padding_mask)
+    if bidirectional:
+        mask = create_bidirectional_sliding_window_mask(**kwargs)
+    else:
+        mask = create_sliding_window_causal_mask(**kwargs, cache=None)
     return mask.reshape(-1, length, length)[0] if mask.dtype == torch.bool else mask.reshape(-1, length, length)[0] == 0
 
 
 def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0, sliding_window: int | None = 3) -> Path:
     """The causal mask (decoder: a token sees itself and the past), its sliding-window form (only the last
-    ``sliding_window`` tokens; ``None`` leaves it out) and the bidirectional one (encoder)."""
+    ``sliding_window`` tokens; ``None`` leaves both windows out), the bidirectional one (encoder) and its local form
+    (the tokens at most ``sliding_window // 2`` away on either side: a span as wide as the causal window)."""
     tokens = list(tokens) if tokens else DEMO_SENTENCE.split()
     tokens = tokens + ["<pad>"] * padding
     causal, bidirectional = attention_masks(len(tokens), padding)
@@ -336,6 +343,9 @@ def plot_masks(path, *, tokens: list[str] | None = None, padding: int = 0, slidi
     if sliding_window is not None:
         masks.insert(1, sliding_window_mask(len(tokens), sliding_window, padding))
         titles.insert(1, f"sliding window of {sliding_window} (Mistral)")
+        either_side = max(1, sliding_window // 2)
+        masks.append(sliding_window_mask(len(tokens), either_side, padding, bidirectional=True))
+        titles.append(f"local: {either_side} either side (ModernBERT)")
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
 
@@ -648,11 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--layout", choices=("interleaved", "concatenated"), default="interleaved")
 
-    p = sub.add_parser("masks", help="causal, sliding-window and bidirectional masks side by side")
+    p = sub.add_parser("masks", help="causal and bidirectional masks and their sliding-window forms side by side")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--text", default=DEMO_SENTENCE, help="words to label the axes with")
     p.add_argument("--padding", type=int, default=0, help="number of padding tokens at the end")
-    p.add_argument("--sliding-window", type=int, default=3, help="window of the middle mask; 0 leaves it out")
+    p.add_argument("--sliding-window", type=int, default=3,
+                   help="window of the causal sliding mask (half of it either side for the local one); 0: neither")
 
     p = sub.add_parser("normalization", help="per-token mean / std before and after LayerNorm and RMSNorm")
     p.add_argument("-o", "--output", required=True)

@@ -100,8 +100,10 @@ def test_masks_picture(tmp_path):
     assert bidirectional.tolist() == [[j < 4 for j in range(5)] for _ in range(5)]
     sliding = viz.sliding_window_mask(5, 2, padding=1)
     assert sliding.tolist() == [[i - 2 < j <= min(i, 3) for j in range(5)] for i in range(5)]
+    local = viz.sliding_window_mask(6, 1, padding=1, bidirectional=True)
+    assert local.tolist() == [[abs(i - j) <= 1 and j < 5 for j in range(6)] for i in range(6)]
     path = viz.plot_masks(tmp_path / "masks.png", tokens=["a", "b", "c"], padding=1)
-    assert_png(path, viz.mask_figure_size(4, 3))
+    assert_png(path, viz.mask_figure_size(4, 4))
     path = viz.plot_masks(tmp_path / "masks2.png", tokens=["a", "b", "c"], sliding_window=None)
     assert_png(path, viz.mask_figure_size(3, 2))
 
