@@ -362,8 +362,16 @@ _REMOTE = textwrap.dedent("""
 """)
 
 
-def test_remote_code_loads_without_the_package(tmp_path):
-    model = MiniEncoderForMaskedLM(tiny_encoder_config()).eval()
+#: ModernBERT's layout: local layers with their own rotary base, no LayerNorm shifts, the first block's attention
+#: reading the normalised embeddings, a transform in every head, mean pooling
+MODERN = dict(position_embedding_type="rotary", sliding_window=2, sliding_rope_theta=10.0, type_vocab_size=0,
+              layer_types=["full_attention", "sliding_attention"], norm_position="pre", norm_bias=False,
+              skip_first_attention_norm=True, hidden_act="geglu", head_transform=True, classifier_pooling="mean")
+
+
+@pytest.mark.parametrize("layout", ["bert", "modernbert"])
+def test_remote_code_loads_without_the_package(tmp_path, layout):
+    model = MiniEncoderForMaskedLM(tiny_encoder_config(**(MODERN if layout == "modernbert" else {}))).eval()
     model.save_pretrained(tmp_path)
     ids, mask = padded_batch(left=False)
     batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
