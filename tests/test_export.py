@@ -15,6 +15,11 @@ def families():
     return {
         "gpt": (modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY)), {"use_cache": False}),
         "encoder": (modeling_mini.MiniEncoderForMaskedLM(modeling_mini.MiniEncoderConfig(**TINY)), {}),
+        # ModernBERT's layout: a local layer (2 tokens either side, its own rotary base) beside a full one
+        "modern-encoder": (modeling_mini.MiniEncoderForMaskedLM(modeling_mini.MiniEncoderConfig(
+            **TINY, position_embedding_type="rotary", sliding_window=2, sliding_rope_theta=10.0,
+            layer_types=["full_attention", "sliding_attention"], norm_position="pre", norm_bias=False,
+            skip_first_attention_norm=True, hidden_act="geglu")), {}),
         "seq2seq": (
             modeling_mini.MiniSeq2SeqForConditionalGeneration(modeling_mini.MiniSeq2SeqConfig(**TINY)),
             {"decoder_input_ids": torch.randint(3, 99, (3, 5), generator=torch.Generator().manual_seed(1)),
@@ -23,7 +28,7 @@ def families():
     }
 
 
-@pytest.mark.parametrize("family", ["gpt", "encoder", "seq2seq"])
+@pytest.mark.parametrize("family", ["gpt", "encoder", "modern-encoder", "seq2seq"])
 def test_torch_export_with_a_dynamic_length_equals_eager(family):
     """One exported program serves every sequence length (a dynamic dimension), with the eager model's logits."""
     model, extra = families()[family]
