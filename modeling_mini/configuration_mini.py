@@ -446,6 +446,13 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
             mix); ``None`` makes every layer slide when ``sliding_window`` is set, and none otherwise. transformers'
             caches and mask builders read the same two fields: a cache made for this config keeps only a window for
             the sliding layers, and ``generate`` may pass a mask per layer type.
+        sliding_rope_theta: ``None`` (sliding-window layers rotate as the others do), or the rotary base of the
+            sliding-window layers, which then ignore ``rotary_scaling`` (Gemma 3: 10,000 for its local layers,
+            1,000,000 and a linear stretch for the global ones). A window never sees long distances, so its layers keep
+            fast, unstretched frequencies; only the full layers are tuned for long contexts.
+        nope_layers: ``None``, or the indices of the layers whose attention gets no rotary positions at all ("NoPE":
+            SmolLM3 leaves out every fourth). The causal mask alone already tells a token how many tokens precede it;
+            such layers can attend by content over any distance, while the rotary layers handle word order.
     """
 
     model_type = "mini_gpt"
@@ -467,8 +474,10 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
+        nope_layers: list[int] | None = None,
         **kwargs,
     ):
+        self.nope_layers = list(nope_layers) if nope_layers is not None else None
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
         self.final_logit_softcap = final_logit_softcap
@@ -494,6 +503,16 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
         _check_optional_positive_number("final_logit_softcap", self.final_logit_softcap)
+        nope = self.nope_layers
+        if nope is not None:
+            depth = self.num_hidden_layers
+            valid = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < depth for i in nope)
+            if not valid or len(set(nope)) != len(nope):
+                raise ValueError(f"`nope_layers` must be None or distinct layer indices in [0, num_hidden_layers="
+                                 f"{self.num_hidden_layers}); got {nope!r}.")
+            if self.position_embedding_type != "rotary":
+                raise ValueError("`nope_layers` leaves rotary positions out of some layers: it needs "
+                                 f"`position_embedding_type='rotary'`; got {self.position_embedding_type!r}.")
 
 
 class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):

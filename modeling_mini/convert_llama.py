@@ -1,4 +1,4 @@
-"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma 1-3, Phi-3) <-> MiniGPT: the config translation and the
+"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma 1-3, Phi-3, SmolLM3) <-> MiniGPT: the config translation and the
 weight-name map (used through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
@@ -16,6 +16,7 @@ and stores each RMSNorm gain as an offset from 1; Gemma 2 adds a norm after each
 scores and logits and its own attention scale, and alternates sliding and full layers; Gemma 3 adds query-key norms
 and rotates its sliding layers with a base of their own (``sliding_rope_theta``). Phi-3 is Llama's network with Q, K,
 V in one matrix (as ours) and the gate and up projections in another; it exports as Llama (Mistral with its window).
+SmolLM3 is Llama with no rotary positions in every fourth layer (``nope_layers``).
 """
 
 import copy
@@ -61,12 +62,13 @@ _FIXED = {
     "Gemma2": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich"},
     "Gemma3": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich", "qk_norm": True},
     "Phi3": {"attention_bias": False, "mlp_bias": False},
+    "SmolLM3": {},
 }
 FAMILIES = tuple(_FIXED)
 #: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
 #: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama (Mistral with a window)
 #: unless only part of each head rotates (``partial_rotary_factor``, Phi-4-mini), which only Phi-3 expresses.
-_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3")
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3", "SmolLM3")
 #: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
 _SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
 _SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
@@ -127,6 +129,10 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         freeze_padding_row=hf.pad_token_id is not None,  # Llama's embedding has padding_idx = pad_token_id
     )
     kwargs.update(_FIXED[family])
+    if family == "SmolLM3":  # its flags say which layers *do* rotate (1) and which do not (0)
+        kwargs["nope_layers"] = [i for i, rotates in enumerate(hf.no_rope_layers) if not rotates] or None
+        if not getattr(hf, "use_sliding_window", False):
+            kwargs.update(sliding_window=None, layer_types=None)  # its window is read only when it is switched on
     if getattr(hf, "use_bidirectional_attention", False):
         raise ValueError(f"{family} with `use_bidirectional_attention=True` (EmbeddingGemma) has no mini equivalent: "
                          "MiniGPT is causal; only False.")
@@ -138,10 +144,13 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: Gemma for scaled embeddings (Gemma 3 with
+    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: SmolLM3 for layers without rotary positions;
+    Gemma for scaled embeddings (Gemma 3 with
     query-key norms or a sliding layers' rotary base, Gemma 2 with sandwich norms), Qwen3 for query-key norms, Qwen2
     for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or Ministral (some
     do); else Llama."""
+    if config.nope_layers:
+        return "SmolLM3"
     if config.scale_embeddings and (config.qk_norm or config.sliding_rope_theta is not None):
         return "Gemma3"
     if config.scale_embeddings:
@@ -219,6 +228,11 @@ def llama_config_from_mini(config: MiniGPTConfig):
                       max_window_layers=layer_types.index("sliding_attention"))  # Qwen's rule when none is given
     elif family in ("Qwen2", "Qwen3"):
         kwargs["use_sliding_window"] = False
+    if family == "SmolLM3":
+        nope = set(config.nope_layers)
+        kwargs.update(no_rope_layers=[int(i not in nope) for i in range(config.num_hidden_layers)],
+                      use_sliding_window="sliding_attention" in layer_types, sliding_window=config.sliding_window,
+                      layer_types=layer_types)
     kwargs["hidden_activation" if family in _SOFTCAP_FAMILIES else "hidden_act"] = gate[config.hidden_act]
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})}

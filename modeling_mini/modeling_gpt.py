@@ -90,6 +90,9 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         )
         #: the masks a forward builds: the causal one, the sliding-window one, or both (one each, for all layers)
         self.attention_types = sorted({block.attention_type for block in self.layers})
+        #: the rotation each layer gets: its layer type's, or none for a NoPE layer (``nope_layers``, SmolLM3)
+        nope = set(config.nope_layers or ())
+        self.layer_rotations = [None if i in nope else block.attention_type for i, block in enumerate(self.layers)]
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()
@@ -167,13 +170,13 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 encoder_hidden_states=encoder_hidden_states,
             )
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
-        for block in self.layers:
+        for block, rotation in zip(self.layers, self.layer_rotations, strict=True):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
                 attention_mask=masks[block.attention_type],
                 encoder_attention_mask=cross_mask,
-                position_embeddings=rotations[block.attention_type],
+                position_embeddings=rotations[rotation] if rotation else None,
                 cache=cache,
                 **kwargs,
             )

@@ -565,3 +565,69 @@ def test_bad_sliding_rope_theta_raises_naming_the_field(options, match):
     with pytest.raises(ValueError, match=match):
         modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                     **options)
+
+
+def build_smollm3(head: str, **kw):
+    """A random SmolLM3: Llama with no rotary positions in layers 1 and 3 (its NoPE interval 2 here, 4 in the real
+    models), norms and biases perturbed."""
+    import transformers
+
+    config = transformers.SmolLM3Config(**{
+        "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64, "pad_token_id": 0,
+        "bos_token_id": 1, "eos_token_id": 2, "num_labels": 3, "no_rope_layer_interval": 2, **kw})
+    return perturb_norms_and_biases(getattr(transformers, f"SmolLM3{head}")(config))
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["no-window", "window-on-nope-layers"])
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification", "ForTokenClassification"])
+def test_smollm3_converts_exactly_with_layers_without_positions(head, impl, window):
+    """SmolLM3's NoPE layers (``nope_layers``); with ``use_sliding_window`` those layers also slide (window 4)."""
+    hf = build_smollm3(head, use_sliding_window=window, sliding_window=4)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    assert mini.config.nope_layers == [1, 3]
+    assert mini.config.layer_types == ["full_attention", "sliding_attention"] * 2 if window else ["full_attention"] * 4
+    ids, mask = padded_batch(length=12)
+    assert_same_outputs(hf, mini, ids, mask)
+    rotating = copy.deepcopy(mini)
+    rotating.base_model.layer_rotations = [block.attention_type for block in rotating.base_model.layers]
+    with pytest.raises(AssertionError):  # every layer rotating: not SmolLM3's function
+        assert_same_outputs(hf, rotating, ids, mask)
+    back = to_hf(mini)
+    assert type(back) is type(hf) and back.config.no_rope_layers == [1, 0, 1, 0]
+    assert back.config.use_sliding_window is window
+    assert_same_tensors(hf, back)
+
+
+def test_smollm3_generates_trains_compiles_and_reloads(tmp_path):
+    hf = build_smollm3("ForCausalLM")
+    mini = from_hf(hf)
+    ids, mask = padded_batch(length=12)
+    assert_same_generation(hf, mini, ids, mask)
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini.eval()
+    compiled = torch.compile(mini, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, attention_mask=mask).logits, mini(ids, attention_mask=mask).logits)
+    mini.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.config.nope_layers == [1, 3]
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, attention_mask=mask).logits, mini(ids, attention_mask=mask).logits)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"nope_layers": [2], "position_embedding_type": "rotary"}, r"`nope_layers`.*\[0, num_hidden_layers=2\)"),
+        ({"nope_layers": [1, 1], "position_embedding_type": "rotary"}, r"`nope_layers` must be None or distinct"),
+        ({"nope_layers": [0]}, r"`nope_layers`.*position_embedding_type='rotary'"),
+    ],
+)
+def test_bad_nope_layers_raise_naming_the_field(options, match):
+    with pytest.raises(ValueError, match=match):
+        modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                    **options)

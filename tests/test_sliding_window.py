@@ -118,10 +118,12 @@ def test_a_token_sees_only_the_last_window_of_tokens():
         assert (diff[:3] == 0).all() and (diff[3 + WINDOW :] == 0).all(), impl
 
 
-#: absolute positions; one rotation for all layers; Gemma 3's, the sliding layers with a base of their own
+#: absolute positions; one rotation for all layers; Gemma 3's, the sliding layers with a base of their own; SmolLM3's,
+#: a layer without positions
 POSITIONS = {"learned": {"position_embedding_type": "learned"}, "rotary": {"position_embedding_type": "rotary"},
              "rotary per layer type": {"position_embedding_type": "rotary", "sliding_rope_theta": 10.0,
-                                       "rotary_scaling": {"rope_type": "linear", "factor": 2.0}}}
+                                       "rotary_scaling": {"rope_type": "linear", "factor": 2.0}},
+             "rotary but for a NoPE layer": {"position_embedding_type": "rotary", "nope_layers": [1]}}
 
 
 @pytest.mark.parametrize("positions", list(POSITIONS))
