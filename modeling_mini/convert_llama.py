@@ -145,10 +145,9 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 def export_family(config: MiniGPTConfig) -> str:
     """The family whose fixed layout (:data:`_FIXED`) ``config`` has: SmolLM3 for layers without rotary positions;
-    Gemma for scaled embeddings (Gemma 3 with
-    query-key norms or a sliding layers' rotary base, Gemma 2 with sandwich norms), Qwen3 for query-key norms, Qwen2
-    for biases on Q, K and V only; else, with sliding-window layers, Mistral (every layer slides) or Ministral (some
-    do); else Llama."""
+    Gemma for scaled embeddings (Gemma 3 with query-key norms or a sliding layers' rotary base, Gemma 2 with sandwich
+    norms); Qwen3 for query-key norms; Qwen2 for biases on Q, K and V only; else, with sliding-window layers, Mistral
+    (every layer slides) or Ministral (some do); else Llama."""
     if config.nope_layers:
         return "SmolLM3"
     if config.scale_embeddings and (config.qk_norm or config.sliding_rope_theta is not None):
