@@ -152,9 +152,12 @@ class MiniAttention(nn.Module):
         self.split_sizes = (q_size, kv_size, kv_size)
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=config.attention_output_bias)
         self.o_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
-        # QK-norm: each head's query and key vectors normalised (one gain per head feature, shared by the heads)
-        self.q_norm = build_norm(config, self.head_dim) if config.qk_norm else None
-        self.k_norm = build_norm(config, self.head_dim) if config.qk_norm else None
+        # QK-norm: each head's query and key vectors normalised (one gain per head feature, shared by the heads), or,
+        # ``qk_norm_scope="all_heads"`` (OLMo 2), all heads' queries (keys) at once, before the split into heads
+        self.qk_norm_per_head = config.qk_norm_scope == "head"
+        q_width, kv_width = (self.head_dim, self.head_dim) if self.qk_norm_per_head else (q_size, kv_size)
+        self.q_norm = build_norm(config, q_width) if config.qk_norm else None
+        self.k_norm = build_norm(config, kv_width) if config.qk_norm else None
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, L, heads * Dh) -> (B, heads, L, Dh)."""
@@ -179,8 +182,10 @@ class MiniAttention(nn.Module):
             query = self.q_proj(hidden_states)
         else:  # (B, T, H * Dh), (B, T, Hkv * Dh), (B, T, Hkv * Dh): views into one matrix product's output
             query, key, value = self.qkv_proj(hidden_states).split(self.split_sizes, dim=-1)
+        if self.q_norm is not None and not self.qk_norm_per_head:
+            query = self.q_norm(query)  # (B, T, H * Dh): all heads at once
         query = self._split_heads(query)  # (B, H, T, Dh)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.qk_norm_per_head:
             query = self.q_norm(query)
 
         # Pick the cache this attention writes to: decoder self-attention or cross-attention part.
@@ -201,8 +206,10 @@ class MiniAttention(nn.Module):
         else:
             if self.is_cross_attention:
                 key, value = self.kv_proj(key_value_states).split(self.split_sizes[1:], dim=-1)
+            if self.k_norm is not None and not self.qk_norm_per_head:
+                key = self.k_norm(key)  # (B, S, Hkv * Dh): all heads at once
             key, value = self._split_heads(key), self._split_heads(value)  # (B, Hkv, S, Dh)
-            if self.k_norm is not None:
+            if self.k_norm is not None and self.qk_norm_per_head:
                 key = self.k_norm(key)
             if position_embeddings is not None and not self.is_cross_attention:
                 query, key = apply_rotary_pos_emb(query, key, *position_embeddings)

@@ -12,6 +12,7 @@ only has to learn a *change* to the residual stream. ``norm_position`` chooses w
     post-norm (original Transformer, BERT):  x = norm(x + dropout(sublayer(x)))
     pre-norm  (GPT-2, most modern models):   x = x + dropout(sublayer(norm(x)))
     sandwich  (Gemma 2):                     x = x + dropout(norm_out(sublayer(norm(x))))
+    output    (OLMo 2):                      x = x + dropout(norm_out(sublayer(x)))
 
 What makes a block an *encoder* block or a *decoder* block is only ``is_causal`` (may a token see the
 tokens after it?) and whether it has cross-attention: the families differ by flags, not by code.
@@ -50,31 +51,34 @@ class MiniBlock(GradientCheckpointingLayer):
         sliding_window: int | None = None,
     ):
         super().__init__()
-        self.pre_norm = config.norm_position in ("pre", "sandwich")
-        sandwich = config.norm_position == "sandwich"  # a second norm on each sub-layer's output
+        position = config.norm_position
+        self.pre_norm = position != "post"  # the residual path itself is never normalised
+        input_norms = position in ("pre", "sandwich", "post")  # "post": the norm after the residual sum
+        output_norms = position in ("sandwich", "output")  # a norm on each sub-layer's output
         #: which of the model's masks this block's self-attention takes (transformers' layer-type names)
         self.attention_type = "full_attention" if sliding_window is None else "sliding_attention"
         self.self_attn = MiniAttention(config, layer_idx, is_causal=is_causal, sliding_window=sliding_window)
         # ``skip_first_attention_norm`` (ModernBERT): the first block reads the embeddings, normalised already
         skip_norm = config.skip_first_attention_norm and layer_idx == 0
-        self.self_attn_norm = nn.Identity() if skip_norm else build_norm(config)
-        self.self_attn_out_norm = build_norm(config) if sandwich else None
+        self.self_attn_norm = build_norm(config) if input_norms and not skip_norm else None
+        self.self_attn_out_norm = build_norm(config) if output_norms else None
         self.cross_attn = (
             MiniAttention(config, layer_idx, is_causal=False, is_cross_attention=True) if has_cross_attention else None
         )
-        self.cross_attn_norm = build_norm(config) if has_cross_attention else None
-        self.cross_attn_out_norm = build_norm(config) if has_cross_attention and sandwich else None
+        self.cross_attn_norm = build_norm(config) if has_cross_attention and input_norms else None
+        self.cross_attn_out_norm = build_norm(config) if has_cross_attention and output_norms else None
         self.mlp = MiniFeedForward(config)
-        self.mlp_norm = build_norm(config)
-        self.mlp_out_norm = build_norm(config) if sandwich else None
+        self.mlp_norm = build_norm(config) if input_norms else None
+        self.mlp_out_norm = build_norm(config) if output_norms else None
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor],
+    def _residual(self, x: torch.Tensor, norm: nn.Module | None, sublayer: Callable[[torch.Tensor], torch.Tensor],
                   out_norm: nn.Module | None = None):
-        """One residual sub-layer, pre-, post- or sandwich-norm (see the module docstring)."""
+        """One residual sub-layer, pre-, post-, sandwich- or output-norm (see the module docstring); ``norm`` None:
+        no norm before the sub-layer."""
         if not self.pre_norm:
             return norm(x + self._dropout(sublayer(x)))
-        out = sublayer(norm(x))
+        out = sublayer(norm(x) if norm is not None else x)
         if out_norm is not None:
             out = out_norm(out)
         return x + self._dropout(out)

@@ -22,7 +22,8 @@ from .activations import ACTIVATIONS, is_gated
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
-NORM_POSITIONS = ("pre", "post", "sandwich")
+NORM_POSITIONS = ("pre", "post", "sandwich", "output")
+QK_NORM_SCOPES = ("head", "all_heads")
 CLASSIFIER_POOLINGS = ("cls", "mean")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 #: what a layer's self-attention sees (``layer_types``): every token it may see, or only those within ``sliding_window``
@@ -152,14 +153,15 @@ class MiniConfig(PreTrainedConfig):
             ``positional.scaled_rotary_frequencies``.
         norm_type: ``layernorm`` or ``rmsnorm``.
         norm_position: ``pre`` (normalise the input of each sub-layer, GPT-2), ``post`` (normalise after
-            the residual sum, the original Transformer and BERT) or ``sandwich`` (normalise a sub-layer's input and
-            also its output, before the residual sum: Gemma 2).
+            the residual sum, the original Transformer and BERT), ``sandwich`` (normalise a sub-layer's input and
+            also its output, before the residual sum: Gemma 2) or ``output`` (normalise only the sub-layer's output,
+            before the residual sum: OLMo 2).
         layer_norm_eps: epsilon of the normalisation layers.
         norm_bias: LayerNorm's learned shift (``layernorm`` only; ``rmsnorm`` never has one). ModernBERT drops it.
         skip_first_attention_norm: the first block of each stack feeds its self-attention the residual stream as it
             is, without a norm of its own (pre-norm only). ModernBERT does so: its embeddings are normalised already.
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
-        final_norm: normalise the output of the last block; ``None`` means "yes for pre- and sandwich norm".
+        final_norm: normalise the output of the last block; ``None`` means "yes, unless post-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
@@ -167,6 +169,9 @@ class MiniConfig(PreTrainedConfig):
         qk_norm: normalise every head's query and key vectors (``norm_type`` over ``head_dim``, a gain per feature)
             before the rotary positions and the dot product, as Qwen3 and OLMo 2 do: the attention logits then cannot
             grow without bound, which keeps large-scale training steady.
+        qk_norm_scope: what one query-key norm covers: ``"head"`` (each head's vector, ``head_dim`` gains shared by the
+            heads: Qwen3, Gemma 3) or ``"all_heads"`` (the whole projection at once, a gain per feature of every head:
+            OLMo 2).
         attention_scaling: the factor on ``q . k`` before the softmax; ``None`` is the usual ``head_dim ** -0.5``
             (Gemma 2 scales by ``query_pre_attn_scalar ** -0.5``).
         attention_softcap: ``None``, or soft-cap the attention scores at this value, ``cap * tanh(score / cap)``,
@@ -214,6 +219,7 @@ class MiniConfig(PreTrainedConfig):
         attention_bias: bool = True,
         attention_output_bias: bool | None = None,
         qk_norm: bool = False,
+        qk_norm_scope: str = "head",
         attention_scaling: float | None = None,
         attention_softcap: float | None = None,
         mlp_bias: bool = True,
@@ -254,6 +260,7 @@ class MiniConfig(PreTrainedConfig):
         self.attention_bias = attention_bias
         self.attention_output_bias = attention_bias if attention_output_bias is None else attention_output_bias
         self.qk_norm = qk_norm
+        self.qk_norm_scope = qk_norm_scope
         self.attention_scaling = attention_scaling
         self.attention_softcap = attention_softcap
         self.mlp_bias = mlp_bias
@@ -343,13 +350,14 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         _check_choice("norm_type", self.norm_type, NORM_TYPES)
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+        _check_choice("qk_norm_scope", self.qk_norm_scope, QK_NORM_SCOPES)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
                             "skip_first_attention_norm"))
-        if self.skip_first_attention_norm and self.norm_position == "post":
+        if self.skip_first_attention_norm and self.norm_position not in ("pre", "sandwich"):
             raise ValueError("`skip_first_attention_norm=True` removes the first block's norm before self-attention: "
-                             "it needs `norm_position` 'pre' or 'sandwich'; got 'post'.")
+                             f"it needs `norm_position` 'pre' or 'sandwich'; got {self.norm_position!r}.")
         factor = self.partial_rotary_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             raise ValueError(f"`partial_rotary_factor` must be a number in (0, 1]; got {factor!r}.")

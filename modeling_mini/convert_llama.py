@@ -1,5 +1,5 @@
-"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma 1-3, Phi-3, SmolLM3) <-> MiniGPT: the config translation and the
-weight-name map (used through ``convert.py``).
+"""Llama (and Mistral, Ministral, Qwen2, Qwen3, Gemma 1-3, Phi-3, SmolLM3, OLMo 2-3) <-> MiniGPT: the config
+translation and the weight-name map (used through ``convert.py``).
 
 Llama is a MiniGPT with the modern options: rotary positions, RMSNorm before each sub-layer and after the last
 block, a gated feed-forward (SwiGLU: ``down(silu(gate(x)) * up(x))``), grouped-query attention, no biases, no
@@ -16,7 +16,9 @@ and stores each RMSNorm gain as an offset from 1; Gemma 2 adds a norm after each
 scores and logits and its own attention scale, and alternates sliding and full layers; Gemma 3 adds query-key norms
 and rotates its sliding layers with a base of their own (``sliding_rope_theta``). Phi-3 is Llama's network with Q, K,
 V in one matrix (as ours) and the gate and up projections in another; it exports as Llama (Mistral with its window).
-SmolLM3 is Llama with no rotary positions in every fourth layer (``nope_layers``).
+SmolLM3 is Llama with no rotary positions in every fourth layer (``nope_layers``). OLMo 2 normalises only the
+sub-layers' outputs (``norm_position="output"``) and all heads' queries and keys at once (``qk_norm_scope``); OLMo 3
+adds Gemma 3's sliding layers with their own rotary base.
 """
 
 import copy
@@ -63,12 +65,19 @@ _FIXED = {
     "Gemma3": {"mlp_bias": False, "scale_embeddings": True, "norm_position": "sandwich", "qk_norm": True},
     "Phi3": {"attention_bias": False, "mlp_bias": False},
     "SmolLM3": {},
+    "Olmo2": {"mlp_bias": False, "norm_position": "output", "qk_norm": True, "qk_norm_scope": "all_heads"},
+    "Olmo3": {"mlp_bias": False, "norm_position": "output", "qk_norm": True, "qk_norm_scope": "all_heads"},
 }
 FAMILIES = tuple(_FIXED)
 #: the families whose layers may attend through a sliding window (Mistral, Phi-3: every layer or none). Phi-3 is the
 #: Llama network with fused matrices (``qkv_proj``, ``gate_up_proj``): it exports as Llama (Mistral with a window)
 #: unless only part of each head rotates (``partial_rotary_factor``, Phi-4-mini), which only Phi-3 expresses.
-_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3", "SmolLM3")
+_SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3", "SmolLM3", "Olmo3")
+#: the families keeping a rotation per layer type (``rope_parameters["sliding_attention"]``: ``sliding_rope_theta``)
+_ROPE_PER_LAYER_TYPE = ("Gemma3", "Olmo3")
+#: heads transformers lacks for a family
+_MISSING_HEADS = {("Gemma3", "ForTokenClassification"), ("Olmo2", "ForTokenClassification"),
+                  ("Olmo3", "ForTokenClassification")}
 #: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
 _SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
 _SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
@@ -100,7 +109,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(_windows(hf))
     rope = dict(hf.rope_parameters or {})
-    if family == "Gemma3":  # a rotation per layer type: the full layers' is ours, the sliding layers' may differ
+    if family in _ROPE_PER_LAYER_TYPE:  # a rotation per layer type: the full layers' is ours, the sliding may differ
         window, layer_types = kwargs["sliding_window"], kwargs["layer_types"]  # None: every layer slides
         has_sliding = window is not None and (layer_types is None or "sliding_attention" in layer_types)
         kwargs["sliding_rope_theta"] = sliding_rope_theta(hf, family, has_sliding)
@@ -144,12 +153,15 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
 
 
 def export_family(config: MiniGPTConfig) -> str:
-    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: SmolLM3 for layers without rotary positions;
+    """The family whose fixed layout (:data:`_FIXED`) ``config`` has: SmolLM3 for layers without rotary positions; OLMo
+    for output norms (OLMo 3 with sliding layers);
     Gemma for scaled embeddings (Gemma 3 with query-key norms or a sliding layers' rotary base, Gemma 2 with sandwich
     norms); Qwen3 for query-key norms; Qwen2 for biases on Q, K and V only; else, with sliding-window layers, Mistral
     (every layer slides) or Ministral (some do); else Llama."""
     if config.nope_layers:
         return "SmolLM3"
+    if config.norm_position == "output":
+        return "Olmo3" if "sliding_attention" in config.layer_types else "Olmo2"
     if config.scale_embeddings and (config.qk_norm or config.sliding_rope_theta is not None):
         return "Gemma3"
     if config.scale_embeddings:
@@ -188,7 +200,8 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
         "partial_rotary_factor": config.partial_rotary_factor if family == "Phi3" else 1.0,
         **{name: None for name in _SOFTCAP_OPTIONS if family not in _SOFTCAP_FAMILIES},
-        **({} if family == "Gemma3" else {"sliding_rope_theta": None}),
+        **({} if family in _ROPE_PER_LAYER_TYPE else {"sliding_rope_theta": None}),
+        **({"qk_norm_scope": "head"} if config.qk_norm else {}),
         **_FIXED[family],
     }
     for field, value in required.items():
@@ -220,7 +233,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     if family == "Phi3" and "original_max_position_embeddings" in (config.rotary_scaling or {}):
         # Phi-3 keeps the original length as a field of its own, which overrides the one in rope_parameters
         kwargs["original_max_position_embeddings"] = config.rotary_scaling["original_max_position_embeddings"]
-    elif family == "Ministral":
+    elif family in ("Ministral", "Olmo3"):
         kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types)
     elif family in ("Qwen2", "Qwen3") and "sliding_attention" in layer_types:
         kwargs.update(use_sliding_window=True, sliding_window=config.sliding_window, layer_types=layer_types,
@@ -235,7 +248,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     kwargs["hidden_activation" if family in _SOFTCAP_FAMILIES else "hidden_act"] = gate[config.hidden_act]
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             **({"partial_rotary_factor": config.partial_rotary_factor} if family == "Phi3" else {})}
-    if family == "Gemma3":  # a rotation per layer type
+    if family in _ROPE_PER_LAYER_TYPE:  # a rotation per layer type
         rope = rope_parameters_per_layer_type(config)
     config_class = getattr(transformers, _hf_config_name(family))
     return config_class(
@@ -253,16 +266,19 @@ def _whole_if_close(value: float) -> int | float:
 
 
 def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, qk_norm: bool = False,
-             sandwich: bool = False) -> dict:
+             norm_position: str = "pre") -> dict:
     """{mini key: hf key}; our separate q/k/v names are fused by ``load_mapped``."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embed_tokens.weight",
                f"{mini}norm.weight": f"{hf}norm.weight"}
     for i in range(num_layers):
         m, h = f"{mini}layers.{i}.", f"{hf}layers.{i}."
-        names = [("self_attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm")]
-        if sandwich:  # Gemma 2: a norm after each sub-layer as well
-            names = [("self_attn_norm", "input_layernorm"), ("self_attn_out_norm", "post_attention_layernorm"),
-                     ("mlp_norm", "pre_feedforward_layernorm"), ("mlp_out_norm", "post_feedforward_layernorm")]
+        before = [("self_attn_norm", "input_layernorm")]
+        after = [("self_attn_out_norm", "post_attention_layernorm"), ("mlp_out_norm", "post_feedforward_layernorm")]
+        names = {  # the block's norms: before each sub-layer (Llama), before and after (Gemma 2), after (OLMo 2)
+            "pre": [*before, ("mlp_norm", "post_attention_layernorm")],
+            "sandwich": [*before, ("mlp_norm", "pre_feedforward_layernorm"), *after],
+            "output": after,
+        }[norm_position]
         names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
         names += [(f"mlp.{p}", f"mlp.{p}") for p in ("gate_proj", "up_proj", "down_proj")]
         names += [(f"self_attn.{p}", f"self_attn.{p}") for p in ("q_norm", "k_norm") if qk_norm]  # Qwen3's
@@ -297,9 +313,9 @@ _HEADS = {
 }
 
 
-#: transformers' class name -> (family, head); Gemma 3 has no token-classification head
+#: transformers' class name -> (family, head)
 _HF_CLASSES = {_hf_class_name(family, head): (family, head) for family in FAMILIES for head in _HEADS
-               if (family, head) != ("Gemma3", "ForTokenClassification")}
+               if (family, head) not in _MISSING_HEADS}
 
 
 def _norm_gains(mapping: dict, shift: float) -> dict:
@@ -341,9 +357,8 @@ def _from_hf(hf_model, **overrides):
     state = hf_model.state_dict()
     if family == "Phi3":
         state = _unpack_phi3(state, config, hf_prefix)
-    sandwich = config.norm_position == "sandwich"
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm,
-                                       sandwich), **head}, state, True)
+                                       config.norm_position), **head}, state, True)
     transforms = _norm_gains(mapping, 1.0) if family.startswith("Gemma") else None
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
@@ -366,7 +381,7 @@ def to_llama(mini_model):
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,
-                                       mini_model.config.qk_norm, mini_model.config.norm_position == "sandwich"),
+                                       mini_model.config.qk_norm, mini_model.config.norm_position),
                             **head}, state, False)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
     if family == "Phi3":

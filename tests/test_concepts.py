@@ -298,10 +298,11 @@ def test_normalised_activations_have_unit_scale_per_token(norm_type):
 # ------------------------------------------------------------------------------------------------- blocks
 
 
-@pytest.mark.parametrize("norm_position", ["pre", "post"])
+@pytest.mark.parametrize("norm_position", ["pre", "post", "sandwich", "output"])
 def test_block_residual_and_norm_placement(norm_position):
-    """With its sub-layers silenced, a pre-norm block is the identity (the residual path is untouched);
-    a post-norm block normalises after each residual sum, so it returns norm(norm(x))."""
+    """With its sub-layers silenced, a pre-, sandwich- or output-norm block is the identity (the residual path is
+    untouched: a norm of the sub-layer's zero output adds zero); a post-norm block normalises after each residual sum,
+    so it returns norm(norm(x))."""
     config = tiny_gpt_config(norm_position=norm_position)
     block = MiniBlock(config, layer_idx=0, is_causal=True).eval()
     with torch.no_grad():
@@ -310,7 +311,7 @@ def test_block_residual_and_norm_placement(norm_position):
             projection.bias.zero_()
         x = 3.0 + 2.0 * torch.randn(2, 5, config.hidden_size)
         y = block(x)
-        if norm_position == "pre":
+        if norm_position != "post":
             torch.testing.assert_close(y, x)
         else:
             norm = build_norm(config)

@@ -299,6 +299,8 @@ BACKEND_CONFIGS = [
     dict(position_embedding_type="none", num_key_value_heads=1),
     dict(norm_position="post", norm_type="rmsnorm", hidden_act="swiglu"),
     dict(norm_type="rmsnorm", hidden_act="geglu", attention_bias=False, mlp_bias=False),
+    dict(norm_position="output", norm_type="rmsnorm", position_embedding_type="rotary", qk_norm=True,
+         qk_norm_scope="all_heads"),
 ]
 
 

@@ -631,3 +631,63 @@ def test_bad_nope_layers_raise_naming_the_field(options, match):
     with pytest.raises(ValueError, match=match):
         modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                     **options)
+
+
+#: OLMo 3's rotations: a stretched base 100 on its full layer, base 10 on its sliding ones
+OLMO3 = {"sliding_window": 4, "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                                      "rope_theta": 100.0},
+                                                   "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}}}
+
+
+def build_olmo(family: str, head: str, **kw):
+    """A random OLMo 2 or OLMo 3 (4 layers: OLMo 3 slides on the first three), norms and biases perturbed."""
+    import transformers
+
+    options = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64, "pad_token_id": 0,
+               "bos_token_id": 1, "eos_token_id": 2, "num_labels": 3, **(copy.deepcopy(OLMO3) if family == "Olmo3"
+                                                                        else {}), **kw}
+    config = getattr(transformers, f"{family}Config")(**options)
+    return perturb_norms_and_biases(getattr(transformers, f"{family}{head}")(config))
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize("head", ["Model", "ForCausalLM", "ForSequenceClassification"])
+@pytest.mark.parametrize("family", ["Olmo2", "Olmo3"])
+def test_olmo_converts_exactly_with_output_norms(family, head, impl):
+    """OLMo 2: norms on the sub-layers' outputs only (``norm_position="output"``), one query-key norm over all heads
+    (``qk_norm_scope="all_heads"``); OLMo 3 also slides on three layers in four, with their own rotary base."""
+    hf = build_olmo(family, head)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    config = mini.config
+    assert (config.norm_position, config.qk_norm, config.qk_norm_scope) == ("output", True, "all_heads")
+    assert config.sliding_rope_theta == (10.0 if family == "Olmo3" else None)
+    ids, mask = padded_batch(length=12)
+    assert_same_outputs(hf, mini, ids, mask)
+    block = mini.base_model.layers[0]
+    assert block.self_attn_norm is None and block.mlp_norm is None
+    assert block.self_attn.q_norm.weight.shape == (32,) and block.self_attn.k_norm.weight.shape == (16,)
+    back = to_hf(mini)
+    assert type(back) is type(hf)
+    assert_same_tensors(hf, back)
+
+
+def test_olmo_generates_and_trains_the_same_and_what_it_cannot_express_raises():
+    hf = build_olmo("Olmo3", "ForCausalLM")
+    mini = from_hf(hf)
+    ids, mask = padded_batch(length=12)
+    assert_same_generation(hf, mini, ids, mask)
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    tagger = modeling_mini.MiniGPTForTokenClassification(mini.config)
+    with pytest.raises(ValueError, match="Olmo3 has no TokenClassification head"):
+        to_hf(tagger)
+    per_head = from_hf(build_olmo("Olmo2", "Model"))
+    per_head.config.qk_norm_scope = "head"
+    with pytest.raises(ValueError, match="Olmo2 needs `qk_norm_scope='all_heads'`"):
+        to_hf(per_head)
+    with pytest.raises(ValueError, match="`qk_norm_scope` must be one of 'head', 'all_heads'"):
+        modeling_mini.MiniGPTConfig(qk_norm=True, qk_norm_scope="heads")
+    with pytest.raises(ValueError, match="`norm_position` must be one of 'pre', 'post', 'sandwich', 'output'"):
+        modeling_mini.MiniGPTConfig(norm_position="peri")
