@@ -56,6 +56,17 @@ def assert_same_generation(hf, mini, ids, mask):
         torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
 
 
+def assert_generates_and_trains_the_same(hf, length: int = 9):
+    """``from_hf(hf)`` (a causal LM) gives ``hf``'s greedy and beam tokens on a left-padded batch and changes the same
+    weights by the same amount in one training step; returns it with the batch."""
+    mini = from_hf(hf)
+    ids, mask = padded_batch(length=length)
+    assert_same_generation(hf, mini, ids, mask)
+    labels = ids.masked_fill(mask == 0, -100)
+    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    return mini, ids, mask
+
+
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
 @pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
 def test_outputs_match_on_a_left_padded_batch(cls, impl):
@@ -277,11 +288,7 @@ def test_gemma_converts_exactly(head, impl):
 
 def test_gemma_generates_and_trains_the_same():
     hf = build_gemma("ForCausalLM")
-    mini = from_hf(hf)
-    ids, mask = padded_batch()
-    assert_same_generation(hf, mini, ids, mask)
-    labels = ids.masked_fill(mask == 0, -100)
-    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini, _, _ = assert_generates_and_trains_the_same(hf)
     mini.config.mlp_bias = True
     with pytest.raises(ValueError, match="Gemma.*mlp_bias=False"):
         to_hf(mini)
@@ -452,11 +459,7 @@ def test_gemma2_converts_exactly(head):
 
 def test_gemma2_generates_and_trains_the_same_and_sdpa_refuses_softcapping():
     hf = build_gemma2("ForCausalLM")
-    mini = from_hf(hf)
-    ids, mask = padded_batch(length=12)
-    assert_same_generation(hf, mini, ids, mask)
-    labels = ids.masked_fill(mask == 0, -100)
-    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini, _, _ = assert_generates_and_trains_the_same(hf, length=12)
     with pytest.raises(ValueError, match="sdpa.*attention_softcap"):
         mini.set_attn_implementation("sdpa")
     capped = modeling_mini.MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
@@ -603,11 +606,7 @@ def test_smollm3_converts_exactly_with_layers_without_positions(head, impl, wind
 
 def test_smollm3_generates_trains_compiles_and_reloads(tmp_path):
     hf = build_smollm3("ForCausalLM")
-    mini = from_hf(hf)
-    ids, mask = padded_batch(length=12)
-    assert_same_generation(hf, mini, ids, mask)
-    labels = ids.masked_fill(mask == 0, -100)
-    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini, ids, mask = assert_generates_and_trains_the_same(hf, length=12)
     mini.eval()
     compiled = torch.compile(mini, backend="eager", fullgraph=True)
     with torch.no_grad():
@@ -675,11 +674,7 @@ def test_olmo_converts_exactly_with_output_norms(family, head, impl):
 
 def test_olmo_generates_and_trains_the_same_and_what_it_cannot_express_raises():
     hf = build_olmo("Olmo3", "ForCausalLM")
-    mini = from_hf(hf)
-    ids, mask = padded_batch(length=12)
-    assert_same_generation(hf, mini, ids, mask)
-    labels = ids.masked_fill(mask == 0, -100)
-    assert_one_training_step_matches(hf, mini, dict(input_ids=ids, attention_mask=mask, labels=labels))
+    mini, _, _ = assert_generates_and_trains_the_same(hf, length=12)
     tagger = modeling_mini.MiniGPTForTokenClassification(mini.config)
     with pytest.raises(ValueError, match="Olmo3 has no TokenClassification head"):
         to_hf(tagger)
