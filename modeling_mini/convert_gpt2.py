@@ -76,7 +76,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         if getattr(config, field) != value:
             raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, "GPT-2")
-    if any(config.layer_sliding_window(i) is not None for i in range(config.num_hidden_layers)):
+    if "sliding_attention" in config.layer_types:
         raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
     if is_gated(config.hidden_act):

@@ -135,23 +135,25 @@ def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
     )
 
 
-def _mapping(config, mini: str, hf: str, head: dict) -> dict:
-    """{mini key: ModernBERT key}, the backbone's and ``head``'s; ``Wi`` is named for both halves of our gated
-    feed-forward (split by the caller)."""
-    mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embeddings.tok_embeddings.weight",
-               f"{mini}embeddings.norm.weight": f"{hf}embeddings.norm.weight",
-               f"{mini}norm.weight": f"{hf}final_norm.weight"}
+def _mapping(config, head_name: str) -> dict:
+    """{mini key: ModernBERT key} for the class ``ModernBert<head_name>``: the backbone's (under ``model.`` in both,
+    but for the bare backbone) and its head's; ``Wi`` is named for both halves of our gated feed-forward (split by
+    the caller)."""
+    prefix = "" if head_name == "Model" else "model."
+    mapping = {f"{prefix}embeddings.embed_tokens.weight": f"{prefix}embeddings.tok_embeddings.weight",
+               f"{prefix}embeddings.norm.weight": f"{prefix}embeddings.norm.weight",
+               f"{prefix}norm.weight": f"{prefix}final_norm.weight"}
     for i in range(config.num_hidden_layers):
-        m, h = f"{mini}layers.{i}.", f"{hf}layers.{i}."
-        mapping |= {f"{m}self_attn.qkv_proj.weight": f"{h}attn.Wqkv.weight",
-                    f"{m}self_attn.o_proj.weight": f"{h}attn.Wo.weight",
-                    f"{m}mlp_norm.weight": f"{h}mlp_norm.weight",
-                    f"{m}mlp.gate_proj.weight": f"{h}mlp.Wi.weight",
-                    f"{m}mlp.up_proj.weight": f"{h}mlp.Wi.weight",
-                    f"{m}mlp.down_proj.weight": f"{h}mlp.Wo.weight"}
+        layer = f"{prefix}layers.{i}."
+        mapping |= {f"{layer}self_attn.qkv_proj.weight": f"{layer}attn.Wqkv.weight",
+                    f"{layer}self_attn.o_proj.weight": f"{layer}attn.Wo.weight",
+                    f"{layer}mlp_norm.weight": f"{layer}mlp_norm.weight",
+                    f"{layer}mlp.gate_proj.weight": f"{layer}mlp.Wi.weight",
+                    f"{layer}mlp.up_proj.weight": f"{layer}mlp.Wi.weight",
+                    f"{layer}mlp.down_proj.weight": f"{layer}mlp.Wo.weight"}
         if i > 0:  # the first block's attention reads the normalised embeddings directly
-            mapping[f"{m}self_attn_norm.weight"] = f"{h}attn_norm.weight"
-    mapping |= head
+            mapping[f"{layer}self_attn_norm.weight"] = f"{layer}attn_norm.weight"
+    mapping |= _PAIRS[head_name][1]
     biases = {"norm": config.norm_bias, "self_attn.": config.attention_bias, "mlp.": config.mlp_bias,
               "transform.dense": config.head_bias}
     for ours, theirs in list(mapping.items()):
@@ -190,14 +192,13 @@ _PAIRS = {
 
 def _from_hf(hf_model, **overrides):
     head_name = type(hf_model).__name__.removeprefix("ModernBert")
-    mini_cls, head, pooler = _PAIRS[head_name]
+    mini_cls, _, pooler = _PAIRS[head_name]
     if head_name == "ForQuestionAnswering" and hf_model.config.num_labels != 2:
         raise ValueError(f"ModernBertForQuestionAnswering needs `num_labels=2` (start, end); got "
                          f"{hf_model.config.num_labels}.")
     config = mini_config_from_modernbert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    prefix = "" if head_name == "Model" else "model."  # the backbone's, in both
-    mapping = _mapping(config, prefix, prefix, head)
+    mapping = _mapping(config, head_name)
     return load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, _halves(mapping))
 
 
@@ -205,7 +206,7 @@ def to_modernbert(mini_model):
     """The ModernBERT model equivalent to a MiniEncoder with ModernBERT's layout; ``convert.to_hf`` calls it for
     encoders with rotary positions."""
     head_name = next(name for name, (cls, _, _) in _PAIRS.items() if cls is type(mini_model))
-    _, head, pooler = _PAIRS[head_name]
+    pooler = _PAIRS[head_name][2]
     config = modernbert_config_from_mini(mini_model.config)
     if head_name not in ("Model", "ForMaskedLM") and not mini_model.config.head_transform:
         raise ValueError(f"ModernBERT's {head_name.removeprefix('For')} head transforms the hidden states first: it "
@@ -214,8 +215,7 @@ def to_modernbert(mini_model):
         raise ValueError(f"ModernBert{head_name} {'needs' if pooler else 'has no'} pooler: build the backbone with "
                          f"`add_pooler={pooler}`.")
     config._attn_implementation = mini_model.config._attn_implementation
-    prefix = "" if head_name == "Model" else "model."
-    mapping = _mapping(mini_model.config, prefix, prefix, head)
+    mapping = _mapping(mini_model.config, head_name)
     state = mini_model.state_dict()
     hf_state = {}
     for ours, theirs in mapping.items():
