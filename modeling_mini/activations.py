@@ -21,6 +21,9 @@ heads use it for binary outputs (spam / not spam): one logit, ``problem_type="mu
 and ``num_labels=1``, trained with binary cross-entropy; :func:`binary_probability` turns the logit into the
 probability of the positive class.
 
+The encoder's **pooler** (``modeling_encoder.MiniPooler``) squashes its summary vector with ``tanh`` (BERT) or
+``relu`` (DistilBERT's classification head): :data:`POOLER_ACTIVATIONS`.
+
 The functions themselves come from ``transformers.activations.ACT2FN``: the package names them, it does not
 re-implement them.
 """
@@ -42,6 +45,9 @@ ACTIVATIONS: dict[str, tuple[str, bool]] = {
 }
 
 
+#: Allowed ``pooler_activation`` values (the encoder pooler's function after its dense layer) -> the name in ``ACT2FN``.
+POOLER_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu"}
+
 #: Other names transformers' configs use for the functions above; the converters read HF configs through it.
 HF_ALIASES: dict[str, str] = {"swish": "silu", "gelu_pytorch_tanh": "gelu_new"}
 
@@ -51,6 +57,14 @@ def get_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"`hidden_act` must be one of {', '.join(map(repr, ACTIVATIONS))}; got {name!r}.")
     return ACT2FN[ACTIVATIONS[name][0]]
+
+
+def get_pooler_activation(name: str) -> nn.Module:
+    """The module for ``pooler_activation=name`` (the encoder pooler's function after its dense layer)."""
+    if name not in POOLER_ACTIVATIONS:
+        allowed = ", ".join(map(repr, POOLER_ACTIVATIONS))
+        raise ValueError(f"`pooler_activation` must be one of {allowed}; got {name!r}.")
+    return ACT2FN[POOLER_ACTIVATIONS[name]]
 
 
 def is_gated(name: str) -> bool:

@@ -17,7 +17,7 @@ Every bad value raises ``ValueError`` naming the field and what is allowed.
 
 from transformers import PreTrainedConfig
 
-from .activations import ACTIVATIONS, is_gated
+from .activations import ACTIVATIONS, POOLER_ACTIVATIONS, is_gated
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
@@ -550,6 +550,9 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
             before its classifier, and the pooler is that transform instead of BERT's dense -> tanh (ModernBERT).
         classifier_pooling: what the pooler reads: ``"cls"``, the first token (BERT), or ``"mean"``, the average of
             the real tokens (ModernBERT's option).
+        pooler_activation: the function after the pooler's dense layer, ``"tanh"`` (BERT) or ``"relu"``
+            (DistilBERT's ``pre_classifier``); with ``head_transform`` the pooler is that transform and applies
+            ``hidden_act`` instead, so this must stay ``"tanh"``.
         sliding_window: ``None`` (every token sees the whole input), or how far a token sees on either side in a
             *sliding-window* (local) layer: the tokens at most ``sliding_window`` positions away (ModernBERT: 64, its
             128-token local attention). The cost of such a layer grows with the length times the window, not the
@@ -583,6 +586,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         head_bias: bool = True,
         head_transform: bool = False,
         classifier_pooling: str = "cls",
+        pooler_activation: str = "tanh",
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
@@ -593,6 +597,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         self.head_bias = head_bias
         self.head_transform = head_transform
         self.classifier_pooling = classifier_pooling
+        self.pooler_activation = pooler_activation
         self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
@@ -622,6 +627,11 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
+        _check_choice("pooler_activation", self.pooler_activation, tuple(POOLER_ACTIVATIONS))
+        if self.head_transform and self.pooler_activation != "tanh":
+            raise ValueError("`pooler_activation` sets the dense pooler's function; with `head_transform=True` the "
+                             "pooler is the head transform (it applies `hidden_act`): leave "
+                             f"`pooler_activation='tanh'`; got {self.pooler_activation!r}.")
         if self.pad_aware_positions and (self.pad_token_id is None or self.position_offset < 1):
             raise ValueError(
                 "`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs a "

@@ -65,16 +65,20 @@ def mini_config_from_bert(hf: BertConfig, add_pooler: bool = True, **overrides) 
     return MiniEncoderConfig(**kwargs)
 
 
-def bert_config_from_mini(config: MiniEncoderConfig) -> BertConfig:
-    """The BERT config for a MiniEncoder config; ``ValueError`` naming the first option BERT cannot express."""
+def bert_config_from_mini(config: MiniEncoderConfig, pooler: bool = False) -> BertConfig:
+    """The BERT config for a MiniEncoder config; ``ValueError`` naming the first option BERT cannot express.
+    ``pooler``: whether the exported model has a pooler (then it must be BERT's dense + tanh)."""
     if config.pad_aware_positions or config.position_offset:
         raise ValueError("BERT numbers positions 0, 1, ... over every token: it needs `pad_aware_positions=False` and "
                          "`position_offset=0` (a model with RoBERTa's numbering exports to RoBERTa).")
-    return BertConfig(**bert_layout_kwargs(config))
+    return BertConfig(**bert_layout_kwargs(config, pooler=pooler))
 
 
-def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
-    """The config arguments of BERT's layout (shared by RoBERTa), after checking ``config`` has that layout."""
+def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_activation: str | None = None) -> None:
+    """``ValueError`` unless ``config`` has BERT's layer layout (shared by RoBERTa and DistilBERT): learned positions,
+    post-norm LayerNorm with shifts, a normalised embedding sum, biases everywhere, one plain feed-forward, whole-input
+    attention, BERT's head shapes. ``pooler_activation``: the pooler function the exported model applies, if it has
+    a pooler."""
     required = {
         "position_embedding_type": "learned",
         "norm_type": "layernorm",
@@ -91,17 +95,24 @@ def bert_layout_kwargs(config: MiniEncoderConfig) -> dict:
         "mlp_bias": True,
         "activation_dropout": 0.0,
     }
+    if pooler_activation is not None:
+        required["pooler_activation"] = pooler_activation
     for field, value in required.items():
         if getattr(config, field) != value:
-            raise ValueError(f"BERT needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+            raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    check_standard_heads(config, family)
+    if "sliding_attention" in config.layer_types:
+        raise ValueError(f"{family} attends to the whole input: it needs `sliding_window=None` (or no "
+                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
+    if is_gated(config.hidden_act):
+        raise ValueError(f"{family} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+
+
+def bert_layout_kwargs(config: MiniEncoderConfig, pooler: bool = False) -> dict:
+    """The config arguments of BERT's layout (shared by RoBERTa), after checking ``config`` has that layout."""
+    check_bert_layout(config, pooler_activation="tanh" if pooler else None)
     if config.type_vocab_size < 1:
         raise ValueError("BERT needs `type_vocab_size >= 1` (it always adds segment embeddings); this model has 0.")
-    check_standard_heads(config, "BERT")
-    if "sliding_attention" in config.layer_types:
-        raise ValueError("BERT attends to the whole input: it needs `sliding_window=None` (or no 'sliding_attention' "
-                         f"in `layer_types`); this model has {config.sliding_window!r}.")
-    if is_gated(config.hidden_act):
-        raise ValueError(f"BERT has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return dict(
         layer_norm_eps=config.layer_norm_eps,
@@ -194,11 +205,15 @@ def _to_hf(mini_model):
         from .convert_roberta import to_roberta
 
         return to_roberta(mini_model)
+    if mini_model.config.type_vocab_size == 0:  # no segments: DistilBERT's layout
+        from .convert_distilbert import to_distilbert
+
+        return to_distilbert(mini_model)
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     _, hf_cls, head, pooler = _PAIRS[name]
     if pooler is None:
         pooler = mini_model.pooler is not None
-    config = bert_config_from_mini(mini_model.config)
+    config = bert_config_from_mini(mini_model.config, pooler=mini_model.base_model.pooler is not None)
     config._attn_implementation = mini_model.config._attn_implementation
     mini_prefix, hf_prefix = _prefixes(type(mini_model))
     mapping = {**_backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, pooler), **head}

@@ -56,8 +56,10 @@ def mini_config_from_roberta(hf: RobertaConfig, add_pooler: bool = True, **overr
     return mini_config_from_bert(hf, add_pooler=add_pooler, **overrides)
 
 
-def roberta_config_from_mini(config: MiniEncoderConfig, config_class=RobertaConfig) -> RobertaConfig:
-    """The RoBERTa config for a MiniEncoder config; ``ValueError`` naming the first option RoBERTa cannot express."""
+def roberta_config_from_mini(config: MiniEncoderConfig, config_class=RobertaConfig,
+                             pooler: bool = False) -> RobertaConfig:
+    """The RoBERTa config for a MiniEncoder config; ``ValueError`` naming the first option RoBERTa cannot express.
+    ``pooler``: whether the exported model has a pooler or a classification head's dense + tanh."""
     if not config.pad_aware_positions or config.pad_token_id is None:
         raise ValueError("RoBERTa needs `pad_aware_positions=True` (positions count only real tokens).")
     if config.position_offset != config.pad_token_id + 1:
@@ -66,7 +68,7 @@ def roberta_config_from_mini(config: MiniEncoderConfig, config_class=RobertaConf
     if config.hidden_act != "gelu":
         raise ValueError(f"RoBERTa's masked-LM head applies gelu: `hidden_act` must be 'gelu'; "
                          f"got {config.hidden_act!r}.")
-    return config_class(**bert_layout_kwargs(config))
+    return config_class(**bert_layout_kwargs(config, pooler=pooler))
 
 
 _MLM_HEAD = {
@@ -145,7 +147,8 @@ def to_roberta(mini_model, family: str = "Roberta"):
     backbone_pooler = _HEADS[head_name][2]
     if backbone_pooler is None:
         backbone_pooler = mini_model.pooler is not None
-    config = roberta_config_from_mini(mini_model.config, config_class)
+    has_pooler = mini_model.base_model.pooler is not None
+    config = roberta_config_from_mini(mini_model.config, config_class, pooler=has_pooler)
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in

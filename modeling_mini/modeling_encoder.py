@@ -31,7 +31,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils.output_capturing import capture_outputs
 
-from .activations import get_activation
+from .activations import get_activation, get_pooler_activation
 from .attention import MiniAttention
 from .blocks import MiniBlock
 from .configuration_mini import MiniEncoderConfig
@@ -84,6 +84,7 @@ class MiniPooler(nn.Module):
 
     BERT's (the default): ``tanh(W h_0 + b)`` over the first token (``[CLS]``). Every token sees the whole input in
     an encoder, so the first one can stand for it; the dense layer is trained by the sentence-level heads.
+    ``pooler_activation="relu"`` makes it DistilBERT's ``relu(W h_0 + b)`` (its classifier's ``pre_classifier``).
     ``classifier_pooling="mean"`` averages the real tokens' states instead (padding left out), and ``head_transform``
     (ModernBERT) passes the pooled vector through a :class:`MiniHeadTransform` instead of dense and tanh."""
 
@@ -93,7 +94,7 @@ class MiniPooler(nn.Module):
         self.transform = MiniHeadTransform(config) if config.head_transform else None
         if self.transform is None:
             self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-            self.activation = nn.Tanh()
+            self.activation = get_pooler_activation(config.pooler_activation)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) -> (B, D)."""
