@@ -88,6 +88,7 @@ def gpt_checks():
                              layer_types=["sliding_attention", "full_attention", "sliding_attention"],
                              norm_type="rmsnorm", norm_position="sandwich", qk_norm=True, scale_embeddings=True,
                              hidden_act="geglu_tanh")),
+        ("neox-like", dict(position_embedding_type="rotary", partial_rotary_factor=0.25, parallel_residual=True)),
     ):
         for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 

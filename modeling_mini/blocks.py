@@ -14,6 +14,11 @@ only has to learn a *change* to the residual stream. ``norm_position`` chooses w
     sandwich  (Gemma 2):                     x = x + dropout(norm_out(sublayer(norm(x))))
     output    (OLMo 2):                      x = x + dropout(norm_out(sublayer(x)))
 
+``parallel_residual`` (GPT-NeoX, Pythia) runs the attention and the feed-forward side by side on the same input,
+each behind its own pre-norm, instead of one after the other:
+
+    parallel:  x = x + dropout(attn(norm1(x))) + dropout(mlp(norm2(x)))
+
 What makes a block an *encoder* block or a *decoder* block is only ``is_causal`` (may a token see the
 tokens after it?) and whether it has cross-attention: the families differ by flags, not by code.
 """
@@ -71,6 +76,7 @@ class MiniBlock(GradientCheckpointingLayer):
         self.mlp_norm = build_norm(config) if input_norms else None
         self.mlp_out_norm = build_norm(config) if output_norms else None
         self.dropout = nn.Dropout(config.hidden_dropout)
+        self.parallel = config.parallel_residual
 
     def _residual(self, x: torch.Tensor, norm: nn.Module | None, sublayer: Callable[[torch.Tensor], torch.Tensor],
                   out_norm: nn.Module | None = None):
@@ -100,6 +106,12 @@ class MiniBlock(GradientCheckpointingLayer):
         **kwargs,
     ) -> torch.Tensor:
         """(B, T, D) -> (B, T, D). Tensors that need gradients are positional (gradient checkpointing)."""
+        if self.parallel:  # both sub-layers read the block's input; summed in GPT-NeoX's order: mlp + attn + x
+            norm = self.self_attn_norm
+            attn = self.self_attn(norm(hidden_states) if norm is not None else hidden_states,
+                                  attention_mask=attention_mask, position_embeddings=position_embeddings, cache=cache,
+                                  **kwargs)[0]
+            return self._dropout(self.mlp(self.mlp_norm(hidden_states))) + self._dropout(attn) + hidden_states
         hidden_states = self._residual(
             hidden_states,
             self.self_attn_norm,

@@ -160,6 +160,11 @@ class MiniConfig(PreTrainedConfig):
         norm_bias: LayerNorm's learned shift (``layernorm`` only; ``rmsnorm`` never has one). ModernBERT drops it.
         skip_first_attention_norm: the first block of each stack feeds its self-attention the residual stream as it
             is, without a norm of its own (pre-norm only). ModernBERT does so: its embeddings are normalised already.
+        parallel_residual: the attention and the feed-forward of a block both read the block's input, each through
+            its own norm, and both outputs join the residual stream at once, ``x + attn(norm1(x)) + mlp(norm2(x))``
+            (GPT-NeoX / Pythia; pre-norm, no cross-attention). The two sub-layers no longer wait for each other, so a
+            tensor-parallel run needs one all-reduce per block instead of two; the feed-forward no longer sees this
+            block's attention output.
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
         final_norm: normalise the output of the last block; ``None`` means "yes, unless post-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
@@ -213,6 +218,7 @@ class MiniConfig(PreTrainedConfig):
         layer_norm_eps: float = 1e-5,
         norm_bias: bool = True,
         skip_first_attention_norm: bool = False,
+        parallel_residual: bool = False,
         embedding_norm: bool = False,
         final_norm: bool | None = None,
         scale_embeddings: bool = False,
@@ -254,6 +260,7 @@ class MiniConfig(PreTrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.norm_bias = norm_bias
         self.skip_first_attention_norm = skip_first_attention_norm
+        self.parallel_residual = parallel_residual
         self.embedding_norm = embedding_norm
         self.final_norm = (norm_position != "post") if final_norm is None else final_norm
         self.scale_embeddings = scale_embeddings
@@ -354,7 +361,10 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
-                            "skip_first_attention_norm"))
+                            "skip_first_attention_norm", "parallel_residual"))
+        if self.parallel_residual and self.norm_position != "pre":
+            raise ValueError("`parallel_residual=True` feeds both sub-layers the normalised block input: it needs "
+                             f"`norm_position='pre'`; got {self.norm_position!r}.")
         if self.skip_first_attention_norm and self.norm_position not in ("pre", "sandwich"):
             raise ValueError("`skip_first_attention_norm=True` removes the first block's norm before self-attention: "
                              f"it needs `norm_position` 'pre' or 'sandwich'; got {self.norm_position!r}.")
@@ -510,6 +520,9 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
+        if self.parallel_residual and self.add_cross_attention:
+            raise ValueError("`parallel_residual=True` has no place for a cross-attention sub-layer: it needs "
+                             "`add_cross_attention=False`.")
         _check_optional_positive_number("final_logit_softcap", self.final_logit_softcap)
         nope = self.nope_layers
         if nope is not None:
@@ -728,6 +741,9 @@ class MiniSeq2SeqConfig(MiniConfig):
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias"))
+        if self.parallel_residual:
+            raise ValueError("`parallel_residual=True` has no place for the decoder's cross-attention: a seq2seq model "
+                             "needs `parallel_residual=False`.")
         if self.is_encoder_decoder is not True:
             raise ValueError(
                 f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}."

@@ -22,8 +22,8 @@ import importlib
 import torch
 from torch import nn
 
-_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_bert", "convert_roberta", "convert_distilbert",
-                      "convert_modernbert", "convert_bart")
+_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_bert", "convert_roberta",
+                      "convert_distilbert", "convert_modernbert", "convert_bart")
 
 
 def _tables() -> tuple[dict, dict]:

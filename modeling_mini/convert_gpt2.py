@@ -155,7 +155,12 @@ def _from_hf(hf_model, **overrides):
 
 
 def _to_hf(mini_model):
-    if mini_model.config.position_embedding_type == "rotary":  # GPT-2 has learned positions; Llama has rotary ones
+    config = mini_model.config
+    if config.parallel_residual or (config.position_embedding_type == "rotary" and config.norm_type == "layernorm"):
+        from .convert_gpt_neox import to_gpt_neox  # rotary positions with LayerNorm: GPT-NeoX's layout
+
+        return to_gpt_neox(mini_model)
+    if config.position_embedding_type == "rotary":  # GPT-2 has learned positions; Llama has rotary ones
         from .convert_llama import to_llama
 
         return to_llama(mini_model)

@@ -191,6 +191,8 @@ def write_model_card(
         "max_positions": cfg.get("max_position_embeddings", "?"),
         "norm_type": cfg.get("norm_type", "?"),
         "norm_position": cfg.get("norm_position", "?"),
+        "block_layout": ("parallel: attention and feed-forward read the same input (GPT-NeoX)"
+                         if cfg.get("parallel_residual") else "sequential: attention, then feed-forward"),
         "attention": _attention_summary(cfg, family),
         "base_model": base_model or "none (trained from scratch)",
         "datasets_prose": "\n".join(f"- {d}" for d in datasets) or "_not recorded_",

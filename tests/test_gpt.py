@@ -301,6 +301,7 @@ BACKEND_CONFIGS = [
     dict(norm_type="rmsnorm", hidden_act="geglu", attention_bias=False, mlp_bias=False),
     dict(norm_position="output", norm_type="rmsnorm", position_embedding_type="rotary", qk_norm=True,
          qk_norm_scope="all_heads"),
+    dict(position_embedding_type="rotary", partial_rotary_factor=0.5, parallel_residual=True),
 ]
 
 

@@ -456,6 +456,16 @@ def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_pat
     text = write_model_card(tmp_path, config=encoder, task="masked_lm", datasets=None, metrics=None,
                             hyperparameters=None).read_text()
     assert "| attention | bidirectional, sliding window of 64 tokens either side on 1 of 2 layers |" in text
+    assert "| blocks | sequential: attention, then feed-forward |" in text
+
+
+def test_model_card_describes_parallel_blocks(tmp_path):
+    from modeling_mini.hub import write_model_card
+
+    config = modeling_mini.MiniGPTConfig(**TINY, position_embedding_type="rotary", parallel_residual=True)
+    text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert "| blocks | parallel: attention and feed-forward read the same input (GPT-NeoX) |" in text
 
 
 def test_model_card_family_and_bad_input(tmp_path):
