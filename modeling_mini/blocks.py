@@ -17,7 +17,8 @@ only has to learn a *change* to the residual stream. ``norm_position`` chooses w
 ``parallel_residual`` (GPT-NeoX, Pythia) runs the attention and the feed-forward side by side on the same input,
 each behind its own pre-norm, instead of one after the other:
 
-    parallel:  x = x + dropout(attn(norm1(x))) + dropout(mlp(norm2(x)))
+    parallel:  x = x + dropout(attn(norm1(x))) + dropout(mlp(norm2(x)))     (norm2 is norm1 with
+               ``parallel_shared_norm``: Phi, GPT-J)
 
 What makes a block an *encoder* block or a *decoder* block is only ``is_causal`` (may a token see the
 tokens after it?) and whether it has cross-attention: the families differ by flags, not by code.
@@ -73,7 +74,8 @@ class MiniBlock(GradientCheckpointingLayer):
         self.cross_attn_norm = build_norm(config) if has_cross_attention and input_norms else None
         self.cross_attn_out_norm = build_norm(config) if has_cross_attention and output_norms else None
         self.mlp = MiniFeedForward(config)
-        self.mlp_norm = build_norm(config) if input_norms else None
+        shared = config.parallel_shared_norm  # a parallel block whose two sub-layers read one norm's output
+        self.mlp_norm = build_norm(config) if input_norms and not shared else None
         self.mlp_out_norm = build_norm(config) if output_norms else None
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.parallel = config.parallel_residual
@@ -108,10 +110,11 @@ class MiniBlock(GradientCheckpointingLayer):
         """(B, T, D) -> (B, T, D). Tensors that need gradients are positional (gradient checkpointing)."""
         if self.parallel:  # both sub-layers read the block's input; summed in GPT-NeoX's order: mlp + attn + x
             norm = self.self_attn_norm
-            attn = self.self_attn(norm(hidden_states) if norm is not None else hidden_states,
-                                  attention_mask=attention_mask, position_embeddings=position_embeddings, cache=cache,
-                                  **kwargs)[0]
-            return self._dropout(self.mlp(self.mlp_norm(hidden_states))) + self._dropout(attn) + hidden_states
+            normed = norm(hidden_states) if norm is not None else hidden_states
+            attn = self.self_attn(normed, attention_mask=attention_mask, position_embeddings=position_embeddings,
+                                  cache=cache, **kwargs)[0]
+            mlp_input = normed if self.mlp_norm is None else self.mlp_norm(hidden_states)  # one norm or two
+            return self._dropout(self.mlp(mlp_input)) + self._dropout(attn) + hidden_states
         hidden_states = self._residual(
             hidden_states,
             self.self_attn_norm,

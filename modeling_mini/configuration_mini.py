@@ -165,6 +165,8 @@ class MiniConfig(PreTrainedConfig):
             (GPT-NeoX / Pythia; pre-norm, no cross-attention). The two sub-layers no longer wait for each other, so a
             tensor-parallel run needs one all-reduce per block instead of two; the feed-forward no longer sees this
             block's attention output.
+        parallel_shared_norm: with ``parallel_residual``, one norm feeds both sub-layers, ``x + attn(norm(x)) +
+            mlp(norm(x))`` (Phi-1/1.5/2, GPT-J); without, each has its own (GPT-NeoX).
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
         final_norm: normalise the output of the last block; ``None`` means "yes, unless post-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
@@ -184,6 +186,8 @@ class MiniConfig(PreTrainedConfig):
             (or ``flex_attention``), and asking it for ``sdpa`` raises ``ValueError``.
         hidden_dropout / attention_dropout / classifier_dropout: dropout probabilities
             (``classifier_dropout=None`` uses ``hidden_dropout``).
+        embedding_dropout: dropout on the embeddings' output; ``None`` uses ``hidden_dropout`` (Phi-2 drops out
+            its sub-layers' outputs but not its embeddings).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
             (BART and Marian have it; 0 elsewhere).
         initializer_range: standard deviation of the normal weight initialisation.
@@ -219,6 +223,7 @@ class MiniConfig(PreTrainedConfig):
         norm_bias: bool = True,
         skip_first_attention_norm: bool = False,
         parallel_residual: bool = False,
+        parallel_shared_norm: bool = False,
         embedding_norm: bool = False,
         final_norm: bool | None = None,
         scale_embeddings: bool = False,
@@ -233,6 +238,7 @@ class MiniConfig(PreTrainedConfig):
         attention_dropout: float = 0.1,
         classifier_dropout: float | None = None,
         activation_dropout: float = 0.0,
+        embedding_dropout: float | None = None,
         initializer_range: float = 0.02,
         use_cache: bool = True,
         tie_word_embeddings: bool = True,
@@ -261,6 +267,7 @@ class MiniConfig(PreTrainedConfig):
         self.norm_bias = norm_bias
         self.skip_first_attention_norm = skip_first_attention_norm
         self.parallel_residual = parallel_residual
+        self.parallel_shared_norm = parallel_shared_norm
         self.embedding_norm = embedding_norm
         self.final_norm = (norm_position != "post") if final_norm is None else final_norm
         self.scale_embeddings = scale_embeddings
@@ -275,6 +282,7 @@ class MiniConfig(PreTrainedConfig):
         self.attention_dropout = attention_dropout
         self.classifier_dropout = classifier_dropout
         self.activation_dropout = activation_dropout
+        self.embedding_dropout = embedding_dropout
         self.initializer_range = initializer_range
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
@@ -361,7 +369,10 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
-                            "skip_first_attention_norm", "parallel_residual"))
+                            "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm"))
+        if self.parallel_shared_norm and not self.parallel_residual:
+            raise ValueError("`parallel_shared_norm=True` shares one norm between the two sub-layers of a parallel "
+                             "block: it needs `parallel_residual=True`.")
         if self.parallel_residual and self.norm_position != "pre":
             raise ValueError("`parallel_residual=True` feeds both sub-layers the normalised block input: it needs "
                              f"`norm_position='pre'`; got {self.norm_position!r}.")
@@ -387,8 +398,9 @@ class MiniConfig(PreTrainedConfig):
             _check_optional_positive_number(name, getattr(self, name))
         for name in ("hidden_dropout", "attention_dropout", "activation_dropout"):
             _check_probability(name, getattr(self, name))
-        if self.classifier_dropout is not None:
-            _check_probability("classifier_dropout", self.classifier_dropout)
+        for name in ("classifier_dropout", "embedding_dropout"):
+            if getattr(self, name) is not None:
+                _check_probability(name, getattr(self, name))
         if not (isinstance(self.layer_norm_eps, float) and self.layer_norm_eps > 0):
             raise ValueError(f"`layer_norm_eps` must be a positive float; got {self.layer_norm_eps!r}.")
         for name in ("pad_token_id",):
@@ -456,6 +468,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
             Off by default, as in GPT-2: a causal LM's pad token is usually its end-of-text token, which it must learn.
         final_logit_softcap: ``None``, or soft-cap the language-model head's logits, ``cap * tanh(logit / cap)``
             (Gemma 2): no score grows past ``cap``.
+        lm_head_bias: a bias in the language-model head (one per vocabulary entry), as Phi-1/1.5/2 have; never tied.
         sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens a token sees in a
             *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
             attention). Information still travels further through the stack, one window per layer, while the
@@ -489,12 +502,14 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         add_cross_attention: bool = False,
         freeze_padding_row: bool = False,
         final_logit_softcap: float | None = None,
+        lm_head_bias: bool = False,
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
         nope_layers: list[int] | None = None,
         **kwargs,
     ):
+        self.lm_head_bias = lm_head_bias
         self.nope_layers = list(nope_layers) if nope_layers is not None else None
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
@@ -519,7 +534,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
 
     def validate_architecture(self) -> None:
         super().validate_architecture()
-        _check_flags(self, ("add_cross_attention", "freeze_padding_row"))
+        _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias"))
         if self.parallel_residual and self.add_cross_attention:
             raise ValueError("`parallel_residual=True` has no place for a cross-attention sub-layer: it needs "
                              "`add_cross_attention=False`.")

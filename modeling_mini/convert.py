@@ -22,8 +22,8 @@ import importlib
 import torch
 from torch import nn
 
-_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_bert", "convert_roberta",
-                      "convert_distilbert", "convert_modernbert", "convert_bart")
+_CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_phi", "convert_bert",
+                      "convert_roberta", "convert_distilbert", "convert_modernbert", "convert_bart")
 
 
 def _tables() -> tuple[dict, dict]:
@@ -72,6 +72,22 @@ def check_standard_heads(config, family: str) -> None:
     if config.head_dim * config.num_attention_heads != config.hidden_size:
         raise ValueError(f"{family} needs `head_dim = hidden_size / num_attention_heads` = "
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
+
+
+def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> None:
+    """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
+    (GPT-NeoX, Phi), a bias in the language-model head (Phi) and an embedding dropout of its own (GPT-2, Phi)."""
+    extras = {
+        "parallel_residual": config.parallel_residual,
+        "parallel_shared_norm": config.parallel_shared_norm,
+        "lm_head_bias": getattr(config, "lm_head_bias", False),
+        "embedding_dropout": config.embedding_dropout not in (None, config.hidden_dropout),
+    }
+    for name, present in extras.items():
+        if present and name not in allow:
+            value = getattr(config, name, None)
+            reason = " (its embeddings drop out with `hidden_dropout`)" if name == "embedding_dropout" else ""
+            raise ValueError(f"{family} cannot express `{name}={value!r}`{reason}.")
 
 
 def rotary_options(rope: dict, hf_config, family: str) -> dict:

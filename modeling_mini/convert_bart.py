@@ -29,7 +29,7 @@ from transformers import (
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import check_standard_heads, load_mapped, separate_attention_projections
+from .convert import check_layout_extras, check_standard_heads, load_mapped, separate_attention_projections
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
@@ -110,6 +110,7 @@ def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) ->
         if getattr(config, field) != value:
             raise ValueError(f"{target} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, target)
+    check_layout_extras(config, target)
     if is_gated(config.hidden_act):
         raise ValueError(f"{target} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
 

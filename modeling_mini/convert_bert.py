@@ -19,7 +19,7 @@ from transformers import (
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniEncoderConfig
-from .convert import check_standard_heads, load_mapped, separate_attention_projections
+from .convert import check_layout_extras, check_standard_heads, load_mapped, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -101,6 +101,7 @@ def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_ac
         if getattr(config, field) != value:
             raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, family)
+    check_layout_extras(config, family)
     if "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to the whole input: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")

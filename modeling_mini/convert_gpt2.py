@@ -17,7 +17,7 @@ from transformers import (
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniGPTConfig
-from .convert import check_standard_heads, load_mapped
+from .convert import check_layout_extras, check_standard_heads, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -49,6 +49,7 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
         final_norm=True,
         layer_norm_eps=float(hf.layer_norm_epsilon),
         hidden_dropout=hf.resid_pdrop,
+        embedding_dropout=None if hf.embd_pdrop == hf.resid_pdrop else hf.embd_pdrop,
         attention_dropout=hf.attn_pdrop,
         classifier_dropout=getattr(hf, "classifier_dropout", None),
     )
@@ -76,6 +77,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         if getattr(config, field) != value:
             raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, "GPT-2")
+    check_layout_extras(config, "GPT-2", allow=("embedding_dropout",))
     if "sliding_attention" in config.layer_types:
         raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
@@ -91,7 +93,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         activation_function=config.hidden_act,
         layer_norm_epsilon=config.layer_norm_eps,
         resid_pdrop=config.hidden_dropout,
-        embd_pdrop=config.hidden_dropout,
+        embd_pdrop=config.hidden_dropout if config.embedding_dropout is None else config.embedding_dropout,
         attn_pdrop=config.attention_dropout,
         summary_first_dropout=config.hidden_dropout,
         classifier_dropout=config.classifier_dropout,
@@ -156,6 +158,10 @@ def _from_hf(hf_model, **overrides):
 
 def _to_hf(mini_model):
     config = mini_model.config
+    if config.parallel_shared_norm:  # parallel blocks reading one norm: Phi's layout
+        from .convert_phi import to_phi
+
+        return to_phi(mini_model)
     if config.parallel_residual or (config.position_embedding_type == "rotary" and config.norm_type == "layernorm"):
         from .convert_gpt_neox import to_gpt_neox  # rotary positions with LayerNorm: GPT-NeoX's layout
 

@@ -24,7 +24,13 @@ from transformers import (
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniGPTConfig
-from .convert import check_standard_heads, load_mapped, rotary_options, separate_attention_projections
+from .convert import (
+    check_layout_extras,
+    check_standard_heads,
+    load_mapped,
+    rotary_options,
+    separate_attention_projections,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -95,6 +101,7 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
         if getattr(config, field) != value:
             raise ValueError(f"GPT-NeoX needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, "GPT-NeoX")
+    check_layout_extras(config, "GPT-NeoX", allow=("parallel_residual",))
     if "sliding_attention" in config.layer_types:
         raise ValueError("GPT-NeoX attends to every earlier token: it needs `sliding_window=None` (or no "
                          f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")

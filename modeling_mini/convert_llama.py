@@ -28,6 +28,7 @@ import transformers
 
 from .configuration_mini import MiniGPTConfig
 from .convert import (
+    check_layout_extras,
     load_mapped,
     rope_parameters_per_layer_type,
     rotary_options,
@@ -207,6 +208,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     for field, value in required.items():
         if getattr(config, field) != value:
             raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    check_layout_extras(config, family)
     if family not in _SLIDING and "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
                          f"{config.sliding_window!r}.")

@@ -19,6 +19,7 @@ from transformers import ModernBertConfig
 from .activations import ACTIVATIONS
 from .configuration_mini import MiniEncoderConfig
 from .convert import (
+    check_layout_extras,
     check_standard_heads,
     load_mapped,
     rope_parameters_per_layer_type,
@@ -112,6 +113,7 @@ def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
         if getattr(config, field) != value:
             raise ValueError(f"ModernBERT needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
     check_standard_heads(config, "ModernBERT")
+    check_layout_extras(config, "ModernBERT")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"ModernBERT's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "

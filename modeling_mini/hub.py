@@ -191,8 +191,7 @@ def write_model_card(
         "max_positions": cfg.get("max_position_embeddings", "?"),
         "norm_type": cfg.get("norm_type", "?"),
         "norm_position": cfg.get("norm_position", "?"),
-        "block_layout": ("parallel: attention and feed-forward read the same input (GPT-NeoX)"
-                         if cfg.get("parallel_residual") else "sequential: attention, then feed-forward"),
+        "block_layout": _block_layout(cfg),
         "attention": _attention_summary(cfg, family),
         "base_model": base_model or "none (trained from scratch)",
         "datasets_prose": "\n".join(f"- {d}" for d in datasets) or "_not recorded_",
@@ -205,6 +204,15 @@ def write_model_card(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _block_layout(cfg: Mapping) -> str:
+    """How a block's sub-layers are wired, in words."""
+    if not cfg.get("parallel_residual"):
+        return "sequential: attention, then feed-forward"
+    if cfg.get("parallel_shared_norm"):
+        return "parallel: attention and feed-forward read the same normalised input (Phi)"
+    return "parallel: attention and feed-forward read the same input, each through a norm of its own (GPT-NeoX)"
 
 
 def _attention_summary(cfg: Mapping, family: str) -> str:

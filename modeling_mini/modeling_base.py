@@ -173,7 +173,8 @@ class MiniEmbeddings(nn.Module):
         self.embed_positions = build_absolute_positions(config)
         self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
         self.norm = build_norm(config) if config.embedding_norm else None
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        dropout = config.embedding_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
 
     def forward(
         self,

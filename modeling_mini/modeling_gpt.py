@@ -200,7 +200,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.model = MiniGPTModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models

@@ -319,18 +319,21 @@ def test_block_residual_and_norm_placement(norm_position):
             torch.testing.assert_close(y.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
 
 
-def test_parallel_block_feeds_both_sub_layers_the_same_input():
-    """``parallel_residual`` (GPT-NeoX): ``x + attn(norm1(x)) + mlp(norm2(x))``. The feed-forward reads the block's
-    input, not the attention's output; the sequential pre-norm block computes something else."""
-    config = tiny_gpt_config(parallel_residual=True, hidden_dropout=0.0)
+@pytest.mark.parametrize("shared", [False, True], ids=["two-norms", "one-norm"])
+def test_parallel_block_feeds_both_sub_layers_the_same_input(shared):
+    """``parallel_residual`` (GPT-NeoX): ``x + attn(norm1(x)) + mlp(norm2(x))``; with ``parallel_shared_norm`` (Phi)
+    ``norm2`` is ``norm1``. The feed-forward reads the block's input, not the attention's output; the sequential
+    pre-norm block computes something else."""
+    config = tiny_gpt_config(parallel_residual=True, parallel_shared_norm=shared, hidden_dropout=0.0)
     block = MiniBlock(config, layer_idx=0, is_causal=True).eval()
+    assert (block.mlp_norm is None) == shared
     x = torch.randn(2, 5, config.hidden_size)
     with torch.no_grad():
         attn = block.self_attn(block.self_attn_norm(x))[0]
-        expected = x + attn + block.mlp(block.mlp_norm(x))
+        expected = x + attn + block.mlp((block.self_attn_norm if shared else block.mlp_norm)(x))
         torch.testing.assert_close(block(x), expected)
         sequential = MiniBlock(tiny_gpt_config(hidden_dropout=0.0), layer_idx=0, is_causal=True).eval()
-        sequential.load_state_dict(block.state_dict())
+        sequential.load_state_dict(block.state_dict(), strict=not shared)  # one norm: the second stays fresh
         assert not torch.allclose(sequential(x), expected, atol=1e-4)
 
 

@@ -302,6 +302,7 @@ BACKEND_CONFIGS = [
     dict(norm_position="output", norm_type="rmsnorm", position_embedding_type="rotary", qk_norm=True,
          qk_norm_scope="all_heads"),
     dict(position_embedding_type="rotary", partial_rotary_factor=0.5, parallel_residual=True),
+    dict(position_embedding_type="rotary", parallel_residual=True, parallel_shared_norm=True, lm_head_bias=True),
 ]
 
 

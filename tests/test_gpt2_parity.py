@@ -124,3 +124,12 @@ def test_cross_attention_gpt2_converts_exactly(impl):
     labels = ids.masked_fill(mask == 0, -100)
     hf = cross_attention_gpt2(impl, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     assert_one_training_step_matches(hf, from_hf(hf), {**batch, "labels": labels})
+
+
+def test_an_embedding_dropout_of_its_own_travels_both_ways():
+    """GPT-2's `embd_pdrop` apart from its `resid_pdrop` is our `embedding_dropout`; equal, it is left as None."""
+    mini = from_hf(GPT2LMHeadModel(hf_config(embd_pdrop=0.0, resid_pdrop=0.1)))
+    assert (mini.config.hidden_dropout, mini.config.embedding_dropout) == (0.1, 0.0)
+    assert mini.model.embeddings.dropout.p == 0.0
+    assert (to_hf(mini).config.embd_pdrop, to_hf(mini).config.resid_pdrop) == (0.0, 0.1)
+    assert from_hf(GPT2LMHeadModel(hf_config(embd_pdrop=0.1, resid_pdrop=0.1))).config.embedding_dropout is None

@@ -465,7 +465,11 @@ def test_model_card_describes_parallel_blocks(tmp_path):
     config = modeling_mini.MiniGPTConfig(**TINY, position_embedding_type="rotary", parallel_residual=True)
     text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
                             hyperparameters=None).read_text()
-    assert "| blocks | parallel: attention and feed-forward read the same input (GPT-NeoX) |" in text
+    assert "| blocks | parallel: attention and feed-forward read the same input, each through a norm of its own" in text
+    config.parallel_shared_norm = True
+    text = write_model_card(tmp_path, config=config, task="causal_lm", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert "| blocks | parallel: attention and feed-forward read the same normalised input (Phi) |" in text
 
 
 def test_model_card_family_and_bad_input(tmp_path):
