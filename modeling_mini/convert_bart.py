@@ -1,6 +1,7 @@
-"""BART / Marian <-> MiniSeq2Seq: the config translation and the weight-name map (used through ``convert.py``).
+"""BART / Marian / mBART / Pegasus <-> MiniSeq2Seq: the config translation and the weight-name map (through
+``convert.py``).
 
-Both are post-norm encoder-decoders with biased projections, LayerNorm (eps 1e-5), no final norm and a
+BART and Marian are post-norm encoder-decoders with biased projections, LayerNorm (eps 1e-5), no final norm and a
 ``final_logits_bias``; they differ only in the embeddings:
 
 * **Marian** (the closest relative of the original Transformer): fixed sinusoidal positions in the
@@ -10,6 +11,15 @@ Both are post-norm encoder-decoders with biased projections, LayerNorm (eps 1e-5
 * **BART**: learned positions whose table starts at row 2 (BART's offset), kept whole as
   ``max_position_embeddings + 2`` rows with ``position_offset=2`` so export is exact; a LayerNorm on the
   summed embeddings (``embedding_norm=True``).
+
+mBART is BART made pre-norm, and Pegasus is Marian made pre-norm (both with shared embeddings): each sub-layer reads
+a normalised input (``norm_position="pre"``) and each stack ends in a norm of its own (``final_norm``, their
+``encoder.layer_norm`` / ``decoder.layer_norm``).
+
+mBART's own ``shift_tokens_right``, used when only ``labels`` are given, moves each label row's last real token (its
+language code or end token) to the front; ours starts every row with ``decoder_start_token_id``. They agree for
+mBART-50's layout (``[lang] text </s>``, start token ``</s>``); for mBART-cc25's (``text </s> [lang]``) pass
+``decoder_input_ids``.
 
 Not expressed, raising ``ValueError``: different encoder and decoder widths / heads / feed-forward sizes,
 layer drop, a Marian decoder vocabulary of its own. ``activation_dropout`` (dropout inside the feed-forward,
@@ -25,6 +35,12 @@ from transformers import (
     MarianConfig,
     MarianModel,
     MarianMTModel,
+    MBartConfig,
+    MBartForConditionalGeneration,
+    MBartModel,
+    PegasusConfig,
+    PegasusForConditionalGeneration,
+    PegasusModel,
 )
 
 from .activations import HF_ALIASES, is_gated
@@ -33,6 +49,13 @@ from .convert import check_layout_extras, check_standard_heads, load_mapped, sep
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
+#: family -> (config class, base model class, generation model class, positions, norm position)
+FAMILIES = {
+    "Marian": (MarianConfig, MarianModel, MarianMTModel, "sinusoidal", "post"),
+    "BART": (BartConfig, BartModel, BartForConditionalGeneration, "learned", "post"),
+    "Pegasus": (PegasusConfig, PegasusModel, PegasusForConditionalGeneration, "sinusoidal", "pre"),
+    "mBART": (MBartConfig, MBartModel, MBartForConditionalGeneration, "learned", "pre"),
+}
 _TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
 
@@ -52,9 +75,14 @@ def _check_symmetric(hf) -> None:
             raise ValueError(f"`{field}=True` (an mBART-style variant) is not supported by this converter.")
 
 
+def _family_of_config(hf) -> str:
+    return next(name for name, entry in FAMILIES.items() if type(hf) is entry[0])
+
+
 def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
-    """The MiniSeq2Seq config computing what a ``BartConfig`` or ``MarianConfig`` computes."""
+    """The MiniSeq2Seq config computing what a BART, Marian, mBART or Pegasus config computes."""
     _check_symmetric(hf)
+    _, _, _, positions, norm_position = FAMILIES[_family_of_config(hf)]
     kwargs = {key: getattr(hf, key, None) for key in _TOKENS}
     kwargs.update(
         vocab_size=hf.vocab_size,
@@ -65,9 +93,9 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         intermediate_size=hf.encoder_ffn_dim,
         hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
         norm_type="layernorm",
-        norm_position="post",
+        norm_position=norm_position,
         layer_norm_eps=1e-5,
-        final_norm=False,
+        final_norm=norm_position == "pre",  # mBART and Pegasus end each stack with a norm
         scale_embeddings=bool(hf.scale_embedding),
         attention_bias=True,
         mlp_bias=True,
@@ -80,8 +108,8 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", True)),
         final_logits_bias=True,
     )
-    if isinstance(hf, MarianConfig):
-        if hf.decoder_vocab_size != hf.vocab_size:
+    if positions == "sinusoidal":
+        if getattr(hf, "decoder_vocab_size", hf.vocab_size) != hf.vocab_size:
             raise ValueError(
                 f"MiniSeq2Seq has one vocabulary; Marian's `decoder_vocab_size` ({hf.decoder_vocab_size}) must equal "
                 f"`vocab_size` ({hf.vocab_size})."
@@ -91,7 +119,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
             sinusoidal_layout="concatenated",
             max_position_embeddings=hf.max_position_embeddings,
             embedding_norm=False,
-            share_embeddings=bool(hf.share_encoder_decoder_embeddings),
+            share_embeddings=bool(getattr(hf, "share_encoder_decoder_embeddings", True)),  # Pegasus: always shared
         )
     else:
         kwargs.update(
@@ -118,17 +146,32 @@ def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) ->
 _COMMON_REQUIRED = {
     "norm_type": "layernorm",
     "norm_bias": True,
-    "norm_position": "post",
     "layer_norm_eps": 1e-5,
-    "final_norm": False,
     "attention_bias": True,
     "attention_output_bias": True,
     "mlp_bias": True,
 }
 
 
-def hf_config_from_mini(config: MiniSeq2SeqConfig) -> BartConfig | MarianConfig:
-    """The Marian (sinusoidal) or BART (learned positions) config for a MiniSeq2Seq config."""
+def export_family(config: MiniSeq2SeqConfig) -> str:
+    """Marian (sinusoidal positions, post-norm), Pegasus (sinusoidal, pre-norm), BART (learned, post-norm) or mBART
+    (learned, pre-norm); ``ValueError`` for other positions."""
+    for name, (_, _, _, positions, norm_position) in FAMILIES.items():
+        if (config.position_embedding_type, config.norm_position) == (positions, norm_position):
+            return name
+    if config.position_embedding_type in ("sinusoidal", "learned"):
+        raise ValueError(f"Export needs `norm_position` 'post' (-> Marian, BART) or 'pre' (-> Pegasus, mBART); got "
+                         f"{config.norm_position!r}.")
+    raise ValueError(
+        "Export needs `position_embedding_type` 'sinusoidal' (-> Marian, Pegasus) or 'learned' (-> BART, mBART); "
+        f"got {config.position_embedding_type!r}."
+    )
+
+
+def hf_config_from_mini(config: MiniSeq2SeqConfig):
+    """The config of :func:`export_family`'s family for a MiniSeq2Seq config."""
+    family = export_family(config)
+    required = {**_COMMON_REQUIRED, "final_norm": config.norm_position == "pre"}
     common = dict(
         vocab_size=config.vocab_size,
         d_model=config.hidden_size,
@@ -148,20 +191,19 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig) -> BartConfig | MarianConfig:
         tie_word_embeddings=config.tie_word_embeddings,
         **{key: getattr(config, key) for key in _TOKENS},
     )
-    if config.position_embedding_type == "sinusoidal":
-        _check_exportable(config, {**_COMMON_REQUIRED, "sinusoidal_layout": "concatenated", "position_offset": 0,
-                                   "embedding_norm": False}, "Marian")
+    if family == "Marian":
+        _check_exportable(config, {**required, "sinusoidal_layout": "concatenated", "position_offset": 0,
+                                   "embedding_norm": False}, family)
         return MarianConfig(max_position_embeddings=config.max_position_embeddings,
                             share_encoder_decoder_embeddings=config.share_embeddings, **common)
-    if config.position_embedding_type == "learned":
-        _check_exportable(config, {**_COMMON_REQUIRED, "position_offset": BART_POSITION_OFFSET,
-                                   "embedding_norm": True, "share_embeddings": True}, "BART")
-        return BartConfig(max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
-                          classifier_dropout=config.classifier_dropout or 0.0, **common)
-    raise ValueError(
-        "Export needs `position_embedding_type` 'sinusoidal' (-> Marian) or 'learned' (-> BART); "
-        f"got {config.position_embedding_type!r}."
-    )
+    if family == "Pegasus":
+        _check_exportable(config, {**required, "sinusoidal_layout": "concatenated", "position_offset": 0,
+                                   "embedding_norm": False, "share_embeddings": True}, family)
+        return PegasusConfig(max_position_embeddings=config.max_position_embeddings, **common)
+    _check_exportable(config, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True,
+                               "share_embeddings": True}, family)
+    return FAMILIES[family][0](max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
+                               classifier_dropout=config.classifier_dropout or 0.0, **common)
 
 
 def _weight_map(config: MiniSeq2SeqConfig, mini: str, hf: str) -> dict:
@@ -177,6 +219,9 @@ def _weight_map(config: MiniSeq2SeqConfig, mini: str, hf: str) -> dict:
         if config.embedding_norm:
             for p in ("weight", "bias"):
                 mapping[f"{m}embeddings.norm.{p}"] = f"{h}layernorm_embedding.{p}"
+        if config.final_norm:  # mBART, Pegasus
+            for p in ("weight", "bias"):
+                mapping[f"{m}norm.{p}"] = f"{h}layer_norm.{p}"
         for i in range(depth):
             ml, hl = f"{m}layers.{i}.", f"{h}layers.{i}."
             pairs = [("mlp.up_proj", "fc1"), ("mlp.down_proj", "fc2"), ("mlp_norm", "final_layer_norm")]
@@ -199,7 +244,7 @@ def _with_head(config: MiniSeq2SeqConfig, mapping: dict) -> dict:
 
 def _from_hf(model, **overrides):
     config = mini_config_from_hf(model.config, **overrides)
-    with_head = isinstance(model, (BartForConditionalGeneration, MarianMTModel))
+    with_head = isinstance(model, tuple(entry[2] for entry in FAMILIES.values()))
     mini_cls = MiniSeq2SeqForConditionalGeneration if with_head else MiniSeq2SeqModel
     prefix = "model." if with_head else ""
     mapping = _weight_map(config, prefix, prefix)
@@ -218,10 +263,9 @@ def _from_hf(model, **overrides):
 def _to_hf(model):
     config = model.config
     hf_config = hf_config_from_mini(config)
-    marian = isinstance(hf_config, MarianConfig)
+    _, base_cls, generation_cls, positions, _ = FAMILIES[_family_of_config(hf_config)]
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
-    hf_cls = {(True, True): MarianMTModel, (True, False): MarianModel,
-              (False, True): BartForConditionalGeneration, (False, False): BartModel}[(marian, with_head)]
+    hf_cls = generation_cls if with_head else base_cls
     prefix = "model." if with_head else ""
     mapping = {theirs: ours for ours, theirs in _weight_map(config, prefix, prefix).items()}
     if with_head:
@@ -236,7 +280,7 @@ def _to_hf(model):
         mapping["final_logits_bias"] = "hf:final_logits_bias"
     if f"{prefix}shared.weight" in hf_state:
         mapping[f"{prefix}shared.weight"] = f"{prefix}encoder.embeddings.embed_tokens.weight"
-    if marian:  # Marian's sinusoid tables are frozen weights it computes itself: keep its own
+    if positions == "sinusoidal":  # Marian's and Pegasus's sinusoid tables are frozen weights they compute: keep theirs
         for side in ("encoder", "decoder"):
             key = f"{prefix}{side}.embed_positions.weight"
             source[f"hf:{key}"] = hf_state[key]
@@ -250,6 +294,6 @@ def _to_hf(model):
     return target
 
 
-FROM_HF = {name: _from_hf for name in ("BartModel", "BartForConditionalGeneration", "MarianModel", "MarianMTModel")}
+FROM_HF = {cls.__name__: _from_hf for entry in FAMILIES.values() for cls in entry[1:3]}
 TO_HF = {name: _to_hf for name in ("MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration")}
 

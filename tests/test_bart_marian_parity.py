@@ -1,4 +1,4 @@
-"""Parity with transformers' Marian and BART: randomly initialised reference models converted with
+"""Parity with transformers' Marian, BART, mBART and Pegasus: randomly initialised reference models converted with
 ``modeling_mini.convert.from_hf`` compute the same logits, losses and generations, and ``to_hf`` exports them
 back exactly. Norm gains / biases and ``final_logits_bias`` are randomised so that every weight matters."""
 
@@ -13,6 +13,12 @@ from transformers import (
     MarianConfig,
     MarianModel,
     MarianMTModel,
+    MBartConfig,
+    MBartForConditionalGeneration,
+    MBartModel,
+    PegasusConfig,
+    PegasusForConditionalGeneration,
+    PegasusModel,
 )
 
 from modeling_mini import MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration
@@ -34,6 +40,17 @@ def bart_config(**overrides) -> BartConfig:
                          "decoder_start_token_id": 2, **overrides})
 
 
+def mbart_config(**overrides) -> MBartConfig:
+    # mBART-50's conventions: BART's special tokens, scaled embeddings, the end token as decoder start
+    return MBartConfig(**{**SHAPE, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+                          "decoder_start_token_id": 2, "scale_embedding": True, **overrides})
+
+
+def pegasus_config(**overrides) -> PegasusConfig:
+    return PegasusConfig(**{**SHAPE, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+                            **overrides})
+
+
 def _randomise(model):
     torch.manual_seed(1)
     with torch.no_grad():
@@ -51,7 +68,11 @@ REFERENCES = {
     "bart": lambda: BartForConditionalGeneration(bart_config()),
     "bart-gelu-new-scaled": lambda: BartForConditionalGeneration(bart_config(activation_function="gelu_new",
                                                                              scale_embedding=True)),
+    "mbart": lambda: MBartForConditionalGeneration(mbart_config()),
+    "pegasus": lambda: PegasusForConditionalGeneration(pegasus_config()),
 }
+BASE_MODELS = {"marian": (MarianModel, marian_config), "bart": (BartModel, bart_config),
+               "mbart": (MBartModel, mbart_config), "pegasus": (PegasusModel, pegasus_config)}
 
 
 def reference(kind: str, attn_implementation: str = "sdpa"):
@@ -74,6 +95,16 @@ def padded_pair(pad: int):
             target.masked_fill(target_mask == 0, pad), target_mask)
 
 
+def labels_of(kind: str, target: torch.Tensor, target_mask: torch.Tensor, eos: int) -> torch.Tensor:
+    """``target`` as labels (-100 on padding). For mBART each row ends with the end token, mBART-50's layout, under
+    which its own label shift (the last real token moves to the front) starts the decoder as ours does."""
+    if kind == "mbart":
+        last = target_mask.sum(dim=1) - 1
+        target = target.clone()
+        target[torch.arange(target.shape[0]), last] = eos
+    return target.masked_fill(target_mask == 0, -100)
+
+
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
@@ -85,7 +116,7 @@ def test_logits_and_loss_match_on_padded_batches(kind, attn_implementation):
     mini = from_hf(hf)
     mini.set_attn_implementation(attn_implementation)
     source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
-    labels = target.masked_fill(target_mask == 0, -100)
+    labels = labels_of(kind, target, target_mask, hf.config.eos_token_id)
     with torch.no_grad():
         ours = mini(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
                     decoder_attention_mask=target_mask)
@@ -100,17 +131,17 @@ def test_logits_and_loss_match_on_padded_batches(kind, attn_implementation):
     assert abs(our_loss.loss.item() - their_loss.loss.item()) <= 1e-5
 
 
-@pytest.mark.parametrize("kind", ["marian", "marian-unshared", "bart"])
+@pytest.mark.parametrize("kind", ["marian", "marian-unshared", "bart", "mbart", "pegasus"])
 def test_a_training_step_changes_the_same_weights_by_the_same_amount(kind):
     """Fine-tuning a converted checkpoint is fine-tuning the original; ``final_logits_bias`` is trained by neither."""
     hf = reference(kind)
     source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
-    labels = target.masked_fill(target_mask == 0, -100)
+    labels = labels_of(kind, target, target_mask, hf.config.eos_token_id)
     assert_one_training_step_matches(hf, from_hf(hf), dict(input_ids=source, attention_mask=source_mask, labels=labels))
     assert torch.equal(hf.final_logits_bias, reference(kind).final_logits_bias)  # untouched
 
 
-@pytest.mark.parametrize("kind", ["marian", "bart"])
+@pytest.mark.parametrize("kind", ["marian", "bart", "mbart", "pegasus"])
 def test_greedy_and_beam_search_generate_the_same_tokens(kind):
     hf = reference(kind)
     mini = from_hf(hf)
@@ -120,10 +151,11 @@ def test_greedy_and_beam_search_generate_the_same_tokens(kind):
         assert torch.equal(mini.generate(source, **kwargs), hf.generate(source, **kwargs)), settings
 
 
-@pytest.mark.parametrize(("kind", "base_cls"), [("marian", MarianModel), ("bart", BartModel)])
-def test_base_models_convert_and_round_trip(kind, base_cls):
+@pytest.mark.parametrize("kind", list(BASE_MODELS))
+def test_base_models_convert_and_round_trip(kind):
+    base_cls, make_config = BASE_MODELS[kind]
     torch.manual_seed(0)
-    hf = _randomise(base_cls(marian_config() if kind == "marian" else bart_config()))
+    hf = _randomise(base_cls(make_config()))
     mini = from_hf(hf)
     source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
     kwargs = dict(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
@@ -186,7 +218,11 @@ def test_from_hf_rejects_options_it_cannot_express(config, match):
     ("overrides", "match"),
     [
         ({}, "Marian needs `sinusoidal_layout='concatenated'`"),  # the original Transformer's interleaved sinusoids
-        ({"sinusoidal_layout": "concatenated", "norm_position": "pre"}, "Marian needs `norm_position='post'`"),
+        ({"sinusoidal_layout": "concatenated", "norm_position": "sandwich"}, "norm_position` 'post'.*or 'pre'"),
+        ({"sinusoidal_layout": "concatenated", "norm_position": "pre", "final_norm": False},
+         "Pegasus needs `final_norm=True`"),
+        ({"position_embedding_type": "learned", "norm_position": "pre", "position_offset": 2, "embedding_norm": False},
+         "mBART needs `embedding_norm=True`"),
         ({"position_embedding_type": "rotary"}, "position_embedding_type.*'sinusoidal'.*'learned'"),
         ({"position_embedding_type": "learned"}, "BART needs `position_offset=2`"),
         ({"sinusoidal_layout": "concatenated", "hidden_act": "swiglu"}, "gated"),
@@ -205,3 +241,38 @@ def test_activation_dropout_carries_over_both_ways():
     mini = from_hf(hf)
     assert mini.config.activation_dropout == 0.25
     assert to_hf(mini).config.activation_dropout == 0.25
+
+
+@pytest.mark.parametrize("kind", ["mbart", "pegasus"])
+def test_pre_norm_variants_have_final_norms_and_are_needed(kind):
+    """mBART and Pegasus are BART and Marian made pre-norm, each stack ending in a norm: converted, they are
+    pre-norm MiniSeq2Seq models, and the same weights in a post-norm model compute another function."""
+    hf = reference(kind)
+    mini = from_hf(hf)
+    assert (mini.config.norm_position, mini.config.final_norm) == ("pre", True)
+    assert mini.model.encoder.norm is not None and mini.model.decoder.norm is not None
+    post = MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqConfig(**{**mini.config.to_dict(), "norm_position": "post",
+                                                                     "final_norm": False})).eval()
+    post.load_state_dict(mini.state_dict(), strict=False)
+    source, source_mask, target, _ = padded_pair(hf.config.pad_token_id)
+    with torch.no_grad():
+        expected = hf(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits
+        assert max_diff(post(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits,
+                        expected) > 1e-3
+
+
+def test_mbart_cc25_labels_need_their_decoder_inputs():
+    """mBART-cc25 ends each label row with its language code, which mBART's own shift moves to the front; ours starts
+    every row with `decoder_start_token_id`. Passing the decoder inputs mBART would build gives its loss exactly."""
+    from transformers.models.mbart.modeling_mbart import shift_tokens_right
+
+    hf = reference("mbart")
+    mini = from_hf(hf)
+    source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
+    labels = target.masked_fill(target_mask == 0, -100)  # rows end with an ordinary token, as a language code
+    decoder_input_ids = shift_tokens_right(labels, hf.config.pad_token_id)
+    with torch.no_grad():
+        theirs = hf(input_ids=source, attention_mask=source_mask, labels=labels).loss
+        ours = mini(input_ids=source, attention_mask=source_mask, labels=labels, decoder_input_ids=decoder_input_ids)
+        assert abs(ours.loss.item() - theirs.item()) <= 1e-5
+        assert abs(mini(input_ids=source, attention_mask=source_mask, labels=labels).loss.item() - theirs.item()) > 1e-3
