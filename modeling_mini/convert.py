@@ -40,6 +40,11 @@ def _tables() -> tuple[dict, dict]:
     return from_hf_table, to_hf_table
 
 
+def convertible_classes() -> list[str]:
+    """The transformers class names :func:`from_hf` accepts (``"BertForMaskedLM"``, ``"GPT2LMHeadModel"``, ...)."""
+    return sorted(_tables()[0])
+
+
 def from_hf(model: nn.Module, **config_overrides) -> nn.Module:
     """The mini model equivalent to a transformers model (same weights, same outputs), in eval mode.
 
@@ -60,6 +65,28 @@ def to_hf(model: nn.Module) -> nn.Module:
     if name not in to_hf_table:
         raise ValueError(f"Cannot export {name}; supported mini classes: {', '.join(sorted(to_hf_table))}.")
     return to_hf_table[name](model)
+
+
+def check_expressible(config, family: str, required: dict, *, allow: tuple[str, ...] = (), standard_heads: bool = True,
+                      sliding: bool = False, gated: bool = False) -> None:
+    """``ValueError`` naming the first option of ``config`` that ``family``'s architecture cannot express: a field
+    whose value differs from ``required`` {field: value}, then (unless the family has them) non-standard heads
+    (:func:`check_standard_heads`), the options of :func:`check_layout_extras` not in ``allow``, sliding-window
+    layers and a gated feed-forward."""
+    from .activations import is_gated
+
+    for field, value in required.items():
+        if getattr(config, field) != value:
+            raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
+    if standard_heads:
+        check_standard_heads(config, family)
+    check_layout_extras(config, family, allow)
+    if not sliding and "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        sees = "every earlier token" if config.model_type == "mini_gpt" else "the whole input"
+        raise ValueError(f"{family} attends to {sees}: it needs `sliding_window=None` (or no 'sliding_attention' in "
+                         f"`layer_types`); this model has {config.sliding_window!r}.")
+    if not gated and is_gated(config.hidden_act):
+        raise ValueError(f"{family} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
 
 
 def check_standard_heads(config, family: str) -> None:

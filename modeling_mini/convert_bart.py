@@ -43,9 +43,9 @@ from transformers import (
     PegasusModel,
 )
 
-from .activations import HF_ALIASES, is_gated
+from .activations import HF_ALIASES
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import check_layout_extras, check_standard_heads, load_mapped, separate_attention_projections
+from .convert import check_expressible, load_mapped, separate_attention_projections
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 BART_POSITION_OFFSET = 2
@@ -133,16 +133,6 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
     return MiniSeq2SeqConfig(**kwargs)
 
 
-def _check_exportable(config: MiniSeq2SeqConfig, required: dict, target: str) -> None:
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"{target} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_standard_heads(config, target)
-    check_layout_extras(config, target)
-    if is_gated(config.hidden_act):
-        raise ValueError(f"{target} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
-
-
 _COMMON_REQUIRED = {
     "norm_type": "layernorm",
     "norm_bias": True,
@@ -191,17 +181,16 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
         tie_word_embeddings=config.tie_word_embeddings,
         **{key: getattr(config, key) for key in _TOKENS},
     )
+    sinusoidal = {"sinusoidal_layout": "concatenated", "position_offset": 0, "embedding_norm": False}
     if family == "Marian":
-        _check_exportable(config, {**required, "sinusoidal_layout": "concatenated", "position_offset": 0,
-                                   "embedding_norm": False}, family)
+        check_expressible(config, family, {**required, **sinusoidal})
         return MarianConfig(max_position_embeddings=config.max_position_embeddings,
                             share_encoder_decoder_embeddings=config.share_embeddings, **common)
     if family == "Pegasus":
-        _check_exportable(config, {**required, "sinusoidal_layout": "concatenated", "position_offset": 0,
-                                   "embedding_norm": False, "share_embeddings": True}, family)
+        check_expressible(config, family, {**required, **sinusoidal, "share_embeddings": True})
         return PegasusConfig(max_position_embeddings=config.max_position_embeddings, **common)
-    _check_exportable(config, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True,
-                               "share_embeddings": True}, family)
+    check_expressible(config, family, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True,
+                                       "share_embeddings": True})
     return FAMILIES[family][0](max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
                                classifier_dropout=config.classifier_dropout or 0.0, **common)
 

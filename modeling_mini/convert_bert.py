@@ -17,9 +17,9 @@ from transformers import (
     BertModel,
 )
 
-from .activations import HF_ALIASES, is_gated
+from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
-from .convert import check_layout_extras, check_standard_heads, load_mapped, separate_attention_projections
+from .convert import check_expressible, load_mapped, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -97,16 +97,7 @@ def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_ac
     }
     if pooler_activation is not None:
         required["pooler_activation"] = pooler_activation
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_standard_heads(config, family)
-    check_layout_extras(config, family)
-    if "sliding_attention" in config.layer_types:
-        raise ValueError(f"{family} attends to the whole input: it needs `sliding_window=None` (or no "
-                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
-    if is_gated(config.hidden_act):
-        raise ValueError(f"{family} has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+    check_expressible(config, family, required)
 
 
 def bert_layout_kwargs(config: MiniEncoderConfig, pooler: bool = False) -> dict:

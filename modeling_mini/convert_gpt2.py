@@ -15,9 +15,9 @@ from transformers import (
     GPT2Model,
 )
 
-from .activations import HF_ALIASES, is_gated
+from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_layout_extras, check_standard_heads, load_mapped
+from .convert import check_expressible, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -73,16 +73,7 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         "mlp_bias": True,
         "activation_dropout": 0.0,
     }
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"GPT-2 needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_standard_heads(config, "GPT-2")
-    check_layout_extras(config, "GPT-2", allow=("embedding_dropout",))
-    if "sliding_attention" in config.layer_types:
-        raise ValueError(f"GPT-2 attends to every earlier token: it needs `sliding_window=None` (or no "
-                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
-    if is_gated(config.hidden_act):
-        raise ValueError(f"GPT-2 has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+    check_expressible(config, "GPT-2", required, allow=("embedding_dropout",))
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return GPT2Config(
         n_embd=config.hidden_size,

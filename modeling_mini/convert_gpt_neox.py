@@ -22,15 +22,9 @@ from transformers import (
     GPTNeoXModel,
 )
 
-from .activations import HF_ALIASES, is_gated
+from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import (
-    check_layout_extras,
-    check_standard_heads,
-    load_mapped,
-    rotary_options,
-    separate_attention_projections,
-)
+from .convert import check_expressible, load_mapped, rotary_options, separate_attention_projections
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -97,16 +91,7 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
         "sliding_rope_theta": None,
         "freeze_padding_row": False,
     }
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"GPT-NeoX needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_standard_heads(config, "GPT-NeoX")
-    check_layout_extras(config, "GPT-NeoX", allow=("parallel_residual",))
-    if "sliding_attention" in config.layer_types:
-        raise ValueError("GPT-NeoX attends to every earlier token: it needs `sliding_window=None` (or no "
-                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
-    if is_gated(config.hidden_act):
-        raise ValueError(f"GPT-NeoX has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
+    check_expressible(config, "GPT-NeoX", required, allow=("parallel_residual",))
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             "partial_rotary_factor": config.partial_rotary_factor}
     kwargs = {key: getattr(config, key) for key in _SHARED}

@@ -28,7 +28,7 @@ import transformers
 
 from .configuration_mini import MiniGPTConfig
 from .convert import (
-    check_layout_extras,
+    check_expressible,
     load_mapped,
     rope_parameters_per_layer_type,
     rotary_options,
@@ -205,10 +205,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
         **_FIXED[family],
     }
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"{family} needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_layout_extras(config, family)
+    check_expressible(config, family, required, standard_heads=False, sliding=True, gated=True)  # checked below
     if family not in _SLIDING and "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
                          f"{config.sliding_window!r}.")

@@ -19,8 +19,7 @@ from transformers import ModernBertConfig
 from .activations import ACTIVATIONS
 from .configuration_mini import MiniEncoderConfig
 from .convert import (
-    check_layout_extras,
-    check_standard_heads,
+    check_expressible,
     load_mapped,
     rope_parameters_per_layer_type,
     rotary_options,
@@ -109,11 +108,7 @@ def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
         "hidden_dropout": 0.0,  # ModernBERT has no dropout on the residual stream
         "attention_dropout": 0.0,  # its attention dropout also drops the attention output
     }
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"ModernBERT needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_standard_heads(config, "ModernBERT")
-    check_layout_extras(config, "ModernBERT")
+    check_expressible(config, "ModernBERT", required, sliding=True, gated=True)
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"ModernBERT's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "

@@ -13,14 +13,9 @@ import copy
 
 from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification, PhiForTokenClassification, PhiModel
 
-from .activations import HF_ALIASES, is_gated
+from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import (
-    check_layout_extras,
-    load_mapped,
-    rotary_options,
-    separate_attention_projections,
-)
+from .convert import check_expressible, load_mapped, rotary_options, separate_attention_projections
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -103,19 +98,11 @@ def phi_config_from_mini(config: MiniGPTConfig) -> PhiConfig:
         "add_cross_attention": False,
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
     }
-    for field, value in required.items():
-        if getattr(config, field) != value:
-            raise ValueError(f"Phi needs `{field}={value!r}`; this model has {getattr(config, field)!r}.")
-    check_layout_extras(config, "Phi", allow=("parallel_residual", "parallel_shared_norm", "lm_head_bias",
-                                              "embedding_dropout"))
+    check_expressible(config, "Phi", required, standard_heads=False,  # grouped-query heads and qk_norm it has
+                      allow=("parallel_residual", "parallel_shared_norm", "lm_head_bias", "embedding_dropout"))
     if config.head_dim * config.num_attention_heads != config.hidden_size:
         raise ValueError(f"Phi needs `head_dim = hidden_size / num_attention_heads` = "
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
-    if "sliding_attention" in config.layer_types:
-        raise ValueError("Phi attends to every earlier token: it needs `sliding_window=None` (or no "
-                         f"'sliding_attention' in `layer_types`); this model has {config.sliding_window!r}.")
-    if is_gated(config.hidden_act):
-        raise ValueError(f"Phi has no gated feed-forward; `hidden_act` must not be {config.hidden_act!r}.")
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             "partial_rotary_factor": config.partial_rotary_factor}
     kwargs = {key: getattr(config, key) for key in _SHARED}
