@@ -423,3 +423,59 @@ def test_finetuning_from_pretrained_beats_random_init(tmp_path):
                                       *common_args])["eval_accuracy"]
     print(scores)
     assert scores["pretrained"] >= 0.8 and scores["pretrained"] >= scores["scratch"] + 0.2, scores
+
+
+# ------------------------------------------------------------------------------- transformers checkpoints
+
+def test_fine_tuning_starts_from_a_transformers_checkpoint(data, tmp_path, wordpiece_tokenizer):
+    """--model_name_or_path naming a DistilBERT masked LM (as `distilbert-base-uncased` on the Hub): the run converts
+    it once into <output_dir>/converted-base, weight for weight, and fine-tunes our model from it; the model card
+    and the recipe name the original checkpoint."""
+    import yaml
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    torch.manual_seed(0)
+    reference = DistilBertForMaskedLM(DistilBertConfig(vocab_size=len(wordpiece_tokenizer), dim=32, n_layers=2,
+                                                       n_heads=4, hidden_dim=37, max_position_embeddings=64))
+    source = tmp_path / "distilbert"
+    reference.save_pretrained(source)
+    wordpiece_tokenizer.save_pretrained(source)
+    out = tmp_path / "ft"
+    metrics = finetune.main(["--model_name_or_path", str(source), "--train_files", data["multi"],
+                             "--output_dir", str(out), *QUICK])
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    converted = AutoConfig.from_pretrained(out / common.CONVERTED_FOLDER)
+    assert converted.model_type == "mini_encoder" and (out / common.CONVERTED_FOLDER / "tokenizer.json").is_file()
+    starting_point = modeling_mini.MiniEncoderForMaskedLM.from_pretrained(out / common.CONVERTED_FOLDER)
+    torch.testing.assert_close(starting_point.model.embeddings.embed_tokens.weight,
+                               reference.distilbert.embeddings.word_embeddings.weight, atol=0, rtol=0)
+    tuned = AutoConfig.from_pretrained(out)
+    assert (tuned.model_type, tuned.pooler_activation, tuned.num_labels) == ("mini_encoder", "relu", 3)
+    assert str(source) in (out / "README.md").read_text()
+    recipes = list(out.glob("*.yaml"))
+    assert recipes and all(yaml.safe_load(r.read_text())["model_name_or_path"] == str(source) for r in recipes)
+
+
+def test_pretraining_continues_from_a_transformers_checkpoint(data, tmp_path, bpe_tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    source = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer), n_embd=32, n_layer=2, n_head=4,
+                               n_positions=64)).save_pretrained(source)
+    bpe_tokenizer.save_pretrained(source)
+    metrics = pretrain.main(["--family", "gpt", "--model_name_or_path", str(source), "--train_files", data["corpus"],
+                             "--output_dir", str(tmp_path / "lm"), *QUICK])
+    assert math.isfinite(metrics["perplexity"])
+    config = AutoConfig.from_pretrained(tmp_path / "lm")
+    assert (config.model_type, config.position_embedding_type) == ("mini_gpt", "learned")
+
+
+def test_a_checkpoint_nothing_converts_is_refused_by_name(data, tmp_path):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    source = tmp_path / "clip"
+    CLIPTextModel(CLIPTextConfig(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                 num_attention_heads=4)).save_pretrained(source)
+    with pytest.raises(ValueError, match="'clip_text_model' checkpoint of .*CLIPTextModel.*DistilBertForMaskedLM"):
+        finetune.main(["--model_name_or_path", str(source), "--train_files", data["multi"],
+                       "--output_dir", str(tmp_path / "ft"), *QUICK])

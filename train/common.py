@@ -49,7 +49,9 @@ class ModelArguments:
         "help": "size preset (tiny, small, base: configuration/models/<family>-<preset>.json) or a path to a "
                 "config JSON / folder; used when training from scratch"})
     model_name_or_path: str | None = field(default=None, metadata={
-        "help": "pretrained mini checkpoint to start from: a local folder or a Hub id"})
+        "help": "pretrained checkpoint to start from: a local folder or a Hub id; a mini checkpoint, or a "
+                "transformers one of a family modeling_mini.convert knows (BERT, DistilBERT, GPT-2, Llama, Marian, "
+                "...), converted once into <output_dir>/converted-base"})
     tokenizer_name_or_path: str | None = field(default=None, metadata={
         "help": "existing tokenizer (folder or Hub id); default: the checkpoint's, else one trained on the data"})
     tokenizer_vocab_size: int = field(default=8000, metadata={
@@ -142,7 +144,8 @@ def check_launch(training_args) -> None:
 
 
 def resolved_recipe(*objects) -> dict:
-    """Every argument of the run as one flat dict (secrets dropped), ready to write as YAML."""
+    """Every argument of the run as one flat dict (secrets dropped), ready to write as YAML. A converted checkpoint
+    is recorded under its original name (see :func:`use_mini_checkpoint`)."""
     recipe = {}
     for obj in objects:
         values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
@@ -150,6 +153,8 @@ def resolved_recipe(*objects) -> dict:
             if "token" in key and key not in ("tokenizer_name_or_path", "tokenizer_vocab_size"):
                 continue  # hub_token and friends: never written to disk
             recipe[key] = value.value if hasattr(value, "value") else value
+        if getattr(obj, "converted_from", None):
+            recipe["model_name_or_path"] = obj.converted_from
     return recipe
 
 
@@ -259,6 +264,55 @@ def pack_blocks(examples: dict, block_size: int) -> dict:
     ids = [token for sequence in examples["input_ids"] for token in sequence]
     usable = len(ids) // block_size * block_size
     return {"input_ids": [ids[i:i + block_size] for i in range(0, usable, block_size)]}
+
+
+# ------------------------------------------------------------------------------------ converted checkpoints
+
+#: where a run keeps the mini conversion of a transformers checkpoint (inside its output folder)
+CONVERTED_FOLDER = "converted-base"
+
+
+def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
+    """Let ``--model_name_or_path`` name a transformers checkpoint as well as a mini one.
+
+    A checkpoint of a family :mod:`modeling_mini.convert` knows (``config.architectures`` names a class ``from_hf``
+    accepts: ``DistilBertForMaskedLM``, ``GPT2LMHeadModel``, ``MarianMTModel`` ...) is converted once, weight for
+    weight, into ``<output_dir>/converted-base`` with its tokenizer and generation config, and the run starts from
+    that folder (a resumed run finds it there). The main process converts first; the others then read its folder.
+    ``model_args.converted_from`` keeps the original name for the model card. A mini checkpoint is left as it is.
+    """
+    from transformers import AutoConfig
+
+    import modeling_mini  # noqa: F401  (registers the mini Auto classes)
+
+    name = model_args.model_name_or_path
+    if not name:
+        return
+    config = AutoConfig.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
+    if config.model_type in MODEL_TYPE_FAMILY:
+        return
+    import transformers
+
+    from modeling_mini.convert import convertible_classes, from_hf
+
+    known = [arch for arch in config.architectures or () if arch in convertible_classes()]
+    if not known:
+        raise ValueError(f"--model_name_or_path {name!r} is a {config.model_type!r} checkpoint of "
+                         f"{config.architectures or 'unnamed architectures'}; a mini checkpoint or one of the classes "
+                         f"modeling_mini.convert.from_hf converts is needed: {', '.join(convertible_classes())}.")
+    folder = Path(training_args.output_dir) / CONVERTED_FOLDER
+    with training_args.main_process_first(desc=f"converting {name}"):
+        if not (folder / "config.json").is_file():
+            reference = getattr(transformers, known[0]).from_pretrained(name)
+            from_hf(reference).save_pretrained(folder)
+            try:
+                AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code).save_pretrained(
+                    folder)
+            except (OSError, ValueError):  # no tokenizer beside the weights: pass --tokenizer_name_or_path
+                pass
+            print(f"converted {known[0]} {name!r} into {folder}")
+    model_args.converted_from = name
+    model_args.model_name_or_path = str(folder)
 
 
 # ------------------------------------------------------------------------------------------ tokenizer, config

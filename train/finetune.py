@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
         (common.ModelArguments, common.DataArguments, FinetuneArguments, Seq2SeqTrainingArguments), argv)
     task = task_args.task
     common.check_choice("task", task, TASKS)
+    common.use_mini_checkpoint(model_args, training_args)  # a transformers checkpoint is converted first
     if model_args.model_name_or_path:
         family = common.family_of(AutoConfig.from_pretrained(model_args.model_name_or_path,
                                                              trust_remote_code=model_args.trust_remote_code))
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict:
     recipe = common.resolved_recipe(model_args, data_args, task_args, training_args)
     data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
                                            "embedded default task (Python standard-library areas)")
-    base = None if model_args.from_scratch else model_args.model_name_or_path
+    base = None if model_args.from_scratch else getattr(model_args, "converted_from", model_args.model_name_or_path)
     common.finish_run(trainer, tokenizer, recipe=recipe, task=card_task, datasets_used=[data_name],
                       metrics=metrics, base_model=base, push=push, use_cache=use_cache)
     return metrics

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     common.family_config_class(family)  # the family exists in this version
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
+    common.use_mini_checkpoint(model_args, training_args)  # a transformers checkpoint is converted first
 
     raw = common.load_text_splits(
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
     data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
                                            "embedded default corpus (Python documentation)")
     common.finish_run(trainer, tokenizer, recipe=recipe, task=OBJECTIVES[family], datasets_used=[data_name],
-                      metrics=metrics, base_model=model_args.model_name_or_path, push=push, use_cache=use_cache)
+                      metrics=metrics, base_model=getattr(model_args, "converted_from", model_args.model_name_or_path),
+                      push=push, use_cache=use_cache)
     return metrics
 
 
