@@ -21,8 +21,8 @@ heads use it for binary outputs (spam / not spam): one logit, ``problem_type="mu
 and ``num_labels=1``, trained with binary cross-entropy; :func:`binary_probability` turns the logit into the
 probability of the positive class.
 
-The encoder's **pooler** (``modeling_encoder.MiniPooler``) squashes its summary vector with ``tanh`` (BERT) or
-``relu`` (DistilBERT's classification head): :data:`POOLER_ACTIVATIONS`.
+The encoder's **pooler** (``modeling_encoder.MiniPooler``) squashes its summary vector with ``tanh`` (BERT), ``relu``
+(DistilBERT's classification head) or ``gelu`` (ELECTRA's): :data:`POOLER_ACTIVATIONS`.
 
 The functions themselves come from ``transformers.activations.ACT2FN``: the package names them, it does not
 re-implement them.
@@ -46,7 +46,7 @@ ACTIVATIONS: dict[str, tuple[str, bool]] = {
 
 
 #: Allowed ``pooler_activation`` values (the encoder pooler's function after its dense layer) -> the name in ``ACT2FN``.
-POOLER_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu"}
+POOLER_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "gelu": "gelu"}
 
 #: Other names transformers' configs use for the functions above; the converters read HF configs through it.
 HF_ALIASES: dict[str, str] = {"swish": "silu", "gelu_pytorch_tanh": "gelu_new"}

@@ -578,9 +578,14 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
             before its classifier, and the pooler is that transform instead of BERT's dense -> tanh (ModernBERT).
         classifier_pooling: what the pooler reads: ``"cls"``, the first token (BERT), or ``"mean"``, the average of
             the real tokens (ModernBERT's option).
-        pooler_activation: the function after the pooler's dense layer, ``"tanh"`` (BERT) or ``"relu"``
-            (DistilBERT's ``pre_classifier``); with ``head_transform`` the pooler is that transform and applies
-            ``hidden_act`` instead, so this must stay ``"tanh"``.
+        pooler_activation: the function after the pooler's dense layer, ``"tanh"`` (BERT), ``"relu"``
+            (DistilBERT's ``pre_classifier``) or ``"gelu"`` (ELECTRA's classification head); with ``head_transform``
+            the pooler is that transform and applies ``hidden_act`` instead, so this must stay ``"tanh"``.
+        embedding_size: ``None`` (the embeddings are ``hidden_size`` wide), or a width of their own, usually smaller
+            (ELECTRA-small: 128 for a 256-wide model): the token, segment and position tables and the embedding
+            norm are that wide, and one linear map projects their sum up to ``hidden_size``. This *factorised*
+            embedding stores ``vocab_size * embedding_size + embedding_size * hidden_size`` numbers instead of
+            ``vocab_size * hidden_size``; the masked-LM head projects back down before its tied output layer.
         sliding_window: ``None`` (every token sees the whole input), or how far a token sees on either side in a
             *sliding-window* (local) layer: the tokens at most ``sliding_window`` positions away (ModernBERT: 64, its
             128-token local attention). The cost of such a layer grows with the length times the window, not the
@@ -615,6 +620,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         head_transform: bool = False,
         classifier_pooling: str = "cls",
         pooler_activation: str = "tanh",
+        embedding_size: int | None = None,
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
@@ -626,6 +632,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         self.head_transform = head_transform
         self.classifier_pooling = classifier_pooling
         self.pooler_activation = pooler_activation
+        self.embedding_size = embedding_size
         self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
@@ -656,6 +663,11 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         _check_choice("pooler_activation", self.pooler_activation, tuple(POOLER_ACTIVATIONS))
+        if self.embedding_size is not None:
+            _check_positive("embedding_size", self.embedding_size)
+            if self.position_embedding_type == "sinusoidal" and self.embedding_size % 2:
+                raise ValueError(f"`position_embedding_type='sinusoidal'` needs an even `embedding_size`; got "
+                                 f"{self.embedding_size}.")
         if self.head_transform and self.pooler_activation != "tanh":
             raise ValueError("`pooler_activation` sets the dense pooler's function; with `head_transform=True` the "
                              "pooler is the head transform (it applies `hidden_act`): leave "

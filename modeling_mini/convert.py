@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 _CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_phi", "convert_bert",
-                      "convert_roberta", "convert_distilbert", "convert_modernbert", "convert_bart")
+                      "convert_roberta", "convert_distilbert", "convert_electra", "convert_modernbert", "convert_bart")
 
 
 def _tables() -> tuple[dict, dict]:
@@ -103,8 +103,10 @@ def check_standard_heads(config, family: str) -> None:
 
 def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> None:
     """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
-    (GPT-NeoX, Phi), a bias in the language-model head (Phi) and an embedding dropout of its own (GPT-2, Phi)."""
+    (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi) and a
+    factorised embedding (ELECTRA)."""
     extras = {
+        "embedding_size": getattr(config, "embedding_size", None) not in (None, config.hidden_size),
         "parallel_residual": config.parallel_residual,
         "parallel_shared_norm": config.parallel_shared_norm,
         "lm_head_bias": getattr(config, "lm_head_bias", False),

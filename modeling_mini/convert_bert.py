@@ -74,7 +74,8 @@ def bert_config_from_mini(config: MiniEncoderConfig, pooler: bool = False) -> Be
     return BertConfig(**bert_layout_kwargs(config, pooler=pooler))
 
 
-def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_activation: str | None = None) -> None:
+def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_activation: str | None = None,
+                      allow: tuple[str, ...] = ()) -> None:
     """``ValueError`` unless ``config`` has BERT's layer layout (shared by RoBERTa and DistilBERT): learned positions,
     post-norm LayerNorm with shifts, a normalised embedding sum, biases everywhere, one plain feed-forward, whole-input
     attention, BERT's head shapes. ``pooler_activation``: the pooler function the exported model applies, if it has
@@ -97,14 +98,17 @@ def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_ac
     }
     if pooler_activation is not None:
         required["pooler_activation"] = pooler_activation
-    check_expressible(config, family, required)
+    check_expressible(config, family, required, allow=allow)
 
 
-def bert_layout_kwargs(config: MiniEncoderConfig, pooler: bool = False) -> dict:
-    """The config arguments of BERT's layout (shared by RoBERTa), after checking ``config`` has that layout."""
-    check_bert_layout(config, pooler_activation="tanh" if pooler else None)
+def bert_layout_kwargs(config: MiniEncoderConfig, pooler: bool = False, family: str = "BERT",
+                       pooler_activation: str = "tanh", allow: tuple[str, ...] = ()) -> dict:
+    """The config arguments of BERT's layout (shared by RoBERTa and ELECTRA), after checking ``config`` has that
+    layout; ``pooler``: whether the exported model has a pooler (applying ``pooler_activation``)."""
+    check_bert_layout(config, family, pooler_activation=pooler_activation if pooler else None, allow=allow)
     if config.type_vocab_size < 1:
-        raise ValueError("BERT needs `type_vocab_size >= 1` (it always adds segment embeddings); this model has 0.")
+        raise ValueError(f"{family} needs `type_vocab_size >= 1` (it always adds segment embeddings); this model "
+                         "has 0.")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return dict(
         layer_norm_eps=config.layer_norm_eps,
@@ -193,6 +197,11 @@ def _to_hf(mini_model):
         from .convert_modernbert import to_modernbert
 
         return to_modernbert(mini_model)
+    config = mini_model.config
+    if config.embedding_size not in (None, config.hidden_size) or config.pooler_activation == "gelu":
+        from .convert_electra import to_electra  # a factorised embedding or a GELU pooler: ELECTRA's
+
+        return to_electra(mini_model)
     if mini_model.config.pad_aware_positions:  # RoBERTa's position numbering: the model exports as RoBERTa
         from .convert_roberta import to_roberta
 

@@ -152,7 +152,8 @@ class MiniLMHeadBias(nn.Module):
 
 
 class MiniEmbeddings(nn.Module):
-    """Turns token ids into the first hidden states: ``dropout(norm(scale * tok + seg + pos))``.
+    """Turns token ids into the first hidden states: ``dropout(norm(scale * tok + seg + pos))``, then, with a
+    factorised embedding (``embedding_size``, ELECTRA), ``project`` up to ``hidden_size``.
 
     ``embed_tokens`` is the token table (tied to the LM head); ``token_type_embeddings`` exists when the
     config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
@@ -167,14 +168,16 @@ class MiniEmbeddings(nn.Module):
         super().__init__()
         self.config = config
         padding_idx = config.pad_token_id if freeze_padding_row else None
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx)
+        width = getattr(config, "embedding_size", None) or config.hidden_size  # the tables' width
+        self.embed_tokens = nn.Embedding(config.vocab_size, width, padding_idx)
         type_vocab_size = getattr(config, "type_vocab_size", 0)
-        self.token_type_embeddings = nn.Embedding(type_vocab_size, config.hidden_size) if type_vocab_size else None
-        self.embed_positions = build_absolute_positions(config)
-        self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embeddings else 1.0
-        self.norm = build_norm(config) if config.embedding_norm else None
+        self.token_type_embeddings = nn.Embedding(type_vocab_size, width) if type_vocab_size else None
+        self.embed_positions = build_absolute_positions(config, width)
+        self.embed_scale = math.sqrt(width) if config.scale_embeddings else 1.0
+        self.norm = build_norm(config, width) if config.embedding_norm else None
         dropout = config.embedding_dropout
         self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
+        self.project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
 
     def forward(
         self,
@@ -208,7 +211,8 @@ class MiniEmbeddings(nn.Module):
             hidden = hidden + positions(position_ids, hidden.dtype, max_position)
         if self.norm is not None:
             hidden = self.norm(hidden)
-        return self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
+        hidden = self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
+        return hidden if self.project is None else self.project(hidden)  # (B, T, E) -> (B, T, D)
 
 
 def _checks_enabled(tensor: torch.Tensor) -> bool:

@@ -69,11 +69,12 @@ class MiniHeadTransform(nn.Module):
     """BERT's prediction-head transform before the vocabulary projection: dense -> activation -> norm. With
     ``head_transform`` (ModernBERT) every task head has one of its own before its classifier."""
 
-    def __init__(self, config):
+    def __init__(self, config, width: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.head_bias)
+        width = config.hidden_size if width is None else width  # the masked-LM head's: the embeddings' width
+        self.dense = nn.Linear(config.hidden_size, width, bias=config.head_bias)
         self.act_fn = get_activation(config.hidden_act)  # for a gated name, its gate's element-wise function
-        self.norm = build_norm(config)
+        self.norm = build_norm(config, width)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.norm(self.act_fn(self.dense(hidden_states)))
@@ -203,8 +204,9 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
     def __init__(self, config: MiniEncoderConfig):
         super().__init__(config)
         self.model = MiniEncoderModel(config, add_pooling_layer=False)
-        self.transform = MiniHeadTransform(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        width = config.embedding_size or config.hidden_size  # a factorised embedding: back down to its width
+        self.transform = MiniHeadTransform(config, width)
+        self.lm_head = nn.Linear(width, config.vocab_size, bias=True)
         self.post_init()
 
     def forward(

@@ -72,9 +72,9 @@ def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype
 class SinusoidalPositionalEncoding(nn.Module):
     """Fixed sine/cosine position vectors, added to the token embeddings (no parameters)."""
 
-    def __init__(self, config):
+    def __init__(self, config, width: int | None = None):
         super().__init__()
-        self.dim = config.hidden_size
+        self.dim = config.hidden_size if width is None else width
         self.interleaved = config.sinusoidal_layout == "interleaved"
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype, max_position: int | None = None):
@@ -112,8 +112,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEmbedding(nn.Embedding):
     """A trained vector per position ``0 .. max_position_embeddings - 1``, added to the token embeddings."""
 
-    def __init__(self, config):
-        super().__init__(config.max_position_embeddings, config.hidden_size)
+    def __init__(self, config, width: int | None = None):
+        super().__init__(config.max_position_embeddings, config.hidden_size if width is None else width)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype | None = None, max_position=None):
         return super().forward(position_ids)
@@ -253,12 +253,13 @@ def positions_of_real_tokens(input_ids: torch.LongTensor, pad_token_id: int, off
     return real.cumsum(dim=-1) * real + (offset - 1)  # count of real tokens so far, zeroed on pads
 
 
-def build_absolute_positions(config) -> nn.Module | None:
-    """The module that *adds* position vectors to embeddings, or ``None`` for rotary / no positions."""
+def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:
+    """The module that *adds* position vectors to embeddings (``width`` wide: ``hidden_size`` unless given), or
+    ``None`` for rotary / no positions."""
     if config.position_embedding_type == "sinusoidal":
-        return SinusoidalPositionalEncoding(config)
+        return SinusoidalPositionalEncoding(config, width)
     if config.position_embedding_type == "learned":
-        return LearnedPositionalEmbedding(config)
+        return LearnedPositionalEmbedding(config, width)
     return None
 
 

@@ -479,3 +479,19 @@ def test_a_checkpoint_nothing_converts_is_refused_by_name(data, tmp_path):
     with pytest.raises(ValueError, match="'clip_text_model' checkpoint of .*CLIPTextModel.*DistilBertForMaskedLM"):
         finetune.main(["--model_name_or_path", str(source), "--train_files", data["multi"],
                        "--output_dir", str(tmp_path / "ft"), *QUICK])
+
+
+def test_an_electra_discriminator_fine_tunes_from_its_converted_backbone(data, tmp_path, wordpiece_tokenizer):
+    """`google/electra-small-discriminator`'s config names ElectraForPreTraining, whose per-token head has no mini
+    equivalent: the run converts its backbone (ElectraModel) and fine-tunes a classifier on it."""
+    from transformers import ElectraConfig, ElectraForPreTraining
+
+    source = tmp_path / "electra"
+    ElectraForPreTraining(ElectraConfig(vocab_size=len(wordpiece_tokenizer), embedding_size=16, hidden_size=32,
+                                        num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
+                                        max_position_embeddings=64)).save_pretrained(source)
+    wordpiece_tokenizer.save_pretrained(source)
+    finetune.main(["--model_name_or_path", str(source), "--train_files", data["multi"],
+                   "--output_dir", str(tmp_path / "ft"), *QUICK])
+    tuned = AutoConfig.from_pretrained(tmp_path / "ft")
+    assert (tuned.embedding_size, tuned.pooler_activation, tuned.num_labels) == (16, "gelu", 3)

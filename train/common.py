@@ -276,9 +276,10 @@ def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
     """Let ``--model_name_or_path`` name a transformers checkpoint as well as a mini one.
 
     A checkpoint of a family :mod:`modeling_mini.convert` knows (``config.architectures`` names a class ``from_hf``
-    accepts: ``DistilBertForMaskedLM``, ``GPT2LMHeadModel``, ``MarianMTModel`` ...) is converted once, weight for
-    weight, into ``<output_dir>/converted-base`` with its tokenizer and generation config, and the run starts from
-    that folder (a resumed run finds it there). The main process converts first; the others then read its folder.
+    accepts: ``DistilBertForMaskedLM``, ``GPT2LMHeadModel``, ``MarianMTModel`` ...; else its backbone converts, as
+    ``ElectraModel`` for ELECTRA's discriminator ``ElectraForPreTraining``) is converted once, weight for weight, into
+    ``<output_dir>/converted-base`` with its tokenizer and generation config, and the run starts from that folder (a
+    resumed run finds it there). The main process converts first; the others then read its folder.
     ``model_args.converted_from`` keeps the original name for the model card. A mini checkpoint is left as it is.
     """
     from transformers import AutoConfig
@@ -292,10 +293,13 @@ def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
     if config.model_type in MODEL_TYPE_FAMILY:
         return
     import transformers
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
     from modeling_mini.convert import convertible_classes, from_hf
 
-    known = [arch for arch in config.architectures or () if arch in convertible_classes()]
+    # its own head first; else its backbone (ELECTRA's discriminator head has no mini equivalent: its encoder has)
+    candidates = [*(config.architectures or ()), MODEL_MAPPING_NAMES.get(config.model_type)]
+    known = [arch for arch in candidates if arch in convertible_classes()]
     if not known:
         raise ValueError(f"--model_name_or_path {name!r} is a {config.model_type!r} checkpoint of "
                          f"{config.architectures or 'unnamed architectures'}; a mini checkpoint or one of the classes "
@@ -305,6 +309,8 @@ def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
         if not (folder / "config.json").is_file():
             reference = getattr(transformers, known[0]).from_pretrained(name)
             from_hf(reference).save_pretrained(folder)
+            if known[0] not in (config.architectures or ()):
+                print(f"{name!r} is a {config.architectures}: its backbone ({known[0]}) converts, its head does not")
             try:
                 AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code).save_pretrained(
                     folder)
