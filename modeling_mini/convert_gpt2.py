@@ -149,7 +149,11 @@ def _from_hf(hf_model, **overrides):
 
 def _to_hf(mini_model):
     config = mini_model.config
-    if config.parallel_shared_norm:  # parallel blocks reading one norm: Phi's layout
+    if config.parallel_shared_norm and not config.attention_bias:  # parallel blocks reading one norm: GPT-J's
+        from .convert_gptj import to_gptj
+
+        return to_gptj(mini_model)
+    if config.parallel_shared_norm:  # the same with attention biases: Phi's layout
         from .convert_phi import to_phi
 
         return to_phi(mini_model)

@@ -125,7 +125,9 @@ def test_bad_options_raise():
         MiniGPTConfig(lm_head_bias="no")
     mini = from_hf(build(PhiForCausalLM))
     for field, value, message in [("norm_type", "rmsnorm", "Phi needs `norm_type='layernorm'`"),
-                                  ("attention_bias", False, "Phi needs `attention_bias=True`"),
+                                  ("mlp_bias", False, "Phi needs `mlp_bias=True`"),
+                                  # without attention biases the layout is GPT-J's, whose output projection has none
+                                  ("attention_bias", False, "GPT-J needs `attention_output_bias=False`"),
                                   ("head_dim", 20, "head_dim = hidden_size / num_attention_heads")]:
         with pytest.raises(ValueError, match=message):
             to_hf(MiniGPTForCausalLM(MiniGPTConfig(**{**mini.config.to_dict(), field: value})))
