@@ -104,9 +104,15 @@ def check_standard_heads(config, family: str) -> None:
 
 def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> None:
     """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
-    (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi) and a
-    factorised embedding (ELECTRA)."""
+    (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi), a
+    factorised embedding (ELECTRA), an attention scale of its own and soft-capping (Gemma 2 and 3), layers without
+    rotary positions (SmolLM3) and a rotary base for the sliding layers (Gemma 3, OLMo 3, ModernBERT)."""
     extras = {
+        "attention_scaling": config.attention_scaling is not None,
+        "attention_softcap": config.attention_softcap is not None,
+        "final_logit_softcap": getattr(config, "final_logit_softcap", None) is not None,
+        "nope_layers": getattr(config, "nope_layers", None) is not None,
+        "sliding_rope_theta": getattr(config, "sliding_rope_theta", None) is not None,
         "embedding_size": getattr(config, "embedding_size", None) not in (None, config.hidden_size),
         "parallel_residual": config.parallel_residual,
         "parallel_shared_norm": config.parallel_shared_norm,

@@ -84,11 +84,6 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
         "attention_output_bias": config.attention_bias,  # one flag for all four projections
         "mlp_bias": True,
         "activation_dropout": 0.0,
-        "attention_scaling": None,
-        "attention_softcap": None,
-        "final_logit_softcap": None,
-        "nope_layers": None,
-        "sliding_rope_theta": None,
         "freeze_padding_row": False,
     }
     check_expressible(config, "GPT-NeoX", required, allow=("parallel_residual",))

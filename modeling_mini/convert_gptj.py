@@ -85,11 +85,6 @@ def gptj_config_from_mini(config: MiniGPTConfig) -> GPTJConfig:
         "attention_output_bias": False,
         "mlp_bias": True,
         "activation_dropout": 0.0,
-        "attention_scaling": None,
-        "attention_softcap": None,
-        "final_logit_softcap": None,
-        "nope_layers": None,
-        "sliding_rope_theta": None,
         "freeze_padding_row": False,
     }
     check_expressible(config, "GPT-J", required, allow=("parallel_residual", "parallel_shared_norm", "lm_head_bias",

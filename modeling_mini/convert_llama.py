@@ -205,7 +205,10 @@ def llama_config_from_mini(config: MiniGPTConfig):
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
         **_FIXED[family],
     }
-    check_expressible(config, family, required, standard_heads=False, sliding=True, gated=True)  # checked below
+    # heads, windows, the gate and the Gemma / SmolLM3 options are checked per family, above and below
+    check_expressible(config, family, required, standard_heads=False, sliding=True, gated=True,
+                      allow=("attention_scaling", "attention_softcap", "final_logit_softcap", "nope_layers",
+                             "sliding_rope_theta"))
     if family not in _SLIDING and "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
                          f"{config.sliding_window!r}.")

@@ -108,7 +108,7 @@ def modernbert_config_from_mini(config: MiniEncoderConfig) -> ModernBertConfig:
         "hidden_dropout": 0.0,  # ModernBERT has no dropout on the residual stream
         "attention_dropout": 0.0,  # its attention dropout also drops the attention output
     }
-    check_expressible(config, "ModernBERT", required, sliding=True, gated=True)
+    check_expressible(config, "ModernBERT", required, sliding=True, gated=True, allow=("sliding_rope_theta",))
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"ModernBERT's feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "

@@ -90,11 +90,6 @@ def phi_config_from_mini(config: MiniGPTConfig) -> PhiConfig:
         "attention_output_bias": True,
         "mlp_bias": True,
         "activation_dropout": 0.0,
-        "attention_scaling": None,
-        "attention_softcap": None,
-        "final_logit_softcap": None,
-        "nope_layers": None,
-        "sliding_rope_theta": None,
         "add_cross_attention": False,
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
     }

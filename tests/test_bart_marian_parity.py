@@ -227,6 +227,7 @@ def test_from_hf_rejects_options_it_cannot_express(config, match):
         ({"position_embedding_type": "learned"}, "BART needs `position_offset=2`"),
         ({"sinusoidal_layout": "concatenated", "hidden_act": "swiglu"}, "gated"),
         ({"sinusoidal_layout": "concatenated", "num_key_value_heads": 2}, "num_key_value_heads"),
+        ({"sinusoidal_layout": "concatenated", "attention_scaling": 0.5}, "Marian cannot express `attention_scaling"),
     ],
 )
 def test_to_hf_rejects_configs_bart_and_marian_cannot_express(overrides, match):

@@ -124,6 +124,10 @@ def test_unsupported_options_raise():
     mini.config.position_embedding_type = "sinusoidal"
     with pytest.raises(ValueError, match="position_embedding_type"):
         to_hf(mini)
+    mini.config.position_embedding_type = "learned"
+    mini.config.attention_softcap = 30.0  # BERT's scores are never capped: the export would compute another function
+    with pytest.raises(ValueError, match="BERT cannot express `attention_softcap=30.0`"):
+        to_hf(mini)
 
 
 def test_converted_checkpoint_saves_and_reloads_through_auto(tmp_path):

@@ -133,3 +133,13 @@ def test_an_embedding_dropout_of_its_own_travels_both_ways():
     assert mini.model.embeddings.dropout.p == 0.0
     assert (to_hf(mini).config.embd_pdrop, to_hf(mini).config.resid_pdrop) == (0.0, 0.1)
     assert from_hf(GPT2LMHeadModel(hf_config(embd_pdrop=0.1, resid_pdrop=0.1))).config.embedding_dropout is None
+
+
+@pytest.mark.parametrize(("option", "value"), [("attention_scaling", 0.5), ("attention_softcap", 30.0),
+                                               ("final_logit_softcap", 30.0)])
+def test_export_refuses_an_attention_scale_or_cap_gpt2_lacks(option, value):
+    """GPT-2 scales scores by 1 / sqrt(head_dim) and caps nothing: a model that does otherwise has no GPT-2 form."""
+    mini = from_hf(GPT2LMHeadModel(hf_config()))
+    setattr(mini.config, option, value)
+    with pytest.raises(ValueError, match=f"GPT-2 cannot express `{option}={value}`"):
+        to_hf(mini)
