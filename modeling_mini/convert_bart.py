@@ -134,6 +134,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
 
 
 _COMMON_REQUIRED = {
+    "skip_first_attention_norm": False,
     "norm_type": "layernorm",
     "norm_bias": True,
     "layer_norm_eps": 1e-5,

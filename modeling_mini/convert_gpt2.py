@@ -143,6 +143,8 @@ def _from_hf(hf_model, **overrides):
     config._attn_implementation = hf_model.config._attn_implementation
     mapping, transforms = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, config.add_cross_attention)
     mapping.update(head)
+    if mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings:  # an output matrix of its own
+        mapping["lm_head.weight"] = "lm_head.weight"
     mini = mini_cls(config).to(hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), mapping, transforms)
 
@@ -170,6 +172,8 @@ def _to_hf(mini_model):
     config = gpt2_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     mapping, transforms = _backbone_map(config.n_layer, mini_prefix, hf_prefix, config.add_cross_attention)
+    if isinstance(mini_model, MiniGPTForCausalLM) and not config.tie_word_embeddings:  # an output matrix of its own
+        mapping["lm_head.weight"] = "lm_head.weight"
     state = mini_model.state_dict()
     hf_state = {}
     for mini_key, hf_key in {**mapping, **head}.items():

@@ -90,6 +90,8 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
     rope = {"rope_type": "default", "rope_theta": config.rope_theta, **(config.rotary_scaling or {}),
             "partial_rotary_factor": config.partial_rotary_factor}
     kwargs = {key: getattr(config, key) for key in _SHARED}
+    if kwargs["classifier_dropout"] is None:  # ours then drops out with hidden_dropout; GPT-NeoX needs a number
+        kwargs["classifier_dropout"] = config.hidden_dropout
     return GPTNeoXConfig(
         hidden_act=_HF_ACTIVATION.get(config.hidden_act, config.hidden_act),
         layer_norm_eps=config.layer_norm_eps,

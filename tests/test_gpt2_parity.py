@@ -143,3 +143,15 @@ def test_export_refuses_an_attention_scale_or_cap_gpt2_lacks(option, value):
     setattr(mini.config, option, value)
     with pytest.raises(ValueError, match=f"GPT-2 cannot express `{option}={value}`"):
         to_hf(mini)
+
+
+def test_an_untied_output_layer_converts_both_ways():
+    """GPT-2 with `tie_word_embeddings=False` keeps an output matrix of its own: it converts, and exports, exactly."""
+    hf = GPT2LMHeadModel(hf_config(tie_word_embeddings=False)).eval()
+    mini = from_hf(hf)
+    assert mini.lm_head.weight is not mini.model.embeddings.embed_tokens.weight
+    assert_same_tensors(hf, to_hf(mini))
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(mini(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits,
+                                   atol=1e-5, rtol=0)

@@ -1,0 +1,129 @@
+"""Every export either raises or is exact: for each family's base layout, each config option is changed on its own, and
+``to_hf`` must either refuse the result with a ``ValueError`` or give a transformers model that computes the same
+outputs. This catches an option that an exporter forgets to check, whose model would otherwise export silently and
+compute another function."""
+
+import pytest
+import torch
+
+from modeling_mini import (
+    MiniEncoderConfig,
+    MiniEncoderForMaskedLM,
+    MiniEncoderForSequenceClassification,
+    MiniGPTConfig,
+    MiniGPTForCausalLM,
+    MiniSeq2SeqConfig,
+    MiniSeq2SeqForConditionalGeneration,
+)
+from modeling_mini.convert import to_hf
+
+SHAPE = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+             max_position_embeddings=64, pad_token_id=0, hidden_dropout=0.0, attention_dropout=0.0,
+             attn_implementation="eager")
+#: a base layout per export target (each exports as it is)
+BASES = {
+    "gpt2": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="learned")),
+    "llama": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="rotary", norm_type="rmsnorm",
+                                                       hidden_act="swiglu", attention_bias=False, mlp_bias=False,
+                                                       tie_word_embeddings=False)),
+    "neox": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="rotary", partial_rotary_factor=0.5,
+                                                      parallel_residual=True, hidden_act="gelu",
+                                                      tie_word_embeddings=False)),
+    "phi": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="rotary", partial_rotary_factor=0.5,
+                                                     parallel_residual=True, parallel_shared_norm=True,
+                                                     lm_head_bias=True, tie_word_embeddings=False)),
+    "gptj": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="rotary", partial_rotary_factor=0.5,
+                                                      parallel_residual=True, parallel_shared_norm=True,
+                                                      lm_head_bias=True, attention_bias=False,
+                                                      tie_word_embeddings=False)),
+    "bert-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(position_embedding_type="learned")),
+    "roberta-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
+        position_embedding_type="learned", pad_aware_positions=True, position_offset=1, num_labels=3)),
+    "distilbert-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
+        position_embedding_type="learned", type_vocab_size=0, pooler_activation="relu", num_labels=3)),
+    "electra-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
+        position_embedding_type="learned", embedding_size=16, pooler_activation="gelu", num_labels=3)),
+    "bert-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification,
+                        dict(position_embedding_type="learned", num_labels=3)),
+    "modernbert": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(
+        position_embedding_type="rotary", norm_position="pre", final_norm=True, norm_bias=False, hidden_act="geglu",
+        attention_bias=False, mlp_bias=False, head_bias=False, skip_first_attention_norm=True, type_vocab_size=0,
+        sliding_window=3, layer_types=["full_attention", "sliding_attention"], sliding_rope_theta=100.0)),
+    "marian": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(sinusoidal_layout="concatenated",
+                                                                            decoder_start_token_id=0)),
+    "pegasus": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(sinusoidal_layout="concatenated",
+                                                                             norm_position="pre",
+                                                                             decoder_start_token_id=0)),
+    "bart": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
+        position_embedding_type="learned", position_offset=2, max_position_embeddings=66, embedding_norm=True,
+        decoder_start_token_id=2)),
+    "mbart": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
+        position_embedding_type="learned", position_offset=2, max_position_embeddings=66, embedding_norm=True,
+        norm_position="pre", decoder_start_token_id=2)),
+}
+#: one change at a time: option -> another value (a change the config itself refuses is skipped)
+CHANGES = {
+    "hidden_act": "relu", "position_embedding_type": "sinusoidal", "sinusoidal_layout": "interleaved",
+    "norm_type": "rmsnorm", "norm_position": "sandwich", "norm_bias": False, "skip_first_attention_norm": True,
+    "parallel_residual": True, "embedding_norm": True, "final_norm": False, "scale_embeddings": True,
+    "attention_bias": False, "attention_output_bias": False, "qk_norm": True, "attention_scaling": 0.3,
+    "attention_softcap": 2.0, "mlp_bias": False, "num_key_value_heads": 2, "head_dim": 16,
+    "partial_rotary_factor": 0.5, "rotary_scaling": {"rope_type": "linear", "factor": 2.0}, "rope_theta": 500.0,
+    "final_logit_softcap": 2.0, "lm_head_bias": True, "sliding_window": 3, "nope_layers": [0],
+    "embedding_size": 16, "pooler_activation": "relu", "classifier_pooling": "mean", "head_transform": True,
+    "head_bias": False, "type_vocab_size": 0, "layer_norm_eps": 1e-3, "max_position_embeddings": 48,
+    "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
+    "final_logits_bias": False, "encoder_layers": 1,
+}
+
+
+def _inputs(family: str):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 99, (2, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, -2:] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    if BASES[family][0] is MiniSeq2SeqConfig:
+        inputs["decoder_input_ids"] = torch.randint(3, 99, (2, 5), generator=g)
+    return inputs
+
+
+def _build(family: str, change: dict):
+    config_cls, model_cls, layout = BASES[family]
+    try:
+        config = config_cls(**{**SHAPE, **layout, **change})
+    except (ValueError, TypeError):
+        return None
+    torch.manual_seed(0)
+    model = model_cls(config).eval()
+    with torch.no_grad():  # every weight away from its initial value (norm gains and biases start at 1 and 0)
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return model
+
+
+@pytest.mark.parametrize("family", BASES)
+def test_each_option_either_exports_exactly_or_is_refused(family):
+    assert _build(family, {}) is not None
+    silently_different = []
+    for option, value in [(None, None), *CHANGES.items()]:
+        change = {} if option is None else {option: value}
+        if option in BASES[family][2] and BASES[family][2][option] == value:
+            continue
+        mini = _build(family, change)
+        if mini is None:
+            continue
+        try:
+            exported = to_hf(mini)
+        except ValueError:
+            assert option is not None, f"the {family} base layout itself does not export"
+            continue
+        inputs = _inputs(family)
+        with torch.no_grad():
+            ours, theirs = mini(**inputs).logits, exported(**inputs).logits
+        seq2seq = BASES[family][0] is MiniSeq2SeqConfig
+        real = inputs["attention_mask"].bool() if ours.dim() == 3 and not seq2seq else slice(None)
+        if not torch.allclose(ours[real], theirs[real], atol=1e-4, rtol=0):
+            silently_different.append(f"{option}={value!r}: max diff {(ours[real] - theirs[real]).abs().max():.2e}")
+    assert not silently_different, f"{family}: exported without a ValueError but computes another function: " \
+                                   f"{silently_different}"
