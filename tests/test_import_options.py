@@ -1,0 +1,96 @@
+"""Every import raises or is exact: for each transformers family ``from_hf`` converts, every boolean and float option
+of its config is changed on its own, and ``from_hf`` must either refuse the model with a ``ValueError`` or give a
+mini model computing the same logits. An option a converter forgets to read would otherwise convert silently into
+another function (the mirror of ``test_export_options.py``)."""
+
+import dataclasses
+
+import pytest
+import torch
+import transformers
+
+from modeling_mini.convert import from_hf
+
+#: small shapes, by the field names each family's config uses
+_BERT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+             max_position_embeddings=64)
+_LLAMA = dict(_BERT, intermediate_size=48, num_key_value_heads=2)
+_SEQ2SEQ = dict(vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64)
+#: a small config per family (the class named is what from_hf gets)
+BASE = {
+    "GPT2LMHeadModel": dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64),
+    "GPTJForCausalLM": dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64),
+    "LlamaForCausalLM": _LLAMA,
+    "Qwen2ForCausalLM": _LLAMA,
+    "Gemma2ForCausalLM": dict(_LLAMA, head_dim=8),
+    "GPTNeoXForCausalLM": dict(_BERT, intermediate_size=48),
+    "PhiForCausalLM": dict(_BERT, intermediate_size=48),
+    "BertForMaskedLM": _BERT,
+    "RobertaForMaskedLM": dict(_BERT, pad_token_id=1),
+    "ElectraForMaskedLM": dict(_BERT, embedding_size=16),
+    "DistilBertForMaskedLM": dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                  max_position_embeddings=64),
+    "ModernBertForMaskedLM": dict(_BERT, num_hidden_layers=3, intermediate_size=48, local_attention=8,
+                                  global_attn_every_n_layers=3, pad_token_id=0),
+    "MarianMTModel": dict(_SEQ2SEQ, pad_token_id=0, decoder_start_token_id=0),
+    "BartForConditionalGeneration": _SEQ2SEQ,
+    "MBartForConditionalGeneration": _SEQ2SEQ,
+    "PegasusForConditionalGeneration": _SEQ2SEQ,
+}
+#: options that do not change what the model computes in an eval forward, or that select another class of model
+IGNORED = {"return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_cache", "is_encoder_decoder",
+           "tie_encoder_decoder", "chunk_size_feed_forward", "is_decoder", "add_cross_attention",
+           "tie_word_embeddings"}
+
+
+def _changed(value):
+    """Another value for a boolean or float option (None: not an option this test changes)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, float):
+        return value * 3 + 0.01
+    return None
+
+
+@pytest.mark.parametrize("name", BASE)
+def test_each_option_either_converts_exactly_or_is_refused(name):
+    cls = getattr(transformers, name)
+    config_cls, shape = cls.config_class, BASE[name]
+    base = config_cls(**shape)
+    silently_different, compared = [], 0
+    for field in (f.name for f in dataclasses.fields(config_cls)):
+        if field in IGNORED or field.startswith("_") or any(word in field for word in ("dropout", "pdrop", "range",
+                                                                                       "std", "layerdrop")):
+            continue  # dropout is off in eval; initialisation ranges do not matter to converted weights
+        value = _changed(getattr(base, field, None))
+        if value is None:
+            continue
+        try:
+            torch.manual_seed(0)
+            hf = cls(config_cls(**{**shape, field: value})).eval()
+        except Exception:  # noqa: BLE001  transformers refuses the combination itself
+            continue
+        with torch.no_grad():  # every trained weight away from its initial value (norm gains start at 1, biases 0)
+            for param in hf.parameters():
+                if param.requires_grad:
+                    param.add_(0.05 * torch.randn_like(param))
+        try:
+            mini = from_hf(hf)
+        except ValueError:
+            continue
+        ids = torch.randint(3, 99, (2, 9), generator=torch.Generator().manual_seed(0))
+        mask = torch.ones_like(ids)
+        mask[0, -2:] = 0
+        inputs = dict(input_ids=ids, attention_mask=mask)
+        if hf.config.is_encoder_decoder:
+            inputs["decoder_input_ids"] = torch.randint(3, 99, (2, 5), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            theirs, ours = hf(**inputs).logits, mini(**inputs).logits
+        real = slice(None) if hf.config.is_encoder_decoder else mask.bool()
+        compared += 1
+        if not torch.allclose(ours[real], theirs[real], atol=1e-4, rtol=0):
+            silently_different.append(f"{field}={value!r}: max diff {(ours[real] - theirs[real]).abs().max():.2e}")
+    assert compared >= 1, f"{name}: no option change was compared"
+    assert not silently_different, f"{name}: converted without a ValueError but computes another function: " \
+                                   f"{silently_different}"
