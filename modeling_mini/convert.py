@@ -102,6 +102,21 @@ def check_standard_heads(config, family: str) -> None:
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
 
 
+#: The decoder layout GPT-2, GPT-NeoX, Phi and GPT-J share (as ``check_expressible``'s ``required``): pre-norm LayerNorm
+#: with shifts before every sub-layer and after the last block, plain summed embeddings, a biased plain feed-forward.
+LAYERNORM_DECODER = {
+    "norm_type": "layernorm",
+    "norm_bias": True,
+    "norm_position": "pre",
+    "skip_first_attention_norm": False,
+    "final_norm": True,
+    "embedding_norm": False,
+    "scale_embeddings": False,
+    "mlp_bias": True,
+    "activation_dropout": 0.0,
+}
+
+
 def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> None:
     """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
     (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi), a

@@ -76,10 +76,10 @@ def bert_config_from_mini(config: MiniEncoderConfig, pooler: bool = False) -> Be
 
 def check_bert_layout(config: MiniEncoderConfig, family: str = "BERT", pooler_activation: str | None = None,
                       allow: tuple[str, ...] = ()) -> None:
-    """``ValueError`` unless ``config`` has BERT's layer layout (shared by RoBERTa and DistilBERT): learned positions,
-    post-norm LayerNorm with shifts, a normalised embedding sum, biases everywhere, one plain feed-forward, whole-input
-    attention, BERT's head shapes. ``pooler_activation``: the pooler function the exported model applies, if it has
-    a pooler."""
+    """``ValueError`` unless ``config`` has BERT's layer layout (shared by RoBERTa, DistilBERT and ELECTRA): learned
+    positions, post-norm LayerNorm with shifts, a normalised embedding sum, biases everywhere, one plain feed-forward,
+    whole-input attention, BERT's head shapes. ``pooler_activation``: the pooler function the exported model applies,
+    if it has a pooler."""
     required = {
         "position_embedding_type": "learned",
         "norm_type": "layernorm",
@@ -116,6 +116,14 @@ def bert_layout_kwargs(config: MiniEncoderConfig, pooler: bool = False, family: 
         attention_probs_dropout_prob=config.attention_dropout,
         **kwargs,
     )
+
+
+def refuse_backbone_pooler(mini_model, hf_backbone: str) -> None:
+    """``ValueError`` for a bare ``MiniEncoderModel`` with a pooler exported to a backbone class that has none
+    (``hf_backbone``: DistilBERT's, ELECTRA's): its weights would be lost."""
+    if isinstance(mini_model, MiniEncoderModel) and mini_model.pooler is not None:
+        raise ValueError(f"{hf_backbone} has no pooler: export a MiniEncoderModel built with `add_pooling_layer=False` "
+                         "(or `add_pooler=False`), or the sequence classifier that holds it.")
 
 
 def _backbone_map(num_layers: int, mini: str, hf: str, pooler: bool, segments: bool = True) -> dict:

@@ -29,7 +29,7 @@ from transformers import (
 from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
 from .convert import load_mapped, separate_attention_projections
-from .convert_bert import check_bert_layout
+from .convert_bert import check_bert_layout, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -164,9 +164,7 @@ def to_distilbert(mini_model):
     A bare ``MiniEncoderModel`` must have no pooler (DistilBERT's backbone has none, and its weights would be lost)."""
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     mini_cls, hf_cls, head = _PAIRS[name]
-    if mini_cls is MiniEncoderModel and mini_model.pooler is not None:
-        raise ValueError("DistilBertModel has no pooler: export a MiniEncoderModel built with `add_pooling_layer="
-                         "False` (or `add_pooler=False`), or the sequence classifier that holds it.")
+    refuse_backbone_pooler(mini_model, "DistilBertModel")
     config = distilbert_config_from_mini(mini_model.config, pooler=mini_cls in _SENTENCE_LEVEL)
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)

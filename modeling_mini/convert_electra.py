@@ -28,7 +28,7 @@ from transformers import (
 
 from .configuration_mini import MiniEncoderConfig
 from .convert import load_mapped, separate_attention_projections
-from .convert_bert import _backbone_map, bert_layout_kwargs, mini_config_from_bert
+from .convert_bert import _backbone_map, bert_layout_kwargs, mini_config_from_bert, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -126,9 +126,7 @@ def to_electra(mini_model):
     calls it for such models. A bare ``MiniEncoderModel`` must have no pooler (ELECTRA's backbone has none)."""
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     mini_cls, hf_cls, head = _PAIRS[name]
-    if mini_cls is MiniEncoderModel and mini_model.pooler is not None:
-        raise ValueError("ElectraModel has no pooler: export a MiniEncoderModel built with `add_pooling_layer=False` "
-                         "(or `add_pooler=False`), or the sequence classifier that holds it.")
+    refuse_backbone_pooler(mini_model, "ElectraModel")
     config = electra_config_from_mini(mini_model.config, pooler=mini_cls in _SENTENCE_LEVEL)
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)

@@ -17,7 +17,7 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped
+from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -59,20 +59,8 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
 
 def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     """The GPT-2 config for a MiniGPT config; ``ValueError`` naming the first option GPT-2 cannot express."""
-    required = {
-        "position_embedding_type": "learned",
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
-        "skip_first_attention_norm": False,
-        "final_norm": True,
-        "embedding_norm": False,
-        "scale_embeddings": False,
-        "attention_bias": True,
-        "attention_output_bias": True,
-        "mlp_bias": True,
-        "activation_dropout": 0.0,
-    }
+    required = {**LAYERNORM_DECODER, "position_embedding_type": "learned", "attention_bias": True,
+                "attention_output_bias": True}
     check_expressible(config, "GPT-2", required, allow=("embedding_dropout",))
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return GPT2Config(

@@ -24,7 +24,13 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped, rotary_options, separate_attention_projections
+from .convert import (
+    LAYERNORM_DECODER,
+    check_expressible,
+    load_mapped,
+    rotary_options,
+    separate_attention_projections,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -73,17 +79,9 @@ def mini_config_from_gpt_neox(hf: GPTNeoXConfig, **overrides) -> MiniGPTConfig:
 def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
     """The GPT-NeoX config for a MiniGPT config; ``ValueError`` naming the first option GPT-NeoX cannot express."""
     required = {
+        **LAYERNORM_DECODER,
         "position_embedding_type": "rotary",
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
-        "skip_first_attention_norm": False,
-        "final_norm": True,
-        "embedding_norm": False,
-        "scale_embeddings": False,
         "attention_output_bias": config.attention_bias,  # one flag for all four projections
-        "mlp_bias": True,
-        "activation_dropout": 0.0,
         "freeze_padding_row": False,
     }
     check_expressible(config, "GPT-NeoX", required, allow=("parallel_residual",))

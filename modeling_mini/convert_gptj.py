@@ -18,7 +18,7 @@ from transformers import GPTJConfig, GPTJForCausalLM, GPTJForSequenceClassificat
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped
+from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
 from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTModel
 
 _SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
@@ -69,22 +69,14 @@ def mini_config_from_gptj(hf: GPTJConfig, **overrides) -> MiniGPTConfig:
 def gptj_config_from_mini(config: MiniGPTConfig) -> GPTJConfig:
     """The GPT-J config for a MiniGPT config; ``ValueError`` naming the first option GPT-J cannot express."""
     required = {
+        **LAYERNORM_DECODER,
         "position_embedding_type": "rotary",
         "rope_theta": ROPE_THETA,
         "rotary_scaling": None,
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
         "parallel_residual": True,
         "parallel_shared_norm": True,
-        "skip_first_attention_norm": False,
-        "final_norm": True,
-        "embedding_norm": False,
-        "scale_embeddings": False,
         "attention_bias": False,
         "attention_output_bias": False,
-        "mlp_bias": True,
-        "activation_dropout": 0.0,
         "freeze_padding_row": False,
     }
     check_expressible(config, "GPT-J", required, allow=("parallel_residual", "parallel_shared_norm", "lm_head_bias",

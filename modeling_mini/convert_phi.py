@@ -15,7 +15,13 @@ from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped, rotary_options, separate_attention_projections
+from .convert import (
+    LAYERNORM_DECODER,
+    check_expressible,
+    load_mapped,
+    rotary_options,
+    separate_attention_projections,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -76,21 +82,12 @@ def phi_config_from_mini(config: MiniGPTConfig) -> PhiConfig:
     token's embedding row; a MiniGPT with ``freeze_padding_row=False`` exports with the same weights and outputs and
     differs only there in further training (as for Llama)."""
     required = {
+        **LAYERNORM_DECODER,
         "position_embedding_type": "rotary",
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
         "parallel_residual": True,
         "parallel_shared_norm": True,
-        "skip_first_attention_norm": False,
-        "final_norm": True,
-        "embedding_norm": False,
-        "scale_embeddings": False,
         "attention_bias": True,
         "attention_output_bias": True,
-        "mlp_bias": True,
-        "activation_dropout": 0.0,
-        "add_cross_attention": False,
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
     }
     check_expressible(config, "Phi", required, standard_heads=False,  # grouped-query heads and qk_norm it has
