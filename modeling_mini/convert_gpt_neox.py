@@ -82,6 +82,7 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
         **LAYERNORM_DECODER,
         "position_embedding_type": "rotary",
         "attention_output_bias": config.attention_bias,  # one flag for all four projections
+        "add_cross_attention": False,
         "freeze_padding_row": False,
     }
     check_expressible(config, "GPT-NeoX", required, allow=("parallel_residual",))
