@@ -469,6 +469,13 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         final_logit_softcap: ``None``, or soft-cap the language-model head's logits, ``cap * tanh(logit / cap)``
             (Gemma 2): no score grows past ``cap``.
         lm_head_bias: a bias in the language-model head (one per vocabulary entry), as Phi-1/1.5/2 have; never tied.
+        position_offset: added to every position id, made here or given, before looking up absolute positions (OPT's
+            learned table starts at row 2, as BART's); 0 elsewhere. Position ids given to ``forward`` (``generate``
+            makes them) count from 0 as usual.
+        pad_aware_positions: without given position ids, number positions among the tokens the 2D ``attention_mask``
+            keeps (``positional.positions_from_attention_mask``), as OPT does: a left-padded text gets the positions
+            it has alone, and pad tokens get position ``position_offset - 1``. Needs absolute positions and
+            ``position_offset >= 1``. Off (as GPT-2): positions then count every token, pad or not.
         sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens a token sees in a
             *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
             attention). Information still travels further through the stack, one window per layer, while the
@@ -503,6 +510,8 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         freeze_padding_row: bool = False,
         final_logit_softcap: float | None = None,
         lm_head_bias: bool = False,
+        position_offset: int = 0,
+        pad_aware_positions: bool = False,
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
@@ -510,6 +519,8 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         **kwargs,
     ):
         self.lm_head_bias = lm_head_bias
+        self.position_offset = position_offset
+        self.pad_aware_positions = pad_aware_positions
         self.nope_layers = list(nope_layers) if nope_layers is not None else None
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
@@ -534,7 +545,16 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
 
     def validate_architecture(self) -> None:
         super().validate_architecture()
-        _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias"))
+        _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
+        _check_positive("position_offset", self.position_offset, allow_zero=True)
+        absolute = self.position_embedding_type in ("learned", "sinusoidal")
+        if (self.position_offset or self.pad_aware_positions) and not absolute:
+            raise ValueError("`position_offset` and `pad_aware_positions` shift the rows of an absolute position "
+                             "table: they need `position_embedding_type` 'learned' or 'sinusoidal'; got "
+                             f"{self.position_embedding_type!r}.")
+        if self.pad_aware_positions and self.position_offset < 1:
+            raise ValueError("`pad_aware_positions=True` gives pad tokens position `position_offset - 1`: it needs "
+                             f"`position_offset >= 1`; got {self.position_offset!r}.")
         if self.parallel_residual and self.add_cross_attention:
             raise ValueError("`parallel_residual=True` has no place for a cross-attention sub-layer: it needs "
                              "`add_cross_attention=False`.")

@@ -59,8 +59,8 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
 
 def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
     """The GPT-2 config for a MiniGPT config; ``ValueError`` naming the first option GPT-2 cannot express."""
-    required = {**LAYERNORM_DECODER, "position_embedding_type": "learned", "attention_bias": True,
-                "attention_output_bias": True}
+    required = {**LAYERNORM_DECODER, "position_embedding_type": "learned", "position_offset": 0,
+                "pad_aware_positions": False, "attention_bias": True, "attention_output_bias": True}
     check_expressible(config, "GPT-2", required, allow=("embedding_dropout",))
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return GPT2Config(
@@ -151,6 +151,10 @@ def _to_hf(mini_model):
         from .convert_gpt_neox import to_gpt_neox  # rotary positions with LayerNorm: GPT-NeoX's layout
 
         return to_gpt_neox(mini_model)
+    if config.position_offset or config.pad_aware_positions:  # a table starting at row 2, counted by the mask: OPT's
+        from .convert_opt import to_opt
+
+        return to_opt(mini_model)
     if config.position_embedding_type == "rotary":  # GPT-2 has learned positions; Llama has rotary ones
         from .convert_llama import to_llama
 

@@ -45,7 +45,7 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary, rotations_per_layer_type
+from .positional import build_rotary, positions_from_attention_mask, rotations_per_layer_type
 
 #: Masked (causal) self-attention, and its sliding-window form: transformers' mask builder for each layer type.
 #: Each returns what the attention backend takes (a boolean or additive 4D mask, a flex ``BlockMask``, or None when
@@ -145,8 +145,16 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask")
         max_position = None  # known without reading the ids only when made here
         given_positions = position_ids
-        if position_ids is None:
-            position_ids, max_position = next_positions(past, length, inputs.device)  # (1, T)
+        offset = self.config.position_offset  # OPT's table starts at row 2
+        mask_2d = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
+        if position_ids is None and self.config.pad_aware_positions and mask_2d:
+            position_ids = positions_from_attention_mask(attention_mask, length, offset)  # (B, T)
+            # a bound (no padding), known without reading the ids; a static cache's tensor count leaves it unknown
+            max_position = None if isinstance(past, torch.Tensor) else offset + past + length - 1
+        elif position_ids is None:
+            position_ids, max_position = next_positions(past, length, inputs.device, offset)  # (1, T)
+        elif offset:
+            position_ids = position_ids + offset  # given ids count from 0
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
         mask_kwargs = dict(

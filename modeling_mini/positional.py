@@ -253,6 +253,18 @@ def positions_of_real_tokens(input_ids: torch.LongTensor, pad_token_id: int, off
     return real.cumsum(dim=-1) * real + (offset - 1)  # count of real tokens so far, zeroed on pads
 
 
+def positions_from_attention_mask(attention_mask: torch.Tensor, length: int, offset: int) -> torch.LongTensor:
+    """OPT's position ids (B, T) for the last ``length`` columns of a 2D ``attention_mask`` (B, past + T): the kept
+    tokens are numbered ``offset, offset + 1, ...`` in order, skipping masked ones, and every masked token gets
+    ``offset - 1``.
+
+    The decoder's counterpart of :func:`positions_of_real_tokens`, read from the mask because a causal LM's pad token
+    is often a real token too (its end-of-text). A left-padded prompt then has the positions it has alone.
+    """
+    kept = attention_mask.long()  # (B, past + T)
+    return (kept.cumsum(dim=-1) * kept + (offset - 1))[:, -length:]
+
+
 def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:
     """The module that *adds* position vectors to embeddings (``width`` wide: ``hidden_size`` unless given), or
     ``None`` for rotary / no positions."""

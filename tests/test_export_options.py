@@ -38,6 +38,9 @@ BASES = {
                                                       parallel_residual=True, parallel_shared_norm=True,
                                                       lm_head_bias=True, attention_bias=False,
                                                       tie_word_embeddings=False)),
+    "opt": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="learned", position_offset=2,
+                                                     pad_aware_positions=True, max_position_embeddings=66,
+                                                     hidden_act="relu", layer_norm_eps=1e-5)),
     "bert-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(position_embedding_type="learned")),
     "roberta-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
         position_embedding_type="learned", pad_aware_positions=True, position_offset=1, num_labels=3)),

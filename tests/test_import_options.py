@@ -26,6 +26,8 @@ BASE = {
     "Gemma2ForCausalLM": dict(_LLAMA, head_dim=8),
     "GPTNeoXForCausalLM": dict(_BERT, intermediate_size=48),
     "PhiForCausalLM": dict(_BERT, intermediate_size=48),
+    "OPTForCausalLM": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                           word_embed_proj_dim=32, max_position_embeddings=64),
     "BertForMaskedLM": _BERT,
     "RobertaForMaskedLM": dict(_BERT, pad_token_id=1),
     "ElectraForMaskedLM": dict(_BERT, embedding_size=16),

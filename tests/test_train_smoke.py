@@ -456,18 +456,26 @@ def test_fine_tuning_starts_from_a_transformers_checkpoint(data, tmp_path, wordp
     assert recipes and all(yaml.safe_load(r.read_text())["model_name_or_path"] == str(source) for r in recipes)
 
 
-def test_pretraining_continues_from_a_transformers_checkpoint(data, tmp_path, bpe_tokenizer):
-    from transformers import GPT2Config, GPT2LMHeadModel
+@pytest.mark.parametrize("family", ["gpt2", "opt"])
+def test_pretraining_continues_from_a_transformers_checkpoint(data, tmp_path, bpe_tokenizer, family):
+    from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
 
-    source = tmp_path / "gpt2"
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer), n_embd=32, n_layer=2, n_head=4,
-                               n_positions=64)).save_pretrained(source)
+    source = tmp_path / family
+    if family == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe_tokenizer), n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=64))
+    else:  # OPT: a table from row 2, positions counted by the mask (`facebook/opt-125m`'s layout, smaller)
+        model = OPTForCausalLM(OPTConfig(vocab_size=len(bpe_tokenizer), hidden_size=32, word_embed_proj_dim=32,
+                                         num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                                         max_position_embeddings=64))
+    model.save_pretrained(source)
     bpe_tokenizer.save_pretrained(source)
     metrics = pretrain.main(["--family", "gpt", "--model_name_or_path", str(source), "--train_files", data["corpus"],
                              "--output_dir", str(tmp_path / "lm"), *QUICK])
     assert math.isfinite(metrics["perplexity"])
     config = AutoConfig.from_pretrained(tmp_path / "lm")
     assert (config.model_type, config.position_embedding_type) == ("mini_gpt", "learned")
+    assert config.pad_aware_positions == (family == "opt")
 
 
 def test_a_checkpoint_nothing_converts_is_refused_by_name(data, tmp_path):
