@@ -19,7 +19,7 @@ from transformers import PreTrainedConfig
 
 from .activations import ACTIVATIONS, POOLER_ACTIVATIONS, is_gated
 
-POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "none")
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "relative", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post", "sandwich", "output")
@@ -33,6 +33,13 @@ ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention")
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def _check_relative_is_seq2seq(config) -> None:
+    """T5's relative attention bias is built by the seq2seq stacks only."""
+    if config.position_embedding_type == "relative":
+        raise ValueError(f"`position_embedding_type='relative'` (T5's attention bias) is a MiniSeq2SeqConfig option; "
+                         f"{type(config).__name__} takes one of 'sinusoidal', 'learned', 'rotary', 'none'.")
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -134,7 +141,8 @@ class MiniConfig(PreTrainedConfig):
             (``swiglu``, ``geglu``, ``reglu``) use an extra gate projection.
         position_embedding_type: ``sinusoidal`` (fixed, added to the embeddings, as in the original
             Transformer), ``learned`` (a trained table, as in GPT-2 and BERT), ``rotary`` (rotates queries
-            and keys inside attention) or ``none`` (no order information at all).
+            and keys inside attention), ``relative`` (T5's trained bias per head and bucketed distance, added to the
+            attention scores; seq2seq models only) or ``none`` (no order information at all).
         sinusoidal_layout: ``interleaved`` (sin on even, cos on odd features, as in the paper) or
             ``concatenated`` (all sines then all cosines, as Marian does).
         max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
@@ -546,6 +554,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
+        _check_relative_is_seq2seq(self)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         absolute = self.position_embedding_type in ("learned", "sinusoidal")
         if (self.position_offset or self.pad_aware_positions) and not absolute:
@@ -681,6 +690,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
+        _check_relative_is_seq2seq(self)
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         _check_choice("pooler_activation", self.pooler_activation, tuple(POOLER_ACTIVATIONS))
         if self.embedding_size is not None:
@@ -716,8 +726,16 @@ class MiniSeq2SeqConfig(MiniConfig):
         tie_word_embeddings: the output layer reuses the decoder's token embeddings.
         final_logits_bias: add a fixed per-token bias to the logits, saved with the weights but not trained
             (BART's and Marian's buffer of that name; see ``modeling_base.MiniLMHeadBias``).
+        scale_decoder_output: multiply the decoder's output by ``hidden_size ** -0.5`` before the output layer (T5,
+            whose tied output layer then reads the embedding table at the scale the embeddings have going in).
+        freeze_padding_row: the pad token's embedding row starts at zero and never trains, as in BART and Marian,
+            whose pad tokens only sit where attention masks them out. T5 trains it: its pad token is also the decoder's
+            start token.
         position_offset: added to every position id before looking up learned positions (BART's tables start
             at row 2); 0 elsewhere.
+        relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``
+            (T5), how many distance buckets each stack learns a bias per head for, and the distance from which all
+            tokens share the last bucket (``positional.relative_position_buckets``).
         decoder_start_token_id: the first decoder input, from which generation starts; labels are shifted
             right behind it to make ``decoder_input_ids``.
     """
@@ -744,7 +762,11 @@ class MiniSeq2SeqConfig(MiniConfig):
         share_embeddings: bool = True,
         tie_word_embeddings: bool = True,
         final_logits_bias: bool = False,
+        scale_decoder_output: bool = False,
+        freeze_padding_row: bool = True,
         position_offset: int = 0,
+        relative_attention_num_buckets: int = 32,
+        relative_attention_max_distance: int = 128,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -762,6 +784,10 @@ class MiniSeq2SeqConfig(MiniConfig):
             )
         self.share_embeddings = share_embeddings
         self.final_logits_bias = final_logits_bias
+        self.scale_decoder_output = scale_decoder_output
+        self.freeze_padding_row = freeze_padding_row
+        self.relative_attention_num_buckets = relative_attention_num_buckets
+        self.relative_attention_max_distance = relative_attention_max_distance
         self.position_offset = position_offset
         self.decoder_start_token_id = decoder_start_token_id
         super().__init__(
@@ -787,7 +813,19 @@ class MiniSeq2SeqConfig(MiniConfig):
         _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, which mirrors it
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        _check_flags(self, ("share_embeddings", "final_logits_bias"))
+        _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))
+        _check_positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
+        _check_positive("relative_attention_max_distance", self.relative_attention_max_distance)
+        # the buckets below half of a direction's share count distances exactly; the rest grow logarithmically
+        exact = self.relative_attention_num_buckets // 4  # bidirectional: half the buckets per side, half exact
+        if self.position_embedding_type == "relative" and (exact < 1
+                                                           or self.relative_attention_max_distance <= 2 * exact):
+            raise ValueError("`position_embedding_type='relative'` needs `relative_attention_num_buckets >= 4` and "
+                             "`relative_attention_max_distance` above half of them; got "
+                             f"{self.relative_attention_num_buckets} and {self.relative_attention_max_distance}.")
+        if self.position_embedding_type == "relative" and self.position_offset:
+            raise ValueError("`position_embedding_type='relative'` reads distances between positions counted from 0: "
+                             f"it needs `position_offset=0`; got {self.position_offset!r}.")
         if self.parallel_residual:
             raise ValueError("`parallel_residual=True` has no place for the decoder's cross-attention: a seq2seq model "
                              "needs `parallel_residual=False`.")

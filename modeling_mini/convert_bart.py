@@ -141,6 +141,7 @@ _COMMON_REQUIRED = {
     "attention_bias": True,
     "attention_output_bias": True,
     "mlp_bias": True,
+    "scale_decoder_output": False,
 }
 
 
@@ -252,6 +253,10 @@ def _from_hf(model, **overrides):
 
 def _to_hf(model):
     config = model.config
+    if config.position_embedding_type == "relative":  # T5's attention bias
+        from .convert_t5 import to_t5
+
+        return to_t5(model)
     hf_config = hf_config_from_mini(config)
     _, base_cls, generation_cls, positions, _ = FAMILIES[_family_of_config(hf_config)]
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)

@@ -41,7 +41,23 @@ from .modeling_base import (
     register_family,
 )
 from .normalization import build_norm
-from .positional import build_rotary
+from .positional import RelativePositionBias, add_attention_bias, build_rotary
+
+
+def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | None:
+    """A stack's relative attention bias (T5) when ``position_embedding_type == "relative"``, else None."""
+    return RelativePositionBias(config, bidirectional) if config.position_embedding_type == "relative" else None
+
+
+def biased_mask(stack, mask, position_ids: torch.LongTensor) -> torch.Tensor:
+    """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack``'s relative bias (T5) where it allows
+    attending: one (B, H, T, S) additive mask, the bias shared by every layer. Eager and sdpa take it; flash kernels
+    take no bias and flex attention would need it as a score function, so they are refused."""
+    implementation = stack.config._attn_implementation
+    if implementation not in ("eager", "sdpa"):
+        raise ValueError(f"`position_embedding_type='relative'` adds a bias to the attention scores: it needs "
+                         f"`attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
+    return add_attention_bias(mask, stack.relative_bias(position_ids, mask.shape[-1]))
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
@@ -108,8 +124,9 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
 
     def __init__(self, config: MiniSeq2SeqConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config)
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)
         self.rotary = build_rotary(config)
+        self.relative_bias = build_relative_bias(config, bidirectional=True)
         self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.encoder_layers))
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
@@ -133,7 +150,11 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        relative = self.relative_bias is not None  # T5: the bias needs a mask tensor to sit in, padding or not
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
+                                         allow_is_bidirectional_skip=not relative)
+        if relative:
+            mask = biased_mask(self, mask, position_ids)  # (B, H, S, S)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
             hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rotary, **kwargs)
@@ -153,8 +174,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
 
     def __init__(self, config: MiniSeq2SeqConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config)
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)
         self.rotary = build_rotary(config)
+        self.relative_bias = build_relative_bias(config, bidirectional=False)  # T5: causal self-attention's
         self.layers = nn.ModuleList(
             MiniBlock(config, i, is_causal=True, has_cross_attention=True) for i in range(config.decoder_layers)
         )
@@ -195,9 +217,13 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
+        relative = self.relative_bias is not None
         self_mask = create_causal_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache,
+            allow_is_causal_skip=not relative,
         )
+        if relative:
+            self_mask = biased_mask(self, self_mask, position_ids)  # (B, H, T, past + T)
         cross_mask = create_bidirectional_mask(
             config=self.config,
             inputs_embeds=hidden_states,
@@ -394,6 +420,8 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
+        if self.config.scale_decoder_output:  # T5: back to the embeddings' scale for the (tied) output layer
+            hidden_states = hidden_states * self.config.hidden_size**-0.5
         # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)

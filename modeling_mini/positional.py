@@ -13,6 +13,9 @@ Attention compares every position with every other at once; by itself it treats 
 * :class:`RotaryEmbedding` (RoPE, Su et al. 2021): nothing is added to the embeddings; instead each
   query and key is rotated by an angle proportional to its position (:func:`apply_rotary_pos_emb`), so
   the dot product ``q_m . k_n`` depends only on the offset ``m - n``.
+* :class:`RelativePositionBias` (T5, Raffel et al. 2020): nothing is added or rotated; each attention score
+  ``q_m . k_n`` gets a trained bias, one per head and per *bucket* of the distance ``n - m``: exact for short
+  distances, logarithmically coarser for long ones, one shared bucket past ``max_distance``.
 
 The sinusoidal and rotary tables are computed on the fly from ``position_ids``: they hold no tensors,
 so loading a model on the ``meta`` device (transformers 5 ``from_pretrained``) cannot leave them
@@ -263,6 +266,60 @@ def positions_from_attention_mask(attention_mask: torch.Tensor, length: int, off
     """
     kept = attention_mask.long()  # (B, past + T)
     return (kept.cumsum(dim=-1) * kept + (offset - 1))[:, -length:]
+
+
+def relative_position_buckets(distance: torch.Tensor, bidirectional: bool, num_buckets: int,
+                              max_distance: int) -> torch.LongTensor:
+    """T5's bucket (``0 .. num_buckets - 1``) for each ``distance = key position - query position``.
+
+    Bidirectional (an encoder): half the buckets for keys after the query, half for the rest. Causal (a decoder):
+    keys after the query never count (they are masked), so every bucket serves the past. Within a direction, the
+    first half of its buckets holds the distances ``0, 1, ...`` one each; the other half covers the distances up to
+    ``max_distance`` on a log scale, and every distance beyond falls in the last bucket. Nearby order is exact, far
+    order coarse, and the model reads any length.
+    """
+    if bidirectional:
+        num_buckets //= 2
+        offset = (distance > 0).long() * num_buckets  # keys after the query: the upper half
+        distance = distance.abs()
+    else:
+        offset = 0
+        distance = (-distance).clamp(min=0)  # how far back the key is
+    exact = num_buckets // 2
+    # log(distance / exact) / log(max_distance / exact) of the way through the log-spaced buckets; clamp(min=1) keeps
+    # log finite where the exact buckets are used anyway
+    fraction = torch.log(distance.clamp(min=1).float() / exact) / math.log(max_distance / exact)
+    far = (exact + (fraction * (num_buckets - exact)).long()).clamp(max=num_buckets - 1)
+    return offset + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's relative attention bias: a learned number per head and distance bucket, added to the attention scores.
+
+    One module per stack: every layer adds the same bias (T5 trains it in the first layer and shares it). The
+    encoder's is bidirectional; the decoder's self-attention is causal; cross-attention gets none.
+    """
+
+    def __init__(self, config, bidirectional: bool):
+        super().__init__()
+        self.bidirectional = bidirectional
+        self.num_buckets = config.relative_attention_num_buckets
+        self.max_distance = config.relative_attention_max_distance
+        self.embed = nn.Embedding(self.num_buckets, config.num_attention_heads)
+
+    def forward(self, query_positions: torch.LongTensor, key_length: int) -> torch.Tensor:
+        """The bias (1, H, T, S) for queries at ``query_positions`` (1, T) and keys at positions ``0 .. S - 1``."""
+        keys = torch.arange(key_length, device=query_positions.device)
+        distance = keys[None, :] - query_positions[0, :, None]  # (T, S)
+        buckets = relative_position_buckets(distance, self.bidirectional, self.num_buckets, self.max_distance)
+        return self.embed(buckets).permute(2, 0, 1).unsqueeze(0)  # (T, S, H) -> (1, H, T, S)
+
+
+def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One additive mask (B, H, T, S) for eager and sdpa attention: ``bias`` (1, H, T, S) where ``mask`` (B, 1, T, S;
+    boolean, or additive with 0 where attending is allowed) allows attending, the dtype's minimum elsewhere."""
+    allowed = mask if mask.dtype == torch.bool else mask == 0
+    return bias.masked_fill(~allowed, torch.finfo(bias.dtype).min)
 
 
 def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:

@@ -59,6 +59,11 @@ BASES = {
     "pegasus": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(sinusoidal_layout="concatenated",
                                                                              norm_position="pre",
                                                                              decoder_start_token_id=0)),
+    "t5": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
+        position_embedding_type="relative", norm_type="rmsnorm", norm_position="pre", attention_bias=False,
+        scale_embeddings=False,
+        mlp_bias=False, attention_scaling=1.0, freeze_padding_row=False, scale_decoder_output=True,
+        relative_attention_num_buckets=8, relative_attention_max_distance=12, decoder_start_token_id=0)),
     "bart": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
         position_embedding_type="learned", position_offset=2, max_position_embeddings=66, embedding_norm=True,
         decoder_start_token_id=2)),
@@ -78,7 +83,8 @@ CHANGES = {
     "embedding_size": 16, "pooler_activation": "relu", "classifier_pooling": "mean", "head_transform": True,
     "head_bias": False, "type_vocab_size": 0, "layer_norm_eps": 1e-3, "max_position_embeddings": 48,
     "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
-    "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True,
+    "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
+    "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
 }
 
 

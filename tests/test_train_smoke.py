@@ -188,6 +188,28 @@ def test_translation_with_generate(pretrained, data, tmp_path):
     assert {"eval_bleu", "eval_chrf"} <= set(metrics)
 
 
+@needs_seq2seq
+def test_translation_fine_tunes_from_a_t5_checkpoint(data, tmp_path, bpe_tokenizer):
+    """A T5 v1.1 checkpoint (`google/flan-t5-small`'s layout, smaller: gated GELU, an output matrix of its own)
+    converts into a MiniSeq2Seq with T5's relative attention bias, which then fine-tunes and translates."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    source = tmp_path / "t5"
+    T5ForConditionalGeneration(T5Config(
+        vocab_size=len(bpe_tokenizer), d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=bpe_tokenizer.pad_token_id,
+        eos_token_id=bpe_tokenizer.eos_token_id, decoder_start_token_id=bpe_tokenizer.pad_token_id,
+    )).save_pretrained(source)
+    bpe_tokenizer.save_pretrained(source)
+    metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(source), "--train_files",
+                             data["pairs"], "--output_dir", str(tmp_path / "mt"), "--predict_with_generate", "true",
+                             "--generation_max_length", "8", *QUICK])
+    assert {"eval_bleu", "eval_chrf"} <= set(metrics)
+    config = AutoConfig.from_pretrained(tmp_path / "mt")
+    assert (config.model_type, config.position_embedding_type, config.hidden_act) == ("mini_seq2seq", "relative",
+                                                                                        "geglu_tanh")
+
+
 def test_from_scratch_keeps_the_architecture_but_not_the_weights(pretrained, data, tmp_path):
     finetune.main(["--model_name_or_path", str(pretrained["gpt"]), "--from_scratch", "true", "--train_files",
                    data["multi"], "--output_dir", str(tmp_path), *QUICK, "--max_steps", "1", "--learning_rate", "0"])

@@ -1,0 +1,211 @@
+"""T5 / mT5 <-> MiniSeq2Seq: the config translation and the weight-name map (through ``convert.py``).
+
+T5 (and T5 v1.1, Flan-T5, mT5) is a pre-norm MiniSeq2Seq with these choices:
+
+* no position vectors: a learned bias per head and distance bucket on the attention scores
+  (``position_embedding_type="relative"``, ``positional.RelativePositionBias``), bidirectional in the encoder, causal
+  in the decoder, none in cross-attention; T5 keeps it in each stack's first layer and every layer reuses it, we keep
+  one per stack;
+* no ``1 / sqrt(head_dim)`` on the scores (``attention_scaling=1.0``: its initialisation absorbs it) and a head width
+  of its own (``d_kv``: ``head_dim``);
+* RMSNorm without bias (its ``T5LayerNorm``), no biases anywhere, a final norm per stack, one shared token table
+  (``share_embeddings``) whose pad row trains (the pad token is the decoder's start token:
+  ``freeze_padding_row=False``);
+* ReLU (T5) or a gated feed-forward (``gated-gelu``, T5 v1.1 / Flan-T5 / mT5: ``geglu_tanh``, its ``wi_0`` our gate);
+* original T5 multiplies the decoder output by ``d_model ** -0.5`` before its tied output layer
+  (``scale_decoder_output``); v1.1 and mT5 do not, and their output layer is a matrix of its own. transformers 5 ties
+  the two when a checkpoint holds one matrix and unties them when it holds two: we read which from the model itself.
+
+Its dropout sits where ours does (embeddings, each sub-layer's output, attention weights, inside the feed-forward),
+plus once more after each stack's final norm, which ours lacks: only training differs there.
+Not expressed, raising ``ValueError``: ``feed_forward_proj`` activations we lack. The classification, question-answering
+and encoder-only T5 heads do not convert.
+"""
+
+import copy
+
+from torch import nn
+from transformers import MT5ForConditionalGeneration, MT5Model, T5Config, T5ForConditionalGeneration, T5Model
+
+from .activations import HF_ALIASES, is_gated
+from .configuration_mini import MiniSeq2SeqConfig
+from .convert import check_expressible, load_mapped, separate_attention_projections
+from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+
+#: T5's gated feed-forward ``gated-<act>``: our gated activation for its ``act``, and back
+GATED = {"gelu_new": "geglu_tanh", "relu": "reglu", "silu": "swiglu"}
+GATED_TO_T5 = {"geglu_tanh": "gated-gelu", "reglu": "gated-relu", "swiglu": "gated-silu"}
+#: transformers class -> mini class
+_CLASSES = {T5Model: MiniSeq2SeqModel, T5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
+            MT5Model: MiniSeq2SeqModel, MT5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration}
+
+
+def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2SeqConfig:
+    """The MiniSeq2Seq config computing what a T5 / mT5 config ``hf`` computes. ``tied_output``: whether the model's
+    output layer is its token table (transformers 5 decides it from the checkpoint, not the config)."""
+    activation = HF_ALIASES.get(hf.dense_act_fn, hf.dense_act_fn)
+    if hf.is_gated_act:
+        if activation not in GATED:
+            raise ValueError(f"T5's `feed_forward_proj={hf.feed_forward_proj!r}` has no mini equivalent; gated ones: "
+                             f"{sorted('gated-' + act for act in GATED)}.")
+        activation = GATED[activation]
+    dropout = float(hf.dropout_rate)
+    kwargs = dict(
+        vocab_size=hf.vocab_size,
+        hidden_size=hf.d_model,
+        encoder_layers=hf.num_layers,
+        decoder_layers=hf.num_decoder_layers,
+        num_attention_heads=hf.num_heads,
+        head_dim=hf.d_kv,
+        intermediate_size=hf.d_ff,
+        hidden_act=activation,
+        position_embedding_type="relative",
+        relative_attention_num_buckets=hf.relative_attention_num_buckets,
+        relative_attention_max_distance=hf.relative_attention_max_distance,
+        norm_type="rmsnorm",
+        norm_position="pre",
+        final_norm=True,
+        layer_norm_eps=float(hf.layer_norm_epsilon),
+        scale_embeddings=False,
+        share_embeddings=True,
+        freeze_padding_row=False,
+        tie_word_embeddings=tied_output,
+        scale_decoder_output=bool(getattr(hf, "scale_decoder_outputs", False)),  # mT5: never
+        attention_bias=False,
+        attention_output_bias=False,
+        mlp_bias=False,
+        attention_scaling=1.0,
+        hidden_dropout=dropout,
+        attention_dropout=dropout,
+        activation_dropout=dropout,
+        classifier_dropout=hf.classifier_dropout,
+        use_cache=hf.use_cache,
+        pad_token_id=hf.pad_token_id,
+        eos_token_id=hf.eos_token_id,
+        bos_token_id=getattr(hf, "bos_token_id", None),
+        decoder_start_token_id=getattr(hf, "decoder_start_token_id", None) or hf.pad_token_id,  # T5: the pad token
+    )
+    kwargs.update(overrides)
+    return MiniSeq2SeqConfig(**kwargs)
+
+
+def t5_config_from_mini(config: MiniSeq2SeqConfig) -> T5Config:
+    """The T5 config for a MiniSeq2Seq config; ``ValueError`` naming the first option T5 cannot express."""
+    required = {
+        "position_embedding_type": "relative",
+        "norm_type": "rmsnorm",
+        "norm_position": "pre",
+        "final_norm": True,
+        "skip_first_attention_norm": False,
+        "embedding_norm": False,
+        "scale_embeddings": False,
+        "share_embeddings": True,
+        "final_logits_bias": False,
+        "position_offset": 0,
+        "attention_bias": False,
+        "attention_output_bias": False,
+        "mlp_bias": False,
+        "attention_scaling": 1.0,
+        "qk_norm": False,
+        "num_key_value_heads": config.num_attention_heads,
+        # one dropout rate everywhere
+        "attention_dropout": config.hidden_dropout,
+        "activation_dropout": config.hidden_dropout,
+    }
+    check_expressible(config, "T5", required, allow=("attention_scaling", "embedding_dropout"), standard_heads=False,
+                      gated=True)
+    if config.embedding_dropout not in (None, config.hidden_dropout):
+        raise ValueError(f"T5 drops out its embeddings with its one `dropout_rate`: it needs `embedding_dropout` None "
+                         f"or `hidden_dropout` ({config.hidden_dropout}); got {config.embedding_dropout!r}.")
+    if is_gated(config.hidden_act):
+        if config.hidden_act not in GATED_TO_T5:
+            raise ValueError(f"T5 has no gated feed-forward with `hidden_act={config.hidden_act!r}`; one of "
+                             f"{sorted(GATED_TO_T5)} (its 'gated-gelu' is the tanh GELU).")
+        feed_forward = GATED_TO_T5[config.hidden_act]
+    else:
+        feed_forward = config.hidden_act
+    return T5Config(
+        vocab_size=config.vocab_size,
+        d_model=config.hidden_size,
+        d_kv=config.head_dim,
+        d_ff=config.intermediate_size,
+        num_layers=config.encoder_layers,
+        num_decoder_layers=config.decoder_layers,
+        num_heads=config.num_attention_heads,
+        relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        dropout_rate=config.hidden_dropout,
+        layer_norm_epsilon=config.layer_norm_eps,
+        feed_forward_proj=feed_forward,
+        tie_word_embeddings=config.scale_decoder_output,  # what T5Config reads as "scale the decoder output"
+        classifier_dropout=config.classifier_dropout or 0.0,
+        use_cache=config.use_cache,
+        pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id,
+        bos_token_id=config.bos_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+    )
+
+
+def _weight_map(config: MiniSeq2SeqConfig, mini: str) -> dict:
+    """{mini key: T5 key} for both stacks (the decoder's token table is the encoder's: tied)."""
+    mapping = {f"{mini}encoder.embeddings.embed_tokens.weight": "shared.weight"}
+    gated = is_gated(config.hidden_act)
+    sides = (("encoder", config.encoder_layers, ("self_attn",)),
+             ("decoder", config.decoder_layers, ("self_attn", "cross_attn")))
+    for side, depth, attentions in sides:
+        m = f"{mini}{side}."
+        first_attention = f"{side}.block.0.layer.0.SelfAttention"  # where T5 keeps the stack's one bias table
+        mapping[f"{m}relative_bias.embed.weight"] = f"{first_attention}.relative_attention_bias.weight"
+        mapping[f"{m}norm.weight"] = f"{side}.final_layer_norm.weight"
+        for i in range(depth):
+            ml, hl = f"{m}layers.{i}.", f"{side}.block.{i}.layer."
+            # T5's sub-layers are numbered: self-attention 0, cross-attention 1 (decoder), feed-forward last
+            for index, attention in enumerate(attentions):
+                theirs = "SelfAttention" if attention == "self_attn" else "EncDecAttention"
+                mapping[f"{ml}{attention}_norm.weight"] = f"{hl}{index}.layer_norm.weight"
+                for ours, t5 in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("o_proj", "o")):
+                    mapping[f"{ml}{attention}.{ours}.weight"] = f"{hl}{index}.{theirs}.{t5}.weight"
+            ff = f"{hl}{len(attentions)}."
+            mapping[f"{ml}mlp_norm.weight"] = f"{ff}layer_norm.weight"
+            projections = ((("gate_proj", "wi_0"), ("up_proj", "wi_1")) if gated else (("up_proj", "wi"),))
+            for ours, t5 in (*projections, ("down_proj", "wo")):
+                mapping[f"{ml}mlp.{ours}.weight"] = f"{ff}DenseReluDense.{t5}.weight"
+    return mapping
+
+
+def _from_hf(model, **overrides):
+    with_head = hasattr(model, "lm_head")
+    tied = not with_head or model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
+    config = mini_config_from_t5(model.config, tied_output=tied, **overrides)
+    config._attn_implementation = "sdpa" if model.config._attn_implementation == "sdpa" else "eager"
+    mini_cls = _CLASSES[type(model)]
+    mapping = _weight_map(config, "model." if with_head else "")
+    if with_head and not tied:
+        mapping["lm_head.weight"] = "lm_head.weight"
+    mini = load_mapped(mini_cls(config).to(model.dtype), model.state_dict(), mapping)
+    if with_head:
+        mini.generation_config = copy.deepcopy(model.generation_config)
+    return mini
+
+
+def to_t5(model):
+    """The T5 model equivalent to a MiniSeq2Seq with relative attention bias; ``convert.to_hf`` calls it (through
+    ``convert_bart``, which exports the other MiniSeq2Seq layouts)."""
+    config = model.config
+    hf_config = t5_config_from_mini(config)
+    with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
+    hf_config._attn_implementation = config._attn_implementation if config._attn_implementation == "sdpa" else "eager"
+    target = (T5ForConditionalGeneration if with_head else T5Model)(hf_config).to(model.dtype)
+    source = separate_attention_projections(model)
+    mapping = {theirs: ours for ours, theirs in _weight_map(config, "model." if with_head else "").items()}
+    load_mapped(target, source, mapping)
+    if with_head and not config.tie_word_embeddings:  # an output matrix of its own (T5 v1.1, mT5)
+        target.lm_head.weight = nn.Parameter(source["lm_head.weight"].detach().clone())
+    if with_head:
+        target.generation_config = copy.deepcopy(model.generation_config)
+    return target.eval()
+
+
+FROM_HF = {cls.__name__: _from_hf for cls in _CLASSES}
+TO_HF = {}  # MiniSeq2Seq exports through convert_bart, which hands relative-bias models to to_t5
