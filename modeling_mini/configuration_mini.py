@@ -35,11 +35,12 @@ def _check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
 
 
-def _check_relative_is_seq2seq(config) -> None:
-    """T5's relative attention bias is built by the seq2seq stacks only."""
+def _check_relative_is_bidirectional_or_seq2seq(config) -> None:
+    """T5's relative attention bias is built by the encoder and the seq2seq stacks."""
     if config.position_embedding_type == "relative":
-        raise ValueError(f"`position_embedding_type='relative'` (T5's attention bias) is a MiniSeq2SeqConfig option; "
-                         f"{type(config).__name__} takes one of 'sinusoidal', 'learned', 'rotary', 'none'.")
+        raise ValueError(f"`position_embedding_type='relative'` (T5's attention bias) is a MiniEncoderConfig and "
+                         f"MiniSeq2SeqConfig option; {type(config).__name__} takes one of 'sinusoidal', 'learned', "
+                         "'rotary', 'none'.")
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -142,7 +143,7 @@ class MiniConfig(PreTrainedConfig):
         position_embedding_type: ``sinusoidal`` (fixed, added to the embeddings, as in the original
             Transformer), ``learned`` (a trained table, as in GPT-2 and BERT), ``rotary`` (rotates queries
             and keys inside attention), ``relative`` (T5's trained bias per head and bucketed distance, added to the
-            attention scores; seq2seq models only) or ``none`` (no order information at all).
+            attention scores; encoder and seq2seq models) or ``none`` (no order information at all).
         sinusoidal_layout: ``interleaved`` (sin on even, cos on odd features, as in the paper) or
             ``concatenated`` (all sines then all cosines, as Marian does).
         max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
@@ -461,6 +462,33 @@ class SlidingWindowOptions:
                              f"{sorted(set(self.layer_types))}.")
 
 
+class RelativeBiasOptions:
+    """T5's relative attention bias options, ``relative_attention_num_buckets`` and ``relative_attention_max_distance``,
+    which the encoder and the seq2seq model share (a mixin: each documents them); used with
+    ``position_embedding_type="relative"``."""
+
+    def _set_relative(self, num_buckets, max_distance) -> None:
+        self.relative_attention_num_buckets = num_buckets
+        self.relative_attention_max_distance = max_distance
+
+    def _check_relative(self) -> None:
+        _check_positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
+        _check_positive("relative_attention_max_distance", self.relative_attention_max_distance)
+        if self.position_embedding_type != "relative":
+            return
+        # a direction's first half of buckets counts distances exactly, the rest on a log scale up to the distance:
+        # a bidirectional stack has num_buckets / 2 per direction, a causal one all of them
+        exact = self.relative_attention_num_buckets // 4
+        if exact < 1 or self.relative_attention_max_distance <= 2 * exact:
+            raise ValueError("`position_embedding_type='relative'` needs `relative_attention_num_buckets >= 4` and "
+                             "`relative_attention_max_distance` above half of them; got "
+                             f"{self.relative_attention_num_buckets} and {self.relative_attention_max_distance}.")
+        if self.position_offset or getattr(self, "pad_aware_positions", False):
+            raise ValueError("`position_embedding_type='relative'` reads distances between positions counted from 0: "
+                             f"it needs `position_offset=0` and `pad_aware_positions=False`; got "
+                             f"{self.position_offset!r} and {getattr(self, 'pad_aware_positions', False)!r}.")
+
+
 class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     r"""Decoder-only GPT: a stack of causal (masked) self-attention blocks and a language-model head.
 
@@ -554,7 +582,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
-        _check_relative_is_seq2seq(self)
+        _check_relative_is_bidirectional_or_seq2seq(self)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         absolute = self.position_embedding_type in ("learned", "sinusoidal")
         if (self.position_offset or self.pad_aware_positions) and not absolute:
@@ -580,7 +608,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
                                  f"`position_embedding_type='rotary'`; got {self.position_embedding_type!r}.")
 
 
-class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
+class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
     r"""Bidirectional encoder (BERT-like): every token attends to every other real token of its input.
 
     Defaults are BERT-base's shape and layout: post-norm LayerNorm (eps 1e-12), exact ``gelu``, a normalised
@@ -623,6 +651,9 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
             layer full, from the first); ``None`` makes every layer slide when ``sliding_window`` is set.
         sliding_rope_theta: ``None``, or the rotary base of the sliding layers, which then ignore ``rotary_scaling``
             (ModernBERT: 10,000 for its local layers, 160,000 for the global ones).
+        relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``
+            (T5's encoder), how many distance buckets the encoder learns a bias per head for, and the distance from
+            which all tokens share the last bucket (``positional.relative_position_buckets``).
     """
 
     model_type = "mini_encoder"
@@ -653,6 +684,8 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         sliding_window: int | None = None,
         sliding_rope_theta: float | None = None,
         layer_types: list[str] | None = None,
+        relative_attention_num_buckets: int = 32,
+        relative_attention_max_distance: int = 128,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
         **kwargs,
@@ -663,6 +696,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         self.pooler_activation = pooler_activation
         self.embedding_size = embedding_size
         self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
+        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
         self.sparse_prediction = sparse_prediction
@@ -690,7 +724,10 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
-        _check_relative_is_seq2seq(self)
+        self._check_relative()
+        if self.position_embedding_type == "relative" and "sliding_attention" in self.layer_types:
+            raise ValueError("`position_embedding_type='relative'` (T5's bias) has no sliding-window layers here: it "
+                             "needs `sliding_window=None`.")
         _check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
         _check_choice("pooler_activation", self.pooler_activation, tuple(POOLER_ACTIVATIONS))
         if self.embedding_size is not None:
@@ -710,7 +747,7 @@ class MiniEncoderConfig(SlidingWindowOptions, MiniConfig):
             )
 
 
-class MiniSeq2SeqConfig(MiniConfig):
+class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
     r"""Encoder-decoder (the original Transformer): a bidirectional encoder reads the source, a causal decoder
     writes the target while attending to the encoder's output through cross-attention.
 
@@ -786,8 +823,7 @@ class MiniSeq2SeqConfig(MiniConfig):
         self.final_logits_bias = final_logits_bias
         self.scale_decoder_output = scale_decoder_output
         self.freeze_padding_row = freeze_padding_row
-        self.relative_attention_num_buckets = relative_attention_num_buckets
-        self.relative_attention_max_distance = relative_attention_max_distance
+        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance)
         self.position_offset = position_offset
         self.decoder_start_token_id = decoder_start_token_id
         super().__init__(
@@ -814,18 +850,7 @@ class MiniSeq2SeqConfig(MiniConfig):
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))
-        _check_positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
-        _check_positive("relative_attention_max_distance", self.relative_attention_max_distance)
-        # the buckets below half of a direction's share count distances exactly; the rest grow logarithmically
-        exact = self.relative_attention_num_buckets // 4  # bidirectional: half the buckets per side, half exact
-        if self.position_embedding_type == "relative" and (exact < 1
-                                                           or self.relative_attention_max_distance <= 2 * exact):
-            raise ValueError("`position_embedding_type='relative'` needs `relative_attention_num_buckets >= 4` and "
-                             "`relative_attention_max_distance` above half of them; got "
-                             f"{self.relative_attention_num_buckets} and {self.relative_attention_max_distance}.")
-        if self.position_embedding_type == "relative" and self.position_offset:
-            raise ValueError("`position_embedding_type='relative'` reads distances between positions counted from 0: "
-                             f"it needs `position_offset=0`; got {self.position_offset!r}.")
+        self._check_relative()
         if self.parallel_residual:
             raise ValueError("`parallel_residual=True` has no place for the decoder's cross-attention: a seq2seq model "
                              "needs `parallel_residual=False`.")

@@ -201,6 +201,10 @@ def _from_hf(hf_model, **overrides):
 
 
 def _to_hf(mini_model):
+    if mini_model.config.position_embedding_type == "relative":  # T5's attention bias: its encoder alone
+        from .convert_t5 import to_t5
+
+        return to_t5(mini_model)
     if mini_model.config.position_embedding_type == "rotary":  # ModernBERT's layout
         from .convert_modernbert import to_modernbert
 

@@ -18,18 +18,30 @@ T5 (and T5 v1.1, Flan-T5, mT5) is a pre-norm MiniSeq2Seq with these choices:
 
 Its dropout sits where ours does (embeddings, each sub-layer's output, attention weights, inside the feed-forward),
 plus once more after each stack's final norm, which ours lacks: only training differs there.
-Not expressed, raising ``ValueError``: ``feed_forward_proj`` activations we lack. The classification, question-answering
-and encoder-only T5 heads do not convert.
+``T5EncoderModel`` / ``MT5EncoderModel`` (T5's encoder alone: sentence-T5, the text encoder of many image generators)
+converts to a ``MiniEncoderModel`` with the same bias, bidirectional, no segments and no pooler, and back.
+
+Not expressed, raising ``ValueError``: ``feed_forward_proj`` activations we lack. T5's classification and
+question-answering heads do not convert.
 """
 
 import copy
 
 from torch import nn
-from transformers import MT5ForConditionalGeneration, MT5Model, T5Config, T5ForConditionalGeneration, T5Model
+from transformers import (
+    MT5EncoderModel,
+    MT5ForConditionalGeneration,
+    MT5Model,
+    T5Config,
+    T5EncoderModel,
+    T5ForConditionalGeneration,
+    T5Model,
+)
 
 from .activations import HF_ALIASES, is_gated
-from .configuration_mini import MiniSeq2SeqConfig
+from .configuration_mini import MiniEncoderConfig, MiniSeq2SeqConfig
 from .convert import check_expressible, load_mapped, separate_attention_projections
+from .modeling_encoder import MiniEncoderModel
 from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
 
 #: T5's gated feed-forward ``gated-<act>``: our gated activation for its ``act``, and back
@@ -37,7 +49,12 @@ GATED = {"gelu_new": "geglu_tanh", "relu": "reglu", "silu": "swiglu"}
 GATED_TO_T5 = {"geglu_tanh": "gated-gelu", "reglu": "gated-relu", "swiglu": "gated-silu"}
 #: transformers class -> mini class
 _CLASSES = {T5Model: MiniSeq2SeqModel, T5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
-            MT5Model: MiniSeq2SeqModel, MT5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration}
+            MT5Model: MiniSeq2SeqModel, MT5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
+            T5EncoderModel: MiniEncoderModel, MT5EncoderModel: MiniEncoderModel}
+#: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
+_ENCODER_ONLY = dict(type_vocab_size=0, add_pooler=False, embedding_norm=False, max_position_embeddings=512)
+_SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "freeze_padding_row", "tie_word_embeddings",
+                 "scale_decoder_output", "decoder_start_token_id")
 
 
 def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2SeqConfig:
@@ -89,8 +106,19 @@ def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2Se
     return MiniSeq2SeqConfig(**kwargs)
 
 
-def t5_config_from_mini(config: MiniSeq2SeqConfig) -> T5Config:
-    """The T5 config for a MiniSeq2Seq config; ``ValueError`` naming the first option T5 cannot express."""
+def mini_encoder_config_from_t5(hf, **overrides) -> MiniEncoderConfig:
+    """The MiniEncoder config computing what a T5 / mT5 encoder-only model computes."""
+    kwargs = mini_config_from_t5(hf).to_dict()
+    kwargs = {key: value for key, value in kwargs.items() if key not in (*_SEQ2SEQ_ONLY, "model_type",
+                                                                         "is_encoder_decoder", "transformers_version")}
+    kwargs.update(num_hidden_layers=hf.num_layers, **_ENCODER_ONLY, **overrides)
+    return MiniEncoderConfig(**kwargs)
+
+
+def t5_config_from_mini(config) -> T5Config:
+    """The T5 config for a MiniSeq2Seq config (or a MiniEncoder's, for ``T5EncoderModel``); ``ValueError`` naming the
+    first option T5 cannot express."""
+    encoder_only = config.model_type == "mini_encoder"
     required = {
         "position_embedding_type": "relative",
         "norm_type": "rmsnorm",
@@ -99,8 +127,8 @@ def t5_config_from_mini(config: MiniSeq2SeqConfig) -> T5Config:
         "skip_first_attention_norm": False,
         "embedding_norm": False,
         "scale_embeddings": False,
-        "share_embeddings": True,
-        "final_logits_bias": False,
+        **(dict(type_vocab_size=0, add_pooler=False) if encoder_only else
+           dict(share_embeddings=True, final_logits_bias=False)),
         "position_offset": 0,
         "attention_bias": False,
         "attention_output_bias": False,
@@ -129,55 +157,65 @@ def t5_config_from_mini(config: MiniSeq2SeqConfig) -> T5Config:
         d_model=config.hidden_size,
         d_kv=config.head_dim,
         d_ff=config.intermediate_size,
-        num_layers=config.encoder_layers,
-        num_decoder_layers=config.decoder_layers,
+        num_layers=config.num_hidden_layers if encoder_only else config.encoder_layers,
+        num_decoder_layers=None if encoder_only else config.decoder_layers,
         num_heads=config.num_attention_heads,
         relative_attention_num_buckets=config.relative_attention_num_buckets,
         relative_attention_max_distance=config.relative_attention_max_distance,
         dropout_rate=config.hidden_dropout,
         layer_norm_epsilon=config.layer_norm_eps,
         feed_forward_proj=feed_forward,
-        tie_word_embeddings=config.scale_decoder_output,  # what T5Config reads as "scale the decoder output"
+        tie_word_embeddings=not encoder_only and config.scale_decoder_output,  # T5Config: "scale the decoder output"
         classifier_dropout=config.classifier_dropout or 0.0,
         use_cache=config.use_cache,
         pad_token_id=config.pad_token_id,
         eos_token_id=config.eos_token_id,
         bos_token_id=config.bos_token_id,
-        decoder_start_token_id=config.decoder_start_token_id,
+        decoder_start_token_id=None if encoder_only else config.decoder_start_token_id,
     )
 
 
-def _weight_map(config: MiniSeq2SeqConfig, mini: str) -> dict:
-    """{mini key: T5 key} for both stacks (the decoder's token table is the encoder's: tied)."""
-    mapping = {f"{mini}encoder.embeddings.embed_tokens.weight": "shared.weight"}
+def _weight_map(config, mini: str) -> dict:
+    """{mini key: T5 key} for both stacks (the decoder's token table is the encoder's: tied), or, for a MiniEncoder,
+    T5's encoder alone."""
+    if config.model_type == "mini_encoder":
+        return {"embeddings.embed_tokens.weight": "shared.weight",
+                **_stack_map(config, "", "encoder", config.num_hidden_layers, ("self_attn",))}
+    return {f"{mini}encoder.embeddings.embed_tokens.weight": "shared.weight",
+            **_stack_map(config, f"{mini}encoder.", "encoder", config.encoder_layers, ("self_attn",)),
+            **_stack_map(config, f"{mini}decoder.", "decoder", config.decoder_layers, ("self_attn", "cross_attn"))}
+
+
+def _stack_map(config, m: str, side: str, depth: int, attentions: tuple[str, ...]) -> dict:
+    """{mini key: T5 key} for one stack, ours under ``m``, T5's under ``side``."""
+    mapping = {}
     gated = is_gated(config.hidden_act)
-    sides = (("encoder", config.encoder_layers, ("self_attn",)),
-             ("decoder", config.decoder_layers, ("self_attn", "cross_attn")))
-    for side, depth, attentions in sides:
-        m = f"{mini}{side}."
-        first_attention = f"{side}.block.0.layer.0.SelfAttention"  # where T5 keeps the stack's one bias table
-        mapping[f"{m}relative_bias.embed.weight"] = f"{first_attention}.relative_attention_bias.weight"
-        mapping[f"{m}norm.weight"] = f"{side}.final_layer_norm.weight"
-        for i in range(depth):
-            ml, hl = f"{m}layers.{i}.", f"{side}.block.{i}.layer."
-            # T5's sub-layers are numbered: self-attention 0, cross-attention 1 (decoder), feed-forward last
-            for index, attention in enumerate(attentions):
-                theirs = "SelfAttention" if attention == "self_attn" else "EncDecAttention"
-                mapping[f"{ml}{attention}_norm.weight"] = f"{hl}{index}.layer_norm.weight"
-                for ours, t5 in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("o_proj", "o")):
-                    mapping[f"{ml}{attention}.{ours}.weight"] = f"{hl}{index}.{theirs}.{t5}.weight"
-            ff = f"{hl}{len(attentions)}."
-            mapping[f"{ml}mlp_norm.weight"] = f"{ff}layer_norm.weight"
-            projections = ((("gate_proj", "wi_0"), ("up_proj", "wi_1")) if gated else (("up_proj", "wi"),))
-            for ours, t5 in (*projections, ("down_proj", "wo")):
-                mapping[f"{ml}mlp.{ours}.weight"] = f"{ff}DenseReluDense.{t5}.weight"
+    first_attention = f"{side}.block.0.layer.0.SelfAttention"  # where T5 keeps the stack's one bias table
+    mapping[f"{m}relative_bias.embed.weight"] = f"{first_attention}.relative_attention_bias.weight"
+    mapping[f"{m}norm.weight"] = f"{side}.final_layer_norm.weight"
+    for i in range(depth):
+        ml, hl = f"{m}layers.{i}.", f"{side}.block.{i}.layer."
+        # T5's sub-layers are numbered: self-attention 0, cross-attention 1 (decoder), feed-forward last
+        for index, attention in enumerate(attentions):
+            theirs = "SelfAttention" if attention == "self_attn" else "EncDecAttention"
+            mapping[f"{ml}{attention}_norm.weight"] = f"{hl}{index}.layer_norm.weight"
+            for ours, t5 in (("q_proj", "q"), ("k_proj", "k"), ("v_proj", "v"), ("o_proj", "o")):
+                mapping[f"{ml}{attention}.{ours}.weight"] = f"{hl}{index}.{theirs}.{t5}.weight"
+        ff = f"{hl}{len(attentions)}."
+        mapping[f"{ml}mlp_norm.weight"] = f"{ff}layer_norm.weight"
+        projections = ((("gate_proj", "wi_0"), ("up_proj", "wi_1")) if gated else (("up_proj", "wi"),))
+        for ours, t5 in (*projections, ("down_proj", "wo")):
+            mapping[f"{ml}mlp.{ours}.weight"] = f"{ff}DenseReluDense.{t5}.weight"
     return mapping
 
 
 def _from_hf(model, **overrides):
     with_head = hasattr(model, "lm_head")
     tied = not with_head or model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
-    config = mini_config_from_t5(model.config, tied_output=tied, **overrides)
+    if isinstance(model, (T5EncoderModel, MT5EncoderModel)):
+        config = mini_encoder_config_from_t5(model.config, **overrides)
+    else:
+        config = mini_config_from_t5(model.config, tied_output=tied, **overrides)
     config._attn_implementation = "sdpa" if model.config._attn_implementation == "sdpa" else "eager"
     mini_cls = _CLASSES[type(model)]
     mapping = _weight_map(config, "model." if with_head else "")
@@ -193,10 +231,15 @@ def to_t5(model):
     """The T5 model equivalent to a MiniSeq2Seq with relative attention bias; ``convert.to_hf`` calls it (through
     ``convert_bart``, which exports the other MiniSeq2Seq layouts)."""
     config = model.config
+    if config.model_type == "mini_encoder" and not isinstance(model, MiniEncoderModel):
+        raise ValueError(f"A T5 encoder exports from a bare MiniEncoderModel (as `T5EncoderModel`); T5 has no "
+                         f"{type(model).__name__.removeprefix('MiniEncoder')} head on its encoder alone.")
     hf_config = t5_config_from_mini(config)
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
     hf_config._attn_implementation = config._attn_implementation if config._attn_implementation == "sdpa" else "eager"
-    target = (T5ForConditionalGeneration if with_head else T5Model)(hf_config).to(model.dtype)
+    hf_cls = T5EncoderModel if isinstance(model, MiniEncoderModel) else T5ForConditionalGeneration if with_head \
+        else T5Model
+    target = hf_cls(hf_config).to(model.dtype)
     source = separate_attention_projections(model)
     mapping = {theirs: ours for ours, theirs in _weight_map(config, "model." if with_head else "").items()}
     load_mapped(target, source, mapping)

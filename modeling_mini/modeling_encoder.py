@@ -46,7 +46,13 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary, positions_of_real_tokens, rotations_per_layer_type
+from .positional import (
+    biased_mask,
+    build_relative_bias,
+    build_rotary,
+    positions_of_real_tokens,
+    rotations_per_layer_type,
+)
 
 #: Bidirectional self-attention, and its sliding-window (local) form: transformers' mask builder for each layer type.
 #: Each masks padding (and, local, the tokens farther than ``sliding_window``) in the format the backend takes.
@@ -125,6 +131,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         self.embeddings = MiniEmbeddings(config)
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
+        self.relative_bias = build_relative_bias(config, bidirectional=True)  # T5's encoder
         self.layers = nn.ModuleList(
             MiniBlock(config, i, is_causal=False, sliding_window=config.layer_sliding_window(i))
             for i in range(config.num_hidden_layers)
@@ -168,8 +175,14 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding masks (and the window, for local layers), in the format the attention backend wants (None when
         # nothing is masked)
-        masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
-                                            attention_mask=attention_mask) for kind in self.attention_types}
+        if self.relative_bias is None:
+            masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
+                                                attention_mask=attention_mask) for kind in self.attention_types}
+        else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)
+            full = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
+                                             attention_mask=attention_mask, allow_is_bidirectional_skip=False)
+            queries = torch.arange(length, device=inputs.device)[None]  # T5 reads no position ids: 0 .. T - 1
+            masks = {"full_attention": biased_mask(self, full, queries)}  # (B, H, T, T)
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for block in self.layers:
             hidden_states = block(hidden_states, attention_mask=masks[block.attention_type],

@@ -41,23 +41,7 @@ from .modeling_base import (
     register_family,
 )
 from .normalization import build_norm
-from .positional import RelativePositionBias, add_attention_bias, build_rotary
-
-
-def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | None:
-    """A stack's relative attention bias (T5) when ``position_embedding_type == "relative"``, else None."""
-    return RelativePositionBias(config, bidirectional) if config.position_embedding_type == "relative" else None
-
-
-def biased_mask(stack, mask, position_ids: torch.LongTensor) -> torch.Tensor:
-    """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack``'s relative bias (T5) where it allows
-    attending: one (B, H, T, S) additive mask, the bias shared by every layer. Eager and sdpa take it; flash kernels
-    take no bias and flex attention would need it as a score function, so they are refused."""
-    implementation = stack.config._attn_implementation
-    if implementation not in ("eager", "sdpa"):
-        raise ValueError(f"`position_embedding_type='relative'` adds a bias to the attention scores: it needs "
-                         f"`attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
-    return add_attention_bias(mask, stack.relative_bias(position_ids, mask.shape[-1]))
+from .positional import biased_mask, build_relative_bias, build_rotary
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):

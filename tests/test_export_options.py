@@ -10,6 +10,7 @@ from modeling_mini import (
     MiniEncoderConfig,
     MiniEncoderForMaskedLM,
     MiniEncoderForSequenceClassification,
+    MiniEncoderModel,
     MiniGPTConfig,
     MiniGPTForCausalLM,
     MiniSeq2SeqConfig,
@@ -64,6 +65,10 @@ BASES = {
         scale_embeddings=False,
         mlp_bias=False, attention_scaling=1.0, freeze_padding_row=False, scale_decoder_output=True,
         relative_attention_num_buckets=8, relative_attention_max_distance=12, decoder_start_token_id=0)),
+    "t5-encoder": (MiniEncoderConfig, MiniEncoderModel, dict(
+        position_embedding_type="relative", norm_type="rmsnorm", norm_position="pre", final_norm=True,
+        embedding_norm=False, type_vocab_size=0, add_pooler=False, attention_bias=False, mlp_bias=False,
+        attention_scaling=1.0, relative_attention_num_buckets=8, relative_attention_max_distance=12)),
     "bart": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
         position_embedding_type="learned", position_offset=2, max_position_embeddings=66, embedding_norm=True,
         decoder_start_token_id=2)),
@@ -86,6 +91,11 @@ CHANGES = {
     "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
     "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
 }
+
+
+def _output(outputs) -> torch.Tensor:
+    """The logits, or a bare backbone's hidden states."""
+    return outputs.logits if "logits" in outputs else outputs.last_hidden_state
 
 
 def _inputs(family: str, config):
@@ -137,7 +147,7 @@ def test_each_option_either_exports_exactly_or_is_refused(family):
             continue
         inputs = _inputs(family, mini.config)
         with torch.no_grad():
-            ours, theirs = mini(**inputs).logits, exported(**inputs).logits
+            ours, theirs = _output(mini(**inputs)), _output(exported(**inputs))
         seq2seq = BASES[family][0] is MiniSeq2SeqConfig
         real = inputs["attention_mask"].bool() if ours.dim() == 3 and not seq2seq else slice(None)
         if not torch.allclose(ours[real], theirs[real], atol=1e-4, rtol=0):

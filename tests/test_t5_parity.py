@@ -4,18 +4,28 @@ computes the same function, and ``to_hf`` exports it back exactly."""
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors
+from conftest import assert_one_training_step_matches, assert_same_tensors, generate_with_compiled_static_cache
 from transformers import (
     AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
     MT5Config,
+    MT5EncoderModel,
     MT5ForConditionalGeneration,
     MT5Model,
     T5Config,
+    T5EncoderModel,
     T5ForConditionalGeneration,
     T5Model,
 )
 
-from modeling_mini import MiniEncoderConfig, MiniGPTConfig, MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration
+from modeling_mini import (
+    MiniEncoderConfig,
+    MiniEncoderForSequenceClassification,
+    MiniEncoderModel,
+    MiniGPTConfig,
+    MiniSeq2SeqConfig,
+    MiniSeq2SeqForConditionalGeneration,
+)
 from modeling_mini.convert import from_hf, to_hf
 from modeling_mini.positional import relative_position_buckets
 
@@ -166,6 +176,10 @@ def test_cached_decoding_equals_the_full_forward_and_padding_changes_nothing():
         torch.testing.assert_close(step[:, 0], full[:, 10], atol=1e-5, rtol=0)
         alone = mini(input_ids=inputs["input_ids"][:1, :15], decoder_input_ids=inputs["decoder_input_ids"][:1]).logits
         torch.testing.assert_close(alone[0], full[0], atol=1e-5, rtol=0)
+    # a static cache, its decoding step compiled fullgraph (as transformers does on a GPU), generates the same tokens
+    kwargs = dict(attention_mask=inputs["attention_mask"], max_new_tokens=10, do_sample=False)
+    assert torch.equal(generate_with_compiled_static_cache(mini, inputs["input_ids"], **kwargs),
+                       mini.generate(inputs["input_ids"], **kwargs))
 
 
 def test_converted_model_saves_reloads_and_compiles(tmp_path):
@@ -193,11 +207,53 @@ def test_the_pad_row_trains_as_t5s_start_token():
         .padding_idx == 0
 
 
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+@pytest.mark.parametrize(("cls", "config_cls", "layout"), [(T5EncoderModel, T5Config, "t5"),
+                                                            (MT5EncoderModel, MT5Config, "t5-v1.1")],
+                         ids=["T5EncoderModel", "MT5EncoderModel"])
+def test_the_encoder_alone_converts_to_a_mini_encoder_and_back(cls, config_cls, layout, impl):
+    """T5's encoder alone (sentence-T5, image generators' text encoders) is a MiniEncoderModel with the same bias: the
+    same hidden states on a padded batch, a padded text as it is alone, and an exact export (as T5EncoderModel)."""
+    hf = build(cls, layout, config_cls=config_cls)
+    hf.set_attn_implementation(impl)
+    mini = from_hf(hf)
+    assert isinstance(mini, MiniEncoderModel) and mini.pooler is None and mini.relative_bias.bidirectional
+    inputs = batch()
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    with torch.no_grad():
+        theirs, ours = hf(input_ids=ids, attention_mask=mask), mini(input_ids=ids, attention_mask=mask)
+        torch.testing.assert_close(ours.last_hidden_state[mask.bool()], theirs.last_hidden_state[mask.bool()],
+                                   atol=1e-5, rtol=0)
+        alone = mini(input_ids=ids[:1, :15]).last_hidden_state[0]
+    torch.testing.assert_close(alone, ours.last_hidden_state[0, :15], atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert type(back) is T5EncoderModel
+    assert_same_tensors(hf, back)
+
+
+def test_a_converted_t5_encoder_fine_tunes_as_a_classifier(tmp_path):
+    """A classification head (mean pooling suits T5, which has no [CLS] token) loads on the converted encoder and
+    trains; T5 has no such head on its encoder alone, so that model does not export."""
+    from_hf(build(T5EncoderModel)).save_pretrained(tmp_path)
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2, classifier_pooling="mean")
+    assert isinstance(classifier, MiniEncoderForSequenceClassification)
+    inputs = batch()
+    out = classifier(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                     labels=torch.tensor([0, 1, 1]))
+    out.loss.backward()
+    assert classifier.model.relative_bias.embed.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="A T5 encoder exports from a bare MiniEncoderModel"):
+        to_hf(classifier)
+
+
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*MiniSeq2SeqConfig option"):
+    with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*MiniEncoderConfig and "
+                                         "MiniSeq2SeqConfig option"):
         MiniGPTConfig(position_embedding_type="relative")
-    with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*MiniSeq2SeqConfig option"):
-        MiniEncoderConfig(position_embedding_type="relative")
+    with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*no sliding-window layers"):
+        MiniEncoderConfig(position_embedding_type="relative", sliding_window=4)
+    with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*`pad_aware_positions=False`"):
+        MiniEncoderConfig(position_embedding_type="relative", pad_aware_positions=True, position_offset=1)
     with pytest.raises(ValueError, match="`relative_attention_num_buckets >= 4`"):
         MiniSeq2SeqConfig(position_embedding_type="relative", relative_attention_num_buckets=2)
     with pytest.raises(ValueError, match="`relative_attention_max_distance` above half"):
