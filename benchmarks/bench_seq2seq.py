@@ -1,8 +1,10 @@
-"""MiniSeq2SeqForConditionalGeneration against transformers' MarianMTModel of the same shape, weights and backend.
+"""MiniSeq2SeqForConditionalGeneration against transformers' MarianMTModel (or, ``bench_t5.py``,
+T5ForConditionalGeneration) of the same shape, weights and backend.
 
 A random ``MarianMTModel`` (the closest HF relative of the original Transformer: sinusoidal positions,
 post-norm) is built from a config (no download) and converted with ``modeling_mini.convert.from_hf``, so both
-models hold identical weights; a parity row reports the max |logits difference| first. Measured alternately
+models hold identical weights; a parity row reports the max |logits difference| first. The T5 case is Flan-T5's
+layout: relative attention bias, pre-norm RMSNorm, a gated GELU and an output matrix of its own. Measured alternately
 in one process (see ``common.alternate``):
 
 * training step: forward with labels (source B x T, target B x T), backward, AdamW step; target tokens/s and
@@ -21,7 +23,7 @@ import os
 import sys
 
 import torch
-from transformers import MarianConfig, MarianMTModel
+from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
@@ -48,6 +50,13 @@ SHAPES = {
 }
 
 
+#: Flan-T5's layout: CPU-sized, and flan-t5-base's shape on the GPU
+T5_SHAPES = {
+    "cpu": dict(SHAPES["cpu"], heads=4, d_kv=64),
+    "cuda": dict(SHAPES["cuda"], vocab_size=32128, d_model=768, layers=12, heads=12, d_kv=64, ffn=2048),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--compile", action="store_true", help="torch.compile both models (training step)")
@@ -60,16 +69,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _shape(args) -> dict:
-    shape = dict(SHAPES[args.device])
+def _shape(args, reference: str = "marian") -> dict:
+    shape = dict((SHAPES if reference == "marian" else T5_SHAPES)[args.device])
     for key in ("batch_size", "seq_len", "rounds", "steps"):
         if getattr(args, key, None):
             shape[key] = getattr(args, key)
     return shape
 
 
-def _models(shape, args):
+def _models(shape, args, reference: str = "marian"):
     torch.manual_seed(0)
+    if reference == "t5":
+        hf = T5ForConditionalGeneration(T5Config(
+            vocab_size=shape["vocab_size"], d_model=shape["d_model"], d_kv=shape["d_kv"], d_ff=shape["ffn"],
+            num_layers=shape["layers"], num_heads=shape["heads"], feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
+        with torch.no_grad():  # an output matrix of its own, as Flan-T5's checkpoints hold
+            hf.lm_head.weight = torch.nn.Parameter(hf.shared.weight * shape["d_model"] ** -0.5)
+        hf.set_attn_implementation(args.attn)
+        mini = from_hf(hf)
+        mini.set_attn_implementation(args.attn)
+        return hf.to(args.device), mini.to(args.device)
     config = MarianConfig(vocab_size=shape["vocab_size"], d_model=shape["d_model"], encoder_layers=shape["layers"],
                           decoder_layers=shape["layers"], encoder_attention_heads=shape["heads"],
                           decoder_attention_heads=shape["heads"], encoder_ffn_dim=shape["ffn"],
@@ -113,16 +133,19 @@ def _generate(model, source, new_tokens, num_beams, device, use_autocast):
     return step
 
 
-def run(args) -> list[dict]:
-    """Benchmark rows for the encoder-decoder family (parity, training, generation)."""
+def run(args, reference: str = "marian") -> list[dict]:
+    """Benchmark rows for the encoder-decoder family (parity, training, generation) against ``reference``
+    (``"marian"``, or ``"t5"``: the rows are then named ``t5``)."""
     device = args.device
-    shape = _shape(args)
+    shape = _shape(args, reference)
     use_autocast = device == "cuda"
     compile_models = getattr(args, "compile", False)
-    hf, mini = _models(shape, args)
+    hf, mini = _models(shape, args, reference)
+    family = "seq2seq" if reference == "marian" else "t5"
+    name = "Marian" if reference == "marian" else "T5 (Flan layout)"
     case = (f"{device} {args.attn}{' bf16' if use_autocast else ''}{' compiled' if compile_models else ''} "
-            f"vs Marian D={shape['d_model']} L={shape['layers']}+{shape['layers']} V={shape['vocab_size']}")
-    rows = [info_row("seq2seq", case, "eval logits max abs diff (fp32)", _parity(hf, mini, device))]
+            f"vs {name} D={shape['d_model']} L={shape['layers']}+{shape['layers']} V={shape['vocab_size']}")
+    rows = [info_row(family, case, "eval logits max abs diff (fp32)", _parity(hf, mini, device))]
 
     generator = torch.Generator().manual_seed(0)
     source = torch.randint(3, shape["vocab_size"], (shape["batch_size"], shape["seq_len"]), generator=generator)
@@ -138,13 +161,13 @@ def run(args) -> list[dict]:
     tokens = shape["batch_size"] * shape["seq_len"] * shape["steps"]
     speed = {name: median_rate(samples, tokens) for name, samples in results.items()}
     train_case = f"{case} B={shape['batch_size']} T={shape['seq_len']}"
-    rows.append(row("seq2seq", train_case, "train target tokens/s", speed["hf"], speed["mini"],
+    rows.append(row(family, train_case, "train target tokens/s", speed["hf"], speed["mini"],
                     **paired(results["hf"], results["mini"])))
     peaks = {name: max_peak(samples) for name, samples in results.items()}
     if peaks["hf"] is not None:
-        rows.append(memory_row("seq2seq", train_case, "train", peaks["hf"], peaks["mini"], device))
+        rows.append(memory_row(family, train_case, "train", peaks["hf"], peaks["mini"], device))
     if device == "cpu" and not compile_models:  # kernel-launch proxy, see common.count_compute_ops
-        rows.append(compute_ops_row("seq2seq", train_case, "train step compute ops", steps))
+        rows.append(compute_ops_row(family, train_case, "train step compute ops", steps))
 
     for model in (hf, mini):
         model.eval()
@@ -159,12 +182,12 @@ def run(args) -> list[dict]:
             new = batch_size * shape["new_tokens"]
             speed = {name: median_rate(samples, new) for name, samples in results.items()}
             kind = "greedy" if num_beams == 1 else f"beam {num_beams}"
-            rows.append(row("seq2seq", f"{case} source={shape['source_len']} new={shape['new_tokens']}",
+            rows.append(row(family, f"{case} source={shape['source_len']} new={shape['new_tokens']}",
                             f"generate {kind} B={batch_size} new tokens/s", speed["hf"], speed["mini"],
                             **paired(results["hf"], results["mini"])))
             if device == "cpu" and batch_size == 1:
                 generate_case = f"{case} source={shape['source_len']} new={shape['new_tokens']}"
-                rows.append(compute_ops_row("seq2seq", generate_case, f"generate {kind} B=1 compute ops per new token",
+                rows.append(compute_ops_row(family, generate_case, f"generate {kind} B=1 compute ops per new token",
                                             fns, per=shape["new_tokens"]))
     return rows
 

@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import format_rows  # noqa: E402
 
-FAMILIES = ("gpt", "llama", "encoder", "modernbert", "seq2seq")
+FAMILIES = ("gpt", "llama", "encoder", "modernbert", "seq2seq", "t5")
 
 
 def parse_args(argv=None):

@@ -14,7 +14,7 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())
-    families = ("gpt", "llama", "encoder", "modernbert", "seq2seq")
+    families = ("gpt", "llama", "encoder", "modernbert", "seq2seq", "t5")
     assert {row["benchmark"].split("-")[0] for row in rows} == set(families)
     for family in families:
         family_rows = [row for row in rows if row["benchmark"].startswith(family)]
