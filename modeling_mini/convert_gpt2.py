@@ -139,6 +139,11 @@ def _from_hf(hf_model, **overrides):
 
 def _to_hf(mini_model):
     config = mini_model.config
+    rotary_layernorm = config.position_embedding_type == "rotary" and config.norm_type == "layernorm"
+    if rotary_layernorm and not (config.attention_bias or config.mlp_bias or config.lm_head_bias):
+        from .convert_falcon import to_falcon  # rotary positions, LayerNorm, no biases anywhere: Falcon's layout
+
+        return to_falcon(mini_model)
     if config.parallel_shared_norm and not config.attention_bias:  # parallel blocks reading one norm: GPT-J's
         from .convert_gptj import to_gptj
 
