@@ -100,14 +100,15 @@ class MiniBlock(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
-        *,
         attention_mask: torch.Tensor | None = None,
+        *,
         encoder_attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Cache | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D). Tensors that need gradients are positional (gradient checkpointing)."""
+        """(B, T, D) -> (B, T, D). Tensors that need gradients are positional (gradient checkpointing): the encoder
+        output, and the attention mask, which holds T5's trained relative bias."""
         if self.parallel:  # both sub-layers read the block's input; summed in GPT-NeoX's order: mlp + attn + x
             norm = self.self_attn_norm
             normed = norm(hidden_states) if norm is not None else hidden_states

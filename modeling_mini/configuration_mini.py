@@ -35,8 +35,8 @@ def _check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
 
 
-def _check_relative_is_bidirectional_or_seq2seq(config) -> None:
-    """T5's relative attention bias is built by the encoder and the seq2seq stacks."""
+def _refuse_relative(config) -> None:
+    """T5's relative attention bias is built by the encoder and the seq2seq stacks, not the GPT's."""
     if config.position_embedding_type == "relative":
         raise ValueError(f"`position_embedding_type='relative'` (T5's attention bias) is a MiniEncoderConfig and "
                          f"MiniSeq2SeqConfig option; {type(config).__name__} takes one of 'sinusoidal', 'learned', "
@@ -477,9 +477,9 @@ class RelativeBiasOptions:
         if self.position_embedding_type != "relative":
             return
         # a direction's first half of buckets counts distances exactly, the rest on a log scale up to the distance:
-        # a bidirectional stack has num_buckets / 2 per direction, a causal one all of them
-        exact = self.relative_attention_num_buckets // 4
-        if exact < 1 or self.relative_attention_max_distance <= 2 * exact:
+        # a causal stack gives the past all the buckets, so num_buckets / 2 distances are exact there
+        buckets, distance = self.relative_attention_num_buckets, self.relative_attention_max_distance
+        if buckets < 4 or distance <= buckets // 2:
             raise ValueError("`position_embedding_type='relative'` needs `relative_attention_num_buckets >= 4` and "
                              "`relative_attention_max_distance` above half of them; got "
                              f"{self.relative_attention_num_buckets} and {self.relative_attention_max_distance}.")
@@ -582,7 +582,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
-        _check_relative_is_bidirectional_or_seq2seq(self)
+        _refuse_relative(self)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         absolute = self.position_embedding_type in ("learned", "sinusoidal")
         if (self.position_offset or self.pad_aware_positions) and not absolute:
@@ -765,9 +765,9 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
             (BART's and Marian's buffer of that name; see ``modeling_base.MiniLMHeadBias``).
         scale_decoder_output: multiply the decoder's output by ``hidden_size ** -0.5`` before the output layer (T5,
             whose tied output layer then reads the embedding table at the scale the embeddings have going in).
-        freeze_padding_row: the pad token's embedding row starts at zero and never trains, as in BART and Marian,
-            whose pad tokens only sit where attention masks them out. T5 trains it: its pad token is also the decoder's
-            start token.
+        freeze_padding_row: the pad token's embedding row starts at zero and never trains, as in BART and Marian
+            (whose embeddings have a ``padding_idx``, even where the pad token starts the decoder, as Marian's does).
+            T5 trains it: its pad token is its decoder's start token, and its table has no ``padding_idx``.
         position_offset: added to every position id before looking up learned positions (BART's tables start
             at row 2); 0 elsewhere.
         relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``

@@ -109,6 +109,9 @@ def opt_config_from_mini(config: MiniGPTConfig) -> OPTConfig:
     if config.norm_position == "post" and config.final_norm:
         raise ValueError("A post-norm OPT has no final norm: it needs `final_norm=False` with `norm_position='post'`.")
     check_expressible(config, "OPT", required, allow=("embedding_dropout",))
+    if config.max_position_embeddings <= OPT_POSITION_OFFSET:
+        raise ValueError(f"OPT's position table keeps {OPT_POSITION_OFFSET} rows before position 0: it needs "
+                         f"`max_position_embeddings > {OPT_POSITION_OFFSET}`; got {config.max_position_embeddings}.")
     embedding_dropout = config.hidden_dropout if config.embedding_dropout is None else config.embedding_dropout
     if embedding_dropout:
         raise ValueError(f"OPT never drops out its embeddings: it needs `embedding_dropout=0.0`; this model drops "

@@ -228,8 +228,10 @@ def _from_hf(model, **overrides):
 
 
 def to_t5(model):
-    """The T5 model equivalent to a MiniSeq2Seq with relative attention bias; ``convert.to_hf`` calls it (through
-    ``convert_bart``, which exports the other MiniSeq2Seq layouts)."""
+    """The T5 model equivalent to a MiniSeq2Seq with relative attention bias (or, as ``T5EncoderModel``, a
+    MiniEncoderModel); ``convert.to_hf`` calls it (through ``convert_bart`` / ``convert_bert``, which export the other
+    layouts). T5 trains its pad token's embedding row; a model with ``freeze_padding_row=True`` exports with the same
+    weights and outputs and differs only there in further training."""
     config = model.config
     if config.model_type == "mini_encoder" and not isinstance(model, MiniEncoderModel):
         raise ValueError(f"A T5 encoder exports from a bare MiniEncoderModel (as `T5EncoderModel`); T5 has no "

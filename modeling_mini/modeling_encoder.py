@@ -166,6 +166,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             self._check_token_type_ids(token_type_ids, batch, length)
         max_position = None  # known without reading the ids only when made here
         offset = self.config.position_offset
+        given_positions = position_ids
         if position_ids is None and self.config.pad_aware_positions and input_ids is not None:
             position_ids = positions_of_real_tokens(input_ids, self.config.pad_token_id, offset)  # (B, T)
             max_position = offset + length - 1  # a bound (no pads), known without reading the ids
@@ -179,13 +180,18 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
                                                 attention_mask=attention_mask) for kind in self.attention_types}
         else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)
+            if given_positions is not None:
+                raise ValueError("`position_ids` given to a model with `position_embedding_type='relative'` (T5's "
+                                 "bias), which reads distances between the tokens of each row as they stand: pass "
+                                 "none (for packed sequences, one row per sequence).")
             full = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
                                              attention_mask=attention_mask, allow_is_bidirectional_skip=False)
             queries = torch.arange(length, device=inputs.device)[None]  # T5 reads no position ids: 0 .. T - 1
             masks = {"full_attention": biased_mask(self, full, queries)}  # (B, H, T, T)
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for block in self.layers:
-            hidden_states = block(hidden_states, attention_mask=masks[block.attention_type],
+            # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
+            hidden_states = block(hidden_states, None, masks[block.attention_type],
                                   position_embeddings=rotations[block.attention_type], **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)

@@ -141,7 +141,8 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
             mask = biased_mask(self, mask, position_ids)  # (B, H, S, S)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
-            hidden_states = block(hidden_states, attention_mask=mask, position_embeddings=rotary, **kwargs)
+            # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
+            hidden_states = block(hidden_states, None, mask, position_embeddings=rotary, **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states)
@@ -219,7 +220,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
-                attention_mask=self_mask,
+                self_mask,  # with T5's relative bias, trained
                 encoder_attention_mask=cross_mask,
                 position_embeddings=rotary,
                 cache=cache,

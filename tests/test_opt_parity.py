@@ -168,5 +168,7 @@ def test_bad_options_raise():
                               "OPT never drops out its embeddings")]:
         with pytest.raises(ValueError, match=message):
             to_hf(MiniGPTForCausalLM(MiniGPTConfig(**{**options, **changes})))
+    with pytest.raises(ValueError, match="OPT's position table keeps 2 rows before position 0"):
+        to_hf(MiniGPTForCausalLM(MiniGPTConfig(**{**options, "max_position_embeddings": 2})))
     with pytest.raises(ValueError, match="OPT has no model for MiniGPTForTokenClassification"):
         to_hf(MiniGPTForTokenClassification(MiniGPTConfig(**options)))

@@ -2,6 +2,8 @@
 tied, rescaled output layer, or a gated GELU with an output matrix of its own) converted with the users' converter
 computes the same function, and ``to_hf`` exports it back exactly."""
 
+import copy
+
 import pytest
 import torch
 from conftest import assert_one_training_step_matches, assert_same_tensors, generate_with_compiled_static_cache
@@ -197,6 +199,28 @@ def test_converted_model_saves_reloads_and_compiles(tmp_path):
         reloaded(**inputs)
 
 
+@pytest.mark.parametrize("cls", [T5ForConditionalGeneration, T5EncoderModel], ids=lambda c: c.__name__)
+def test_gradient_checkpointing_gives_the_same_gradients_reentrant_or_not(cls):
+    """The trained bias sits in the attention mask, which every layer reads: the blocks take it positionally, so
+    either kind of checkpointing recomputes the layers and sends the bias its gradient once."""
+    mini = from_hf(build(cls))
+    inputs = batch()
+    ids, mask, targets = inputs["input_ids"], inputs["attention_mask"], inputs["decoder_input_ids"]
+    gradients = []
+    for reentrant in (None, True, False):
+        model = copy.deepcopy(mini).train()
+        if reentrant is not None:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        if cls is T5EncoderModel:
+            model(input_ids=ids, attention_mask=mask).last_hidden_state.pow(2).mean().backward()
+        else:
+            model(input_ids=ids, attention_mask=mask, labels=targets).loss.backward()
+        gradients.append({name: param.grad for name, param in model.named_parameters()})
+    for checkpointed in gradients[1:]:
+        for name, gradient in gradients[0].items():
+            torch.testing.assert_close(checkpointed[name], gradient, msg=name)
+
+
 def test_the_pad_row_trains_as_t5s_start_token():
     """T5's pad token starts every decoder input: its embedding row must train (BART and Marian freeze theirs)."""
     mini = from_hf(build())
@@ -256,8 +280,13 @@ def test_bad_options_raise():
         MiniEncoderConfig(position_embedding_type="relative", pad_aware_positions=True, position_offset=1)
     with pytest.raises(ValueError, match="`relative_attention_num_buckets >= 4`"):
         MiniSeq2SeqConfig(position_embedding_type="relative", relative_attention_num_buckets=2)
-    with pytest.raises(ValueError, match="`relative_attention_max_distance` above half"):
-        MiniSeq2SeqConfig(position_embedding_type="relative", relative_attention_max_distance=16)
+    for buckets, distance in ((32, 16), (7, 3), (6, 3)):  # a causal stack counts num_buckets / 2 distances exactly
+        with pytest.raises(ValueError, match="`relative_attention_max_distance` above half"):
+            MiniSeq2SeqConfig(position_embedding_type="relative", relative_attention_num_buckets=buckets,
+                              relative_attention_max_distance=distance)
+    encoder = from_hf(build(T5EncoderModel))
+    with pytest.raises(ValueError, match="`position_ids` given to a model with `position_embedding_type='relative'`"):
+        encoder(input_ids=batch()["input_ids"], position_ids=torch.arange(20)[None])
     with pytest.raises(ValueError, match="`position_embedding_type='relative'`.*`position_offset=0`"):
         MiniSeq2SeqConfig(position_embedding_type="relative", position_offset=2)
     with pytest.raises(ValueError, match="`relative_attention_num_buckets` must be an integer"):
