@@ -19,7 +19,7 @@ from transformers import PreTrainedConfig
 
 from .activations import ACTIVATIONS, POOLER_ACTIVATIONS, is_gated
 
-POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "relative", "none")
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary", "relative", "alibi", "none")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post", "sandwich", "output")
@@ -40,7 +40,15 @@ def _refuse_relative(config) -> None:
     if config.position_embedding_type == "relative":
         raise ValueError(f"`position_embedding_type='relative'` (T5's attention bias) is a MiniEncoderConfig and "
                          f"MiniSeq2SeqConfig option; {type(config).__name__} takes one of 'sinusoidal', 'learned', "
-                         "'rotary', 'none'.")
+                         "'rotary', 'alibi', 'none'.")
+
+
+def _refuse_alibi(config) -> None:
+    """ALiBi (BLOOM's causal distance penalty) is built by the GPT only."""
+    if config.position_embedding_type == "alibi":
+        raise ValueError(f"`position_embedding_type='alibi'` (BLOOM's causal distance penalty) is a MiniGPTConfig "
+                         f"option; {type(config).__name__} takes one of 'sinusoidal', 'learned', 'rotary', 'relative', "
+                         "'none'.")
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -143,7 +151,8 @@ class MiniConfig(PreTrainedConfig):
         position_embedding_type: ``sinusoidal`` (fixed, added to the embeddings, as in the original
             Transformer), ``learned`` (a trained table, as in GPT-2 and BERT), ``rotary`` (rotates queries
             and keys inside attention), ``relative`` (T5's trained bias per head and bucketed distance, added to the
-            attention scores; encoder and seq2seq models) or ``none`` (no order information at all).
+            attention scores; encoder and seq2seq models), ``alibi`` (BLOOM's fixed penalty per head, proportional to
+            the distance; GPT models) or ``none`` (no order information at all).
         sinusoidal_layout: ``interleaved`` (sin on even, cos on odd features, as in the paper) or
             ``concatenated`` (all sines then all cosines, as Marian does).
         max_position_embeddings: longest sequence; a hard limit only for ``learned`` positions.
@@ -583,6 +592,9 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
         _refuse_relative(self)
+        if self.position_embedding_type == "alibi" and "sliding_attention" in self.layer_types:
+            raise ValueError("`position_embedding_type='alibi'` has no sliding-window layers here: it needs "
+                             "`sliding_window=None`.")
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         absolute = self.position_embedding_type in ("learned", "sinusoidal")
         if (self.position_offset or self.pad_aware_positions) and not absolute:
@@ -725,6 +737,7 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
         self._check_relative()
+        _refuse_alibi(self)
         if self.position_embedding_type == "relative" and "sliding_attention" in self.layer_types:
             raise ValueError("`position_embedding_type='relative'` (T5's bias) has no sliding-window layers here: it "
                              "needs `sliding_window=None`.")
@@ -851,6 +864,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))
         self._check_relative()
+        _refuse_alibi(self)
         if self.parallel_residual:
             raise ValueError("`parallel_residual=True` has no place for the decoder's cross-attention: a seq2seq model "
                              "needs `parallel_residual=False`.")

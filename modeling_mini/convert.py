@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 _CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_phi", "convert_gptj", "convert_opt",
-                      "convert_falcon",
+                      "convert_falcon", "convert_bloom",
                       "convert_bert", "convert_roberta", "convert_distilbert", "convert_electra", "convert_modernbert",
                       "convert_bart", "convert_t5")
 

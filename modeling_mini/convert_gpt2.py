@@ -139,6 +139,10 @@ def _from_hf(hf_model, **overrides):
 
 def _to_hf(mini_model):
     config = mini_model.config
+    if config.position_embedding_type == "alibi":  # ALiBi: BLOOM's layout
+        from .convert_bloom import to_bloom
+
+        return to_bloom(mini_model)
     rotary_layernorm = config.position_embedding_type == "rotary" and config.norm_type == "layernorm"
     if rotary_layernorm and not (config.attention_bias or config.mlp_bias or config.lm_head_bias):
         from .convert_falcon import to_falcon  # rotary positions, LayerNorm, no biases anywhere: Falcon's layout

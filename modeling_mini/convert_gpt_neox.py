@@ -100,14 +100,14 @@ def gpt_neox_config_from_mini(config: MiniGPTConfig) -> GPTNeoXConfig:
     )
 
 
-def _per_head_to_stacked(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+def per_head_to_stacked(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     """GPT-NeoX's ``query_key_value`` rows (per head: q, k, v) -> separate (q, k, v) row blocks, each (H * Dh, ...)."""
     grouped = tensor.view(heads, 3, -1, *tensor.shape[1:])  # (H, 3, Dh, ...)
     return tuple(grouped[:, part].reshape(-1, *tensor.shape[1:]).contiguous() for part in range(3))
 
 
-def _stacked_to_per_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """The inverse of :func:`_per_head_to_stacked`: (q, k, v) row blocks -> rows ordered per head (q, k, v)."""
+def stacked_to_per_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of :func:`per_head_to_stacked`: (q, k, v) row blocks -> rows ordered per head (q, k, v)."""
     stacked = torch.stack([x.view(heads, -1, *x.shape[1:]) for x in (q, k, v)], dim=1)  # (H, 3, Dh, ...)
     return stacked.reshape(-1, *q.shape[1:]).contiguous()
 
@@ -139,7 +139,7 @@ def _split_qkv(state: dict, heads: int) -> dict:
     for key, tensor in state.items():
         if ".attention.query_key_value." in key:
             stem, kind = key.rsplit(".", 1)
-            for part, rows in zip("qkv", _per_head_to_stacked(tensor, heads), strict=True):
+            for part, rows in zip("qkv", per_head_to_stacked(tensor, heads), strict=True):
                 out[f"{stem}.{part}.{kind}"] = rows
         else:
             out[key] = tensor
@@ -151,7 +151,7 @@ def _join_qkv(state: dict, heads: int) -> dict:
     out = {key: tensor for key, tensor in state.items() if ".attention.query_key_value." not in key}
     for key in [k for k in state if ".attention.query_key_value.q." in k]:
         stem, kind = key.rsplit(".q.", 1)  # "...attention.query_key_value", "weight" or "bias"
-        out[f"{stem}.{kind}"] = _stacked_to_per_head(*(state[f"{stem}.{p}.{kind}"] for p in "qkv"), heads)
+        out[f"{stem}.{kind}"] = stacked_to_per_head(*(state[f"{stem}.{p}.{kind}"] for p in "qkv"), heads)
     return out
 
 

@@ -45,7 +45,13 @@ from .modeling_base import (
     sequence_classification_loss,
 )
 from .normalization import build_norm
-from .positional import build_rotary, positions_from_attention_mask, rotations_per_layer_type
+from .positional import (
+    biased_mask,
+    build_relative_bias,
+    build_rotary,
+    positions_from_attention_mask,
+    rotations_per_layer_type,
+)
 
 #: Masked (causal) self-attention, and its sliding-window form: transformers' mask builder for each layer type.
 #: Each returns what the attention backend takes (a boolean or additive 4D mask, a flex ``BlockMask``, or None when
@@ -78,6 +84,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)  # off: as GPT-2
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
+        self.relative_bias = build_relative_bias(config, bidirectional=False)  # ALiBi (BLOOM); None otherwise
         self.layers = nn.ModuleList(
             MiniBlock(
                 config,
@@ -168,7 +175,14 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             cache=None if made_cache else self_cache,
             position_ids=given_positions,
         )
-        masks = prepared_masks or {kind: MASK_FUNCTIONS[kind](**mask_kwargs) for kind in self.attention_types}
+        if self.relative_bias is None:
+            masks = prepared_masks or {kind: MASK_FUNCTIONS[kind](**mask_kwargs) for kind in self.attention_types}
+        else:  # ALiBi: the penalty needs a mask tensor to sit in (its config has no sliding layers)
+            full = (prepared_masks or {}).get("full_attention")
+            if full is None:
+                full = create_causal_mask(**mask_kwargs, allow_is_causal_skip=False)
+            positions = self._alibi_positions(attention_mask, past, length, full.shape[-1], inputs.device)
+            masks = {"full_attention": biased_mask(self, full, *positions)}  # (B, H, T, S)
         cross_mask = None
         if cross:
             cross_mask = create_bidirectional_mask(
@@ -193,6 +207,19 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states, cache=cache if use_cache else None
         )
+
+    @staticmethod
+    def _alibi_positions(attention_mask, past, length: int, key_length: int, device) -> tuple[torch.Tensor, ...]:
+        """ALiBi's (query, key) positions: with a 2D mask, each token's index among the tokens the mask keeps (BLOOM's
+        count: padding anywhere in a row, as right-padded prompts get during ``generate``, moves no distance), keys
+        past the mask's end (a static cache's empty slots, masked) at 0; without one, the cache slots themselves."""
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            kept = attention_mask.long()
+            counted = kept.cumsum(dim=-1) - 1  # (B, past + T)
+            keys = nn.functional.pad(counted, (0, key_length - counted.shape[-1]))  # (B, S)
+            return counted[:, -length:], keys
+        slots = torch.arange(key_length, device=device)[None]  # (1, S)
+        return (torch.arange(length, device=device) + past)[None], slots
 
 
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):

@@ -16,6 +16,9 @@ Attention compares every position with every other at once; by itself it treats 
 * :class:`RelativePositionBias` (T5, Raffel et al. 2020): nothing is added or rotated; each attention score
   ``q_m . k_n`` gets a trained bias, one per head and per *bucket* of the distance ``n - m``: exact for short
   distances, logarithmically coarser for long ones, one shared bucket past ``max_distance``.
+* :class:`AlibiBias` (ALiBi, Press et al. 2021; BLOOM): nothing learned either; each head subtracts its own fixed slope
+  times the distance from the score, so attention fades with distance, steeply in some heads, slowly in others, and
+  extends to any length.
 
 The sinusoidal and rotary tables are computed on the fly from ``position_ids``: they hold no tensors,
 so loading a model on the ``meta`` device (transformers 5 ``from_pretrained``) cannot leave them
@@ -315,6 +318,43 @@ class RelativePositionBias(nn.Module):
         return self.embed(buckets).permute(2, 0, 1).unsqueeze(0)  # (T, S, H) -> (1, H, T, S)
 
 
+_SLOPES: dict[tuple, torch.Tensor] = {}  # ALiBi slopes by (heads, device)
+
+
+def alibi_slopes(num_heads: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """ALiBi's slope per head (H,), float32: for a power of two ``n``, ``2^(-8/n), 2^(-16/n), ...`` (a geometric
+    sequence from about 1/2 down to 1/256); otherwise the largest power of two's sequence, then every other slope of
+    the next power's, so the slopes still spread over the same range."""
+    power = 2 ** math.floor(math.log2(num_heads))
+    steps = torch.arange(1, power + 1, device=device)
+    odd_steps = torch.arange(1, 1 + 2 * (num_heads - power), 2, device=device)
+    slopes = torch.pow(torch.tensor(2 ** (-8 / power), device=device), steps)
+    return torch.cat([slopes, torch.pow(torch.tensor(2 ** (-4 / power), device=device), odd_steps)])
+
+
+class AlibiBias(nn.Module):
+    """ALiBi: ``-slope_h * (query position - key position)`` added to head ``h``'s scores (causal: keys after the query
+    are masked anyway). Positions count the tokens the attention mask keeps, as BLOOM's do, so padding anywhere in a row
+    leaves the distances between its real tokens alone. No weights: the slopes are computed, and kept in a plain cache
+    per device (see the module docstring on meta-device loading)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+
+    def forward(self, query_positions: torch.LongTensor, key_positions: torch.LongTensor) -> torch.Tensor:
+        """The bias (B, H, T, S) for queries at ``query_positions`` (B or 1, T) and keys at ``key_positions``
+        (B or 1, S)."""
+        device = query_positions.device
+        if torch.compiler.is_compiling():
+            slopes = alibi_slopes(self.num_heads, device)
+        else:
+            key = (self.num_heads, torch.device(device))
+            slopes = _SLOPES[key] if key in _SLOPES else _keep(_SLOPES, key, lambda: alibi_slopes(*key))
+        distance = key_positions[:, None, :] - query_positions[:, :, None]  # (B, T, S): <= 0 for the past
+        return slopes[None, :, None, None] * distance[:, None].to(slopes.dtype)  # (B, H, T, S)
+
+
 def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """One additive mask (B, H, T, S) for eager and sdpa attention: ``bias`` (1, H, T, S) where ``mask`` (B, 1, T, S;
     boolean, or additive with 0 where attending is allowed) allows attending, the dtype's minimum elsewhere."""
@@ -322,21 +362,23 @@ def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return bias.masked_fill(~allowed, torch.finfo(bias.dtype).min)
 
 
-def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | None:
-    """A stack's relative attention bias (T5) when ``position_embedding_type == "relative"``, else None."""
-    return RelativePositionBias(config, bidirectional) if config.position_embedding_type == "relative" else None
+def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | AlibiBias | None:
+    """A stack's attention bias: T5's when ``position_embedding_type == "relative"``, ALiBi's when ``"alibi"``, else
+    None."""
+    if config.position_embedding_type == "relative":
+        return RelativePositionBias(config, bidirectional)
+    return AlibiBias(config) if config.position_embedding_type == "alibi" else None
 
 
-def biased_mask(stack, mask, position_ids: torch.LongTensor) -> torch.Tensor:
-    """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack``'s relative bias (T5) where it allows
-    attending, for queries at ``position_ids`` (1, T): one (B, H, T, S) additive mask, the bias shared by every layer.
-    Eager and sdpa take it; flash kernels take no bias and flex attention would need it as a score function, so they
-    are refused."""
+def biased_mask(stack, mask, *positions: torch.LongTensor | int) -> torch.Tensor:
+    """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack.relative_bias(*positions)`` (T5's, ALiBi's)
+    where it allows attending: one (B, H, T, S) additive mask, the bias shared by every layer. Eager and sdpa take it;
+    flash kernels take no bias and flex attention would need it as a score function, so they are refused."""
     implementation = stack.config._attn_implementation
     if implementation not in ("eager", "sdpa"):
-        raise ValueError(f"`position_embedding_type='relative'` adds a bias to the attention scores: it needs "
-                         f"`attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
-    return add_attention_bias(mask, stack.relative_bias(position_ids, mask.shape[-1]))
+        raise ValueError(f"`position_embedding_type={stack.config.position_embedding_type!r}` adds a bias to the "
+                         f"attention scores: it needs `attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
+    return add_attention_bias(mask, stack.relative_bias(*positions))
 
 
 def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:

@@ -45,6 +45,8 @@ BASES = {
     "falcon-40b": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="rotary", parallel_residual=True,
                                                             num_key_value_heads=2, attention_bias=False,
                                                             mlp_bias=False)),
+    "bloom": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="alibi", embedding_norm=True,
+                                                       hidden_act="gelu_new", intermediate_size=128)),
     "opt": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="learned", position_offset=2,
                                                      pad_aware_positions=True, max_position_embeddings=66,
                                                      hidden_act="relu", layer_norm_eps=1e-5)),

@@ -607,7 +607,7 @@ def test_token_classification_loss_and_shapes():
         ({"hidden_size": 30}, "hidden_size.*num_attention_heads"),
         ({"num_key_value_heads": 3}, "num_key_value_heads"),
         ({"hidden_act": "tanh"}, "hidden_act.*'relu'.*'swiglu'"),
-        ({"position_embedding_type": "alibi"}, "position_embedding_type.*'sinusoidal'.*'rotary'"),
+        ({"position_embedding_type": "xpos"}, "position_embedding_type.*'sinusoidal'.*'rotary'"),
         ({"norm_type": "batchnorm"}, "norm_type.*'layernorm'.*'rmsnorm'"),
         ({"norm_position": "middle"}, "norm_position.*'pre'.*'post'"),
         ({"hidden_size": 0}, "hidden_size.*>= 1"),

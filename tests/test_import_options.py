@@ -30,6 +30,7 @@ BASE = {
                               max_position_embeddings=64),
     "FalconForCausalLM-40b": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   max_position_embeddings=64, new_decoder_architecture=True, num_kv_heads=2),
+    "BloomForCausalLM": dict(vocab_size=99, hidden_size=32, n_layer=2, n_head=4),
     "OPTForCausalLM": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
                            word_embed_proj_dim=32, max_position_embeddings=64),
     "BertForMaskedLM": _BERT,
