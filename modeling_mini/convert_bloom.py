@@ -5,10 +5,11 @@ each head's scores fall off linearly with the distance, ``positional.AlibiBias``
 (``embedding_norm``), pre-norm LayerNorm blocks with biases, a tanh GELU (``gelu_new``), a feed-forward four times the
 width, a final norm and an output layer tied to the embeddings.
 
-BLOOM adds ``slope * (key position)`` to the scores, counting key positions over the tokens its attention mask keeps;
-we add ``-slope * (query position - key position)`` over cache slots. Per query the two differ by a constant, which the
-softmax ignores, as long as padding sits at the ends of a row (left or right); padding in the middle of a row is where
-they would differ. Its fused ``query_key_value`` keeps Q, K and V per head, as GPT-NeoX's: the same regrouping serves.
+BLOOM adds ``slope * (key position)`` to the scores; we add ``-slope * (query position - key position)``. Per query the
+two differ by a constant, which the softmax ignores. Both count positions over the tokens the attention mask keeps, so
+padding anywhere in a row (a right-padded prompt's, once ``generate`` appends to it) moves no distance; ours reads them
+from the 4D mask, so a static cache's prepared masks count them as well. Its fused ``query_key_value`` keeps Q, K and V
+per head, as GPT-NeoX's: the same regrouping serves.
 
 Not expressed, raising ``ValueError``: ``apply_residual_connection_post_layernorm`` (the residual taken after the norm),
 ``slow_but_exact`` (a tensor-parallel summation order). ``BloomForQuestionAnswering`` does not convert.

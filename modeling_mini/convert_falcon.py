@@ -84,7 +84,11 @@ def mini_config_from_falcon(hf: FalconConfig, **overrides) -> MiniGPTConfig:
         raise ValueError("Falcon's `new_decoder_architecture=True` needs `parallel_attn=True` (transformers' Falcon "
                          "cannot run it otherwise).")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
-    kwargs.update(rotary_options(dict(hf.rope_parameters or {}), hf, "Falcon"))
+    rope = dict(hf.rope_parameters or {})
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(f"Falcon's `partial_rotary_factor={rope['partial_rotary_factor']}` is read by none of its "
+                         "layers (Falcon rotates whole heads): remove it, or set it to 1.0.")
+    kwargs.update(rotary_options(rope, hf, "Falcon"))
     parallel = bool(hf.parallel_attn)
     kwargs.update(
         num_key_value_heads=_kv_heads(hf),

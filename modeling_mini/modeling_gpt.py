@@ -181,7 +181,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             full = (prepared_masks or {}).get("full_attention")
             if full is None:
                 full = create_causal_mask(**mask_kwargs, allow_is_causal_skip=False)
-            positions = self._alibi_positions(attention_mask, past, length, full.shape[-1], inputs.device)
+            positions = self._alibi_positions(full, past, length, inputs.device)
             masks = {"full_attention": biased_mask(self, full, *positions)}  # (B, H, T, S)
         cross_mask = None
         if cross:
@@ -209,17 +209,18 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         )
 
     @staticmethod
-    def _alibi_positions(attention_mask, past, length: int, key_length: int, device) -> tuple[torch.Tensor, ...]:
-        """ALiBi's (query, key) positions: with a 2D mask, each token's index among the tokens the mask keeps (BLOOM's
-        count: padding anywhere in a row, as right-padded prompts get during ``generate``, moves no distance), keys
-        past the mask's end (a static cache's empty slots, masked) at 0; without one, the cache slots themselves."""
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
-            kept = attention_mask.long()
-            counted = kept.cumsum(dim=-1) - 1  # (B, past + T)
-            keys = nn.functional.pad(counted, (0, key_length - counted.shape[-1]))  # (B, S)
-            return counted[:, -length:], keys
-        slots = torch.arange(key_length, device=device)[None]  # (1, S)
-        return (torch.arange(length, device=device) + past)[None], slots
+    def _alibi_positions(mask, past, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """ALiBi's (query, key) positions from the 4D causal ``mask`` (B, 1, T, S), however it was made (here from a 2D
+        mask, or by ``generate`` for a static cache): each token's index among the tokens the mask keeps, BLOOM's
+        count, so padding anywhere in a row (as right-padded prompts get during ``generate``) moves no distance. The
+        last query sees every kept key before it, so its row of the mask says which keys are kept; keys after it (a
+        static cache's empty slots) are masked anyway."""
+        slots = torch.arange(length, device=device) + past  # (T,): the queries' cache slots
+        if not isinstance(mask, torch.Tensor):  # a flex BlockMask: refused with a clear error by biased_mask
+            return slots[None], torch.arange(length, device=device)[None]
+        allowed = mask if mask.dtype == torch.bool else mask == 0
+        counted = allowed[:, 0, -1, :].long().cumsum(dim=-1) - 1  # (B, S)
+        return counted[:, slots], counted  # (B, T), (B, S)
 
 
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):

@@ -95,6 +95,22 @@ def test_cached_and_static_cache_decoding_equal_the_full_forward(tmp_path):
         assert torch.equal(mini(dynamic[:, :-1], attention_mask=full_mask).logits[:, -1].argmax(-1), dynamic[:, -1])
 
 
+def test_a_static_cache_counts_positions_over_kept_tokens_too():
+    """With a static cache ``generate`` builds the 4D masks itself; a right-padded prompt then has padding in the middle
+    of its row once tokens are appended, which must move no distance (scores as transformers', not only tokens)."""
+    hf = build(BloomForCausalLM, initializer_range=0.5)  # larger weights: a wrong distance shows in the scores
+    mini = from_hf(hf)
+    ids = torch.tensor([[5, 17, 42, 8, 33, 61] + [0] * 12, [7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35,
+                                                          37, 39, 41]])
+    kwargs = dict(attention_mask=(ids != 0).long(), max_new_tokens=6, do_sample=False, return_dict_in_generate=True,
+                  output_scores=True)
+    theirs = hf.generate(ids, **kwargs)
+    for cache in ("dynamic", "static"):
+        ours = mini.generate(ids, cache_implementation=cache, **kwargs)
+        assert torch.equal(ours.sequences, theirs.sequences), cache
+        torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="`position_embedding_type='alibi'`.*MiniGPTConfig option"):
         MiniEncoderConfig(position_embedding_type="alibi")

@@ -102,6 +102,9 @@ def test_converted_model_saves_reloads_and_compiles(tmp_path):
     ({"alibi": True}, "`alibi=True`"),
     ({"bias": True}, "`bias=True`"),
     ({"new_decoder_architecture": True, "parallel_attn": False}, "`new_decoder_architecture=True` needs"),
+    # transformers' Falcon stores it but rotates whole heads
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
+     "`partial_rotary_factor=0.5` is read by none of its layers"),
 ])
 def test_falcon_options_without_a_mini_equivalent_raise(options, match):
     with pytest.raises(ValueError, match=match):
