@@ -103,8 +103,40 @@ def check_standard_heads(config, family: str) -> None:
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
 
 
-#: The decoder layout GPT-2, GPT-NeoX, Phi and GPT-J share (as ``check_expressible``'s ``required``): pre-norm LayerNorm
-#: with shifts before every sub-layer and after the last block, plain summed embeddings, a biased plain feed-forward.
+def check_no_embedding_dropout(config, family: str) -> None:
+    """``ValueError`` unless ``config``'s embeddings never drop out (``embedding_dropout``, or ``hidden_dropout`` when
+    that is None), as in ``family`` (OPT, Falcon, BLOOM), whose training would otherwise differ there."""
+    rate = config.hidden_dropout if config.embedding_dropout is None else config.embedding_dropout
+    if rate:
+        raise ValueError(f"{family} never drops out its embeddings: it needs `embedding_dropout=0.0`; this model drops "
+                         f"them out with {rate!r}.")
+
+
+def split_fused_qkv(state: dict, split) -> dict:
+    """``state`` with every fused ``...query_key_value.{weight,bias}`` (GPT-NeoX, Falcon, BLOOM) replaced by its
+    ``...query_key_value.{q,k,v}.{weight,bias}`` row blocks, ``split(tensor) -> (q, k, v)`` ordering them as ours."""
+    out = {}
+    for key, tensor in state.items():
+        stem, kind = key.rsplit(".", 1)
+        if stem.endswith(".query_key_value"):
+            out.update({f"{stem}.{part}.{kind}": rows for part, rows in zip("qkv", split(tensor), strict=True)})
+        else:
+            out[key] = tensor
+    return out
+
+
+def join_fused_qkv(state: dict, join) -> dict:
+    """The inverse of :func:`split_fused_qkv`: ``join(q, k, v) -> tensor`` lays the row blocks out as the family's."""
+    out = {key: tensor for key, tensor in state.items() if ".query_key_value." not in key}
+    for key in [k for k in state if ".query_key_value.q." in k]:
+        stem, kind = key.rsplit(".q.", 1)  # "...query_key_value", "weight" or "bias"
+        out[f"{stem}.{kind}"] = join(*(state[f"{stem}.{part}.{kind}"] for part in "qkv"))
+    return out
+
+
+#: The decoder layout GPT-2, GPT-NeoX, Phi, GPT-J, Falcon and BLOOM share (as ``check_expressible``'s ``required``,
+#: Falcon without feed-forward biases, BLOOM with an embedding norm): pre-norm LayerNorm with shifts before every
+#: sub-layer and after the last block, plain summed embeddings, a biased plain feed-forward.
 LAYERNORM_DECODER = {
     "norm_type": "layernorm",
     "norm_bias": True,

@@ -26,7 +26,15 @@ from transformers import (
 )
 
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert import (
+    LAYERNORM_DECODER,
+    check_expressible,
+    check_no_embedding_dropout,
+    join_fused_qkv,
+    load_mapped,
+    separate_attention_projections,
+    split_fused_qkv,
+)
 from .convert_gpt_neox import per_head_to_stacked, stacked_to_per_head
 from .modeling_gpt import (
     MiniGPTForCausalLM,
@@ -81,27 +89,18 @@ def mini_config_from_bloom(hf: BloomConfig, **overrides) -> MiniGPTConfig:
 def bloom_config_from_mini(config: MiniGPTConfig) -> BloomConfig:
     """The BLOOM config for a MiniGPT config; ``ValueError`` naming the first option BLOOM cannot express."""
     required = {
+        **LAYERNORM_DECODER,
         "position_embedding_type": "alibi",
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
-        "skip_first_attention_norm": False,
-        "final_norm": True,
         "embedding_norm": True,
-        "scale_embeddings": False,
         "attention_bias": True,
         "attention_output_bias": True,
-        "mlp_bias": True,
         "hidden_act": "gelu_new",
         "intermediate_size": 4 * config.hidden_size,
-        "activation_dropout": 0.0,
         "add_cross_attention": False,
         "freeze_padding_row": False,
     }
     check_expressible(config, "BLOOM", required, allow=("embedding_dropout",))
-    if config.embedding_dropout != 0.0 and not (config.embedding_dropout is None and config.hidden_dropout == 0.0):
-        raise ValueError(f"BLOOM never drops out its embeddings: it needs `embedding_dropout=0.0`; this model has "
-                         f"{config.embedding_dropout!r} (hidden_dropout {config.hidden_dropout}).")
+    check_no_embedding_dropout(config, "BLOOM")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     return BloomConfig(layer_norm_epsilon=config.layer_norm_eps, classifier_dropout=config.classifier_dropout,
                        **kwargs)
@@ -133,14 +132,8 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_bloom(hf_model.config, **overrides)
     config._attn_implementation = "sdpa"  # transformers' BLOOM has only eager attention; ours runs ALiBi in sdpa
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
-    state = {}
-    for key, tensor in hf_model.state_dict().items():
-        if ".self_attention.query_key_value." in key:
-            stem, kind = key.rsplit(".", 1)
-            for part, rows in zip("qkv", per_head_to_stacked(tensor, config.num_attention_heads), strict=True):
-                state[f"{stem}.{part}.{kind}"] = rows
-        else:
-            state[key] = tensor
+    heads = config.num_attention_heads
+    state = split_fused_qkv(hf_model.state_dict(), lambda fused: per_head_to_stacked(fused, heads))
     mapping = {**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
     if mini_cls is MiniGPTForCausalLM:
@@ -156,11 +149,9 @@ def to_bloom(mini_model):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = {**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}
     state = separate_attention_projections(mini_model)
-    hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
-    for key in [k for k in hf_state if ".query_key_value.q." in k]:
-        stem, kind = key.rsplit(".q.", 1)
-        parts = (hf_state.pop(f"{stem}.{p}.{kind}") for p in "qkv")
-        hf_state[f"{stem}.{kind}"] = stacked_to_per_head(*parts, config.num_attention_heads)
+    heads = config.num_attention_heads
+    hf_state = join_fused_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()},
+                              lambda q, k, v: stacked_to_per_head(q, k, v, heads))
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)

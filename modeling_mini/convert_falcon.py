@@ -34,7 +34,16 @@ from transformers import (
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped, rotary_options, separate_attention_projections
+from .convert import (
+    LAYERNORM_DECODER,
+    check_expressible,
+    check_no_embedding_dropout,
+    join_fused_qkv,
+    load_mapped,
+    rotary_options,
+    separate_attention_projections,
+    split_fused_qkv,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForSequenceClassification,
@@ -118,19 +127,12 @@ def falcon_config_from_mini(config: MiniGPTConfig) -> FalconConfig:
     else as Falcon-11B's (``new_decoder_architecture`` with one norm); parallel blocks with two norms as
     Falcon-40B's."""
     required = {
+        **LAYERNORM_DECODER,
         "position_embedding_type": "rotary",
         "partial_rotary_factor": 1.0,
-        "norm_type": "layernorm",
-        "norm_bias": True,
-        "norm_position": "pre",
-        "skip_first_attention_norm": False,
-        "final_norm": True,
-        "embedding_norm": False,
-        "scale_embeddings": False,
         "attention_bias": False,
         "attention_output_bias": False,
         "mlp_bias": False,
-        "activation_dropout": 0.0,
         "add_cross_attention": False,
         "freeze_padding_row": False,
         "qk_norm": False,
@@ -141,9 +143,7 @@ def falcon_config_from_mini(config: MiniGPTConfig) -> FalconConfig:
     if config.head_dim * config.num_attention_heads != config.hidden_size:
         raise ValueError(f"Falcon needs `head_dim = hidden_size / num_attention_heads` = "
                          f"{config.hidden_size / config.num_attention_heads:g}; this model has {config.head_dim}.")
-    if config.embedding_dropout != 0.0 and not (config.embedding_dropout is None and config.hidden_dropout == 0.0):
-        raise ValueError(f"Falcon never drops out its embeddings: it needs `embedding_dropout=0.0`; this model has "
-                         f"{config.embedding_dropout!r} (hidden_dropout {config.hidden_dropout}).")
+    check_no_embedding_dropout(config, "Falcon")
     groups, heads = config.num_key_value_heads, config.num_attention_heads
     if not config.parallel_residual and groups not in (1, heads):
         raise ValueError(f"A sequential Falcon block has one key/value head or one per head: it needs "
@@ -215,14 +215,8 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_falcon(hf_model.config, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
-    state = {}
-    for key, tensor in hf_model.state_dict().items():
-        if key.endswith("self_attention.query_key_value.weight"):
-            stem = key.removesuffix(".weight")
-            parts = _split_groups(tensor, config.num_key_value_heads, config.head_dim)
-            state.update({f"{stem}.{p}.weight": rows for p, rows in zip("qkv", parts, strict=True)})
-        else:
-            state[key] = tensor
+    groups, head_dim = config.num_key_value_heads, config.head_dim
+    state = split_fused_qkv(hf_model.state_dict(), lambda fused: _split_groups(fused, groups, head_dim))
     mapping = {**_mapping(config, mini_prefix, hf_prefix, untied), **head}
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
     if mini_cls is MiniGPTForCausalLM:
@@ -241,11 +235,9 @@ def to_falcon(mini_model):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = {**_mapping(mini_config, mini_prefix, hf_prefix, untied), **head}
     state = separate_attention_projections(mini_model)
-    hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
-    for key in [k for k in hf_state if k.endswith("query_key_value.q.weight")]:
-        stem = key.removesuffix(".q.weight")
-        parts = (hf_state.pop(f"{stem}.{p}.weight") for p in "qkv")
-        hf_state[f"{stem}.weight"] = _join_groups(*parts, mini_config.num_key_value_heads, mini_config.head_dim)
+    groups, head_dim = mini_config.num_key_value_heads, mini_config.head_dim
+    hf_state = join_fused_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()},
+                              lambda q, k, v: _join_groups(q, k, v, groups, head_dim))
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)

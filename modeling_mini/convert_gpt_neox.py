@@ -27,9 +27,11 @@ from .configuration_mini import MiniGPTConfig
 from .convert import (
     LAYERNORM_DECODER,
     check_expressible,
+    join_fused_qkv,
     load_mapped,
     rotary_options,
     separate_attention_projections,
+    split_fused_qkv,
 )
 from .modeling_gpt import (
     MiniGPTForCausalLM,
@@ -114,7 +116,8 @@ def stacked_to_per_head(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads
 
 def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, attention_bias: bool) -> dict:
     """{mini key: hf key}, with our separate ``q_proj`` / ``k_proj`` / ``v_proj`` named after the split rows
-    (``<hf>query_key_value.q.weight``, ...), which :func:`_split_qkv` / :func:`_join_qkv` produce and consume."""
+    (``<hf>query_key_value.q.weight``, ...), which ``convert.split_fused_qkv`` / ``join_fused_qkv`` produce and
+    consume."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embed_in.weight",
                f"{mini}norm.weight": f"{hf}final_layer_norm.weight",
                f"{mini}norm.bias": f"{hf}final_layer_norm.bias"}
@@ -133,35 +136,14 @@ def _mapping(num_layers: int, mini: str, hf: str, untied_head: bool, attention_b
     return mapping
 
 
-def _split_qkv(state: dict, heads: int) -> dict:
-    """GPT-NeoX's state with every ``query_key_value`` tensor split into the named q, k, v parts of :func:`_mapping`."""
-    out = {}
-    for key, tensor in state.items():
-        if ".attention.query_key_value." in key:
-            stem, kind = key.rsplit(".", 1)
-            for part, rows in zip("qkv", per_head_to_stacked(tensor, heads), strict=True):
-                out[f"{stem}.{part}.{kind}"] = rows
-        else:
-            out[key] = tensor
-    return out
-
-
-def _join_qkv(state: dict, heads: int) -> dict:
-    """The inverse of :func:`_split_qkv`."""
-    out = {key: tensor for key, tensor in state.items() if ".attention.query_key_value." not in key}
-    for key in [k for k in state if ".attention.query_key_value.q." in k]:
-        stem, kind = key.rsplit(".q.", 1)  # "...attention.query_key_value", "weight" or "bias"
-        out[f"{stem}.{kind}"] = stacked_to_per_head(*(state[f"{stem}.{p}.{kind}"] for p in "qkv"), heads)
-    return out
-
-
 def _from_hf(hf_model, **overrides):
     mini_cls, mini_prefix, _, hf_prefix, head = _PAIRS[type(hf_model).__name__]
     config = mini_config_from_gpt_neox(hf_model.config, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = {**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.attention_bias), **head}
-    state = _split_qkv(hf_model.state_dict(), config.num_attention_heads)
+    heads = config.num_attention_heads
+    state = split_fused_qkv(hf_model.state_dict(), lambda fused: per_head_to_stacked(fused, heads))
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
@@ -178,7 +160,9 @@ def to_gpt_neox(mini_model):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = {**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.attention_bias), **head}
     state = separate_attention_projections(mini_model)
-    hf_state = _join_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}, config.num_attention_heads)
+    heads = config.num_attention_heads
+    hf_state = join_fused_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()},
+                              lambda q, k, v: stacked_to_per_head(q, k, v, heads))
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)

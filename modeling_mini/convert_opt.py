@@ -21,7 +21,7 @@ from transformers import OPTConfig, OPTForCausalLM, OPTForSequenceClassification
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert import check_expressible, check_no_embedding_dropout, load_mapped, separate_attention_projections
 from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTModel
 
 #: OPT's position table keeps two rows before position 0, as BART's
@@ -112,10 +112,7 @@ def opt_config_from_mini(config: MiniGPTConfig) -> OPTConfig:
     if config.max_position_embeddings <= OPT_POSITION_OFFSET:
         raise ValueError(f"OPT's position table keeps {OPT_POSITION_OFFSET} rows before position 0: it needs "
                          f"`max_position_embeddings > {OPT_POSITION_OFFSET}`; got {config.max_position_embeddings}.")
-    embedding_dropout = config.hidden_dropout if config.embedding_dropout is None else config.embedding_dropout
-    if embedding_dropout:
-        raise ValueError(f"OPT never drops out its embeddings: it needs `embedding_dropout=0.0`; this model drops "
-                         f"them out with {embedding_dropout!r}.")
+    check_no_embedding_dropout(config, "OPT")
     kwargs = {key: getattr(config, key) for key in _SHARED}
     pre_norm = config.norm_position == "pre"
     return OPTConfig(
