@@ -89,6 +89,8 @@ def gpt_checks():
                              norm_type="rmsnorm", norm_position="sandwich", qk_norm=True, scale_embeddings=True,
                              hidden_act="geglu_tanh")),
         ("neox-like", dict(position_embedding_type="rotary", partial_rotary_factor=0.25, parallel_residual=True)),
+        # a float bias folded into the mask: the CUDA kernels take it in the compute dtype
+        ("bloom-like (alibi)", dict(position_embedding_type="alibi", embedding_norm=True, hidden_act="gelu_new")),
     ):
         for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 
@@ -175,7 +177,9 @@ def encoder_checks():
     modern = dict(position_embedding_type="rotary", sliding_window=8, sliding_rope_theta=100.0,  # binds: 48 tokens
                   layer_types=["full_attention", "sliding_attention", "sliding_attention"], norm_position="pre",
                   norm_bias=False, skip_first_attention_norm=True, hidden_act="geglu", head_transform=True)
-    for name, variant in (("bert-like", {}), ("modernbert-like", modern)):
+    t5_encoder = dict(position_embedding_type="relative", norm_type="rmsnorm", norm_position="pre",
+                      attention_bias=False, mlp_bias=False, add_pooler=False)
+    for name, variant in (("bert-like", {}), ("modernbert-like", modern), ("t5-encoder-like", t5_encoder)):
         for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
 
             def build(impl, variant=variant):
@@ -222,11 +226,14 @@ def seq2seq_checks():
         decoder_start_token_id=1,
     )
 
-    def parity(dtype, atol):
+    t5_like = dict(position_embedding_type="relative", norm_type="rmsnorm", norm_position="pre", attention_bias=False,
+                   mlp_bias=False, hidden_act="geglu", scale_embeddings=False)
+
+    def parity(dtype, atol, variant):
         outs = {}
         for impl in ("eager", "sdpa"):
             torch.manual_seed(0)
-            model = cls(config_cls(**size, attn_implementation=impl)).to(DEVICE, dtype).eval()
+            model = cls(config_cls(**size, **variant, attn_implementation=impl)).to(DEVICE, dtype).eval()
             with torch.no_grad():
                 outs[impl] = model(**inputs).logits.float()
         diff = (outs["sdpa"] - outs["eager"]).abs().max().item()
@@ -235,8 +242,9 @@ def seq2seq_checks():
             raise AssertionError(f"max diff {diff:.3g} (scale {scale:.3g})")
         return f"max diff {diff:.2e}"
 
-    for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
-        check(f"seq2seq eager == sdpa ({str(dtype)[6:]})", lambda d=dtype, a=atol: parity(d, a))
+    for name, variant in (("", {}), (" t5-like (relative bias)", t5_like)):
+        for dtype, atol in ((torch.float32, 1e-4), (torch.bfloat16, 3e-2)):
+            check(f"seq2seq{name} eager == sdpa ({str(dtype)[6:]})", lambda d=dtype, a=atol, v=variant: parity(d, a, v))
 
     def generation():
         torch.manual_seed(0)
