@@ -32,6 +32,7 @@ from .modeling_encoder import (
 )
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -39,6 +40,8 @@ from .modeling_gpt import (
 )
 from .modeling_seq2seq import (
     MiniSeq2SeqForConditionalGeneration,
+    MiniSeq2SeqForQuestionAnswering,
+    MiniSeq2SeqForSequenceClassification,
     MiniSeq2SeqModel,
     MiniSeq2SeqPreTrainedModel,
 )
@@ -80,12 +83,15 @@ __all__ = [
     "MiniEncoderModel",
     "MiniGPTConfig",
     "MiniGPTForCausalLM",
+    "MiniGPTForQuestionAnswering",
     "MiniGPTForSequenceClassification",
     "MiniGPTForTokenClassification",
     "MiniGPTModel",
     "MiniPreTrainedModel",
     "MiniSeq2SeqConfig",
     "MiniSeq2SeqForConditionalGeneration",
+    "MiniSeq2SeqForQuestionAnswering",
+    "MiniSeq2SeqForSequenceClassification",
     "MiniSeq2SeqModel",
     "binary_probability",
 ]

@@ -21,6 +21,10 @@ language code or end token) to the front; ours starts every row with ``decoder_s
 mBART-50's layout (``[lang] text </s>``, start token ``</s>``); for mBART-cc25's (``text </s> [lang]``) pass
 ``decoder_input_ids``.
 
+BART's and mBART's classification and question-answering heads (``BartForSequenceClassification``, the head of
+BART-large-MNLI and the zero-shot pipeline, and ``BartForQuestionAnswering``) convert to
+``MiniSeq2SeqForSequenceClassification`` / ``MiniSeq2SeqForQuestionAnswering`` and back; Marian and Pegasus have none.
+
 Not expressed, raising ``ValueError``: different encoder and decoder widths / heads / feed-forward sizes,
 layer drop, a Marian decoder vocabulary of its own. ``activation_dropout`` (dropout inside the feed-forward,
 training only) carries over both ways.
@@ -31,12 +35,16 @@ import copy
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
+    BartForQuestionAnswering,
+    BartForSequenceClassification,
     BartModel,
     MarianConfig,
     MarianModel,
     MarianMTModel,
     MBartConfig,
     MBartForConditionalGeneration,
+    MBartForQuestionAnswering,
+    MBartForSequenceClassification,
     MBartModel,
     PegasusConfig,
     PegasusForConditionalGeneration,
@@ -46,7 +54,12 @@ from transformers import (
 from .activations import HF_ALIASES
 from .configuration_mini import MiniSeq2SeqConfig
 from .convert import check_expressible, load_mapped, separate_attention_projections
-from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+from .modeling_seq2seq import (
+    MiniSeq2SeqForConditionalGeneration,
+    MiniSeq2SeqForQuestionAnswering,
+    MiniSeq2SeqForSequenceClassification,
+    MiniSeq2SeqModel,
+)
 
 BART_POSITION_OFFSET = 2
 #: family -> (config class, base model class, generation model class, positions, norm position)
@@ -56,7 +69,19 @@ FAMILIES = {
     "Pegasus": (PegasusConfig, PegasusModel, PegasusForConditionalGeneration, "sinusoidal", "pre"),
     "mBART": (MBartConfig, MBartModel, MBartForConditionalGeneration, "learned", "pre"),
 }
+#: family -> its (sequence-classification, question-answering) classes, where transformers has them
+TASK_HEADS = {
+    "BART": (BartForSequenceClassification, BartForQuestionAnswering),
+    "mBART": (MBartForSequenceClassification, MBartForQuestionAnswering),
+}
 _TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+LABELS = ("num_labels", "id2label", "label2id", "problem_type")
+#: the understanding heads' own weights, {mini key: transformers key} (BART, mBART and T5 name them alike)
+HEAD_WEIGHTS = {
+    MiniSeq2SeqForSequenceClassification: {f"classification_head.{layer}.{p}": f"classification_head.{layer}.{p}"
+                                           for layer in ("dense", "out_proj") for p in ("weight", "bias")},
+    MiniSeq2SeqForQuestionAnswering: {f"qa_outputs.{p}": f"qa_outputs.{p}" for p in ("weight", "bias")},
+}
 
 
 def _check_symmetric(hf) -> None:
@@ -83,7 +108,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
     """The MiniSeq2Seq config computing what a BART, Marian, mBART or Pegasus config computes."""
     _check_symmetric(hf)
     _, _, _, positions, norm_position = FAMILIES[_family_of_config(hf)]
-    kwargs = {key: getattr(hf, key, None) for key in _TOKENS}
+    kwargs = {key: getattr(hf, key, None) for key in (*_TOKENS, *LABELS)}
     kwargs.update(
         vocab_size=hf.vocab_size,
         hidden_size=hf.d_model,
@@ -181,7 +206,7 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
         scale_embedding=config.scale_embeddings,
         use_cache=config.use_cache,
         tie_word_embeddings=config.tie_word_embeddings,
-        **{key: getattr(config, key) for key in _TOKENS},
+        **{key: getattr(config, key) for key in (*_TOKENS, *LABELS)},
     )
     sinusoidal = {"sinusoidal_layout": "concatenated", "position_offset": 0, "embedding_norm": False}
     if family == "Marian":
@@ -194,7 +219,8 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
     check_expressible(config, family, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True,
                                        "share_embeddings": True})
     return FAMILIES[family][0](max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
-                               classifier_dropout=config.classifier_dropout or 0.0, **common)
+                               classifier_dropout=config.hidden_dropout if config.classifier_dropout is None
+                               else config.classifier_dropout, **common)
 
 
 def _weight_map(config: MiniSeq2SeqConfig, mini: str, hf: str) -> dict:
@@ -233,12 +259,33 @@ def _with_head(config: MiniSeq2SeqConfig, mapping: dict) -> dict:
     return mapping
 
 
+def _mini_class(model) -> type:
+    """The MiniSeq2Seq class for a transformers BART / Marian / mBART / Pegasus model."""
+    if isinstance(model, tuple(entry[2] for entry in FAMILIES.values())):
+        return MiniSeq2SeqForConditionalGeneration
+    for classifier, reader in TASK_HEADS.values():
+        if isinstance(model, classifier):
+            return MiniSeq2SeqForSequenceClassification
+        if isinstance(model, reader):
+            return MiniSeq2SeqForQuestionAnswering
+    return MiniSeq2SeqModel
+
+
+def check_span_head(model, family: str) -> None:
+    """A question-answering head scores a start and an end: ``num_labels`` must be 2."""
+    if model.config.num_labels != 2:
+        raise ValueError(f"{family}'s question-answering head needs `num_labels=2` (start, end); got "
+                         f"{model.config.num_labels}.")
+
+
 def _from_hf(model, **overrides):
     config = mini_config_from_hf(model.config, **overrides)
-    with_head = isinstance(model, tuple(entry[2] for entry in FAMILIES.values()))
-    mini_cls = MiniSeq2SeqForConditionalGeneration if with_head else MiniSeq2SeqModel
-    prefix = "model." if with_head else ""
-    mapping = _weight_map(config, prefix, prefix)
+    mini_cls = _mini_class(model)
+    with_head = mini_cls is MiniSeq2SeqForConditionalGeneration
+    if mini_cls is MiniSeq2SeqForQuestionAnswering:
+        check_span_head(model, type(model).__name__)
+    prefix = "" if mini_cls is MiniSeq2SeqModel else "model."
+    mapping = {**_weight_map(config, prefix, prefix), **HEAD_WEIGHTS.get(mini_cls, {})}
     if with_head:
         mapping = _with_head(config, mapping)
     target = mini_cls(config)
@@ -258,11 +305,22 @@ def _to_hf(model):
 
         return to_t5(model)
     hf_config = hf_config_from_mini(config)
-    _, base_cls, generation_cls, positions, _ = FAMILIES[_family_of_config(hf_config)]
+    family = _family_of_config(hf_config)
+    _, base_cls, generation_cls, positions, _ = FAMILIES[family]
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
-    hf_cls = generation_cls if with_head else base_cls
-    prefix = "model." if with_head else ""
-    mapping = {theirs: ours for ours, theirs in _weight_map(config, prefix, prefix).items()}
+    head_weights = HEAD_WEIGHTS.get(type(model), {})
+    if head_weights and family not in TASK_HEADS:
+        raise ValueError(f"{family} has no {type(model).__name__.removeprefix('MiniSeq2Seq')} head in transformers; "
+                         f"BART's layout has (learned positions with `position_offset=2`, `embedding_norm=True`): "
+                         f"{', '.join(cls.__name__ for cls in TASK_HEADS['BART'])}.")
+    if isinstance(model, MiniSeq2SeqForSequenceClassification):
+        hf_cls = TASK_HEADS[family][0]
+    elif isinstance(model, MiniSeq2SeqForQuestionAnswering):
+        hf_cls = TASK_HEADS[family][1]
+    else:
+        hf_cls = generation_cls if with_head else base_cls
+    prefix = "" if hf_cls is base_cls else "model."
+    mapping = {theirs: ours for ours, theirs in {**_weight_map(config, prefix, prefix), **head_weights}.items()}
     if with_head:
         mapping["lm_head.weight"] = "lm_head.weight"
     target = hf_cls(hf_config)
@@ -290,5 +348,7 @@ def _to_hf(model):
 
 
 FROM_HF = {cls.__name__: _from_hf for entry in FAMILIES.values() for cls in entry[1:3]}
-TO_HF = {name: _to_hf for name in ("MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration")}
+FROM_HF.update({cls.__name__: _from_hf for heads in TASK_HEADS.values() for cls in heads})
+TO_HF = {cls.__name__: _to_hf for cls in (MiniSeq2SeqModel, MiniSeq2SeqForConditionalGeneration,
+                                          MiniSeq2SeqForSequenceClassification, MiniSeq2SeqForQuestionAnswering)}
 

@@ -12,7 +12,7 @@ from the 4D mask, so a static cache's prepared masks count them as well. Its fus
 per head, as GPT-NeoX's: the same regrouping serves.
 
 Not expressed, raising ``ValueError``: ``apply_residual_connection_post_layernorm`` (the residual taken after the norm),
-``slow_but_exact`` (a tensor-parallel summation order). ``BloomForQuestionAnswering`` does not convert.
+``slow_but_exact`` (a tensor-parallel summation order).
 """
 
 import copy
@@ -20,6 +20,7 @@ import copy
 from transformers import (
     BloomConfig,
     BloomForCausalLM,
+    BloomForQuestionAnswering,
     BloomForSequenceClassification,
     BloomForTokenClassification,
     BloomModel,
@@ -38,6 +39,7 @@ from .convert import (
 from .convert_gpt_neox import per_head_to_stacked, stacked_to_per_head
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -56,6 +58,8 @@ _PAIRS = {
     "BloomForTokenClassification": (MiniGPTForTokenClassification, "model.", BloomForTokenClassification,
                                     "transformer.", {"score.weight": "classifier.weight",
                                                      "score.bias": "classifier.bias"}),
+    "BloomForQuestionAnswering": (MiniGPTForQuestionAnswering, "model.", BloomForQuestionAnswering, "transformer.",
+                                   {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 

@@ -18,7 +18,7 @@ layouts are that order with ``G`` groups (Falcon-7B's one, Falcon-40B's eight, o
 In training, Falcon drops out the *sum* of the two parallel branches once (we drop out each), and a sequential
 block's attention output with ``attention_dropout``: only training differs there. Not expressed, raising
 ``ValueError``: ALiBi positions (Falcon-RW), biases, ``new_decoder_architecture`` without parallel blocks (which
-transformers' Falcon cannot run either). ``FalconForQuestionAnswering`` does not convert.
+transformers' Falcon cannot run either).
 """
 
 import copy
@@ -27,6 +27,7 @@ import torch
 from transformers import (
     FalconConfig,
     FalconForCausalLM,
+    FalconForQuestionAnswering,
     FalconForSequenceClassification,
     FalconForTokenClassification,
     FalconModel,
@@ -46,6 +47,7 @@ from .convert import (
 )
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -64,6 +66,8 @@ _PAIRS = {
     "FalconForTokenClassification": (MiniGPTForTokenClassification, "model.", FalconForTokenClassification,
                                      "transformer.", {"score.weight": "classifier.weight",
                                                       "score.bias": "classifier.bias"}),
+    "FalconForQuestionAnswering": (MiniGPTForQuestionAnswering, "model.", FalconForQuestionAnswering, "transformer.",
+                                    {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 

@@ -9,6 +9,7 @@ each block's ``crossattention`` has ``q_attn`` (our ``q_proj``) and a ``c_attn``
 
 from transformers import (
     GPT2Config,
+    GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
     GPT2ForTokenClassification,
     GPT2LMHeadModel,
@@ -20,6 +21,7 @@ from .configuration_mini import MiniGPTConfig
 from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -121,6 +123,10 @@ _PAIRS = {
     "GPT2ForTokenClassification": (
         MiniGPTForTokenClassification, "model.", GPT2ForTokenClassification, "transformer.",
         {"score.weight": "classifier.weight", "score.bias": "classifier.bias"},
+    ),
+    "GPT2ForQuestionAnswering": (
+        MiniGPTForQuestionAnswering, "model.", GPT2ForQuestionAnswering, "transformer.",
+        {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"},
     ),
 }
 

@@ -17,6 +17,7 @@ import torch
 from transformers import (
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
+    GPTNeoXForQuestionAnswering,
     GPTNeoXForSequenceClassification,
     GPTNeoXForTokenClassification,
     GPTNeoXModel,
@@ -35,6 +36,7 @@ from .convert import (
 )
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -56,6 +58,8 @@ _PAIRS = {
     "GPTNeoXForTokenClassification": (MiniGPTForTokenClassification, "model.", GPTNeoXForTokenClassification,
                                       "gpt_neox.", {"score.weight": "classifier.weight",
                                                     "score.bias": "classifier.bias"}),
+    "GPTNeoXForQuestionAnswering": (MiniGPTForQuestionAnswering, "model.", GPTNeoXForQuestionAnswering, "gpt_neox.",
+                                     {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 

@@ -14,12 +14,17 @@ the model's function, is unchanged. The import applies that reordering, the expo
 import copy
 
 import torch
-from transformers import GPTJConfig, GPTJForCausalLM, GPTJForSequenceClassification, GPTJModel
+from transformers import GPTJConfig, GPTJForCausalLM, GPTJForQuestionAnswering, GPTJForSequenceClassification, GPTJModel
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
-from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTModel
+from .modeling_gpt import (
+    MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
+    MiniGPTForSequenceClassification,
+    MiniGPTModel,
+)
 
 _SHARED = ("vocab_size", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
            "use_cache", "num_labels", "id2label", "label2id", "problem_type")
@@ -32,6 +37,8 @@ _PAIRS = {
     "GPTJForCausalLM": (MiniGPTForCausalLM, GPTJForCausalLM, {"lm_head.bias": "lm_head.bias"}),
     "GPTJForSequenceClassification": (MiniGPTForSequenceClassification, GPTJForSequenceClassification,
                                       {"score.weight": "score.weight"}),
+    "GPTJForQuestionAnswering": (MiniGPTForQuestionAnswering, GPTJForQuestionAnswering,
+                                 {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 

@@ -37,6 +37,7 @@ from .convert import (
 )
 from .modeling_gpt import (
     MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
     MiniGPTForSequenceClassification,
     MiniGPTForTokenClassification,
     MiniGPTModel,
@@ -76,9 +77,6 @@ FAMILIES = tuple(_FIXED)
 _SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3", "SmolLM3", "Olmo3")
 #: the families keeping a rotation per layer type (``rope_parameters["sliding_attention"]``: ``sliding_rope_theta``)
 _ROPE_PER_LAYER_TYPE = ("Gemma3", "Olmo3")
-#: heads transformers lacks for a family
-_MISSING_HEADS = {("Gemma3", "ForTokenClassification"), ("Olmo2", "ForTokenClassification"),
-                  ("Olmo3", "ForTokenClassification")}
 #: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
 _SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
 _SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
@@ -312,12 +310,15 @@ _HEADS = {
                                   {"score.weight": "score.weight"}),
     "ForTokenClassification": (MiniGPTForTokenClassification, "model.", "model.",
                                {"score.weight": "score.weight", "score.bias": "score.bias"}),
+    # the backbone's name varies by family (``transformer`` or ``model``): the class's ``base_model_prefix``
+    "ForQuestionAnswering": (MiniGPTForQuestionAnswering, "model.", None,
+                             {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 
-#: transformers' class name -> (family, head)
+#: transformers' class name -> (family, head), for the heads transformers has (Gemma has no token classifier, ...)
 _HF_CLASSES = {_hf_class_name(family, head): (family, head) for family in FAMILIES for head in _HEADS
-               if (family, head) not in _MISSING_HEADS}
+               if hasattr(transformers, _hf_class_name(family, head))}
 
 
 def _norm_gains(mapping: dict, shift: float) -> dict:
@@ -353,6 +354,7 @@ def _pack_phi3(state: dict, num_layers: int, prefix: str) -> dict:
 def _from_hf(hf_model, **overrides):
     family, head_name = _HF_CLASSES[type(hf_model).__name__]
     mini_cls, mini_prefix, hf_prefix, head = _HEADS[head_name]
+    hf_prefix = f"{type(hf_model).base_model_prefix}." if hf_prefix is None else hf_prefix
     config = mini_config_from_llama(hf_model.config, family, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
@@ -380,6 +382,7 @@ def to_llama(mini_model):
     config = llama_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     hf_cls = getattr(transformers, _hf_class_name(family, head_name))
+    hf_prefix = f"{hf_cls.base_model_prefix}." if hf_prefix is None else hf_prefix
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied,

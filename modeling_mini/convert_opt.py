@@ -17,12 +17,17 @@ equivalent: that one checkpoint is refused.
 
 import copy
 
-from transformers import OPTConfig, OPTForCausalLM, OPTForSequenceClassification, OPTModel
+from transformers import OPTConfig, OPTForCausalLM, OPTForQuestionAnswering, OPTForSequenceClassification, OPTModel
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import check_expressible, check_no_embedding_dropout, load_mapped, separate_attention_projections
-from .modeling_gpt import MiniGPTForCausalLM, MiniGPTForSequenceClassification, MiniGPTModel
+from .modeling_gpt import (
+    MiniGPTForCausalLM,
+    MiniGPTForQuestionAnswering,
+    MiniGPTForSequenceClassification,
+    MiniGPTModel,
+)
 
 #: OPT's position table keeps two rows before position 0, as BART's
 OPT_POSITION_OFFSET = 2
@@ -39,6 +44,8 @@ _PAIRS = {
     "OPTForCausalLM": (MiniGPTForCausalLM, OPTForCausalLM, "model.", "model.decoder.", {}),
     "OPTForSequenceClassification": (MiniGPTForSequenceClassification, OPTForSequenceClassification, "model.",
                                      "model.decoder.", {"score.weight": "score.weight"}),
+    "OPTForQuestionAnswering": (MiniGPTForQuestionAnswering, OPTForQuestionAnswering, "model.", "model.decoder.",
+                                {"qa_outputs.weight": "qa_outputs.weight", "qa_outputs.bias": "qa_outputs.bias"}),
 }
 
 

@@ -21,8 +21,10 @@ plus once more after each stack's final norm, which ours lacks: only training di
 ``T5EncoderModel`` / ``MT5EncoderModel`` (T5's encoder alone: sentence-T5, the text encoder of many image generators)
 converts to a ``MiniEncoderModel`` with the same bias, bidirectional, no segments and no pooler, and back.
 
-Not expressed, raising ``ValueError``: ``feed_forward_proj`` activations we lack. T5's classification and
-question-answering heads do not convert.
+``T5ForSequenceClassification`` / ``T5ForQuestionAnswering`` (and mT5's) convert to
+``MiniSeq2SeqForSequenceClassification`` / ``MiniSeq2SeqForQuestionAnswering`` and back: the same heads as BART's.
+
+Not expressed, raising ``ValueError``: ``feed_forward_proj`` activations we lack.
 """
 
 import copy
@@ -31,18 +33,28 @@ from torch import nn
 from transformers import (
     MT5EncoderModel,
     MT5ForConditionalGeneration,
+    MT5ForQuestionAnswering,
+    MT5ForSequenceClassification,
     MT5Model,
     T5Config,
     T5EncoderModel,
     T5ForConditionalGeneration,
+    T5ForQuestionAnswering,
+    T5ForSequenceClassification,
     T5Model,
 )
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniEncoderConfig, MiniSeq2SeqConfig
 from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert_bart import HEAD_WEIGHTS, LABELS, check_span_head
 from .modeling_encoder import MiniEncoderModel
-from .modeling_seq2seq import MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+from .modeling_seq2seq import (
+    MiniSeq2SeqForConditionalGeneration,
+    MiniSeq2SeqForQuestionAnswering,
+    MiniSeq2SeqForSequenceClassification,
+    MiniSeq2SeqModel,
+)
 
 #: T5's gated feed-forward ``gated-<act>``: our gated activation for its ``act``, and back
 GATED = {"gelu_new": "geglu_tanh", "relu": "reglu", "silu": "swiglu"}
@@ -50,7 +62,13 @@ GATED_TO_T5 = {"geglu_tanh": "gated-gelu", "reglu": "gated-relu", "swiglu": "gat
 #: transformers class -> mini class
 _CLASSES = {T5Model: MiniSeq2SeqModel, T5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
             MT5Model: MiniSeq2SeqModel, MT5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
-            T5EncoderModel: MiniEncoderModel, MT5EncoderModel: MiniEncoderModel}
+            T5EncoderModel: MiniEncoderModel, MT5EncoderModel: MiniEncoderModel,
+            T5ForSequenceClassification: MiniSeq2SeqForSequenceClassification,
+            MT5ForSequenceClassification: MiniSeq2SeqForSequenceClassification,
+            T5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
+            MT5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering}
+#: where each transformers class keeps its T5 backbone (the classifier wraps a ``T5Model``)
+_HF_PREFIX = {T5ForSequenceClassification: "transformer.", MT5ForSequenceClassification: "transformer."}
 #: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
 _ENCODER_ONLY = dict(type_vocab_size=0, add_pooler=False, embedding_norm=False, max_position_embeddings=512)
 _SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "freeze_padding_row", "tie_word_embeddings",
@@ -101,6 +119,7 @@ def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2Se
         eos_token_id=hf.eos_token_id,
         bos_token_id=getattr(hf, "bos_token_id", None),
         decoder_start_token_id=getattr(hf, "decoder_start_token_id", None) or hf.pad_token_id,  # T5: the pad token
+        **{key: getattr(hf, key) for key in LABELS},
     )
     kwargs.update(overrides)
     return MiniSeq2SeqConfig(**kwargs)
@@ -166,24 +185,25 @@ def t5_config_from_mini(config) -> T5Config:
         layer_norm_epsilon=config.layer_norm_eps,
         feed_forward_proj=feed_forward,
         tie_word_embeddings=not encoder_only and config.scale_decoder_output,  # T5Config: "scale the decoder output"
-        classifier_dropout=config.classifier_dropout or 0.0,
+        classifier_dropout=config.hidden_dropout if config.classifier_dropout is None else config.classifier_dropout,
         use_cache=config.use_cache,
         pad_token_id=config.pad_token_id,
         eos_token_id=config.eos_token_id,
         bos_token_id=config.bos_token_id,
         decoder_start_token_id=None if encoder_only else config.decoder_start_token_id,
+        **{key: getattr(config, key) for key in LABELS},
     )
 
 
-def _weight_map(config, mini: str) -> dict:
+def _weight_map(config, mini: str, hf: str = "") -> dict:
     """{mini key: T5 key} for both stacks (the decoder's token table is the encoder's: tied), or, for a MiniEncoder,
-    T5's encoder alone."""
+    T5's encoder alone; ours under ``mini``, T5's under ``hf``."""
     if config.model_type == "mini_encoder":
         return {"embeddings.embed_tokens.weight": "shared.weight",
                 **_stack_map(config, "", "encoder", config.num_hidden_layers, ("self_attn",))}
-    return {f"{mini}encoder.embeddings.embed_tokens.weight": "shared.weight",
-            **_stack_map(config, f"{mini}encoder.", "encoder", config.encoder_layers, ("self_attn",)),
-            **_stack_map(config, f"{mini}decoder.", "decoder", config.decoder_layers, ("self_attn", "cross_attn"))}
+    return {f"{mini}encoder.embeddings.embed_tokens.weight": f"{hf}shared.weight",
+            **_stack_map(config, f"{mini}encoder.", f"{hf}encoder", config.encoder_layers, ("self_attn",)),
+            **_stack_map(config, f"{mini}decoder.", f"{hf}decoder", config.decoder_layers, ("self_attn", "cross_attn"))}
 
 
 def _stack_map(config, m: str, side: str, depth: int, attentions: tuple[str, ...]) -> dict:
@@ -218,7 +238,10 @@ def _from_hf(model, **overrides):
         config = mini_config_from_t5(model.config, tied_output=tied, **overrides)
     config._attn_implementation = "sdpa" if model.config._attn_implementation == "sdpa" else "eager"
     mini_cls = _CLASSES[type(model)]
-    mapping = _weight_map(config, "model." if with_head else "")
+    if mini_cls is MiniSeq2SeqForQuestionAnswering:
+        check_span_head(model, type(model).__name__)
+    mini_prefix = "" if mini_cls in (MiniSeq2SeqModel, MiniEncoderModel) else "model."
+    mapping = {**_weight_map(config, mini_prefix, _HF_PREFIX.get(type(model), "")), **HEAD_WEIGHTS.get(mini_cls, {})}
     if with_head and not tied:
         mapping["lm_head.weight"] = "lm_head.weight"
     mini = load_mapped(mini_cls(config).to(model.dtype), model.state_dict(), mapping)
@@ -239,11 +262,12 @@ def to_t5(model):
     hf_config = t5_config_from_mini(config)
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
     hf_config._attn_implementation = config._attn_implementation if config._attn_implementation == "sdpa" else "eager"
-    hf_cls = T5EncoderModel if isinstance(model, MiniEncoderModel) else T5ForConditionalGeneration if with_head \
-        else T5Model
+    hf_cls = next(hf for hf, mini in _CLASSES.items() if mini is type(model))  # T5's (not mT5's): the same network
     target = hf_cls(hf_config).to(model.dtype)
     source = separate_attention_projections(model)
-    mapping = {theirs: ours for ours, theirs in _weight_map(config, "model." if with_head else "").items()}
+    mini_prefix = "" if isinstance(model, (MiniSeq2SeqModel, MiniEncoderModel)) else "model."
+    mapping = {**_weight_map(config, mini_prefix, _HF_PREFIX.get(hf_cls, "")), **HEAD_WEIGHTS.get(type(model), {})}
+    mapping = {theirs: ours for ours, theirs in mapping.items()}
     load_mapped(target, source, mapping)
     if with_head and not config.tie_word_embeddings:  # an output matrix of its own (T5 v1.1, mT5)
         target.lm_head.weight = nn.Parameter(source["lm_head.weight"].detach().clone())

@@ -6,8 +6,9 @@
   normalised and dropped out as the config says.
 * :func:`check_id_ranges`, :func:`check_attention_mask`: clear ``ValueError`` s instead of index errors or
   device-side asserts.
-* :func:`sequence_classification_loss`, :func:`last_token_pool`: the classification heads' shared logic,
-  following transformers' ``problem_type`` conventions.
+* :func:`sequence_classification_loss`, :func:`last_token_pool`, :func:`last_eos_pool`: the classification heads'
+  shared logic, following transformers' ``problem_type`` conventions.
+* :func:`span_logits`, :func:`span_loss`: the extractive question-answering heads' shared logic.
 """
 
 import inspect
@@ -383,6 +384,55 @@ def last_token_pool(hidden: torch.Tensor, input_ids, attention_mask, pad_token_i
         real = torch.ones(batch, length, dtype=torch.bool, device=hidden.device)
     last = (positions * real).argmax(dim=-1)  # (B,) index of the right-most real token
     return hidden[torch.arange(batch, device=hidden.device), last]
+
+
+def last_eos_pool(hidden: torch.Tensor, input_ids: torch.Tensor | None, eos_token_id: int | None) -> torch.Tensor:
+    """Pick each row's last end-of-sequence token (B, T, D) -> (B, D): BART's and T5's sentence vector.
+
+    An encoder-decoder classifier feeds the text to both stacks; the decoder state at the closing ``eos_token_id``
+    has read the whole text through cross-attention and all of it but that token through its causal self-attention.
+    BART asks every row for the same number of eos tokens; any number >= 1 works here, and where the counts agree
+    the choice is BART's. A row without one is a ``ValueError``: it usually means the input was truncated without
+    its end token.
+    """
+    if input_ids is None:
+        raise ValueError("A sequence-classification head of an encoder-decoder pools the decoder state at each row's "
+                         "last `eos_token_id`: pass `input_ids` (not `inputs_embeds`).")
+    if eos_token_id is None:
+        raise ValueError("`eos_token_id` must be set in the config: the classification head pools each row's last "
+                         "end-of-sequence token.")
+    is_eos = input_ids.to(hidden.device) == eos_token_id  # (B, T)
+    if _checks_enabled(is_eos) and not bool(is_eos.any(dim=-1).all()):
+        raise ValueError(f"Every row of `input_ids` must contain the end-of-sequence token (eos_token_id="
+                         f"{eos_token_id}): the classification head reads the decoder state there. Tokenize with "
+                         f"the special tokens added, and truncate so that they stay.")
+    batch, length = input_ids.shape
+    positions = torch.arange(length, device=hidden.device)
+    last = (positions * is_eos).argmax(dim=-1)  # (B,) index of the right-most eos token
+    return hidden[torch.arange(batch, device=hidden.device), last]
+
+
+def span_logits(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extractive QA scores every token twice, "the answer starts here" and "it ends here": (B, T, 2) -> two (B, T)."""
+    start, end = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))
+    return start, end
+
+
+def span_loss(model, start_logits, end_logits, start_positions, end_positions, **kwargs) -> torch.Tensor | None:
+    """The QA loss (None without positions): transformers' ``ForQuestionAnswering`` loss, the mean of the start and
+    end cross-entropies, with ``start_positions`` / ``end_positions`` (B,) token indices; positions outside the
+    input are clamped to ``T`` and ignored, as there. Checks the positions' shape and dtype first."""
+    if (start_positions is None) != (end_positions is None):
+        raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+    if start_positions is None:
+        return None
+    batch = start_logits.shape[0]
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        if positions.dtype.is_floating_point or positions.numel() != batch:
+            raise ValueError(f"`{name}` must hold one integer token index per example, shape ({batch},); "
+                             f"got shape {tuple(positions.shape)} and dtype {positions.dtype}.")
+    return model.loss_function(start_logits, end_logits, start_positions.reshape(batch), end_positions.reshape(batch),
+                               **kwargs)
 
 
 def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> None:

@@ -44,6 +44,8 @@ from .modeling_base import (
     next_positions,
     register_family,
     sequence_classification_loss,
+    span_logits,
+    span_loss,
 )
 from .normalization import build_norm
 from .positional import (
@@ -361,19 +363,8 @@ class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
         hidden_states = outputs.last_hidden_state
         if self.transform is not None:
             hidden_states = self.dropout(self.transform(hidden_states))
-        logits = self.qa_outputs(hidden_states)  # (B, T, 2)
-        start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))  # (B, T) each
-        loss = None
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
-        if start_positions is not None:
-            batch = start_logits.shape[0]
-            for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-                if positions.dtype.is_floating_point or positions.numel() != batch:
-                    raise ValueError(f"`{name}` must hold one integer token index per example, shape ({batch},); "
-                                     f"got shape {tuple(positions.shape)} and dtype {positions.dtype}.")
-            loss = self.loss_function(start_logits, end_logits, start_positions.reshape(batch),
-                                      end_positions.reshape(batch), **kwargs)
+        start_logits, end_logits = span_logits(self.qa_outputs(hidden_states))  # (B, T, 2) -> (B, T) each
+        loss = span_loss(self, start_logits, end_logits, start_positions, end_positions, **kwargs)
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 

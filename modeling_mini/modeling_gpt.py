@@ -11,6 +11,7 @@ GPT then serves as the decoder of transformers' ``EncoderDecoderModel``.
   ``generate``.
 * :class:`MiniGPTForSequenceClassification`: classifies a text from its last real token.
 * :class:`MiniGPTForTokenClassification`: a label per token (from left context only).
+* :class:`MiniGPTForQuestionAnswering`: extractive QA, the start and end of the answer span (from left context only).
 """
 
 import torch
@@ -25,6 +26,7 @@ from transformers.masking_utils import (
 from transformers.modeling_outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
+    QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
     TokenClassifierOutput,
 )
@@ -43,6 +45,8 @@ from .modeling_base import (
     next_positions,
     register_family,
     sequence_classification_loss,
+    span_logits,
+    span_loss,
 )
 from .normalization import build_norm
 from .positional import (
@@ -379,6 +383,44 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         )
 
 
+class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
+    """Extractive question answering with a causal model (as ``GPT2ForQuestionAnswering``): for each token, a score
+    for "the answer starts here" and one for "it ends here".
+
+    A token's state has read only the tokens before it, so put the question *before* the context: then every
+    context token has seen the question. ``start_positions`` / ``end_positions`` (B,) as in the encoder's QA head.
+    """
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.model = MiniGPTModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        start_logits, end_logits = span_logits(self.qa_outputs(outputs.last_hidden_state))  # (B, T, 2) -> (B, T) x 2
+        loss = span_loss(self, start_logits, end_logits, start_positions, end_positions, **kwargs)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
 register_family(
     MiniGPTPreTrainedModel,
     {
@@ -386,5 +428,6 @@ register_family(
         "AutoModelForCausalLM": MiniGPTForCausalLM,
         "AutoModelForSequenceClassification": MiniGPTForSequenceClassification,
         "AutoModelForTokenClassification": MiniGPTForTokenClassification,
+        "AutoModelForQuestionAnswering": MiniGPTForQuestionAnswering,
     },
 )

@@ -12,6 +12,10 @@ step and reused from the ``EncoderDecoderCache`` (see ``attention.MiniAttention`
 * :class:`MiniSeq2SeqModel`: encoder + decoder, returning the decoder's hidden states (B, T, D).
 * :class:`MiniSeq2SeqForConditionalGeneration`: + the output layer (tied to the embeddings); training with
   ``labels`` and ``generate``.
+* :class:`MiniSeq2SeqForSequenceClassification`, :class:`MiniSeq2SeqForQuestionAnswering`: BART's way of fine-tuning
+  an encoder-decoder for understanding tasks. The text goes to *both* stacks (the decoder reads it shifted right,
+  as in pretraining); a label comes from the decoder state at the closing end-of-sequence token, the answer span
+  from every decoder state. ``zero-shot-classification`` runs on the classifier (BART-large-MNLI's pipeline).
 """
 
 import torch
@@ -24,6 +28,8 @@ from transformers.modeling_outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
+    Seq2SeqQuestionAnsweringModelOutput,
+    Seq2SeqSequenceClassifierOutput,
 )
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -37,8 +43,12 @@ from .modeling_base import (
     MiniPreTrainedModel,
     check_attention_mask,
     check_token_labels,
+    last_eos_pool,
     next_positions,
     register_family,
+    sequence_classification_loss,
+    span_logits,
+    span_loss,
 )
 from .normalization import build_norm
 from .positional import biased_mask, build_relative_bias, build_rotary
@@ -427,10 +437,142 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         )
 
 
+class MiniSeq2SeqClassificationHead(nn.Module):
+    """BART's sentence-level head over one pooled vector (B, D) -> (B, num_labels): dropout, a dense layer with
+    tanh, dropout, then the label scores. (The encoder family's pooler is the same dense-tanh idea.)"""
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.dense(self.dropout(pooled)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class _Seq2SeqReaderMixin:
+    """What the two understanding heads share: run the text through both stacks, the decoder reading it shifted right
+    behind ``decoder_start_token_id`` (unless ``decoder_input_ids`` are given), without a cache."""
+
+    def get_encoder(self, modality=None) -> MiniSeq2SeqEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> MiniSeq2SeqDecoder:
+        return self.model.decoder
+
+    def _read(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+              inputs_embeds, decoder_inputs_embeds, **kwargs) -> Seq2SeqModelOutput:
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
+                                 f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
+                                                   self.config.decoder_start_token_id)  # (B, T), as in pretraining
+        kwargs.pop("use_cache", None)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                          decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
+                          inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False,
+                          **kwargs)
+
+
+class MiniSeq2SeqForSequenceClassification(_Seq2SeqReaderMixin, MiniSeq2SeqPreTrainedModel):
+    """Classify a text (or a pair, joined by the tokenizer) with an encoder-decoder, as
+    ``BartForSequenceClassification``: the decoder state at each row's last ``eos_token_id``
+    (:func:`modeling_base.last_eos_pool`) goes through :class:`MiniSeq2SeqClassificationHead`.
+
+    ``problem_type`` as in the other families' classifiers (:func:`modeling_base.sequence_classification_loss`):
+    single-label softmax, multi-label or binary sigmoid (``num_labels=1``: spam / not spam), regression.
+    """
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MiniSeq2SeqModel(config)
+        self.classification_head = MiniSeq2SeqClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> Seq2SeqSequenceClassifierOutput:
+        outputs = self._read(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                             inputs_embeds, decoder_inputs_embeds, **kwargs)
+        pooled = last_eos_pool(outputs.last_hidden_state, input_ids, self.config.eos_token_id)  # (B, D)
+        logits = self.classification_head(pooled)  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return Seq2SeqSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+class MiniSeq2SeqForQuestionAnswering(_Seq2SeqReaderMixin, MiniSeq2SeqPreTrainedModel):
+    """Extractive question answering with an encoder-decoder, as ``BartForQuestionAnswering``: a start and an end score
+    for every decoder state (the decoder reads ``question + context`` shifted right, so state ``t`` scores token
+    ``t``). ``start_positions`` / ``end_positions`` (B,) as in the encoder's QA head."""
+
+    def __init__(self, config: MiniSeq2SeqConfig):
+        super().__init__(config)
+        self.model = MiniSeq2SeqModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqQuestionAnsweringModelOutput:
+        outputs = self._read(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
+                             inputs_embeds, decoder_inputs_embeds, **kwargs)
+        start_logits, end_logits = span_logits(self.qa_outputs(outputs.last_hidden_state))  # (B, T, 2) -> (B, T) x 2
+        loss = span_loss(self, start_logits, end_logits, start_positions, end_positions, **kwargs)
+        return Seq2SeqQuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
 register_family(
     MiniSeq2SeqPreTrainedModel,
     {
         "AutoModel": MiniSeq2SeqModel,
         "AutoModelForSeq2SeqLM": MiniSeq2SeqForConditionalGeneration,
+        "AutoModelForSequenceClassification": MiniSeq2SeqForSequenceClassification,
+        "AutoModelForQuestionAnswering": MiniSeq2SeqForQuestionAnswering,
     },
 )

@@ -458,7 +458,9 @@ def test_auto_classes_load_a_saved_folder_with_a_full_auto_map(tmp_path):
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map == {"AutoConfig": "configuration_mini.MiniSeq2SeqConfig",
                         "AutoModel": "modeling_seq2seq.MiniSeq2SeqModel",
-                        "AutoModelForSeq2SeqLM": "modeling_seq2seq.MiniSeq2SeqForConditionalGeneration"}
+                        "AutoModelForSeq2SeqLM": "modeling_seq2seq.MiniSeq2SeqForConditionalGeneration",
+                        "AutoModelForSequenceClassification": "modeling_seq2seq.MiniSeq2SeqForSequenceClassification",
+                        "AutoModelForQuestionAnswering": "modeling_seq2seq.MiniSeq2SeqForQuestionAnswering"}
     assert json.loads((tmp_path / "generation_config.json").read_text())["decoder_start_token_id"] == BOS
     assert issubclass(MiniSeq2SeqForConditionalGeneration, GenerationMixin)
     for name in ("MiniSeq2SeqConfig", "MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration"):
@@ -475,7 +477,8 @@ _REMOTE = textwrap.dedent("""
     sys.modules["modeling_mini"] = None
     import torch
     torch.set_num_threads(1)
-    from transformers import AutoModel, AutoModelForSeq2SeqLM
+    from transformers import (AutoModel, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification)
     folder = sys.argv[1]
     batch = torch.load(folder + "/batch.pt")
     model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
@@ -486,7 +489,8 @@ _REMOTE = textwrap.dedent("""
     generated = model.generate(batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=5,
                                num_beams=2, do_sample=False)
     torch.save(generated, folder + "/remote_generated.pt")
-    print(type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__)
+    for auto in (AutoModel, AutoModelForSequenceClassification, AutoModelForQuestionAnswering):
+        print(type(auto.from_pretrained(folder, trust_remote_code=True)).__name__)
 """)
 
 
@@ -506,7 +510,8 @@ def test_remote_code_loads_in_a_fresh_process_without_the_package(tmp_path):
     result = subprocess.run([sys.executable, "-c", _REMOTE, str(folder), repo], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert result.stdout.split() == ["MiniSeq2SeqModel"]
+    assert result.stdout.split() == ["MiniSeq2SeqModel", "MiniSeq2SeqForSequenceClassification",
+                                     "MiniSeq2SeqForQuestionAnswering"]
     with torch.no_grad():
         torch.testing.assert_close(torch.load(folder / "remote_logits.pt"), model(**batch).logits, atol=0, rtol=0)
     expected = model.generate(source, attention_mask=mask, max_new_tokens=5, num_beams=2, do_sample=False)
