@@ -29,6 +29,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .activations import get_activation, get_pooler_activation
@@ -230,6 +231,7 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
         self.lm_head = nn.Linear(width, config.vocab_size, bias=True)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -273,6 +275,7 @@ class MiniEncoderForSequenceClassification(MiniEncoderPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -306,6 +309,7 @@ class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -347,6 +351,7 @@ class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -381,6 +386,7 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

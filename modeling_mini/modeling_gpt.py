@@ -31,6 +31,7 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .attention import MiniAttention
@@ -243,6 +244,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
+    @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
@@ -308,6 +310,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
 
+    @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
@@ -356,6 +359,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -365,6 +369,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
+        kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -397,6 +402,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -407,6 +413,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
         end_positions: torch.LongTensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
+        kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -32,6 +32,7 @@ from transformers.modeling_outputs import (
     Seq2SeqSequenceClassifierOutput,
 )
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .attention import MiniAttention
@@ -285,6 +286,7 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
         if self.config.share_embeddings:
             self.decoder.embeddings.embed_tokens = value
 
+    @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
@@ -379,6 +381,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
         self,
@@ -494,6 +497,7 @@ class MiniSeq2SeqForSequenceClassification(_Seq2SeqReaderMixin, MiniSeq2SeqPreTr
         self.classification_head = MiniSeq2SeqClassificationHead(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -537,6 +541,7 @@ class MiniSeq2SeqForQuestionAnswering(_Seq2SeqReaderMixin, MiniSeq2SeqPreTrained
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

@@ -365,3 +365,36 @@ def test_saved_heads_reload_through_their_auto_class_with_shared_tables_kept(tmp
     for name in ("logits", "start_logits", "end_logits"):
         if name in expected:
             torch.testing.assert_close(got[name], expected[name], atol=0, rtol=0)
+
+
+# --- every head: return_dict=False ----------------------------------------------------------------------------------
+
+
+def _every_head():
+    import modeling_mini
+
+    for family in (modeling_mini.MiniGPTPreTrainedModel, modeling_mini.MiniEncoderPreTrainedModel,
+                   modeling_mini.MiniSeq2SeqPreTrainedModel):
+        yield from family.family_auto_classes.values()
+
+
+@pytest.mark.parametrize("cls", list(_every_head()), ids=lambda cls: cls.__name__)
+def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(cls):
+    """As library heads do (``can_return_tuple``): the non-None fields of the output, in order. (Setting
+    ``config.return_dict=False`` instead breaks transformers' own Llama too: the backbone then returns a tuple.)"""
+    extra = {"decoder_start_token_id": BOS} if cls.config_class.model_type == "mini_seq2seq" else {}
+    torch.manual_seed(0)
+    model = cls(cls.config_class(**TINY, **extra)).eval()
+    ids, mask = _texts_with_end_tokens()
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if cls.__name__.endswith("MultipleChoice"):
+        inputs = {key: value[:, None].expand(-1, 2, -1) for key, value in inputs.items()}
+    if cls.__name__ in ("MiniSeq2SeqModel", "MiniSeq2SeqForConditionalGeneration"):
+        inputs["decoder_input_ids"] = ids
+    with torch.no_grad():
+        as_dict, as_tuple = model(**inputs), model(**inputs, return_dict=False)
+        model(**inputs, use_cache=False)  # pipelines pass it to every head; a tagger once raised a TypeError
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict.to_tuple())
+    for got, expected in zip(as_tuple, as_dict.to_tuple(), strict=True):
+        if isinstance(expected, torch.Tensor):
+            torch.testing.assert_close(got, expected, atol=0, rtol=0)
