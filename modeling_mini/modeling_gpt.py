@@ -184,8 +184,9 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             masks = prepared_masks or {kind: MASK_FUNCTIONS[kind](**mask_kwargs) for kind in self.attention_types}
         else:  # ALiBi: the penalty needs a mask tensor to sit in (its config has no sliding layers)
             full = (prepared_masks or {}).get("full_attention")
-            if full is None:
-                full = create_causal_mask(**mask_kwargs, allow_is_causal_skip=False)
+            if full is None:  # none given, or generate's sdpa skipped it (no padding): a plain causal mask
+                plain = {**mask_kwargs, "attention_mask": None} if prepared_masks is not None else mask_kwargs
+                full = create_causal_mask(**plain, allow_is_causal_skip=False)
             positions = self._alibi_positions(full, past, length, inputs.device)
             masks = {"full_attention": biased_mask(self, full, *positions)}  # (B, H, T, S)
         cross_mask = None

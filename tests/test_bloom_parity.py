@@ -109,6 +109,14 @@ def test_a_static_cache_counts_positions_over_kept_tokens_too():
         ours = mini.generate(ids, cache_implementation=cache, **kwargs)
         assert torch.equal(ours.sequences, theirs.sequences), cache
         torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
+    # sdpa and a prompt without padding: generate skips the mask then (sdpa's causal flag would do), and the ALiBi
+    # penalty must still find one to sit in (an AttributeError before)
+    mini = from_hf(hf, attn_implementation="sdpa").eval()
+    theirs = hf.generate(ids[1:], **{**kwargs, "attention_mask": None})
+    for cache in ("dynamic", "static"):
+        ours = mini.generate(ids[1:], cache_implementation=cache, **{**kwargs, "attention_mask": None})
+        assert torch.equal(ours.sequences, theirs.sequences), cache
+        torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-4, rtol=0)
 
 
 def test_bad_options_raise():
