@@ -140,7 +140,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         if made_cache:
             cache = DynamicCache(config=self.config)
         if cross and use_cache and isinstance(cache, DynamicCache):  # a slot for the cross-attention keys/values
-            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
+            cache = EncoderDecoderCache(cache, DynamicCache())  # no config: a cross-attention cache never slides
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
 
         inputs = input_ids if input_ids is not None else inputs_embeds

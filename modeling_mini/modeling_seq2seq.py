@@ -202,7 +202,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         if self.gradient_checkpointing and self.training:
             use_cache = False  # the recompute in backward would append to the cache a second time
         if use_cache and cache is None:
-            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache())  # the cross one never slides
 
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache

@@ -146,6 +146,27 @@ def test_cached_static_and_uncached_decoding_agree_past_the_window(positions):
     assert torch.equal(model.generate(ids[:, :6], cache_implementation="static", **kwargs), dynamic)
 
 
+def test_cross_attention_keeps_every_encoder_position_in_its_cache_past_the_window():
+    """A GPT decoder with cross-attention (``EncoderDecoderModel``'s) and local self-attention: the cross-attention
+    cache holds the encoder's keys once, all of them; only the self-attention cache slides. (It used to take the
+    config's sliding layers and keep the last ``window - 1`` encoder positions after the first step.)"""
+    model = MiniGPTForCausalLM(tiny_gpt_config(num_hidden_layers=2, sliding_window=WINDOW, add_cross_attention=True,
+                                               layer_types=["sliding_attention", "full_attention"],
+                                               position_embedding_type="rotary")).eval()
+    encoder_states = torch.randn(2, 10, 32)
+    ids = torch.randint(3, 99, (2, 9))
+    with torch.no_grad():
+        full = model(ids, encoder_hidden_states=encoder_states, use_cache=False).logits
+        prefix = model(ids[:, :3], encoder_hidden_states=encoder_states)
+        cache, steps = prefix.cache, [prefix.logits]
+        for t in range(3, 9):
+            out = model(ids[:, t : t + 1], encoder_hidden_states=encoder_states, cache=cache)
+            cache = out.cache
+            steps.append(out.logits)
+    assert all(layer.keys.shape[-2] == 10 for layer in cache.cross_attention_cache.layers)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("positions", list(POSITIONS))
 def test_compiles_without_graph_breaks(positions):
     model = MiniGPTForCausalLM(tiny_gpt_config(sliding_window=WINDOW, layer_types=["full_attention",
