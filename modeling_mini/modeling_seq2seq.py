@@ -102,6 +102,19 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
             return super().get_expanded_tied_weights_keys(all_submodels=True)
         return dict(self._tied_weights_keys or {})
 
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Resize as usual; with separate tables (``share_embeddings=False``) the decoder's is resized too, and the
+        output layer tied to it follows (transformers resizes only the input table, the encoder's)."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        decoder = self.get_decoder() if hasattr(self, "get_decoder") else None
+        if not self.config.share_embeddings and decoder is not None and decoder is not self:
+            table = decoder.embeddings.embed_tokens
+            if table.weight.shape[0] != embeddings.weight.shape[0]:
+                decoder.embeddings.embed_tokens = self._get_resized_embeddings(table, embeddings.weight.shape[0],
+                                                                               mean_resizing=mean_resizing)
+                self.tie_weights()
+        return embeddings
+
     def _keep_own_parallel_rules(self, stack: str) -> None:
         """The config's tensor-parallel and FSDP plans name each stack's modules by their path in the seq2seq model
         (``encoder.layers.*...``). A stack, itself a model, keeps only its own rules, relative to itself; the

@@ -249,6 +249,25 @@ def test_resize_token_embeddings_keeps_the_ties_and_resizes_the_logits_bias():
     assert model(input_ids=source, decoder_input_ids=torch.full((3, 2), 119)).logits.shape == (3, 2, 120)
 
 
+@pytest.mark.parametrize("tie_word_embeddings", [True, False])
+def test_resizing_separate_tables_resizes_the_decoders_too_and_reloads(tmp_path, tie_word_embeddings):
+    """transformers resizes only the input (encoder) table; the decoder's, and an output layer tied to it, follow."""
+    model = seq2seq(share_embeddings=False, tie_word_embeddings=tie_word_embeddings)
+    model.resize_token_embeddings(120, mean_resizing=False)
+    decoder_table = model.model.decoder.embeddings.embed_tokens.weight
+    assert decoder_table.shape[0] == model.lm_head.weight.shape[0] == model.config.vocab_size == 120
+    assert (model.lm_head.weight is decoder_table) == tie_word_embeddings
+    source, _ = source_batch()
+    target = torch.full((3, 2), 119)
+    with torch.no_grad():
+        logits = model(input_ids=source, decoder_input_ids=target).logits
+    assert logits.shape == (3, 2, 120)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()(input_ids=source, decoder_input_ids=target)
+    torch.testing.assert_close(reloaded.logits, logits, atol=0, rtol=0)
+
+
 # --- labels and the loss --------------------------------------------------------------------------------------------
 
 
