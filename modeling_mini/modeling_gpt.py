@@ -245,6 +245,19 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
+    def prepare_inputs_for_generation(self, input_ids, cache=None, **kwargs):
+        """As ``GenerationMixin``'s, but for LongRoPE (Phi-3 128k): once the sequence passes
+        ``original_max_position_embeddings`` every position rotates with the long frequencies, and the keys cached
+        with the short ones no longer fit. At that one step the cache is dropped and the whole sequence recomputed,
+        as transformers' Phi-3 does."""
+        scaling = self.config.rotary_scaling or {}
+        original = scaling.get("original_max_position_embeddings")
+        crossing = scaling.get("rope_type") == "longrope" and cache is not None and input_ids.shape[1] > original
+        if crossing and cache.get_seq_length() <= original:
+            cache = None
+            kwargs["next_sequence_length"] = None
+        return super().prepare_inputs_for_generation(input_ids, cache=cache, **kwargs)
+
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
     def forward(
