@@ -66,7 +66,27 @@ def to_hf(model: nn.Module) -> nn.Module:
     name = type(model).__name__
     if name not in to_hf_table:
         raise ValueError(f"Cannot export {name}; supported mini classes: {', '.join(sorted(to_hf_table))}.")
-    return to_hf_table[name](model)
+    return to_hf_table[name](as_package_model(model))
+
+
+def as_package_model(model: nn.Module) -> nn.Module:
+    """``model`` as an instance of this package's class of the same name.
+
+    A model loaded with ``trust_remote_code=True`` before this package was imported is an instance of a *copy* of our
+    class (module ``transformers_modules...``, the checkpoint's own files); the converters key on this package's
+    classes, so such a model is rebuilt as one: the same config, the same weights, the same generation settings.
+    """
+    package = importlib.import_module(__package__)
+    package_cls = getattr(package, type(model).__name__, None)
+    if package_cls is None or isinstance(model, package_cls):
+        return model
+    config = package_cls.config_class.from_dict(model.config.to_dict())
+    config._attn_implementation = model.config._attn_implementation
+    rebuilt = package_cls(config).to(model.dtype)
+    rebuilt.load_state_dict(model.state_dict())
+    if getattr(model, "generation_config", None) is not None:
+        rebuilt.generation_config = model.generation_config
+    return rebuilt.eval()
 
 
 def check_expressible(config, family: str, required: dict, *, allow: tuple[str, ...] = (), standard_heads: bool = True,

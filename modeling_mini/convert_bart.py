@@ -288,7 +288,7 @@ def _from_hf(model, **overrides):
     mapping = {**_weight_map(config, prefix, prefix), **HEAD_WEIGHTS.get(mini_cls, {})}
     if with_head:
         mapping = _with_head(config, mapping)
-    target = mini_cls(config)
+    target = mini_cls(config).to(model.dtype)
     tied = set(target.all_tied_weights_keys)
     mapping = {ours: theirs for ours, theirs in mapping.items() if ours not in tied}
     transforms = {"final_logits_bias.bias": lambda b: b.reshape(-1).clone()}
@@ -323,7 +323,7 @@ def _to_hf(model):
     mapping = {theirs: ours for ours, theirs in {**_weight_map(config, prefix, prefix), **head_weights}.items()}
     if with_head:
         mapping["lm_head.weight"] = "lm_head.weight"
-    target = hf_cls(hf_config)
+    target = hf_cls(hf_config).to(model.dtype)
     source = separate_attention_projections(model)
     hf_state = target.state_dict()
     if with_head and config.final_logits_bias:

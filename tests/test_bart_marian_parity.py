@@ -277,3 +277,14 @@ def test_mbart_cc25_labels_need_their_decoder_inputs():
         ours = mini(input_ids=source, attention_mask=source_mask, labels=labels, decoder_input_ids=decoder_input_ids)
         assert abs(ours.loss.item() - theirs.item()) <= 1e-5
         assert abs(mini(input_ids=source, attention_mask=source_mask, labels=labels).loss.item() - theirs.item()) > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["marian", "bart"])
+def test_half_precision_models_convert_in_their_dtype(kind):
+    """A float16 checkpoint stays float16 both ways (it used to come out float32: twice the size, and saved so)."""
+    hf = reference(kind).half()
+    mini = from_hf(hf)
+    assert mini.dtype == torch.float16 and mini.model.encoder.layers[0].self_attn.o_proj.weight.dtype == torch.float16
+    back = to_hf(mini)
+    assert back.dtype == torch.float16
+    _assert_same_state(hf, back)

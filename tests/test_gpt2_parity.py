@@ -155,3 +155,33 @@ def test_an_untied_output_layer_converts_both_ways():
     with torch.no_grad():
         torch.testing.assert_close(mini(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits,
                                    atol=1e-5, rtol=0)
+
+
+_REMOTE_THEN_EXPORT = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__  # the checkpoint's own code
+from modeling_mini.convert import to_hf  # imported only now
+gpt2 = to_hf(model)
+ids = torch.tensor([[5, 6, 7, 8]])
+with torch.no_grad():
+    assert torch.equal(gpt2(ids).logits, model(ids).logits)
+print(type(gpt2).__name__)
+"""
+
+
+def test_a_model_loaded_as_remote_code_exports(tmp_path):
+    """Loaded with ``trust_remote_code=True`` before the package was imported, a model is an instance of the
+    checkpoint's copy of our class; ``to_hf`` still exports it (it raised a bare StopIteration)."""
+    import os
+    import subprocess
+    import sys
+
+    from_hf(GPT2LMHeadModel(hf_config())).save_pretrained(tmp_path / "gpt")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", _REMOTE_THEN_EXPORT, str(tmp_path / "gpt")], capture_output=True,
+                            text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "GPT2LMHeadModel"
