@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 import modeling_mini
@@ -94,6 +95,13 @@ def test_pretraining_writes_a_complete_output_folder(pretrained, family):
     assert "perplexity" in (folder / "README.md").read_text()
     recipe = (folder / "recipe.yaml").read_text()
     assert "family: " + family in recipe and "hub_token" not in recipe
+    assert "average_tokens_across_devices" in recipe  # a setting with "token" in its name is no secret
+    model = getattr(modeling_mini, pretrain.MODEL_CLASSES[family]).from_pretrained(folder)
+    assert f"| parameters | {model.num_parameters():,} |" in (folder / "README.md").read_text()  # counted
+    # the saved recipe repeats the run: it parses back to the same arguments (empty lists once broke it)
+    again = common.parse_arguments((common.ModelArguments, common.DataArguments, pretrain.PretrainArguments,
+                                    pretrain.TrainingArguments), [str(folder / "recipe.yaml")])
+    assert common.resolved_recipe(*again) == yaml.safe_load(recipe)
 
 
 def test_streaming_corpus_with_tensorboard_logging(data, tmp_path):
@@ -186,6 +194,29 @@ def test_translation_with_generate(pretrained, data, tmp_path):
                              "--train_files", data["pairs"], "--output_dir", str(tmp_path),
                              "--predict_with_generate", "true", "--generation_max_length", "8", *QUICK])
     assert {"eval_bleu", "eval_chrf"} <= set(metrics)
+
+
+@needs_seq2seq
+def test_translation_from_scratch_trains_its_tokenizer_on_both_languages(data, tmp_path):
+    """The targets here are the sources in capitals: a tokenizer trained on the sources alone spells them out."""
+    finetune.main(["--task", "translation", "--from_scratch", "true", "--family", "seq2seq", "--model_config", "tiny",
+                   "--tokenizer_vocab_size", "300", "--train_files", data["pairs"], "--text_column", "source",
+                   "--label_column", "target", "--output_dir", str(tmp_path), *QUICK, "--max_steps", "1"])
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    upper, lower = (len(tokenizer.tokenize(" ".join(WORDS).upper())), len(tokenizer.tokenize(" ".join(WORDS))))
+    assert upper <= 1.5 * lower
+
+
+def test_conll_files_are_read_again_once_edited(tmp_path):
+    """datasets caches a generator's rows by its arguments: an edited file must not come back stale."""
+    path = tmp_path / "ner.conll"
+    path.write_text("Paris B-location\nis O\n")
+    first = common._read(None, None, [str(path)], None, streaming=False)["train"][0]
+    path.write_text("Obama B-person\nspoke O\nhere O\n")
+    second = common._read(None, None, [str(path)], None, streaming=False)["train"][0]
+    assert (first["tokens"], second["tokens"]) == (["Paris", "is"], ["Obama", "spoke", "here"])
 
 
 @needs_seq2seq
@@ -323,6 +354,13 @@ def test_config_overrides_change_the_preset_and_the_checkpoint(pretrained, data,
                   "--config_overrides", "num_hidden_layers=3,hidden_size=96")
     config = AutoConfig.from_pretrained(tmp_path / "deeper")
     assert config.head_dim == 96 // config.num_attention_heads and len(config.layer_types) == 3
+    # continuing from a checkpoint: the overrides apply to it (they were ignored); its architecture stays
+    pretrain.main(["--family", "gpt", "--model_name_or_path", str(pretrained["gpt"]), "--train_files", data["corpus"],
+                   "--config_overrides", "hidden_dropout=0.3", "--output_dir", str(tmp_path / "more"), *QUICK])
+    assert AutoConfig.from_pretrained(tmp_path / "more").hidden_dropout == 0.3
+    with pytest.raises(ValueError, match="the checkpoint fixes the architecture"):
+        pretrain.main(["--family", "gpt", "--model_name_or_path", str(pretrained["gpt"]), "--model_config", "small",
+                       "--train_files", data["corpus"], "--output_dir", str(tmp_path / "no"), *QUICK])
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):

@@ -94,7 +94,7 @@ def recipe_to_argv(recipe: dict, parser: HfArgumentParser) -> list[str]:
                          f"(see --help).")
     argv = []
     for key, value in recipe.items():
-        if value is None:
+        if value is None or value == []:  # an empty list is the default; a bare `--name` would not parse
             continue
         values = value if isinstance(value, list) else [value]
         argv.append(f"--{key}")
@@ -143,6 +143,15 @@ def check_launch(training_args) -> None:
         )
 
 
+def count_parameters(model) -> int:
+    """Every parameter of the model (under a PEFT wrapper: the base model's and the adapters'), for the card."""
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+#: arguments that hold credentials, left out of the saved recipe
+SECRETS = ("hub_token", "push_to_hub_token", "token")
+
+
 def resolved_recipe(*objects) -> dict:
     """Every argument of the run as one flat dict (secrets dropped), ready to write as YAML. A converted checkpoint
     is recorded under its original name (see :func:`use_mini_checkpoint`)."""
@@ -150,8 +159,8 @@ def resolved_recipe(*objects) -> dict:
     for obj in objects:
         values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
         for key, value in values.items():
-            if "token" in key and key not in ("tokenizer_name_or_path", "tokenizer_vocab_size"):
-                continue  # hub_token and friends: never written to disk
+            if key in SECRETS:
+                continue  # never written to disk
             recipe[key] = value.value if hasattr(value, "value") else value
         if getattr(obj, "converted_from", None):
             recipe["model_name_or_path"] = obj.converted_from
@@ -181,14 +190,19 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
     if builder == "conll":
         make = datasets.IterableDataset.from_generator if streaming else datasets.Dataset.from_generator
         kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
-        return kind({split: make(conll_rows, gen_kwargs={"paths": paths}) for split, paths in files.items()})
+        # the files' sizes and times in the generator's arguments: datasets caches by them, so an edited file is read
+        stamps = {split: [(p, Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
+                  for split, paths in files.items()}
+        return kind({split: make(conll_rows, gen_kwargs={"paths": paths, "stamps": stamps[split]})
+                     for split, paths in files.items()})
     return datasets.load_dataset(builder, data_files=files, streaming=streaming)
 
 
-def conll_rows(paths: list[str]):
+def conll_rows(paths: list[str], stamps: list | None = None):
     """Sentences of CoNLL files as rows ``{"tokens": [...], "ner_tags": [...]}``: one token a line with its tag in
     the last column (tab or space separated, as WNUT-17 and CoNLL-2003), a blank line between sentences;
-    ``-DOCSTART-`` lines are skipped."""
+    ``-DOCSTART-`` lines are skipped. ``stamps`` (each file's size and modification time) is not read: it is there
+    so that the datasets cache, keyed by the generator's arguments, notices an edited file."""
     for path in paths:
         tokens, tags = [], []
         with open(path, encoding="utf-8") as handle:
@@ -514,7 +528,7 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
     write_model_card(output_dir, config=trainer.model.config, task=task, datasets=datasets_used,
                      metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                      hyperparameters=hyperparameters, base_model=base_model,
-                     repo_id=(push or {}).get("repo_id"))
+                     repo_id=(push or {}).get("repo_id"), num_parameters=count_parameters(trainer.model))
     if push:
         from modeling_mini.hub import publish_folder
 

@@ -1,14 +1,15 @@
 """Fine-tune a mini model on a downstream task: sequence classification, token classification or translation.
 
-    python train/finetune.py configuration/recipes/finetune-gpt-task.yaml --model_name_or_path outputs/pretrain-gpt
+    python train/finetune.py configuration/recipes/finetune-classification.yaml --model_name_or_path outputs/gpt
     python train/finetune.py --task sequence_classification --model_name_or_path user/mini-gpt \\
         --train_files spam.csv --label_column label --output_dir outputs/spam
     python train/finetune.py --task token_classification --model_name_or_path outputs/pretrain-encoder \\
         --train_files ner.jsonl --text_column tokens --label_column ner_tags --output_dir outputs/ner
     python train/finetune.py --task translation --model_name_or_path outputs/pretrain-seq2seq \\
-        --train_files pairs.jsonl --source_column pt --target_column en --predict_with_generate true
+        --train_files pairs.jsonl --text_column pt --label_column en --predict_with_generate true
 
-* sequence_classification: one label per text. Two classes get ONE sigmoid output (``num_labels=1``,
+* sequence_classification (every family; an encoder-decoder reads the text with both stacks, as BART does): one
+  label per text. Two classes get ONE sigmoid output (``num_labels=1``,
   ``problem_type="multi_label_classification"``), as spam detection; more classes a softmax. Metrics: accuracy,
   precision, recall, F1 (binary: of the positive class, id 1; multi-class: macro average).
 * token_classification: one BIO tag per word (``tokens`` / ``ner_tags`` columns, tags as strings or a
@@ -285,8 +286,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     texts = None
     if not (model_args.tokenizer_name_or_path or model_args.model_name_or_path):
-        column = raw["train"][text_column]
-        texts = (" ".join(x) if isinstance(x, list) else x for x in column)
+        # translation: the source and the target language (the decoder reads and writes the target)
+        columns_read = (text_column, label_column) if task == "translation" else (text_column,)
+        texts = (" ".join(x) if isinstance(x, list) else x for column in columns_read for x in raw["train"][column])
     tokenizer = common.load_tokenizer(model_args, texts, family=family)
     if tokenizer.pad_token is None:
         raise ValueError("the tokenizer has no pad token; fine-tuning pads batches.")

@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
         if common.family_of(config) != family:
             raise ValueError(f"--model_name_or_path is a {common.family_of(config)!r} model but --family is "
                              f"{family!r}.")
+        if model_args.model_config:
+            raise ValueError(f"--model_config={model_args.model_config!r} with --model_name_or_path: the checkpoint "
+                             f"fixes the architecture; change options with --config_overrides (dropout, ...).")
+        config.update(common.parse_config_overrides(model_args.config_overrides, type(config)))
         common.check_vocab_fits(tokenizer, config)
     else:
         config = common.build_config(model_args, tokenizer)
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model_class = getattr(modeling_mini, MODEL_CLASSES[family])
     if model_args.model_name_or_path:
-        model = model_class.from_pretrained(model_args.model_name_or_path)
+        model = model_class.from_pretrained(model_args.model_name_or_path, config=config)  # with the overrides
     else:
         model = model_class(config)
     guard = common.NaNGuard()
