@@ -337,9 +337,28 @@ def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
 
 # ------------------------------------------------------------------------------------------ tokenizer, config
 
-def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str) -> PreTrainedTokenizerBase:
-    """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``."""
+def checkpoint_to_resume(training_args) -> str | None:
+    """The checkpoint folder ``--resume_from_checkpoint`` names: a path, or ``true`` for the output folder's last."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in ("false", ""):
+        return None
+    if str(value).lower() == "true":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    return str(value)
+
+
+def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str,
+                   resume_from: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``.
+
+    A run resumed from a checkpoint (``resume_from``) whose tokenizer was trained by the run itself reads the one
+    saved in the checkpoint: training again could give other ids (the WordPiece trainer breaks frequency ties in no
+    fixed order), and the resumed model would read every token as another one."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if not name and resume_from and (Path(resume_from) / "tokenizer_config.json").is_file():
+        name = resume_from
     if name:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
     if texts is None:

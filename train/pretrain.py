@@ -11,16 +11,22 @@ multi-process ``map`` and packed into blocks of ``--max_length`` tokens; the obj
 * gpt: next-token prediction (``DataCollatorForLanguageModeling(mlm=False)``);
 * encoder: 15% of tokens masked (80% ``[MASK]``, 10% random, 10% kept), as BERT (``mlm_probability``);
 * seq2seq: text infilling, as BART (:class:`TextInfillingCollator`).
+
+The masks of the encoder and the seq2seq objectives are drawn anew every epoch, each block's from a generator seeded
+by (seed, epoch, the block's tokens) (:func:`block_rng`): a killed run resumes with the masks it would have drawn,
+whatever the number of data-loader workers, and an evaluation draws the same masks each time without taking anything
+from the training's random stream.
 """
 
 import math
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -39,6 +45,43 @@ class PretrainArguments:
     mean_span_length: float = field(default=3.0, metadata={"help": "seq2seq: mean (Poisson) masked-span length"})
 
 
+def block_rng(seed: int, epoch: int, ids) -> np.random.Generator:
+    """The noise of one block: a generator seeded by the run's seed, the epoch and the block's tokens. The same block
+    gets other masks in another epoch (dynamic masking, as RoBERTa) and the same ones whenever that epoch is replayed
+    (a resumed run, another worker)."""
+    tokens = np.asarray(ids, dtype=np.int64)
+    return np.random.default_rng([seed, epoch, zlib.crc32(tokens.tobytes()), tokens.size])
+
+
+class EpochOfMasks(TrainerCallback):
+    """Tells a collator with an ``epoch`` field which epoch starts (a resumed run: the one it resumes in)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
+
+
+@dataclass
+class SeededMaskedLMCollator(DataCollatorForLanguageModeling):
+    """BERT's masking (``DataCollatorForLanguageModeling``: ``mlm_probability`` of the tokens, 80% ``[MASK]``, 10%
+    random, 10% kept), each block's drawn from :func:`block_rng` instead of the global random stream."""
+
+    mask_seed: int = 0
+    epoch: int = 0
+
+    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+        rows = []
+        for i in range(inputs.shape[0]):  # per block: its own generator (a batch costs microseconds per row)
+            state = block_rng(self.mask_seed, self.epoch, inputs[i].tolist()).integers(2**62)
+            self.generator = torch.Generator().manual_seed(int(state))
+            special = None if special_tokens_mask is None else special_tokens_mask[i : i + 1]
+            rows.append(super().torch_mask_tokens(inputs[i : i + 1], special_tokens_mask=special))
+        self.generator = None
+        return torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
+
+
 @dataclass
 class TextInfillingCollator:
     """BART-style text infilling for encoder-decoder pretraining.
@@ -55,11 +98,10 @@ class TextInfillingCollator:
     noise_density: float = 0.3
     mean_span_length: float = 3.0
     seed: int = 0
-
-    def __post_init__(self):
-        self.rng = np.random.default_rng(self.seed)
+    epoch: int = 0  # set by :class:`EpochOfMasks`
 
     def corrupt(self, ids: list[int]) -> list[int]:
+        self.rng = block_rng(self.seed, self.epoch, ids)
         length = len(ids)
         budget = int(round(length * self.noise_density))
         masked = np.zeros(length, dtype=bool)
@@ -105,7 +147,8 @@ def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, see
     if tokenizer.mask_token_id is None:
         raise ValueError(f"family {family!r} needs a tokenizer with a mask token; {tokenizer.name_or_path!r} has none.")
     if family == "encoder":
-        return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=pretrain_args.mlm_probability)
+        return SeededMaskedLMCollator(tokenizer, mlm=True, mlm_probability=pretrain_args.mlm_probability,
+                                      mask_seed=seed)
     return TextInfillingCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, pretrain_args.noise_density,
                                  pretrain_args.mean_span_length, seed)
 
@@ -156,7 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
     texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
-    tokenizer = common.load_tokenizer(model_args, texts, family=family)
+    tokenizer = common.load_tokenizer(model_args, texts, family=family,
+                                      resume_from=common.checkpoint_to_resume(training_args))
     if model_args.model_name_or_path:  # continue pretraining a checkpoint
         from transformers import AutoConfig
 
@@ -190,10 +234,10 @@ def main(argv: list[str] | None = None) -> dict:
         model = model_class(config)
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
+    collator = build_collator(family, tokenizer, pretrain_args, training_args.seed)
     trainer = Trainer(model=model, args=training_args, train_dataset=blocks["train"],
-                      eval_dataset=blocks["validation"], processing_class=tokenizer,
-                      data_collator=build_collator(family, tokenizer, pretrain_args, training_args.seed),
-                      callbacks=[guard])
+                      eval_dataset=blocks["validation"], processing_class=tokenizer, data_collator=collator,
+                      callbacks=[guard, EpochOfMasks(collator)])
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
