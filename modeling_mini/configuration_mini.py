@@ -791,6 +791,9 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
     """
 
     model_type = "mini_seq2seq"
+    # the Trainer's evaluation keeps every output it is not told to drop: the encoder's states would pile up and turn
+    # a classifier's predictions into a tuple
+    keys_to_ignore_at_inference = ["cache", "encoder_last_hidden_state"]
     # BART's / T5's name for the width: generic seq2seq code (e.g. transformers' ExecuTorch export) reads it
     attribute_map = {"d_model": "hidden_size"}
     _block_stacks = ("encoder.layers", "decoder.layers")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 import modeling_mini
 
@@ -144,6 +144,17 @@ def test_binary_sequence_classification_uses_one_sigmoid_output(pretrained, data
     assert config.id2label == {0: "spam"}
     assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"} <= set(metrics)
     assert (tmp_path / "README.md").is_file() and (tmp_path / "tokenizer.json").is_file()
+
+
+@needs_seq2seq
+def test_an_encoder_decoder_fine_tunes_as_a_classifier(pretrained, data, tmp_path):
+    """BART's way: the text through both stacks, the label from the decoder state at its end token (the tokenizer
+    closes every text with one)."""
+    metrics = finetune.main(["--model_name_or_path", str(pretrained["seq2seq"]), "--train_files", data["spam"],
+                             "--output_dir", str(tmp_path), *QUICK])
+    assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path)).__name__ == (
+        "MiniSeq2SeqForSequenceClassification")
+    assert math.isfinite(metrics["eval_loss"]) and "eval_f1" in metrics
 
 
 def test_multiclass_sequence_classification(pretrained, data, tmp_path):

@@ -154,6 +154,8 @@ def classification_metrics(binary: bool, num_classes: int):
 
     def compute(prediction):
         logits, references = prediction.predictions, prediction.label_ids
+        if isinstance(logits, tuple):  # a model returning more than its logits: they come first
+            logits = logits[0]
         if binary:
             predicted = (logits.reshape(-1) > 0).astype(int)
             references = references.reshape(-1).astype(int)
