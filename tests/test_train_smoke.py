@@ -189,6 +189,18 @@ def test_token_classification_aligns_labels_to_first_subwords(pretrained, data, 
     assert "eval_overall_f1" in metrics or "eval_f1" in metrics, sorted(metrics)
 
 
+@pytest.mark.parametrize("family", ["gpt", "encoder"])
+def test_pre_split_words_get_the_tokens_of_running_text(pretrained, family):
+    """The tags are learned on the tokens the model meets at inference: a byte-level BPE marks words after a space."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pretrained[family])
+    words = "apple pear plum fig".split()
+    split = finetune.token_classification_features({"tokens": [words], "ner_tags": [["O"] * 4]}, tokenizer,
+                                                   "tokens", "ner_tags", ["O"], max_length=32)
+    assert split["input_ids"][0] == tokenizer(" ".join(words))["input_ids"]
+
+
 def test_a_tag_seen_only_in_validation_gets_a_label_id(pretrained, tmp_path):
     train = [{"tokens": ["apple", "pear"], "ner_tags": ["B-FRUIT", "O"]}] * 8
     validation = [{"tokens": ["oat", "apple"], "ner_tags": ["B-GRAIN", "B-FRUIT"]}] * 4

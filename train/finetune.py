@@ -133,8 +133,16 @@ def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> lis
     return labels
 
 
+def as_running_text(words: list[str]) -> list[str]:
+    """Pre-split words as they stand in running text: every word after the first behind its space. A byte-level BPE
+    tokenizer (GPT, seq2seq) marks a word that follows a space (``Ġcat``); given bare words it would learn the tags
+    on tokens that running text, what the model reads at inference, never produces. WordPiece drops the space."""
+    return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+
 def token_classification_features(batch, tokenizer, text_column, label_column, names, max_length):
-    encoded = tokenizer(batch[text_column], is_split_into_words=True, truncation=True, max_length=max_length)
+    words = [as_running_text(row) for row in batch[text_column]]
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
     encoded["labels"] = [align_word_labels(encoded.word_ids(i), label_ids(tags, names))
                          for i, tags in enumerate(batch[label_column])]
     return encoded
