@@ -4,8 +4,9 @@
   indexes (``library_name``, ``pipeline_tag``, tags, datasets, metrics and ``model-index`` results, licence),
   then prose (family, size, data, hyperparameters, final metrics, intended use, how to load it).
 * :func:`publish_folder` uploads a finished output folder with ``huggingface_hub``: weights (safetensors
-  only), config with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer and card.
-  Checkpoints, logs and pickles (``.bin`` / ``.pt``) never leave the machine.
+  only), config with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer (chat template
+  and sentencepiece models included) and card, and deletes the repository's copies of such files that the folder
+  no longer has. Checkpoints, logs and pickles (``.bin`` / ``.pt``) never leave the machine.
 
 The template: ``model_card.md`` at the repository root is the one to edit. An installed wheel does not ship
 the repository root, so this module embeds a compact fallback (``_FALLBACK_TEMPLATE``) with the same
@@ -21,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ TASKS = {
     "sequence-classification": ("text-classification", "AutoModelForSequenceClassification"),
     "token-classification": ("token-classification", "AutoModelForTokenClassification"),
     "question-answering": ("question-answering", "AutoModelForQuestionAnswering"),
+    "multiple-choice": ("multiple-choice", "AutoModelForMultipleChoice"),
     "feature-extraction": ("feature-extraction", "AutoModel"),
 }
 _TASK_ALIASES = {
@@ -44,11 +47,13 @@ _TASK_ALIASES = {
     "classification": "sequence-classification", "text-classification": "sequence-classification",
     "binary-classification": "sequence-classification", "multiclass-classification": "sequence-classification",
     "ner": "token-classification", "bio": "token-classification", "qa": "question-answering",
+    "mc": "multiple-choice",
 }
 #: Head class-name suffix -> task, for a card written without a training run.
 TASK_OF_HEAD = {"ForCausalLM": "causal-lm", "ForMaskedLM": "masked-lm", "ForConditionalGeneration": "denoising",
                 "ForSequenceClassification": "sequence-classification",
-                "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering"}
+                "ForTokenClassification": "token-classification", "ForQuestionAnswering": "question-answering",
+                "ForMultipleChoice": "multiple-choice"}
 #: config.model_type -> (family, one-line summary).
 FAMILIES = {
     "mini_gpt": ("gpt", "decoder-only, causal self-attention, like GPT-2"),
@@ -56,12 +61,21 @@ FAMILIES = {
     "mini_seq2seq": ("seq2seq", "encoder-decoder with cross-attention, like BART / Marian"),
 }
 #: What :func:`publish_folder` uploads. Everything else (checkpoint-*/, runs/, logs, pickles) stays local.
+#: Tokenizers also need their chat template (``chat_template.jinja`` / ``.json``) and sentencepiece models
+#: (Marian's ``source.spm`` / ``target.spm``, T5's ``spiece.model``, XLM-R's ``sentencepiece.bpe.model``).
 ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "*.py",
                   "tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
-                  "README.md", "*.png"]
+                  "chat_template.jinja", "chat_template.json", "*.spm", "*.model", "README.md", "*.png"]
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                    "*.pickle", "training_args*", "optimizer*", "scheduler*", "rng_state*", "*.log", "*.out",
                    "__pycache__/**", "*.pyc", "*/**"]
+#: Repository files :func:`publish_folder` never deletes, even when the folder lacks them: a card edited on the Hub
+#: is the owner's, and ``.gitattributes`` is the Hub's.
+KEEP_IN_REPO = ("README.md", ".gitattributes")
+#: Endings of data files: a name with one is a local file (``--train_files``), never a Hub dataset id.
+DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet", ".arrow", ".xml", ".gz", ".zip",
+                      ".tar", ".bz2", ".xz", ".zst")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 def normalize_task(task: str) -> str:
@@ -72,6 +86,25 @@ def normalize_task(task: str) -> str:
         allowed = sorted(set(TASKS) | set(_TASK_ALIASES))
         raise ValueError(f"task={task!r} is not a known task; allowed values: {allowed}")
     return key
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` can be put in the card's metadata as a Hub id (``namespace/name`` or ``name``).
+
+    The metadata is public: a local path (``/home/alice/private/sms.csv``, ``data/train.jsonl``, an existing
+    folder) must not be published as a dataset or base model, so anything shaped like a path or a data file is
+    refused.
+    """
+    return (bool(_HUB_ID.fullmatch(name)) and not name.lower().endswith(DATA_FILE_SUFFIXES)
+            and not os.path.exists(name))
+
+
+def _prose_name(name: str) -> str:
+    """How a dataset or base model is named in the card's prose: a Hub id as it is, local paths by basename only
+    (a full path can name a user's home folder or a private project). Comma-joined lists are handled per item."""
+    if is_hub_id(name):
+        return name
+    return ", ".join(re.split(r"[\\/]", part.strip().rstrip("/\\"))[-1] for part in name.split(","))
 
 
 def _template_text(template: str | os.PathLike | None) -> str:
@@ -125,10 +158,11 @@ def write_model_card(
         output_dir: the run's output folder.
         config: the model config (a mini config instance, or its dict).
         task: what the model was trained for (see :data:`TASKS`; ``"causal_lm"``, ``"mlm"``, ``"translation"``...).
-        datasets: dataset names or descriptions (Hub ids go into the metadata as they are).
+        datasets: dataset names or descriptions. Hub ids go into the metadata as they are; local paths (a run's
+            ``--train_files``) appear in the prose by basename only (see :func:`is_hub_id`).
         metrics: final metrics of the run, e.g. ``{"eval_loss": 2.1, "perplexity": 8.2}``; numbers only are kept.
         hyperparameters: the settings worth reporting (learning rate, batch size, steps...).
-        base_model: the checkpoint fine-tuned from, if any (a Hub id or a local path).
+        base_model: the checkpoint fine-tuned from, if any (a Hub id, or a local path: prose only, by basename).
         extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default apache-2.0),
             ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
             (the name shown in ``model-index``).
@@ -150,7 +184,8 @@ def write_model_card(
     repo_id = extra.pop("repo_id", None) or f"<user>/{Path(output_dir).resolve().name}"
     model_name = extra.pop("model_name", None) or repo_id.split("/")[-1]
     tags = ["mini-transformers", family, f"mini-{family}", task_key] + list(extra.pop("tags", []) or [])
-    dataset_name = extra.pop("dataset_name", None) or (datasets[0] if datasets else "unspecified")
+    hub_datasets = [d for d in datasets if is_hub_id(d)]
+    dataset_name = extra.pop("dataset_name", None) or (hub_datasets[0] if hub_datasets else "unspecified")
 
     eval_results = [
         EvalResult(task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
@@ -163,9 +198,9 @@ def write_model_card(
         license=extra.pop("license", "apache-2.0"),
         language=extra.pop("language", None),
         tags=list(dict.fromkeys(tags)),
-        datasets=[d for d in datasets if "/" in d or d.replace("-", "").replace("_", "").isalnum()] or None,
+        datasets=hub_datasets or None,
         metrics=sorted({r.metric_type for r in eval_results}) or None,
-        base_model=base_model if base_model and not os.path.exists(base_model) else None,
+        base_model=base_model if base_model and is_hub_id(base_model) else None,
         model_name=model_name,
         eval_results=eval_results or None,
     )
@@ -193,8 +228,8 @@ def write_model_card(
         "norm_position": cfg.get("norm_position", "?"),
         "block_layout": _block_layout(cfg),
         "attention": _attention_summary(cfg, family),
-        "base_model": base_model or "none (trained from scratch)",
-        "datasets_prose": "\n".join(f"- {d}" for d in datasets) or "_not recorded_",
+        "base_model": _prose_name(base_model) if base_model else "none (trained from scratch)",
+        "datasets_prose": "\n".join(f"- {_prose_name(d)}" for d in datasets) or "_not recorded_",
         "hyperparameters_table": _table(dict(hyperparameters or {}), ("hyperparameter", "value")),
         "metrics_table": _table(numeric, ("metric", "value")),
         **{k: _fmt(v) for k, v in extra.items()},
@@ -245,16 +280,33 @@ def _estimate_parameters(cfg: Mapping) -> str:
     return f"about {vocab * d + layers * (4 * d * d + 2 * d * ff):,}"
 
 
+def _publishable(rel: str) -> bool:
+    """Whether a relative path is one :func:`publish_folder` sends: it matches ALLOW and not IGNORE."""
+    if any(fnmatch.fnmatch(rel, pat) for pat in IGNORE_PATTERNS):
+        return False
+    return any(fnmatch.fnmatch(rel, pat) for pat in ALLOW_PATTERNS)
+
+
 def _uploadable(folder: Path) -> list[str]:
     """Relative paths :func:`publish_folder` would upload (top-level files matching ALLOW, not IGNORE)."""
-    out = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatch(rel, pat) for pat in IGNORE_PATTERNS):
-            continue
-        if any(fnmatch.fnmatch(rel, pat) for pat in ALLOW_PATTERNS):
-            out.append(rel)
-    return out
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return [rel for rel in paths if _publishable(rel)]
+
+
+def _stale(repo_files: Sequence[str], files: Sequence[str]) -> list[str]:
+    """Repository files a publish would send but the folder no longer has, to delete in the same commit.
+
+    A sharded save after a single-file one leaves ``model.safetensors`` behind on the Hub, and transformers
+    prefers it to the new shards: the Hub model would keep the old weights. Files outside ALLOW (added on the
+    Hub by hand) and :data:`KEEP_IN_REPO` (the card) are never deleted.
+    """
+    keep = set(files) | set(KEEP_IN_REPO)
+    return sorted(f for f in repo_files if f not in keep and _publishable(f))
+
+
+def _is_new_branch_name(revision: str | None) -> bool:
+    """Whether ``revision`` names a branch to create before committing to it (not main, not a PR ref)."""
+    return revision is not None and revision != "main" and not revision.startswith("refs/pr/")
 
 
 def check_publishable(folder) -> list[str]:
@@ -297,21 +349,27 @@ def publish_folder(
     with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
     Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
     ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
-    creates no commit and returns ``None``. The token comes from ``token`` or the usual ``HF_TOKEN`` /
-    ``hf auth login``; it is never printed.
+    creates no commit and returns ``None``. Repository files of those kinds that the folder no longer has (the
+    old ``model.safetensors`` after a sharded save) are deleted in the same commit, so the Hub serves exactly
+    the folder's model; the README card and files outside :data:`ALLOW_PATTERNS` are kept. The token comes
+    from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is never printed.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     folder = Path(folder)
     files = check_publishable(folder)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None and revision != "main":
+    if _is_new_branch_name(revision):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     head = api.repo_info(repo_id, revision=revision).sha
+    stale = _stale(api.list_repo_files(repo_id, revision=head), files)
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
+    operations += [CommitOperationDelete(path_in_repo=f) for f in stale]
     # create_commit drops files whose hash equals the Hub's copy; with nothing left it makes no commit.
-    info = api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
+    # parent_commit=head: the deletions were computed on head, so a concurrent commit makes this one fail (412).
+    info = api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision,
+                             parent_commit=head)
     return None if info.oid == head else info
 
 
@@ -339,13 +397,16 @@ $metrics_table
 
 ## How to load it
 
+Without the `mini-transformers` package, the code shipped in this repository is used (review it first):
+
 ```python
-import modeling_mini  # with the package installed
 from transformers import AutoTokenizer, $auto_class
 
-tokenizer = AutoTokenizer.from_pretrained("$repo_id")
-model = $auto_class.from_pretrained("$repo_id")  # without the package: add trust_remote_code=True
+tokenizer = AutoTokenizer.from_pretrained("$repo_id", trust_remote_code=True)
+model = $auto_class.from_pretrained("$repo_id", trust_remote_code=True)
 ```
+
+With the package installed, `import modeling_mini` first and leave out `trust_remote_code=True`.
 
 ## Intended use and limitations
 
@@ -359,20 +420,30 @@ def task_of_head(class_name: str) -> str:
     return next((task for suffix, task in TASK_OF_HEAD.items() if class_name.endswith(suffix)), "feature-extraction")
 
 
-def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None) -> bool:
+def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,
+                      overwrite: bool = False) -> bool:
     """Before a first ``model.push_to_hub``, upload this package's card for the model (no run metrics).
 
     transformers' ``push_to_hub`` keeps the card a repository already has and writes its generic template only
     when there is none; uploading ours first makes the repository carry valid mini-transformers metadata.
-    Returns True when a card was uploaded (the repository had none on ``revision``).
+    ``revision`` names the branch (created from main when missing, as ``push_to_hub`` does). transformers reads
+    the card it re-uploads from main, whatever the branch: on a branch of a repository whose main has no card,
+    its generic card replaces ours, so :meth:`MiniPreTrainedModel.push_to_hub` calls this again afterwards with
+    ``overwrite`` (upload even though the branch has a card). With ``create_pr`` nothing is uploaded: a pull
+    request must leave its target branch untouched, and ``push_to_hub`` opens a new PR per call, so there is no PR to
+    put the card in beforehand. Returns True when a card was uploaded (the repository had none on ``revision``).
     """
     import tempfile
 
     from huggingface_hub import HfApi
 
+    if create_pr:
+        return False
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if api.file_exists(repo_id, "README.md", revision=revision):
+    if _is_new_branch_name(revision) and not overwrite:  # upload_file to a missing branch: RevisionNotFoundError
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    if not overwrite and api.file_exists(repo_id, "README.md", revision=revision):
         return False
     with tempfile.TemporaryDirectory() as folder:
         card = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,

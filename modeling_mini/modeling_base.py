@@ -119,11 +119,16 @@ class MiniPreTrainedModel(PreTrainedModel):
 
     def push_to_hub(self, repo_id: str, *, token=None, private=None, revision=None, **kwargs):
         """``PreTrainedModel.push_to_hub``, with this package's model card on a first push (see
-        :func:`hub.push_default_card`) instead of transformers' generic template."""
+        :func:`hub.push_default_card`) instead of transformers' generic template. On another branch than main,
+        transformers replaces the card with main's (or its template): ours goes back on once the push is done."""
         from .hub import push_default_card
 
-        push_default_card(self, repo_id, token=token, private=private, revision=revision)
-        return super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
+        create_pr = kwargs.get("create_pr", False)
+        card = push_default_card(self, repo_id, token=token, private=private, revision=revision, create_pr=create_pr)
+        result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
+        if card and revision not in (None, "main"):
+            push_default_card(self, repo_id, token=token, revision=revision, overwrite=True)
+        return result
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)  # Linear / Embedding: normal(0, initializer_range); norms: ones / zeros

@@ -381,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
             start = self.hub.resolve_revision(repo, body.get("startingPoint") or "main")
             if self.command == "DELETE":
                 repo.refs.pop(unquote(arg), None)
+            elif unquote(arg) in repo.refs:  # as the real Hub: an existing branch is not moved (exist_ok sees 409)
+                return self._send(409, {"error": "Reference already exists"})
             else:
                 repo.refs[unquote(arg)] = start.oid
             return self._send(200, {})

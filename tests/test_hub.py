@@ -12,7 +12,9 @@ The server runs in this process (stdlib threads). Every client step runs in a su
   with ``trust_remote_code=True`` + ``AutoTokenizer``, compares logits and ``generate`` bit for bit, loads the
   older revision, and tries the private repo.
 
-Both run once per upload path: Xet (the default) and ``HF_HUB_DISABLE_XET=1`` (LFS).
+Both run once per upload path: Xet (the default) and ``HF_HUB_DISABLE_XET=1`` (LFS). Publishing edge cases
+(chat template and sentencepiece files, stale weights after a sharded save, a push to a new branch or a PR)
+each run a short ``EDGE`` script; the card's metadata and templates are checked in process.
 """
 
 import importlib.util
@@ -383,11 +385,128 @@ def test_finetune_from_a_hub_id_and_push_to_hub(hub, tmp_path, bpe_tokenizer):
     pushed = json.loads(hub.blobs[files["config.json"].sha256].decode())
     assert pushed["architectures"] == ["MiniGPTForSequenceClassification"] and pushed["id2label"] == {"0": "spam"}
     results = json.loads((out / "all_results.json").read_text())
-    card = ModelCard(hub.blobs[files["README.md"].sha256].decode())
+    raw = hub.blobs[files["README.md"].sha256].decode()
+    card = ModelCard(raw)
     assert card.data.pipeline_tag == "text-classification"
     assert card.data.base_model == "user/base"
+    # --train_files is a local path: not a Hub dataset, and the card never shows where it lives.
+    assert not card.data.datasets and str(tmp_path) not in raw and "- sms.csv" in raw, card.data.datasets
     assert _card_metrics(card)["accuracy"] == pytest.approx(results["eval_accuracy"])
     assert not any(TOKEN in text for text in logs)
+
+
+# Edge cases of publishing, each in its own subprocess (GPT only, Xet upload path). The script writes its
+# findings into WORK/report.json; the test asserts on them.
+EDGE = COMMON + textwrap.dedent(
+    """
+    from huggingface_hub import HfApi
+    import transformers
+    import modeling_mini
+    from modeling_mini.hub import publish_folder, push_default_card, write_model_card
+
+    api, report = HfApi(), {}
+    files = lambda repo, rev="main": sorted(api.list_repo_files(repo, revision=rev))
+    prs = lambda repo: [r.ref for r in api.list_repo_refs(repo, include_pull_requests=True).pull_requests]
+    tok = transformers.AutoTokenizer.from_pretrained(WORK / "tok")
+    torch.manual_seed(0)
+    model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}))
+    out = WORK / "out"
+    """
+)
+CHAT_TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+
+
+def _run_edge(hub, tmp_path: Path, tokenizer, body: str, **spec) -> dict:
+    """Run ``EDGE + body`` against the local Hub with a token and return its report; the token must not leak."""
+    tokenizer.save_pretrained(tmp_path / "tok")
+    spec = {"tiny": {k: v for k, v in TINY.items() if k != "vocab_size"}, **spec}
+    body = textwrap.dedent(body) + '\n(WORK / "report.json").write_text(json.dumps(report))\n'
+    log: list[str] = []
+    _run(EDGE + body, tmp_path, "xet", _env(hub, tmp_path / "home", "xet", token=True), spec, log)
+    assert not any(TOKEN in text for text in log)
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_publish_sends_chat_template_and_sentencepiece_files(hub, tmp_path, bpe_tokenizer):
+    """A tokenizer's chat template and sentencepiece models are published: the Hub tokenizer keeps its template."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(out)
+        tok.chat_template = SPEC["chat_template"]
+        tok.save_pretrained(out)
+        (out / "source.spm").write_bytes(b"stand-in for a Marian sentencepiece model")
+        publish_folder(out, "user/chat")
+        report["files"] = files("user/chat")
+        report["template"] = transformers.AutoTokenizer.from_pretrained("user/chat").chat_template
+    """, chat_template=CHAT_TEMPLATE)
+    assert {"chat_template.jinja", "source.spm", "tokenizer.json"} <= set(report["files"]), report["files"]
+    assert report["template"] == CHAT_TEMPLATE
+
+
+@pytest.mark.slow
+def test_publish_deletes_stale_weights(hub, tmp_path, bpe_tokenizer):
+    """A sharded save published after a single-file one: the old model.safetensors is deleted in the same commit
+    (transformers would prefer it), so the Hub model has the new weights; the card and hand-added files stay."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                         hyperparameters=None, repo_id="user/shards")
+        publish_folder(out, "user/shards")
+        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.txt", repo_id="user/shards")
+        report["first"] = files("user/shards")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.25)
+        (out / "model.safetensors").unlink(missing_ok=True)
+        model.save_pretrained(out, max_shard_size="20KB")
+        commits = len(api.list_repo_commits("user/shards"))
+        publish_folder(out, "user/shards", commit_message="sharded")
+        report["one_commit"] = len(api.list_repo_commits("user/shards")) == commits + 1
+        report["second"] = files("user/shards")
+        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/shards").state_dict()
+        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    """)
+    assert "model.safetensors" in report["first"], report["first"]
+    second = set(report["second"])
+    assert "model.safetensors" not in second and "model.safetensors.index.json" in second, second
+    assert len([f for f in second if f.endswith(".safetensors")]) > 1, second
+    assert {"README.md", "NOTES.txt", "config.json", "tokenizer.json", ".gitattributes"} <= second, second
+    assert report["one_commit"] and report["equal"], report
+
+
+@pytest.mark.slow
+def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
+    """`model.push_to_hub(repo, revision="dev")` creates the branch (the card upload used to hit a missing branch)
+    and leaves main alone; push_default_card with create_pr commits nothing."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.push_to_hub("user/branch", revision="dev")
+        report["main"], report["dev"] = files("user/branch"), files("user/branch", "dev")
+        card = api.hf_hub_download("user/branch", "README.md", revision="dev")
+        report["dev_card_ours"] = "mini-transformers" in open(card).read()
+        api.create_repo("user/pr-direct")
+        report["direct"] = push_default_card(model, "user/pr-direct", create_pr=True)
+        report["direct_main"] = files("user/pr-direct")
+        report["direct_refs"] = prs("user/pr-direct")
+    """)
+    assert report["main"] == [".gitattributes"], report
+    assert {"model.safetensors", "config.json", "README.md"} <= set(report["dev"]), report
+    assert report["dev_card_ours"], "transformers' generic card replaced ours on the branch"
+    assert report["direct"] is False and report["direct_main"] == [".gitattributes"] and not report["direct_refs"]
+
+
+@pytest.mark.slow
+def test_push_to_hub_create_pr_leaves_main_untouched(hub, tmp_path, bpe_tokenizer):
+    """`model.push_to_hub(repo, create_pr=True)` puts everything, card included, into the pull request; main gets
+    no commit. Needs MiniPreTrainedModel.push_to_hub to pass create_pr on to push_default_card."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.push_to_hub("user/pr", create_pr=True)
+        report["main"] = files("user/pr")
+        report["prs"] = prs("user/pr")
+        report["pr"] = files("user/pr", report["prs"][0]) if report["prs"] else []
+    """)
+    assert report["main"] == [".gitattributes"], report
+    assert report["prs"] == ["refs/pr/1"] and {"model.safetensors", "README.md"} <= set(report["pr"]), report
 
 
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
@@ -433,6 +552,7 @@ def test_model_card_metadata_and_prose(tmp_path, use_fallback):
     assert _card_metrics(card) == {"loss": 2.5, "perplexity": 12.18}  # held-out scores only
     assert 'from_pretrained("user/my-gpt", trust_remote_code=True)' in text or "trust_remote_code=True" in text
     assert "import modeling_mini" in text and "AutoModelForCausalLM" in text and "1e-3" not in text
+    assert 'AutoTokenizer.from_pretrained("user/my-gpt", trust_remote_code=True)' in text
     assert "limitations" in text.lower() and "0.001" in text
     if not use_fallback:
         assert "| attention | causal |" in text
@@ -509,3 +629,86 @@ def test_publish_refuses_folders_without_safetensors_or_auto_map(tmp_path):
     files = check_publishable(tmp_path)
     assert "model.safetensors" in files and "modeling_gpt.py" in files and "config.json" in files
     assert not [f for f in files if "checkpoint" in f or f.endswith((".pt", ".bin"))]
+
+
+def test_publish_sends_tokenizer_extras(tmp_path):
+    """Chat templates and sentencepiece models belong to the tokenizer: check_publishable lists them for upload."""
+    from modeling_mini.hub import check_publishable
+
+    modeling_mini.MiniGPTForCausalLM(_mini_config("gpt")).save_pretrained(tmp_path)
+    extras = ["chat_template.jinja", "chat_template.json", "source.spm", "target.spm", "spiece.model",
+              "sentencepiece.bpe.model"]
+    for name in extras:
+        (tmp_path / name).write_text("x")
+    assert set(extras) <= set(check_publishable(tmp_path))
+
+
+def test_model_card_keeps_local_paths_out_of_metadata(tmp_path):
+    """`--train_files` paths are not Hub datasets: the metadata and model-index list Hub ids only, and the prose
+    names local files by basename, so a home folder or project path is never published."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import is_hub_id, write_model_card
+
+    local_dir = tmp_path / "corpus"
+    local_dir.mkdir()
+    datasets = ["/home/alice/private/sms.csv", "data/train.jsonl", "notes.txt", str(local_dir), "user/real-ds",
+                "tiny_shakespeare", "/home/alice/a.csv, /home/alice/b.csv"]
+    assert [d for d in datasets if is_hub_id(d)] == ["user/real-ds", "tiny_shakespeare"]
+    text = write_model_card(tmp_path / "run", config=_mini_config("gpt"), task="causal_lm", datasets=datasets,
+                            metrics={"eval_loss": 2.0}, hyperparameters=None,
+                            base_model="/home/alice/models/base").read_text()
+    card = ModelCard(text)
+    assert card.data.datasets == ["user/real-ds", "tiny_shakespeare"] and card.data.base_model is None
+    assert [r.dataset_type for r in card.data.eval_results] == ["user/real-ds"]
+    assert "alice" not in text and str(tmp_path) not in text
+    assert all(f"- {name}\n" in text for name in ("sms.csv", "train.jsonl", "notes.txt", "corpus", "a.csv, b.csv"))
+    text = write_model_card(tmp_path / "run", config=_mini_config("gpt"), task="causal_lm",
+                            datasets=["/home/alice/private/sms.csv"], metrics={"eval_loss": 2.0},
+                            hyperparameters=None).read_text()
+    assert "alice" not in text and ModelCard(text).data.datasets is None
+
+
+def _tokenizer_calls_without_package(text: str) -> list[str]:
+    """The ``AutoTokenizer.from_pretrained(...)`` lines of python code blocks that run before any
+    ``import modeling_mini`` in their block: the snippets for a user without the package."""
+    calls = []
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        lines = block.splitlines()
+        imported = next((i for i, line in enumerate(lines) if line.startswith("import modeling_mini")), len(lines))
+        calls += [line for line in lines[:imported] if "AutoTokenizer.from_pretrained(" in line]
+    return calls
+
+
+def test_no_package_snippets_pass_trust_remote_code():
+    """Without the package, AutoTokenizer needs trust_remote_code=True too (the config's auto_map names custom
+    code, and transformers 5 stops to ask): both card templates and docs/hub.md show it."""
+    from modeling_mini import hub as hub_module
+
+    texts = {"model_card.md": (ROOT / "model_card.md").read_text(), "fallback": hub_module._FALLBACK_TEMPLATE,
+             "docs/hub.md": (ROOT / "docs" / "hub.md").read_text()}
+    for name, text in texts.items():
+        calls = _tokenizer_calls_without_package(text)
+        assert calls and all("trust_remote_code=True" in call for call in calls), (name, calls)
+
+
+def test_hub_docs_say_push_to_hub_uploads_the_card():
+    """docs/hub.md describes what the code does: a mini model's push_to_hub uploads this package's card."""
+    text = " ".join((ROOT / "docs" / "hub.md").read_text().split())
+    assert "push_default_card" in text and "do not upload our model card" not in text
+
+
+def test_model_card_for_multiple_choice(tmp_path):
+    """A multiple-choice head gets its own task: pipeline tag multiple-choice, AutoModelForMultipleChoice."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import normalize_task, task_of_head, write_model_card
+
+    if "encoder" not in PRESENT:
+        pytest.skip("no encoder family")
+    task = task_of_head("MiniEncoderForMultipleChoice")
+    assert task == "multiple-choice" == normalize_task("multiple_choice")
+    text = write_model_card(tmp_path, config=_mini_config("encoder"), task=task, datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    assert ModelCard(text).data.pipeline_tag == "multiple-choice"
+    assert "AutoModelForMultipleChoice.from_pretrained" in text
