@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import re
 import string
@@ -190,7 +191,7 @@ def write_model_card(
     eval_results = [
         EvalResult(task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
                    metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
-        for k, v in numeric.items() if _is_result(k)
+        for k, v in numeric.items() if _is_result(k) and math.isfinite(v)  # YAML's .nan is no Hub result
     ]
     card_data = ModelCardData(
         library_name="transformers",

@@ -328,7 +328,8 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     """Loss of a (B, num_labels) classification head, checked against ``problem_type``.
 
     * ``regression``: mean squared error; labels (B,) or (B, num_labels), any number.
-    * ``single_label_classification``: softmax cross-entropy; integer labels (B,) in [0, num_labels), -100 ignored.
+    * ``single_label_classification``: softmax cross-entropy; integer labels (B,) or (B, 1) in [0, num_labels), -100
+      ignored.
     * ``multi_label_classification``: one sigmoid per label, binary cross-entropy; labels (B, num_labels)
       of 0/1. With ``num_labels=1`` this is the binary (spam / not spam) head, and labels (B,) are accepted.
 
@@ -342,8 +343,11 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     if problem_type == "single_label_classification":
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"labels must be integer class ids {where}; got dtype {labels.dtype}.")
+        if labels.shape == (batch, 1):  # a column of ids, as some datasets give them: transformers reads it too
+            labels = labels[:, 0]
         if labels.shape != (batch,):
-            raise ValueError(f"labels must have shape ({batch},) {where}; got {tuple(labels.shape)}.")
+            raise ValueError(f"labels must have shape ({batch},) or ({batch}, 1) {where}; got {tuple(labels.shape)}.")
+        labels = labels.long()  # int32 ids (numpy's default on some platforms) are ids too
         valid = labels[labels != -100]
         if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_labels):
             raise ValueError(f"labels must be in [0, {num_labels}) or -100 {where}.")

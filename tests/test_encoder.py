@@ -475,7 +475,7 @@ def test_bad_inputs_raise_clear_errors():
     ("problem_type", "num_labels", "labels", "match"),
     [
         ("single_label_classification", 3, torch.tensor([0.0, 1.0]), "dtype"),
-        ("single_label_classification", 3, torch.tensor([[0], [1]]), "shape"),
+        ("single_label_classification", 3, torch.tensor([[0, 1], [1, 2]]), "shape"),
         ("single_label_classification", 3, torch.tensor([0, 3]), r"\[0, 3\)"),
         ("multi_label_classification", 3, torch.tensor([1.0, 0.0]), "shape"),
         ("multi_label_classification", 1, torch.tensor([0.5, 1.0]), "0 or 1"),

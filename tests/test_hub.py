@@ -712,3 +712,15 @@ def test_model_card_for_multiple_choice(tmp_path):
                             hyperparameters=None).read_text()
     assert ModelCard(text).data.pipeline_tag == "multiple-choice"
     assert "AutoModelForMultipleChoice.from_pretrained" in text
+
+
+def test_a_non_finite_metric_stays_out_of_the_model_index(tmp_path):
+    """A diverged run's NaN would be written as YAML's `.nan` into model-index, which is no result the Hub takes."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import write_model_card
+
+    text = write_model_card(tmp_path, config=_mini_config(PRESENT[0]), task="causal_lm", datasets=["user/corpus"],
+                            metrics={"eval_loss": float("nan"), "eval_accuracy": 0.5}, hyperparameters=None).read_text()
+    results = ModelCard(text).data.eval_results
+    assert [r.metric_value for r in results] == [0.5]

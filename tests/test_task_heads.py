@@ -182,6 +182,22 @@ def test_the_classifier_losses_follow_problem_type(num_labels, problem_type, lab
     torch.testing.assert_close(out.loss, loss(out.logits, labels))
 
 
+def test_single_label_ids_as_a_column_or_as_int32_give_the_same_loss():
+    """transformers reads (B, 1) class ids too (``labels.view(-1)``), and numpy may hand over int32 ids."""
+    import modeling_mini
+
+    ids, mask = _texts_with_end_tokens()
+    labels = torch.tensor([2, 0, 1])
+    for cls in (modeling_mini.MiniGPTForSequenceClassification, modeling_mini.MiniEncoderForSequenceClassification,
+                MiniSeq2SeqForSequenceClassification):
+        extra = {"decoder_start_token_id": BOS} if cls is MiniSeq2SeqForSequenceClassification else {}
+        torch.manual_seed(0)
+        model = cls(cls.config_class(**TINY, num_labels=3, **extra)).eval()
+        with torch.no_grad():
+            losses = [model(ids, attention_mask=mask, labels=y).loss for y in (labels, labels[:, None], labels.int())]
+        assert losses[0] == losses[1] == losses[2]
+
+
 def test_bad_inputs_to_the_encoder_decoder_heads_raise_clear_errors():
     model = classifier(num_labels=3)
     ids, mask = _texts_with_end_tokens()

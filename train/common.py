@@ -467,8 +467,9 @@ def family_of(config) -> str:
 class NaNGuard(TrainerCallback):
     """Stop the run when the loss (or gradient norm) is NaN / infinite, before a broken checkpoint is saved.
 
-    The check runs on every log (the logged loss is a running mean, so one NaN step makes it NaN) and, at each
-    step that is about to save a checkpoint, on the weights themselves. The last good checkpoint stays on disk;
+    The check runs on every log, on the loss and the gradient norm (the Trainer's default ``logging_nan_inf_filter``
+    leaves a NaN step out of the logged loss, but not out of the gradient norm), and, at each step that is about to
+    save a checkpoint, on the weights themselves. The last good checkpoint stays on disk;
     the script reports it and exits with an error instead of saving the final model.
     """
 

@@ -6,7 +6,7 @@
 Uploads what a user needs to load the model (safetensors weights, config with ``auto_map``, the model
 source for ``trust_remote_code``, generation config, tokenizer, ``README.md`` card); checkpoints, logs and
 pickles stay local. If the folder has no ``README.md`` (e.g. a model saved by hand), a card is written
-first from its config and, when present, ``all_results.json`` / ``trainer_state.json``.
+first from its config and, when present, ``all_results.json`` / ``eval_results.json``.
 
 The token comes from the environment (``HF_TOKEN``) or ``hf auth login``; there is deliberately no
 ``--token`` option, because command lines end up in shell history and process lists.
