@@ -190,7 +190,8 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             full = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
                                              attention_mask=attention_mask, allow_is_bidirectional_skip=False)
             queries = torch.arange(length, device=inputs.device)[None]  # T5 reads no position ids: 0 .. T - 1
-            masks = {"full_attention": biased_mask(self, full, queries, full.shape[-1])}  # (B, H, T, T)
+            biased = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
+            masks = {"full_attention": biased}
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for block in self.layers:
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)

@@ -188,7 +188,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 plain = {**mask_kwargs, "attention_mask": None} if prepared_masks is not None else mask_kwargs
                 full = create_causal_mask(**plain, allow_is_causal_skip=False)
             positions = self._alibi_positions(full, past, length, inputs.device)
-            masks = {"full_attention": biased_mask(self, full, *positions)}  # (B, H, T, S)
+            masks = {"full_attention": biased_mask(self, full, *positions, dtype=hidden_states.dtype)}  # (B, H, T, S)
         cross_mask = None
         if cross:
             cross_mask = create_bidirectional_mask(

@@ -162,7 +162,7 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
                                          allow_is_bidirectional_skip=not relative)
         if relative:
-            mask = biased_mask(self, mask, position_ids, mask.shape[-1])  # (B, H, S, S)
+            mask = biased_mask(self, mask, position_ids, mask.shape[-1], dtype=hidden_states.dtype)  # (B, H, S, S)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for block in self.layers:
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
@@ -232,7 +232,8 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
             allow_is_causal_skip=not relative,
         )
         if relative:
-            self_mask = biased_mask(self, self_mask, position_ids, self_mask.shape[-1])  # (B, H, T, past + T)
+            self_mask = biased_mask(self, self_mask, position_ids, self_mask.shape[-1],
+                                    dtype=hidden_states.dtype)  # (B, H, T, past + T)
         cross_mask = create_bidirectional_mask(
             config=self.config,
             inputs_embeds=hidden_states,

@@ -355,11 +355,20 @@ class AlibiBias(nn.Module):
         return slopes[None, :, None, None] * distance[:, None].to(slopes.dtype)  # (B, H, T, S)
 
 
-def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor, open_dead_rows: bool = False) -> torch.Tensor:
     """One additive mask (B, H, T, S) for eager and sdpa attention: ``bias`` (1, H, T, S) where ``mask`` (B, 1, T, S;
-    boolean, or additive with 0 where attending is allowed) allows attending, the dtype's minimum elsewhere."""
+    boolean, or additive with 0 where attending is allowed) allows attending, the dtype's minimum elsewhere; with
+    ``open_dead_rows``, 0 on the rows of queries that may attend to nothing."""
     allowed = mask if mask.dtype == torch.bool else mask == 0
-    return bias.masked_fill(~allowed, torch.finfo(bias.dtype).min)
+    biased = bias.masked_fill(~allowed, torch.finfo(bias.dtype).min)
+    if not open_dead_rows:
+        return biased
+    # sdpa: a query that may attend to nothing (a left pad) attends to everything instead, as transformers' own sdpa
+    # masks do. A row of minima made CUDA's bfloat16 sdpa kernels return NaN there, and the NaN of a pad's state then
+    # reached every real token through the next layer's values (0 * NaN). Eager keeps the minima: its softmax spreads
+    # such a row evenly, as transformers' eager BLOOM does.
+    attends_nowhere = ~allowed.any(dim=-1, keepdim=True)  # (B, 1, T, 1)
+    return biased.masked_fill(attends_nowhere, 0.0)
 
 
 def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | AlibiBias | None:
@@ -370,15 +379,19 @@ def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | A
     return AlibiBias(config) if config.position_embedding_type == "alibi" else None
 
 
-def biased_mask(stack, mask, *positions: torch.LongTensor | int) -> torch.Tensor:
+def biased_mask(stack, mask, *positions: torch.LongTensor | int, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack.relative_bias(*positions)`` (T5's, ALiBi's)
     where it allows attending: one (B, H, T, S) additive mask, the bias shared by every layer. Eager and sdpa take it;
-    flash kernels take no bias and flex attention would need it as a score function, so they are refused."""
+    flash kernels take no bias and flex attention would need it as a score function, so they are refused. ``dtype``:
+    the hidden states' (ALiBi's bias is computed in float32): CUDA's sdpa kernels gave NaN everywhere for a float32
+    mask beside bfloat16 or float16 queries."""
     implementation = stack.config._attn_implementation
     if implementation not in ("eager", "sdpa"):
         raise ValueError(f"`position_embedding_type={stack.config.position_embedding_type!r}` adds a bias to the "
                          f"attention scores: it needs `attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
-    return add_attention_bias(mask, stack.relative_bias(*positions))
+    bias = stack.relative_bias(*positions)
+    bias = bias if dtype is None else bias.to(dtype)
+    return add_attention_bias(mask, bias, open_dead_rows=implementation == "sdpa")
 
 
 def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:

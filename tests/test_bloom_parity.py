@@ -139,3 +139,28 @@ def test_bad_options_raise():
     mini.set_attn_implementation("flex_attention")
     with pytest.raises(ValueError, match="`position_embedding_type='alibi'` adds a bias.*'eager' or 'sdpa'"):
         mini(torch.randint(3, 99, (1, 4)))
+
+
+def test_the_alibi_mask_takes_the_hidden_states_dtype_and_opens_dead_rows_for_sdpa():
+    """On an H100, a float32 ALiBi mask beside bfloat16 queries made sdpa return NaN everywhere; and a left pad that
+    may attend to nothing gets an open row under sdpa (its NaN would reach real tokens), minima under eager."""
+    seen = {}
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        seen.setdefault("mask", attn_mask)
+        return original(*args, attn_mask=attn_mask, **kwargs)
+
+    model = MiniGPTForCausalLM(MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                             position_embedding_type="alibi", attn_implementation="sdpa"))
+    model = model.to(torch.bfloat16).eval()
+    ids, mask = padded_batch()  # row 0 starts with 3 pads
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        with torch.no_grad():
+            model(ids, attention_mask=mask)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+    assert seen["mask"].dtype == torch.bfloat16
+    assert torch.equal(seen["mask"][0, :, :3], torch.zeros_like(seen["mask"][0, :, :3]))  # the pads' rows: open
+    assert (seen["mask"][0, :, 3:] == torch.finfo(torch.bfloat16).min).any()  # real rows keep their mask
