@@ -87,6 +87,16 @@ def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=
     return losses / count
 
 
+#: What every head passes on from :class:`MiniSeq2SeqModel`'s output, beside its own scores.
+STACK_OUTPUTS = ("decoder_hidden_states", "decoder_attentions", "cross_attentions", "encoder_last_hidden_state",
+                 "encoder_hidden_states", "encoder_attentions")
+
+
+def stack_outputs(outputs: Seq2SeqModelOutput) -> dict:
+    """The encoder's and decoder's states and attentions of ``outputs``, as keyword arguments of a head's output."""
+    return {name: getattr(outputs, name) for name in STACK_OUTPUTS}
+
+
 class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
     config_class = MiniSeq2SeqConfig
     main_input_name = "input_ids"
@@ -445,12 +455,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
             loss=loss,
             logits=logits,
             cache=outputs.cache,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
+            **stack_outputs(outputs),
         )
 
 
@@ -535,12 +540,7 @@ class MiniSeq2SeqForSequenceClassification(_Seq2SeqReaderMixin, MiniSeq2SeqPreTr
         return Seq2SeqSequenceClassifierOutput(
             loss=loss,
             logits=logits,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
+            **stack_outputs(outputs),
         )
 
 
@@ -577,12 +577,7 @@ class MiniSeq2SeqForQuestionAnswering(_Seq2SeqReaderMixin, MiniSeq2SeqPreTrained
             loss=loss,
             start_logits=start_logits,
             end_logits=end_logits,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
+            **stack_outputs(outputs),
         )
 
 
