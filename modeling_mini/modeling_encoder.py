@@ -244,7 +244,7 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
         **kwargs,
     ) -> MaskedLMOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         if labels is not None:
             check_token_labels(labels, hidden_states.shape[:2])
@@ -289,7 +289,7 @@ class MiniEncoderForSequenceClassification(MiniEncoderPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
         loss = None
         if labels is not None:
@@ -322,7 +322,7 @@ class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
         **kwargs,
     ) -> TokenClassifierOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         if self.transform is not None:
             hidden_states = self.transform(hidden_states)
@@ -365,7 +365,7 @@ class MiniEncoderForQuestionAnswering(MiniEncoderPreTrainedModel):
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                             position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                             position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         if self.transform is not None:
             hidden_states = self.dropout(self.transform(hidden_states))
@@ -409,7 +409,7 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
 
         outputs = self.model(input_ids=flat(input_ids), attention_mask=flat(attention_mask),
                              token_type_ids=flat(token_type_ids), position_ids=flat(position_ids),
-                             inputs_embeds=flat(inputs_embeds), **kwargs)
+                             inputs_embeds=flat(inputs_embeds), return_dict=True, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch, num_choices)  # (B, C)
         loss = None
         if labels is not None:

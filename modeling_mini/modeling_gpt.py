@@ -275,6 +275,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -339,6 +340,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -385,6 +387,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
     ) -> TokenClassifierOutput:
         kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -429,6 +432,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
     ) -> QuestionAnsweringModelOutput:
         kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,

@@ -333,10 +333,12 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
             )
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
+                return_dict=True,
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
             )
         encoder_outputs = _as_encoder_output(encoder_outputs)
         decoder_outputs = self.decoder(
+            return_dict=True,
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
@@ -430,6 +432,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
             check_token_labels(labels, target.shape[:2], "labels (shape of decoder_input_ids)")
             use_cache = False  # training: nothing to continue
         outputs = self.model(
+            return_dict=True,
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
@@ -497,7 +500,7 @@ class _Seq2SeqReaderMixin:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                           decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
                           inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False,
-                          **kwargs)
+                          return_dict=True, **kwargs)
 
 
 class MiniSeq2SeqForSequenceClassification(_Seq2SeqReaderMixin, MiniSeq2SeqPreTrainedModel):

@@ -396,8 +396,9 @@ def _every_head():
 
 @pytest.mark.parametrize("cls", list(_every_head()), ids=lambda cls: cls.__name__)
 def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(cls):
-    """As library heads do (``can_return_tuple``): the non-None fields of the output, in order. (Setting
-    ``config.return_dict=False`` instead breaks transformers' own Llama too: the backbone then returns a tuple.)"""
+    """As library heads do (``can_return_tuple``): the non-None fields of the output, in order, whether asked for
+    by argument or by ``config.return_dict=False``. (With the config's flag, transformers' own Llama breaks: its
+    backbone then returns a tuple to the head. Ours ask their backbone for a dict, as BERT's do.)"""
     extra = {"decoder_start_token_id": BOS} if cls.config_class.model_type == "mini_seq2seq" else {}
     torch.manual_seed(0)
     model = cls(cls.config_class(**TINY, **extra)).eval()
@@ -410,7 +411,11 @@ def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(cls):
     with torch.no_grad():
         as_dict, as_tuple = model(**inputs), model(**inputs, return_dict=False)
         model(**inputs, use_cache=False)  # pipelines pass it to every head; a tagger once raised a TypeError
-    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict.to_tuple())
-    for got, expected in zip(as_tuple, as_dict.to_tuple(), strict=True):
-        if isinstance(expected, torch.Tensor):
-            torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    model.config.return_dict = False
+    with torch.no_grad():
+        by_config = model(**inputs)
+    for tuple_output in (as_tuple, by_config):
+        assert isinstance(tuple_output, tuple) and len(tuple_output) == len(as_dict.to_tuple())
+        for got, expected in zip(tuple_output, as_dict.to_tuple(), strict=True):
+            if isinstance(expected, torch.Tensor):
+                torch.testing.assert_close(got, expected, atol=0, rtol=0)
