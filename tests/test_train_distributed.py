@@ -266,3 +266,35 @@ def test_tensor_parallel_and_native_fsdp2_keep_each_familys_outputs(tmp_path):
         assert row["local_up_rows"] == 32, (name, row)  # 64 hidden units, half on each rank
         assert row["logits"] < 1e-5 and row["loss"] < 1e-5 and row["grad"] < 1e-6 and row["generate"], (name, row)
         assert row["fsdp_loss"] < 1e-5 and row["fsdp_grad"] < 1e-6, (name, row)
+
+
+SHARED_TOKENIZER = """
+import json, sys
+from pathlib import Path
+
+import common
+from train_tokenizer import train_tokenizer
+from transformers import TrainingArguments
+
+args = TrainingArguments(output_dir=sys.argv[1], use_cpu=True, report_to="none")
+words = ["alpha beta gamma", "delta epsilon zeta"][args.process_index]  # each rank would learn its own vocabulary
+tokenizer = common.from_main_process(lambda: train_tokenizer([f"{words} {i}" for i in range(50)], "wordpiece", 60),
+                                     args)
+Path(sys.argv[1], f"vocab{args.process_index}.json").write_text(json.dumps(tokenizer.get_vocab()))
+"""
+
+
+@pytest.mark.slow
+def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_rank(tmp_path):
+    """Without ``--tokenizer_name_or_path`` the scripts train a tokenizer. In a 2-process run (gloo, CPU) only rank 0
+    trains it and every rank reads the same one (``common.from_main_process``): each rank here sees other texts,
+    and WordPiece training is not deterministic anyway, so two trainings could number the tokens differently."""
+    (tmp_path / "worker.py").write_text(SHARED_TOKENIZER)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(tmp_path / "worker.py"), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "train")}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (json.loads((tmp_path / f"vocab{rank}.json").read_text()) for rank in (0, 1))
+    assert first == second
+    assert "alpha" in second and "delta" not in second  # rank 0's texts, on rank 1 too

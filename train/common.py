@@ -349,13 +349,14 @@ def checkpoint_to_resume(training_args) -> str | None:
     return str(value)
 
 
-def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str,
-                   resume_from: str | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resume_from: str | None = None,
+                   training_args=None) -> PreTrainedTokenizerBase:
     """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``.
 
     A run resumed from a checkpoint (``resume_from``) whose tokenizer was trained by the run itself reads the one
     saved in the checkpoint: training again could give other ids (the WordPiece trainer breaks frequency ties in no
-    fixed order), and the resumed model would read every token as another one."""
+    fixed order), and the resumed model would read every token as another one. In a distributed run
+    (``training_args``) only the main process trains it: see :func:`from_main_process`."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if not name and resume_from and (Path(resume_from) / "tokenizer_config.json").is_file():
         name = resume_from
@@ -365,7 +366,37 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str,
         raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
     from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
 
-    return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size)
+    return from_main_process(lambda: train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size),
+                             training_args)
+
+
+def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizerBase:
+    """``make_tokenizer()`` run by the main process alone, its result sent to every process of a distributed run.
+
+    Each process training its own tokenizer would be safe only if training were deterministic, and WordPiece's is
+    not (it breaks frequency ties in no fixed order): two ranks could then read the same id as different tokens. The
+    main process saves its tokenizer and broadcasts the files' bytes (``broadcast_object_list``), so no shared
+    filesystem is needed across nodes; every process, the main one included, loads the same files. A single process
+    just runs ``make_tokenizer``, and so does any run without ``training_args``, whose process state is what tells."""
+    import tempfile
+
+    from accelerate.utils import broadcast_object_list
+
+    if training_args is None or training_args.device is None:  # .device sets up the processes, as the Trainer will
+        return make_tokenizer()
+    state = training_args.distributed_state
+    if state is None or state.num_processes == 1:
+        return make_tokenizer()
+    files = [None]
+    if state.is_main_process:
+        with tempfile.TemporaryDirectory() as folder:
+            make_tokenizer().save_pretrained(folder)
+            files = [{path.name: path.read_bytes() for path in Path(folder).iterdir() if path.is_file()}]
+    broadcast_object_list(files, from_process=0)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in files[0].items():
+            (Path(folder) / name).write_bytes(data)
+        return AutoTokenizer.from_pretrained(folder)
 
 
 def resolve_preset(spec: str, family: str) -> Path:

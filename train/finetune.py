@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         columns_read = (text_column, label_column) if task == "translation" else (text_column,)
         texts = (" ".join(x) if isinstance(x, list) else x for column in columns_read for x in raw["train"][column])
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
-                                      resume_from=common.checkpoint_to_resume(training_args))
+                                      resume_from=common.checkpoint_to_resume(training_args),
+                                      training_args=training_args)
     if tokenizer.pad_token is None:
         raise ValueError("the tokenizer has no pad token; fine-tuning pads batches.")
     columns = raw["train"].column_names

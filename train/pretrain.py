@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
-                                      resume_from=common.checkpoint_to_resume(training_args))
+                                      resume_from=common.checkpoint_to_resume(training_args),
+                                      training_args=training_args)
     if model_args.model_name_or_path:  # continue pretraining a checkpoint
         from transformers import AutoConfig
 
