@@ -164,7 +164,8 @@ def write_model_card(
         metrics: final metrics of the run, e.g. ``{"eval_loss": 2.1, "perplexity": 8.2}``; numbers only are kept.
         hyperparameters: the settings worth reporting (learning rate, batch size, steps...).
         base_model: the checkpoint fine-tuned from, if any (a Hub id, or a local path: prose only, by basename).
-        extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default apache-2.0),
+        extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default: the base model's,
+            read from its card, see :func:`base_model_license`; apache-2.0 without a base or a readable card),
             ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
             (the name shown in ``model-index``).
     """
@@ -193,10 +194,13 @@ def write_model_card(
                    metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
         for k, v in numeric.items() if _is_result(k) and math.isfinite(v)  # YAML's .nan is no Hub result
     ]
+    licence = {"license": extra.pop("license")} if "license" in extra else base_model_license(base_model)
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
-        license=extra.pop("license", "apache-2.0"),
+        license=licence.get("license", "apache-2.0"),
+        license_name=licence.get("license_name"),
+        license_link=licence.get("license_link"),
         language=extra.pop("language", None),
         tags=list(dict.fromkeys(tags)),
         datasets=hub_datasets or None,
@@ -240,6 +244,28 @@ def write_model_card(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def base_model_license(base_model: str | None) -> dict:
+    """The licence fields (``license``, and ``license_name`` / ``license_link`` for ``other``) of the base model's
+    card, or ``{}`` when there is no base or its card cannot be read.
+
+    A fine-tuned model is a derivative of its base, so its card inherits the base's licence (a Llama or an MIT GPT-2
+    base stays so) instead of claiming apache-2.0. The card is the folder's ``README.md`` for a local base, else the
+    Hub repository's (not reachable offline: then ``{}``)."""
+    if not base_model:
+        return {}
+    from huggingface_hub import ModelCard
+
+    local = Path(base_model) / "README.md"
+    if not (local.is_file() or is_hub_id(base_model)):
+        return {}
+    try:
+        data = ModelCard.load(local if local.is_file() else base_model).data.to_dict()
+    except Exception as error:  # offline, no such repository, no card, a card without metadata: nothing to inherit
+        print(f"the licence of base model {base_model!r} is unknown ({type(error).__name__}); not inherited")
+        return {}
+    return {key: data[key] for key in ("license", "license_name", "license_link") if data.get(key)}
 
 
 def _block_layout(cfg: Mapping) -> str:

@@ -558,6 +558,36 @@ def test_model_card_metadata_and_prose(tmp_path, use_fallback):
         assert "| attention | causal |" in text
 
 
+def test_model_card_inherits_the_base_models_licence(tmp_path):
+    """A fine-tuned model keeps its base's licence (read from the base's card), not the apache-2.0 default; an
+    explicit ``license`` wins; a base with no readable card (no README, or a Hub id offline) leaves the default."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import write_model_card
+
+    def card_of(name, base, **extra):
+        path = write_model_card(tmp_path / name, config=_mini_config("gpt"), task="causal_lm", datasets=None,
+                                metrics=None, hyperparameters=None, base_model=base, **extra)
+        return ModelCard(path.read_text()).data
+
+    mit, custom, bare = tmp_path / "mit-base", tmp_path / "custom-base", tmp_path / "bare-base"
+    bare.mkdir()
+    mit.mkdir()
+    (mit / "README.md").write_text("---\nlicense: mit\n---\n# a GPT-2\n")
+    custom.mkdir()
+    (custom / "README.md").write_text("---\nlicense: other\nlicense_name: acme-research\n"
+                                      "license_link: https://example.com/licence\n---\n")
+    assert card_of("a", str(mit)).license == "mit"
+    data = card_of("b", str(custom))
+    assert (data.license, data.license_name, data.license_link) == ("other", "acme-research",
+                                                                     "https://example.com/licence")
+    assert card_of("c", str(mit), license="cc-by-4.0").license == "cc-by-4.0"
+    assert card_of("d", str(bare)).license == "apache-2.0"
+    assert card_of("e", "user/not-reachable-offline").license == "apache-2.0"
+    assert card_of("f", None).license == "apache-2.0"
+    assert card_of("a", str(mit)).base_model is None  # a local path stays out of the metadata
+
+
 def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_path):
     from modeling_mini.hub import write_model_card
 
