@@ -447,6 +447,21 @@ def task_of_head(class_name: str) -> str:
     return next((task for suffix, task in TASK_OF_HEAD.items() if class_name.endswith(suffix)), "feature-extraction")
 
 
+def has_card(repo_id: str, *, revision: str | None = None, token=None) -> bool:
+    """Whether the repository exists and holds a ``README.md`` on ``revision`` (a missing branch reads as main,
+    where ``push_to_hub`` will branch it from)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    api = HfApi(token=token)
+    try:
+        return api.file_exists(repo_id, "README.md", revision=revision)
+    except RevisionNotFoundError:
+        return api.file_exists(repo_id, "README.md")
+    except RepositoryNotFoundError:
+        return False
+
+
 def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,
                       overwrite: bool = False) -> bool:
     """Before a first ``model.push_to_hub``, upload this package's card for the model (no run metrics).
@@ -458,7 +473,8 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
     its generic card replaces ours, so :meth:`MiniPreTrainedModel.push_to_hub` calls this again afterwards with
     ``overwrite`` (upload even though the branch has a card). With ``create_pr`` nothing is uploaded: a pull
     request must leave its target branch untouched, and ``push_to_hub`` opens a new PR per call, so there is no PR to
-    put the card in beforehand. Returns True when a card was uploaded (the repository had none on ``revision``).
+    put the card in beforehand (the push puts it in afterwards, with ``revision="refs/pr/N"``). Returns True when a
+    card was uploaded (the repository had none on ``revision``).
     """
     import tempfile
 

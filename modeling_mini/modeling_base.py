@@ -120,11 +120,18 @@ class MiniPreTrainedModel(PreTrainedModel):
     def push_to_hub(self, repo_id: str, *, token=None, private=None, revision=None, **kwargs):
         """``PreTrainedModel.push_to_hub``, with this package's model card on a first push (see
         :func:`hub.push_default_card`) instead of transformers' generic template. On another branch than main,
-        transformers replaces the card with main's (or its template): ours goes back on once the push is done."""
-        from .hub import push_default_card
+        transformers replaces the card with main's (or its template): ours goes back on once the push is done.
+        With ``create_pr`` the target branch stays untouched; if it had no card, transformers' template went into the
+        pull request, and ours replaces it there (a second commit to the PR's ``refs/pr/N``)."""
+        from .hub import has_card, push_default_card
 
-        create_pr = kwargs.get("create_pr", False)
-        card = push_default_card(self, repo_id, token=token, private=private, revision=revision, create_pr=create_pr)
+        if kwargs.get("create_pr", False):
+            had_card = has_card(repo_id, revision=revision, token=token)
+            result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
+            if not had_card and getattr(result, "pr_revision", None):
+                push_default_card(self, repo_id, token=token, revision=result.pr_revision, overwrite=True)
+            return result
+        card = push_default_card(self, repo_id, token=token, private=private, revision=revision)
         result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
         if card and revision not in (None, "main"):
             push_default_card(self, repo_id, token=token, revision=revision, overwrite=True)

@@ -498,15 +498,25 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
 @pytest.mark.slow
 def test_push_to_hub_create_pr_leaves_main_untouched(hub, tmp_path, bpe_tokenizer):
     """`model.push_to_hub(repo, create_pr=True)` puts everything, card included, into the pull request; main gets
-    no commit. Needs MiniPreTrainedModel.push_to_hub to pass create_pr on to push_default_card."""
+    no commit. The PR's card is this package's (transformers' template went in first); a push to a repository whose
+    main has a card leaves that card as it is."""
     report = _run_edge(hub, tmp_path, bpe_tokenizer, """
         model.push_to_hub("user/pr", create_pr=True)
         report["main"] = files("user/pr")
         report["prs"] = prs("user/pr")
         report["pr"] = files("user/pr", report["prs"][0]) if report["prs"] else []
+        card = open(api.hf_hub_download("user/pr", "README.md", revision="refs/pr/1")).read()
+        report["pr_card_ours"] = "mini-transformers" in card and "pipeline_tag: text-generation" in card
+        api.create_repo("user/pr-card")
+        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                        repo_id="user/pr-card")
+        model.push_to_hub("user/pr-card", create_pr=True)
+        report["kept"] = open(api.hf_hub_download("user/pr-card", "README.md", revision="refs/pr/1")).read()
     """)
     assert report["main"] == [".gitattributes"], report
     assert report["prs"] == ["refs/pr/1"] and {"model.safetensors", "README.md"} <= set(report["pr"]), report
+    assert report["pr_card_ours"], "transformers' generic card is the pull request's"
+    assert "mine" in report["kept"] and "mini-transformers" not in report["kept"], report["kept"]
 
 
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
