@@ -166,8 +166,9 @@ assert type(model).__module__.startswith("transformers_modules"), type(model).__
 from modeling_mini.convert import to_hf  # imported only now
 gpt2 = to_hf(model)
 ids = torch.tensor([[5, 6, 7, 8]])
-with torch.no_grad():
-    assert torch.equal(gpt2(ids).logits, model(ids).logits)
+with torch.no_grad():  # float precision, as every parity test: GPT-2's Conv1D (addmm) and our Linear round alike
+    difference = (gpt2(ids).logits - model(ids).logits).abs().max().item()  # only on some CPUs' kernels
+assert difference <= 1e-5, difference
 print(type(gpt2).__name__)
 """
 
