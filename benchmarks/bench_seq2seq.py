@@ -46,7 +46,7 @@ SHAPES = {
                 source_len=24, new_tokens=16, rounds=9, steps=1, gen_rounds=15),
     # the original Transformer base / Helsinki-NLP opus-mt shape
     "cuda": dict(vocab_size=58101, d_model=512, layers=6, heads=8, ffn=2048, batch_size=32, seq_len=256,
-                 source_len=64, new_tokens=64, rounds=5, steps=5, gen_rounds=3),
+                 source_len=64, new_tokens=64, rounds=5, steps=5, gen_rounds=5),
 }
 
 

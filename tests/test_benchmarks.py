@@ -26,3 +26,34 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
         assert ops and all(row["hf"] > 20 and row["mini"] > 20 for row in ops), ops
     assert "mini/HF" in result.stdout  # the table is printed once, by the parent
     assert result.stdout.count("mini/HF") == 1
+
+
+def test_gpu_memory_replays_the_allocator_trace_to_the_peak(monkeypatch):
+    """``benchmarks/gpu_memory.py`` (GPU only) explains the peak-memory rows; its replay of the allocator's trace is
+    checked here on a made-up trace: the peak is the largest running total, and the blocks alive then are grouped
+    by the innermost frame outside the allocator and autograd."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_memory
+
+    def frames(*places):
+        return [{"filename": f"/x/{file}", "line": line, "name": name} for file, line, name in places]
+
+    autograd = ("site-packages/torch/autograd/graph.py", 1, "backward")
+    trace = [
+        {"action": "segment_alloc", "addr": 0, "size": 1 << 30},  # reserving is not allocating
+        {"action": "alloc", "addr": 1, "size": 100, "frames": frames(("m/attention.py", 10, "forward"))},
+        {"action": "alloc", "addr": 2, "size": 300, "frames": frames(autograd, ("m/loss.py", 5, "loss"))},
+        {"action": "free_requested", "addr": 1, "size": 100},  # freed only once completed
+        {"action": "alloc", "addr": 3, "size": 50, "frames": frames(("m/attention.py", 10, "forward"))},
+        {"action": "free_completed", "addr": 1, "size": 100},
+        {"action": "free_completed", "addr": 2, "size": 300},
+        {"action": "alloc", "addr": 4, "size": 200, "frames": []},
+    ]
+    peak, blocks = gpu_memory.live_at_peak(trace, before=1000)
+    assert peak == 1450 and set(blocks) == {1, 2, 3}
+    assert gpu_memory.by_place(blocks) == {"m/attention.py:10 (forward)": (150, 2), "m/loss.py:5 (loss)": (300, 1)}
+    mib = 2**20  # the table is in MiB
+    scaled = {address: (size * mib, place) for address, (size, place) in blocks.items()}
+    table = gpu_memory.report({"hf": (1000 * mib, 1450 * mib, scaled), "mini": (1000 * mib, 1200 * mib, {})})
+    lines = table.splitlines()
+    assert "-250.0" in lines[1] and "m/loss.py:5 (loss)" in lines[4] and "-300.0" in lines[4], table
