@@ -466,3 +466,28 @@ def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> No
         # the decorators each time costs ~50 us a step, a stored signature ~10 us.
         cls.forward.__signature__ = inspect.signature(cls.forward)
     pretrained_class.family_auto_classes = dict(auto_classes)
+    register_peft_defaults(pretrained_class.config_class)
+
+
+def register_peft_defaults(config_class: type) -> None:
+    """Tell PEFT which layers its adapters target by default in this family, as it knows for library models.
+
+    PEFT looks a model's ``model_type`` up in tables of default ``target_modules`` (GPT-2: its fused ``c_attn``;
+    BART: ``q_proj`` and ``v_proj``) and raises without an entry. The attention projections are ours too: the fused
+    ``qkv_proj`` of every block, and the decoder's cross-attention ``q_proj`` / ``kv_proj``; (IA)^3 also scales the
+    feed-forward output ``down_proj``. Only the tables whose GPT-2 entry is its attention projection get an entry, so
+    a method with other defaults (layer norms, the MLP) still asks for ``target_modules``. Skipped when PEFT is not
+    installed; an entry PEFT already has is left alone."""
+    try:
+        from peft.utils import constants
+    except ImportError:
+        return
+    # cross-attention: the seq2seq decoder's, and a GPT's with `add_cross_attention` (there a per-config property)
+    attention = ["qkv_proj"] + (["q_proj", "kv_proj"] if config_class._cross_attention_stacks != () else [])
+    model_type = config_class.model_type
+    for name in dir(constants):
+        table = getattr(constants, name)
+        if name.endswith("_TARGET_MODULES_MAPPING") and isinstance(table, dict) and table.get("gpt2") == ["c_attn"]:
+            table.setdefault(model_type, attention)
+    constants.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING.setdefault(model_type, [*attention, "down_proj"])
+    constants.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.setdefault(model_type, ["down_proj"])

@@ -419,3 +419,29 @@ def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(cls):
         for got, expected in zip(tuple_output, as_dict.to_tuple(), strict=True):
             if isinstance(expected, torch.Tensor):
                 torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+# --- PEFT's default target modules ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, task_type", [
+    ("MiniGPTForCausalLM", "CAUSAL_LM"), ("MiniEncoderForSequenceClassification", "SEQ_CLS"),
+    ("MiniSeq2SeqForConditionalGeneration", "SEQ_2_SEQ_LM"),
+])
+def test_peft_adapters_need_no_target_modules(cls, task_type):
+    """As for library models, ``LoraConfig(task_type=...)`` alone adapts the attention projections (self-attention's
+    fused ``qkv_proj``; the decoder's cross-attention ``q_proj`` / ``kv_proj`` too), and (IA)^3 also scales the
+    feed-forward output: ``modeling_base.register_peft_defaults`` gave PEFT its tables' entries for our model types."""
+    import modeling_mini
+    from peft import IA3Config, LoraConfig, get_peft_model
+
+    cls = getattr(modeling_mini, cls)
+    extra = {"decoder_start_token_id": BOS} if cls.config_class.model_type == "mini_seq2seq" else {}
+    config = cls.config_class(**TINY, **extra)
+    adapted = get_peft_model(cls(config), LoraConfig(task_type=task_type, r=2)).base_model.model
+    wrapped = {name.rsplit(".", 1)[-1] for name, module in adapted.named_modules() if hasattr(module, "lora_A")}
+    seq2seq = cls.config_class.model_type == "mini_seq2seq"
+    assert wrapped == ({"qkv_proj", "q_proj", "kv_proj"} if seq2seq else {"qkv_proj"}), wrapped
+    ia3 = get_peft_model(cls(config), IA3Config(task_type=task_type)).base_model.model
+    scaled = {name.rsplit(".", 1)[-1] for name, module in ia3.named_modules() if hasattr(module, "ia3_l")}
+    assert {"qkv_proj", "down_proj"} <= scaled, scaled
