@@ -432,8 +432,9 @@ def test_peft_adapters_need_no_target_modules(cls, task_type):
     """As for library models, ``LoraConfig(task_type=...)`` alone adapts the attention projections (self-attention's
     fused ``qkv_proj``; the decoder's cross-attention ``q_proj`` / ``kv_proj`` too), and (IA)^3 also scales the
     feed-forward output: ``modeling_base.register_peft_defaults`` gave PEFT its tables' entries for our model types."""
-    import modeling_mini
     from peft import IA3Config, LoraConfig, get_peft_model
+
+    import modeling_mini
 
     cls = getattr(modeling_mini, cls)
     extra = {"decoder_start_token_id": BOS} if cls.config_class.model_type == "mini_seq2seq" else {}
