@@ -281,6 +281,10 @@ words = ["alpha beta gamma", "delta epsilon zeta"][args.process_index]  # each r
 tokenizer = common.from_main_process(lambda: train_tokenizer([f"{words} {i}" for i in range(50)], "wordpiece", 60),
                                      args)
 Path(sys.argv[1], f"vocab{args.process_index}.json").write_text(json.dumps(tokenizer.get_vocab()))
+try:  # a failure on the main process reaches every rank at once, instead of leaving them waiting for files
+    common.from_main_process(lambda: train_tokenizer(["x"], "no-such-kind", 60), args)
+except (ValueError, RuntimeError) as error:
+    Path(sys.argv[1], f"error{args.process_index}.txt").write_text(f"{type(error).__name__}: {error}")
 """
 
 
@@ -298,3 +302,6 @@ def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_
     first, second = (json.loads((tmp_path / f"vocab{rank}.json").read_text()) for rank in (0, 1))
     assert first == second
     assert "alpha" in second and "delta" not in second  # rank 0's texts, on rank 1 too
+    errors = [(tmp_path / f"error{rank}.txt").read_text() for rank in (0, 1)]
+    assert errors[0].startswith("ValueError: kind must be one of"), errors
+    assert errors[1].startswith("RuntimeError: the main process failed") and "no-such-kind" in errors[1], errors

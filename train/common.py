@@ -376,7 +376,8 @@ def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizer
     Each process training its own tokenizer would be safe only if training were deterministic, and WordPiece's is
     not (it breaks frequency ties in no fixed order): two ranks could then read the same id as different tokens. The
     main process saves its tokenizer and broadcasts the files' bytes (``broadcast_object_list``), so no shared
-    filesystem is needed across nodes; every process, the main one included, loads the same files. A single process
+    filesystem is needed across nodes; every process, the main one included, loads the same files. If the main
+    process fails, it sends the error instead, and every process raises at once. A single process
     just runs ``make_tokenizer``, and so does any run without ``training_args``, whose process state is what tells."""
     import tempfile
 
@@ -387,12 +388,19 @@ def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizer
     state = training_args.distributed_state
     if state is None or state.num_processes == 1:
         return make_tokenizer()
-    files = [None]
+    files, failure = [None], None
     if state.is_main_process:
-        with tempfile.TemporaryDirectory() as folder:
-            make_tokenizer().save_pretrained(folder)
-            files = [{path.name: path.read_bytes() for path in Path(folder).iterdir() if path.is_file()}]
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                make_tokenizer().save_pretrained(folder)
+                files = [{path.name: path.read_bytes() for path in Path(folder).iterdir() if path.is_file()}]
+        except Exception as error:  # tell the others, who would otherwise wait for the files until the timeout
+            failure, files = error, [error]
     broadcast_object_list(files, from_process=0)
+    if isinstance(files[0], Exception):
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"the main process failed to train the tokenizer: {files[0]!r}")
     with tempfile.TemporaryDirectory() as folder:
         for name, data in files[0].items():
             (Path(folder) / name).write_bytes(data)
