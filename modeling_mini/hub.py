@@ -165,7 +165,8 @@ def write_model_card(
         hyperparameters: the settings worth reporting (learning rate, batch size, steps...).
         base_model: the checkpoint fine-tuned from, if any (a Hub id, or a local path: prose only, by basename).
         extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default: the base model's,
-            read from its card, see :func:`base_model_license`; apache-2.0 without a base or a readable card),
+            read from its card, see :func:`base_model_license`; apache-2.0 without a base or a readable card; with
+            ``license="other"``, also ``license_name`` and ``license_link``),
             ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
             (the name shown in ``model-index``).
     """
@@ -194,7 +195,8 @@ def write_model_card(
                    metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
         for k, v in numeric.items() if _is_result(k) and math.isfinite(v)  # YAML's .nan is no Hub result
     ]
-    licence = {"license": extra.pop("license")} if "license" in extra else base_model_license(base_model)
+    given = {key: extra.pop(key) for key in ("license", "license_name", "license_link") if key in extra}
+    licence = given if "license" in given else base_model_license(base_model)
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
@@ -449,17 +451,15 @@ def task_of_head(class_name: str) -> str:
 
 def has_card(repo_id: str, *, revision: str | None = None, token=None) -> bool:
     """Whether the repository exists and holds a ``README.md`` on ``revision`` (a missing branch reads as main,
-    where ``push_to_hub`` will branch it from)."""
+    from which ``push_to_hub`` will create it). ``file_exists`` alone says False for a missing branch."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     api = HfApi(token=token)
-    try:
-        return api.file_exists(repo_id, "README.md", revision=revision)
-    except RevisionNotFoundError:
-        return api.file_exists(repo_id, "README.md")
-    except RepositoryNotFoundError:
+    if not api.repo_exists(repo_id):
         return False
+    if revision is not None and not api.revision_exists(repo_id, revision):
+        revision = None
+    return api.file_exists(repo_id, "README.md", revision=revision)
 
 
 def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,

@@ -512,11 +512,15 @@ def test_push_to_hub_create_pr_leaves_main_untouched(hub, tmp_path, bpe_tokenize
                         repo_id="user/pr-card")
         model.push_to_hub("user/pr-card", create_pr=True)
         report["kept"] = open(api.hf_hub_download("user/pr-card", "README.md", revision="refs/pr/1")).read()
+        model.push_to_hub("user/pr-card", revision="dev", create_pr=True)  # a new branch: made from main, its card
+        report["kept_on_new_branch"] = open(api.hf_hub_download("user/pr-card", "README.md",
+                                                                revision="refs/pr/2")).read()
     """)
     assert report["main"] == [".gitattributes"], report
     assert report["prs"] == ["refs/pr/1"] and {"model.safetensors", "README.md"} <= set(report["pr"]), report
     assert report["pr_card_ours"], "transformers' generic card is the pull request's"
-    assert "mine" in report["kept"] and "mini-transformers" not in report["kept"], report["kept"]
+    for kept in (report["kept"], report["kept_on_new_branch"]):
+        assert "mine" in kept and "mini-transformers" not in kept, kept
 
 
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
@@ -592,6 +596,8 @@ def test_model_card_inherits_the_base_models_licence(tmp_path):
     assert (data.license, data.license_name, data.license_link) == ("other", "acme-research",
                                                                      "https://example.com/licence")
     assert card_of("c", str(mit), license="cc-by-4.0").license == "cc-by-4.0"
+    data = card_of("g", None, license="other", license_name="mine", license_link="https://example.com/mine")
+    assert (data.license, data.license_name, data.license_link) == ("other", "mine", "https://example.com/mine")
     assert card_of("d", str(bare)).license == "apache-2.0"
     assert card_of("e", "user/not-reachable-offline").license == "apache-2.0"
     assert card_of("f", None).license == "apache-2.0"

@@ -269,7 +269,7 @@ def test_tensor_parallel_and_native_fsdp2_keep_each_familys_outputs(tmp_path):
 
 
 SHARED_TOKENIZER = """
-import json, sys
+import json, sys, threading
 from pathlib import Path
 
 import common
@@ -285,6 +285,22 @@ try:  # a failure on the main process reaches every rank at once, instead of lea
     common.from_main_process(lambda: train_tokenizer(["x"], "no-such-kind", 60), args)
 except (ValueError, RuntimeError) as error:
     Path(sys.argv[1], f"error{args.process_index}.txt").write_text(f"{type(error).__name__}: {error}")
+
+
+class Locked(Exception):  # an error that cannot be pickled: it is sent as text
+    def __init__(self):
+        super().__init__("the corpus is locked")
+        self.lock = threading.Lock()
+
+
+def fail():
+    raise Locked()
+
+
+try:
+    common.from_main_process(fail, args)
+except (Locked, RuntimeError) as error:
+    Path(sys.argv[1], f"locked{args.process_index}.txt").write_text(f"{type(error).__name__}: {error}")
 """
 
 
@@ -305,3 +321,5 @@ def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_
     errors = [(tmp_path / f"error{rank}.txt").read_text() for rank in (0, 1)]
     assert errors[0].startswith("ValueError: kind must be one of"), errors
     assert errors[1].startswith("RuntimeError: the main process failed") and "no-such-kind" in errors[1], errors
+    locked = [(tmp_path / f"locked{rank}.txt").read_text() for rank in (0, 1)]
+    assert locked[0] == "Locked: the corpus is locked" and "Locked: the corpus is locked" in locked[1], locked

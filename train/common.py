@@ -377,9 +377,12 @@ def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizer
     not (it breaks frequency ties in no fixed order): two ranks could then read the same id as different tokens. The
     main process saves its tokenizer and broadcasts the files' bytes (``broadcast_object_list``), so no shared
     filesystem is needed across nodes; every process, the main one included, loads the same files. If the main
-    process fails, it sends the error instead, and every process raises at once. A single process
+    process fails, it sends the error instead, and every process raises at once. The others wait in the broadcast
+    while the main process trains, for at most ``--ddp_timeout`` seconds (30 minutes by default): for a corpus that
+    takes longer, raise it, or train the tokenizer first (``train/train_tokenizer.py``). A single process
     just runs ``make_tokenizer``, and so does any run without ``training_args``, whose process state is what tells."""
     import tempfile
+    import traceback
 
     from accelerate.utils import broadcast_object_list
 
@@ -395,12 +398,13 @@ def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizer
                 make_tokenizer().save_pretrained(folder)
                 files = [{path.name: path.read_bytes() for path in Path(folder).iterdir() if path.is_file()}]
         except Exception as error:  # tell the others, who would otherwise wait for the files until the timeout
-            failure, files = error, [error]
+            # as text: an exception object may not pickle (one holding a lock) or unpickle (a custom __init__)
+            failure, files = error, ["".join(traceback.format_exception_only(error)).strip()]
     broadcast_object_list(files, from_process=0)
-    if isinstance(files[0], Exception):
-        if failure is not None:
-            raise failure
-        raise RuntimeError(f"the main process failed to train the tokenizer: {files[0]!r}")
+    if failure is not None:
+        raise failure
+    if isinstance(files[0], str):
+        raise RuntimeError(f"the main process failed to train the tokenizer: {files[0]}")
     with tempfile.TemporaryDirectory() as folder:
         for name, data in files[0].items():
             (Path(folder) / name).write_bytes(data)
