@@ -43,17 +43,21 @@ def test_gpu_memory_replays_the_allocator_trace_to_the_peak(monkeypatch):
         {"action": "segment_alloc", "addr": 0, "size": 1 << 30},  # reserving is not allocating
         {"action": "alloc", "addr": 1, "size": 100, "frames": frames(("m/attention.py", 10, "forward"))},
         {"action": "alloc", "addr": 2, "size": 300, "frames": frames(autograd, ("m/loss.py", 5, "loss"))},
-        {"action": "free_requested", "addr": 1, "size": 100},  # freed only once completed
         {"action": "alloc", "addr": 3, "size": 50, "frames": frames(("m/attention.py", 10, "forward"))},
-        {"action": "free_completed", "addr": 1, "size": 100},
-        {"action": "free_completed", "addr": 2, "size": 300},
-        {"action": "alloc", "addr": 4, "size": 200, "frames": []},
+        {"action": "free_requested", "addr": 1, "size": 100},  # the allocator's counters drop here
+        {"action": "free_completed", "addr": 1, "size": 100},  # ... not again here
+        {"action": "free_requested", "addr": 2, "size": 300},
+        {"action": "free_requested", "addr": 9, "size": 600},  # allocated before recording: leaves `before`
+        {"action": "alloc", "addr": 4, "size": 500, "frames": []},  # 1000 - 600 + 50 + 500 = 950: no new peak
     ]
     peak, blocks = gpu_memory.live_at_peak(trace, before=1000)
     assert peak == 1450 and set(blocks) == {1, 2, 3}
     assert gpu_memory.by_place(blocks) == {"m/attention.py:10 (forward)": (150, 2), "m/loss.py:5 (loss)": (300, 1)}
+    assert gpu_memory.live_at_peak(trace[:-1] + [dict(trace[-1], size=1100)], before=1000)[0] == 1550
     mib = 2**20  # the table is in MiB
     scaled = {address: (size * mib, place) for address, (size, place) in blocks.items()}
-    table = gpu_memory.report({"hf": (1000 * mib, 1450 * mib, scaled), "mini": (1000 * mib, 1200 * mib, {})})
+    table = gpu_memory.report({"hf": (1000 * mib, 1450 * mib, scaled, 1500 * mib),
+                               "mini": (1000 * mib, 1200 * mib, {}, 1260 * mib)})
     lines = table.splitlines()
-    assert "-250.0" in lines[1] and "m/loss.py:5 (loss)" in lines[4] and "-300.0" in lines[4], table
+    assert "-240.0" in lines[1] and "-250.0" in lines[2], table
+    assert "m/loss.py:5 (loss)" in lines[5] and "-300.0" in lines[5], table
