@@ -2,6 +2,8 @@
 # One GPU pass for every family, about 7 minutes on one H100: correctness checks, then the mini-vs-HF benchmarks.
 #
 #   bash benchmarks/gpu_check.sh            # from the repo root (or anywhere: it cd's to the repo)
+#   bash benchmarks/gpu_check.sh memory     # instead: gpu_memory.py for the peak-memory rows (compiled GPT,
+#                                           # BERT, Marian), each step's table in its log (never run on a GPU yet)
 #
 # The device image ships an older transformers (5.17); the models need >= 5.24 (the `cache` kwarg). Put the
 # wheel in .whl/ (`pip download --no-deps --only-binary=:all: -d .whl transformers==5.24.0`) and carry `.whl`:
@@ -39,6 +41,13 @@ step() {  # step NAME SECONDS command...: run with a timeout, log to $LOGS/NAME.
     grep -v -i -E "warning|it/s\]|^\s*$" "$LOGS/$name.log" | tail -n 25
 }
 
+if [ "${1:-}" = memory ]; then  # `bash benchmarks/gpu_check.sh memory`: why the peak-memory rows differ (gpu_memory.py)
+    step memory-gpt-compiled 300 $PY benchmarks/gpu_memory.py --family gpt --compile --rows 18
+    step memory-encoder 120 $PY benchmarks/gpu_memory.py --family encoder --rows 18
+    step memory-seq2seq 120 $PY benchmarks/gpu_memory.py --family seq2seq --rows 18
+    printf '%s\n' "${SUMMARY[@]}"
+    exit 0
+fi
 step correctness 110 $PY benchmarks/gpu_correctness.py
 step bench-gpt 80 $PY benchmarks/run.py --device cuda --family gpt
 step bench-gpt-compiled 130 $PY benchmarks/run.py --device cuda --family gpt --compile --no-generate

@@ -88,9 +88,9 @@ def record_step(step, device_index: int = 0) -> tuple[int, int, dict[int, tuple[
     return before, peak, blocks, torch.cuda.max_memory_allocated()
 
 
-def _steps(family: str, compile_models: bool):
-    """{"hf": step, "mini": step}: the training step of the family's benchmark, on the GPU shape, bf16 autocast."""
-    device = "cuda"
+def _steps(family: str, compile_models: bool, device: str = "cuda"):
+    """{"hf": step, "mini": step}: the training step of the family's benchmark, on the device's shape (the GPU's:
+    GPT-2 small, BERT-base, Marian-base), bf16 autocast. ``device="cpu"`` builds the CPU shapes (tested)."""
     args = argparse.Namespace(device=device, attn="sdpa", batch_size=None, seq_len=None, rounds=None, steps=None)
     generator = torch.Generator().manual_seed(0)
     steps = {}
@@ -103,7 +103,7 @@ def _steps(family: str, compile_models: bool):
         for name, model in (("hf", hf), ("mini", mini)):
             model.train()
             call = torch.compile(model) if compile_models else model
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
             steps[name] = bench_gpt._train_step(model, call, optimizer, batch.to(device), device, True)
     elif family == "encoder":
         import bench_encoder
@@ -129,7 +129,7 @@ def _steps(family: str, compile_models: bool):
         for name, model in (("hf", hf), ("mini", mini)):
             model.train()
             call = torch.compile(model) if compile_models else model
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
             steps[name] = bench_seq2seq._train_step(call, optimizer, source.to(device), labels.to(device), device,
                                                     True)
     else:

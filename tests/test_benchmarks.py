@@ -61,3 +61,16 @@ def test_gpu_memory_replays_the_allocator_trace_to_the_peak(monkeypatch):
     lines = table.splitlines()
     assert "-240.0" in lines[1] and "-250.0" in lines[2], table
     assert "m/loss.py:5 (loss)" in lines[5] and "-300.0" in lines[5], table
+
+
+def test_gpu_memory_builds_each_familys_training_steps(monkeypatch):
+    """The steps ``gpu_memory.py`` records are the benchmarks' own (same models, batch, optimizer); built here with
+    the CPU shapes, each runs once, so the GPU run does not fail on its plumbing."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_memory
+
+    for family in ("gpt", "encoder", "seq2seq"):
+        steps = gpu_memory._steps(family, compile_models=False, device="cpu")
+        assert set(steps) == {"hf", "mini"}
+        for step in steps.values():
+            step()
