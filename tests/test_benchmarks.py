@@ -67,6 +67,8 @@ def test_gpu_memory_builds_each_familys_training_steps(monkeypatch):
     """The steps ``gpu_memory.py`` records are the benchmarks' own (same models, batch, optimizer); built here with
     the CPU shapes, each runs once, so the GPU run does not fail on its plumbing."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    for name in ("common", "bench_gpt", "bench_encoder", "bench_seq2seq"):  # train/common.py shares the name
+        monkeypatch.delitem(sys.modules, name, raising=False)
     import gpu_memory
 
     for family in ("gpt", "encoder", "seq2seq"):
