@@ -41,35 +41,6 @@ from .normalization import build_norm
 from .positional import apply_rotary_pos_emb
 
 
-def _register_packed_parallel_styles() -> None:
-    """Tensor-parallel styles for the fused projections (see ``MiniConfig.base_model_tp_plan``):
-    ``packed_qkv_colwise`` gives each rank its share of the heads from each third of ``qkv_proj`` (Q, K, V rows
-    stacked), ``packed_kv_colwise`` from each half of cross-attention's ``kv_proj``. transformers' ``packed_colwise``
-    (fused gate / up) splits the weight so but the bias in one piece; these split the bias like its rows."""
-    try:
-        from torch.distributed.tensor import distribute_tensor
-        from torch.distributed.tensor.placement_types import _StridedShard
-        from transformers.distributed.tensor_parallel import ALL_PARALLEL_STYLES, PackedColwiseParallel
-    except ImportError:  # a torch without distributed tensors: no tensor parallelism to plan for
-        return
-
-    class PackedColwiseWithBias(PackedColwiseParallel):
-        def shard_param(self, module, param, mesh, *, config=None, mesh_manager=None):
-            meta = module._parameters.get(param)
-            if meta is None or meta.ndim != 1:
-                return super().shard_param(module, param, mesh, config=config, mesh_manager=mesh_manager)
-            placement = _StridedShard(dim=0, split_factor=self.split_factor)  # (out,): as the weight's rows
-            module._parameters[param] = nn.Parameter(distribute_tensor(meta, mesh, [placement], src_data_rank=None),
-                                                     requires_grad=meta.requires_grad)
-
-    for name, parts in (("packed_qkv_colwise", 3), ("packed_kv_colwise", 2)):
-        if name not in ALL_PARALLEL_STYLES:
-            ALL_PARALLEL_STYLES.register(name, PackedColwiseWithBias(split_factor=parts))
-
-
-_register_packed_parallel_styles()
-
-
 def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:
     """Grouped-query attention: repeat each key/value head for its ``groups`` query heads.
 
@@ -188,16 +159,6 @@ class MiniAttention(nn.Module):
         self.q_norm = build_norm(config, q_width) if config.qk_norm else None
         self.k_norm = build_norm(config, kv_width) if config.qk_norm else None
 
-    @staticmethod
-    def _split_projection(projected: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-        """A fused projection's output (B, L, sum(sizes)) -> its parts (Q, K, V or K, V). Under tensor parallelism
-        with whole heads per rank (``packed_qkv_colwise``) a rank holds the same share of each part: the sizes
-        scale down with it."""
-        total = projected.shape[-1]
-        if total != sum(sizes):
-            sizes = tuple(size * total // sum(sizes) for size in sizes)
-        return projected.split(sizes, dim=-1)
-
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, L, heads * Dh) -> (B, heads, L, Dh)."""
         return projected.view(*projected.shape[:-1], -1, self.head_dim).transpose(1, 2)
@@ -220,7 +181,7 @@ class MiniAttention(nn.Module):
         if self.is_cross_attention:
             query = self.q_proj(hidden_states)
         else:  # (B, T, H * Dh), (B, T, Hkv * Dh), (B, T, Hkv * Dh): views into one matrix product's output
-            query, key, value = self._split_projection(self.qkv_proj(hidden_states), self.split_sizes)
+            query, key, value = self.qkv_proj(hidden_states).split(self.split_sizes, dim=-1)
         if self.q_norm is not None and not self.qk_norm_per_head:
             query = self.q_norm(query)  # (B, T, H * Dh): all heads at once
         query = self._split_heads(query)  # (B, H, T, Dh)
@@ -244,7 +205,7 @@ class MiniAttention(nn.Module):
             value = layer_cache.layers[self.layer_idx].values
         else:
             if self.is_cross_attention:
-                key, value = self._split_projection(self.kv_proj(key_value_states), self.split_sizes[1:])
+                key, value = self.kv_proj(key_value_states).split(self.split_sizes[1:], dim=-1)
             if self.k_norm is not None and not self.qk_norm_per_head:
                 key = self.k_norm(key)  # (B, S, Hkv * Dh): all heads at once
             key, value = self._split_heads(key), self._split_heads(value)  # (B, Hkv, S, Dh)

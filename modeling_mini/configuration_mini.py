@@ -316,25 +316,17 @@ class MiniConfig(PreTrainedConfig):
 
         Feed-forward: Megatron's split. ``up_proj`` (and ``gate_proj``) are split by output feature, so each rank
         computes a slice of the hidden layer; ``down_proj`` is split by input feature, and the ranks' partial
-        outputs are summed (one all-reduce). Attention, Megatron's too where the heads are independent (as many
-        key/value heads as query heads, no per-head bias, no norm across heads: :attr:`heads_shard`): each rank
-        gets whole heads, its share of Q, K and V from the fused ``qkv_proj``, whose rows are stacked Q, then K,
-        then V (``packed_qkv_colwise``: each third is split across the ranks), attends with them alone, and
-        ``o_proj`` sums the ranks' partial outputs (one all-reduce). Otherwise a plain split would hand a rank some
-        of Q and none of V: each rank computes its slice of the rows, the slices are gathered (as transformers does
-        for Phi-3's fused projection) and every rank attends with all heads. Embeddings, norms and the tied head
-        stay whole on every rank.
+        outputs are summed (one all-reduce). Attention: the fused ``qkv_proj`` (and cross-attention's ``q_proj`` /
+        ``kv_proj``) stacks Q, K and V row-wise, so a plain split would hand a rank some of Q and none of V; each
+        rank computes its slice of the rows and the slices are gathered (as transformers does for Phi-3's fused
+        projection), then ``o_proj`` splits its input and all-reduces. Embeddings, norms and the tied head stay
+        whole on every rank.
         """
         ffn = {"up_proj": "colwise", "down_proj": "rowwise"}
         if is_gated(self.hidden_act):
             ffn["gate_proj"] = "colwise"
-        if self.heads_shard:
-            attention = {"qkv_proj": "packed_qkv_colwise", "o_proj": "rowwise"}
-            cross = {"q_proj": "colwise", "kv_proj": "packed_kv_colwise", "o_proj": "rowwise"}
-        else:
-            attention = {"qkv_proj": "colwise_gather_output", "o_proj": "rowwise_split_input"}
-            cross = {"q_proj": "colwise_gather_output", "kv_proj": "colwise_gather_output",
-                     "o_proj": "rowwise_split_input"}
+        attention = {"qkv_proj": "colwise_gather_output", "o_proj": "rowwise_split_input"}
+        cross = {"q_proj": "colwise_gather_output", "kv_proj": "colwise_gather_output", "o_proj": "rowwise_split_input"}
         plan = {}
         for stack in self._block_stacks:
             plan |= {f"{stack}.*.self_attn.{name}": style for name, style in attention.items()}
@@ -342,16 +334,6 @@ class MiniConfig(PreTrainedConfig):
         for stack in self._cross_attention_stacks:
             plan |= {f"{stack}.*.cross_attn.{name}": style for name, style in cross.items()}
         return plan
-
-    @property
-    def heads_shard(self) -> bool:
-        """Whether tensor parallelism may hand each rank whole attention heads (:attr:`base_model_tp_plan`): every
-        head has its own key / value head (no grouped-query sharing), no bias per head (ALiBi, T5's relative
-        bias) and no QK-norm across all heads at once (``qk_norm_scope="all_heads"``), so a rank's heads need
-        nothing from the others'."""
-        per_head_bias = self.position_embedding_type in ("alibi", "relative")
-        across_heads = self.qk_norm and self.qk_norm_scope != "head"
-        return self.num_key_value_heads == self.num_attention_heads and not per_head_bias and not across_heads
 
     @property
     def base_model_fsdp_plan(self) -> dict[str, str]:
