@@ -19,7 +19,9 @@ T5 (and T5 v1.1, Flan-T5, mT5) is a pre-norm MiniSeq2Seq with these choices:
 Its dropout sits where ours does (embeddings, each sub-layer's output, attention weights, inside the feed-forward),
 plus once more after each stack's final norm, which ours lacks: only training differs there.
 ``T5EncoderModel`` / ``MT5EncoderModel`` (T5's encoder alone: sentence-T5, the text encoder of many image generators)
-converts to a ``MiniEncoderModel`` with the same bias, bidirectional, no segments and no pooler, and back.
+converts to a ``MiniEncoderModel`` with the same bias, bidirectional, no segments and no pooler, and back;
+``T5ForTokenClassification`` / ``MT5ForTokenClassification`` (a linear layer on each of its tokens' states) to a
+``MiniEncoderForTokenClassification`` on it, and back.
 
 ``T5ForSequenceClassification`` / ``T5ForQuestionAnswering`` (and mT5's) convert to
 ``MiniSeq2SeqForSequenceClassification`` / ``MiniSeq2SeqForQuestionAnswering`` and back: the same heads as BART's.
@@ -35,12 +37,14 @@ from transformers import (
     MT5ForConditionalGeneration,
     MT5ForQuestionAnswering,
     MT5ForSequenceClassification,
+    MT5ForTokenClassification,
     MT5Model,
     T5Config,
     T5EncoderModel,
     T5ForConditionalGeneration,
     T5ForQuestionAnswering,
     T5ForSequenceClassification,
+    T5ForTokenClassification,
     T5Model,
 )
 
@@ -48,7 +52,7 @@ from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniEncoderConfig, MiniSeq2SeqConfig
 from .convert import check_expressible, load_mapped, separate_attention_projections
 from .convert_bart import HEAD_WEIGHTS, LABELS, check_span_head
-from .modeling_encoder import MiniEncoderModel
+from .modeling_encoder import MiniEncoderForTokenClassification, MiniEncoderModel
 from .modeling_seq2seq import (
     MiniSeq2SeqForConditionalGeneration,
     MiniSeq2SeqForQuestionAnswering,
@@ -66,9 +70,16 @@ _CLASSES = {T5Model: MiniSeq2SeqModel, T5ForConditionalGeneration: MiniSeq2SeqFo
             T5ForSequenceClassification: MiniSeq2SeqForSequenceClassification,
             MT5ForSequenceClassification: MiniSeq2SeqForSequenceClassification,
             T5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
-            MT5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering}
-#: where each transformers class keeps its T5 backbone (the classifier wraps a ``T5Model``)
-_HF_PREFIX = {T5ForSequenceClassification: "transformer.", MT5ForSequenceClassification: "transformer."}
+            MT5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
+            T5ForTokenClassification: MiniEncoderForTokenClassification,
+            MT5ForTokenClassification: MiniEncoderForTokenClassification}
+#: the encoder-only classes: T5's encoder alone, and the tagger on it (a linear layer on each token's state)
+_ENCODER_CLASSES = (T5EncoderModel, MT5EncoderModel, T5ForTokenClassification, MT5ForTokenClassification)
+#: where each transformers class keeps its T5 backbone (the classifiers wrap a ``T5Model`` / ``T5EncoderModel``)
+_HF_PREFIX = {T5ForSequenceClassification: "transformer.", MT5ForSequenceClassification: "transformer.",
+              T5ForTokenClassification: "transformer.", MT5ForTokenClassification: "transformer."}
+#: the tagger's own weights, ours -> T5's
+_TAGGER = {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"}
 #: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
 _ENCODER_ONLY = dict(type_vocab_size=0, add_pooler=False, embedding_norm=False, max_position_embeddings=512)
 _SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "freeze_padding_row", "tie_word_embeddings",
@@ -199,8 +210,8 @@ def _weight_map(config, mini: str, hf: str = "") -> dict:
     """{mini key: T5 key} for both stacks (the decoder's token table is the encoder's: tied), or, for a MiniEncoder,
     T5's encoder alone; ours under ``mini``, T5's under ``hf``."""
     if config.model_type == "mini_encoder":
-        return {"embeddings.embed_tokens.weight": "shared.weight",
-                **_stack_map(config, "", "encoder", config.num_hidden_layers, ("self_attn",))}
+        return {f"{mini}embeddings.embed_tokens.weight": f"{hf}shared.weight",
+                **_stack_map(config, mini, f"{hf}encoder", config.num_hidden_layers, ("self_attn",))}
     return {f"{mini}encoder.embeddings.embed_tokens.weight": f"{hf}shared.weight",
             **_stack_map(config, f"{mini}encoder.", f"{hf}encoder", config.encoder_layers, ("self_attn",)),
             **_stack_map(config, f"{mini}decoder.", f"{hf}decoder", config.decoder_layers, ("self_attn", "cross_attn"))}
@@ -232,7 +243,7 @@ def _stack_map(config, m: str, side: str, depth: int, attentions: tuple[str, ...
 def _from_hf(model, **overrides):
     with_head = hasattr(model, "lm_head")
     tied = not with_head or model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
-    if isinstance(model, (T5EncoderModel, MT5EncoderModel)):
+    if isinstance(model, _ENCODER_CLASSES):
         config = mini_encoder_config_from_t5(model.config, **overrides)
     else:
         config = mini_config_from_t5(model.config, tied_output=tied, **overrides)
@@ -242,6 +253,8 @@ def _from_hf(model, **overrides):
         check_span_head(model, type(model).__name__)
     mini_prefix = "" if mini_cls in (MiniSeq2SeqModel, MiniEncoderModel) else "model."
     mapping = {**_weight_map(config, mini_prefix, _HF_PREFIX.get(type(model), "")), **HEAD_WEIGHTS.get(mini_cls, {})}
+    if mini_cls is MiniEncoderForTokenClassification:
+        mapping |= _TAGGER
     if with_head and not tied:
         mapping["lm_head.weight"] = "lm_head.weight"
     mini = load_mapped(mini_cls(config).to(model.dtype), model.state_dict(), mapping)
@@ -256,9 +269,14 @@ def to_t5(model):
     layouts). T5 trains its pad token's embedding row; a model with ``freeze_padding_row=True`` exports with the same
     weights and outputs and differs only there in further training."""
     config = model.config
-    if config.model_type == "mini_encoder" and not isinstance(model, MiniEncoderModel):
-        raise ValueError(f"A T5 encoder exports from a bare MiniEncoderModel (as `T5EncoderModel`); T5 has no "
+    if config.model_type == "mini_encoder" and not isinstance(model, (MiniEncoderModel,
+                                                                      MiniEncoderForTokenClassification)):
+        raise ValueError(f"A T5 encoder exports from a bare MiniEncoderModel (as `T5EncoderModel`) or a "
+                         f"MiniEncoderForTokenClassification (as `T5ForTokenClassification`); T5 has no "
                          f"{type(model).__name__.removeprefix('MiniEncoder')} head on its encoder alone.")
+    if isinstance(model, MiniEncoderForTokenClassification) and model.transform is not None:
+        raise ValueError("T5ForTokenClassification is one linear layer on each token's state: it needs "
+                         "`head_transform=False`.")
     hf_config = t5_config_from_mini(config)
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
     hf_config._attn_implementation = config._attn_implementation if config._attn_implementation == "sdpa" else "eager"
@@ -267,6 +285,8 @@ def to_t5(model):
     source = separate_attention_projections(model)
     mini_prefix = "" if isinstance(model, (MiniSeq2SeqModel, MiniEncoderModel)) else "model."
     mapping = {**_weight_map(config, mini_prefix, _HF_PREFIX.get(hf_cls, "")), **HEAD_WEIGHTS.get(type(model), {})}
+    if isinstance(model, MiniEncoderForTokenClassification):
+        mapping |= _TAGGER
     mapping = {theirs: ours for ours, theirs in mapping.items()}
     load_mapped(target, source, mapping)
     if with_head and not config.tie_word_embeddings:  # an output matrix of its own (T5 v1.1, mT5)

@@ -6,23 +6,31 @@ import copy
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, generate_with_compiled_static_cache
+from conftest import (
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    generate_with_compiled_static_cache,
+    perturb_norms_and_biases,
+)
 from transformers import (
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     MT5Config,
     MT5EncoderModel,
     MT5ForConditionalGeneration,
+    MT5ForTokenClassification,
     MT5Model,
     T5Config,
     T5EncoderModel,
     T5ForConditionalGeneration,
+    T5ForTokenClassification,
     T5Model,
 )
 
 from modeling_mini import (
     MiniEncoderConfig,
     MiniEncoderForSequenceClassification,
+    MiniEncoderForTokenClassification,
     MiniEncoderModel,
     MiniGPTConfig,
     MiniSeq2SeqConfig,
@@ -252,6 +260,29 @@ def test_the_encoder_alone_converts_to_a_mini_encoder_and_back(cls, config_cls, 
     torch.testing.assert_close(alone, ours.last_hidden_state[0, :15], atol=1e-5, rtol=0)
     back = to_hf(mini)
     assert type(back) is T5EncoderModel
+    assert_same_tensors(hf, back)
+
+
+@pytest.mark.parametrize(("cls", "config_cls", "layout"), [(T5ForTokenClassification, T5Config, "t5"),
+                                                            (MT5ForTokenClassification, MT5Config, "t5-v1.1")],
+                         ids=["T5ForTokenClassification", "MT5ForTokenClassification"])
+def test_the_encoder_tagger_converts_and_back(cls, config_cls, layout):
+    """T5's tagger (its encoder alone, then dropout and a linear layer per token) is a
+    MiniEncoderForTokenClassification: the same logits and loss on a padded batch, its labels, and an exact export."""
+    hf = perturb_norms_and_biases(build(cls, layout, config_cls=config_cls, num_labels=3,
+                                        id2label={0: "O", 1: "B-LOC", 2: "I-LOC"}))
+    mini = from_hf(hf).eval()
+    assert isinstance(mini, MiniEncoderForTokenClassification) and mini.config.id2label[1] == "B-LOC"
+    inputs = batch()
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    labels = torch.randint(0, 3, ids.shape).masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        theirs = hf(input_ids=ids, attention_mask=mask, labels=labels)
+        ours = mini(input_ids=ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(ours.logits[mask.bool()], theirs.logits[mask.bool()], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-6, rtol=0)
+    back = to_hf(mini)
+    assert type(back) is T5ForTokenClassification and back.config.id2label[2] == "I-LOC"
     assert_same_tensors(hf, back)
 
 
