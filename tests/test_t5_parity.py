@@ -284,6 +284,10 @@ def test_the_encoder_tagger_converts_and_back(cls, config_cls, layout):
     back = to_hf(mini)
     assert type(back) is T5ForTokenClassification and back.config.id2label[2] == "I-LOC"
     assert_same_tensors(hf, back)
+    transformed = MiniEncoderForTokenClassification(mini.config.__class__(**{**mini.config.to_dict(),
+                                                                             "head_transform": True}))
+    with pytest.raises(ValueError, match="needs `head_transform=False`"):
+        to_hf(transformed)
 
 
 def test_a_converted_t5_encoder_fine_tunes_as_a_classifier(tmp_path):
