@@ -666,6 +666,10 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``
             (T5's encoder), how many distance buckets the encoder learns a bias per head for, and the distance from
             which all tokens share the last bucket (``positional.relative_position_buckets``).
+        num_hidden_groups: ``None`` (every layer has weights of its own), or how many distinct blocks the layers
+            share, ALBERT's *cross-layer parameter sharing*: layer ``i`` runs block ``i * num_hidden_groups //
+            num_hidden_layers``, so ALBERT's ``1`` runs one block ``num_hidden_layers`` times. The compute is a deep
+            model's; the parameters, a shallow one's.
     """
 
     model_type = "mini_encoder"
@@ -698,10 +702,12 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         layer_types: list[str] | None = None,
         relative_attention_num_buckets: int = 32,
         relative_attention_max_distance: int = 128,
+        num_hidden_groups: int | None = None,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
         **kwargs,
     ):
+        self.num_hidden_groups = num_hidden_groups
         self.head_bias = head_bias
         self.head_transform = head_transform
         self.classifier_pooling = classifier_pooling
@@ -748,6 +754,14 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
             if self.position_embedding_type == "sinusoidal" and self.embedding_size % 2:
                 raise ValueError(f"`position_embedding_type='sinusoidal'` needs an even `embedding_size`; got "
                                  f"{self.embedding_size}.")
+        if self.num_hidden_groups is not None:
+            _check_positive("num_hidden_groups", self.num_hidden_groups)
+            if self.num_hidden_groups > self.num_hidden_layers:
+                raise ValueError(f"`num_hidden_groups` ({self.num_hidden_groups}) must be at most `num_hidden_layers` "
+                                 f"({self.num_hidden_layers}): the layers share that many blocks.")
+            if "sliding_attention" in self.layer_types:
+                raise ValueError("`num_hidden_groups` (shared blocks) needs every layer to attend alike: it needs "
+                                 "`sliding_window=None`.")
         if self.head_transform and self.pooler_activation != "tanh":
             raise ValueError("`pooler_activation` sets the dense pooler's function; with `head_transform=True` the "
                              "pooler is the head transform (it applies `hidden_act`): leave "

@@ -25,7 +25,7 @@ from torch import nn
 _CONVERTER_MODULES = ("convert_gpt2", "convert_llama", "convert_gpt_neox", "convert_phi", "convert_gptj", "convert_opt",
                       "convert_falcon", "convert_bloom",
                       "convert_bert", "convert_roberta", "convert_distilbert", "convert_electra", "convert_modernbert",
-                      "convert_bart", "convert_t5")
+                      "convert_albert", "convert_bart", "convert_t5")
 
 
 def _tables() -> tuple[dict, dict]:
@@ -186,6 +186,7 @@ def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> Non
         "parallel_shared_norm": config.parallel_shared_norm,
         "lm_head_bias": getattr(config, "lm_head_bias", False),
         "embedding_dropout": config.embedding_dropout not in (None, config.hidden_dropout),
+        "num_hidden_groups": getattr(config, "num_hidden_groups", None) is not None,
     }
     for name, present in extras.items():
         if present and name not in allow:

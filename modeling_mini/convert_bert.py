@@ -210,6 +210,10 @@ def _to_hf(mini_model):
 
         return to_modernbert(mini_model)
     config = mini_model.config
+    if config.num_hidden_groups is not None:  # layers sharing blocks: ALBERT's
+        from .convert_albert import to_albert
+
+        return to_albert(mini_model)
     if config.embedding_size not in (None, config.hidden_size) or config.pooler_activation == "gelu":
         from .convert_electra import to_electra  # a factorised embedding or a GELU pooler: ELECTRA's
 

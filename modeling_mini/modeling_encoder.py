@@ -135,10 +135,13 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.relative_bias = build_relative_bias(config, bidirectional=True)  # T5's encoder
+        # one block per layer, or, with ALBERT's sharing (``num_hidden_groups``), fewer blocks that run in turn
+        groups = config.num_hidden_groups or config.num_hidden_layers
         self.layers = nn.ModuleList(
-            MiniBlock(config, i, is_causal=False, sliding_window=config.layer_sliding_window(i))
-            for i in range(config.num_hidden_layers)
+            MiniBlock(config, i, is_causal=False, sliding_window=config.layer_sliding_window(i)) for i in range(groups)
         )
+        #: which block each of the ``num_hidden_layers`` layers runs
+        self.block_of_layer = [i * groups // config.num_hidden_layers for i in range(config.num_hidden_layers)]
         #: the masks a forward builds: the whole-input one, the sliding-window one, or both (one each, for all layers)
         self.attention_types = sorted({block.attention_type for block in self.layers})
         self.norm = build_norm(config) if config.final_norm else None
@@ -193,7 +196,8 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             biased = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
             masks = {"full_attention": biased}
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
-        for block in self.layers:
+        for index in self.block_of_layer:
+            block = self.layers[index]
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
             hidden_states = block(hidden_states, None, masks[block.attention_type],
                                   position_embeddings=rotations[block.attention_type], **kwargs)

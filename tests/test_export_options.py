@@ -57,6 +57,8 @@ BASES = {
         position_embedding_type="learned", type_vocab_size=0, pooler_activation="relu", num_labels=3)),
     "electra-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
         position_embedding_type="learned", embedding_size=16, pooler_activation="gelu", num_labels=3)),
+    "albert-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(
+        position_embedding_type="learned", embedding_size=16, num_hidden_groups=1, hidden_act="gelu_new")),
     "bert-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification,
                         dict(position_embedding_type="learned", num_labels=3)),
     "modernbert": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(
@@ -98,6 +100,7 @@ CHANGES = {
     "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
     "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
     "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
+    "num_hidden_groups": 1,
 }
 
 

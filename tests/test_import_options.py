@@ -36,6 +36,7 @@ BASE = {
     "BertForMaskedLM": _BERT,
     "RobertaForMaskedLM": dict(_BERT, pad_token_id=1),
     "ElectraForMaskedLM": dict(_BERT, embedding_size=16),
+    "AlbertForMaskedLM": dict(_BERT, embedding_size=16, num_hidden_groups=1),
     "DistilBertForMaskedLM": dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
                                   max_position_embeddings=64),
     "ModernBertForMaskedLM": dict(_BERT, num_hidden_layers=3, intermediate_size=48, local_attention=8,
