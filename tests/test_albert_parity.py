@@ -115,3 +115,19 @@ def test_bad_options_raise():
         MiniEncoderConfig(**base, num_hidden_groups=2, sliding_window=4)
     with pytest.raises(ValueError, match="ALBERT maps a narrower embedding"):  # shared blocks export only as ALBERT
         to_hf(MiniEncoderModel(MiniEncoderConfig(**base, num_hidden_groups=1), add_pooling_layer=False))
+
+
+def test_gradient_checkpointing_recomputes_the_shared_block_per_layer():
+    """With checkpointing each layer's call of the shared block is recomputed in backward: the same gradients."""
+    hf = build(AlbertForMaskedLM)
+    grads = []
+    for checkpointing in (False, True):
+        mini = from_hf(hf).train()
+        if checkpointing:
+            mini.gradient_checkpointing_enable()
+        batch = inputs()
+        mini(**batch, labels=batch["input_ids"]).loss.backward()
+        grads.append({name: p.grad for name, p in mini.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
