@@ -166,7 +166,8 @@ def write_model_card(
         base_model: the checkpoint fine-tuned from, if any (a Hub id, or a local path: prose only, by basename).
         extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default: the base model's,
             read from its card, see :func:`base_model_license`; apache-2.0 without a base or a readable card; with
-            ``license="other"``, also ``license_name`` and ``license_link``),
+            ``license="other"``, also ``license_name`` and ``license_link``), ``token`` (to read a private or gated
+            base's card),
             ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
             (the name shown in ``model-index``).
     """
@@ -196,7 +197,8 @@ def write_model_card(
         for k, v in numeric.items() if _is_result(k) and math.isfinite(v)  # YAML's .nan is no Hub result
     ]
     given = {key: extra.pop(key) for key in ("license", "license_name", "license_link") if key in extra}
-    licence = given if "license" in given else base_model_license(base_model)
+    token = extra.pop("token", None)  # only to read the base's card: never part of the card
+    licence = given if "license" in given else base_model_license(base_model, token=token)
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
@@ -248,13 +250,13 @@ def write_model_card(
     return path
 
 
-def base_model_license(base_model: str | None) -> dict:
+def base_model_license(base_model: str | None, token: str | None = None) -> dict:
     """The licence fields (``license``, and ``license_name`` / ``license_link`` for ``other``) of the base model's
     card, or ``{}`` when there is no base or its card cannot be read.
 
     A fine-tuned model is a derivative of its base, so its card inherits the base's licence (a Llama or an MIT GPT-2
     base stays so) instead of claiming apache-2.0. The card is the folder's ``README.md`` for a local base, else the
-    Hub repository's (not reachable offline: then ``{}``)."""
+    Hub repository's (not reachable offline: then ``{}``), read with ``token`` for a private or gated one."""
     if not base_model:
         return {}
     from huggingface_hub import ModelCard
@@ -263,7 +265,7 @@ def base_model_license(base_model: str | None) -> dict:
     if not (local.is_file() or is_hub_id(base_model)):
         return {}
     try:
-        data = ModelCard.load(local if local.is_file() else base_model).data.to_dict()
+        data = ModelCard.load(local if local.is_file() else base_model, token=token).data.to_dict()
     except Exception as error:  # offline, no such repository, no card, a card without metadata: nothing to inherit
         print(f"the licence of base model {base_model!r} is unknown ({type(error).__name__}); not inherited")
         return {}

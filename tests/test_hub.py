@@ -604,6 +604,26 @@ def test_model_card_inherits_the_base_models_licence(tmp_path):
     assert card_of("a", str(mit)).base_model is None  # a local path stays out of the metadata
 
 
+def test_model_card_reads_a_gated_base_card_with_the_token(tmp_path, monkeypatch):
+    """A private or gated base's card needs the token: write_model_card passes it on and keeps it out of the card."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import write_model_card
+
+    seen = {}
+
+    def load(repo_id_or_path, repo_type=None, token=None, ignore_metadata_errors=False):
+        seen.update(repo=repo_id_or_path, token=token)
+        return ModelCard("---\nlicense: llama3\n---\n")
+
+    monkeypatch.setattr(ModelCard, "load", load)
+    path = write_model_card(tmp_path, config=_mini_config("gpt"), task="causal_lm", datasets=None, metrics=None,
+                            hyperparameters=None, base_model="meta/gated-base", token="hf_secret_value")
+    assert seen == {"repo": "meta/gated-base", "token": "hf_secret_value"}
+    text = path.read_text()
+    assert ModelCard(text).data.license == "llama3" and "hf_secret_value" not in text
+
+
 def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_path):
     from modeling_mini.hub import write_model_card
 
