@@ -476,14 +476,19 @@ class RelativeBiasOptions:
     which the encoder and the seq2seq model share (a mixin: each documents them); used with
     ``position_embedding_type="relative"``."""
 
-    def _set_relative(self, num_buckets, max_distance) -> None:
+    def _set_relative(self, num_buckets, max_distance, per_layer) -> None:
         self.relative_attention_num_buckets = num_buckets
         self.relative_attention_max_distance = max_distance
+        self.relative_bias_per_layer = per_layer
 
     def _check_relative(self) -> None:
         _check_positive("relative_attention_num_buckets", self.relative_attention_num_buckets)
         _check_positive("relative_attention_max_distance", self.relative_attention_max_distance)
+        _check_flags(self, ("relative_bias_per_layer",))
         if self.position_embedding_type != "relative":
+            if self.relative_bias_per_layer:
+                raise ValueError("`relative_bias_per_layer=True` gives each layer a T5 bias of its own: it needs "
+                                 f"`position_embedding_type='relative'`; got {self.position_embedding_type!r}.")
             return
         # a direction's first half of buckets counts distances exactly, the rest on a log scale up to the distance:
         # a causal stack gives the past all the buckets, so num_buckets / 2 distances are exact there
@@ -666,6 +671,8 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``
             (T5's encoder), how many distance buckets the encoder learns a bias per head for, and the distance from
             which all tokens share the last bucket (``positional.relative_position_buckets``).
+        relative_bias_per_layer: with ``position_embedding_type="relative"``, each layer learns a bias table of its
+            own (UMT5) instead of one for the stack (T5).
         num_hidden_groups: ``None`` (every layer has weights of its own), or how many distinct blocks the layers
             share, ALBERT's *cross-layer parameter sharing*: layer ``i`` runs block ``i * num_hidden_groups //
             num_hidden_layers``, so ALBERT's ``1`` runs one block ``num_hidden_layers`` times. The compute is a deep
@@ -702,6 +709,7 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         layer_types: list[str] | None = None,
         relative_attention_num_buckets: int = 32,
         relative_attention_max_distance: int = 128,
+        relative_bias_per_layer: bool = False,
         num_hidden_groups: int | None = None,
         pad_token_id: int | None = 0,
         use_cache: bool = False,
@@ -714,7 +722,7 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         self.pooler_activation = pooler_activation
         self.embedding_size = embedding_size
         self._set_windows(sliding_window, layer_types, sliding_rope_theta, num_hidden_layers)
-        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance)
+        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance, relative_bias_per_layer)
         self.type_vocab_size = type_vocab_size
         self.add_pooler = add_pooler
         self.sparse_prediction = sparse_prediction
@@ -800,6 +808,8 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         relative_attention_num_buckets / relative_attention_max_distance: with ``position_embedding_type="relative"``
             (T5), how many distance buckets each stack learns a bias per head for, and the distance from which all
             tokens share the last bucket (``positional.relative_position_buckets``).
+        relative_bias_per_layer: with ``position_embedding_type="relative"``, each self-attention layer learns a bias
+            table of its own (UMT5) instead of one for each stack (T5).
         decoder_start_token_id: the first decoder input, from which generation starts; labels are shifted
             right behind it to make ``decoder_input_ids``.
     """
@@ -834,6 +844,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         position_offset: int = 0,
         relative_attention_num_buckets: int = 32,
         relative_attention_max_distance: int = 128,
+        relative_bias_per_layer: bool = False,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -853,7 +864,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         self.final_logits_bias = final_logits_bias
         self.scale_decoder_output = scale_decoder_output
         self.freeze_padding_row = freeze_padding_row
-        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance)
+        self._set_relative(relative_attention_num_buckets, relative_attention_max_distance, relative_bias_per_layer)
         self.position_offset = position_offset
         self.decoder_start_token_id = decoder_start_token_id
         super().__init__(

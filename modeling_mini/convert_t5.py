@@ -46,6 +46,13 @@ from transformers import (
     T5ForSequenceClassification,
     T5ForTokenClassification,
     T5Model,
+    UMT5Config,
+    UMT5EncoderModel,
+    UMT5ForConditionalGeneration,
+    UMT5ForQuestionAnswering,
+    UMT5ForSequenceClassification,
+    UMT5ForTokenClassification,
+    UMT5Model,
 )
 
 from .activations import HF_ALIASES, is_gated
@@ -72,12 +79,19 @@ _CLASSES = {T5Model: MiniSeq2SeqModel, T5ForConditionalGeneration: MiniSeq2SeqFo
             T5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
             MT5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
             T5ForTokenClassification: MiniEncoderForTokenClassification,
-            MT5ForTokenClassification: MiniEncoderForTokenClassification}
+            MT5ForTokenClassification: MiniEncoderForTokenClassification,
+            # UMT5: mT5's network with a relative bias in every self-attention layer (`relative_bias_per_layer`)
+            UMT5Model: MiniSeq2SeqModel, UMT5ForConditionalGeneration: MiniSeq2SeqForConditionalGeneration,
+            UMT5EncoderModel: MiniEncoderModel, UMT5ForSequenceClassification: MiniSeq2SeqForSequenceClassification,
+            UMT5ForQuestionAnswering: MiniSeq2SeqForQuestionAnswering,
+            UMT5ForTokenClassification: MiniEncoderForTokenClassification}
 #: the encoder-only classes: T5's encoder alone, and the tagger on it (a linear layer on each token's state)
-_ENCODER_CLASSES = (T5EncoderModel, MT5EncoderModel, T5ForTokenClassification, MT5ForTokenClassification)
+_ENCODER_CLASSES = (T5EncoderModel, MT5EncoderModel, UMT5EncoderModel, T5ForTokenClassification,
+                    MT5ForTokenClassification, UMT5ForTokenClassification)
 #: where each transformers class keeps its T5 backbone (the classifiers wrap a ``T5Model`` / ``T5EncoderModel``)
-_HF_PREFIX = {T5ForSequenceClassification: "transformer.", MT5ForSequenceClassification: "transformer.",
-              T5ForTokenClassification: "transformer.", MT5ForTokenClassification: "transformer."}
+_HF_PREFIX = {cls: "transformer." for cls in (T5ForSequenceClassification, MT5ForSequenceClassification,
+                                                UMT5ForSequenceClassification, T5ForTokenClassification,
+                                                MT5ForTokenClassification, UMT5ForTokenClassification)}
 #: the tagger's own weights, ours -> T5's
 _TAGGER = {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"}
 #: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
@@ -108,6 +122,7 @@ def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2Se
         position_embedding_type="relative",
         relative_attention_num_buckets=hf.relative_attention_num_buckets,
         relative_attention_max_distance=hf.relative_attention_max_distance,
+        relative_bias_per_layer=hf.model_type == "umt5",  # UMT5: a bias table in every self-attention layer
         norm_type="rmsnorm",
         norm_position="pre",
         final_norm=True,
@@ -182,7 +197,7 @@ def t5_config_from_mini(config) -> T5Config:
         feed_forward = GATED_TO_T5[config.hidden_act]
     else:
         feed_forward = config.hidden_act
-    return T5Config(
+    return (UMT5Config if config.relative_bias_per_layer else T5Config)(
         vocab_size=config.vocab_size,
         d_model=config.hidden_size,
         d_kv=config.head_dim,
@@ -221,8 +236,13 @@ def _stack_map(config, m: str, side: str, depth: int, attentions: tuple[str, ...
     """{mini key: T5 key} for one stack, ours under ``m``, T5's under ``side``."""
     mapping = {}
     gated = is_gated(config.hidden_act)
-    first_attention = f"{side}.block.0.layer.0.SelfAttention"  # where T5 keeps the stack's one bias table
-    mapping[f"{m}relative_bias.embed.weight"] = f"{first_attention}.relative_attention_bias.weight"
+    if config.relative_bias_per_layer:  # UMT5: every layer's self-attention keeps a table of its own
+        for i in range(depth):
+            mapping[f"{m}layer_biases.{i}.embed.weight"] = (
+                f"{side}.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight")
+    else:
+        first_attention = f"{side}.block.0.layer.0.SelfAttention"  # where T5 keeps the stack's one bias table
+        mapping[f"{m}relative_bias.embed.weight"] = f"{first_attention}.relative_attention_bias.weight"
     mapping[f"{m}norm.weight"] = f"{side}.final_layer_norm.weight"
     for i in range(depth):
         ml, hl = f"{m}layers.{i}.", f"{side}.block.{i}.layer."
@@ -280,7 +300,10 @@ def to_t5(model):
     hf_config = t5_config_from_mini(config)
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
     hf_config._attn_implementation = config._attn_implementation if config._attn_implementation == "sdpa" else "eager"
-    hf_cls = next(hf for hf, mini in _CLASSES.items() if mini is type(model))  # T5's (not mT5's): the same network
+    # T5's (not mT5's: the same network), or UMT5's for a bias in every layer
+    umt5 = config.relative_bias_per_layer
+    hf_cls = next(hf for hf, mini in _CLASSES.items()
+                  if mini is type(model) and hf.__name__.startswith("UMT5") == umt5)
     target = hf_cls(hf_config).to(model.dtype)
     source = separate_attention_projections(model)
     mini_prefix = "" if isinstance(model, (MiniSeq2SeqModel, MiniEncoderModel)) else "model."

@@ -51,6 +51,7 @@ from .modeling_base import (
 from .normalization import build_norm
 from .positional import (
     biased_mask,
+    build_layer_biases,
     build_relative_bias,
     build_rotary,
     positions_of_real_tokens,
@@ -135,6 +136,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.relative_bias = build_relative_bias(config, bidirectional=True)  # T5's encoder
+        self.layer_biases = build_layer_biases(config, True, config.num_hidden_layers)  # UMT5's: one per layer
         # one block per layer, or, with ALBERT's sharing (``num_hidden_groups``), fewer blocks that run in turn
         groups = config.num_hidden_groups or config.num_hidden_layers
         self.layers = nn.ModuleList(
@@ -182,7 +184,8 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding masks (and the window, for local layers), in the format the attention backend wants (None when
         # nothing is masked)
-        if self.relative_bias is None:
+        per_layer = None
+        if self.relative_bias is None and self.layer_biases is None:
             masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
                                                 attention_mask=attention_mask) for kind in self.attention_types}
         else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)
@@ -193,14 +196,22 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             full = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
                                              attention_mask=attention_mask, allow_is_bidirectional_skip=False)
             queries = torch.arange(length, device=inputs.device)[None]  # T5 reads no position ids: 0 .. T - 1
-            biased = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
-            masks = {"full_attention": biased}
+            if self.layer_biases is None:
+                biased = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
+                masks = {"full_attention": biased}
+            else:  # UMT5: each layer's own bias, its mask made when the layer runs
+                masks = {}
+
+                def per_layer(layer: int) -> torch.Tensor:
+                    return biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype,
+                                       bias=self.layer_biases[layer])  # (B, H, T, T)
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
-        for index in self.block_of_layer:
+        for layer, index in enumerate(self.block_of_layer):
             block = self.layers[index]
+            mask = masks[block.attention_type] if per_layer is None else per_layer(layer)
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
-            hidden_states = block(hidden_states, None, masks[block.attention_type],
-                                  position_embeddings=rotations[block.attention_type], **kwargs)
+            hidden_states = block(hidden_states, None, mask, position_embeddings=rotations[block.attention_type],
+                                  **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
         pooled = self.pooler(hidden_states, attention_mask) if self.pooler is not None else None

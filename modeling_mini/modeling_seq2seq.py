@@ -52,7 +52,7 @@ from .modeling_base import (
     span_loss,
 )
 from .normalization import build_norm
-from .positional import biased_mask, build_relative_bias, build_rotary
+from .positional import biased_mask, build_layer_biases, build_relative_bias, build_rotary
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
@@ -145,6 +145,7 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)
         self.rotary = build_rotary(config)
         self.relative_bias = build_relative_bias(config, bidirectional=True)
+        self.layer_biases = build_layer_biases(config, True, config.encoder_layers)  # UMT5's: one per layer
         self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.encoder_layers))
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
@@ -168,15 +169,18 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
-        relative = self.relative_bias is not None  # T5: the bias needs a mask tensor to sit in, padding or not
+        # T5: the bias needs a mask tensor to sit in, padding or not
+        relative = self.relative_bias is not None or self.layer_biases is not None
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask,
                                          allow_is_bidirectional_skip=not relative)
-        if relative:
+        if self.relative_bias is not None:
             mask = biased_mask(self, mask, position_ids, mask.shape[-1], dtype=hidden_states.dtype)  # (B, H, S, S)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
-        for block in self.layers:
+        for layer, block in enumerate(self.layers):
+            layer_mask = mask if self.layer_biases is None else biased_mask(  # UMT5: the layer's own bias
+                self, mask, position_ids, mask.shape[-1], dtype=hidden_states.dtype, bias=self.layer_biases[layer])
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
-            hidden_states = block(hidden_states, None, mask, position_embeddings=rotary, **kwargs)
+            hidden_states = block(hidden_states, None, layer_mask, position_embeddings=rotary, **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states)
@@ -196,6 +200,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)
         self.rotary = build_rotary(config)
         self.relative_bias = build_relative_bias(config, bidirectional=False)  # T5: causal self-attention's
+        self.layer_biases = build_layer_biases(config, False, config.decoder_layers)  # UMT5's: one per layer
         self.layers = nn.ModuleList(
             MiniBlock(config, i, is_causal=True, has_cross_attention=True) for i in range(config.decoder_layers)
         )
@@ -236,12 +241,12 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
-        relative = self.relative_bias is not None
+        relative = self.relative_bias is not None or self.layer_biases is not None
         self_mask = create_causal_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache,
             allow_is_causal_skip=not relative,
         )
-        if relative:
+        if self.relative_bias is not None:
             self_mask = biased_mask(self, self_mask, position_ids, self_mask.shape[-1],
                                     dtype=hidden_states.dtype)  # (B, H, T, past + T)
         cross_mask = create_bidirectional_mask(
@@ -251,11 +256,14 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states,
         )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
-        for block in self.layers:
+        for layer, block in enumerate(self.layers):
+            layer_mask = self_mask if self.layer_biases is None else biased_mask(  # UMT5: the layer's own bias
+                self, self_mask, position_ids, self_mask.shape[-1], dtype=hidden_states.dtype,
+                bias=self.layer_biases[layer])  # (B, H, T, past + T)
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
-                self_mask,  # with T5's relative bias, trained
+                layer_mask,  # with T5's relative bias, trained
                 encoder_attention_mask=cross_mask,
                 position_embeddings=rotary,
                 cache=cache,

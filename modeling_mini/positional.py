@@ -373,15 +373,25 @@ def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor, open_dead_rows: b
 
 def build_relative_bias(config, bidirectional: bool) -> RelativePositionBias | AlibiBias | None:
     """A stack's attention bias: T5's when ``position_embedding_type == "relative"``, ALiBi's when ``"alibi"``, else
-    None."""
+    None; None too with ``relative_bias_per_layer`` (UMT5), where each layer has its own: :func:`build_layer_biases`."""
     if config.position_embedding_type == "relative":
-        return RelativePositionBias(config, bidirectional)
+        per_layer = getattr(config, "relative_bias_per_layer", False)
+        return None if per_layer else RelativePositionBias(config, bidirectional)
     return AlibiBias(config) if config.position_embedding_type == "alibi" else None
 
 
-def biased_mask(stack, mask, *positions: torch.LongTensor | int, dtype: torch.dtype | None = None) -> torch.Tensor:
+def build_layer_biases(config, bidirectional: bool, depth: int) -> nn.ModuleList | None:
+    """UMT5's ``depth`` relative biases, one per layer (``relative_bias_per_layer``), or None."""
+    if config.position_embedding_type != "relative" or not getattr(config, "relative_bias_per_layer", False):
+        return None
+    return nn.ModuleList(RelativePositionBias(config, bidirectional) for _ in range(depth))
+
+
+def biased_mask(stack, mask, *positions: torch.LongTensor | int, dtype: torch.dtype | None = None,
+                bias: nn.Module | None = None) -> torch.Tensor:
     """``mask`` (built without sdpa's skips, so a 4D tensor) with ``stack.relative_bias(*positions)`` (T5's, ALiBi's)
-    where it allows attending: one (B, H, T, S) additive mask, the bias shared by every layer. Eager and sdpa take it;
+    where it allows attending: one (B, H, T, S) additive mask, the bias shared by every layer (or, given ``bias``,
+    that module's: one layer's, UMT5). Eager and sdpa take it;
     flash kernels take no bias and flex attention would need it as a score function, so they are refused. ``dtype``:
     the hidden states' (ALiBi's bias is computed in float32): CUDA's sdpa kernels gave NaN everywhere for a float32
     mask beside bfloat16 or float16 queries."""
@@ -389,7 +399,7 @@ def biased_mask(stack, mask, *positions: torch.LongTensor | int, dtype: torch.dt
     if implementation not in ("eager", "sdpa"):
         raise ValueError(f"`position_embedding_type={stack.config.position_embedding_type!r}` adds a bias to the "
                          f"attention scores: it needs `attn_implementation` 'eager' or 'sdpa'; got {implementation!r}.")
-    bias = stack.relative_bias(*positions)
+    bias = (stack.relative_bias if bias is None else bias)(*positions)
     bias = bias if dtype is None else bias.to(dtype)
     return add_attention_bias(mask, bias, open_dead_rows=implementation == "sdpa")
 

@@ -100,7 +100,7 @@ CHANGES = {
     "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
     "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
     "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
-    "num_hidden_groups": 1,
+    "num_hidden_groups": 1, "relative_bias_per_layer": True,
 }
 
 

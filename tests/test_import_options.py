@@ -51,6 +51,8 @@ BASE = {
                            relative_attention_num_buckets=8, relative_attention_max_distance=12),
     "MT5ForConditionalGeneration": dict(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=6,
                                         relative_attention_num_buckets=8, relative_attention_max_distance=12),
+    "UMT5ForConditionalGeneration": dict(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=6,
+                                         relative_attention_num_buckets=8, relative_attention_max_distance=12),
 }
 #: options that do not change what the model computes in an eval forward, or that select another class of model
 IGNORED = {"return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_cache", "is_encoder_decoder",

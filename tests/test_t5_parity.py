@@ -25,6 +25,13 @@ from transformers import (
     T5ForConditionalGeneration,
     T5ForTokenClassification,
     T5Model,
+    UMT5Config,
+    UMT5EncoderModel,
+    UMT5ForConditionalGeneration,
+    UMT5ForQuestionAnswering,
+    UMT5ForSequenceClassification,
+    UMT5ForTokenClassification,
+    UMT5Model,
 )
 
 from modeling_mini import (
@@ -344,3 +351,75 @@ def test_bad_options_raise():
                        sinusoidal_layout="concatenated", decoder_start_token_id=0)
     with pytest.raises(ValueError, match="Marian needs `scale_decoder_output=False`"):
         to_hf(MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqConfig(**marian_like, scale_decoder_output=True)))
+
+
+# --- UMT5: a relative bias in every self-attention layer -------------------------------------------------------------
+
+UMT5_HEADS = [UMT5ForConditionalGeneration, UMT5Model, UMT5EncoderModel, UMT5ForSequenceClassification,
+              UMT5ForQuestionAnswering, UMT5ForTokenClassification]
+
+
+@pytest.mark.parametrize("cls", UMT5_HEADS, ids=lambda cls: cls.__name__)
+def test_umt5_converts_with_a_bias_per_layer_and_back(cls):
+    """UMT5 (mT5's network, each self-attention layer with a bias table of its own; eager, as transformers' UMT5
+    adds its bias only there): the same outputs on padded batches, a deeper decoder than encoder, one bias per layer,
+    and an exact round trip to the same class."""
+    labels = 2 if cls is UMT5ForQuestionAnswering else 3
+    hf = build(cls, "t5-v1.1", config_cls=UMT5Config, num_decoder_layers=3, num_labels=labels)
+    hf.set_attn_implementation("eager")
+    mini = from_hf(hf).eval()
+    assert mini.config.relative_bias_per_layer
+    stacks = [mini.base_model] if cls in (UMT5EncoderModel, UMT5ForTokenClassification) else \
+        [mini.get_encoder(), mini.base_model.decoder]
+    assert [len(stack.layer_biases) for stack in stacks] == [len(stack.layers) for stack in stacks]
+    assert all(stack.relative_bias is None for stack in stacks)
+    inputs = batch()
+    if cls in (UMT5EncoderModel, UMT5ForTokenClassification, UMT5ForSequenceClassification, UMT5ForQuestionAnswering):
+        inputs = {key: inputs[key] for key in ("input_ids", "attention_mask")}
+    if cls is UMT5ForSequenceClassification:  # its pooling reads each row's last end-of-text token
+        inputs["input_ids"] = torch.cat([inputs["input_ids"][:, :-1], torch.full((3, 1), 1)], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    with torch.no_grad():
+        theirs, ours = hf(**inputs), mini(**inputs)
+    for key in [k for k in theirs.keys() if k.endswith("logits") or k == "last_hidden_state"]:
+        a, b = theirs[key], ours[key]
+        mask = inputs.get("decoder_attention_mask", inputs["attention_mask"])
+        if a.dim() >= 2 and a.shape[:2] == mask.shape:  # per token: the real ones
+            a, b = a[mask.bool()], b[mask.bool()]
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+    back = to_hf(mini)
+    assert type(back) is cls
+    assert_same_tensors(hf, back)
+
+
+def test_umt5_generates_as_transformers_does_and_sdpa_agrees():
+    """Greedy and beam search (cached decoding: each layer's bias for the new position) give UMT5's tokens; our sdpa
+    gives eager's logits."""
+    hf = build(UMT5ForConditionalGeneration, "t5-v1.1", config_cls=UMT5Config)  # equal depths: transformers' cache
+    hf.set_attn_implementation("eager")
+    mini = from_hf(hf).eval()
+    inputs = batch()
+    source = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    for beams in (1, 3):
+        settings = dict(max_new_tokens=8, num_beams=beams, do_sample=False)
+        assert torch.equal(mini.generate(**source, **settings), hf.generate(**source, **settings))
+    with torch.no_grad():
+        eager = mini(**inputs).logits
+        mini.set_attn_implementation("sdpa")
+        torch.testing.assert_close(mini(**inputs).logits, eager, atol=1e-5, rtol=0)
+
+
+def test_umt5_with_a_deeper_decoder_generates_where_transformers_cannot():
+    """transformers' UMT5 sizes its generation cache by the encoder's depth, so `generate` fails with a deeper decoder;
+    ours sizes each stack's own, and its greedy tokens are UMT5's own, decoded step by step without a cache."""
+    hf = build(UMT5ForConditionalGeneration, "t5-v1.1", config_cls=UMT5Config, num_decoder_layers=3)
+    hf.set_attn_implementation("eager")
+    mini = from_hf(hf).eval()
+    source = batch()["input_ids"][:, :8]
+    generated = mini.generate(source, max_new_tokens=5, do_sample=False)
+    expected = torch.zeros(3, 1, dtype=torch.long)  # decoder_start_token_id
+    with torch.no_grad():
+        for _ in range(5):
+            logits = hf(input_ids=source, decoder_input_ids=expected, use_cache=False).logits[:, -1]
+            expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(generated, expected)
