@@ -54,6 +54,7 @@ from .positional import (
     build_layer_biases,
     build_relative_bias,
     build_rotary,
+    layer_mask,
     positions_of_real_tokens,
     rotations_per_layer_type,
 )
@@ -184,10 +185,10 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding masks (and the window, for local layers), in the format the attention backend wants (None when
         # nothing is masked)
-        per_layer = None
         if self.relative_bias is None and self.layer_biases is None:
             masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
                                                 attention_mask=attention_mask) for kind in self.attention_types}
+            queries = None  # only a relative bias reads positions
         else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)
             if given_positions is not None:
                 raise ValueError("`position_ids` given to a model with `position_embedding_type='relative'` (T5's "
@@ -196,19 +197,13 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             full = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
                                              attention_mask=attention_mask, allow_is_bidirectional_skip=False)
             queries = torch.arange(length, device=inputs.device)[None]  # T5 reads no position ids: 0 .. T - 1
-            if self.layer_biases is None:
-                biased = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
-                masks = {"full_attention": biased}
-            else:  # UMT5: each layer's own bias, its mask made when the layer runs
-                masks = {}
-
-                def per_layer(layer: int) -> torch.Tensor:
-                    return biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype,
-                                       bias=self.layer_biases[layer])  # (B, H, T, T)
+            if self.relative_bias is not None:  # T5: one bias for every layer (UMT5's go in per layer, below)
+                full = biased_mask(self, full, queries, full.shape[-1], dtype=hidden_states.dtype)  # (B, H, T, T)
+            masks = {"full_attention": full}
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
         for layer, index in enumerate(self.block_of_layer):
             block = self.layers[index]
-            mask = masks[block.attention_type] if per_layer is None else per_layer(layer)
+            mask = layer_mask(self, masks[block.attention_type], layer, queries, length, dtype=hidden_states.dtype)
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
             hidden_states = block(hidden_states, None, mask, position_embeddings=rotations[block.attention_type],
                                   **kwargs)

@@ -52,7 +52,7 @@ from .modeling_base import (
     span_loss,
 )
 from .normalization import build_norm
-from .positional import biased_mask, build_layer_biases, build_relative_bias, build_rotary
+from .positional import biased_mask, build_layer_biases, build_relative_bias, build_rotary, layer_mask
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
@@ -177,10 +177,10 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
             mask = biased_mask(self, mask, position_ids, mask.shape[-1], dtype=hidden_states.dtype)  # (B, H, S, S)
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         for layer, block in enumerate(self.layers):
-            layer_mask = mask if self.layer_biases is None else biased_mask(  # UMT5: the layer's own bias
-                self, mask, position_ids, mask.shape[-1], dtype=hidden_states.dtype, bias=self.layer_biases[layer])
             # the mask positionally: with T5's relative bias it is trained (gradient checkpointing)
-            hidden_states = block(hidden_states, None, layer_mask, position_embeddings=rotary, **kwargs)
+            hidden_states = block(hidden_states, None,
+                                  layer_mask(self, mask, layer, position_ids, length, dtype=hidden_states.dtype),
+                                  position_embeddings=rotary, **kwargs)
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
         return BaseModelOutput(last_hidden_state=hidden_states)
@@ -256,14 +256,13 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states,
         )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
+        keys = self_mask.shape[-1] if relative else None  # past + T: what a layer's own bias (UMT5) spans
         for layer, block in enumerate(self.layers):
-            layer_mask = self_mask if self.layer_biases is None else biased_mask(  # UMT5: the layer's own bias
-                self, self_mask, position_ids, self_mask.shape[-1], dtype=hidden_states.dtype,
-                bias=self.layer_biases[layer])  # (B, H, T, past + T)
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
-                layer_mask,  # with T5's relative bias, trained
+                # with T5's relative bias, trained; UMT5's: the layer's own, (B, H, T, past + T)
+                layer_mask(self, self_mask, layer, position_ids, keys, dtype=hidden_states.dtype),
                 encoder_attention_mask=cross_mask,
                 position_embeddings=rotary,
                 cache=cache,

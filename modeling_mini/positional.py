@@ -404,6 +404,16 @@ def biased_mask(stack, mask, *positions: torch.LongTensor | int, dtype: torch.dt
     return add_attention_bias(mask, bias, open_dead_rows=implementation == "sdpa")
 
 
+def layer_mask(stack, mask: torch.Tensor, layer: int, *positions: torch.LongTensor | int,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The mask layer ``layer`` of ``stack`` reads: ``mask`` as the stack built it (with T5's one bias in it, or no
+    bias), or, with UMT5's bias per layer (``stack.layer_biases``), ``mask`` with that layer's bias
+    (:func:`biased_mask`), made when the layer runs."""
+    if stack.layer_biases is None:
+        return mask
+    return biased_mask(stack, mask, *positions, dtype=dtype, bias=stack.layer_biases[layer])
+
+
 def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:
     """The module that *adds* position vectors to embeddings (``width`` wide: ``hidden_size`` unless given), or
     ``None`` for rotary / no positions."""
