@@ -519,6 +519,13 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         final_logit_softcap: ``None``, or soft-cap the language-model head's logits, ``cap * tanh(logit / cap)``
             (Gemma 2): no score grows past ``cap``.
         lm_head_bias: a bias in the language-model head (one per vocabulary entry), as Phi-1/1.5/2 have; never tied.
+        token_embedding_size: ``None`` (the token table is ``hidden_size`` wide), or a narrower width of the token table
+            alone (OPT-350M: 512 for 1024-wide layers). Each token's embedding is projected up to ``hidden_size``
+            (``embeddings.project_tokens``, no bias) before the positions, which stay ``hidden_size`` wide, are added;
+            after the last layer (and final norm) ``project_out`` maps the hidden states back down, so the backbone's
+            output, and what every head reads, is ``token_embedding_size`` wide (:attr:`output_size`) and the
+            language-model head stays tied to the narrow table. Not ELECTRA's ``embedding_size`` (the encoder's), which
+            narrows the position and segment tables too and projects their sum.
         position_offset: added to every position id, made here or given, before looking up absolute positions (OPT's
             learned table starts at row 2, as BART's); 0 elsewhere. Position ids given to ``forward`` (``generate``
             makes them) count from 0 as usual.
@@ -560,6 +567,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         freeze_padding_row: bool = False,
         final_logit_softcap: float | None = None,
         lm_head_bias: bool = False,
+        token_embedding_size: int | None = None,
         position_offset: int = 0,
         pad_aware_positions: bool = False,
         sliding_window: int | None = None,
@@ -569,6 +577,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         **kwargs,
     ):
         self.lm_head_bias = lm_head_bias
+        self.token_embedding_size = token_embedding_size
         self.position_offset = position_offset
         self.pad_aware_positions = pad_aware_positions
         self.nope_layers = list(nope_layers) if nope_layers is not None else None
@@ -593,9 +602,17 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     def _cross_attention_stacks(self) -> tuple[str, ...]:
         return ("layers",) if self.add_cross_attention else ()
 
+    @property
+    def output_size(self) -> int:
+        """The width of the backbone's output, which every head reads: ``token_embedding_size`` when set (the last
+        hidden states are projected down to the token table's width), else ``hidden_size``."""
+        return self.token_embedding_size or self.hidden_size
+
     def validate_architecture(self) -> None:
         super().validate_architecture()
         _check_flags(self, ("add_cross_attention", "freeze_padding_row", "lm_head_bias", "pad_aware_positions"))
+        if self.token_embedding_size is not None:
+            _check_positive("token_embedding_size", self.token_embedding_size)
         _refuse_relative(self)
         if self.position_embedding_type == "alibi" and "sliding_attention" in self.layer_types:
             raise ValueError("`position_embedding_type='alibi'` has no sliding-window layers here: it needs "

@@ -173,15 +173,19 @@ LAYERNORM_DECODER = {
 def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> None:
     """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
     (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi), a
-    factorised embedding (ELECTRA), an attention scale of its own and soft-capping (Gemma 2 and 3), layers without
-    rotary positions (SmolLM3) and a rotary base for the sliding layers (Gemma 3, OLMo 3, ModernBERT)."""
+    factorised embedding (ELECTRA), a narrower token table alone (OPT-350M), an attention scale of its own and
+    soft-capping (Gemma 2 and 3), layers without rotary positions (SmolLM3) and a rotary base for the sliding layers
+    (Gemma 3, OLMo 3, ModernBERT)."""
     extras = {
         "attention_scaling": config.attention_scaling is not None,
         "attention_softcap": config.attention_softcap is not None,
         "final_logit_softcap": getattr(config, "final_logit_softcap", None) is not None,
         "nope_layers": getattr(config, "nope_layers", None) is not None,
         "sliding_rope_theta": getattr(config, "sliding_rope_theta", None) is not None,
-        "embedding_size": getattr(config, "embedding_size", None) not in (None, config.hidden_size),
+        # each family's own option (another family's config keeps such a keyword unread, as transformers does)
+        "embedding_size": config.model_type == "mini_encoder"
+        and config.embedding_size not in (None, config.hidden_size),
+        "token_embedding_size": config.model_type == "mini_gpt" and config.output_size != config.hidden_size,
         "parallel_residual": config.parallel_residual,
         "parallel_shared_norm": config.parallel_shared_norm,
         "lm_head_bias": getattr(config, "lm_head_bias", False),

@@ -11,8 +11,8 @@ GPT-2:
 
 Its embeddings never drop out (``embedding_dropout=0.0``); its ``activation_dropout`` is read by no layer and maps to
 nothing. Q, K and V are three matrices there, fused into our ``qkv_proj`` by ``load_mapped``. OPT-350M also narrows
-its token table (``word_embed_proj_dim`` 512 for 1024-wide layers, with projections in and out), which has no mini
-equivalent: that one checkpoint is refused.
+its token table (``word_embed_proj_dim`` 512 for 1024-wide layers): our ``token_embedding_size``, its ``project_in``
+our ``embeddings.project_tokens`` and its ``project_out`` ours.
 """
 
 import copy
@@ -51,10 +51,6 @@ _PAIRS = {
 
 def mini_config_from_opt(hf: OPTConfig, **overrides) -> MiniGPTConfig:
     """The MiniGPT config computing what ``hf`` computes; ``ValueError`` for OPT options it lacks."""
-    if hf.word_embed_proj_dim != hf.hidden_size:
-        raise ValueError(f"OPT's `word_embed_proj_dim={hf.word_embed_proj_dim}` (a token table narrower than the "
-                         f"layers, `hidden_size={hf.hidden_size}`, as in OPT-350M) has no mini equivalent: it needs "
-                         "`word_embed_proj_dim == hidden_size`.")
     if not hf.layer_norm_elementwise_affine:
         raise ValueError("OPT's `layer_norm_elementwise_affine=False` (norms without weights) has no mini "
                          "equivalent: it needs `layer_norm_elementwise_affine=True`.")
@@ -63,7 +59,9 @@ def mini_config_from_opt(hf: OPTConfig, **overrides) -> MiniGPTConfig:
                          "equivalent: it needs `layerdrop=0.0`.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     pre_norm = bool(hf.do_layer_norm_before)
+    narrow = hf.word_embed_proj_dim != hf.hidden_size
     kwargs.update(
+        token_embedding_size=hf.word_embed_proj_dim if narrow else None,  # OPT-350M's 512 for 1024-wide layers
         intermediate_size=hf.ffn_dim,
         hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
         position_embedding_type="learned",
@@ -115,7 +113,7 @@ def opt_config_from_mini(config: MiniGPTConfig) -> OPTConfig:
                          f"this model has {config.norm_position!r}.")
     if config.norm_position == "post" and config.final_norm:
         raise ValueError("A post-norm OPT has no final norm: it needs `final_norm=False` with `norm_position='post'`.")
-    check_expressible(config, "OPT", required, allow=("embedding_dropout",))
+    check_expressible(config, "OPT", required, allow=("embedding_dropout", "token_embedding_size"))
     if config.max_position_embeddings <= OPT_POSITION_OFFSET:
         raise ValueError(f"OPT's position table keeps {OPT_POSITION_OFFSET} rows before position 0: it needs "
                          f"`max_position_embeddings > {OPT_POSITION_OFFSET}`; got {config.max_position_embeddings}.")
@@ -128,7 +126,7 @@ def opt_config_from_mini(config: MiniGPTConfig) -> OPTConfig:
         max_position_embeddings=config.max_position_embeddings - OPT_POSITION_OFFSET,
         do_layer_norm_before=pre_norm,
         _remove_final_layer_norm=pre_norm and not config.final_norm,
-        word_embed_proj_dim=config.hidden_size,
+        word_embed_proj_dim=config.output_size,
         enable_bias=bias,
         dropout=config.hidden_dropout,
         init_std=config.initializer_range,
@@ -136,10 +134,15 @@ def opt_config_from_mini(config: MiniGPTConfig) -> OPTConfig:
     )
 
 
-def _mapping(num_layers: int, mini: str, hf: str, final_norm: bool, bias: bool, untied_head: bool) -> dict:
-    """{mini key: hf key} for the embeddings, the blocks and the final norm (and an untied output matrix)."""
+def _mapping(num_layers: int, mini: str, hf: str, final_norm: bool, bias: bool, untied_head: bool,
+             narrow: bool) -> dict:
+    """{mini key: hf key} for the embeddings, the blocks and the final norm (and an untied output matrix, and the
+    projections in and out of a narrow token table)."""
     mapping = {f"{mini}embeddings.embed_tokens.weight": f"{hf}embed_tokens.weight",
                f"{mini}embeddings.embed_positions.weight": f"{hf}embed_positions.weight"}
+    if narrow:
+        mapping.update({f"{mini}embeddings.project_tokens.weight": f"{hf}project_in.weight",
+                        f"{mini}project_out.weight": f"{hf}project_out.weight"})
     if final_norm:
         mapping.update({f"{mini}norm.weight": f"{hf}final_layer_norm.weight",
                         f"{mini}norm.bias": f"{hf}final_layer_norm.bias"})
@@ -164,7 +167,7 @@ def _from_hf(hf_model, **overrides):
     config._attn_implementation = hf_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = _mapping(config.num_hidden_layers, mini_prefix, hf_prefix, config.final_norm, config.attention_bias,
-                       untied)
+                       untied, config.output_size != config.hidden_size)
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), {**mapping, **head})
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
@@ -183,7 +186,7 @@ def to_opt(mini_model):
     mini_config = mini_model.config
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = _mapping(config.num_hidden_layers, mini_prefix, hf_prefix, mini_config.final_norm,
-                       mini_config.attention_bias, untied)
+                       mini_config.attention_bias, untied, mini_config.output_size != mini_config.hidden_size)
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in {**mapping, **head}.items()}
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})

@@ -166,7 +166,9 @@ class MiniLMHeadBias(nn.Module):
 
 class MiniEmbeddings(nn.Module):
     """Turns token ids into the first hidden states: ``dropout(norm(scale * tok + seg + pos))``, then, with a
-    factorised embedding (``embedding_size``, ELECTRA), ``project`` up to ``hidden_size``.
+    factorised embedding (``width``: the encoder's ``embedding_size``, ELECTRA), ``project`` up to ``hidden_size``.
+    With a narrower token table alone (``token_width``: the GPT's ``token_embedding_size``, OPT-350M), ``tok`` is
+    each lookup projected up by ``project_tokens`` (no bias), and the positions are ``hidden_size`` wide.
 
     ``embed_tokens`` is the token table (tied to the LM head); ``token_type_embeddings`` exists when the
     config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
@@ -177,12 +179,15 @@ class MiniEmbeddings(nn.Module):
     GPT-2 does: a causal LM's pad token is usually its end-of-text token, which it must learn.
     """
 
-    def __init__(self, config, freeze_padding_row: bool = True):
+    def __init__(self, config, freeze_padding_row: bool = True, width: int | None = None,
+                 token_width: int | None = None):
         super().__init__()
         self.config = config
         padding_idx = config.pad_token_id if freeze_padding_row else None
-        width = getattr(config, "embedding_size", None) or config.hidden_size  # the tables' width
-        self.embed_tokens = nn.Embedding(config.vocab_size, width, padding_idx)
+        width = width or config.hidden_size  # the tables' width
+        token_width = token_width or width  # the token table's
+        self.embed_tokens = nn.Embedding(config.vocab_size, token_width, padding_idx)
+        self.project_tokens = nn.Linear(token_width, width, bias=False) if token_width != width else None
         type_vocab_size = getattr(config, "type_vocab_size", 0)
         self.token_type_embeddings = nn.Embedding(type_vocab_size, width) if type_vocab_size else None
         self.embed_positions = build_absolute_positions(config, width)
@@ -214,7 +219,9 @@ class MiniEmbeddings(nn.Module):
             position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
         )
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D), or (B, T, token_width)
+        if self.project_tokens is not None:
+            inputs_embeds = self.project_tokens(inputs_embeds)  # (B, T, token_width) -> (B, T, D)
         hidden = inputs_embeds * self.embed_scale if self.embed_scale != 1.0 else inputs_embeds
         if token_types is not None and token_type_ids is None:
             hidden = hidden + token_types.weight[0]  # no segment ids: every token is in segment 0

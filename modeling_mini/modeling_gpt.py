@@ -77,7 +77,8 @@ class MiniGPTPreTrainedModel(MiniPreTrainedModel):
 
 
 class MiniGPTModel(MiniGPTPreTrainedModel):
-    """The GPT backbone: embeddings -> ``num_hidden_layers`` causal blocks -> final norm (pre-norm).
+    """The GPT backbone: embeddings -> ``num_hidden_layers`` causal blocks -> final norm (pre-norm) -> with a narrow
+    token table (``token_embedding_size``), ``project_out`` down to its width.
 
     With ``config.add_cross_attention`` each block also attends to ``encoder_hidden_states`` (B, S, D), masked by
     ``encoder_attention_mask`` (B, S); their keys and values are cached once per generation in an
@@ -86,7 +87,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)  # off: as GPT-2
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row,  # off: as GPT-2
+                                         token_width=config.token_embedding_size)
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.relative_bias = build_relative_bias(config, bidirectional=False)  # ALiBi (BLOOM); None otherwise
@@ -106,6 +108,9 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         nope = set(config.nope_layers or ())
         self.layer_rotations = [None if i in nope else block.attention_type for i, block in enumerate(self.layers)]
         self.norm = build_norm(config) if config.final_norm else None
+        # OPT-350M: back down to the narrow token table's width, which the tied head reads
+        narrow = config.output_size != config.hidden_size
+        self.project_out = nn.Linear(config.hidden_size, config.output_size, bias=False) if narrow else None
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -210,6 +215,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             )
         if self.norm is not None:
             hidden_states = self.norm(hidden_states)
+        if self.project_out is not None:
+            hidden_states = self.project_out(hidden_states)  # (B, T, D) -> (B, T, token_embedding_size)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states, cache=cache if use_cache else None
         )
@@ -242,7 +249,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.model = MiniGPTModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
+        self.lm_head = nn.Linear(config.output_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
     def prepare_inputs_for_generation(self, input_ids, cache=None, **kwargs):
@@ -322,7 +329,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = MiniGPTModel(config)
-        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.score = nn.Linear(config.output_size, config.num_labels, bias=False)
         self.post_init()
 
     @can_return_tuple
@@ -372,7 +379,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         self.model = MiniGPTModel(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout
         self.dropout = nn.Dropout(dropout)
-        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.score = nn.Linear(config.output_size, config.num_labels)
         self.post_init()
 
     @can_return_tuple
@@ -416,7 +423,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.model = MiniGPTModel(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.qa_outputs = nn.Linear(config.output_size, 2)
         self.post_init()
 
     @can_return_tuple

@@ -50,6 +50,10 @@ BASES = {
     "opt": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="learned", position_offset=2,
                                                      pad_aware_positions=True, max_position_embeddings=66,
                                                      hidden_act="relu", layer_norm_eps=1e-5)),
+    "opt-350m": (MiniGPTConfig, MiniGPTForCausalLM, dict(position_embedding_type="learned", position_offset=2,
+                                                          pad_aware_positions=True, max_position_embeddings=66,
+                                                          hidden_act="relu", layer_norm_eps=1e-5, norm_position="post",
+                                                          final_norm=False, token_embedding_size=16)),
     "bert-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(position_embedding_type="learned")),
     "roberta-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
         position_embedding_type="learned", pad_aware_positions=True, position_offset=1, num_labels=3)),
@@ -100,7 +104,7 @@ CHANGES = {
     "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
     "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
     "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
-    "num_hidden_groups": 1, "relative_bias_per_layer": True,
+    "num_hidden_groups": 1, "relative_bias_per_layer": True, "token_embedding_size": 16,
 }
 
 

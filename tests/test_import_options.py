@@ -33,6 +33,8 @@ BASE = {
     "BloomForCausalLM": dict(vocab_size=99, hidden_size=32, n_layer=2, n_head=4),
     "OPTForCausalLM": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
                            word_embed_proj_dim=32, max_position_embeddings=64),
+    "OPTForCausalLM-350m": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                                word_embed_proj_dim=16, do_layer_norm_before=False, max_position_embeddings=64),
     "BertForMaskedLM": _BERT,
     "RobertaForMaskedLM": dict(_BERT, pad_token_id=1),
     "ElectraForMaskedLM": dict(_BERT, embedding_size=16),

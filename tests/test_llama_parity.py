@@ -37,11 +37,15 @@ def build(cls, **kw):
 
 
 def assert_same_outputs(hf, mini, ids, mask=None):
-    """``mini`` gives ``hf``'s hidden states or logits (max abs diff <= 1e-5), padding positions left out."""
+    """``mini`` gives ``hf``'s hidden states, logits or span scores (max abs diff <= 1e-5), padding positions left
+    out."""
     with torch.no_grad():
         ref, ours = hf(ids, attention_mask=mask), mini(ids, attention_mask=mask)
-    key = "logits" if "logits" in ref else "last_hidden_state"
-    theirs, mine = ref[key], ours[key]
+    if "start_logits" in ref:  # a QA head: (B, T, 2), as the other per-token outputs
+        theirs, mine = (torch.stack([out.start_logits, out.end_logits], -1) for out in (ref, ours))
+    else:
+        key = "logits" if "logits" in ref else "last_hidden_state"
+        theirs, mine = ref[key], ours[key]
     if theirs.dim() == 3 and mask is not None:  # per token: padding is not compared
         theirs, mine = theirs[mask.bool()], mine[mask.bool()]
     torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)

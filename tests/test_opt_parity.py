@@ -1,17 +1,27 @@
 """OPT parity: a random OPT (learned positions from row 2, counted by the attention mask; ReLU; pre-norm, or post-norm
-as OPT-350M) converted with the users' converter computes the same function."""
+with a narrower token table as OPT-350M) converted with the users' converter computes the same function."""
 
 import pytest
 import torch
 from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from test_llama_parity import assert_same_generation, assert_same_outputs
-from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM, OPTForSequenceClassification, OPTModel
+from transformers import (
+    AutoModelForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+    OPTForQuestionAnswering,
+    OPTForSequenceClassification,
+    OPTModel,
+)
 
 from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM, MiniGPTForTokenClassification
 from modeling_mini.convert import from_hf, to_hf
 
-HEADS = [OPTModel, OPTForCausalLM, OPTForSequenceClassification]
-LAYOUTS = {"opt-125m": {}, "post-norm (350m)": {"do_layer_norm_before": False},
+HEADS = [OPTModel, OPTForCausalLM, OPTForSequenceClassification, OPTForQuestionAnswering]
+#: OPT-350M: post-norm, and a 512-wide token table for 1024-wide layers (here 16 for 32)
+OPT_350M = {"do_layer_norm_before": False, "word_embed_proj_dim": 16}
+LAYOUTS = {"opt-125m": {}, "opt-350m": OPT_350M, "post-norm": {"do_layer_norm_before": False},
+           "narrow-table, pre-norm": {"word_embed_proj_dim": 16},
            "no-biases": {"enable_bias": False}, "no-final-norm": {"_remove_final_layer_norm": True}}
 
 
@@ -50,6 +60,38 @@ def test_round_trip_is_exact(cls, layout):
     back = to_hf(from_hf(hf))
     assert type(back) is cls
     assert_same_tensors(hf, back)
+
+
+def test_opt_350m_narrow_token_table():
+    """OPT-350M's token table is narrower than its layers: each lookup is projected up before the positions (which
+    are as wide as the layers) are added, and the last hidden states back down, which the tied head and the
+    classifiers read. Every hidden state matches, so does the parameter count, and the head stays tied."""
+    hf = build(OPTModel, **OPT_350M)
+    mini = from_hf(hf)
+    config = mini.config
+    assert (config.token_embedding_size, config.output_size, config.norm_position, config.final_norm) == \
+        (16, 16, "post", False)
+    assert mini.embeddings.embed_tokens.weight.shape == (99, 16)
+    assert mini.embeddings.embed_positions.weight.shape == (66, 32)
+    assert sum(p.numel() for p in mini.parameters()) == sum(p.numel() for p in hf.parameters())
+    ids, mask = opt_batch()
+    with torch.no_grad():
+        theirs = hf(ids, attention_mask=mask, output_hidden_states=True)
+        ours = mini(ids, attention_mask=mask, output_hidden_states=True)
+    assert ours.last_hidden_state.shape[-1] == 16
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == 3
+    for mine, their in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(mine[mask.bool()], their[mask.bool()], atol=1e-5, rtol=0)
+    lm = from_hf(build(OPTForCausalLM, **OPT_350M))
+    assert lm.lm_head.weight is lm.model.embeddings.embed_tokens.weight
+    lm.resize_token_embeddings(104, mean_resizing=False)
+    assert lm.lm_head.weight.shape == (104, 16) and lm.lm_head.weight is lm.model.embeddings.embed_tokens.weight
+    with pytest.raises(ValueError, match="`token_embedding_size` must be an integer >= 1"):
+        MiniGPTConfig(token_embedding_size=0)
+    with pytest.raises(ValueError, match="GPT-2 cannot express `token_embedding_size=16`"):
+        to_hf(MiniGPTForCausalLM(MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1,
+                                               num_attention_heads=4, position_embedding_type="learned",
+                                               token_embedding_size=16)))
 
 
 def test_positions_count_the_kept_tokens_and_matter():
@@ -94,7 +136,7 @@ def test_cached_decoding_continues_the_positions_of_the_kept_tokens():
     torch.testing.assert_close(step, full, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("layout", ["opt-125m", "post-norm (350m)"])
+@pytest.mark.parametrize("layout", ["opt-125m", "opt-350m"])
 def test_generation_and_a_training_step_match(layout):
     hf = build(OPTForCausalLM, **LAYOUTS[layout])
     mini = from_hf(hf)
@@ -137,7 +179,6 @@ def test_converted_model_saves_reloads_and_compiles(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "match"), [
-    ({"word_embed_proj_dim": 16}, "`word_embed_proj_dim=16`.*no mini equivalent"),
     ({"layer_norm_elementwise_affine": False}, "`layer_norm_elementwise_affine=False`"),
     ({"layerdrop": 0.1}, "`layerdrop=0.1`"),
 ])
