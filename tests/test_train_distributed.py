@@ -296,6 +296,15 @@ words = ["alpha beta gamma", "delta epsilon zeta"][args.process_index]  # each r
 tokenizer = common.from_main_process(lambda: train_tokenizer([f"{words} {i}" for i in range(50)], "wordpiece", 60),
                                      args)
 Path(sys.argv[1], f"vocab{args.process_index}.json").write_text(json.dumps(tokenizer.get_vocab()))
+# a resumed run on nodes without a shared filesystem: only rank 0's copy of the checkpoint holds the tokenizer, and
+# rank 1 (which would train one of its own from its texts) gets rank 0's
+checkpoint = Path(sys.argv[1], f"checkpoint-rank{args.process_index}")
+checkpoint.mkdir()
+if args.process_index == 0:
+    tokenizer.save_pretrained(checkpoint)
+resumed = common.load_tokenizer(common.ModelArguments(tokenizer_vocab_size=60), [f"{words} again"] * 50,
+                                family="encoder", resume_from=str(checkpoint), training_args=args)
+Path(sys.argv[1], f"resumed{args.process_index}.json").write_text(json.dumps(resumed.get_vocab()))
 try:  # a failure on the main process reaches every rank at once, instead of leaving them waiting for files
     common.from_main_process(lambda: train_tokenizer(["x"], "no-such-kind", 60), args)
 except (ValueError, RuntimeError) as error:
@@ -333,6 +342,8 @@ def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_
     first, second = (json.loads((tmp_path / f"vocab{rank}.json").read_text()) for rank in (0, 1))
     assert first == second
     assert "alpha" in second and "delta" not in second  # rank 0's texts, on rank 1 too
+    resumed = [json.loads((tmp_path / f"resumed{rank}.json").read_text()) for rank in (0, 1)]
+    assert resumed[0] == resumed[1] == first  # the checkpoint's tokenizer, read by rank 0 alone
     errors = [(tmp_path / f"error{rank}.txt").read_text() for rank in (0, 1)]
     assert errors[0].startswith("ValueError: kind must be one of"), errors
     assert errors[1].startswith("RuntimeError: the main process failed") and "no-such-kind" in errors[1], errors

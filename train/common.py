@@ -356,18 +356,23 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
     A run resumed from a checkpoint (``resume_from``) whose tokenizer was trained by the run itself reads the one
     saved in the checkpoint: training again could give other ids (the WordPiece trainer breaks frequency ties in no
     fixed order), and the resumed model would read every token as another one. In a distributed run
-    (``training_args``) only the main process trains it: see :func:`from_main_process`."""
+    (``training_args``) the main process alone makes that choice and reads or trains the tokenizer, and every process
+    gets its files (:func:`from_main_process`): on nodes without a shared filesystem, one whose copy of the checkpoint
+    lacks the tokenizer still gets the main process's, never one of its own."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
-    if not name and resume_from and (Path(resume_from) / "tokenizer_config.json").is_file():
-        name = resume_from
     if name:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
-    if texts is None:
-        raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
-    from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
 
-    return from_main_process(lambda: train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size),
-                             training_args)
+    def read_or_train() -> PreTrainedTokenizerBase:
+        if resume_from and (Path(resume_from) / "tokenizer_config.json").is_file():
+            return AutoTokenizer.from_pretrained(resume_from)
+        if texts is None:
+            raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
+        from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
+
+        return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size)
+
+    return from_main_process(read_or_train, training_args)
 
 
 def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizerBase:
