@@ -17,13 +17,15 @@ STEPS, SAVE_EVERY = 40, 5
 
 
 def command(output_dir: Path, corpus: Path, *extra: str) -> list[str]:
-    # Shuffled data (the Trainer's seeded sampler), dropout-free tiny GPT, AdamW with a linear schedule: every piece
-    # of state the resumed run needs (weights, optimizer, scheduler, RNG, data position) is in the checkpoint.
+    # Shuffled data (the Trainer's seeded sampler), a tiny GPT with dropout, AdamW with a linear schedule: every piece
+    # of state the resumed run needs (weights, optimizer, scheduler, the RNG dropout draws from, data position) is in
+    # the checkpoint.
     return [sys.executable, str(SCRIPT), "--family", "gpt", "--model_config", "tiny", "--train_files", str(corpus),
             "--tokenizer_vocab_size", "200", "--max_length", "16", "--output_dir", str(output_dir),
             "--max_steps", str(STEPS), "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--seed", "11",
             "--logging_steps", "5", "--save_strategy", "steps", "--save_steps", str(SAVE_EVERY), "--report_to", "none",
-            "--use_cpu", "true", "--disable_tqdm", "true", *extra]
+            "--use_cpu", "true", "--disable_tqdm", "true", "--config_overrides",
+            "hidden_dropout=0.1,attention_dropout=0.1", *extra]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -78,7 +80,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
 def test_resuming_a_masked_objective_replays_its_masks(tmp_path, family):
     """The encoder's and the seq2seq's masks are random: a resumed run must draw the ones the uninterrupted run drew
     (each block's from its seed, epoch and tokens). Before, the seq2seq collator restarted its generator from the seed
-    and the masked LM's first resumed batch came before the Trainer restored the random state."""
+    and the masked LM's first resumed batch came before the Trainer restored the random state. Dropout is on: the
+    Trainer restores its random state, so the resumed run drops the units the uninterrupted one dropped."""
     sys.path.insert(0, str(ROOT / "train"))
     import pretrain
 
@@ -89,7 +92,7 @@ def test_resuming_a_masked_objective_replays_its_masks(tmp_path, family):
               "200", "--max_length", "16", "--max_steps", "6", "--per_device_train_batch_size", "8", "--seed", "5",
               "--learning_rate", "3e-3", "--save_strategy", "steps", "--save_steps", "3", "--report_to", "none",
               "--use_cpu", "true", "--disable_tqdm", "true", "--config_overrides",
-              "hidden_dropout=0.0,attention_dropout=0.0"]  # dropout's stream is the Trainer's to restore
+              "hidden_dropout=0.1,attention_dropout=0.1"]
     pretrain.main([*common, "--output_dir", str(tmp_path / "full")])
     pretrain.main([*common, "--output_dir", str(tmp_path / "resumed"),
                    "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3")])
