@@ -409,7 +409,7 @@ def from_main_process(make_tokenizer, training_args=None) -> PreTrainedTokenizer
     if failure is not None:
         raise failure
     if isinstance(files[0], str):
-        raise RuntimeError(f"the main process failed to train the tokenizer: {files[0]}")
+        raise RuntimeError(f"the main process failed to make the tokenizer: {files[0]}")
     with tempfile.TemporaryDirectory() as folder:
         for name, data in files[0].items():
             (Path(folder) / name).write_bytes(data)
