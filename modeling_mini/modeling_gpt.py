@@ -252,18 +252,19 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.output_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
-    def prepare_inputs_for_generation(self, input_ids, cache=None, **kwargs):
+    def prepare_inputs_for_generation(self, input_ids, cache=None, inputs_embeds=None, **kwargs):
         """As ``GenerationMixin``'s, but for LongRoPE (Phi-3 128k): once the sequence passes
         ``original_max_position_embeddings`` every position rotates with the long frequencies, and the keys cached
         with the short ones no longer fit. At that one step the cache is dropped and the whole sequence recomputed,
-        as transformers' Phi-3 does."""
+        as transformers' Phi-3 does. ``inputs_embeds`` is named in the signature because ``generate`` looks there to
+        see whether a decoder-only model can start from embeddings instead of ids."""
         scaling = self.config.rotary_scaling or {}
         original = scaling.get("original_max_position_embeddings")
         crossing = scaling.get("rope_type") == "longrope" and cache is not None and input_ids.shape[1] > original
         if crossing and cache.get_seq_length() <= original:
             cache = None
             kwargs["next_sequence_length"] = None
-        return super().prepare_inputs_for_generation(input_ids, cache=cache, **kwargs)
+        return super().prepare_inputs_for_generation(input_ids, cache=cache, inputs_embeds=inputs_embeds, **kwargs)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
@@ -281,6 +282,11 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
+        if labels is not None and use_cache is None:
+            # A loss means training or scoring: nothing to continue, so no cache unless asked for. Under torch.compile
+            # each cached key and value would be one more output of the graph, copied out of the fused projection, and
+            # backward would get a zero gradient for each (AOTAutograd materialises the unused outputs' gradients).
+            use_cache = False
         outputs = self.model(
             return_dict=True,
             input_ids=input_ids,
@@ -346,6 +352,8 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
+        if labels is not None and use_cache is None:
+            use_cache = False  # as in the causal LM: a loss needs no cache
         outputs = self.model(
             return_dict=True,
             input_ids=input_ids,

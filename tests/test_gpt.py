@@ -294,6 +294,35 @@ def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(options):
     assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
 
 
+@pytest.mark.parametrize("options", [{}, {"position_embedding_type": "learned", "token_embedding_size": 16}],
+                         ids=["default", "narrow-token-table"])
+def test_generate_from_inputs_embeds_gives_the_tokens_of_the_ids(options):
+    """``generate(inputs_embeds=...)`` (a soft prompt, or embeddings edited by hand): transformers looks for
+    ``inputs_embeds`` in ``prepare_inputs_for_generation``'s signature before it lets a decoder-only model start from
+    embeddings. From the ids' own embeddings, it must give the new tokens the ids give, with and without a mask."""
+    model = lm(**options, initializer_range=0.3)
+    ids = torch.randint(3, 99, (2, 6), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    embeds = model.get_input_embeddings()(ids)  # (B, T, token table width)
+    expected = model.generate(ids, attention_mask=mask, **kwargs)[:, ids.shape[1]:]
+    assert torch.equal(model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs), expected)
+    assert torch.equal(model.generate(inputs_embeds=embeds, **kwargs), expected)
+
+
+def test_a_loss_makes_no_cache_unless_asked():
+    """With labels (training, scoring) the causal LM and the classifier keep no cache by default: nothing continues
+    from it, and under ``torch.compile`` every cached key and value would be another output of the graph, with a zero
+    gradient materialised for it in backward. ``use_cache=True`` still keeps one."""
+    model = lm().train()
+    ids = torch.randint(3, 99, (2, 6))
+    assert model(ids).cache is not None  # no loss: the config's use_cache, as in transformers
+    assert model(ids, labels=ids).cache is None
+    assert model(ids, labels=ids, use_cache=True).cache is not None
+    classifier = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=2, pad_token_id=0)).train()
+    assert classifier(ids, labels=torch.tensor([0, 1])).cache is None
+
+
 # --- attention backends, outputs, compile ---------------------------------------------------------------------------
 
 BACKEND_CONFIGS = [
