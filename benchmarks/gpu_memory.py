@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_memory.py --family gpt --compile    # GPT-2 small, B=16 T=1024, bf16, torch.compile
     python benchmarks/gpu_memory.py --family encoder          # BERT-base MLM, B=32 T=512, bf16
+    python benchmarks/gpu_memory.py --device cpu --family gpt --compile   # CPU shapes: the peaks only
 
 The benchmarks report ``torch.cuda.max_memory_allocated`` per model; this says what makes the difference. Each model
 (the pair the family's benchmark builds, same weights) runs two warm-up steps, then one step under the caching
@@ -9,6 +10,11 @@ allocator's history recorder (``torch.cuda.memory._record_memory_history``). :fu
 allocations and frees to find the moment of the peak and what was alive then; the table groups those blocks by the
 innermost frame in model or library code (where the tensor was made), largest first, with mini's and HF's bytes side
 by side. Memory alive before the step (weights, optimizer state, the other model) is counted once, as "before".
+
+``--device cpu`` needs no GPU and gives each model's exact peak on the CPU (:func:`cpu_peak`: the bytes the step's
+allocations reached above its start, from the profiler's memory timeline; the benchmarks' CPU rows only sample the
+resident set). It has no places, but it is how the cost of the training graph's extra outputs under
+``torch.compile`` showed up: the key / value cache a GPT built beside its loss (see ``benchmarks/README.md``).
 """
 
 import argparse
@@ -88,6 +94,28 @@ def record_step(step, device_index: int = 0) -> tuple[int, int, dict[int, tuple[
     return before, peak, blocks, torch.cuda.max_memory_allocated()
 
 
+def cpu_peak(step) -> int:
+    """CPU: run ``step`` twice to warm up, then once under ``torch.profiler`` with its memory profile; return the peak
+    of the bytes the CPU allocator held for the step, above what it held when the step began. The profiler sees every
+    allocation, ``torch.compile``'s buffers included, so this is exact where the resident set is not."""
+    import json
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "timeline.json")
+        prof.export_memory_timeline(path, device="cpu")
+        with open(path) as f:
+            _, sizes = json.load(f)  # [times, bytes by category at each time]
+    totals = [sum(by_category) for by_category in sizes]
+    return max(totals) - totals[0]
+
+
 def _steps(family: str, compile_models: bool, device: str = "cuda"):
     """{"hf": step, "mini": step}: the training step of the family's benchmark, on the device's shape (the GPU's:
     GPT-2 small, BERT-base, Marian-base), bf16 autocast. ``device="cpu"`` builds the CPU shapes (tested)."""
@@ -165,7 +193,15 @@ def main(argv=None):
     parser.add_argument("--family", default="gpt", choices=("gpt", "encoder", "seq2seq"))
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--rows", type=int, default=25, help="places to list")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: each model's exact peak only")
     args = parser.parse_args(argv)
+    if args.device == "cpu":
+        steps = _steps(args.family, args.compile, device="cpu")
+        peaks = {name: cpu_peak(steps[name]) / 2**20 for name in ("hf", "mini")}
+        print(f"{args.family}{' compiled' if args.compile else ''}, CPU shape, one training step after two warm-up "
+              f"steps: peak above the step's start HF {peaks['hf']:.1f} MiB, mini {peaks['mini']:.1f} MiB, ratio "
+              f"{peaks['mini'] / peaks['hf']:.3f}")
+        return peaks
     if not torch.cuda.is_available():
         raise SystemExit("gpu_memory.py records the CUDA caching allocator: it needs a GPU.")
     steps = _steps(args.family, args.compile)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import torch
 from conftest import ROOT
 
 
@@ -76,3 +77,20 @@ def test_gpu_memory_builds_each_familys_training_steps(monkeypatch):
         assert set(steps) == {"hf", "mini"}
         for step in steps.values():
             step()
+
+
+def test_gpu_memory_measures_the_exact_cpu_peak(monkeypatch):
+    """``--device cpu``: the peak of one step from the profiler's memory timeline, above the step's start; a step
+    that holds a 16 MiB tensor while it makes another peaks at 32 MiB, whatever the process held before."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "common", raising=False)
+    import gpu_memory
+
+    kept = torch.ones(64, 2**20)  # held before and after: not part of the peak
+
+    def step():
+        first = torch.ones(4, 2**20)  # 16 MiB
+        second = first * 2  # 16 MiB more while the first is alive
+        return float(second[0, 0]) + float(kept[0, 0])
+
+    assert 32 * 2**20 <= gpu_memory.cpu_peak(step) < 32 * 2**20 + 1024  # a few bytes of scalars besides
