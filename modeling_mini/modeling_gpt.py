@@ -260,8 +260,16 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         see whether a decoder-only model can start from embeddings instead of ids."""
         scaling = self.config.rotary_scaling or {}
         original = scaling.get("original_max_position_embeddings")
-        crossing = scaling.get("rope_type") == "longrope" and cache is not None and input_ids.shape[1] > original
+        # from inputs_embeds, input_ids holds only the new tokens: the sequence is the embeddings and those
+        length = input_ids.shape[1] + (inputs_embeds.shape[1] if inputs_embeds is not None else 0)
+        crossing = scaling.get("rope_type") == "longrope" and cache is not None and length > original
         if crossing and cache.get_seq_length() <= original:
+            if inputs_embeds is not None:  # the recompute needs the prompt, given here only as embeddings
+                raise ValueError(
+                    f"LongRoPE recomputes the whole sequence once it passes `original_max_position_embeddings` "
+                    f"({original}), and a prompt given as `inputs_embeds` cannot be fed again: generate from "
+                    f"`input_ids`, or keep the prompt and the new tokens within {original}."
+                )
             cache = None
             kwargs["next_sequence_length"] = None
         return super().prepare_inputs_for_generation(input_ids, cache=cache, inputs_embeds=inputs_embeds, **kwargs)
@@ -282,8 +290,9 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         encoder_attention_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
-        if labels is not None and use_cache is None:
-            # A loss means training or scoring: nothing to continue, so no cache unless asked for. Under torch.compile
+        if labels is not None and use_cache is None and cache is None:
+            # A loss with no cache given means a training step: nothing continues, so no cache unless asked for (a text
+            # scored in chunks passes the cache it carries, and gets it back updated). Under torch.compile
             # each cached key and value would be one more output of the graph, copied out of the fused projection, and
             # backward would get a zero gradient for each (AOTAutograd materialises the unused outputs' gradients).
             use_cache = False
@@ -352,8 +361,8 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
-        if labels is not None and use_cache is None:
-            use_cache = False  # as in the causal LM: a loss needs no cache
+        if labels is not None and use_cache is None and cache is None:
+            use_cache = False  # as in the causal LM: a training step needs no cache
         outputs = self.model(
             return_dict=True,
             input_ids=input_ids,

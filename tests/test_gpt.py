@@ -323,6 +323,23 @@ def test_a_loss_makes_no_cache_unless_asked():
     assert classifier(ids, labels=torch.tensor([0, 1])).cache is None
 
 
+def test_a_text_scored_in_chunks_carries_its_cache():
+    """Scoring a long text chunk by chunk with labels, the cache carried along (as transformers' GPT-2 and Llama
+    allow): a cache passed in comes back updated, so each chunk's logits are the whole text's at those positions."""
+    model = lm(initializer_range=0.3).eval()
+    ids = torch.randint(3, 99, (1, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        whole = model(ids).logits
+        cache, chunks = None, []
+        for start in range(0, 12, 4):
+            chunk = ids[:, start:start + 4]
+            out = model(chunk, cache=cache, labels=chunk, use_cache=True if cache is None else None)
+            assert out.cache is not None and out.cache.get_seq_length() == start + 4
+            cache = out.cache
+            chunks.append(out.logits)
+    torch.testing.assert_close(torch.cat(chunks, 1), whole, atol=1e-5, rtol=0)
+
+
 # --- attention backends, outputs, compile ---------------------------------------------------------------------------
 
 BACKEND_CONFIGS = [

@@ -381,6 +381,13 @@ def test_phi3_longrope_switches_frequencies_past_the_original_length_as_transfor
     ours, theirs = mini.generate(ids, **kwargs), hf.generate(ids, **kwargs)
     assert torch.equal(ours.sequences, theirs.sequences)
     torch.testing.assert_close(torch.stack(ours.scores), torch.stack(theirs.scores), atol=1e-5, rtol=0)
+    # from inputs_embeds: the same scores while within the original length; past it the prompt (embeddings only)
+    # cannot be recomputed, a clear error (transformers' Phi-3 goes on with the short rotations in its cache)
+    embeds = mini.get_input_embeddings()(ids)
+    within = mini.generate(inputs_embeds=embeds, **{**kwargs, "max_new_tokens": 3})
+    torch.testing.assert_close(torch.stack(within.scores), torch.stack(ours.scores[:3]), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="LongRoPE recomputes the whole sequence.*generate from `input_ids`"):
+        mini.generate(inputs_embeds=embeds, **kwargs)
     back = to_hf(mini)
     assert back.config.rope_parameters["long_factor"] == LONGROPE["long_factor"]
     assert_same_tensors(mini, from_hf(back))
