@@ -42,7 +42,7 @@ from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBe
 from modeling_mini.convert import from_hf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import compute_ops_row, paired  # noqa: E402
+from common import allocated_peak, compute_ops_row, memory_row, paired  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -213,6 +213,8 @@ def run(args, reference: str = "bert") -> list[dict]:
     for kind in ("train", "infer"):
         speed = {name: tokens / statistics.median(s for s, _ in results[(name, kind)]) for name in runners}
         peaks = {name: max((p for _, p in results[(name, kind)] if p is not None), default=None) for name in runners}
+        if device == "cpu":  # measured once, after the timed rounds: see common.allocated_peak
+            peaks = {name: allocated_peak(runner.step(kind, batch)) for name, runner in runners.items()}
         # the sparse head changes only training (inference has no labels): report it for training alone
         for name in [n for n in runners if n != "hf" and (kind == "train" or n == "mini")]:
             suffix = " (sparse MLM head)" if name == "mini_sparse" else ""
@@ -221,8 +223,8 @@ def run(args, reference: str = "bert") -> list[dict]:
                              hf_mfu=_mfu(speed["hf"], params, shape, device) if kind == "train" else None,
                              mini_mfu=_mfu(speed[name], params, shape, device) if kind == "train" else None))
             if peaks["hf"] is not None:
-                rows.append(dict(benchmark=benchmark, case=label, metric=f"{kind} peak memory GiB{suffix}",
-                                 hf=peaks["hf"] / 2**30, mini=peaks[name] / 2**30, ratio=peaks[name] / peaks["hf"]))
+                row = memory_row(benchmark, label, kind, peaks["hf"], peaks[name], device)
+                rows.append({**row, "metric": row["metric"] + suffix})
             if device == "cpu" and not compile_model:  # kernel-launch proxy, see common.count_compute_ops
                 steps = {"hf": runners["hf"].step(kind, batch), "mini": runners[name].step(kind, batch)}
                 rows.append(compute_ops_row(benchmark, label, f"{kind} step compute ops{suffix}", steps))

@@ -20,7 +20,6 @@ spread that straddles 1.0 says the row is within noise, one that stays below say
 import contextlib
 import os
 import statistics
-import threading
 import time
 from collections.abc import Callable
 
@@ -41,63 +40,55 @@ def autocast(device: str, enabled: bool):
     return torch.autocast(device, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-class _RSSSampler:
-    """CPU peak memory: a thread samples the process's resident set size every millisecond.
+def allocated_peak(fn: Callable[[], object]) -> int:
+    """CPU peak memory of one call of ``fn``: the most bytes the CPU allocator held during it, above what it held when
+    the call began (activations, temporaries, new gradients), from ``torch.profiler``'s memory timeline.
 
-    PyTorch has no ``max_memory_allocated`` for CPU tensors and ``tracemalloc`` does not see them, so this
-    reports ``max(RSS) - RSS at start``. It is approximate (allocator caching, sampling period); compare
-    ratios of runs made alternately in one process, not absolute numbers across runs.
+    PyTorch has no ``max_memory_allocated`` for the CPU, and the process's resident set is a poor stand-in: the C
+    allocator keeps freed pages, so it misses what is reused and counts what is not returned. The profiler sees every
+    allocation, ``torch.compile``'s buffers included, so this is exact and the same from run to run. Profiling is
+    slow: call it once per model, after the timed rounds.
+
+    The start is the first moment of the timeline, which holds the tensors made before the call that it reads: a call
+    that reads none starts at its first allocation, and one that frees a tensor made before profiling began (as
+    ``zero_grad(set_to_none=True)`` at its start would) has that free unreported. The benchmarks' steps do neither.
+    ``export_memory_timeline`` is deprecated from torch 2.13 in favour of CUDA-only tools, with no CPU replacement.
     """
+    import json
+    import tempfile
+    import warnings
 
-    def __init__(self):
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self._stop = threading.Event()
-        self.start_rss = self.peak_rss = self._rss()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+    from torch.profiler import ProfilerActivity, profile
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page
-
-    def _loop(self):
-        while not self._stop.is_set():
-            self.peak_rss = max(self.peak_rss, self._rss())
-            self._stop.wait(0.001)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_rss = max(self.peak_rss, self._rss())
-
-    @property
-    def peak(self) -> int:
-        return self.peak_rss - self.start_rss
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "timeline.json")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the deprecation above
+            warnings.simplefilter("ignore", DeprecationWarning)
+            prof.export_memory_timeline(path, device="cpu")
+        with open(path) as f:
+            _, sizes = json.load(f)  # [times, bytes by category at each time]
+    totals = [sum(by_category) for by_category in sizes]
+    return max(totals) - totals[0] if totals else 0
 
 
 def measure(fn: Callable[[], object], steps: int, device: str, memory: bool = True) -> tuple[float, int | None]:
-    """Run ``fn`` ``steps`` times; return (seconds, peak bytes above the start or None).
+    """Run ``fn`` ``steps`` times; return (seconds, peak bytes or None).
 
     On CUDA the peak is ``torch.cuda.max_memory_allocated`` (everything live: weights, optimizer state,
-    activations); on CPU it is the growth of the resident set (see :class:`_RSSSampler`), i.e. mostly
-    activations and temporaries. CPU sampling costs a little time, so pass ``memory=False`` for timing-only runs.
+    activations); on the CPU there is none here (:func:`alternate` measures it once, with :func:`allocated_peak`).
     """
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    sampler = _RSSSampler() if (memory and device == "cpu" and os.path.exists("/proc/self/statm")) else None
     sync(device)
-    with sampler if sampler is not None else contextlib.nullcontext():
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        sync(device)
-        seconds = time.perf_counter() - start
-    if device == "cuda":
-        return seconds, torch.cuda.max_memory_allocated()
-    return seconds, sampler.peak if sampler is not None else None
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    seconds = time.perf_counter() - start
+    return seconds, torch.cuda.max_memory_allocated() if device == "cuda" and memory else None
 
 
 def alternate(
@@ -105,7 +96,8 @@ def alternate(
 ) -> dict[str, list[tuple[float, int | None]]]:
     """Warm every function up, then time them in turn within each round (order flipped every round).
 
-    Returns ``{name: [(seconds, peak bytes), ...]}`` with one entry per round.
+    Returns ``{name: [(seconds, peak bytes), ...]}`` with one entry per round. On the CPU (with ``memory``) each
+    function's peak is measured once after the rounds, by :func:`allocated_peak`, and given to each of its rounds.
     """
     for fn in fns.values():  # warm-up: compilation, allocator growth, lazy initialisation
         for _ in range(warmup):
@@ -116,6 +108,10 @@ def alternate(
     for index in range(rounds):
         for name in names if index % 2 == 0 else reversed(names):
             results[name].append(measure(fns[name], steps, device, memory))
+    if memory and device == "cpu":
+        for name, fn in fns.items():
+            peak = allocated_peak(fn)
+            results[name] = [(seconds, peak) for seconds, _ in results[name]]
     return results
 
 
@@ -218,20 +214,12 @@ def row(benchmark: str, case: str, metric: str, hf, mini, **extra) -> dict:
     return dict(benchmark=benchmark, case=case, metric=metric, hf=hf, mini=mini, ratio=ratio, **extra)
 
 
-#: CPU resident-set growth below this is allocator noise (a few pages either way), not a difference between models.
-RSS_NOISE_FLOOR_MIB = 1.0
-
-
 def memory_row(benchmark: str, case: str, kind: str, hf_bytes: int, mini_bytes: int, device: str) -> dict:
-    """A peak-memory row in MiB: ``torch.cuda.max_memory_allocated`` on CUDA, resident-set growth on CPU (see
-    :class:`_RSSSampler`). On CPU the ratio is left out when both sides grew by less than the noise floor."""
+    """A peak-memory row in MiB: ``torch.cuda.max_memory_allocated`` on CUDA (weights and optimizer state included),
+    on the CPU the peak above the step's start (:func:`allocated_peak`)."""
     hf, mini = hf_bytes / 2**20, mini_bytes / 2**20
-    if device == "cuda":
-        return row(benchmark, case, f"{kind} peak memory MiB", hf, mini)
-    result = row(benchmark, case, f"{kind} peak RSS growth MiB (approx.)", hf, mini)
-    if max(hf, mini) < RSS_NOISE_FLOOR_MIB:
-        result["ratio"] = None  # both within the allocator's reuse: nothing to compare
-    return result
+    metric = f"{kind} peak memory MiB" if device == "cuda" else f"{kind} peak MiB above the step's start"
+    return row(benchmark, case, metric, hf, mini)
 
 
 def info_row(benchmark: str, case: str, metric: str, value: float) -> dict:

@@ -95,25 +95,14 @@ def record_step(step, device_index: int = 0) -> tuple[int, int, dict[int, tuple[
 
 
 def cpu_peak(step) -> int:
-    """CPU: run ``step`` twice to warm up, then once under ``torch.profiler`` with its memory profile; return the peak
-    of the bytes the CPU allocator held for the step, above what it held when the step began. The profiler sees every
-    allocation, ``torch.compile``'s buffers included, so this is exact where the resident set is not."""
-    import json
-    import tempfile
-
-    from torch.profiler import ProfilerActivity, profile
+    """CPU: run ``step`` twice to warm up, then once under the profiler; return its peak above its start
+    (``common.allocated_peak``: every allocation, ``torch.compile``'s buffers included, so this is exact where the
+    resident set is not)."""
+    from common import allocated_peak
 
     for _ in range(2):
         step()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        step()
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "timeline.json")
-        prof.export_memory_timeline(path, device="cpu")
-        with open(path) as f:
-            _, sizes = json.load(f)  # [times, bytes by category at each time]
-    totals = [sum(by_category) for by_category in sizes]
-    return max(totals) - totals[0]
+    return allocated_peak(step)
 
 
 def _steps(family: str, compile_models: bool, device: str = "cuda"):
