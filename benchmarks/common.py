@@ -42,36 +42,36 @@ def autocast(device: str, enabled: bool):
 
 def allocated_peak(fn: Callable[[], object]) -> int:
     """CPU peak memory of one call of ``fn``: the most bytes the CPU allocator held during it, above what it held when
-    the call began (activations, temporaries, new gradients), from ``torch.profiler``'s memory timeline.
+    the call began (activations, temporaries, new gradients), from the allocator's events in a ``torch.profiler``
+    trace (``profile_memory=True``): each allocation and free, in order, summed.
 
     PyTorch has no ``max_memory_allocated`` for the CPU, and the process's resident set is a poor stand-in: the C
     allocator keeps freed pages, so it misses what is reused and counts what is not returned. The profiler sees every
-    allocation, ``torch.compile``'s buffers included, so this is exact and the same from run to run. Profiling is
-    slow: call it once per model, after the timed rounds.
-
-    The start is the first moment of the timeline, which holds the tensors made before the call that it reads: a call
-    that reads none starts at its first allocation, and one that frees a tensor made before profiling began (as
-    ``zero_grad(set_to_none=True)`` at its start would) has that free unreported. The benchmarks' steps do neither.
-    ``export_memory_timeline`` is deprecated from torch 2.13 in favour of CUDA-only tools, with no CPU replacement.
+    allocation, ``torch.compile``'s buffers included, so this is exact and the same from run to run. A tensor made
+    before the call and freed in it is not reported by the CPU allocator (the benchmarks' steps free none). Profiling
+    costs time: call it once per model, after the timed rounds.
     """
     import json
     import tempfile
-    import warnings
 
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "timeline.json")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # the deprecation above
-            warnings.simplefilter("ignore", DeprecationWarning)
-            prof.export_memory_timeline(path, device="cpu")
+        path = os.path.join(folder, "trace.json")
+        prof.export_chrome_trace(path)
         with open(path) as f:
-            _, sizes = json.load(f)  # [times, bytes by category at each time]
-    totals = [sum(by_category) for by_category in sizes]
-    return max(totals) - totals[0] if totals else 0
+            events = json.load(f)["traceEvents"]
+    cpu = 0  # the trace's device type for the CPU
+    changes = sorted(((e["ts"], e["args"]["Bytes"]) for e in events  # by time; ties keep the trace's order
+                      if e.get("name") == "[memory]" and e.get("args", {}).get("Device Type") == cpu),
+                     key=lambda change: change[0])
+    held = peak = 0
+    for _, change in changes:
+        held += change
+        peak = max(peak, held)
+    return peak
 
 
 def measure(fn: Callable[[], object], steps: int, device: str, memory: bool = True) -> tuple[float, int | None]:

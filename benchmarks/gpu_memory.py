@@ -12,8 +12,8 @@ innermost frame in model or library code (where the tensor was made), largest fi
 by side. Memory alive before the step (weights, optimizer state, the other model) is counted once, as "before".
 
 ``--device cpu`` needs no GPU and gives each model's exact peak on the CPU (:func:`cpu_peak`: the bytes the step's
-allocations reached above its start, from the profiler's memory timeline; the benchmarks' CPU rows only sample the
-resident set). It has no places, but it is how the cost of the training graph's extra outputs under
+allocations reached above its start, from the allocator's events in a profiler trace, as the benchmarks' CPU rows
+now are). It has no places, but it is how the cost of the training graph's extra outputs under
 ``torch.compile`` showed up: the key / value cache a GPT built beside its loss (see ``benchmarks/README.md``).
 """
 

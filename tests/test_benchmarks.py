@@ -23,6 +23,8 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
         assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-5, parity
         speed = [row for row in family_rows if "tokens/s" in row["metric"]]
         assert speed and all(row["hf"] > 0 and row["mini"] > 0 and row["ratio"] > 0 for row in speed), speed
+        peaks = [row for row in family_rows if "peak MiB above the step's start" in row["metric"]]  # exact CPU peaks
+        assert peaks and all(row["hf"] > 0 and row["mini"] > 0 and row["ratio"] > 0 for row in peaks), peaks
         ops = [row for row in family_rows if "compute ops" in row["metric"]]  # the CPU kernel-launch proxy
         assert ops and all(row["hf"] > 20 and row["mini"] > 20 for row in ops), ops
     assert "mini/HF" in result.stdout  # the table is printed once, by the parent
@@ -80,8 +82,9 @@ def test_gpu_memory_builds_each_familys_training_steps(monkeypatch):
 
 
 def test_gpu_memory_measures_the_exact_cpu_peak(monkeypatch):
-    """``--device cpu``: the peak of one step from the profiler's memory timeline, above the step's start; a step
-    that holds a 16 MiB tensor while it makes another peaks at 32 MiB, whatever the process held before."""
+    """``--device cpu``: the peak of one step from the allocator's events in a profiler trace, above the step's
+    start; a step that holds a 16 MiB tensor while it makes another peaks at 32 MiB, whatever the process held
+    before."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     monkeypatch.delitem(sys.modules, "common", raising=False)
     import gpu_memory
