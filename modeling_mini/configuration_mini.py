@@ -578,6 +578,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
     ):
         self.lm_head_bias = lm_head_bias
         self.token_embedding_size = token_embedding_size
+        kwargs.pop("output_size", None)  # derived (a property), not a field: a config dict that lists it still loads
         self.position_offset = position_offset
         self.pad_aware_positions = pad_aware_positions
         self.nope_layers = list(nope_layers) if nope_layers is not None else None

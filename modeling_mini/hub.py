@@ -303,12 +303,17 @@ def _attention_summary(cfg: Mapping, family: str) -> str:
 
 
 def _estimate_parameters(cfg: Mapping) -> str:
-    """Rough count from the config (embeddings + per-layer attention and FFN), for cards written without a model."""
+    """Rough count from the config (embeddings + per-layer attention and FFN), for cards written without a model.
+    A narrower token table (the GPT's ``token_embedding_size``, projected in and out; the encoder's factorised
+    ``embedding_size``, projected in) and blocks shared across layers (``num_hidden_groups``) count as they are."""
     try:
         d, ff, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
     except KeyError:
         return "unknown"
-    return f"about {vocab * d + layers * (4 * d * d + 2 * d * ff):,}"
+    width = cfg.get("token_embedding_size") or cfg.get("embedding_size") or d
+    projections = 0 if width == d else (2 if cfg.get("token_embedding_size") else 1) * width * d
+    blocks = cfg.get("num_hidden_groups") or layers
+    return f"about {vocab * width + projections + blocks * (4 * d * d + 2 * d * ff):,}"
 
 
 def _publishable(rel: str) -> bool:

@@ -790,3 +790,21 @@ def test_a_non_finite_metric_stays_out_of_the_model_index(tmp_path):
                             metrics={"eval_loss": float("nan"), "eval_accuracy": 0.5}, hyperparameters=None).read_text()
     results = ModelCard(text).data.eval_results
     assert [r.metric_value for r in results] == [0.5]
+
+
+def test_a_card_without_a_model_estimates_narrow_tables_and_shared_blocks():
+    """A card written from a config alone estimates the parameters: a token table narrower than the layers (OPT-350M's
+    512 for 1024, projected in and out) and ALBERT's one shared block count as they are, within a few percent of the
+    real models (about 331M and 11.7M)."""
+    from modeling_mini.hub import _estimate_parameters
+
+    opt = modeling_mini.MiniGPTConfig(vocab_size=50272, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                      intermediate_size=4096, token_embedding_size=512)
+    albert = modeling_mini.MiniEncoderConfig(vocab_size=30000, hidden_size=768, num_hidden_layers=12,
+                                             num_attention_heads=12, intermediate_size=3072, embedding_size=128,
+                                             num_hidden_groups=1)
+    for config, real in ((opt, 331e6), (albert, 11.7e6)):
+        estimate = int(_estimate_parameters(config.to_dict()).removeprefix("about ").replace(",", ""))
+        assert abs(estimate - real) / real < 0.07, (estimate, real)
+    # output_size is derived from the config, not a field: a dict that lists it still loads
+    assert modeling_mini.MiniGPTConfig(**{**opt.to_dict(), "output_size": 7}).output_size == 512
