@@ -158,6 +158,10 @@ class MiniAttention(nn.Module):
         q_width, kv_width = (self.head_dim, self.head_dim) if self.qk_norm_per_head else (q_size, kv_size)
         self.q_norm = build_norm(config, q_width) if config.qk_norm else None
         self.k_norm = build_norm(config, kv_width) if config.qk_norm else None
+        # see forward: with rotary positions, training keeps a copy of the values rather than the fused projection
+        # (QK-norm saves its inputs, the query and key views, so there the whole projection is needed anyway)
+        self.copy_values = (not is_cross_attention and not config.qk_norm
+                            and config.position_embedding_type == "rotary")
 
     def _split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, L, heads * Dh) -> (B, heads, L, Dh)."""
@@ -182,6 +186,12 @@ class MiniAttention(nn.Module):
             query = self.q_proj(hidden_states)
         else:  # (B, T, H * Dh), (B, T, Hkv * Dh), (B, T, Hkv * Dh): views into one matrix product's output
             query, key, value = self.qkv_proj(hidden_states).split(self.split_sizes, dim=-1)
+            if self.copy_values and torch.is_grad_enabled() and self.config._attn_implementation != "eager":
+                # rotary positions make new query and key tensors, so only the value view would still point into
+                # the fused output; the attention saves it for backward, and with it the whole (B, T, q + 2 kv)
+                # matrix. A copy of the value alone lets the rest go, as separate q / k / v projections would.
+                # (Eager attention's matmuls save copies of their own, so there the projection goes anyway.)
+                value = value.contiguous()
         if self.q_norm is not None and not self.qk_norm_per_head:
             query = self.q_norm(query)  # (B, T, H * Dh): all heads at once
         query = self._split_heads(query)  # (B, H, T, Dh)

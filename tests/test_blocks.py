@@ -65,6 +65,39 @@ def test_rotary_attention_depends_only_on_relative_positions():
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("options, fused_kept", [
+    ({}, True),  # GPT-2's layout: the attention saves the query, key and value views: all of the product
+    ({"position_embedding_type": "rotary"}, False),
+    ({"position_embedding_type": "rotary", "partial_rotary_factor": 0.5}, False),
+    ({"qk_norm": True, "position_embedding_type": "rotary"}, True),  # the norms save the query and key views
+])
+def test_training_keeps_the_fused_projection_only_when_all_three_views_are_saved(options, fused_kept):
+    """Rotary positions make new query / key tensors. Were the value still a view of the fused (B, T, q + 2 kv)
+    output, the attention would save it for backward and keep the whole matrix (a Llama-shaped model's CPU training
+    peak was 1.033 of transformers' for that): the value is copied out instead. (Eager attention's matmuls save
+    copies of their own, so there the projection goes either way.)"""
+    module = attention("sdpa", **options).train()
+    storages = {}
+
+    def remember(mod, args, out):
+        storages["fused"] = out  # held, so its address is not reused by a later tensor
+
+    module.qkv_proj.register_forward_hook(remember)
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    x = torch.randn(2, 7, 32, requires_grad=True)
+    rotary = RotaryEmbedding(module.config) if options else None
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = module(x, position_embeddings=rotary(torch.arange(7)[None], x.dtype) if rotary else None)[0]
+    assert (storages["fused"].untyped_storage().data_ptr() in saved) is fused_kept
+    output.sum().backward()  # and the gradients still reach the input and the projection
+    assert x.grad is not None and module.qkv_proj.weight.grad.abs().sum() > 0
+
+
 def test_eager_and_sdpa_agree_on_a_boolean_padding_mask():
     x = torch.randn(2, 6, 32)
     allowed = torch.ones(6, 6).tril().bool()[None, None].repeat(2, 1, 1, 1)  # (B, 1, T, S)
