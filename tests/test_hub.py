@@ -321,7 +321,8 @@ def _card_metrics(card) -> dict:
 
 @pytest.mark.slow
 def test_pretrain_push_to_hub(hub, tmp_path, bpe_tokenizer):
-    """`train/pretrain.py ... --push_to_hub --hub_model_id user/name` publishes the run in one step."""
+    """`train/pretrain.py ... --push_to_hub --hub_model_id user/name --hub_revision dev` publishes the run in one
+    step, to that branch (before, the revision was dropped and the push went to main)."""
     if not (ROOT / "train" / "pretrain.py").is_file():
         pytest.skip("train/pretrain.py does not exist yet")
     from huggingface_hub import ModelCard
@@ -331,13 +332,15 @@ def test_pretrain_push_to_hub(hub, tmp_path, bpe_tokenizer):
     run = [sys.executable, str(ROOT / "train" / "pretrain.py"), "--family", "gpt", "--model_config", "tiny",
            "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2",
            "--max_train_samples", "40", "--max_eval_samples", "4", "--tokenizer_name_or_path", str(tmp_path / "tok"),
-           "--max_length", "32", "--report_to", "none", "--push_to_hub", "--hub_model_id", "user/pretrained"]
+           "--max_length", "32", "--report_to", "none", "--push_to_hub", "--hub_model_id", "user/pretrained",
+           "--hub_revision", "dev"]
     proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     logs.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-5000:]
 
     repo = hub.repos[("model", "user/pretrained")]
-    files = repo.commits[repo.refs["main"]].files
+    assert "model.safetensors" not in repo.commits[repo.refs["main"]].files  # main untouched
+    files = repo.commits[repo.refs["dev"]].files
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
             "modeling_gpt.py", "configuration_mini.py"} <= set(files)
     assert not [n for n in files if n.endswith((".bin", ".pt")) or n.startswith("checkpoint-")], sorted(files)

@@ -64,7 +64,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
         latest = killed / f"checkpoint-{int(latest.name.split('-')[1]) - SAVE_EVERY}"
     assert int(latest.name.split("-")[1]) < STEPS
 
-    resumed = subprocess.run(command(killed, corpus, "--resume_from_checkpoint", str(latest)), cwd=ROOT, env=ENV,
+    # the same command line again, told to resume: it finds the last complete checkpoint itself
+    resumed = subprocess.run(command(killed, corpus, "--resume_from_checkpoint", "true"), cwd=ROOT, env=ENV,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
@@ -100,6 +101,31 @@ def test_resuming_a_masked_objective_replays_its_masks(tmp_path, family):
     assert full.keys() == resumed.keys()
     for key in full:
         torch.testing.assert_close(resumed[key], full[key], atol=0, rtol=0, msg=key)
+
+
+def test_resume_true_finds_the_last_complete_checkpoint_or_starts_afresh(tmp_path, capsys):
+    """``--resume_from_checkpoint true`` (the string the command line gives) names the output folder's last checkpoint
+    that the Trainer finished writing; with none, the run starts from the beginning. Before, the string went to
+    ``Trainer.train`` as it was and failed ("Can't find a valid checkpoint at true")."""
+    sys.path.insert(0, str(ROOT / "train"))
+    from types import SimpleNamespace
+
+    import common
+
+    def resume(value):
+        return common.checkpoint_to_resume(SimpleNamespace(resume_from_checkpoint=value, output_dir=str(tmp_path)))
+
+    assert resume("true") is None and "starting from the beginning" in capsys.readouterr().out
+    for step in (5, 10, 15):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (5, 10):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-last").mkdir()  # not a step: ignored
+    assert resume("true") == str(tmp_path / "checkpoint-10")
+    assert "checkpoint-15 is incomplete" in capsys.readouterr().out
+    assert resume(True) == str(tmp_path / "checkpoint-10")
+    assert resume("false") is None and resume(None) is None
+    assert resume(str(tmp_path / "checkpoint-5")) == str(tmp_path / "checkpoint-5")
 
 
 def test_masks_change_with_the_epoch_and_replay_exactly():

@@ -338,15 +338,30 @@ def use_mini_checkpoint(model_args: ModelArguments, training_args) -> None:
 # ------------------------------------------------------------------------------------------ tokenizer, config
 
 def checkpoint_to_resume(training_args) -> str | None:
-    """The checkpoint folder ``--resume_from_checkpoint`` names: a path, or ``true`` for the output folder's last."""
+    """The checkpoint folder ``--resume_from_checkpoint`` names: a path, or ``true`` for the output folder's last
+    complete one (none there yet: the run starts from the beginning, so one command line serves a job that may be
+    preempted and restarted).
+
+    A run killed while writing a checkpoint leaves a ``checkpoint-N`` folder without ``trainer_state.json``, the
+    last file the Trainer writes: ``true`` skips it for the one before. The scripts pass the folder found here, not
+    the raw argument, to ``Trainer.train``: the command line gives the string ``"true"``, which the Trainer would
+    take for a path."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("false", ""):
         return None
-    if str(value).lower() == "true":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-    return str(value)
+    if str(value).lower() != "true":
+        return str(value)
+    folder = Path(training_args.output_dir)
+    steps = {}
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        if path.is_dir() and path.name.split("-", 1)[1].isdigit():
+            steps[int(path.name.split("-", 1)[1])] = path
+    for step in sorted(steps, reverse=True):
+        if (steps[step] / "trainer_state.json").is_file():
+            return str(steps[step])
+        print(f"--resume_from_checkpoint true: {steps[step]} is incomplete (killed while saving?); skipping it")
+    print(f"--resume_from_checkpoint true: no checkpoint in {folder} yet; starting from the beginning")
+    return None
 
 
 def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resume_from: str | None = None,
@@ -602,8 +617,9 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
         from modeling_mini.hub import publish_folder
 
         commit = publish_folder(output_dir, push["repo_id"], private=push.get("private", False),
-                                token=push.get("token"))
-        print(f"pushed {output_dir} to {push['repo_id']}" + ("" if commit else " (no change)"))
+                                token=push.get("token"), revision=push.get("revision"))
+        branch = f" (branch {push['revision']})" if push.get("revision") else ""
+        print(f"pushed {output_dir} to {push['repo_id']}{branch}" + ("" if commit else " (no change)"))
 
 
 def take_push_settings(training_args) -> dict | None:
@@ -617,7 +633,7 @@ def take_push_settings(training_args) -> dict | None:
     if not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id user/name.")
     push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
-            "private": bool(training_args.hub_private_repo)}
+            "private": bool(training_args.hub_private_repo), "revision": training_args.hub_revision}
     training_args.push_to_hub = False
     training_args.hub_token = None  # the Trainer pickles its arguments into the output folder: keep no secret there
     return push

@@ -299,8 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
         # translation: the source and the target language (the decoder reads and writes the target)
         columns_read = (text_column, label_column) if task == "translation" else (text_column,)
         texts = (" ".join(x) if isinstance(x, list) else x for column in columns_read for x in raw["train"][column])
+    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
-                                      resume_from=common.checkpoint_to_resume(training_args),
+                                      resume_from=resume_from,
                                       training_args=training_args)
     if tokenizer.pad_token is None:
         raise ValueError("the tokenizer has no pad token; fine-tuning pads batches.")
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
                             eval_dataset=features["validation"], processing_class=tokenizer,
                             data_collator=collator, callbacks=[guard],
                             compute_metrics=compute_metrics if task != "translation" or use_generate else None)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate())

@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
     texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
+    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
-                                      resume_from=common.checkpoint_to_resume(training_args),
+                                      resume_from=resume_from,
                                       training_args=training_args)
     if model_args.model_name_or_path:  # continue pretraining a checkpoint
         from transformers import AutoConfig
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(model=model, args=training_args, train_dataset=blocks["train"],
                       eval_dataset=blocks["validation"], processing_class=tokenizer, data_collator=collator,
                       callbacks=[guard, EpochOfMasks(collator)])
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
     metrics.update(trainer.evaluate())
