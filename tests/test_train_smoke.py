@@ -9,6 +9,7 @@ import math
 import random
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -209,6 +210,72 @@ def test_a_tag_seen_only_in_validation_gets_a_label_id(pretrained, tmp_path):
                    write_jsonl(tmp_path / "validation.jsonl", validation), "--output_dir", str(tmp_path / "out"),
                    *QUICK])
     assert AutoConfig.from_pretrained(tmp_path / "out").id2label == {0: "B-FRUIT", 1: "B-GRAIN", 2: "O"}
+
+
+def test_gpt_pretraining_with_a_gpt2_style_tokenizer_ends_each_document_and_scores_every_token(data, tmp_path,
+                                                                                               bpe_tokenizer):
+    """A tokenizer that adds no end token (GPT-2's, Llama's) and has no pad token. Before, the packed documents ran
+    into each other, the collator asked for a pad token and failed, and with ``pad_token = eos_token`` it hid every
+    end token from the loss."""
+    from datasets import Dataset, DatasetDict
+    from transformers import PreTrainedTokenizerFast
+
+    gpt2_like = PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer.backend_tokenizer, eos_token="</s>",
+                                        bos_token="<s>", unk_token="<unk>")
+    assert gpt2_like.pad_token is None and gpt2_like("a b")["input_ids"][-1] != gpt2_like.eos_token_id
+    eos = gpt2_like.eos_token_id
+    raw = DatasetDict({"train": Dataset.from_dict({"text": ["First document here.", "Second one."] * 4})})
+    args = SimpleNamespace(text_column="text", max_length=8, preprocessing_num_workers=None)
+    blocks = pretrain.tokenize_and_pack(raw, gpt2_like, args, family="gpt")["train"]
+    stream = [token for block in blocks["input_ids"] for token in block]
+    first = gpt2_like("First document here.")["input_ids"]
+    assert stream[:len(first) + 1] == first + [eos]  # the first document, then its end
+    assert stream.count(eos) >= 3
+    batch = pretrain.build_collator("gpt", gpt2_like, pretrain.PretrainArguments(), seed=0)(
+        [{"input_ids": block} for block in blocks["input_ids"][:2]])
+    assert torch.equal(batch["labels"], batch["input_ids"]) and (batch["labels"] == eos).any()
+
+    folder = tmp_path / "tokenizer"
+    gpt2_like.save_pretrained(folder)
+    metrics = pretrain.main(["--family", "gpt", "--model_config", "tiny", "--tokenizer_name_or_path", str(folder),
+                             "--train_files", data["corpus"], "--output_dir", str(tmp_path / "out"), *QUICK])
+    assert math.isfinite(metrics["eval_loss"])
+
+
+def test_tokenizer_cli_learns_from_every_given_text(tmp_path):
+    """`train/train_tokenizer.py` trains on all of its files. Before, it held 5% out as a validation split it never
+    used, so words found only there got no token."""
+    import train_tokenizer
+
+    words = [f"word{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(100)]
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("\n".join(" ".join([word] * 3) for word in words))
+    tokenizer = train_tokenizer.main(["--kind", "wordpiece", "--vocab_size", "2000", "--train_files", str(corpus),
+                                      "--output_dir", str(tmp_path / "tok")])
+    assert [word for word in words if word not in tokenizer.get_vocab()] == []
+
+
+def test_class_label_ids_pass_through_even_when_names_look_like_ids():
+    """A ``ClassLabel`` with names "1", "2", "3" (star ratings) holds ids 0, 1, 2. Before, each id was looked up as a
+    name first, so 0, 1, 2 became 0, 0, 1: the wrong classes, silently."""
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    stars = ClassLabel(names=["1", "2", "3"])
+    rows = Dataset.from_dict({"text": ["bad", "ok", "good"], "label": [0, 1, 2]},
+                             features=Features({"text": Value("string"), "label": stars}))
+    splits = {"train": rows}
+    names = finetune.label_names(splits, "label", sequence=False)
+    assert names == ["1", "2", "3"] and finetune.is_class_label(splits, "label", sequence=False)
+    assert finetune.label_ids([0, 1, 2], names, class_ids=True) == [0, 1, 2]
+    assert finetune.label_ids(["1", "2", 3], names) == [0, 1, 2]  # plain values: looked up by name
+    with pytest.raises(ValueError, match="unknown label 3"):
+        finetune.label_ids([3], names, class_ids=True)
+    tags = Dataset.from_dict({"tokens": [["a", "b"]], "tags": [[1, 0]]},
+                             features=Features({"tokens": Sequence(Value("string")),
+                                                "tags": Sequence(ClassLabel(names=["1", "0"]))}))
+    assert finetune.is_class_label({"train": tags}, "tags", sequence=True)
+    assert finetune.label_ids(tags[0]["tags"], finetune.label_names({"train": tags}, "tags", sequence=True),
+                              class_ids=True) == [1, 0]
 
 
 @needs_seq2seq

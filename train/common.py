@@ -224,7 +224,8 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
     """``{"train", evaluation_split}`` splits of the data, checked for the needed columns and for emptiness.
 
     With no dataset name and no files, ``default()`` gives the data (the embedded corpus if ``default`` is
-    None). Data with no evaluation split is split here (``validation_split_percentage`` of train, seeded).
+    None). Data with no evaluation split is split here (``validation_split_percentage`` of train, seeded);
+    ``evaluation_split=None`` asks for none, so all of the training data stays in ``train`` (a tokenizer's).
     """
     if dataset_name or train_files:
         raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming)
@@ -236,7 +237,7 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
             raw = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in raw.items()})
     if "train" not in raw:
         raise ValueError(f"the data has no 'train' split; its splits are {list(raw)}.")
-    if evaluation_split not in raw:
+    if evaluation_split is not None and evaluation_split not in raw:
         other = next((s for s in ("validation", "test", "valid", "dev") if s in raw), None)
         if other is not None:
             raw[evaluation_split] = raw.pop(other)
@@ -249,7 +250,7 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
                 raise ValueError("the training data is empty.")
             parts = raw["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
             raw = datasets.DatasetDict({"train": parts["train"], evaluation_split: parts["test"]})
-    for name in ("train", evaluation_split):
+    for name in ("train",) if evaluation_split is None else ("train", evaluation_split):
         split = raw[name]
         columns = split.column_names or []
         for column in (text_column, *required_columns):

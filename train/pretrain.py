@@ -8,7 +8,7 @@
 With no data argument it trains on the embedded default corpus. The text is tokenised with a batched
 multi-process ``map`` and packed into blocks of ``--max_length`` tokens; the objective is the family's:
 
-* gpt: next-token prediction (``DataCollatorForLanguageModeling(mlm=False)``);
+* gpt: next-token prediction (:func:`packed_causal_lm_collator`: every token of a block is a label);
 * encoder: 15% of tokens masked (80% ``[MASK]``, 10% random, 10% kept), as BERT (``mlm_probability``);
 * seq2seq: text infilling, as BART (:class:`TextInfillingCollator`).
 
@@ -141,9 +141,18 @@ class TextInfillingCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor(originals)}
 
 
+def packed_causal_lm_collator(examples: list[dict]) -> dict:
+    """A batch of packed blocks for next-token prediction: the ids, and the same ids as ``labels`` (the model shifts
+    them). Every block is full, so nothing is padded and no label is hidden. ``DataCollatorForLanguageModeling``
+    would pad (failing for a tokenizer without a pad token, as GPT-2's) and hide every label equal to the pad id,
+    which, with the usual ``pad_token = eos_token``, drops each document's end token from the loss."""
+    ids = torch.tensor([example["input_ids"] for example in examples])  # (B, max_length)
+    return {"input_ids": ids, "labels": ids.clone()}
+
+
 def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, seed: int):
     if family == "gpt":
-        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+        return packed_causal_lm_collator
     if tokenizer.mask_token_id is None:
         raise ValueError(f"family {family!r} needs a tokenizer with a mask token; {tokenizer.name_or_path!r} has none.")
     if family == "encoder":
@@ -153,15 +162,36 @@ def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, see
                                  pretrain_args.mean_span_length, seed)
 
 
+def document_end(tokenizer) -> int | None:
+    """The id to append to each document before packing, or None when the tokenizer ends documents itself.
+
+    Packed blocks join documents, so each must end in a token that says so. This package's tokenizers and BERT's
+    add one (``</s>``, ``[SEP]``); GPT-2's and Llama's add none at the end, so their end-of-text token is appended.
+    A tokenizer with neither is used as it is, with a warning: its documents run into each other."""
+    ends = {tokenizer.eos_token_id, tokenizer.sep_token_id} - {None}
+    probe = tokenizer("a b", add_special_tokens=True)["input_ids"]
+    if probe and probe[-1] in ends:
+        return None
+    if tokenizer.eos_token_id is None:
+        print(f"warning: tokenizer {tokenizer.name_or_path!r} has no end-of-text token: packed documents run "
+              "into each other")
+    return tokenizer.eos_token_id
+
+
 def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
-    """Token ids packed into ``max_length`` blocks; documents are separated by the tokenizer's end token."""
+    """Token ids packed into ``max_length`` blocks; documents are separated by the tokenizer's end token
+    (:func:`document_end`)."""
     text_column = data_args.text_column
     # Room for the tokenizer's own special tokens is not needed: packed blocks are raw token streams.
     streaming = not hasattr(raw["train"], "__len__")
     columns = raw["train"].column_names or [text_column]
+    end = document_end(tokenizer)
 
     def tokenize(batch):
-        return tokenizer(batch[text_column], add_special_tokens=True, return_attention_mask=False, verbose=False)
+        encoded = tokenizer(batch[text_column], add_special_tokens=True, return_attention_mask=False, verbose=False)
+        if end is not None:
+            encoded["input_ids"] = [ids + [end] for ids in encoded["input_ids"]]
+        return encoded
 
     map_options = {} if streaming else {"num_proc": data_args.preprocessing_num_workers,
                                         "desc": "tokenising"}

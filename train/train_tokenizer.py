@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     parser.add_argument("--output_dir", required=True, help="folder the tokenizer is saved to")
     args = parser.parse_args(argv)
     splits = load_text_splits(dataset_name=args.dataset_name, train_files=args.train_files,
-                              text_column=args.text_column)
+                              text_column=args.text_column, evaluation_split=None)  # every given text is used
     kind = args.kind or FAMILY_TOKENIZER[args.family]
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
                                 min_frequency=args.min_frequency)
