@@ -138,3 +138,55 @@ def test_masks_change_with_the_epoch_and_replay_exactly():
     assert torch.equal(collator(blocks)["input_ids"], first)  # the same epoch: the same masks
     collator.epoch = 1
     assert not torch.equal(collator(blocks)["input_ids"], first)  # a new epoch: new masks
+
+
+def _masked_run(tmp_path, name: str, *extra: str) -> Path:
+    """A tiny encoder pretraining run over about 2.4 epochs, with dropout off (only the masks are random)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    words = "zero one two three four five six seven eight nine".split()
+    corpus.write_text("\n".join(" ".join(words[(i * 7 + j * 3) % 10] for j in range(12)) for i in range(60)))
+    output = tmp_path / name
+    pretrain.main(["--family", "encoder", "--model_config", "tiny", "--train_files", str(corpus),
+                   "--tokenizer_vocab_size", "200", "--max_length", "16", "--max_steps", "12",
+                   "--max_train_samples", "100", "--per_device_train_batch_size", "8", "--seed", "3",
+                   "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+                   "--config_overrides", "hidden_dropout=0.0,attention_dropout=0.0", "--output_dir", str(output),
+                   *extra])
+    return output
+
+
+def test_evaluation_scores_the_same_masks_in_every_epoch(tmp_path):
+    """With the weights fixed (learning rate 0, no dropout), every evaluation must give the same loss. Before, the
+    evaluation shared the training collator and so its masks changed with the epoch."""
+    import json
+
+    output = _masked_run(tmp_path, "fixed", "--learning_rate", "0", "--eval_strategy", "steps", "--eval_steps", "3")
+    history = json.loads((output / "trainer_state.json").read_text())["log_history"]
+    evaluations = [(entry["epoch"], entry["eval_loss"]) for entry in history if "eval_loss" in entry]
+    assert len(evaluations) >= 4 and max(epoch for epoch, _ in evaluations) > 1  # evaluations in two epochs
+    assert len({loss for _, loss in evaluations}) == 1, evaluations
+
+
+@pytest.mark.parametrize("family", ["encoder", "seq2seq"])
+def test_persistent_data_loader_workers_draw_each_epochs_masks(family, wordpiece_tokenizer):
+    """A persistent worker keeps its copy of the collator for the whole run; the epoch reaches it through shared
+    memory. Before, the worker's copy kept epoch 0, so every epoch was masked as the first (static masking)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import pretrain
+
+    collator = pretrain.build_collator(family, wordpiece_tokenizer, pretrain.PretrainArguments(), seed=3)
+    blocks = [{"input_ids": list(range(10 + 20 * i, 26 + 20 * i))} for i in range(4)]
+    loader = torch.utils.data.DataLoader(blocks, batch_size=2, collate_fn=collator, num_workers=1,
+                                         persistent_workers=True)
+    seen = []
+    for epoch in range(3):
+        collator.epoch = epoch  # what EpochOfMasks does when an epoch begins
+        from_worker = [batch["input_ids"] for batch in loader]
+        here = [collator(blocks[i : i + 2])["input_ids"] for i in (0, 2)]  # the main process, this epoch
+        for got, expected in zip(from_worker, here, strict=True):
+            assert torch.equal(got, expected), f"epoch {epoch}"
+        seen.append(torch.cat([batch.flatten() for batch in from_worker]))
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])  # masks change with the epoch

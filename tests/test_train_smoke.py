@@ -255,6 +255,35 @@ def test_tokenizer_cli_learns_from_every_given_text(tmp_path):
     assert [word for word in words if word not in tokenizer.get_vocab()] == []
 
 
+def test_saved_tokenizers_carry_the_models_length_and_longer_inputs_are_refused(pretrained, data, tmp_path):
+    """A run's tokenizer says how long an input the model reads (pipelines truncate to it). Before, every tokenizer
+    trained here said 1024, so a pipeline fed the 512-position encoder 1024 tokens and failed; and
+    `finetune.py --max_length 1024` failed only in training."""
+    from transformers import AutoTokenizer, pipeline
+
+    for family in ("gpt", "encoder"):
+        tokenizer = AutoTokenizer.from_pretrained(pretrained[family])
+        assert tokenizer.model_max_length == AutoConfig.from_pretrained(pretrained[family]).max_position_embeddings
+    finetune.main(["--model_name_or_path", str(pretrained["encoder"]), "--train_files", data["spam"],
+                   "--output_dir", str(tmp_path / "spam"), *QUICK])
+    classify = pipeline("text-classification", model=str(tmp_path / "spam"))
+    assert classify("apple " * 2000, truncation=True)[0]["label"] in {"spam", "ham"}
+    with pytest.raises(ValueError, match="max_length=513 exceeds the model's max_position_embeddings=512"):
+        finetune.main(["--model_name_or_path", str(pretrained["encoder"]), "--train_files", data["spam"],
+                       "--output_dir", str(tmp_path / "long"), *QUICK, "--max_length", "513"])
+
+
+def test_finetune_refuses_arguments_it_would_ignore(pretrained, data, tmp_path):
+    """`--model_config` beside a checkpoint (its config is the architecture, --from_scratch too) and `--streaming`
+    (fine-tuning reads its data into memory) were silently ignored; the saved recipe still named them."""
+    base = ["--model_name_or_path", str(pretrained["gpt"]), "--train_files", data["spam"], "--output_dir",
+            str(tmp_path), *QUICK]
+    with pytest.raises(ValueError, match="--model_config='small' with --model_name_or_path"):
+        finetune.main([*base, "--from_scratch", "true", "--model_config", "small"])
+    with pytest.raises(ValueError, match="--streaming is for pretraining"):
+        finetune.main([*base, "--streaming", "true"])
+
+
 def test_class_label_ids_pass_through_even_when_names_look_like_ids():
     """A ``ClassLabel`` with names "1", "2", "3" (star ratings) holds ids 0, 1, 2. Before, each id was looked up as a
     name first, so 0, 1, 2 became 0, 0, 1: the wrong classes, silently."""

@@ -47,7 +47,7 @@ class ModelArguments:
     family: str = field(default="gpt", metadata={"help": f"model family: one of {', '.join(FAMILIES)}"})
     model_config: str | None = field(default=None, metadata={
         "help": "size preset (tiny, small, base: configuration/models/<family>-<preset>.json) or a path to a "
-                "config JSON / folder; used when training from scratch"})
+                "config JSON / folder, for a model built new (not with --model_name_or_path, whose config is used)"})
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "pretrained checkpoint to start from: a local folder or a Hub id; a mini checkpoint, or a "
                 "transformers one of a family modeling_mini.convert knows (BERT, DistilBERT, GPT-2, Llama, Marian, "
@@ -77,7 +77,8 @@ class DataArguments:
         "help": "column holding the input: default text (tokens for token classification, source for translation)"})
     validation_split_percentage: float = field(default=5.0, metadata={
         "help": "percentage of train held out for validation when the data has no validation split"})
-    streaming: bool = field(default=False, metadata={"help": "stream the data (corpora larger than memory)"})
+    streaming: bool = field(default=False, metadata={
+        "help": "stream the data (corpora larger than memory; pretraining only, with --max_steps)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "keep only this many training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "keep only this many validation rows"})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for datasets.map"})
@@ -516,6 +517,24 @@ def check_vocab_fits(tokenizer: PreTrainedTokenizerBase, config) -> None:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{config.vocab_size}: use a smaller tokenizer or a config with vocab_size >= "
                          f"{len(tokenizer)}.")
+
+
+def fit_to_model(tokenizer: PreTrainedTokenizerBase, config, **lengths: int) -> None:
+    """Check the run's token lengths against the model, and give the tokenizer the model's limit.
+
+    ``lengths`` (``max_length=...``, ``max_target_length=...``) longer than a model with learned positions has
+    rows raise a ``ValueError`` before training, not an index error in its first long batch. The tokenizer's
+    ``model_max_length``, which pipelines truncate to and which is saved with it, is lowered to the model's
+    ``max_position_embeddings``: one trained here knows no limit, and one from elsewhere may claim more than this
+    model reads."""
+    limit = config.max_position_embeddings
+    if config.position_embedding_type == "learned":
+        for name, length in lengths.items():
+            if length is not None and length > limit:
+                raise ValueError(f"{name}={length} exceeds the model's max_position_embeddings={limit} (learned "
+                                 f"positions): pass --{name} {limit} or less.")
+    if tokenizer.model_max_length > limit:
+        tokenizer.model_max_length = limit
 
 
 def family_of(config) -> str:

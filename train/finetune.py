@@ -284,6 +284,14 @@ def main(argv: list[str] | None = None) -> dict:
     if task_args.lora_r and model_args.from_scratch:
         raise ValueError("`lora_r` > 0 adapts pretrained weights; with --from_scratch every weight is random: "
                          "drop --lora_r or --from_scratch.")
+    if model_args.model_name_or_path and model_args.model_config:
+        raise ValueError(f"--model_config={model_args.model_config!r} with --model_name_or_path: the checkpoint fixes "
+                         "the architecture (--from_scratch re-initialises the checkpoint's); change options with "
+                         "--config_overrides, or drop --model_name_or_path to build the preset.")
+    if data_args.streaming:
+        raise ValueError("--streaming is for pretraining: fine-tuning reads its data into memory (the label set is "
+                         "taken from every row, and epochs need a length); drop --streaming, or cap the data with "
+                         "--max_train_samples.")
     text_column = data_args.text_column or TASK_COLUMNS[task][0]
     label_column = task_args.label_column or TASK_COLUMNS[task][1]
     push = common.take_push_settings(training_args)
@@ -356,6 +364,8 @@ def main(argv: list[str] | None = None) -> dict:
         card_task = "translation"
 
     model, new_weights = build_model(model_args, task, tokenizer, family, **head)
+    common.fit_to_model(tokenizer, model.config, max_length=data_args.max_length,
+                        **({"max_target_length": task_args.max_target_length} if task == "translation" else {}))
     if task_args.lora_r:
         model = add_lora(model, task, task_args, new_weights)
     if task == "translation":

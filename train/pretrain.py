@@ -14,10 +14,12 @@ multi-process ``map`` and packed into blocks of ``--max_length`` tokens; the obj
 
 The masks of the encoder and the seq2seq objectives are drawn anew every epoch, each block's from a generator seeded
 by (seed, epoch, the block's tokens) (:func:`block_rng`): a killed run resumes with the masks it would have drawn,
-whatever the number of data-loader workers, and an evaluation draws the same masks each time without taking anything
-from the training's random stream.
+whatever the number of data-loader workers (persistent ones too: the epoch is in shared memory, :class:`MaskEpoch`),
+and an evaluation draws epoch 0's masks each time (:class:`MaskedObjectiveTrainer`), so its losses compare across the
+run, without taking anything from the training's random stream.
 """
 
+import copy
 import math
 import sys
 import zlib
@@ -53,8 +55,35 @@ def block_rng(seed: int, epoch: int, ids) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, zlib.crc32(tokens.tobytes()), tokens.size])
 
 
+class MaskEpoch:
+    """The epoch a masking collator draws its masks for (:func:`block_rng`), in shared memory.
+
+    Data-loader workers hold copies of the collator; with ``--dataloader_persistent_workers`` they keep them for the
+    whole run, so an epoch stored as a plain number would never reach them and every epoch would get the first one's
+    masks. A shared-memory tensor is the same memory in the workers (inherited, or passed by handle when they are
+    spawned), so :class:`EpochOfMasks` setting it in the main process reaches them all."""
+
+    def __init__(self):
+        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.fill_(int(value))
+
+    def for_evaluation(self):
+        """A copy that draws epoch 0's masks for good: an evaluation then scores the same masks whenever it runs, and
+        its losses compare across the run."""
+        frozen = copy.copy(self)
+        frozen._epoch = torch.zeros((), dtype=torch.long)
+        return frozen
+
+
 class EpochOfMasks(TrainerCallback):
-    """Tells a collator with an ``epoch`` field which epoch starts (a resumed run: the one it resumes in)."""
+    """Tells a masking collator (:class:`MaskEpoch`) which epoch starts (a resumed run: the one it resumes in)."""
 
     def __init__(self, collator):
         self.collator = collator
@@ -63,13 +92,30 @@ class EpochOfMasks(TrainerCallback):
         self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
 
 
+class MaskedObjectiveTrainer(Trainer):
+    """A Trainer whose evaluations use the collator's :meth:`MaskEpoch.for_evaluation` copy: the training collator's
+    masks change every epoch (dynamic masking), an evaluation's never do."""
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        training_collator = self.data_collator
+        if isinstance(training_collator, MaskEpoch):
+            self.data_collator = training_collator.for_evaluation()
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = training_collator
+
+
 @dataclass
-class SeededMaskedLMCollator(DataCollatorForLanguageModeling):
+class SeededMaskedLMCollator(DataCollatorForLanguageModeling, MaskEpoch):
     """BERT's masking (``DataCollatorForLanguageModeling``: ``mlm_probability`` of the tokens, 80% ``[MASK]``, 10%
     random, 10% kept), each block's drawn from :func:`block_rng` instead of the global random stream."""
 
     mask_seed: int = 0
-    epoch: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        MaskEpoch.__init__(self)
 
     def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
         rows = []
@@ -83,7 +129,7 @@ class SeededMaskedLMCollator(DataCollatorForLanguageModeling):
 
 
 @dataclass
-class TextInfillingCollator:
+class TextInfillingCollator(MaskEpoch):
     """BART-style text infilling for encoder-decoder pretraining.
 
     For each block of token ids, spans whose lengths are drawn from Poisson(``mean_span_length``) are chosen
@@ -98,7 +144,9 @@ class TextInfillingCollator:
     noise_density: float = 0.3
     mean_span_length: float = 3.0
     seed: int = 0
-    epoch: int = 0  # set by :class:`EpochOfMasks`
+
+    def __post_init__(self):
+        MaskEpoch.__init__(self)  # the epoch, set by :class:`EpochOfMasks`
 
     def corrupt(self, ids: list[int]) -> list[int]:
         self.rng = block_rng(self.seed, self.epoch, ids)
@@ -250,9 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         common.check_vocab_fits(tokenizer, config)
     else:
         config = common.build_config(model_args, tokenizer)
-    if data_args.max_length > config.max_position_embeddings and config.position_embedding_type == "learned":
-        raise ValueError(f"max_length={data_args.max_length} exceeds the model's max_position_embeddings="
-                         f"{config.max_position_embeddings}.")
+    common.fit_to_model(tokenizer, config, max_length=data_args.max_length)
 
     with training_args.main_process_first(desc="tokenising"):
         blocks = tokenize_and_pack(raw, tokenizer, data_args, family=family)
@@ -267,9 +313,10 @@ def main(argv: list[str] | None = None) -> dict:
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     collator = build_collator(family, tokenizer, pretrain_args, training_args.seed)
-    trainer = Trainer(model=model, args=training_args, train_dataset=blocks["train"],
-                      eval_dataset=blocks["validation"], processing_class=tokenizer, data_collator=collator,
-                      callbacks=[guard, EpochOfMasks(collator)])
+    callbacks = [guard, EpochOfMasks(collator)] if isinstance(collator, MaskEpoch) else [guard]
+    trainer = MaskedObjectiveTrainer(model=model, args=training_args, train_dataset=blocks["train"],
+                                     eval_dataset=blocks["validation"], processing_class=tokenizer,
+                                     data_collator=collator, callbacks=callbacks)
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)

@@ -41,8 +41,11 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int = 1024) -> PreTrainedTokenizerFast:
-    """A ``kind`` tokenizer ("bpe" or "wordpiece") with at most ``vocab_size`` entries, learnt from ``texts``."""
+                    model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """A ``kind`` tokenizer ("bpe" or "wordpiece") with at most ``vocab_size`` entries, learnt from ``texts``.
+
+    ``model_max_length``: the longest input, in tokens, of the model it is for; None (no limit known) leaves it to
+    the training scripts, which set the model's (``common.fit_to_model``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
     if kind == "bpe":
@@ -71,7 +74,8 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, *, min_fre
         tokenizer.post_processor = processors.TemplateProcessing(
             single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
             special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, **special)
+    limit = {} if model_max_length is None else {"model_max_length": model_max_length}
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special)
 
 
 def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
@@ -88,12 +92,14 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     parser.add_argument("--train_files", nargs="+", default=None, help="local txt/json/jsonl/csv/parquet files")
     parser.add_argument("--text_column", default="text", help="column holding the text")
     parser.add_argument("--output_dir", required=True, help="folder the tokenizer is saved to")
+    parser.add_argument("--model_max_length", type=int, default=None,
+                        help="the model's longest input in tokens (default: none known; the training scripts set it)")
     args = parser.parse_args(argv)
     splits = load_text_splits(dataset_name=args.dataset_name, train_files=args.train_files,
                               text_column=args.text_column, evaluation_split=None)  # every given text is used
     kind = args.kind or FAMILY_TOKENIZER[args.family]
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
-                                min_frequency=args.min_frequency)
+                                min_frequency=args.min_frequency, model_max_length=args.model_max_length)
     tokenizer.save_pretrained(args.output_dir)
     print(f"saved a {kind} tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
     return tokenizer
