@@ -49,7 +49,8 @@ ACTIVATIONS: dict[str, tuple[str, bool]] = {
 POOLER_ACTIVATIONS: dict[str, str] = {"tanh": "tanh", "relu": "relu", "gelu": "gelu"}
 
 #: Other names transformers' configs use for the functions above; the converters read HF configs through it.
-HF_ALIASES: dict[str, str] = {"swish": "silu", "gelu_pytorch_tanh": "gelu_new"}
+#: (``gelu_python`` is exact GELU written out with ``erf``, the same function as ``gelu``.)
+HF_ALIASES: dict[str, str] = {"swish": "silu", "gelu_pytorch_tanh": "gelu_new", "gelu_python": "gelu"}
 
 
 def get_activation(name: str) -> nn.Module:

@@ -4,8 +4,8 @@
   backends, gradient checkpointing, weight initialisation, device-map splitting).
 * :class:`MiniEmbeddings`: token embeddings (+ segment embeddings) + absolute positions, scaled,
   normalised and dropped out as the config says.
-* :func:`check_id_ranges`, :func:`check_attention_mask`: clear ``ValueError`` s instead of index errors or
-  device-side asserts.
+* :func:`check_id_ranges`, :func:`check_attention_mask`, :func:`check_token_labels`: clear ``ValueError`` s instead
+  of index errors or device-side asserts.
 * :func:`sequence_classification_loss`, :func:`last_token_pool`, :func:`last_eos_pool`: the classification heads'
   shared logic, following transformers' ``problem_type`` conventions.
 * :func:`span_logits`, :func:`span_loss`: the extractive question-answering heads' shared logic.
@@ -318,13 +318,29 @@ def check_attention_mask(
         )
 
 
-def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels") -> None:
-    """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T)."""
+def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels", *, num_classes: int | None = None,
+                       classes_name: str = "num_labels") -> torch.Tensor:
+    """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T); returns them as
+    ``long``, the only integer type the cross-entropy takes (int32 ids, numpy's default on some platforms, are ids
+    too).
+
+    With ``num_classes`` every id but -100 must also lie in ``[0, num_classes)`` (``classes_name`` names that size in
+    the error: ``num_labels``, ``vocab_size``): outside, the cross-entropy fails with an ``IndexError`` on the CPU
+    and a device-side assert on a GPU. Reading the range back is one host sync, skipped where
+    :func:`_checks_enabled` says so (under ``torch.compile``, during CUDA graph capture).
+    """
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"`{name}` must hold integer class ids (-100 to ignore a position); got dtype {labels.dtype}.")
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
                          f"got {tuple(labels.shape)}.")
+    if num_classes is not None and labels.numel() and _checks_enabled(labels):
+        ids = labels.masked_fill(labels == -100, 0)  # ignored positions stand in as a valid id
+        low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host sync
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"`{name}` contains {low if low < 0 else high}, outside [0, {classes_name}={num_classes}) "
+                             f"(-100 marks a position to ignore).")
+    return labels.long()
 
 
 def resolve_problem_type(config, labels: torch.Tensor) -> str:
@@ -349,6 +365,11 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 
     ``num_items_in_batch`` (passed by the Trainer under gradient accumulation) turns the mean into a sum
     divided by the count over all accumulated micro-batches, so accumulation equals one big batch.
+
+    A ``problem_type`` inferred from the labels is written to ``config.problem_type``, as transformers' heads do: a
+    saved model then tells the text-classification pipeline which function to apply (none for regression, a sigmoid
+    per label for multi-label). It is written once the labels passed the checks, so that a bad first batch does not
+    fix a wrong type.
     """
     problem_type = resolve_problem_type(config, labels)
     batch, num_labels = logits.shape
@@ -386,6 +407,8 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         count = labels.numel()
     else:
         raise ValueError(f"`problem_type` must be one of {', '.join(map(repr, PROBLEM_TYPES))}; got {problem_type!r}.")
+    if config.problem_type is None:
+        config.problem_type = problem_type
     if num_items_in_batch is not None:
         return losses.sum() / num_items_in_batch
     return losses.sum() / count
@@ -451,11 +474,12 @@ def span_loss(model, start_logits, end_logits, start_positions, end_positions, *
         return None
     batch = start_logits.shape[0]
     for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-        if positions.dtype.is_floating_point or positions.numel() != batch:
+        if positions.dtype.is_floating_point or positions.dtype == torch.bool or positions.numel() != batch:
             raise ValueError(f"`{name}` must hold one integer token index per example, shape ({batch},); "
                              f"got shape {tuple(positions.shape)} and dtype {positions.dtype}.")
-    return model.loss_function(start_logits, end_logits, start_positions.reshape(batch), end_positions.reshape(batch),
-                               **kwargs)
+    # as long: int32 indices are indices too, but the cross-entropy takes only long targets
+    return model.loss_function(start_logits, end_logits, start_positions.reshape(batch).long(),
+                               end_positions.reshape(batch).long(), **kwargs)
 
 
 def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> None:

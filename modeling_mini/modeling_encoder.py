@@ -253,11 +253,14 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
         labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if labels is not None and reference is not None:  # before the forward, as the GPT's (one early host sync)
+            labels = check_token_labels(labels, reference.shape[:2], num_classes=self.config.vocab_size,
+                                        classes_name="vocab_size")
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                              position_ids=position_ids, inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         if labels is not None:
-            check_token_labels(labels, hidden_states.shape[:2])
             if self.config.sparse_prediction:
                 # only masked positions count in the loss: project just those onto the vocabulary
                 scored = labels != -100
@@ -339,7 +342,7 @@ class MiniEncoderForTokenClassification(MiniEncoderPreTrainedModel):
         logits = self.classifier(self.dropout(hidden_states))  # (B, T, num_labels)
         loss = None
         if labels is not None:
-            check_token_labels(labels, logits.shape[:2])
+            labels = check_token_labels(labels, logits.shape[:2], num_classes=self.num_labels)
             loss = self.loss_function(logits, labels, self.config, **kwargs)
         return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                      attentions=outputs.attentions)
@@ -423,10 +426,10 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch, num_choices)  # (B, C)
         loss = None
         if labels is not None:
-            if labels.dtype.is_floating_point or tuple(labels.shape) != (batch,):
+            if labels.dtype.is_floating_point or labels.dtype == torch.bool or tuple(labels.shape) != (batch,):
                 raise ValueError(f"`labels` must be integer choice indices of shape ({batch},) in [0, {num_choices}); "
                                  f"got shape {tuple(labels.shape)} and dtype {labels.dtype}.")
-            labels = labels.to(logits.device)
+            labels = labels.to(logits.device).long()  # int32 indices are indices too; the cross-entropy takes long
             valid = labels[labels != -100]
             if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_choices):
                 raise ValueError(f"`labels` must be in [0, num_choices={num_choices}) or -100.")

@@ -296,6 +296,12 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             # each cached key and value would be one more output of the graph, copied out of the fused projection, and
             # backward would get a zero gradient for each (AOTAutograd materialises the unused outputs' gradients).
             use_cache = False
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if labels is not None and reference is not None:
+            # (B, T): the loss shifts them by one itself. Checked before the forward: the range read (one host
+            # sync) then comes right after the input ids' own, while the GPU has little queued, not after the forward
+            labels = check_token_labels(labels, reference.shape[:2], num_classes=self.config.vocab_size,
+                                        classes_name="vocab_size")
         outputs = self.model(
             return_dict=True,
             input_ids=input_ids,
@@ -309,8 +315,6 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        if labels is not None:
-            check_token_labels(labels, hidden_states.shape[:2])  # (B, T): the loss shifts them by one itself
         # generation only needs the last position's logits: skip the (B, T, V) matmul for the rest
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, keep, :])  # (B, T_kept, V)
@@ -422,7 +426,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
         loss = None
         if labels is not None:
-            check_token_labels(labels, logits.shape[:2])
+            labels = check_token_labels(labels, logits.shape[:2], num_classes=self.num_labels)
             loss = self.loss_function(logits, labels, self.config, **kwargs)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import TINY, padded_batch
+from conftest import TINY, count_host_reads, padded_batch
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -191,6 +191,36 @@ def test_sequence_classification_problem_types(problem_type, num_labels, labels,
     ids, mask = padded_batch(left=False)
     out = model(ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(out.loss, loss_fn(out.logits, labels))
+
+
+@pytest.mark.parametrize(
+    ("num_labels", "labels", "problem_type"),
+    [(1, torch.tensor([0.5, 3.0, -1.0]), "regression"),
+     (3, torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 1, 0]]), "multi_label_classification")],
+    ids=["regression", "multi-label"],
+)
+def test_the_problem_type_inferred_from_labels_is_saved_for_the_pipeline(tmp_path, wordpiece_tokenizer, num_labels,
+                                                                          labels, problem_type):
+    """As in transformers' heads, the first labelled forward writes the inferred ``problem_type`` into the config
+    (here a training step compiled ``fullgraph``: no graph break), so the saved model's text-classification pipeline
+    gives a regression's raw score and a multi-label head's sigmoid per label, not a sigmoid / a softmax."""
+    tok = wordpiece_tokenizer
+    model = MiniEncoderForSequenceClassification(tiny_encoder_config(vocab_size=len(tok), num_labels=num_labels))
+    assert model.config.problem_type is None
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    compiled(torch.randint(5, len(tok), (3, 6)), labels=labels).loss.backward()
+    torch._dynamo.reset()
+    assert model.config.problem_type == problem_type
+    model.eval().save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert MiniEncoderForSequenceClassification.from_pretrained(tmp_path).config.problem_type == problem_type
+    text = "the cat sat on the mat"
+    scores = pipeline("text-classification", model=str(tmp_path), tokenizer=tok, top_k=None)([text])[0]
+    with torch.no_grad():
+        logits = model(**tok(text, return_tensors="pt")).logits[0]
+    expected = logits if problem_type == "regression" else torch.sigmoid(logits)
+    by_label = {score["label"]: score["score"] for score in scores}
+    assert [by_label[model.config.id2label[i]] for i in range(num_labels)] == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_token_classification_question_answering_multiple_choice_shapes():
@@ -504,6 +534,57 @@ def test_head_labels_must_fit():
         choice(ids[:, None].expand(2, 3, 5), labels=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="num_choices, sequence_length"):
         choice(ids)
+
+
+def test_int32_labels_and_positions_give_the_int64_loss():
+    """numpy's default integer is int32 on some platforms: every head takes int32 labels and positions, as the
+    sequence classifier does, and gives the loss of the int64 ones (the cross-entropy itself takes only int64)."""
+    ids, mask = padded_batch(left=False)
+    cases = [
+        (MiniEncoderForTokenClassification, {"labels": (ids % 3).masked_fill(mask == 0, -100)}),
+        (MiniEncoderForMaskedLM, {"labels": ids.masked_fill(mask == 0, -100)}),
+        (MiniEncoderForMultipleChoice, {"labels": torch.tensor([2, 0, -100])}),
+        (MiniEncoderForQuestionAnswering, {"start_positions": torch.tensor([1, 2, 99]),
+                                           "end_positions": torch.tensor([2, 3, 4])}),
+    ]
+    for cls, labels in cases:
+        model = cls(tiny_encoder_config(num_labels=3)).eval()
+        inputs = ids[:, None].expand(3, 3, 9) if cls is MiniEncoderForMultipleChoice else ids  # (B, C, T)
+        with torch.no_grad():
+            expected = model(inputs, **labels).loss
+            assert model(inputs, **{name: value.int() for name, value in labels.items()}).loss == expected, cls
+
+
+@pytest.mark.parametrize(
+    ("cls", "bad", "allowed"),
+    [(MiniEncoderForTokenClassification, 3, "num_labels=3"), (MiniEncoderForTokenClassification, -3, "num_labels=3"),
+     (MiniEncoderForMaskedLM, 99, "vocab_size=99"), (MiniEncoderForMaskedLM, -1, "vocab_size=99")],
+)
+def test_per_token_labels_outside_their_range_raise_naming_it(cls, bad, allowed):
+    """A token-classification label >= num_labels (a masked-LM label >= vocab_size) or negative other than -100 is a
+    ``ValueError`` naming ``labels`` and the range, not the cross-entropy's ``IndexError`` (on a GPU a device-side
+    assert). The check costs one host read, beside the input ids' one."""
+    model = cls(tiny_encoder_config(num_labels=3)).eval()
+    ids = torch.randint(3, 99, (2, 5))
+    labels = torch.full_like(ids, -100)
+    labels[1, 3] = bad
+    with pytest.raises(ValueError, match=rf"`labels` contains {bad}, outside \[0, {allowed}\)"):
+        model(ids, labels=labels)
+    labels[1, 3] = 2
+    with torch.no_grad():
+        assert count_host_reads(lambda: model(ids, labels=labels)) == 2  # the ids' range, the labels' range
+
+
+def test_a_labelled_training_step_compiles_fullgraph():
+    """The label checks skip their host read under ``torch.compile``: int32 labels, no graph break."""
+    ids, mask = padded_batch(left=False)
+    for cls, labels in ((MiniEncoderForMaskedLM, ids.masked_fill(mask == 0, -100)),
+                        (MiniEncoderForTokenClassification, (ids % 3).masked_fill(mask == 0, -100))):
+        model = cls(tiny_encoder_config(num_labels=3)).train()
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        compiled(ids, attention_mask=mask, labels=labels.int()).loss.backward()
+        assert model.model.embeddings.embed_tokens.weight.grad is not None
+    torch._dynamo.reset()
 
 
 def test_package_exports_the_family():

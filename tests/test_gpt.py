@@ -725,6 +725,25 @@ def test_bad_inputs_raise_clear_errors():
     assert rotary(torch.randint(3, 99, (1, TINY["max_position_embeddings"] + 8))).logits.shape[1] == 72
 
 
+def test_int32_labels_give_the_int64_loss_and_labels_outside_their_range_raise():
+    """As the encoder's heads: int32 labels and positions are ids too, and a causal-LM label >= vocab_size (a
+    token-classification label >= num_labels) or negative other than -100 is a ``ValueError`` naming the range."""
+    ids = torch.randint(3, 99, (2, 6))
+    reader = MiniGPTForQuestionAnswering(tiny_gpt_config()).eval()
+    positions = {"start_positions": torch.tensor([1, 2]), "end_positions": torch.tensor([3, 4])}
+    with torch.no_grad():
+        int32 = reader(ids, **{name: value.int() for name, value in positions.items()}).loss
+        assert int32 == reader(ids, **positions).loss
+    tagger = MiniGPTForTokenClassification(tiny_gpt_config(num_labels=3)).eval()
+    for model, labels, allowed in ((lm(position_embedding_type="learned"), ids, "vocab_size=99"),
+                                   (tagger, ids % 3, "num_labels=3")):
+        with torch.no_grad():
+            assert model(ids, labels=labels.int()).loss == model(ids, labels=labels).loss
+        for bad in (int(allowed.split("=")[1]), -2):
+            with pytest.raises(ValueError, match=rf"`labels` contains {bad}, outside \[0, {allowed}\)"):
+                model(ids, labels=labels.masked_fill(labels == labels[0, 1], bad))
+
+
 @pytest.mark.parametrize(
     ("problem_type", "num_labels", "labels", "match"),
     [

@@ -70,6 +70,19 @@ def test_xlm_roberta_outputs_match(head):
     torch.testing.assert_close(ours[key][real], ref[key][real], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["Bert", "Roberta"])
+def test_gelu_python_converts_as_exact_gelu(family):
+    """``hidden_act="gelu_python"`` is transformers' exact GELU written with ``erf``: it converts to ``gelu``, with
+    the same logits (the RoBERTa converter accepts it, so the shared config must too)."""
+    hf = build(family, "ForMaskedLM", hidden_act="gelu_python")
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == "gelu"
+    inputs = batch("ForMaskedLM", left=False)
+    real = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        torch.testing.assert_close(mini(**inputs).logits[real], hf(**inputs).logits[real], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("head", ["ForMaskedLM", "ForSequenceClassification"])
 def test_a_training_step_changes_the_same_weights_by_the_same_amount(head):
     hf = build("Roberta", head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
