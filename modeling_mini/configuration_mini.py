@@ -811,7 +811,8 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
     Args (besides :class:`MiniConfig`'s):
         encoder_layers / decoder_layers: depth of each stack (``None``: ``num_hidden_layers``).
             ``num_hidden_layers`` is always the decoder's depth: generic HF code (``DynamicCache``) sizes the
-            decoder's key/value cache from it.
+            decoder's key/value cache from it. It is another name of ``decoder_layers`` (``attribute_map``), not a
+            copy, so setting either (as ``from_pretrained(..., decoder_layers=3)`` does after ``__init__``) sets both.
         share_embeddings: the encoder and decoder use one token-embedding matrix (a shared vocabulary).
         tie_word_embeddings: the output layer reuses the decoder's token embeddings.
         final_logits_bias: add a fixed per-token bias to the logits, saved with the weights but not trained
@@ -836,8 +837,9 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
     # the Trainer's evaluation keeps every output it is not told to drop: the encoder's states would pile up and turn
     # a classifier's predictions into a tuple
     keys_to_ignore_at_inference = ["cache", "encoder_last_hidden_state"]
-    # BART's / T5's name for the width: generic seq2seq code (e.g. transformers' ExecuTorch export) reads it
-    attribute_map = {"d_model": "hidden_size"}
+    # BART's / T5's name for the width: generic seq2seq code (e.g. transformers' ExecuTorch export) reads it; and the
+    # decoder's depth under its generic name, one attribute, so that an override of either cannot leave the other stale
+    attribute_map = {"d_model": "hidden_size", "num_hidden_layers": "decoder_layers"}
     _block_stacks = ("encoder.layers", "decoder.layers")
     _cross_attention_stacks = ("decoder.layers",)
 
@@ -903,9 +905,14 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
             **kwargs,
         )
 
+    def to_dict(self) -> dict:
+        """:class:`MiniConfig`'s dict, which also lists ``num_hidden_layers`` (the decoder's depth): an attribute
+        map keeps no value of its own, and readers of a saved ``config.json`` look for that name."""
+        return {**super().to_dict(), "num_hidden_layers": self.decoder_layers}
+
     def validate_architecture(self) -> None:
         _check_positive("encoder_layers", self.encoder_layers)
-        _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, which mirrors it
+        _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, another name of it
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))

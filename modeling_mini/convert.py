@@ -245,18 +245,29 @@ def rope_parameters_per_layer_type(config) -> dict:
     return {"full_attention": full, "sliding_attention": sliding}
 
 
-def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None) -> nn.Module:
+def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None,
+                skip: tuple[str, ...] = ()) -> nn.Module:
     """Fill ``target`` from ``source_state`` through ``mapping`` {target key: source key}, strictly.
 
     ``transforms`` {target key: fn} adapts a tensor on the way (transpose, split). Every target tensor
     must be mapped and every source tensor used, so a silently dropped weight cannot pass; tied target
-    weights may be left out of ``mapping``.
+    weights may be left out of ``mapping``. A source tensor no entry reads is allowed only as another name of one
+    that is read (a tied alias: the same storage, as a tied ``lm_head.weight``) or when ``skip`` names it (a table the
+    target computes instead, a copy the source keeps but never reads), so each deliberate omission is in its
+    converter's map.
     """
     transforms = transforms or {}
     state = {}
     for target_key, source_key in mapping.items():
         tensor = source_state[source_key]
         state[target_key] = transforms[target_key](tensor) if target_key in transforms else tensor
+    read = set(mapping.values())
+    read_tensors = {_storage_key(source_state[key]) for key in read}
+    unused = [key for key, tensor in source_state.items()
+              if key not in read and key not in skip and _storage_key(tensor) not in read_tensors]
+    if unused:
+        raise RuntimeError(f"Weight map incomplete: source tensors {unused} are read by no entry of the map (this "
+                           f"conversion would drop them) and are not tied to one that is.")
     state = fuse_attention_projections(target, state)
     missing, unexpected = target.load_state_dict(state, strict=False)
     tied = set(getattr(target, "all_tied_weights_keys", {}) or {})
@@ -266,6 +277,11 @@ def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms
     if hasattr(target, "tie_weights"):
         target.tie_weights()
     return target.eval()
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple:
+    """What two names of one tensor (tied weights) have in common: the same memory, read as the same shape."""
+    return tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride()
 
 
 def _fused_projections(model: nn.Module):

@@ -50,7 +50,9 @@ _PAIRS = {
         "transform.norm.weight": "predictions.LayerNorm.weight",
         "transform.norm.bias": "predictions.LayerNorm.bias",
         "lm_head.weight": "predictions.decoder.weight",  # the tied embedding matrix, unless untied
-        "lm_head.bias": "predictions.bias",  # ALBERT ties predictions.decoder.bias to it
+        # the bias the decoder adds; ALBERT ties it to predictions.bias, which nothing reads when untied
+        # (transformers 5 ties nothing under `tie_word_embeddings=False`)
+        "lm_head.bias": "predictions.decoder.bias",
     }, False),
     "AlbertForSequenceClassification": (MiniEncoderForSequenceClassification, AlbertForSequenceClassification,
                                         _CLASSIFIER, True),
@@ -134,7 +136,8 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_albert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     mini = mini_cls(config).to(hf_model.dtype)
-    return load_mapped(mini, hf_model.state_dict(), _mapping(mini_cls, config, head, pooler))
+    return load_mapped(mini, hf_model.state_dict(), _mapping(mini_cls, config, head, pooler),
+                       skip=("predictions.bias",))  # the MLM head's unread (or tied) second bias
 
 
 def to_albert(mini_model):
@@ -149,8 +152,8 @@ def to_albert(mini_model):
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in _mapping(mini_cls, mini_model.config, head,
                                                                           pooler).items()}
-    if "lm_head.bias" in head:
-        hf_state["predictions.decoder.bias"] = state["lm_head.bias"]
+    if "lm_head.bias" in head:  # both biases, as when tied
+        hf_state["predictions.bias"] = state["lm_head.bias"]
     hf_model = hf_cls(config, add_pooling_layer=pooler) if hf_cls is AlbertModel else hf_cls(config)
     return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
 

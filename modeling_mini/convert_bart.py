@@ -12,9 +12,15 @@ BART and Marian are post-norm encoder-decoders with biased projections, LayerNor
   ``max_position_embeddings + 2`` rows with ``position_offset=2`` so export is exact; a LayerNorm on the
   summed embeddings (``embedding_norm=True``).
 
-mBART is BART made pre-norm, and Pegasus is Marian made pre-norm (both with shared embeddings): each sub-layer reads
-a normalised input (``norm_position="pre"``) and each stack ends in a norm of its own (``final_norm``, their
-``encoder.layer_norm`` / ``decoder.layer_norm``).
+mBART is BART made pre-norm, and Pegasus is Marian made pre-norm: each sub-layer reads a normalised input
+(``norm_position="pre"``) and each stack ends in a norm of its own (``final_norm``, their ``encoder.layer_norm`` /
+``decoder.layer_norm``).
+
+Token tables: with ``tie_word_embeddings=True`` all four families read one matrix in the encoder, the decoder and the
+output layer (Marian's ``share_encoder_decoder_embeddings=False`` gives the encoder one of its own). With
+``tie_word_embeddings=False`` transformers 5 ties nothing: the encoder, the decoder and the output layer each keep a
+table (and BART's ``shared`` is a fourth that nothing reads), so the model converts with ``share_embeddings=False``,
+``tie_word_embeddings=False`` and exports back so.
 
 mBART's own ``shift_tokens_right``, used when only ``labels`` are given, moves each label row's last real token (its
 language code or end token) to the front; ours starts every row with ``decoder_start_token_id``. They agree for
@@ -105,8 +111,14 @@ def _family_of_config(hf) -> str:
 
 
 def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
-    """The MiniSeq2Seq config computing what a BART, Marian, mBART or Pegasus config computes."""
+    """The MiniSeq2Seq config computing what a BART, Marian, mBART or Pegasus config computes.
+
+    Its token tables are transformers 5's for that config: one for encoder and decoder when ``tie_word_embeddings``
+    (and, for Marian, ``share_encoder_decoder_embeddings``) is set, and an output layer of its own unless
+    ``tie_word_embeddings`` is; ``from_hf`` passes what the model's tensors show instead (:func:`shared_tables`).
+    """
     _check_symmetric(hf)
+    tied = bool(getattr(hf, "tie_word_embeddings", True))
     _, _, _, positions, norm_position = FAMILIES[_family_of_config(hf)]
     kwargs = {key: getattr(hf, key, None) for key in (*_TOKENS, *LABELS)}
     kwargs.update(
@@ -130,7 +142,8 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         classifier_dropout=getattr(hf, "classifier_dropout", None),
         initializer_range=hf.init_std,
         use_cache=hf.use_cache,
-        tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", True)),
+        share_embeddings=tied and bool(getattr(hf, "share_encoder_decoder_embeddings", True)),
+        tie_word_embeddings=tied,
         final_logits_bias=True,
     )
     if positions == "sinusoidal":
@@ -144,7 +157,6 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
             sinusoidal_layout="concatenated",
             max_position_embeddings=hf.max_position_embeddings,
             embedding_norm=False,
-            share_embeddings=bool(getattr(hf, "share_encoder_decoder_embeddings", True)),  # Pegasus: always shared
         )
     else:
         kwargs.update(
@@ -152,7 +164,6 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
             max_position_embeddings=hf.max_position_embeddings + BART_POSITION_OFFSET,
             position_offset=BART_POSITION_OFFSET,
             embedding_norm=True,
-            share_embeddings=True,
         )
     kwargs.update(overrides)
     return MiniSeq2SeqConfig(**kwargs)
@@ -211,13 +222,17 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
     sinusoidal = {"sinusoidal_layout": "concatenated", "position_offset": 0, "embedding_norm": False}
     if family == "Marian":
         check_expressible(config, family, {**required, **sinusoidal})
+        # untied, transformers 5 keeps three tables whatever the flag says; True keeps Marian's default (and `shared`)
         return MarianConfig(max_position_embeddings=config.max_position_embeddings,
-                            share_encoder_decoder_embeddings=config.share_embeddings, **common)
+                            share_encoder_decoder_embeddings=config.share_embeddings or not config.tie_word_embeddings,
+                            **common)
+    if config.tie_word_embeddings and not config.share_embeddings:
+        raise ValueError(f"{family} ties its output layer to the one token table of its encoder and decoder: "
+                         "`share_embeddings=False` needs `tie_word_embeddings=False` (three tables).")
     if family == "Pegasus":
-        check_expressible(config, family, {**required, **sinusoidal, "share_embeddings": True})
+        check_expressible(config, family, {**required, **sinusoidal})
         return PegasusConfig(max_position_embeddings=config.max_position_embeddings, **common)
-    check_expressible(config, family, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True,
-                                       "share_embeddings": True})
+    check_expressible(config, family, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True})
     return FAMILIES[family][0](max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
                                classifier_dropout=config.hidden_dropout if config.classifier_dropout is None
                                else config.classifier_dropout, **common)
@@ -271,6 +286,20 @@ def _mini_class(model) -> type:
     return MiniSeq2SeqModel
 
 
+def shared_tables(model, prefix: str) -> dict:
+    """``share_embeddings`` and ``tie_word_embeddings`` as ``model``'s tensors have them: whether its decoder reads
+    the encoder's token table, and its output layer the decoder's (a model without one keeps its config's flag).
+    The tensors decide, not the config: transformers 5 ties them only under ``tie_word_embeddings``, whatever
+    Marian's ``share_encoder_decoder_embeddings`` says, and a table converted as shared would silently replace the
+    other (the decoder then reads the encoder's)."""
+    state = model.state_dict()
+    decoder = state[f"{prefix}decoder.embed_tokens.weight"].data_ptr()
+    tied = (state["lm_head.weight"].data_ptr() == decoder if "lm_head.weight" in state
+            else bool(getattr(model.config, "tie_word_embeddings", True)))
+    return {"share_embeddings": state[f"{prefix}encoder.embed_tokens.weight"].data_ptr() == decoder,
+            "tie_word_embeddings": tied}
+
+
 def check_span_head(model, family: str) -> None:
     """A question-answering head scores a start and an end: ``num_labels`` must be 2."""
     if model.config.num_labels != 2:
@@ -279,12 +308,12 @@ def check_span_head(model, family: str) -> None:
 
 
 def _from_hf(model, **overrides):
-    config = mini_config_from_hf(model.config, **overrides)
     mini_cls = _mini_class(model)
+    prefix = "" if mini_cls is MiniSeq2SeqModel else "model."
+    config = mini_config_from_hf(model.config, **{**shared_tables(model, prefix), **overrides})
     with_head = mini_cls is MiniSeq2SeqForConditionalGeneration
     if mini_cls is MiniSeq2SeqForQuestionAnswering:
         check_span_head(model, type(model).__name__)
-    prefix = "" if mini_cls is MiniSeq2SeqModel else "model."
     mapping = {**_weight_map(config, prefix, prefix), **HEAD_WEIGHTS.get(mini_cls, {})}
     if with_head:
         mapping = _with_head(config, mapping)
@@ -292,7 +321,12 @@ def _from_hf(model, **overrides):
     tied = set(target.all_tied_weights_keys)
     mapping = {ours: theirs for ours, theirs in mapping.items() if ours not in tied}
     transforms = {"final_logits_bias.bias": lambda b: b.reshape(-1).clone()}
-    load_mapped(target, model.state_dict(), mapping, transforms)
+    # not carried over: `shared`, which the stacks read only when it is their table (then an alias of one that is
+    # read; untied, nothing reads it), and Marian's and Pegasus's sinusoid tables, which ours compute
+    skip = (f"{prefix}shared.weight",)
+    if config.position_embedding_type == "sinusoidal":
+        skip += tuple(f"{prefix}{side}.embed_positions.weight" for side in ("encoder", "decoder"))
+    load_mapped(target, model.state_dict(), mapping, transforms, skip=skip)
     if with_head:
         target.generation_config = copy.deepcopy(model.generation_config)
     return target

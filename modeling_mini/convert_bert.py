@@ -164,6 +164,9 @@ _MLM_HEAD = {
     "lm_head.weight": "cls.predictions.decoder.weight",  # the tied embedding matrix, unless untied
     "lm_head.bias": "cls.predictions.decoder.bias",  # BERT ties it to cls.predictions.bias
 }
+#: read by no entry: the MLM head's second bias, tied to the one the decoder adds (then an alias of a read tensor);
+#: untied (transformers 5 ties nothing under `tie_word_embeddings=False`), BERT never reads it
+_UNREAD = ("cls.predictions.bias",)
 _CLASSIFIER = {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"}
 
 # hf class name -> (mini class, hf class, head keys {mini: hf}, whether the backbone has a pooler)
@@ -197,7 +200,7 @@ def _from_hf(hf_model, **overrides):
     mapping = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, pooler)
     mapping.update(head)
     mini = mini_cls(config).to(hf_model.dtype)
-    return load_mapped(mini, hf_model.state_dict(), mapping)
+    return load_mapped(mini, hf_model.state_dict(), mapping, skip=_UNREAD)
 
 
 def _to_hf(mini_model):

@@ -77,7 +77,9 @@ _MLM_HEAD = {
     "transform.norm.weight": "lm_head.layer_norm.weight",
     "transform.norm.bias": "lm_head.layer_norm.bias",
     "lm_head.weight": "lm_head.decoder.weight",  # the tied embedding matrix, unless untied
-    "lm_head.bias": "lm_head.bias",  # RoBERTa ties lm_head.decoder.bias to it
+    # the bias the decoder adds; RoBERTa ties it to lm_head.bias, which nothing reads when untied
+    # (transformers 5 ties nothing under `tie_word_embeddings=False`)
+    "lm_head.bias": "lm_head.decoder.bias",
 }
 _CLASSIFIER = {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"}
 # RoBERTa's classification head = BERT's pooler (dense + tanh over the first token) + the output layer
@@ -136,7 +138,8 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_roberta(hf_model.config, add_pooler=add_pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     mini = mini_cls(config).to(hf_model.dtype)
-    return load_mapped(mini, hf_model.state_dict(), _mapping(head_name, config.num_hidden_layers, backbone_pooler))
+    return load_mapped(mini, hf_model.state_dict(), _mapping(head_name, config.num_hidden_layers, backbone_pooler),
+                       skip=("lm_head.bias",))  # the MLM head's unread (or tied) second bias
 
 
 def to_roberta(mini_model, family: str = "Roberta"):
@@ -153,6 +156,8 @@ def to_roberta(mini_model, family: str = "Roberta"):
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in
                 _mapping(head_name, config.num_hidden_layers, backbone_pooler).items()}
+    if head_name == "ForMaskedLM":  # both biases, as when tied
+        hf_state["lm_head.bias"] = state["lm_head.bias"]
     hf_cls = classes[head_name]
     hf_model = hf_cls(config, add_pooling_layer=backbone_pooler) if head_name == "Model" else hf_cls(config)
     return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})

@@ -311,8 +311,11 @@ def to_t5(model):
     if isinstance(model, MiniEncoderForTokenClassification):
         mapping |= _TAGGER
     mapping = {theirs: ours for ours, theirs in mapping.items()}
-    load_mapped(target, source, mapping)
-    if with_head and not config.tie_word_embeddings:  # an output matrix of its own (T5 v1.1, mT5)
+    own_head = with_head and not config.tie_word_embeddings  # an output matrix of its own (T5 v1.1, mT5)
+    # copied after loading, not through the map: a T5 config that scales the decoder output also ties the head, and
+    # load_mapped's re-tying would overwrite it
+    load_mapped(target, source, mapping, skip=("lm_head.weight",) if own_head else ())
+    if own_head:
         target.lm_head.weight = nn.Parameter(source["lm_head.weight"].detach().clone())
     if with_head:
         target.generation_config = copy.deepcopy(model.generation_config)

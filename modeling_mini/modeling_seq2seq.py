@@ -433,10 +433,23 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         **kwargs,
     ) -> Seq2SeqLMOutput:
         if labels is not None:
-            if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            # checked before the shift reads them, where a malformed tensor fails unnamed (an IndexError, or an
+            # out-of-range id blamed on `input_ids`, or one in the last position not seen until the loss)
             target = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
-            check_token_labels(labels, target.shape[:2], "labels (shape of decoder_input_ids)")
+            if target is not None:  # scored position for position against the given decoder inputs
+                shape, name = target.shape[:2], "labels (shape of decoder_input_ids)"
+            else:  # shifted into the decoder inputs: one row per source, of any length
+                source = input_ids if input_ids is not None else inputs_embeds
+                if source is None and encoder_outputs is not None:
+                    source = encoder_outputs[0]
+                rows, length = (labels.shape[0], labels.shape[-1]) if labels.dim() else (1, 1)  # a scalar: refused
+                if source is not None:
+                    rows = source.shape[0]
+                shape, name = (rows, length), "labels"
+            labels = check_token_labels(labels, shape, name, num_classes=self.config.vocab_size,
+                                        classes_name="vocab_size")  # the range: one host read
+            if target is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             use_cache = False  # training: nothing to continue
         outputs = self.model(
             return_dict=True,

@@ -186,6 +186,45 @@ def test_to_hf_of_from_hf_round_trips_exactly(kind):
         assert getattr(back.config, field) == expected, field
 
 
+#: models whose token tables are not tied (`tie_word_embeddings=False`: transformers 5 then ties nothing)
+UNTIED = {
+    "bart": lambda: BartForConditionalGeneration(bart_config(tie_word_embeddings=False)),
+    "bart-base-model": lambda: BartModel(bart_config(tie_word_embeddings=False)),
+    "mbart": lambda: MBartForConditionalGeneration(mbart_config(tie_word_embeddings=False)),
+    "marian": lambda: MarianMTModel(marian_config(tie_word_embeddings=False)),
+    "marian-unshared": lambda: MarianMTModel(marian_config(tie_word_embeddings=False,
+                                                           share_encoder_decoder_embeddings=False)),
+    "pegasus": lambda: PegasusForConditionalGeneration(pegasus_config(tie_word_embeddings=False)),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNTIED))
+def test_untied_token_tables_convert_as_three_and_export_back(kind):
+    """Untied, the encoder, the decoder and the output layer each read a table of their own (BART's `shared` is a
+    fourth that nothing reads). Each converts as itself: the decoder used to read the encoder's table (BART's logits
+    off by about 0.4). The export keeps the three, and `shared` gets the encoder's (the input embeddings)."""
+    torch.manual_seed(0)
+    hf = _randomise(UNTIED[kind]())
+    mini = from_hf(hf)
+    source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
+    kwargs = dict(input_ids=source, attention_mask=source_mask, decoder_input_ids=target,
+                  decoder_attention_mask=target_mask)
+    with torch.no_grad():
+        ours, theirs = (out.logits if "logits" in out else out.last_hidden_state for out in (mini(**kwargs),
+                                                                                             hf(**kwargs)))
+    assert max_diff(ours, theirs) <= 1e-5
+    assert (mini.config.share_embeddings, mini.config.tie_word_embeddings) == (False, False)
+    back = to_hf(mini)
+    assert type(back) is type(hf) and back.config.tie_word_embeddings is False
+    read = {key: tensor for key, tensor in hf.state_dict().items() if not key.endswith("shared.weight")}
+    exported = back.state_dict()
+    for key, tensor in read.items():
+        assert torch.equal(exported[key], tensor), key
+    assert {key for key in exported if not key.endswith("shared.weight")} == read.keys()
+    for key in [key for key in exported if key.endswith("shared.weight")]:
+        assert torch.equal(exported[key], read[key.replace("shared", "encoder.embed_tokens")])
+
+
 def test_converted_model_saves_and_reloads_through_auto_with_equal_logits(tmp_path):
     hf = reference("bart")
     mini = from_hf(hf)

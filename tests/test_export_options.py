@@ -55,6 +55,8 @@ BASES = {
                                                           hidden_act="relu", layer_norm_eps=1e-5, norm_position="post",
                                                           final_norm=False, token_embedding_size=16)),
     "bert-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(position_embedding_type="learned")),
+    "roberta-mlm": (MiniEncoderConfig, MiniEncoderForMaskedLM, dict(position_embedding_type="learned",
+                                                                     pad_aware_positions=True, position_offset=1)),
     "roberta-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(
         position_embedding_type="learned", pad_aware_positions=True, position_offset=1, num_labels=3)),
     "distilbert-classifier": (MiniEncoderConfig, MiniEncoderForSequenceClassification, dict(

@@ -95,6 +95,26 @@ def test_separate_embeddings_and_untied_head_stay_separate_after_save_and_reload
     assert model.lm_head.weight is not model.model.encoder.embeddings.embed_tokens.weight
 
 
+def test_the_decoder_depth_is_one_attribute_under_both_names(tmp_path):
+    """``num_hidden_layers`` is ``decoder_layers`` under its generic name. ``from_pretrained(..., decoder_layers=3)``
+    sets it after ``__init__``: the saved config used to keep ``num_hidden_layers=2`` and then failed to load."""
+    seq2seq().save_pretrained(tmp_path / "two")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "two", decoder_layers=3).eval()
+    assert (len(model.model.decoder.layers), model.config.num_hidden_layers) == (3, 3)
+    model.save_pretrained(tmp_path / "three")
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "three").eval()
+    config = reloaded.config
+    assert (config.decoder_layers, config.num_hidden_layers, len(reloaded.model.decoder.layers)) == (3, 3, 3)
+    source, mask = source_batch()
+    target, _ = target_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=source, attention_mask=mask, decoder_input_ids=target).logits,
+                                   model(input_ids=source, attention_mask=mask, decoder_input_ids=target).logits)
+    config = tiny_config()
+    config.num_hidden_layers = 4
+    assert (config.decoder_layers, config.encoder_layers) == (4, 3)
+
+
 # --- generation and the cache ---------------------------------------------------------------------------------------
 
 
@@ -463,6 +483,31 @@ def test_bad_inputs_raise_clear_errors():
         no_start.generate(source, max_new_tokens=2)
     with pytest.raises(ValueError, match="encoder_hidden_states"):
         model.get_decoder()(input_ids=target)
+
+
+def test_malformed_labels_are_refused_by_name_before_they_are_shifted():
+    """Labels are checked before they are shifted into the decoder inputs. A row without its batch dimension, a batch
+    other than the source's, -1 (not -100) and an id past the vocabulary in the last position (which the shift drops)
+    used to fail as an IndexError, a RuntimeError, an error blaming `input_ids` and a cross-entropy IndexError. The
+    range costs one host read, as the package's other id checks."""
+    model = seq2seq()
+    source, mask = source_batch()
+    cases = [
+        (source[:1], torch.tensor([5, 6, 7, 8]), r"`labels` must have .*shape.* = \(1, 4\); got \(4,\)"),
+        (source, torch.tensor([[5, 6, 7]] * 2), r"`labels` must have .*shape.* = \(3, 3\); got \(2, 3\)"),
+        (source, torch.tensor([[5, -1, 7]] * 3), r"`labels` contains -1, outside \[0, vocab_size=99\).*-100"),
+        (source, torch.tensor([[5, 6, 99]] * 3), r"`labels` contains 99, outside \[0, vocab_size=99\).*-100"),
+    ]
+    for input_ids, labels, match in cases:
+        with pytest.raises(ValueError, match=match):
+            model(input_ids=input_ids, labels=labels)
+    labels = torch.tensor([[5, 6, -100]] * 3)
+    decoder_input_ids = torch.tensor([[BOS, 5, 6]] * 3)
+    with torch.no_grad():
+        with_labels = count_host_reads(lambda: model(input_ids=source, attention_mask=mask, labels=labels))
+        without = count_host_reads(lambda: model(input_ids=source, attention_mask=mask,
+                                                 decoder_input_ids=decoder_input_ids))
+    assert with_labels == without + 1
 
 
 # --- Auto classes and remote code -----------------------------------------------------------------------------------
