@@ -51,7 +51,8 @@ def mini_config_from_roberta(hf: RobertaConfig, add_pooler: bool = True, **overr
         raise ValueError("RoBERTa needs `pad_token_id`: its positions start after the padding row.")
     if hf.hidden_act not in ("gelu", "gelu_python"):
         # the masked-LM head applies exact gelu whatever hidden_act says; ours applies hidden_act
-        raise ValueError(f"RoBERTa with `hidden_act={hf.hidden_act!r}` has no mini equivalent; only 'gelu'.")
+        raise ValueError(f"RoBERTa with `hidden_act={hf.hidden_act!r}` has no mini equivalent; only 'gelu' "
+                         "(or 'gelu_python', the same function).")
     overrides = {"position_offset": hf.pad_token_id + 1, "pad_aware_positions": True, **overrides}
     return mini_config_from_bert(hf, add_pooler=add_pooler, **overrides)
 
