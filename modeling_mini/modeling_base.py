@@ -334,13 +334,23 @@ def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels",
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
                          f"got {tuple(labels.shape)}.")
-    if num_classes is not None and labels.numel() and _checks_enabled(labels):
-        ids = labels.masked_fill(labels == -100, 0)  # ignored positions stand in as a valid id
-        low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host sync
-        if low < 0 or high >= num_classes:
-            raise ValueError(f"`{name}` contains {low if low < 0 else high}, outside [0, {classes_name}={num_classes}) "
+    if num_classes is not None:
+        outside = class_id_outside(labels, num_classes)
+        if outside is not None:
+            raise ValueError(f"`{name}` contains {outside}, outside [0, {classes_name}={num_classes}) "
                              f"(-100 marks a position to ignore).")
     return labels.long()
+
+
+def class_id_outside(labels: torch.Tensor, num_classes: int) -> int | None:
+    """An integer label outside ``[0, num_classes)`` other than -100 (the ignored), or None: found with one host read
+    (the smallest and the largest id together), skipped where :func:`_checks_enabled` says so. Outside that range the
+    cross-entropy fails with an ``IndexError`` on the CPU and a device-side assert on a GPU."""
+    if not labels.numel() or not _checks_enabled(labels):
+        return None
+    ids = labels.masked_fill(labels == -100, 0)  # ignored positions stand in as a valid id
+    low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host sync
+    return low if low < 0 else high if high >= num_classes else None
 
 
 def resolve_problem_type(config, labels: torch.Tensor) -> str:
@@ -383,8 +393,7 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         if labels.shape != (batch,):
             raise ValueError(f"labels must have shape ({batch},) or ({batch}, 1) {where}; got {tuple(labels.shape)}.")
         labels = labels.long()  # int32 ids (numpy's default on some platforms) are ids too
-        valid = labels[labels != -100]
-        if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_labels):
+        if class_id_outside(labels, num_labels) is not None:
             raise ValueError(f"labels must be in [0, {num_labels}) or -100 {where}.")
         losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="none")
         count = (labels != -100).sum()

@@ -42,6 +42,7 @@ from .modeling_base import (
     _checks_enabled,
     check_attention_mask,
     check_token_labels,
+    class_id_outside,
     next_positions,
     register_family,
     sequence_classification_loss,
@@ -430,8 +431,7 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
                 raise ValueError(f"`labels` must be integer choice indices of shape ({batch},) in [0, {num_choices}); "
                                  f"got shape {tuple(labels.shape)} and dtype {labels.dtype}.")
             labels = labels.to(logits.device).long()  # int32 indices are indices too; the cross-entropy takes long
-            valid = labels[labels != -100]
-            if _checks_enabled(labels) and valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= num_choices):
+            if class_id_outside(labels, num_choices) is not None:
                 raise ValueError(f"`labels` must be in [0, num_choices={num_choices}) or -100.")
             losses = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
             loss = losses / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())

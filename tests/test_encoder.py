@@ -575,6 +575,23 @@ def test_per_token_labels_outside_their_range_raise_naming_it(cls, bad, allowed)
         assert count_host_reads(lambda: model(ids, labels=labels)) == 2  # the ids' range, the labels' range
 
 
+def test_class_labels_are_range_checked_with_one_host_read():
+    """Sequence classification and multiple choice check their labels' range with one read of the smallest and the
+    largest id (before: the minimum, the maximum and a boolean index over the labels, three reads)."""
+    ids = torch.randint(3, 99, (2, 5))
+    classifier = MiniEncoderForSequenceClassification(tiny_encoder_config(num_labels=3)).eval()
+    with torch.no_grad():
+        assert count_host_reads(lambda: classifier(ids, labels=torch.tensor([2, -100]))) == 2  # ids', labels'
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) or -100"):
+        classifier(ids, labels=torch.tensor([3, 0]))
+    chooser = MiniEncoderForMultipleChoice(tiny_encoder_config()).eval()
+    choices = torch.randint(3, 99, (2, 4, 5))
+    with torch.no_grad():
+        assert count_host_reads(lambda: chooser(choices, labels=torch.tensor([3, 0]))) == 2
+    with pytest.raises(ValueError, match=r"`labels` must be in \[0, num_choices=4\)"):
+        chooser(choices, labels=torch.tensor([4, 0]))
+
+
 def test_a_labelled_training_step_compiles_fullgraph():
     """The label checks skip their host read under ``torch.compile``: int32 labels, no graph break."""
     ids, mask = padded_batch(left=False)
