@@ -211,7 +211,9 @@ class MiniEmbeddings(nn.Module):
         token_types, positions = self.token_type_embeddings, self.embed_positions
         learned = isinstance(positions, LearnedPositionalEmbedding)
         if learned and max_position is not None and max_position >= positions.num_embeddings:
-            raise out_of_range_error("position_ids", max_position, positions.num_embeddings)
+            # past the table: the ids themselves are read and checked (a bound counting padding, as OPT's ids made
+            # from the mask have, can be past it while every id fits)
+            max_position = None
         check_id_ranges(  # one host sync for every id this forward looks up in a table
             input_ids=(input_ids, self.embed_tokens.num_embeddings) if inputs_embeds is None else None,
             token_type_ids=(token_type_ids, token_types.num_embeddings)
@@ -426,15 +428,22 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 def last_token_pool(hidden: torch.Tensor, input_ids, attention_mask, pad_token_id) -> torch.Tensor:
     """Pick each row's last real token (B, T, D) -> (B, D): where a causal model has read the whole input.
 
-    Uses ``attention_mask`` when given, else the tokens that differ from ``pad_token_id`` (as GPT-2 does),
-    else the last position. Works for left and right padding.
+    transformers' rule first: the last token whose id is not ``pad_token_id``, whatever the mask says, so that a
+    checkpoint fine-tuned there (often with ``pad_token = eos_token``, each text ending in an eos its mask keeps)
+    pools the same token here. Without ids or a pad token, the ``attention_mask`` (its last T columns: continuing
+    from a cache, the mask covers the past too); else the last position, which is right only for one row or rows
+    without padding: with no pad token to find it by, several rows are a ``ValueError``, as in transformers. Works
+    for left and right padding.
     """
     batch, length = hidden.shape[:2]
     positions = torch.arange(length, device=hidden.device)
-    if attention_mask is not None and attention_mask.dim() == 2:
-        real = attention_mask.to(hidden.device).bool()
-    elif input_ids is not None and pad_token_id is not None:
+    if input_ids is not None and pad_token_id is not None:
         real = input_ids.to(hidden.device) != pad_token_id
+    elif attention_mask is not None and attention_mask.dim() == 2:
+        real = attention_mask[:, -length:].to(hidden.device).bool()  # (B, T)
+    elif batch > 1 and pad_token_id is None:
+        raise ValueError("A batch of several texts needs `pad_token_id` in the config (or an `attention_mask`) to find "
+                         "each text's last token: set `config.pad_token_id`, or pass the attention mask.")
     else:
         real = torch.ones(batch, length, dtype=torch.bool, device=hidden.device)
     last = (positions * real).argmax(dim=-1)  # (B,) index of the right-most real token

@@ -223,17 +223,18 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
     @staticmethod
     def _alibi_positions(mask, past, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """ALiBi's (query, key) positions from the 4D causal ``mask`` (B, 1, T, S), however it was made (here from a 2D
-        mask, or by ``generate`` for a static cache): each token's index among the tokens the mask keeps, BLOOM's
-        count, so padding anywhere in a row (as right-padded prompts get during ``generate``) moves no distance. The
-        last query sees every kept key before it, so its row of the mask says which keys are kept; keys after it (a
-        static cache's empty slots) are masked anyway."""
-        slots = torch.arange(length, device=device) + past  # (T,): the queries' cache slots
+        """ALiBi's (query, key) positions from the 4D causal ``mask`` (B, 1, T, S), however it was made (from a 2D
+        mask, by ``generate`` for a static cache, block-diagonal for a padding-free batch, or given): in each query's
+        row, each key's rank among the keys that query may see, BLOOM's count, so padding anywhere in a row (as
+        right-padded prompts get during ``generate``) moves no distance, and a packed batch's sequences each count
+        from their own start. A query's own rank is its row's count (it sees itself last); keys it may not see
+        (another sequence's, a static cache's empty slots) are masked anyway. Returns (B, T) and (B, T, S)."""
         if not isinstance(mask, torch.Tensor):  # a flex BlockMask: refused with a clear error by biased_mask
-            return slots[None], torch.arange(length, device=device)[None]
+            slots = torch.arange(length, device=device) + past
+            return slots[None], torch.arange(length, device=device)[None, None]
         allowed = mask if mask.dtype == torch.bool else mask == 0
-        counted = allowed[:, 0, -1, :].long().cumsum(dim=-1) - 1  # (B, S)
-        return counted[:, slots], counted  # (B, T), (B, S)
+        ranks = allowed[:, 0].cumsum(dim=-1, dtype=torch.int32)  # (B, T, S): 1 for a row's first visible key
+        return ranks[:, :, -1], ranks  # (B, T), (B, T, S)
 
 
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):

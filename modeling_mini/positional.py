@@ -343,15 +343,18 @@ class AlibiBias(nn.Module):
         self.num_heads = config.num_attention_heads
 
     def forward(self, query_positions: torch.LongTensor, key_positions: torch.LongTensor) -> torch.Tensor:
-        """The bias (B, H, T, S) for queries at ``query_positions`` (B or 1, T) and keys at ``key_positions``
-        (B or 1, S)."""
+        """The bias (B, H, T, S) for queries at ``query_positions`` (B or 1, T) and keys at ``key_positions``: (B or
+        1, S), or (B or 1, T, S), each query's own numbering of the keys (a packed batch's sequences each count from
+        their start)."""
         device = query_positions.device
         if torch.compiler.is_compiling():
             slopes = alibi_slopes(self.num_heads, device)
         else:
             key = (self.num_heads, torch.device(device))
             slopes = _SLOPES[key] if key in _SLOPES else _keep(_SLOPES, key, lambda: alibi_slopes(*key))
-        distance = key_positions[:, None, :] - query_positions[:, :, None]  # (B, T, S): <= 0 for the past
+        if key_positions.dim() == 2:
+            key_positions = key_positions[:, None, :]  # (B, 1, S): the same numbering for every query
+        distance = key_positions - query_positions[:, :, None]  # (B, T, S): <= 0 for the past
         return slopes[None, :, None, None] * distance[:, None].to(slopes.dtype)  # (B, H, T, S)
 
 

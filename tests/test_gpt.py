@@ -580,15 +580,58 @@ def test_causal_lm_loss_counts_tokens_across_micro_batches():
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])  # flex_attention: tests/test_flex_attention.py
-@pytest.mark.parametrize("position_embedding_type", POSITION_TYPES)
+@pytest.mark.parametrize("position_embedding_type", [*POSITION_TYPES, "alibi"])
 def test_padding_free_batch_equals_the_padded_batch(position_embedding_type, attn):
     """``DataCollatorWithFlattening`` (sequences joined in one row, position ids restarting at 0, no mask): each
-    sequence sees only itself, at its own positions. The default ``use_cache=True`` must not switch that off."""
+    sequence sees only itself, at its own positions. The default ``use_cache=True`` must not switch that off. ALiBi
+    numbered every packed sequence but the last from the last one's start (logits off by 0.67)."""
     assert_padding_free_batch_equals_the_padded_batch(lm(position_embedding_type=position_embedding_type,
                                                          attn_implementation=attn))
 
 
 # --- heads: classification losses and pooling -----------------------------------------------------------------------
+
+def test_pad_aware_positions_near_the_end_of_the_table_are_read_not_bounded():
+    """OPT's positions come from the mask, so a padded batch longer than the table can still fit it. Before, a bound
+    counting the padding (offset + length - 1) raised an error naming an id no row had."""
+    model = lm(position_embedding_type="learned", position_offset=2, pad_aware_positions=True,
+               max_position_embeddings=12)
+    ids = torch.randint(3, 99, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0
+    mask[1, :3] = 0  # 10 and 9 real tokens, left-padded: positions 2..11 and 2..10 fit the 12 rows
+    ids = ids.masked_fill(mask == 0, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, attention_mask=mask).logits[0, 2:], model(ids[:1, 2:]).logits[0],
+                                   atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match=r"`position_ids` contains 12"):  # 11 real tokens: one past the table
+            model(ids, attention_mask=torch.ones_like(ids).index_fill(1, torch.tensor([0]), 0))
+
+
+def test_classifier_continuing_from_a_cache_pools_with_the_whole_mask():
+    """Continuing from a cache, the mask covers the past too (the backbone asks for (B, past + T)); pooling reads
+    its last T columns. Before, it raised a raw size-mismatch error."""
+    model = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=3, position_embedding_type="rotary")).eval()
+    ids, mask = padded_batch(left=True)
+    with torch.no_grad():
+        whole = model(ids, attention_mask=mask).logits
+        first = model(ids[:, :5], attention_mask=mask[:, :5], use_cache=True)
+        rest = model(ids[:, 5:], attention_mask=mask, cache=first.cache, use_cache=True).logits
+    torch.testing.assert_close(rest, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_without_a_pad_token_refuses_an_unmasked_batch():
+    """With no pad token and no mask, the last position is each row's last token only without padding: several rows
+    are a ValueError, as in transformers (before, padded rows were silently pooled at a pad). One row, or a mask,
+    still works."""
+    model = MiniGPTForSequenceClassification(tiny_gpt_config(num_labels=3, pad_token_id=None)).eval()
+    ids, mask = padded_batch(left=False)
+    with torch.no_grad(), pytest.raises(ValueError, match="needs `pad_token_id`"):
+        model(ids)
+    with torch.no_grad():
+        alone = model(ids[:1, mask[0].bool()]).logits
+        torch.testing.assert_close(model(ids, attention_mask=mask).logits[:1], alone, atol=1e-5, rtol=1e-5)
+
 
 
 def _seq_logits_and_loss(num_labels, labels, problem_type=None):

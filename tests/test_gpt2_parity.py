@@ -186,3 +186,18 @@ def test_a_model_loaded_as_remote_code_exports(tmp_path):
                             text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-1] == "GPT2LMHeadModel"
+
+
+def test_classifier_with_pad_equal_to_eos_pools_as_transformers():
+    """The usual GPT-2 fine-tuning setup: ``pad_token = eos_token``, each text ending in an eos its mask keeps.
+    transformers pools the last token that is not the pad id, whatever the mask says; so must a converted classifier
+    (before, it pooled the last kept token, the eos: logits off by 0.16)."""
+    torch.manual_seed(0)
+    hf = GPT2ForSequenceClassification(GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                                  num_labels=3, pad_token_id=2, eos_token_id=2)).eval()
+    mini = from_hf(hf)
+    ids = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 11, 2, 2]])  # each text ends in eos (the pad id); row 1 padded
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])  # as tokenizer(..., padding=True) marks them
+    with torch.no_grad():
+        torch.testing.assert_close(mini(input_ids=ids, attention_mask=mask).logits,
+                                   hf(input_ids=ids, attention_mask=mask).logits, atol=1e-6, rtol=1e-5)
