@@ -7,6 +7,8 @@ each block's ``crossattention`` has ``q_attn`` (our ``q_proj``) and a ``c_attn``
 ``kv_proj``), normalised first by ``ln_cross_attn``.
 """
 
+import copy
+
 from transformers import (
     GPT2Config,
     GPT2ForQuestionAnswering,
@@ -139,8 +141,10 @@ def _from_hf(hf_model, **overrides):
     mapping.update(head)
     if mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings:  # an output matrix of its own
         mapping["lm_head.weight"] = "lm_head.weight"
-    mini = mini_cls(config).to(hf_model.dtype)
-    return load_mapped(mini, hf_model.state_dict(), mapping, transforms)
+    mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, transforms)
+    if mini_cls is MiniGPTForCausalLM:
+        mini.generation_config = copy.deepcopy(hf_model.generation_config)
+    return mini
 
 
 def _to_hf(mini_model):
@@ -187,8 +191,10 @@ def _to_hf(mini_model):
         tensor = state[mini_key]
         # Linear (out, in) -> Conv1D (in, out), e.g. qkv_proj (3D, D) -> c_attn (D, 3D)
         hf_state[hf_key] = tensor.t().contiguous() if mini_key in transforms else tensor
-    hf_model = hf_cls(config).to(mini_model.dtype)
-    return load_mapped(hf_model, hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    if isinstance(mini_model, MiniGPTForCausalLM):
+        hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
+    return hf_model
 
 
 FROM_HF = {name: _from_hf for name in _PAIRS}

@@ -156,8 +156,11 @@ def to_gptj(mini_model):
     ``convert.to_hf`` calls it for such models. A causal LM without ``lm_head_bias`` exports with a zero bias."""
     from .convert import separate_attention_projections
 
-    name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
-    mini_cls, hf_cls, head = _PAIRS[name]
+    pairs = {v[0]: v for v in _PAIRS.values()}
+    if type(mini_model) not in pairs:
+        raise ValueError(f"GPT-J has no model for {type(mini_model).__name__} in transformers; the classes that export "
+                         f"as GPT-J: {', '.join(cls.__name__ for cls in pairs)}.")
+    mini_cls, hf_cls, head = pairs[type(mini_model)]
     config = gptj_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings

@@ -213,6 +213,17 @@ def llama_config_from_mini(config: MiniGPTConfig):
     if family == "Phi3" and len(set(config.layer_types)) > 1:
         raise ValueError("Phi3 slides on every layer or on none: it needs `layer_types` all alike; this model has "
                          f"{config.layer_types!r}.")
+    if family == "Phi3" and config.rotary_scaling is not None and config.rotary_scaling["rope_type"] != "longrope":
+        # transformers' Phi-3 takes no other scaling (it would read YaRN as LongRoPE)
+        raise ValueError("Phi3 (the only family for `partial_rotary_factor` below 1) scales rotary positions with "
+                         "LongRoPE only: it needs `rotary_scaling` None or of rope_type 'longrope'; this model has "
+                         f"{config.rotary_scaling!r}.")
+    if family in _SOFTCAP_FAMILIES and config.attention_scaling is not None:
+        scalar = _whole_if_close(config.attention_scaling**-2)
+        if not isinstance(scalar, int):  # transformers keeps the scale as a whole length
+            raise ValueError(f"{family} scales attention by 1 / sqrt(query_pre_attn_scalar), a whole number: it needs "
+                             f"`attention_scaling` = 1 / sqrt(n) for a whole n; got {config.attention_scaling!r} "
+                             f"(n = {scalar!r}).")
     gate = {ours: theirs for theirs, ours in _GATED.items()}
     if config.hidden_act not in gate:
         raise ValueError(f"{family}'s feed-forward is gated: `hidden_act` must be one of {list(gate)}; got "
@@ -224,9 +235,11 @@ def llama_config_from_mini(config: MiniGPTConfig):
     if family in ("Mistral", "Phi3"):
         kwargs["sliding_window"] = config.layer_sliding_window(0)
     elif family in _SOFTCAP_FAMILIES:
-        # Gemma 2's scale is a length (1 / sqrt(query_pre_attn_scalar)); None: the usual one, head_dim
+        # Gemma 2's scale is a length (1 / sqrt(query_pre_attn_scalar)); None: the usual one, head_dim. transformers
+        # builds Gemma's sliding mask even when no layer reads it, so a model without a window exports with one as
+        # long as its context, on no layer
         scale = config.attention_scaling
-        kwargs.update(sliding_window=config.sliding_window, layer_types=layer_types,
+        kwargs.update(sliding_window=config.sliding_window or config.max_position_embeddings, layer_types=layer_types,
                       attn_logit_softcapping=config.attention_softcap,
                       final_logit_softcapping=config.final_logit_softcap,
                       query_pre_attn_scalar=config.head_dim if scale is None else _whole_if_close(scale**-2))
@@ -380,8 +393,10 @@ def to_llama(mini_model):
         raise ValueError(f"transformers' {family} has no {head_name.removeprefix('For')} head: export the backbone "
                          "(`model.model`) instead.")
     config = llama_config_from_mini(mini_model.config)
-    config._attn_implementation = mini_model.config._attn_implementation
     hf_cls = getattr(transformers, _hf_class_name(family, head_name))
+    config._attn_implementation = mini_model.config._attn_implementation
+    if config._attn_implementation == "sdpa" and not hf_cls._supports_sdpa:
+        config._attn_implementation = "eager"  # transformers runs Gemma 2 without sdpa; eager computes the same
     hf_prefix = f"{hf_cls.base_model_prefix}." if hf_prefix is None else hf_prefix
     untied = head_name == "ForCausalLM" and not config.tie_word_embeddings
     state = separate_attention_projections(mini_model)

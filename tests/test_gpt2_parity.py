@@ -49,6 +49,20 @@ def test_greedy_generate_matches():
     assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
 
 
+def test_generation_config_travels_both_ways():
+    """Stop tokens and ``max_new_tokens`` (a chat model's defaults) come along, as the other converters' do."""
+    hf = GPT2LMHeadModel(hf_config()).eval()
+    hf.generation_config.max_new_tokens, hf.generation_config.eos_token_id = 3, [2, 7]
+    mini = from_hf(hf)
+    assert (mini.generation_config.max_new_tokens, mini.generation_config.eos_token_id) == (3, [2, 7])
+    ids = torch.tensor([[5, 6, 9]])
+    assert hf.generate(ids, do_sample=False).shape == mini.generate(ids, do_sample=False).shape == (1, 6)
+    mini.generation_config.max_new_tokens = 4
+    back = to_hf(mini)
+    assert (back.generation_config.max_new_tokens, back.generation_config.eos_token_id) == (4, [2, 7])
+    assert back.generate(ids, do_sample=False).shape == (1, 7)
+
+
 def test_loss_matches():
     hf = GPT2LMHeadModel(hf_config()).eval()
     mini = from_hf(hf)

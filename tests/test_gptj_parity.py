@@ -8,7 +8,7 @@ from conftest import assert_same_tensors, padded_batch, perturb_norms_and_biases
 from test_llama_parity import assert_generates_and_trains_the_same, assert_same_outputs
 from transformers import GPTJConfig, GPTJForCausalLM, GPTJForSequenceClassification, GPTJModel
 
-from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
+from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM, MiniGPTForTokenClassification
 from modeling_mini.convert import from_hf, to_hf
 
 HEADS = [GPTJModel, GPTJForCausalLM, GPTJForSequenceClassification]
@@ -81,3 +81,10 @@ def test_exports_pick_gptj_or_phi_and_refuse_what_gptj_lacks():
                                   ("rotary_scaling", {"rope_type": "linear", "factor": 2.0}, "rotary_scaling=None")]:
         with pytest.raises(ValueError, match=message):
             to_hf(MiniGPTForCausalLM(MiniGPTConfig(**{**mini.config.to_dict(), field: value})))
+
+
+def test_a_head_gptj_lacks_raises_naming_the_ones_it_has():
+    mini = from_hf(build(GPTJForCausalLM))
+    with pytest.raises(ValueError, match="GPT-J has no model for MiniGPTForTokenClassification in transformers; the "
+                                         "classes that export as GPT-J: MiniGPTModel, MiniGPTForCausalLM"):
+        to_hf(MiniGPTForTokenClassification(mini.config))

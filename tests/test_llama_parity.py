@@ -254,6 +254,18 @@ def test_bias_layouts_they_cannot_express_raise():
         modeling_mini.MiniGPTConfig(attention_output_bias="no")
 
 
+@pytest.mark.parametrize("scaling", [{"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 16},
+                                     {"rope_type": "linear", "factor": 2.0}], ids=["yarn", "linear"])
+def test_partial_rotary_with_a_scaling_phi3_lacks_raises_naming_rotary_scaling(scaling):
+    """A partial rotation exports only as Phi-3, which scales with LongRoPE alone (it reads YaRN as LongRoPE)."""
+    mini = from_hf(build_phi3("ForCausalLM", rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                              "partial_rotary_factor": 0.5}))
+    scaled = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**{**mini.config.to_dict(),
+                                                                             "rotary_scaling": scaling}))
+    with pytest.raises(ValueError, match="Phi3 .*`rotary_scaling` None or of rope_type 'longrope'"):
+        to_hf(scaled)
+
+
 def assert_same_gemma_tensors(hf, back):
     """A Gemma exported back holds ``hf``'s tensors exactly, but for the norm gains: ``(1 + w) - 1`` may round ``w``'s
     last bit."""
@@ -568,6 +580,53 @@ def test_gemma3_variants_convert_and_what_they_cannot_express_raises():
     llama_like.config.norm_position, llama_like.config.attention_scaling = "pre", None
     with pytest.raises(ValueError, match="Ministral needs `sliding_rope_theta=None`"):
         to_hf(llama_like)
+
+
+#: a MiniGPT with Gemma 2's layout (Gemma 3's with ``qk_norm=True``), built on our side
+GEMMA_LAYOUT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=16, intermediate_size=48, max_position_embeddings=64, pad_token_id=0,
+                    position_embedding_type="rotary", norm_type="rmsnorm", hidden_act="geglu_tanh",
+                    attention_bias=False, mlp_bias=False, scale_embeddings=True, norm_position="sandwich",
+                    hidden_dropout=0.0, attention_dropout=0.0)
+
+
+def gemma_layout(family: str, **kw):
+    config = modeling_mini.MiniGPTConfig(**GEMMA_LAYOUT, qk_norm=family == "Gemma3", **kw)
+    return perturb_norms_and_biases(modeling_mini.MiniGPTForCausalLM(config))
+
+
+@pytest.mark.parametrize("family", ["Gemma2", "Gemma3"])
+def test_gemma_layouts_without_a_window_export_a_model_transformers_runs(family, tmp_path):
+    """Every layer full (``sliding_window=None``): transformers' Gemma builds its sliding mask all the same, so the
+    export names a window that no layer reads; it computes, generates and reloads as the mini model."""
+    mini = gemma_layout(family, attn_implementation="eager")
+    hf = to_hf(mini)
+    assert type(hf).__name__ == f"{family}ForCausalLM"
+    assert hf.config.layer_types == ["full_attention"] * 2
+    ids, mask = padded_batch(length=12)
+    assert_same_outputs(hf, mini, ids, mask)
+    kwargs = dict(attention_mask=mask, max_new_tokens=4, do_sample=False)
+    assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
+    hf.save_pretrained(tmp_path)
+    assert_same_outputs(type(hf).from_pretrained(tmp_path).eval(), mini, ids, mask)
+
+
+def test_gemma2_layout_on_sdpa_exports_with_eager():
+    """transformers runs Gemma 2 eager only; a mini model on its default (sdpa) exports with eager, the same scores."""
+    mini = gemma_layout("Gemma2", sliding_window=4, layer_types=["sliding_attention", "full_attention"])
+    assert mini.config._attn_implementation == "sdpa"
+    hf = to_hf(mini)
+    assert type(hf).__name__ == "Gemma2ForCausalLM" and hf.config._attn_implementation == "eager"
+    ids, mask = padded_batch(length=12)
+    assert_same_outputs(hf, mini, ids, mask)
+
+
+def test_gemma_export_refuses_an_attention_scale_without_a_whole_length():
+    """Gemma keeps its scale as a whole ``query_pre_attn_scalar`` n (scale 1 / sqrt(n)): 0.25 is n = 16, 0.3 none."""
+    window = dict(sliding_window=4, attn_implementation="eager")
+    assert to_hf(gemma_layout("Gemma2", attention_scaling=0.25, **window)).config.query_pre_attn_scalar == 16
+    with pytest.raises(ValueError, match=r"`attention_scaling` = 1 / sqrt\(n\) for a whole n; got 0.3"):
+        to_hf(gemma_layout("Gemma2", attention_scaling=0.3, **window))
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from transformers import (
     PhiModel,
 )
 
-from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
+from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM, MiniGPTForQuestionAnswering
 from modeling_mini.convert import from_hf, to_hf
 
 HEADS = [PhiModel, PhiForCausalLM, PhiForSequenceClassification, PhiForTokenClassification]
@@ -114,6 +114,13 @@ def test_a_causal_lm_without_an_output_bias_exports_with_a_zero_one():
     assert isinstance(exported, PhiForCausalLM) and not exported.lm_head.bias.any()
     ids, mask = padded_batch()
     assert_same_outputs(exported, unbiased, ids, mask)
+
+
+def test_a_head_phi_lacks_raises_naming_the_ones_it_has():
+    mini = from_hf(build(PhiForCausalLM))
+    with pytest.raises(ValueError, match="Phi has no model for MiniGPTForQuestionAnswering in transformers; the "
+                                         "classes that export as Phi: MiniGPTModel, MiniGPTForCausalLM"):
+        to_hf(MiniGPTForQuestionAnswering(mini.config))
 
 
 def test_bad_options_raise():
