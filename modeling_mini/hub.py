@@ -5,8 +5,9 @@
   then prose (family, size, data, hyperparameters, final metrics, intended use, how to load it).
 * :func:`publish_folder` uploads a finished output folder with ``huggingface_hub``: weights (safetensors
   only), config with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer (chat template
-  and sentencepiece models included) and card, and deletes the repository's copies of such files that the folder
-  no longer has. Checkpoints, logs and pickles (``.bin`` / ``.pt``) never leave the machine.
+  and sentencepiece models included) and card, and deletes the repository's weight files that the folder's weights
+  supersede (the other layout, or shards of an older split: :func:`superseded_weights`). Checkpoints, logs and
+  pickles (``.bin`` / ``.pt``) never leave the machine.
 
 The template: ``model_card.md`` at the repository root is the one to edit. An installed wheel does not ship
 the repository root, so this module embeds a compact fallback (``_FALLBACK_TEMPLATE``) with the same
@@ -70,9 +71,13 @@ ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "g
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                    "*.pickle", "training_args*", "optimizer*", "scheduler*", "rng_state*", "*.log", "*.out",
                    "__pycache__/**", "*.pyc", "*/**"]
-#: Repository files :func:`publish_folder` never deletes, even when the folder lacks them: a card edited on the Hub
-#: is the owner's, and ``.gitattributes`` is the Hub's.
-KEEP_IN_REPO = ("README.md", ".gitattributes")
+#: A model's safetensors weights, as transformers names them: one file ``model.safetensors``, or shards
+#: ``model-00001-of-00003.safetensors`` listed in ``model.safetensors.index.json``; a ``variant`` (``fp16``) gives
+#: ``model.fp16.safetensors``, ``model.fp16-00001-of-00003.safetensors`` and ``model.safetensors.index.fp16.json``.
+_WEIGHTS_FILE = re.compile(r"(?P<stem>model(?:\.[^./-]+)?)(?:-\d{5}-of-\d{5})?\.safetensors")
+_WEIGHTS_INDEX = re.compile(r"model\.safetensors\.index(?P<variant>\.[^./]+)?\.json")
+#: transformers' generic card (``push_to_hub`` writes it when main has no card): never a card worth keeping.
+GENERIC_CARD_TEXT = "This is the model card of a 🤗 transformers model that has been pushed on the Hub."
 #: Endings of data files: a name with one is a local file (``--train_files``), never a Hub dataset id.
 DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet", ".arrow", ".xml", ".gz", ".zip",
                       ".tar", ".bz2", ".xz", ".zst")
@@ -250,6 +255,42 @@ def write_model_card(
     return path
 
 
+_LOAD_SNIPPET = re.compile(r'from_pretrained\("([^"\s]+)"')
+
+
+def retarget_card(path, repo_id: str) -> bool:
+    """Point a card that :func:`write_model_card` wrote for another repository id, or for none (its placeholder
+    ``<user>/<folder name>``), at ``repo_id``; return True when the file was rewritten.
+
+    The loading snippets get ``repo_id``, and a model name that was derived from the old id (the title and the
+    ``model-index`` name) gets ``repo_id``'s name; everything else (metadata, data, hyperparameters, metrics) stays
+    as it is. A README this package did not write (no ``mini-transformers`` tag, or not exactly one repository id
+    in its ``from_pretrained`` snippets) is left untouched.
+    """
+    from huggingface_hub import ModelCard
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        card = ModelCard(text, ignore_metadata_errors=True)
+    except ValueError:  # no metadata block at all: not ours
+        return False
+    ids = set(_LOAD_SNIPPET.findall(card.text))
+    if "mini-transformers" not in (card.data.tags or []) or len(ids) != 1 or ids == {repo_id}:
+        return False
+    (old,) = ids
+    old_name, new_name = old.split("/")[-1], repo_id.split("/")[-1]
+    body = card.text.replace(f'from_pretrained("{old}"', f'from_pretrained("{repo_id}"')
+    metadata = text[: len(text) - len(card.text)]
+    if old_name != new_name:
+        body = re.sub(rf"^# {re.escape(old_name)}$", f"# {new_name}", body, count=1, flags=re.M)
+        if card.data.model_name == old_name:
+            card.data.model_name = new_name
+            metadata = f"---\n{card.data.to_yaml()}\n---\n"
+    path.write_text(metadata + body, encoding="utf-8")
+    return True
+
+
 def base_model_license(base_model: str | None, token: str | None = None) -> dict:
     """The licence fields (``license``, and ``license_name`` / ``license_link`` for ``other``) of the base model's
     card, or ``{}`` when there is no base or its card cannot be read.
@@ -329,15 +370,32 @@ def _uploadable(folder: Path) -> list[str]:
     return [rel for rel in paths if _publishable(rel)]
 
 
-def _stale(repo_files: Sequence[str], files: Sequence[str]) -> list[str]:
-    """Repository files a publish would send but the folder no longer has, to delete in the same commit.
+def weights_stem(name: str) -> str | None:
+    """Which weights a top-level file holds or indexes: ``"model"`` for ``model.safetensors``, its shards and
+    ``model.safetensors.index.json``; ``"model.fp16"`` for the ``fp16`` variant's; ``None`` for any other file."""
+    if match := _WEIGHTS_FILE.fullmatch(name):
+        return match["stem"]
+    if match := _WEIGHTS_INDEX.fullmatch(name):
+        return "model" + (match["variant"] or "")
+    return None
 
-    A sharded save after a single-file one leaves ``model.safetensors`` behind on the Hub, and transformers
-    prefers it to the new shards: the Hub model would keep the old weights. Files outside ALLOW (added on the
-    Hub by hand) and :data:`KEEP_IN_REPO` (the card) are never deleted.
+
+def superseded_weights(names: Sequence[str], kept: Sequence[str]) -> list[str]:
+    """The weight files among ``names`` that a save holding the files ``kept`` supersedes, to delete.
+
+    They are the files of the same weights (:func:`weights_stem`) that ``kept`` lacks: after a sharded save, the
+    single ``model.safetensors``; after a single-file save, the index and its shards; after a save split
+    differently, the shards of the old split. Left over, they serve the old weights: transformers loads
+    ``model.safetensors`` in preference to an index. Nothing else is ever listed (a tokenizer pushed on its own,
+    a file added on the Hub, another variant's weights).
     """
-    keep = set(files) | set(KEEP_IN_REPO)
-    return sorted(f for f in repo_files if f not in keep and _publishable(f))
+    stems = {weights_stem(name) for name in kept} - {None}
+    return sorted(name for name in set(names) - set(kept) if weights_stem(name) in stems)
+
+
+def is_generic_card(text: str) -> bool:
+    """Whether a README is transformers' generic template (:data:`GENERIC_CARD_TEXT`), not a card anyone wrote."""
+    return GENERIC_CARD_TEXT in text
 
 
 def _is_new_branch_name(revision: str | None) -> bool:
@@ -350,7 +408,9 @@ def check_publishable(folder) -> list[str]:
 
     ``ValueError`` when it is not a saved mini model: no ``config.json``, a config without ``auto_map``
     (no remote code), or no safetensors weights (a folder with only pickled ``.bin`` / ``.pt`` weights is
-    refused, never converted: unpickling runs arbitrary code).
+    refused, never converted: unpickling runs arbitrary code); also when it holds the same weights in both
+    layouts (``model.safetensors`` beside ``model.safetensors.index.json``, left by a save that is not
+    ``MiniPreTrainedModel.save_pretrained``): transformers would load the single file, which may be the older.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -363,6 +423,11 @@ def check_publishable(folder) -> list[str]:
     if not any(f.endswith(".safetensors") for f in files):
         raise ValueError(f"folder={str(folder)!r} has no *.safetensors weights; only safetensors are published "
                          "(.bin / .pt pickles are never uploaded)")
+    for index in (f for f in files if _WEIGHTS_INDEX.fullmatch(f)):
+        single = f"{weights_stem(index)}.safetensors"
+        if single in files:
+            raise ValueError(f"folder={str(folder)!r} holds both {single} and {index}: two saves of the weights "
+                             f"in different layouts; delete the older ({single} is the one transformers loads)")
     missing = [m for m in config["auto_map"].values() if isinstance(m, str)
                and f"{m.split('--')[-1].rsplit('.', 1)[0]}.py" not in files]
     if missing:
@@ -385,21 +450,24 @@ def publish_folder(
     with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
     Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
     ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
-    creates no commit and returns ``None``. Repository files of those kinds that the folder no longer has (the
-    old ``model.safetensors`` after a sharded save) are deleted in the same commit, so the Hub serves exactly
-    the folder's model; the README card and files outside :data:`ALLOW_PATTERNS` are kept. The token comes
-    from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is never printed.
+    creates no commit and returns ``None``. The repository's weight files that the folder's weights supersede
+    (:func:`superseded_weights`: the old ``model.safetensors`` after a sharded save, the old index and shards
+    after a single-file or differently split save) are deleted in the same commit, so the Hub serves the
+    folder's weights. Every other repository file is kept, even where the folder lacks it: a tokenizer pushed on
+    its own, a card edited on the Hub, files added by hand. ``repo_id`` may leave out the namespace (``"name"``:
+    the token's user); the commit goes to the full id that ``create_repo`` returns. The token comes from
+    ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is never printed.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     folder = Path(folder)
     files = check_publishable(folder)
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" -> "user/name"
     if _is_new_branch_name(revision):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     head = api.repo_info(repo_id, revision=revision).sha
-    stale = _stale(api.list_repo_files(repo_id, revision=head), files)
+    stale = superseded_weights(api.list_repo_files(repo_id, revision=head), files)
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
     operations += [CommitOperationDelete(path_in_repo=f) for f in stale]
     # create_commit drops files whose hash equals the Hub's copy; with nothing left it makes no commit.
@@ -456,32 +524,35 @@ def task_of_head(class_name: str) -> str:
     return next((task for suffix, task in TASK_OF_HEAD.items() if class_name.endswith(suffix)), "feature-extraction")
 
 
-def has_card(repo_id: str, *, revision: str | None = None, token=None) -> bool:
-    """Whether the repository exists and holds a ``README.md`` on ``revision`` (a missing branch reads as main,
-    from which ``push_to_hub`` will create it). ``file_exists`` alone says False for a missing branch."""
+def read_card(repo_id: str, *, revision: str | None = None, token=None) -> str | None:
+    """The text of the repository's ``README.md`` on ``revision``, or ``None`` when the repository or the card does
+    not exist. A missing branch reads as main, from which ``push_to_hub`` will create it (``file_exists`` alone
+    says False there). ``repo_id`` is the full ``namespace/name``: a bare name reads as a missing repository."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     if not api.repo_exists(repo_id):
-        return False
+        return None
     if revision is not None and not api.revision_exists(repo_id, revision):
         revision = None
-    return api.file_exists(repo_id, "README.md", revision=revision)
+    if not api.file_exists(repo_id, "README.md", revision=revision):
+        return None
+    return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_text(encoding="utf-8")
 
 
 def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,
-                      overwrite: bool = False) -> bool:
-    """Before a first ``model.push_to_hub``, upload this package's card for the model (no run metrics).
+                      overwrite: bool = False, card: str | None = None) -> bool:
+    """Upload this package's card for the model (no run metrics) to ``revision``, unless it has a card already.
 
-    transformers' ``push_to_hub`` keeps the card a repository already has and writes its generic template only
-    when there is none; uploading ours first makes the repository carry valid mini-transformers metadata.
-    ``revision`` names the branch (created from main when missing, as ``push_to_hub`` does). transformers reads
-    the card it re-uploads from main, whatever the branch: on a branch of a repository whose main has no card,
-    its generic card replaces ours, so :meth:`MiniPreTrainedModel.push_to_hub` calls this again afterwards with
-    ``overwrite`` (upload even though the branch has a card). With ``create_pr`` nothing is uploaded: a pull
-    request must leave its target branch untouched, and ``push_to_hub`` opens a new PR per call, so there is no PR to
-    put the card in beforehand (the push puts it in afterwards, with ``revision="refs/pr/N"``). Returns True when a
-    card was uploaded (the repository had none on ``revision``).
+    transformers' ``push_to_hub`` re-uploads the card main already has, and writes its generic template only when
+    there is none; uploading ours to main first makes the repository carry valid mini-transformers metadata. A
+    generic template already there counts as no card. ``revision`` names the branch (created from main when
+    missing, as ``push_to_hub`` does) or a pull request (``refs/pr/N``). With ``overwrite`` the card is uploaded
+    whatever ``revision`` holds (an unchanged card makes no commit), and ``card`` is the text to upload instead of
+    ours: :meth:`MiniPreTrainedModel.push_to_hub` uses both after a push to another branch than main or into a
+    pull request, where transformers has put main's card or its template. With ``create_pr`` nothing is uploaded:
+    a pull request must leave its target branch untouched, and ``push_to_hub`` opens a new PR per call, so there
+    is no PR to put the card in beforehand. Returns True when a card was uploaded.
     """
     import tempfile
 
@@ -491,13 +562,18 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
         return False
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if _is_new_branch_name(revision) and not overwrite:  # upload_file to a missing branch: RevisionNotFoundError
+    if _is_new_branch_name(revision):  # upload_file to a missing branch: RevisionNotFoundError
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    if not overwrite and api.file_exists(repo_id, "README.md", revision=revision):
+    if not overwrite and (current := read_card(repo_id, revision=revision, token=token)) is not None \
+            and not is_generic_card(current):
         return False
     with tempfile.TemporaryDirectory() as folder:
-        card = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,
-                                metrics=None, hyperparameters=None, repo_id=repo_id)
-        api.upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id, revision=revision,
+        if card is None:
+            path = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__),
+                                    datasets=None, metrics=None, hyperparameters=None, repo_id=repo_id)
+        else:
+            path = Path(folder) / "README.md"
+            path.write_text(card, encoding="utf-8")
+        api.upload_file(path_or_fileobj=str(path), path_in_repo="README.md", repo_id=repo_id, revision=revision,
                         commit_message="Add model card (mini-transformers)")
     return True

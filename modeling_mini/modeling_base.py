@@ -12,6 +12,7 @@
 """
 
 import inspect
+import json
 import math
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_mini import PROBLEM_TYPES
+from .hub import superseded_weights
 from .normalization import build_norm
 from .positional import LearnedPositionalEmbedding, build_absolute_positions
 
@@ -77,6 +79,11 @@ class MiniPreTrainedModel(PreTrainedModel):
         A model wrapped by FSDP2 (``fully_shard``) is an instance of a class made on the fly, ``FSDP<Name>``,
         defined in torch: transformers would copy torch's FSDP source files instead of ours and record the
         wrapper in ``auto_map``. :meth:`_repair_wrapped_save` puts this package's files and names back.
+
+        A save into a folder that holds an earlier save in the other layout (one ``model.safetensors`` and
+        sharded ``model-*-of-*.safetensors`` + ``model.safetensors.index.json``) deletes the earlier weights
+        (:func:`hub.superseded_weights`): transformers removes only old shards, and a stale ``model.safetensors``
+        beside new shards is what ``from_pretrained`` (and the Hub, once published) would load.
         """
         family = {
             auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
@@ -85,11 +92,49 @@ class MiniPreTrainedModel(PreTrainedModel):
         config_cls = type(self.config)
         family["AutoConfig"] = f"{config_cls.__module__.rsplit('.', 1)[-1]}.{config_cls.__name__}"
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        bound = inspect.signature(PreTrainedModel.save_pretrained).bind_partial(self, save_directory, *args, **kwargs)
+        options = {**bound.arguments, **bound.arguments.get("kwargs", {})}
+        # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
+        prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
+                 and getattr(self, "should_save_on_this_rank", bool)(options.get("is_main_process", True)))
+        index = Path(save_directory) / self._weights_name("model.safetensors.index.json", options.get("variant"))
+        # The old index goes before the save, so an index found after it is this save's: the save was sharded.
+        old_index = index.read_bytes() if prune and index.is_file() else None
+        if old_index is not None:
+            index.unlink()
+        try:
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+        except BaseException:
+            if old_index is not None and not index.exists():
+                index.write_bytes(old_index)
+            raise
+        if prune:
+            self._remove_superseded_weights(Path(save_directory), index, options.get("variant"))
         wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
         if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):
             self._repair_wrapped_save(save_directory, family)
         return result
+
+    @staticmethod
+    def _weights_name(name: str, variant: str | None) -> str:
+        """transformers' name of a weights file for a ``variant``: ``model.safetensors`` -> ``model.fp16.safetensors``,
+        ``model.safetensors.index.json`` -> ``model.safetensors.index.fp16.json``."""
+        if not variant:
+            return name
+        parts = name.split(".")
+        return ".".join([*parts[:-1], variant, parts[-1]])
+
+    @classmethod
+    def _remove_superseded_weights(cls, folder: Path, index: Path, variant: str | None) -> None:
+        """Delete the weight files in ``folder`` that the save just made supersedes: it wrote ``index`` and the
+        shards it lists if it was sharded, else the one weights file."""
+        if index.is_file():
+            shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
+            written = [index.name, *set(shards)]
+        else:
+            written = [cls._weights_name("model.safetensors", variant)]
+        for name in superseded_weights([p.name for p in folder.iterdir() if p.is_file()], written):
+            (folder / name).unlink()
 
     def _repair_wrapped_save(self, save_directory, family: dict[str, str]) -> None:
         """Replace the wrapper's source files by this package's, and its ``auto_map`` entry by the real class."""
@@ -118,23 +163,56 @@ class MiniPreTrainedModel(PreTrainedModel):
             super().set_input_embeddings(value)
 
     def push_to_hub(self, repo_id: str, *, token=None, private=None, revision=None, **kwargs):
-        """``PreTrainedModel.push_to_hub``, with this package's model card on a first push (see
-        :func:`hub.push_default_card`) instead of transformers' generic template. On another branch than main,
-        transformers replaces the card with main's (or its template): ours goes back on once the push is done.
-        With ``create_pr`` the target branch stays untouched; if it had no card, transformers' template went into the
-        pull request, and ours replaces it there (a second commit to the PR's ``refs/pr/N``)."""
-        from .hub import has_card, push_default_card
+        """``PreTrainedModel.push_to_hub``, ending with this package's model card (see :func:`hub.push_default_card`)
+        instead of transformers' generic template, or with the card the target already had.
 
-        if kwargs.get("create_pr", False):
-            had_card = has_card(repo_id, revision=revision, token=token)
-            result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
-            if not had_card and getattr(result, "pr_revision", None):
-                push_default_card(self, repo_id, token=token, revision=result.pr_revision, overwrite=True)
-            return result
-        card = push_default_card(self, repo_id, token=token, private=private, revision=revision)
+        transformers uploads main's card, or its template when main has none, whatever the target. So the card of
+        the target branch (``revision``, default main; a missing branch reads as main, from which it is made) is
+        read first. A card someone wrote is kept: main's is what transformers re-uploads, another branch's is put
+        back after the push. Without one (no card, or transformers' template), ours goes on main before the push,
+        so that transformers re-uploads it, and on another branch after the push. With ``create_pr`` the target
+        branch stays untouched: the card goes into the pull request (a second commit to its ``refs/pr/N``).
+        ``repo_id`` may leave out the namespace: the card calls use the full id that ``create_repo`` returns.
+        """
+        from huggingface_hub import HfApi
+
+        from .hub import is_generic_card, push_default_card, read_card
+
+        repo_id = HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id  # -> "user/name"
+        create_pr = kwargs.get("create_pr", False)
+        card = read_card(repo_id, revision=revision, token=token)
+        own = None if card is None or is_generic_card(card) else card
+        on_main = revision in (None, "main") and not create_pr
+        if on_main and own is None:
+            push_default_card(self, repo_id, token=token, overwrite=True)
         result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
-        if card and revision not in (None, "main"):
-            push_default_card(self, repo_id, token=token, revision=revision, overwrite=True)
+        target = getattr(result, "pr_revision", None) if create_pr else revision
+        if not on_main and target:
+            push_default_card(self, repo_id, token=token, revision=target, overwrite=True, card=own)
+        return result
+
+    def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
+        """transformers' upload of a saved folder (``push_to_hub``, ``save_pretrained(push_to_hub=True)``), then the
+        deletion of the repository's weight files that the folder's weights supersede (:func:`hub.superseded_weights`:
+        the old ``model.safetensors`` after a push with ``max_shard_size``, old shards after a single-file push), in a
+        second commit to the same branch or pull request. transformers only adds files, and ``from_pretrained``
+        prefers a stale ``model.safetensors`` to new shards. Every other repository file stays."""
+        from huggingface_hub import CommitOperationDelete, HfApi
+
+        result = super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
+        if getattr(result, "oid", None) is None:  # nothing was committed: nothing to compare with
+            return result
+        options = inspect.signature(super()._upload_modified_files).bind(working_dir, repo_id, *args, **kwargs)
+        options.apply_defaults()
+        options = options.arguments
+        api = HfApi(token=options["token"])
+        folder = [path.name for path in Path(working_dir).iterdir() if path.is_file()]
+        stale = superseded_weights(api.list_repo_files(repo_id, revision=result.oid), folder)
+        if stale:
+            api.create_commit(repo_id, operations=[CommitOperationDelete(path_in_repo=name) for name in stale],
+                              commit_message="Delete weights superseded by this push (mini-transformers)",
+                              revision=getattr(result, "pr_revision", None) or options["revision"],
+                              parent_commit=result.oid)
         return result
 
     def _init_weights(self, module: nn.Module) -> None:

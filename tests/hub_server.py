@@ -336,6 +336,11 @@ class _Handler(BaseHTTPRequestHandler):
         if m := re.fullmatch(r"/(datasets/|spaces/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
             repo_type = {"datasets/": "dataset", "spaces/": "space"}.get(m[1] or "", "model")
             return self._resolve(repo_type, unquote(m[2]), m[3], unquote(m[4]))
+        if re.fullmatch(r"/api/(models|datasets|spaces)/[^/]+", path) or \
+                re.fullmatch(r"/(datasets/|spaces/)?[^/]+/resolve/[^/]+/.+", path):
+            # A repo id without a namespace: create_repo always adds one here, so none exists; the real Hub answers
+            # an unknown bare name with 404 RepoNotFound (a client then tells "no such repo" from "no such route").
+            raise HubError(404, "Repository not found", "RepoNotFound")
         raise HubError(404, f"no route {method} {path}")
 
     def _create_repo(self):

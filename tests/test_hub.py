@@ -27,6 +27,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY
 from hub_server import HubServer
 
@@ -461,7 +462,6 @@ def test_publish_deletes_stale_weights(hub, tmp_path, bpe_tokenizer):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.25)
-        (out / "model.safetensors").unlink(missing_ok=True)
         model.save_pretrained(out, max_shard_size="20KB")
         commits = len(api.list_repo_commits("user/shards"))
         publish_folder(out, "user/shards", commit_message="sharded")
@@ -524,6 +524,170 @@ def test_push_to_hub_create_pr_leaves_main_untouched(hub, tmp_path, bpe_tokenize
     assert report["pr_card_ours"], "transformers' generic card is the pull request's"
     for kept in (report["kept"], report["kept_on_new_branch"]):
         assert "mine" in kept and "mini-transformers" not in kept, kept
+
+
+def _weight_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "safetensors" in p.name)
+
+
+def test_save_pretrained_removes_the_other_layouts_weights(tmp_path):
+    """A sharded save into a folder that holds a single-file save deletes the old model.safetensors (from_pretrained
+    would load it instead of the new shards), and the reverse deletes the old index and shards; files that are no
+    weights, and another variant's weights, stay."""
+    model = modeling_mini.MiniGPTForCausalLM(_mini_config("gpt"))
+    (tmp_path / "model-notes.txt").write_text("not weights")
+    model.save_pretrained(tmp_path, variant="fp16")
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.25)
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    files = _weight_files(tmp_path)
+    shards = set(json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"].values())
+    assert set(files) == {"model.safetensors.index.json", "model.fp16.safetensors", *shards}, files
+    loaded = modeling_mini.MiniGPTForCausalLM.from_pretrained(tmp_path).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    model.save_pretrained(tmp_path, max_shard_size="40KB")  # split differently: no shard of the old split is left
+    new_shards = set(json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"].values())
+    assert set(_weight_files(tmp_path)) == {"model.safetensors.index.json", "model.fp16.safetensors", *new_shards}
+    model.save_pretrained(tmp_path)
+    assert _weight_files(tmp_path) == ["model.fp16.safetensors", "model.safetensors"]
+    assert (tmp_path / "model-notes.txt").is_file()
+
+
+def test_publish_refuses_a_folder_with_both_weight_layouts(tmp_path):
+    """A folder that holds model.safetensors beside model.safetensors.index.json (saved by other code) is refused:
+    published, the Hub would serve whichever transformers prefers, the single file."""
+    from modeling_mini.hub import check_publishable
+
+    model = modeling_mini.MiniGPTForCausalLM(_mini_config("gpt"))
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    single = tmp_path / "single"
+    model.save_pretrained(single)
+    (single / "model.safetensors").rename(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="both model.safetensors and model.safetensors.index.json"):
+        check_publishable(tmp_path)
+
+
+@pytest.mark.slow
+def test_publish_keeps_repo_files_the_folder_never_had(hub, tmp_path, bpe_tokenizer):
+    """publish_folder of a model-only folder keeps a tokenizer pushed on its own and a file added on the Hub; it
+    deletes only weights the folder's supersede (here the old index and shards after a single-file save)."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(out, max_shard_size="20KB")
+        publish_folder(out, "user/keep")
+        tok.push_to_hub("user/keep")
+        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/keep")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1)
+        model.save_pretrained(out)
+        publish_folder(out, "user/keep", commit_message="single file")
+        report["files"] = files("user/keep")
+        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/keep").state_dict()
+        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+        report["tokenizer"] = len(transformers.AutoTokenizer.from_pretrained("user/keep")) == len(tok)
+    """)
+    names = set(report["files"])
+    assert {"tokenizer.json", "tokenizer_config.json", "NOTES.md", "model.safetensors"} <= names, names
+    assert not [n for n in names if n.startswith("model-") or n.endswith(".index.json")], names
+    assert report["equal"] and report["tokenizer"], report
+
+
+@pytest.mark.slow
+def test_push_to_hub_again_to_a_branch_or_a_pr_keeps_the_card(hub, tmp_path, bpe_tokenizer):
+    """A second push to a branch, or a pull request into it, ends with the branch's card (ours, or one its owner
+    wrote), not transformers' template: transformers re-uploads main's card, and main has none here."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
+        model.push_to_hub("user/twice", revision="dev")
+        with torch.no_grad():
+            next(model.parameters()).add_(0.1)
+        model.push_to_hub("user/twice", revision="dev")
+        report["again"] = readme("user/twice", "dev")
+        with torch.no_grad():
+            next(model.parameters()).add_(0.1)  # new weights: the push opens a PR whatever its card
+        pr = model.push_to_hub("user/twice", revision="dev", create_pr=True).pr_revision
+        report["pr"] = readme("user/twice", pr)
+        api.create_branch("user/twice", branch="mine")
+        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                        repo_id="user/twice", revision="mine")
+        model.push_to_hub("user/twice", revision="mine")
+        report["mine"] = readme("user/twice", "mine")
+        report["main"] = files("user/twice")
+    """)
+    for name in ("again", "pr"):
+        assert "mini-transformers" in report[name] and "pipeline_tag: text-generation" in report[name], report[name]
+    assert "mine" in report["mine"] and "mini-transformers" not in report["mine"], report["mine"]
+    assert report["main"] == [".gitattributes"], report["main"]
+
+
+@pytest.mark.slow
+def test_publish_cli_points_a_run_card_at_the_target_repo(hub, tmp_path, bpe_tokenizer):
+    """A run without --push_to_hub writes its card for `<user>/<folder>`; train/publish.py publishes it with the
+    target id in the snippets and the name, its metrics kept. A README this package did not write is sent as is."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        sys.path.insert(0, SPEC["train_dir"])
+        import publish
+        readme = lambda repo: open(api.hf_hub_download(repo, "README.md")).read()
+        run = WORK / "run-out"
+        model.save_pretrained(run)
+        write_model_card(run, config=model.config, task="causal_lm", datasets=["tiny_shakespeare"],
+                         metrics={"eval_loss": 2.0}, hyperparameters={"learning_rate": 0.001}, repo_id=None)
+        publish.main([str(run), "--hub_model_id", "user/real-name"])
+        report["card"] = readme("user/real-name")
+        (run / "README.md").write_text("my own notes: from_pretrained('<user>/run-out')\\n")
+        publish.main([str(run), "--hub_model_id", "user/other-name"])
+        report["foreign"] = readme("user/other-name")
+    """, train_dir=str(ROOT / "train"))
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(report["card"])
+    assert "<user>" not in report["card"] and "run-out" not in report["card"], report["card"]
+    assert 'AutoModelForCausalLM.from_pretrained("user/real-name", trust_remote_code=True)' in report["card"]
+    assert "\n# real-name\n" in report["card"] and card.data.model_name == "real-name"
+    assert _card_metrics(card) == {"loss": 2.0} and "| learning_rate | 0.001 |" in report["card"]
+    assert report["foreign"] == "my own notes: from_pretrained('<user>/run-out')\n"
+
+
+@pytest.mark.slow
+def test_publish_and_push_to_a_repo_name_without_namespace(hub, tmp_path, bpe_tokenizer):
+    """`publish_folder(out, "name")` and `push_to_hub("name", create_pr=True)` work on the token's user/name (the
+    full id create_repo returns): the publish used to fail on the bare name, and the PR lost the repo's own card."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(out)
+        report["commit"] = publish_folder(out, "bare-name") is not None
+        report["files"] = files("user/bare-name")
+        api.create_repo("user/bare-pr")
+        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                        repo_id="user/bare-pr")
+        model.push_to_hub("bare-pr", create_pr=True)
+        report["pr_card"] = open(api.hf_hub_download("user/bare-pr", "README.md", revision="refs/pr/1")).read()
+    """)
+    assert report["commit"] and {"model.safetensors", "config.json"} <= set(report["files"]), report
+    assert "mine" in report["pr_card"] and "mini-transformers" not in report["pr_card"], report["pr_card"]
+
+
+@pytest.mark.slow
+def test_push_to_hub_with_shards_deletes_the_old_single_file(hub, tmp_path, bpe_tokenizer):
+    """`push_to_hub(max_shard_size=...)` after a single-file push deletes the old model.safetensors (transformers
+    only adds files, and from_pretrained preferred the stale file); the reverse deletes the old index and shards."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.push_to_hub("user/push-shards")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.25)
+        model.push_to_hub("user/push-shards", max_shard_size="20KB")
+        report["sharded"] = files("user/push-shards")
+        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/push-shards").state_dict()
+        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+        model.push_to_hub("user/push-shards")
+        report["single"] = files("user/push-shards")
+    """)
+    sharded = set(report["sharded"])
+    assert "model.safetensors" not in sharded and "model.safetensors.index.json" in sharded, sharded
+    assert report["equal"], report
+    assert [n for n in report["single"] if "safetensors" in n] == ["model.safetensors"], report["single"]
 
 
 def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@
 Uploads what a user needs to load the model (safetensors weights, config with ``auto_map``, the model
 source for ``trust_remote_code``, generation config, tokenizer, ``README.md`` card); checkpoints, logs and
 pickles stay local. If the folder has no ``README.md`` (e.g. a model saved by hand), a card is written
-first from its config and, when present, ``all_results.json`` / ``eval_results.json``.
+first from its config and, when present, ``all_results.json`` / ``eval_results.json``. A card this package
+wrote for another repository id, or for none (a run without ``--push_to_hub`` names ``<user>/<folder>``), is
+pointed at ``--hub_model_id`` first; a README written by anything else is published as it is.
 
 The token comes from the environment (``HF_TOKEN``) or ``hf auth login``; there is deliberately no
 ``--token`` option, because command lines end up in shell history and process lists.
@@ -19,7 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-from modeling_mini.hub import TASKS, normalize_task, publish_folder, task_of_head, write_model_card  # noqa: E402
+from modeling_mini.hub import (  # noqa: E402
+    TASKS,
+    normalize_task,
+    publish_folder,
+    retarget_card,
+    task_of_head,
+    write_model_card,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,8 +48,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str] | None) -> None:
-    """Write README.md from the folder's config and saved metrics, unless a card is already there."""
+    """Write README.md from the folder's config and saved metrics, unless a card is already there; a card this
+    package wrote for another or no repository id is pointed at ``repo_id`` (:func:`hub.retarget_card`)."""
     if (folder / "README.md").is_file():
+        if retarget_card(folder / "README.md", repo_id):
+            print(f"README.md: the card's repository id is now {repo_id}")
         return
     config = json.loads((folder / "config.json").read_text())
     if task is None:
