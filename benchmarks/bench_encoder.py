@@ -34,7 +34,6 @@ import contextlib
 import os
 import statistics
 import sys
-import time
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM
@@ -42,7 +41,7 @@ from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBe
 from modeling_mini.convert import from_hf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import allocated_peak, compute_ops_row, memory_row, paired  # noqa: E402
+from common import allocated_peak, compute_ops_row, measure, memory_row, owning, paired  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -86,11 +85,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _mlm_batch(shape, device, generator, segments: bool = True):
     ids = torch.randint(5, shape["vocab_size"], (shape["batch_size"], shape["seq_len"]), generator=generator)
     masked = torch.rand(ids.shape, generator=generator) < 0.15
@@ -118,17 +112,9 @@ class _Runner:
         return contextlib.nullcontext()
 
     def _timed(self, fn, steps):
-        if self.device == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        _sync(self.device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        _sync(self.device)
-        seconds = time.perf_counter() - start
-        peak = torch.cuda.max_memory_allocated() if self.device == "cuda" else None
-        return seconds, peak
+        """``common.measure``: the seconds, and on CUDA this model's own peak (its resident bytes, marked on ``fn``,
+        plus the steps' most above what was allocated before them; the other models on the GPU are not counted)."""
+        return measure(fn, steps, self.device)
 
     def step(self, kind: str, batch):
         """One training step (forward, backward, AdamW) or one inference forward, as a callable."""
@@ -140,7 +126,7 @@ class _Runner:
                 with torch.no_grad(), self._context():
                     self.call(**inputs)
 
-            return infer
+            return owning(infer, self.model)  # inference needs the weights alone
         self.model.train()
 
         def train():
@@ -150,7 +136,7 @@ class _Runner:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
 
-        return train
+        return owning(train, self.model, self.optimizer)
 
     def train(self, batch, steps):
         return self._timed(self.step("train", batch), steps)
@@ -201,8 +187,9 @@ def run(args, reference: str = "bert") -> list[dict]:
     for kind in ("train", "infer"):
         for runner in runners.values():  # warm-up (and compilation)
             getattr(runner, kind)(batch, 2)
-        for _ in range(rounds):
-            for name, runner in runners.items():  # alternate HF and mini within each round
+        for index in range(rounds):  # alternate the models within each round, in the other order every other round
+            order = list(runners.items())
+            for name, runner in order if index % 2 == 0 else reversed(order):
                 results[(name, kind)].append(getattr(runner, kind)(batch, steps))
 
     benchmark = "encoder-mlm" if reference == "bert" else "modernbert-mlm"

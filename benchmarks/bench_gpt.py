@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     median_rate,
     memory_row,
     mfu,
+    owning,
     paired,
     row,
 )
@@ -94,6 +95,8 @@ def _shape(args) -> dict:
     for key in ("batch_size", "seq_len", "rounds", "steps"):
         if getattr(args, key, None):
             shape[key] = getattr(args, key)
+    if getattr(args, "rounds", None):  # --rounds sets the generate rows' rounds too
+        shape["gen_rounds"] = args.rounds
     return shape
 
 
@@ -136,10 +139,14 @@ def _models(shape, args, reference: str = "gpt2"):
 
 
 def flops_per_token(model, shape) -> float:
-    """``6 N + 12 L H Q T`` with N = parameters without the position-embedding table (see the docstring)."""
-    embed_positions = model.model.embeddings.embed_positions
-    position_params = sum(p.numel() for p in embed_positions.parameters()) if embed_positions is not None else 0
-    n = sum(p.numel() for p in model.parameters()) - position_params
+    """``6 N + 12 L H Q T`` with N = parameters without the position-embedding table (see the docstring), and
+    without the input token table when the output layer has its own matrix (Llama's untied head): a lookup, no
+    matrix product; tied, it is the output layer's matrix and counts."""
+    embeddings = model.model.embeddings
+    lookups = [] if embeddings.embed_positions is None else [*embeddings.embed_positions.parameters()]
+    if model.get_output_embeddings().weight is not embeddings.embed_tokens.weight:
+        lookups.append(embeddings.embed_tokens.weight)
+    n = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in lookups)
     layers, heads = shape["n_layer"], shape["n_head"]
     return 6 * n + 12 * layers * heads * (shape["n_embd"] // heads) * shape["seq_len"]
 
@@ -160,7 +167,7 @@ def _train_step(model, call, optimizer, batch, device, use_autocast):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step
+    return owning(step, model, optimizer)  # its peak counts this model's weights and optimizer state only
 
 
 def _generate(model, prompt, new_tokens, device, use_autocast):

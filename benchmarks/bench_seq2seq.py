@@ -35,6 +35,7 @@ from common import (  # noqa: E402
     max_peak,
     median_rate,
     memory_row,
+    owning,
     paired,
     row,
 )
@@ -74,6 +75,8 @@ def _shape(args, reference: str = "marian") -> dict:
     for key in ("batch_size", "seq_len", "rounds", "steps"):
         if getattr(args, key, None):
             shape[key] = getattr(args, key)
+    if getattr(args, "rounds", None):  # --rounds sets the generate rows' rounds too
+        shape["gen_rounds"] = args.rounds
     return shape
 
 
@@ -113,7 +116,7 @@ def _parity(hf, mini, device) -> float:
         return (theirs - mini(input_ids=source, decoder_input_ids=target).logits.float()).abs().max().item()
 
 
-def _train_step(call, optimizer, source, labels, device, use_autocast):
+def _train_step(call, optimizer, source, labels, device, use_autocast, model=None):
     def step():
         with autocast(device, use_autocast):
             loss = call(input_ids=source, labels=labels).loss
@@ -121,7 +124,7 @@ def _train_step(call, optimizer, source, labels, device, use_autocast):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return step
+    return owning(step, model, optimizer)  # its peak counts this model's weights and optimizer state only
 
 
 def _generate(model, source, new_tokens, num_beams, device, use_autocast):
@@ -156,7 +159,7 @@ def run(args, reference: str = "marian") -> list[dict]:
         model.train()
         call = torch.compile(model) if compile_models else model
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
-        steps[name] = _train_step(call, optimizer, source, labels, device, use_autocast)
+        steps[name] = _train_step(call, optimizer, source, labels, device, use_autocast, model)
     results = alternate(steps, shape["steps"], shape["rounds"], device, warmup=2)
     tokens = shape["batch_size"] * shape["seq_len"] * shape["steps"]
     speed = {name: median_rate(samples, tokens) for name, samples in results.items()}

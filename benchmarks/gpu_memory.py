@@ -148,7 +148,7 @@ def _steps(family: str, compile_models: bool, device: str = "cuda"):
             call = torch.compile(model) if compile_models else model
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
             steps[name] = bench_seq2seq._train_step(call, optimizer, source.to(device), labels.to(device), device,
-                                                    True)
+                                                    True, model)
     else:
         raise ValueError(f"family must be one of 'gpt', 'encoder', 'seq2seq'; got {family!r}.")
     return steps

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import ROOT
 
@@ -97,3 +98,54 @@ def test_gpu_memory_measures_the_exact_cpu_peak(monkeypatch):
         return float(second[0, 0]) + float(kept[0, 0])
 
     assert 32 * 2**20 <= gpu_memory.cpu_peak(step) < 32 * 2**20 + 1024  # a few bytes of scalars besides
+
+
+def test_cuda_peak_counts_one_models_own_memory(monkeypatch):
+    """Both models of a benchmark sit on the GPU together; ``max_memory_allocated`` alone would count the other
+    model's weights and optimizer state in each one's peak (1.4 GiB each at GPT-2 small), pulling the ratio towards
+    1. ``measure`` reports the step's rise above what was allocated before it plus the model's own resident bytes
+    (``owning``): weights, buffers, held gradients and optimizer state, each storage once. The CUDA allocator is
+    faked here: 10 GiB allocated before the step (both models), 13 GiB at its peak."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "common", raising=False)
+    import common
+
+    gib = 2**30
+    fake = {"synchronize": lambda: None, "reset_peak_memory_stats": lambda: None,
+            "memory_allocated": lambda: 10 * gib, "max_memory_allocated": lambda: 13 * gib}
+    for name, value in fake.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+
+    model = torch.nn.Linear(256, 256)  # 257 * 256 floats
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(2, 256)).sum().backward()
+    optimizer.step()  # two moments per parameter, and a step count per parameter
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    resident = common.resident_bytes(model, optimizer)
+    assert 4 * weights <= resident <= 4 * weights + 64  # weights, gradients, two moments; the step counts' bytes
+
+    step = common.owning(lambda: None, model, optimizer)
+    assert common.measure(step, 1, "cuda") == (pytest.approx(0, abs=1.0), 3 * gib + resident)
+    assert common.measure(lambda: None, 1, "cuda")[1] == 13 * gib  # unmarked: the raw figure
+    assert common.measure(step, 1, "cuda", memory=False)[1] is None
+
+
+def test_mfu_counts_the_input_table_only_when_it_is_the_output_layer(monkeypatch):
+    """``6 N``: N leaves out lookups. A tied token table is also the output layer's matrix (GPT-2) and counts; an
+    untied one (Llama's own head) is a lookup only and does not (it made Llama's MFU 28.5% too high)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    for name in ("common", "bench_gpt"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import bench_gpt
+    from conftest import tiny_gpt_config
+
+    import modeling_mini
+
+    shape = dict(n_layer=2, n_head=4, n_embd=32, seq_len=16)
+    attention = 12 * 2 * 4 * 8 * 16
+    for tied in (True, False):
+        model = modeling_mini.MiniGPTForCausalLM(tiny_gpt_config(tie_word_embeddings=tied,
+                                                                 position_embedding_type="rotary"))
+        table = model.model.embeddings.embed_tokens.weight.numel()
+        total = sum(p.numel() for p in model.parameters())
+        assert bench_gpt.flops_per_token(model, shape) == 6 * (total - (0 if tied else table)) + attention
