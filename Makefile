@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The CPU build of torch lies on disk here; an unpinned torch would pull a multi-GB CUDA build.
+# Pinned: on the project's machines pip finds a local CPU wheel of it; an unpinned torch would pull a multi-GB CUDA
+# build. Elsewhere, point it at a CPU wheel (make TORCH_CPU="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu").
 TORCH_CPU ?= torch==2.13.0
 
 .PHONY: install demo test test-fast bench bench-gpu lint clean
@@ -13,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_CPU)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_CPU)
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
