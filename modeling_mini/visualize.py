@@ -1,7 +1,7 @@
 """Pictures of the concepts: attention maps, positional encodings, masks, activations, loss curves.
 
 Every function writes one PNG file and returns its path. matplotlib is an optional extra
-(``pip install mini-transformers[viz]``), imported only when a picture is drawn; no model code imports
+(``pip install -e ".[viz]"`` in a checkout, or ``pip install matplotlib``), imported only when a picture is drawn; no model code imports
 this module.
 
 * :func:`plot_attention`: attention heatmaps of a sentence, per layer and head, from any mini model and its
@@ -58,7 +58,8 @@ def _pyplot():
     except ImportError as error:  # pragma: no cover - exercised only without the extra
         raise ImportError(
             "modeling_mini.visualize draws with matplotlib, which is not installed. "
-            "Install the optional extra: pip install mini-transformers[viz]"
+            "Install it (pip install matplotlib), or the package's optional extra: pip install -e \".[viz]\" in a "
+            "checkout"
         ) from error
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

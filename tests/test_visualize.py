@@ -171,7 +171,7 @@ def test_loss_folder_without_trainer_state(tmp_path):
 
 def test_missing_matplotlib_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
-    with pytest.raises(ImportError, match=r"pip install mini-transformers\[viz\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib"):
         viz.plot_activations("unused.png")
 
 
