@@ -1,8 +1,8 @@
 """Pictures of the concepts: attention maps, positional encodings, masks, activations, loss curves.
 
 Every function writes one PNG file and returns its path. matplotlib is an optional extra
-(``pip install -e ".[viz]"`` in a checkout, or ``pip install matplotlib``), imported only when a picture is drawn; no model code imports
-this module.
+(``pip install -e ".[viz]"`` in a checkout, or ``pip install matplotlib``), imported only when a picture is
+drawn; no model code imports this module.
 
 * :func:`plot_attention`: attention heatmaps of a sentence, per layer and head, from any mini model and its
   tokenizer (self-attention of the GPT and the encoder; encoder, decoder and cross-attention of the
