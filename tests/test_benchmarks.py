@@ -21,7 +21,9 @@ def test_bench_runs_every_family_in_its_own_process_and_reports_ratios(tmp_path)
     for family in families:
         family_rows = [row for row in rows if row["benchmark"].startswith(family)]
         parity = family_rows[0]
-        assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-5, parity
+        # float32 rounding: the same function, other kernels (GPT-2's Conv1D, sdpa's blocks by thread count); a CI run
+        # under load read 1.4e-5 for GPT-2 where an idle machine reads 1.1e-6. A wrong weight shows as 1e-2 or more.
+        assert "max abs diff" in parity["metric"] and parity["mini"] <= 1e-4, parity
         speed = [row for row in family_rows if "tokens/s" in row["metric"]]
         assert speed and all(row["hf"] > 0 and row["mini"] > 0 and row["ratio"] > 0 for row in speed), speed
         peaks = [row for row in family_rows if "peak MiB above the step's start" in row["metric"]]  # exact CPU peaks
