@@ -108,7 +108,7 @@ class MiniPreTrainedModel(PreTrainedModel):
             if old_index is not None and not index.exists():
                 index.write_bytes(old_index)
             raise
-        if prune:
+        if prune and Path(save_directory).is_dir():  # a file: transformers logged it and saved nothing
             self._remove_superseded_weights(Path(save_directory), index, options.get("variant"))
         wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
         if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):

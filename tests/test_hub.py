@@ -530,6 +530,15 @@ def _weight_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if "safetensors" in p.name)
 
 
+def test_save_pretrained_into_a_file_path_logs_and_saves_nothing(tmp_path):
+    """transformers logs "should be a directory, not a file" and returns; the layout clean-up after it must not fail
+    on the file (it raised NotADirectoryError)."""
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY)).save_pretrained(path)
+    assert path.read_text() == "not a folder"
+
+
 def test_save_pretrained_removes_the_other_layouts_weights(tmp_path):
     """A sharded save into a folder that holds a single-file save deletes the old model.safetensors (from_pretrained
     would load it instead of the new shards), and the reverse deletes the old index and shards; files that are no

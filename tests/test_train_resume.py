@@ -121,6 +121,7 @@ def test_resume_true_finds_the_last_complete_checkpoint_or_starts_afresh(tmp_pat
     for step in (5, 10):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-last").mkdir()  # not a step: ignored
+    (tmp_path / "checkpoint-\u00b2").mkdir()  # a superscript two: a digit to str.isdigit, not to int(); ignored
     assert resume("true") == str(tmp_path / "checkpoint-10")
     assert "checkpoint-15 is incomplete" in capsys.readouterr().out
     assert resume(True) == str(tmp_path / "checkpoint-10")
@@ -130,6 +131,8 @@ def test_resume_true_finds_the_last_complete_checkpoint_or_starts_afresh(tmp_pat
 
 def test_masks_change_with_the_epoch_and_replay_exactly():
     sys.path.insert(0, str(ROOT / "train"))
+    import dataclasses
+
     import pretrain
 
     collator = pretrain.TextInfillingCollator(mask_token_id=1, pad_token_id=0, seed=3)
@@ -137,7 +140,14 @@ def test_masks_change_with_the_epoch_and_replay_exactly():
     first = collator(blocks)["input_ids"]
     assert torch.equal(collator(blocks)["input_ids"], first)  # the same epoch: the same masks
     collator.epoch = 1
-    assert not torch.equal(collator(blocks)["input_ids"], first)  # a new epoch: new masks
+    second = collator(blocks)["input_ids"]
+    assert not torch.equal(second, first)  # a new epoch: new masks
+    # epoch is still an ordinary dataclass field: a constructor argument, kept by dataclasses.replace
+    assert torch.equal(pretrain.TextInfillingCollator(1, 0, seed=3, epoch=1)(blocks)["input_ids"], second)
+    assert dataclasses.replace(collator, noise_density=0.3).mask_epoch == 1
+    frozen = collator.for_evaluation()
+    collator.epoch = 2
+    assert (frozen.epoch, frozen.mask_epoch, collator.mask_epoch) == (0, 0, 2)  # evaluation keeps epoch 0
 
 
 def _masked_run(tmp_path, name: str, *extra: str) -> Path:

@@ -242,6 +242,17 @@ def test_gpt_pretraining_with_a_gpt2_style_tokenizer_ends_each_document_and_scor
     assert math.isfinite(metrics["eval_loss"])
 
 
+def test_packing_ends_documents_with_the_separator_when_there_is_no_eos(bpe_tokenizer):
+    """A tokenizer with a separator but no end-of-text token (and no post-processor) ends its packed documents with
+    the separator, instead of letting them run into each other with a warning."""
+    from transformers import PreTrainedTokenizerFast
+
+    sep_only = PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer.backend_tokenizer, sep_token="</s>")
+    assert sep_only.eos_token_id is None
+    assert pretrain.document_end(sep_only) == sep_only.sep_token_id
+    assert pretrain.document_end(bpe_tokenizer) == bpe_tokenizer.eos_token_id  # adds none itself: eos appended
+
+
 def test_tokenizer_cli_learns_from_every_given_text(tmp_path):
     """`train/train_tokenizer.py` trains on all of its files. Before, it held 5% out as a validation split it never
     used, so words found only there got no token."""

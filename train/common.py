@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,8 +357,9 @@ def checkpoint_to_resume(training_args) -> str | None:
     folder = Path(training_args.output_dir)
     steps = {}
     for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
-        if path.is_dir() and path.name.split("-", 1)[1].isdigit():
-            steps[int(path.name.split("-", 1)[1])] = path
+        step = re.fullmatch(r"checkpoint-([0-9]+)", path.name)  # the Trainer's names; ASCII digits only
+        if path.is_dir() and step:
+            steps[int(step.group(1))] = path
     for step in sorted(steps, reverse=True):
         if (steps[step] / "trainer_state.json").is_file():
             return str(steps[step])

@@ -56,29 +56,34 @@ def block_rng(seed: int, epoch: int, ids) -> np.random.Generator:
 
 
 class MaskEpoch:
-    """The epoch a masking collator draws its masks for (:func:`block_rng`), in shared memory.
+    """The epoch a masking collator draws its masks for (:func:`block_rng`), mirrored into shared memory.
 
     Data-loader workers hold copies of the collator; with ``--dataloader_persistent_workers`` they keep them for the
-    whole run, so an epoch stored as a plain number would never reach them and every epoch would get the first one's
-    masks. A shared-memory tensor is the same memory in the workers (inherited, or passed by handle when they are
-    spawned), so :class:`EpochOfMasks` setting it in the main process reaches them all."""
+    whole run, so the plain ``epoch`` field would never reach them and every epoch would get the first one's masks.
+    Setting ``epoch`` (as :class:`EpochOfMasks` does) also writes a shared-memory tensor, the same memory in the
+    workers (inherited, or passed by handle when they are spawned), and the masks read that (:attr:`mask_epoch`).
+    ``epoch`` stays an ordinary dataclass field: a constructor argument, kept by ``dataclasses.replace``."""
 
-    def __init__(self):
-        self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
+    def _share_epoch(self) -> None:
+        """Called by the collator's ``__post_init__``, once ``epoch`` is set."""
+        object.__setattr__(self, "_shared_epoch", torch.tensor(int(self.epoch), dtype=torch.long).share_memory_())
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "epoch" and "_shared_epoch" in self.__dict__:
+            self._shared_epoch.fill_(int(value))
 
     @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self._epoch.fill_(int(value))
+    def mask_epoch(self) -> int:
+        """The epoch as the main process last set it, read here or in a worker."""
+        return int(self._shared_epoch)
 
     def for_evaluation(self):
         """A copy that draws epoch 0's masks for good: an evaluation then scores the same masks whenever it runs, and
         its losses compare across the run."""
         frozen = copy.copy(self)
-        frozen._epoch = torch.zeros((), dtype=torch.long)
+        object.__setattr__(frozen, "_shared_epoch", torch.zeros((), dtype=torch.long))  # its own, not the run's
+        object.__setattr__(frozen, "epoch", 0)
         return frozen
 
 
@@ -112,15 +117,16 @@ class SeededMaskedLMCollator(DataCollatorForLanguageModeling, MaskEpoch):
     random, 10% kept), each block's drawn from :func:`block_rng` instead of the global random stream."""
 
     mask_seed: int = 0
+    epoch: int = 0  # set by :class:`EpochOfMasks`; the masks read :attr:`MaskEpoch.mask_epoch`
 
     def __post_init__(self):
         super().__post_init__()
-        MaskEpoch.__init__(self)
+        self._share_epoch()
 
     def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
         rows = []
         for i in range(inputs.shape[0]):  # per block: its own generator (a batch costs microseconds per row)
-            state = block_rng(self.mask_seed, self.epoch, inputs[i].tolist()).integers(2**62)
+            state = block_rng(self.mask_seed, self.mask_epoch, inputs[i].tolist()).integers(2**62)
             self.generator = torch.Generator().manual_seed(int(state))
             special = None if special_tokens_mask is None else special_tokens_mask[i : i + 1]
             rows.append(super().torch_mask_tokens(inputs[i : i + 1], special_tokens_mask=special))
@@ -144,12 +150,13 @@ class TextInfillingCollator(MaskEpoch):
     noise_density: float = 0.3
     mean_span_length: float = 3.0
     seed: int = 0
+    epoch: int = 0  # set by :class:`EpochOfMasks`; the masks read :attr:`MaskEpoch.mask_epoch`
 
     def __post_init__(self):
-        MaskEpoch.__init__(self)  # the epoch, set by :class:`EpochOfMasks`
+        self._share_epoch()
 
     def corrupt(self, ids: list[int]) -> list[int]:
-        self.rng = block_rng(self.seed, self.epoch, ids)
+        self.rng = block_rng(self.seed, self.mask_epoch, ids)
         length = len(ids)
         budget = int(round(length * self.noise_density))
         masked = np.zeros(length, dtype=bool)
@@ -214,16 +221,17 @@ def document_end(tokenizer) -> int | None:
     """The id to append to each document before packing, or None when the tokenizer ends documents itself.
 
     Packed blocks join documents, so each must end in a token that says so. This package's tokenizers and BERT's
-    add one (``</s>``, ``[SEP]``); GPT-2's and Llama's add none at the end, so their end-of-text token is appended.
-    A tokenizer with neither is used as it is, with a warning: its documents run into each other."""
+    add one (``</s>``, ``[SEP]``); GPT-2's and Llama's add none at the end, so their end-of-text token (else the
+    separator) is appended. A tokenizer with neither is used as it is, with a warning: its documents run together."""
     ends = {tokenizer.eos_token_id, tokenizer.sep_token_id} - {None}
     probe = tokenizer("a b", add_special_tokens=True)["input_ids"]
     if probe and probe[-1] in ends:
         return None
-    if tokenizer.eos_token_id is None:
-        print(f"warning: tokenizer {tokenizer.name_or_path!r} has no end-of-text token: packed documents run "
-              "into each other")
-    return tokenizer.eos_token_id
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if end is None:
+        print(f"warning: tokenizer {tokenizer.name_or_path!r} has no end-of-text or separator token: packed documents "
+              "run into each other")
+    return end
 
 
 def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
