@@ -140,11 +140,18 @@ def _metric_name(key: str) -> str:
     return key.removeprefix("eval_").removeprefix("test_")
 
 
+def _metric_split(key: str) -> str | None:
+    """The split a score was measured on, from the Trainer's prefix: ``eval_`` validation, ``test_`` test; so that a
+    validation and a test accuracy are two results, not one metric with two values."""
+    return "test" if key.startswith("test_") else "validation" if key.startswith("eval_") else None
+
+
 def _is_result(key: str) -> bool:
-    """Held-out scores go into ``model-index``; training figures and bookkeeping (runtime, flos) do not."""
+    """Held-out scores go into ``model-index``; training figures and bookkeeping (runtime, flos, sample counts) do
+    not."""
     if key.startswith(("train_", "total_")) or key in ("epoch", "step", "loss", "grad_norm", "learning_rate"):
         return False
-    return not key.endswith(("runtime", "per_second", "epoch"))
+    return not key.endswith(("runtime", "per_second", "epoch", "samples"))
 
 
 def write_model_card(
@@ -198,7 +205,8 @@ def write_model_card(
 
     eval_results = [
         EvalResult(task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
-                   metric_type=_metric_name(k), metric_name=_metric_name(k), metric_value=v)
+                   dataset_split=_metric_split(k), metric_type=_metric_name(k), metric_name=_metric_name(k),
+                   metric_value=v)
         for k, v in numeric.items() if _is_result(k) and math.isfinite(v)  # YAML's .nan is no Hub result
     ]
     given = {key: extra.pop(key) for key in ("license", "license_name", "license_link") if key in extra}

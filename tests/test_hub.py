@@ -984,3 +984,18 @@ def test_a_card_without_a_model_estimates_narrow_tables_and_shared_blocks():
         assert abs(estimate - real) / real < 0.07, (estimate, real)
     # output_size is derived from the config, not a field: a dict that lists it still loads
     assert modeling_mini.MiniGPTConfig(**{**opt.to_dict(), "output_size": 7}).output_size == 512
+
+
+def test_card_results_keep_the_split_and_leave_out_sample_counts(tmp_path):
+    """A validation and a test accuracy are two results, each with its split (they were one metric type with two
+    values), and the Trainer's ``eval_samples`` count is no result."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import write_model_card
+
+    write_model_card(tmp_path, config=modeling_mini.MiniGPTConfig(**TINY), task="sequence_classification",
+                     datasets=None, metrics={"eval_accuracy": 0.9, "test_accuracy": 0.85, "eval_samples": 100},
+                     hyperparameters=None, repo_id="user/splits")
+    results = ModelCard.load(tmp_path / "README.md").data.eval_results
+    assert sorted((r.dataset_split, r.metric_type, r.metric_value) for r in results) == [
+        ("test", "accuracy", 0.85), ("validation", "accuracy", 0.9)]
