@@ -89,6 +89,16 @@ def as_package_model(model: nn.Module) -> nn.Module:
     return rebuilt.eval()
 
 
+def export_pair(pairs: dict, mini_model, family: str) -> tuple:
+    """The entry of a converter's ``_PAIRS`` ({hf class name: (mini class, ...)}) whose mini class is
+    ``mini_model``'s, or a ``ValueError`` naming the classes that export as ``family``."""
+    by_mini_class = {entry[0]: entry for entry in pairs.values()}
+    if type(mini_model) not in by_mini_class:
+        raise ValueError(f"{family} has no model for {type(mini_model).__name__} in transformers; the classes that "
+                         f"export as {family}: {', '.join(cls.__name__ for cls in by_mini_class)}.")
+    return by_mini_class[type(mini_model)]
+
+
 def check_expressible(config, family: str, required: dict, *, allow: tuple[str, ...] = (), standard_heads: bool = True,
                       sliding: bool = False, gated: bool = False) -> None:
     """``ValueError`` naming the first option of ``config`` that ``family``'s architecture cannot express: a field

@@ -18,7 +18,7 @@ from transformers import GPTJConfig, GPTJForCausalLM, GPTJForQuestionAnswering, 
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
+from .convert import LAYERNORM_DECODER, check_expressible, export_pair, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -156,11 +156,7 @@ def to_gptj(mini_model):
     ``convert.to_hf`` calls it for such models. A causal LM without ``lm_head_bias`` exports with a zero bias."""
     from .convert import separate_attention_projections
 
-    pairs = {v[0]: v for v in _PAIRS.values()}
-    if type(mini_model) not in pairs:
-        raise ValueError(f"GPT-J has no model for {type(mini_model).__name__} in transformers; the classes that export "
-                         f"as GPT-J: {', '.join(cls.__name__ for cls in pairs)}.")
-    mini_cls, hf_cls, head = pairs[type(mini_model)]
+    mini_cls, hf_cls, head = export_pair(_PAIRS, mini_model, "GPT-J")
     config = gptj_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings

@@ -21,7 +21,13 @@ from transformers import OPTConfig, OPTForCausalLM, OPTForQuestionAnswering, OPT
 
 from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import check_expressible, check_no_embedding_dropout, load_mapped, separate_attention_projections
+from .convert import (
+    check_expressible,
+    check_no_embedding_dropout,
+    export_pair,
+    load_mapped,
+    separate_attention_projections,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -176,11 +182,7 @@ def _from_hf(hf_model, **overrides):
 
 def to_opt(mini_model):
     """The OPT model equivalent to a MiniGPT with OPT's offset, mask-counted positions; ``convert.to_hf`` calls it."""
-    pairs = {v[0]: v for v in _PAIRS.values()}
-    if type(mini_model) not in pairs:
-        raise ValueError(f"OPT has no model for {type(mini_model).__name__} in transformers; the classes that export "
-                         f"as OPT: {', '.join(cls.__name__ for cls in pairs)}.")
-    mini_cls, hf_cls, mini_prefix, hf_prefix, head = pairs[type(mini_model)]
+    mini_cls, hf_cls, mini_prefix, hf_prefix, head = export_pair(_PAIRS, mini_model, "OPT")
     config = opt_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     mini_config = mini_model.config

@@ -18,6 +18,7 @@ from .configuration_mini import MiniGPTConfig
 from .convert import (
     LAYERNORM_DECODER,
     check_expressible,
+    export_pair,
     load_mapped,
     rotary_options,
     separate_attention_projections,
@@ -151,11 +152,7 @@ def _from_hf(hf_model, **overrides):
 
 def to_phi(mini_model):
     """The Phi model equivalent to a MiniGPT with parallel blocks sharing one norm; ``convert.to_hf`` calls it."""
-    pairs = {v[0]: v for v in _PAIRS.values()}
-    if type(mini_model) not in pairs:
-        raise ValueError(f"Phi has no model for {type(mini_model).__name__} in transformers; the classes that export "
-                         f"as Phi: {', '.join(cls.__name__ for cls in pairs)}.")
-    mini_cls, hf_cls, head = pairs[type(mini_model)]
+    mini_cls, hf_cls, head = export_pair(_PAIRS, mini_model, "Phi")
     config = phi_config_from_mini(mini_model.config)
     config._attn_implementation = mini_model.config._attn_implementation
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
