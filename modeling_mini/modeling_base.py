@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_utils import _add_variant
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from .configuration_mini import PROBLEM_TYPES
 from .hub import superseded_weights
@@ -97,7 +99,7 @@ class MiniPreTrainedModel(PreTrainedModel):
         # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
         prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
                  and getattr(self, "should_save_on_this_rank", bool)(options.get("is_main_process", True)))
-        index = Path(save_directory) / self._weights_name("model.safetensors.index.json", options.get("variant"))
+        index = Path(save_directory) / _add_variant(SAFE_WEIGHTS_INDEX_NAME, options.get("variant"))
         # The old index goes before the save, so an index found after it is this save's: the save was sharded.
         old_index = index.read_bytes() if prune and index.is_file() else None
         if old_index is not None:
@@ -116,23 +118,14 @@ class MiniPreTrainedModel(PreTrainedModel):
         return result
 
     @staticmethod
-    def _weights_name(name: str, variant: str | None) -> str:
-        """transformers' name of a weights file for a ``variant``: ``model.safetensors`` -> ``model.fp16.safetensors``,
-        ``model.safetensors.index.json`` -> ``model.safetensors.index.fp16.json``."""
-        if not variant:
-            return name
-        parts = name.split(".")
-        return ".".join([*parts[:-1], variant, parts[-1]])
-
-    @classmethod
-    def _remove_superseded_weights(cls, folder: Path, index: Path, variant: str | None) -> None:
+    def _remove_superseded_weights(folder: Path, index: Path, variant: str | None) -> None:
         """Delete the weight files in ``folder`` that the save just made supersedes: it wrote ``index`` and the
         shards it lists if it was sharded, else the one weights file."""
         if index.is_file():
             shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
             written = [index.name, *set(shards)]
         else:
-            written = [cls._weights_name("model.safetensors", variant)]
+            written = [_add_variant(SAFE_WEIGHTS_NAME, variant)]  # transformers' name: model.fp16.safetensors
         for name in superseded_weights([p.name for p in folder.iterdir() if p.is_file()], written):
             (folder / name).unlink()
 
