@@ -283,6 +283,41 @@ def test_tensor_parallel_and_native_fsdp2_keep_each_familys_outputs(tmp_path):
         assert row["fsdp_loss"] < 1e-5 and row["fsdp_grad"] < 1e-6, (name, row)
 
 
+NAN_SHARD = """
+import sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+import common, modeling_mini
+
+dist.init_process_group("gloo")
+config = modeling_mini.MiniGPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=16)
+model = modeling_mini.MiniGPTForCausalLM(config)
+for block in model.model.layers:
+    fully_shard(block)
+fully_shard(model)
+before = common.weights_finite(model)
+if dist.get_rank() == 1:  # a NaN in the half of one weight that only rank 1 holds
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.to_local().fill_(float("nan"))
+with open(f"{sys.argv[1]}/rank{dist.get_rank()}.txt", "w") as out:  # one file each: printed lines interleave
+    out.write(f"{before} {common.weights_finite(model)}")
+dist.destroy_process_group()
+"""
+
+
+def test_the_nan_guard_sees_a_nan_in_another_ranks_fsdp_shard(tmp_path):
+    """Under FSDP each rank holds a shard of each weight. A NaN in rank 1's shard must stop every rank before a save:
+    a rank that went on to save alone would wait in the save's collectives until the run timed out."""
+    (tmp_path / "worker.py").write_text(NAN_SHARD)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(tmp_path / "worker.py"), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'train'}"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # (finite before the NaN, finite after) on each rank: rank 0's own shards stay finite, yet it must say False
+    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["True False"] * 2
+
+
 SHARED_TOKENIZER = """
 import json, sys, threading
 from pathlib import Path

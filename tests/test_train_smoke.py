@@ -493,6 +493,44 @@ def test_config_overrides_change_the_preset_and_the_checkpoint(pretrained, data,
                        "--train_files", data["corpus"], "--output_dir", str(tmp_path / "no"), *QUICK])
 
 
+def test_config_overrides_take_lists_keep_the_layer_pattern_and_are_checked_on_a_checkpoint(bpe_tokenizer):
+    """List values parse (commas inside brackets do not split); a new depth alone repeats a preset's per-layer
+    attention pattern; overrides of a loaded checkpoint's config go through the config's checks."""
+    assert common.split_overrides('a=1,b=["x", "y"],c={"k": [1, 2]},d="p,q"') == [
+        "a=1", 'b=["x", "y"]', 'c={"k": [1, 2]}', 'd="p,q"']
+    deeper = common.build_config(common.ModelArguments(family="gpt", model_config="modern-small",
+                                                       config_overrides="num_hidden_layers=8"), bpe_tokenizer)
+    assert deeper.layer_types == ["sliding_attention", "sliding_attention", "full_attention"] * 2 + [
+        "sliding_attention", "sliding_attention"]
+    given = common.build_config(common.ModelArguments(
+        family="encoder", model_config="modern-small",
+        config_overrides='num_hidden_layers=2,layer_types=["sliding_attention", "full_attention"],hidden_dropout=0.1'),
+        bpe_tokenizer)
+    assert given.layer_types == ["sliding_attention", "full_attention"] and given.hidden_dropout == 0.1
+    loaded = modeling_mini.MiniGPTConfig(position_embedding_type="rotary", num_labels=3)
+    for bad, field_name in [("position_embedding_type=bogus", "position_embedding_type"),
+                            ("hidden_act=gelu_neww", "hidden_act"), ("num_attention_heads=5", "num_attention_heads")]:
+        with pytest.raises(ValueError, match=field_name):  # config.update() took each silently
+            common.override_config(loaded, bad)
+    changed = common.override_config(loaded, "hidden_dropout=0.3")
+    assert (changed.hidden_dropout, changed.num_labels, changed.position_embedding_type) == (0.3, 3, "rotary")
+
+
+def test_recipes_survive_launchers_yaml_booleans_and_a_cleared_preset(tmp_path):
+    """``deepspeed`` and ``torch.distributed.launch`` put ``--local_rank`` before the recipe; YAML 1.1 reads an
+    unquoted ``no`` as false; ``--model_config none`` clears a recipe's preset to continue from a checkpoint."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("family: gpt\nmodel_config: small\neval_strategy: no\nsave_strategy: no\n")
+    types = (common.ModelArguments, common.DataArguments, pretrain.PretrainArguments, pretrain.TrainingArguments)
+    model_args, _, _, training_args = common.parse_arguments(
+        types, ["--local_rank=0", str(recipe), "--model_config", "none", "--output_dir", str(tmp_path / "o")])
+    assert model_args.model_config is None and training_args.local_rank == 0
+    assert training_args.eval_strategy == "no" and training_args.save_strategy == "no"
+    model_args, _, _, training_args = common.parse_arguments(
+        types, ["--local_rank", "0", str(recipe), "--output_dir", str(tmp_path / "o")])
+    assert model_args.model_config == "small" and training_args.local_rank == 0
+
+
 def test_unknown_recipe_key_is_an_error(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("family: gpt\nlearning_rat: 0.1\n")

@@ -64,6 +64,10 @@ class ModelArguments:
         "help": "random initialisation with the checkpoint's config (the baseline a pretrained start must beat)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow code from a Hub checkpoint"})
 
+    def __post_init__(self):
+        if self.model_config is not None and self.model_config.strip().lower() in ("", "none", "null"):
+            self.model_config = None  # `--model_config none` clears a recipe's preset (to use --model_name_or_path)
+
 
 @dataclass
 class DataArguments:
@@ -94,10 +98,13 @@ def recipe_to_argv(recipe: dict, parser: HfArgumentParser) -> list[str]:
     if unknown:
         raise ValueError(f"Unknown recipe key(s) {unknown}; every key must be an argument of the script "
                          f"(see --help).")
+    choices = {action.dest: action.choices or () for action in parser._actions}
     argv = []
     for key, value in recipe.items():
         if value is None or value == []:  # an empty list is the default; a bare `--name` would not parse
             continue
+        if value is False and "no" in choices[key]:
+            value = "no"  # YAML 1.1 reads an unquoted `eval_strategy: no` as false
         values = value if isinstance(value, list) else [value]
         argv.append(f"--{key}")
         argv.extend(json.dumps(v) if isinstance(v, dict) else str(v) for v in values)
@@ -112,6 +119,8 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
+    launcher = launcher_arguments(argv)  # `deepspeed` and torch.distributed.launch put --local_rank first
+    argv = argv[len(launcher):]
     if argv and Path(argv[0]).suffix in (".yaml", ".yml", ".json"):
         path = Path(argv.pop(0))
         if not path.is_file():
@@ -120,6 +129,7 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
         if not isinstance(recipe, dict):
             raise ValueError(f"recipe {path} must be a mapping of argument names to values.")
         argv = recipe_to_argv(recipe, parser) + argv
+    argv = launcher + argv
     parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     *objects, remaining = parsed
     if remaining:
@@ -129,6 +139,14 @@ def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tu
         if hasattr(obj, "dataloader_pin_memory") and obj.device.type == "cpu":
             obj.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every DataLoader
     return tuple(objects)
+
+
+def launcher_arguments(argv: list[str]) -> list[str]:
+    """The ``--local_rank=N`` / ``--local_rank N`` arguments a launcher put before the script's own."""
+    count = 0
+    while count < len(argv) and argv[count].replace("-", "_").startswith("__local_rank"):
+        count += 1 if "=" in argv[count] else 2
+    return argv[:count]
 
 
 def check_launch(training_args) -> None:
@@ -482,24 +500,83 @@ def build_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
         values.pop(key, None)
     values.setdefault("vocab_size", len(tokenizer))
     values.update(special_token_ids(tokenizer, family))
-    values.update(parse_config_overrides(model_args.config_overrides, cls))
+    values = with_overrides(values, parse_config_overrides(model_args.config_overrides, cls))
     values.update(overrides)
     config = cls(**values)
     check_vocab_fits(tokenizer, config)
     return config
 
 
+def override_config(config, text: str | None):
+    """A checkpoint's config with ``--config_overrides`` applied, rebuilt so that its checks run again.
+
+    ``config.update`` would set the attributes unchecked: a misspelt ``position_embedding_type`` would load a model
+    with no positions at all, and a wrong head count fail later as a weight-shape error.
+    """
+    overrides = parse_config_overrides(text, type(config))
+    if not overrides:
+        return config
+    values = config.to_dict()
+    for key in ("model_type", "transformers_version"):
+        values.pop(key, None)
+    return type(config)(**with_overrides(values, overrides))
+
+
+def with_overrides(values: dict, overrides: dict) -> dict:
+    """``values`` updated by ``overrides``, keeping a per-layer ``layer_types`` pattern when only the depth changes.
+
+    A preset such as ``gpt-modern-small`` lists one attention type per layer (two sliding layers, then one full).
+    ``num_hidden_layers=8`` alone repeats that pattern over the new depth, as Gemma's and ModernBERT's configs derive
+    their layer types from a period; setting ``layer_types`` too uses the list given.
+    """
+    values = {**values, **overrides}
+    depth_keys = [k for k in ("num_hidden_layers", "n_layer", "decoder_layers") if k in overrides]
+    layer_types = values.get("layer_types")
+    if depth_keys and "layer_types" not in overrides and isinstance(layer_types, list) and layer_types:
+        depth = overrides[depth_keys[0]]
+        if isinstance(depth, int) and depth > 0:
+            values["layer_types"] = repeat_pattern(layer_types, depth)
+    return values
+
+
+def repeat_pattern(items: list, length: int) -> list:
+    """The shortest period of ``items`` repeated to ``length`` entries: ``[s, s, f, s, s, f]``, 4: ``[s, s, f, s]``."""
+    period = next(p for p in range(1, len(items) + 1)
+                  if all(items[i] == items[i % p] for i in range(len(items))))
+    return [items[i % period] for i in range(length)]
+
+
+def split_overrides(text: str) -> list[str]:
+    """``text`` cut at the commas outside brackets, braces and quotes, so list values can be given."""
+    items, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
+
+
 def parse_config_overrides(text: str | None, config_class) -> dict:
     """``"hidden_dropout=0.0,num_hidden_layers=6"`` -> ``{"hidden_dropout": 0.0, "num_hidden_layers": 6}``.
 
     Each key must be a field of ``config_class`` (a typo would otherwise become a silently ignored attribute);
-    values are read as JSON where they parse (numbers, true/false, null), else kept as strings.
+    values are read as JSON where they parse (numbers, true/false, null, lists such as
+    ``layer_types=["sliding_attention","full_attention"]``), else kept as strings.
     """
     if not text:
         return {}
     known = set(config_class().to_dict())
     values = {}
-    for item in text.split(","):
+    for item in split_overrides(text):
         key, sep, raw = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise ValueError(f"config_overrides must be 'key=value' pairs separated by commas; got {item!r}.")
@@ -576,11 +653,8 @@ class NaNGuard(TrainerCallback):
                 return self._stop(state, control, f"{key} = {value}")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if control.should_save and model is not None:
-            import torch
-
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
-                return self._stop(state, control, "non-finite weights")
+        if control.should_save and model is not None and not weights_finite(model):
+            return self._stop(state, control, "non-finite weights")
 
     def raise_if_stopped(self, output_dir) -> None:
         if self.bad_step is None:
@@ -590,6 +664,25 @@ class NaNGuard(TrainerCallback):
         raise RuntimeError(f"Training stopped at step {self.bad_step}: {self.what}. The final model was not saved; "
                            f"the last good checkpoint is {last}. Lower the learning rate or check the data, then "
                            "resume with --resume_from_checkpoint.")
+
+
+def weights_finite(model) -> bool:
+    """Whether every weight of ``model`` is finite, on every process of the run.
+
+    Under FSDP each process holds a shard of each weight (a DTensor), so each checks its own and the answers are
+    combined (a minimum over the processes): were one process alone to stop and skip the save, the others would wait
+    for it in the save's collective calls until the run timed out.
+    """
+    import torch
+    import torch.distributed as dist
+
+    local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+    device = local[0].device if local else torch.device("cpu")
+    finite = torch.stack([torch.isfinite(p).all() for p in local]).all() if local else torch.tensor(True)
+    finite = finite.to(device=device, dtype=torch.int32)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
 
 
 def metric(name: str):

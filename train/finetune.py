@@ -227,7 +227,7 @@ def build_model(model_args, task: str, tokenizer, family: str, **head_options):
                                             trust_remote_code=model_args.trust_remote_code, **head_options)
         if common.family_of(config) != family:
             raise ValueError(f"the checkpoint is a {common.family_of(config)!r} model, not {family!r}.")
-        config.update(common.parse_config_overrides(model_args.config_overrides, type(config)))
+        config = common.override_config(config, model_args.config_overrides)
         common.check_vocab_fits(tokenizer, config)
         if model_args.from_scratch:
             model = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.model_name_or_path and model_args.model_config:
         raise ValueError(f"--model_config={model_args.model_config!r} with --model_name_or_path: the checkpoint fixes "
                          "the architecture (--from_scratch re-initialises the checkpoint's); change options with "
-                         "--config_overrides, or drop --model_name_or_path to build the preset.")
+                         "--config_overrides (`--model_config none` clears a recipe's preset), or drop "
+                         "--model_name_or_path to build the preset.")
     if data_args.streaming:
         raise ValueError("--streaming is for pretraining: fine-tuning reads its data into memory (the label set is "
                          "taken from every row, and epochs need a length); drop --streaming, or cap the data with "

@@ -301,8 +301,9 @@ def main(argv: list[str] | None = None) -> dict:
                              f"{family!r}.")
         if model_args.model_config:
             raise ValueError(f"--model_config={model_args.model_config!r} with --model_name_or_path: the checkpoint "
-                             f"fixes the architecture; change options with --config_overrides (dropout, ...).")
-        config.update(common.parse_config_overrides(model_args.config_overrides, type(config)))
+                             "fixes the architecture; change options with --config_overrides (dropout, ...), and clear "
+                             "a recipe's preset with `--model_config none`.")
+        config = common.override_config(config, model_args.config_overrides)
         common.check_vocab_fits(tokenizer, config)
     else:
         config = common.build_config(model_args, tokenizer)
