@@ -144,11 +144,18 @@ def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2Se
         pad_token_id=hf.pad_token_id,
         eos_token_id=hf.eos_token_id,
         bos_token_id=getattr(hf, "bos_token_id", None),
-        decoder_start_token_id=getattr(hf, "decoder_start_token_id", None) or hf.pad_token_id,  # T5: the pad token
+        decoder_start_token_id=_decoder_start_token_id(hf),
         **{key: getattr(hf, key) for key in LABELS},
     )
     kwargs.update(overrides)
     return MiniSeq2SeqConfig(**kwargs)
+
+
+def _decoder_start_token_id(hf) -> int | None:
+    """The config's ``decoder_start_token_id``, or, only when it has none, the pad token (T5's start token): an
+    explicit 0 is an id like any other and stays (``or`` would replace it)."""
+    start = getattr(hf, "decoder_start_token_id", None)
+    return hf.pad_token_id if start is None else start
 
 
 def mini_encoder_config_from_t5(hf, **overrides) -> MiniEncoderConfig:

@@ -374,11 +374,17 @@ def next_positions(past: int | torch.Tensor, length: int, device, offset: int = 
 
 
 def check_attention_mask(
-    attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor, name: str = "attention_mask"
+    attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor, name: str = "attention_mask",
+    implementation: str | None = None,
 ):
-    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched. ``length`` may be a
-    device tensor (a static cache's past + current length): only the batch size is checked then, without a sync."""
-    if attention_mask is None or attention_mask.dim() == 4:
+    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched, except to flex
+    attention (``implementation``, the config's ``_attn_implementation``): see :func:`refuse_4d_mask_under_flex`.
+    ``length`` may be a device tensor (a static cache's past + current length): only the batch size is checked then,
+    without a sync."""
+    if attention_mask is None:
+        return
+    if attention_mask.dim() == 4:
+        refuse_4d_mask_under_flex(name, implementation)
         return
     if isinstance(length, torch.Tensor):
         if attention_mask.dim() == 2 and attention_mask.shape[0] == batch:
@@ -388,6 +394,19 @@ def check_attention_mask(
         raise ValueError(
             f"`{name}` must have shape (batch_size, sequence_length) = ({batch}, {length}) with 1 for tokens to "
             f"attend to and 0 for padding (or be 4D); got shape {tuple(attention_mask.shape)}."
+        )
+
+
+def refuse_4d_mask_under_flex(name: str, implementation: str | None) -> None:
+    """A 4D tensor mask cannot reach flex attention: transformers' ``flex_attention_forward`` adds a tensor mask to
+    the scores as a bias (a boolean mask then adds 0 and 1 instead of masking), and on the CPU torch's compiled flex
+    kernel crashed the process (malloc errors) when its score function read such a captured tensor. Flex attention
+    takes only the masks transformers builds itself (``BlockMask``), from a 2D padding mask."""
+    if implementation == "flex_attention":
+        raise ValueError(
+            f"`{name}` is a 4D tensor, which `attn_implementation='flex_attention'` cannot take (it would be added "
+            f"to the scores as a bias, not used as a mask): pass a 2D padding mask (batch_size, sequence_length), "
+            f"or use `attn_implementation` 'sdpa' or 'eager' for a custom 4D mask."
         )
 
 

@@ -171,7 +171,8 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         kwargs.pop("use_cache", None)  # an encoder keeps no cache (pipelines may still pass the flag)
         inputs = input_ids if input_ids is not None else inputs_embeds
         batch, length = inputs.shape[:2]
-        check_attention_mask(attention_mask, batch, length)
+        check_attention_mask(attention_mask, batch, length,
+                             implementation=self.config._attn_implementation)  # flex refuses a 4D mask
         if token_type_ids is not None:
             self._check_token_type_ids(token_type_ids, batch, length)
         max_position = None  # known without reading the ids only when made here

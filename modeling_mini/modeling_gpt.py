@@ -51,6 +51,7 @@ from .modeling_base import (
 )
 from .normalization import build_norm
 from .positional import (
+    allowed_by_mask,
     biased_mask,
     build_relative_bias,
     build_rotary,
@@ -155,11 +156,13 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         past = self_cache.get_seq_length() if isinstance(self_cache, Cache) else 0
         # ``generate`` with a static cache builds the masks itself, one per layer type: {layer type: 4D mask}
         prepared_masks = attention_mask if isinstance(attention_mask, dict) else None
+        implementation = self.config._attn_implementation  # flex attention refuses a 4D tensor mask
         if prepared_masks is None:
-            check_attention_mask(attention_mask, batch, past + length)
+            check_attention_mask(attention_mask, batch, past + length, implementation=implementation)
         if cross:
             source_length = encoder_hidden_states.shape[1]
-            check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask")
+            check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask",
+                                 implementation)
         max_position = None  # known without reading the ids only when made here
         given_positions = position_ids
         offset = self.config.position_offset  # OPT's table starts at row 2
@@ -232,7 +235,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         if not isinstance(mask, torch.Tensor):  # a flex BlockMask: refused with a clear error by biased_mask
             slots = torch.arange(length, device=device) + past
             return slots[None], torch.arange(length, device=device)[None, None]
-        allowed = mask if mask.dtype == torch.bool else mask == 0
+        allowed = allowed_by_mask(mask)  # a user's soft (additive, not minimal) entry is a key too
         ranks = allowed[:, 0].cumsum(dim=-1, dtype=torch.int32)  # (B, T, S): 1 for a row's first visible key
         return ranks[:, :, -1], ranks  # (B, T), (B, T, S)
 

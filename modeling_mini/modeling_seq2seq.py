@@ -163,7 +163,8 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` (the source sequence).")
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        check_attention_mask(attention_mask, batch, length)
+        check_attention_mask(attention_mask, batch, length,
+                             implementation=self.config._attn_implementation)  # flex refuses a 4D mask
         device = (input_ids if input_ids is not None else inputs_embeds).device
         # (1, S); BART's learned table starts at row 2 (position_offset)
         position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
@@ -235,8 +236,10 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         past = self_cache.get_seq_length() if self_cache is not None else 0
-        check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask")
-        check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask")
+        implementation = self.config._attn_implementation  # flex attention refuses a 4D tensor mask
+        check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask", implementation)
+        check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask",
+                             implementation)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 

@@ -358,12 +358,23 @@ class AlibiBias(nn.Module):
         return slopes[None, :, None, None] * distance[:, None].to(slopes.dtype)  # (B, H, T, S)
 
 
+def allowed_by_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Where a 4D attention ``mask`` lets a query attend (a boolean tensor of its shape): a boolean mask as it is; an
+    additive one wherever its entry is above its dtype's minimum (so -inf, too, is masked). A soft entry (a user's
+    -2.0) still allows attending, only less: ALiBi must count that key among a query's keys."""
+    return mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min
+
+
 def add_attention_bias(mask: torch.Tensor, bias: torch.Tensor, open_dead_rows: bool = False) -> torch.Tensor:
-    """One additive mask (B, H, T, S) for eager and sdpa attention: ``bias`` (1, H, T, S) where ``mask`` (B, 1, T, S;
-    boolean, or additive with 0 where attending is allowed) allows attending, the dtype's minimum elsewhere; with
-    ``open_dead_rows``, 0 on the rows of queries that may attend to nothing."""
-    allowed = mask if mask.dtype == torch.bool else mask == 0
-    biased = bias.masked_fill(~allowed, torch.finfo(bias.dtype).min)
+    """One additive mask (B, H, T, S) for eager and sdpa attention: where ``mask`` (B, 1, T, S) allows attending
+    (:func:`allowed_by_mask`), ``bias`` (1, H, T, S), plus the mask's own value if it is additive (0 from
+    transformers' builders; a user's soft -2.0 is kept, as transformers' T5 adds its mask to the bias); the dtype's
+    minimum elsewhere. With ``open_dead_rows``, 0 on the rows of queries that may attend to nothing."""
+    allowed = allowed_by_mask(mask)
+    low = torch.finfo(bias.dtype).min
+    if mask.dtype != torch.bool:  # additive: keep its soft values (clamped: a float16 sum may overflow to -inf)
+        bias = (bias + mask.to(bias.dtype)).clamp(min=low)
+    biased = bias.masked_fill(~allowed, low)
     if not open_dead_rows:
         return biased
     # sdpa: a query that may attend to nothing (a left pad) attends to everything instead, as transformers' own sdpa

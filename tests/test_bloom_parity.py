@@ -164,3 +164,34 @@ def test_the_alibi_mask_takes_the_hidden_states_dtype_and_opens_dead_rows_for_sd
     assert seen["mask"].dtype == torch.bfloat16
     assert torch.equal(seen["mask"][0, :, :3], torch.zeros_like(seen["mask"][0, :, :3]))  # the pads' rows: open
     assert (seen["mask"][0, :, 3:] == torch.finfo(torch.bfloat16).min).any()  # real rows keep their mask
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_a_user_additive_4d_mask_keeps_its_soft_values_beside_the_alibi_bias(impl):
+    """A user's 4D float mask is added to the scores with the ALiBi bias, as eager attention computed by hand does:
+    a soft entry (-2.0) lowers a score without masking it (it was masked outright before) and still counts as a key
+    in ALiBi's ranks; the dtype's minimum and -inf mask, and move the ranks of the keys after them."""
+    model = MiniGPTForCausalLM(MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                             position_embedding_type="alibi", attn_implementation=impl)).eval()
+    ids = torch.randint(3, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    low = torch.finfo(torch.float32).min
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    mask = torch.zeros(2, 1, 5, 5).masked_fill(~causal, low)  # (B, 1, T, S)
+    mask[0, 0, 3, 1], mask[1, 0, 4, 0] = -2.0, -0.5  # soft
+    mask[0, 0, 4, 2], mask[1, 0, 3, 1] = low, float("-inf")  # masked past keys
+    seen = {}
+    attention = model.model.layers[0].self_attn
+    attention.register_forward_hook(lambda m, args, kwargs, out: seen.update(x=args[0] if args else
+                                                                             kwargs["hidden_states"], out=out[0]),
+                                    with_kwargs=True)
+    with torch.no_grad():
+        model(ids, attention_mask=mask)
+        allowed = mask > low  # (B, 1, T, S)
+        ranks = allowed.cumsum(-1)  # each key's number among the keys its query sees
+        distance = ranks - ranks[..., -1:]  # (B, 1, T, S): <= 0
+        alibi = alibi_slopes(4)[None, :, None, None] * distance  # (B, H, T, S)
+        bias = (alibi + mask).masked_fill(~allowed, low)
+        query, key, value = (t.view(2, 5, 4, 8).transpose(1, 2) for t in attention.qkv_proj(seen["x"]).chunk(3, -1))
+        weights = torch.softmax(query @ key.transpose(-1, -2) * 8**-0.5 + bias, dim=-1)  # (B, H, T, S)
+        expected = attention.o_proj((weights @ value).transpose(1, 2).reshape(2, 5, 32))
+    torch.testing.assert_close(seen["out"], expected, atol=1e-5, rtol=1e-5)

@@ -87,3 +87,32 @@ def test_encoder_local_and_global_layers_with_padding():
             layer_types=["full_attention", "sliding_attention"], attn_implementation=attn)),
         mask.bool(), input_ids=ids, attention_mask=mask,
     )
+
+
+def test_a_4d_tensor_mask_is_refused_in_every_family_and_mask_slot():
+    """transformers' flex attention adds a tensor mask to the scores as a bias (a boolean one adds 0 and 1 instead of
+    masking), and on the CPU torch's compiled flex kernel crashed the process reading it: every family refuses a 4D
+    tensor mask, self and cross, before anything compiles, naming the argument and what to pass instead."""
+    ids, _ = padded_batch(batch=2, length=5)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril().expand(2, 1, 5, 5)  # (B, 1, T, S)
+    additive = torch.zeros(2, 1, 5, 5).masked_fill(~causal, torch.finfo(torch.float32).min)
+    gpt = MiniGPTForCausalLM(tiny_gpt_config(attn_implementation="flex_attention")).eval()
+    gpt_cross = MiniGPTForCausalLM(tiny_gpt_config(add_cross_attention=True, attn_implementation="flex_attention"))
+    encoder = MiniEncoderForMaskedLM(MiniEncoderConfig(**TINY, attn_implementation="flex_attention")).eval()
+    seq2seq = MiniSeq2SeqForConditionalGeneration(
+        MiniSeq2SeqConfig(**TINY, decoder_start_token_id=TINY["bos_token_id"], attn_implementation="flex_attention")
+    ).eval()
+    source = torch.randn(2, 5, TINY["hidden_size"])
+    calls = {
+        "attention_mask": [lambda m: gpt(ids, attention_mask=m), lambda m: encoder(ids, attention_mask=m),
+                           lambda m: seq2seq(ids, attention_mask=m, decoder_input_ids=ids)],
+        "encoder_attention_mask": [lambda m: gpt_cross.eval()(ids, encoder_hidden_states=source,
+                                                              encoder_attention_mask=m)],
+        "decoder_attention_mask": [lambda m: seq2seq(ids, decoder_input_ids=ids, decoder_attention_mask=m)],
+    }
+    for name, forwards in calls.items():
+        for forward in forwards:
+            for mask in (causal, additive):
+                with torch.no_grad(), pytest.raises(ValueError, match=rf"`{name}` is a 4D tensor.*flex_attention.*"
+                                                                      r"2D padding mask.*'sdpa' or 'eager'"):
+                    forward(mask)

@@ -107,3 +107,18 @@ def test_metrics_load_with_hub_offline(tmp_path):
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 100.0, 1.0])
+
+
+def test_translation_rejects_no_predictions_and_sentences_without_references(translation):
+    """An empty split (an IndexError inside before) and a sentence with no reference are errors that say so."""
+    with pytest.raises(ValueError, match="no predictions"):
+        translation.compute(predictions=[], references=[])
+    with pytest.raises(ValueError, match="at least one reference"):
+        translation.compute(predictions=["a b"], references=[[]])
+
+
+def test_seqeval_rejects_no_tokens_to_score(ner):
+    """Only empty sentences (a ZeroDivisionError inside before), or none: every score would be 0 / 0."""
+    for sentences in ([[], []], []):
+        with pytest.raises(ValueError, match="no tokens to score"):
+            ner.compute(predictions=sentences, references=sentences)

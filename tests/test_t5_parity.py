@@ -423,3 +423,18 @@ def test_umt5_with_a_deeper_decoder_generates_where_transformers_cannot():
             logits = hf(input_ids=source, decoder_input_ids=expected, use_cache=False).logits[:, -1]
             expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(generated, expected)
+
+
+def test_an_explicit_decoder_start_token_id_of_0_is_kept_beside_another_pad_id():
+    """``decoder_start_token_id=0`` with ``pad_token_id=3``: the converted model starts its shifted labels with 0 as
+    T5 does (the loss matches), and ``to_hf`` writes 0 back (``or`` once turned the 0 into the pad id 3)."""
+    torch.manual_seed(0)
+    hf = T5ForConditionalGeneration(T5Config(vocab_size=99, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+                                             pad_token_id=3, eos_token_id=1, decoder_start_token_id=0)).eval()
+    mini = from_hf(hf).eval()
+    ids = torch.randint(4, 99, (2, 7), generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(4, 99, (2, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs, ours = hf(input_ids=ids, labels=labels).loss, mini(input_ids=ids, labels=labels).loss
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert mini.config.decoder_start_token_id == 0 and to_hf(mini).config.decoder_start_token_id == 0

@@ -20,6 +20,10 @@ Args:
 Returns:
     dict with "overall_precision", "overall_recall", "overall_f1", "overall_accuracy" and, per entity type,
     {"precision", "recall", "f1", "number"}.
+Raises:
+    ValueError: for a bad `mode`, a sentence whose two tag lists differ in length, or no tokens at all (no sentences,
+    or only empty ones): with nothing to score every figure would be 0 / 0, so an empty evaluation split shows up as
+    an error rather than as a score.
 Example:
     >>> metric = evaluate.load("train/metrics/seqeval")
     >>> metric.compute(predictions=[["B-loc", "O"]], references=[["B-loc", "O"]])["overall_f1"]
@@ -44,6 +48,9 @@ class Seqeval(evaluate.Metric):
         for index, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
             if len(pred) != len(ref):
                 raise ValueError(f"sentence {index}: {len(pred)} predicted tags for {len(ref)} reference tags.")
+        if not any(references):
+            raise ValueError(f"no tokens to score: {len(references)} sentences, none with a tag (an empty evaluation "
+                             f"split?); every score would be 0 / 0.")
         strict = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
         report = classification_report(references, predictions, output_dict=True, zero_division=0, **strict)
         scores = {name: {"precision": float(values["precision"]), "recall": float(values["recall"]),

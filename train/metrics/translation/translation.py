@@ -17,6 +17,9 @@ Args:
     lowercase (bool): BLEU on lowercased text. Default False.
 Returns:
     dict with "bleu" and "chrf" (0-100) plus the BLEU details "bleu_precisions", "bleu_brevity_penalty".
+Raises:
+    ValueError: for no predictions (an empty evaluation split: a corpus score of nothing is undefined), a sentence
+    without references, or sentences with different numbers of references.
 Example:
     >>> metric = evaluate.load("train/metrics/translation")
     >>> metric.compute(predictions=["the cat sat"], references=[["the cat sat"]])["bleu"]
@@ -36,7 +39,12 @@ class Translation(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, lowercase=False):
+        if not predictions:
+            raise ValueError("no predictions to score (an empty evaluation split?): corpus BLEU and chrF of nothing "
+                             "are undefined.")
         counts = {len(refs) for refs in references}
+        if 0 in counts:
+            raise ValueError("every prediction needs at least one reference; got a sentence with none.")
         if len(counts) > 1:
             raise ValueError(f"every prediction needs the same number of references; got counts {sorted(counts)}.")
         # sacrebleu takes one stream per reference position: transpose (sentence, ref) -> (ref, sentence).
