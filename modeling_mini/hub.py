@@ -142,7 +142,10 @@ def _metric_name(key: str) -> str:
 
 def _metric_split(key: str) -> str | None:
     """The split a score was measured on, from the Trainer's prefix: ``eval_`` validation, ``test_`` test; so that a
-    validation and a test accuracy are two results, not one metric with two values."""
+    validation and a test accuracy are two results, not one metric with two values. ``perplexity`` is
+    ``exp(eval_loss)``, so validation too."""
+    if key == "perplexity":
+        return "validation"
     return "test" if key.startswith("test_") else "validation" if key.startswith("eval_") else None
 
 
@@ -238,8 +241,8 @@ def write_model_card(
         "model_type": model_type,
         "task_title": task_key.replace("-", " "),
         "auto_class": auto_class,
-        "num_parameters": f"{n_params:,}" if isinstance(n_params, int) else _estimate_parameters(cfg),
-        "num_layers": cfg.get("num_hidden_layers", "?"),
+        "num_parameters": f"{n_params if isinstance(n_params, int) else _count_parameters(cfg):,}",
+        "num_layers": _depth(cfg),
         "hidden_size": cfg.get("hidden_size", "?"),
         "num_heads": cfg.get("num_attention_heads", "?"),
         "intermediate_size": cfg.get("intermediate_size", "?"),
@@ -351,18 +354,35 @@ def _attention_summary(cfg: Mapping, family: str) -> str:
     return ", ".join(parts)
 
 
-def _estimate_parameters(cfg: Mapping) -> str:
-    """Rough count from the config (embeddings + per-layer attention and FFN), for cards written without a model.
-    A narrower token table (the GPT's ``token_embedding_size``, projected in and out; the encoder's factorised
-    ``embedding_size``, projected in) and blocks shared across layers (``num_hidden_groups``) count as they are."""
-    try:
-        d, ff, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
-    except KeyError:
-        return "unknown"
-    width = cfg.get("token_embedding_size") or cfg.get("embedding_size") or d
-    projections = 0 if width == d else (2 if cfg.get("token_embedding_size") else 1) * width * d
-    blocks = cfg.get("num_hidden_groups") or layers
-    return f"about {vocab * width + projections + blocks * (4 * d * d + 2 * d * ff):,}"
+def _depth(cfg: Mapping):
+    """The card's layer count: an encoder-decoder's two stacks as ``encoder + decoder`` (its ``num_hidden_layers`` is
+    the decoder's alone)."""
+    if "encoder_layers" in cfg and "decoder_layers" in cfg:
+        return f"{cfg['encoder_layers']} + {cfg['decoder_layers']}"
+    return cfg.get("num_hidden_layers", "?")
+
+
+def _count_parameters(cfg: Mapping) -> int | str:
+    """The exact parameter count of the model ``cfg`` describes, for cards written without a model at hand (a folder
+    published from its config): the class its ``architectures`` names (else the family's base model) is built on the
+    meta device, which allocates nothing, and its parameters are counted (a tied table once). "unknown" when the
+    config names no class of this package."""
+    import importlib
+
+    import torch
+
+    names = list(cfg.get("architectures") or [])
+    base = {"mini_gpt": "MiniGPTModel", "mini_encoder": "MiniEncoderModel", "mini_seq2seq": "MiniSeq2SeqModel"}
+    names.append(base.get(cfg.get("model_type"), ""))
+    for name in names:
+        for module in ("modeling_gpt", "modeling_encoder", "modeling_seq2seq"):
+            model_class = getattr(importlib.import_module(f".{module}", __package__), name, None)
+            if model_class is not None:
+                values = {k: v for k, v in cfg.items() if k not in ("model_type", "transformers_version")}
+                with torch.device("meta"):
+                    model = model_class(model_class.config_class(**values))
+                return sum(p.numel() for p in model.parameters())
+    return "unknown"
 
 
 def _publishable(rel: str) -> bool:
@@ -578,7 +598,8 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
     with tempfile.TemporaryDirectory() as folder:
         if card is None:
             path = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__),
-                                    datasets=None, metrics=None, hyperparameters=None, repo_id=repo_id)
+                                    datasets=None, metrics=None, hyperparameters=None, repo_id=repo_id,
+                                    num_parameters=sum(p.numel() for p in model.parameters()))
         else:
             path = Path(folder) / "README.md"
             path.write_text(card, encoding="utf-8")

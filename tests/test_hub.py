@@ -30,6 +30,7 @@ import pytest
 import torch
 from conftest import TINY
 from hub_server import HubServer
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 import modeling_mini
 
@@ -307,6 +308,7 @@ def test_push_and_load_back(hub, mode, tmp_path, request):
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
     assert "mini-transformers" in card.data.tags and "gpt" in card.data.tags
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"loss": 3.21, "perplexity": 24.8}
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}  # perplexity is exp(eval_loss)
     assert "trust_remote_code=True" in card.content
 
     # The token never shows up in output or in files written by the runs.
@@ -968,20 +970,27 @@ def test_a_non_finite_metric_stays_out_of_the_model_index(tmp_path):
     assert [r.metric_value for r in results] == [0.5]
 
 
-def test_a_card_without_a_model_estimates_narrow_tables_and_shared_blocks():
-    """A card written from a config alone estimates the parameters: a token table narrower than the layers (OPT-350M's
-    512 for 1024, projected in and out) and ALBERT's one shared block count as they are, within a few percent of the
-    real models (about 331M and 11.7M)."""
-    from modeling_mini.hub import _estimate_parameters
+def test_a_card_without_a_model_counts_its_parameters_exactly(tmp_path):
+    """A card written from a config alone counts the parameters of the model it describes, built on the meta device:
+    a token table narrower than the layers (OPT-350M's 512 for 1024, projected in and out), ALBERT's one shared
+    block, and an encoder-decoder's two stacks with cross-attention (estimated from the decoder's depth alone, the
+    count was 4x too low) are exact, and the encoder-decoder's depth reads encoder + decoder."""
+    from modeling_mini.hub import _count_parameters, write_model_card
 
     opt = modeling_mini.MiniGPTConfig(vocab_size=50272, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                       intermediate_size=4096, token_embedding_size=512)
     albert = modeling_mini.MiniEncoderConfig(vocab_size=30000, hidden_size=768, num_hidden_layers=12,
                                              num_attention_heads=12, intermediate_size=3072, embedding_size=128,
                                              num_hidden_groups=1)
-    for config, real in ((opt, 331e6), (albert, 11.7e6)):
-        estimate = int(_estimate_parameters(config.to_dict()).removeprefix("about ").replace(",", ""))
-        assert abs(estimate - real) / real < 0.07, (estimate, real)
+    seq2seq = modeling_mini.MiniSeq2SeqConfig(vocab_size=99, hidden_size=32, encoder_layers=6, decoder_layers=2,
+                                              num_attention_heads=2, intermediate_size=64, decoder_start_token_id=1)
+    for config, auto in ((opt, AutoModelForCausalLM), (albert, AutoModel), (seq2seq, AutoModelForSeq2SeqLM)):
+        real = auto.from_config(config).num_parameters()
+        assert _count_parameters(config.to_dict()) == real, type(config).__name__
+    card = write_model_card(tmp_path, config=seq2seq.to_dict(), task="translation", datasets=None, metrics=None,
+                            hyperparameters=None).read_text()
+    real = AutoModelForSeq2SeqLM.from_config(seq2seq).num_parameters()
+    assert f"| parameters | {real:,} |" in card and "| layers / hidden size / heads | 6 + 2 / 32 / 2 |" in card
     # output_size is derived from the config, not a field: a dict that lists it still loads
     assert modeling_mini.MiniGPTConfig(**{**opt.to_dict(), "output_size": 7}).output_size == 512
 
