@@ -245,15 +245,20 @@ class MiniEmbeddings(nn.Module):
     config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
     encoding, or ``None`` for rotary / no positions; ``norm`` exists when ``embedding_norm`` is set.
 
+    ``token_types_in_vocabulary`` (the GPT): there is no segment table, and ``token_type_ids`` are tokens of the
+    vocabulary whose embeddings are added to each position's, as GPT-2 and GPT-J do (a segment is marked by a token
+    such as ``<|question|>``).
+
     ``freeze_padding_row``: the pad token's row starts at zero and its lookups pass no gradient, as in BERT,
     BART and Marian, whose pad tokens only ever sit where attention masks them out. GPT leaves it trainable, as
     GPT-2 does: a causal LM's pad token is usually its end-of-text token, which it must learn.
     """
 
     def __init__(self, config, freeze_padding_row: bool = True, width: int | None = None,
-                 token_width: int | None = None):
+                 token_width: int | None = None, token_types_in_vocabulary: bool = False):
         super().__init__()
         self.config = config
+        self.token_types_in_vocabulary = token_types_in_vocabulary
         padding_idx = config.pad_token_id if freeze_padding_row else None
         width = width or config.hidden_size  # the tables' width
         token_width = token_width or width  # the token table's
@@ -285,10 +290,13 @@ class MiniEmbeddings(nn.Module):
             # past the table: the ids themselves are read and checked (a bound counting padding, as OPT's ids made
             # from the mask have, can be past it while every id fits)
             max_position = None
+        vocabulary_types = token_type_ids if token_types is None and self.token_types_in_vocabulary else None
         check_id_ranges(  # one host sync for every id this forward looks up in a table
             input_ids=(input_ids, self.embed_tokens.num_embeddings) if inputs_embeds is None else None,
             token_type_ids=(token_type_ids, token_types.num_embeddings)
             if token_types is not None and token_type_ids is not None else None,
+            **{"token_type_ids:vocabulary": (vocabulary_types, self.embed_tokens.num_embeddings)
+               if vocabulary_types is not None else None},
             position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
         )
         if inputs_embeds is None:
@@ -302,6 +310,9 @@ class MiniEmbeddings(nn.Module):
             hidden = hidden + token_types(token_type_ids)
         if positions is not None:
             hidden = hidden + positions(position_ids, hidden.dtype, max_position)
+        if vocabulary_types is not None:  # GPT-2's order: tokens + positions + token types
+            types = self.embed_tokens(vocabulary_types)
+            hidden = hidden + (types if self.project_tokens is None else self.project_tokens(types))
         if self.norm is not None:
             hidden = self.norm(hidden)
         hidden = self.dropout(hidden) if self.training else hidden  # eval: no module call for the identity
@@ -321,6 +332,7 @@ def _checks_enabled(tensor: torch.Tensor) -> bool:
 _RANGE_ERRORS = {
     "input_ids": ("vocab_size", "the tokenizer and the model must share a vocabulary"),
     "token_type_ids": ("type_vocab_size", "segment ids index the token-type table"),
+    "token_type_ids:vocabulary": ("vocab_size", "a GPT's token type ids are tokens of its vocabulary, as GPT-2's"),
     "position_ids": (
         "max_position_embeddings",
         "with `position_embedding_type='learned'` a model cannot read past its position table: shorten the input "
@@ -355,7 +367,8 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
 def out_of_range_error(name: str, value: int, size: int) -> ValueError:
     """The ``ValueError`` for an id ``value`` outside ``[0, size)`` in argument ``name`` (see ``_RANGE_ERRORS``)."""
     field, advice = _RANGE_ERRORS[name]
-    return ValueError(f"`{name}` contains {value}, outside [0, {field}={size}): {advice}.")
+    argument = name.partition(":")[0]  # "token_type_ids:vocabulary": the argument, checked against another table
+    return ValueError(f"`{argument}` contains {value}, outside [0, {field}={size}): {advice}.")
 
 
 def next_positions(past: int | torch.Tensor, length: int, device, offset: int = 0):

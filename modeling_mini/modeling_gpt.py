@@ -89,7 +89,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
     def __init__(self, config: MiniGPTConfig):
         super().__init__(config)
         self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row,  # off: as GPT-2
-                                         token_width=config.token_embedding_size)
+                                         token_width=config.token_embedding_size, token_types_in_vocabulary=True)
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.relative_bias = build_relative_bias(config, bidirectional=False)  # ALiBi (BLOOM); None otherwise
@@ -127,9 +127,11 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         use_cache: bool | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
-        """Hidden states (B, T, D) for ``input_ids`` (B, T), continuing ``cache`` if given."""
+        """Hidden states (B, T, D) for ``input_ids`` (B, T), continuing ``cache`` if given. ``token_type_ids`` (B, T):
+        tokens whose embeddings are added to each position's, as GPT-2 and GPT-J take them."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         cross = self.config.add_cross_attention
@@ -176,7 +178,10 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         elif offset:
             position_ids = position_ids + offset  # given ids count from 0
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, max_position=max_position)
+        if token_type_ids is not None and tuple(token_type_ids.shape) != (batch, length):
+            raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
+                             f"got {tuple(token_type_ids.shape)}.")
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         mask_kwargs = dict(
             config=self.config,
             inputs_embeds=hidden_states,
@@ -292,6 +297,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithCrossAttentions:
         if labels is not None and use_cache is None and cache is None:
@@ -316,6 +322,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state

@@ -49,6 +49,28 @@ def test_greedy_generate_matches():
     assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
 
 
+@pytest.mark.parametrize("cls", [GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
+def test_token_type_ids_are_vocabulary_embeddings_as_in_gpt2(cls):
+    """GPT-2 adds the token table's rows for ``token_type_ids`` to each position's embedding (the ids were ignored:
+    logits off by 0.45, and ``generate`` refused them); wrong shapes and ids outside the vocabulary are refused."""
+    hf = perturb_norms_and_biases(cls(hf_config(num_labels=3)).eval())
+    mini = from_hf(hf)
+    ids, mask = padded_batch()
+    types = torch.randint(90, 99, ids.shape)
+    with torch.no_grad():
+        ref, ours = hf(ids, attention_mask=mask, token_type_ids=types), mini(ids, attention_mask=mask,
+                                                                             token_type_ids=types)
+    real = mask.bool() if cls is not GPT2ForSequenceClassification else slice(None)
+    torch.testing.assert_close(ours.logits[real], ref.logits[real], atol=1e-5, rtol=0)
+    if cls is GPT2LMHeadModel:
+        kwargs = dict(attention_mask=mask, token_type_ids=types, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
+    with pytest.raises(ValueError, match=r"token_type_ids.*shape"):
+        mini(ids, token_type_ids=types[:, :-1])
+    with pytest.raises(ValueError, match=r"`token_type_ids` contains 99, outside \[0, vocab_size=99\)"):
+        mini(ids, token_type_ids=types.fill_(99))
+
+
 def test_generation_config_travels_both_ways():
     """Stop tokens and ``max_new_tokens`` (a chat model's defaults) come along, as the other converters' do."""
     hf = GPT2LMHeadModel(hf_config()).eval()

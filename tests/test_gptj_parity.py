@@ -39,6 +39,16 @@ def test_outputs_match_on_a_left_padded_batch(cls, rotary_dim, impl):
     assert_same_outputs(hf, mini, torch.cat([ids[:, 3:], ids[:, 3:]]))
 
 
+def test_token_type_ids_are_vocabulary_embeddings_as_in_gpt_j():
+    hf = build(GPTJForCausalLM)
+    mini = from_hf(hf)
+    ids = torch.randint(3, 99, (2, 6))
+    types = torch.randint(90, 99, ids.shape)
+    with torch.no_grad():
+        torch.testing.assert_close(mini(ids, token_type_ids=types).logits, hf(ids, token_type_ids=types).logits,
+                                   atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("cls", HEADS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("options", [{}, {"tie_word_embeddings": True, "rotary_dim": 8}], ids=["gpt-j", "tied-whole"])
 def test_round_trip_is_exact(cls, options):
