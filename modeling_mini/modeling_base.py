@@ -619,6 +619,21 @@ def register_family(pretrained_class: type, auto_classes: dict[str, type]) -> No
         cls.forward.__signature__ = inspect.signature(cls.forward)
     pretrained_class.family_auto_classes = dict(auto_classes)
     register_peft_defaults(pretrained_class.config_class)
+    if "AutoModelForCausalLM" in auto_classes:
+        declare_causal_lm(pretrained_class.config_class.model_type, auto_classes["AutoModelForCausalLM"])
+
+
+def declare_causal_lm(model_type: str, model_class: type) -> None:
+    """Name ``model_class`` among transformers' causal language models, for the code that asks by class name.
+
+    With ``label_smoothing_factor`` the ``Trainer`` takes the labels away from the model and computes the loss itself,
+    shifting them by one only for a class named in ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``: any other causal LM is
+    scored on predicting the token it was given, and learns to copy its input (the loss looks fine). The
+    text-generation pipeline checks the same table. The entry is keyed by our ``model_type``, which no transformers
+    config mapping holds, so the Auto classes never load through it; they find our classes by their registration."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(model_type, model_class.__name__)
 
 
 def register_peft_defaults(config_class: type) -> None:

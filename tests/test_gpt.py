@@ -545,6 +545,24 @@ def _one_trainer_step(tmp_path, cls, rows, batch_size, accumulation, optim):
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
+def test_trainer_label_smoothing_shifts_the_labels_of_the_causal_lm(tmp_path):
+    """With ``label_smoothing_factor`` the Trainer computes the loss itself and shifts the labels only for classes it
+    knows as causal LMs: ours was scored on predicting its own input token (the unshifted loss)."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    torch.manual_seed(0)
+    model = MiniGPTForCausalLM(tiny_gpt_config())
+    ids = torch.randint(3, model.config.vocab_size, (4, 12))
+    args = TrainingArguments(str(tmp_path), label_smoothing_factor=0.1, report_to="none", use_cpu=True)
+    trainer = Trainer(model=model, args=args)
+    loss = trainer.compute_loss(model, {"input_ids": ids, "labels": ids.clone()})
+    outputs = model(input_ids=ids)
+    smoother = LabelSmoother(epsilon=0.1)
+    torch.testing.assert_close(loss, smoother(outputs, ids, shift_labels=True))
+    assert not torch.allclose(loss, smoother(outputs, ids))
+
+
 @pytest.mark.parametrize(
     ("cls", "rows", "optim"),
     [(MiniGPTForCausalLM, _causal_rows, "sgd"), (MiniGPTForSequenceClassification, _classification_rows, "sgd"),
