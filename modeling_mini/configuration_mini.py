@@ -15,6 +15,9 @@ classes, so that ``config.json`` stays plain JSON.
 Every bad value raises ``ValueError`` naming the field and what is allowed.
 """
 
+import inspect
+import math
+
 from transformers import PreTrainedConfig
 
 from .activations import ACTIVATIONS, POOLER_ACTIVATIONS, is_gated
@@ -49,6 +52,18 @@ def _refuse_alibi(config) -> None:
         raise ValueError(f"`position_embedding_type='alibi'` (BLOOM's causal distance penalty) is a MiniGPTConfig "
                          f"option; {type(config).__name__} takes one of 'sinusoidal', 'learned', 'rotary', 'relative', "
                          "'none'.")
+
+
+def _refuse_unused_rotary(config) -> None:
+    """``rotary_scaling`` and a ``partial_rotary_factor`` below 1 shape rotary positions: without them they would be
+    accepted and ignored."""
+    if config.position_embedding_type == "rotary":
+        return
+    for name, unset in (("rotary_scaling", None), ("partial_rotary_factor", 1.0)):
+        if getattr(config, name) != unset:
+            raise ValueError(f"`{name}` shapes rotary positions: it needs `position_embedding_type='rotary'` (or "
+                             f"`{name}={unset!r}`); got position_embedding_type={config.position_embedding_type!r}, "
+                             f"{name}={getattr(config, name)!r}.")
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -111,9 +126,47 @@ def _check_flags(config, names: tuple[str, ...]) -> None:
             raise ValueError(f"`{name}` must be True or False; got {getattr(config, name)!r}.")
 
 
+def _is_positive_number(value) -> bool:
+    """A real, finite number above 0: not a bool (Python counts True as 1), a string, nan or inf."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value > 0)
+
+
+def _check_positive_number(name: str, value) -> None:
+    """``value`` must be a positive finite number (``rope_theta``, ``initializer_range``)."""
+    if not _is_positive_number(value):
+        raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
+
+
 def _check_optional_positive_number(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-        raise ValueError(f"`{name}` must be None or a positive number; got {value!r}.")
+    """``value`` must be None or a positive finite number (a cap or a scale: nan and inf would poison every score)."""
+    if value is not None and not _is_positive_number(value):
+        raise ValueError(f"`{name}` must be None or a positive finite number; got {value!r}.")
+
+
+def _check_token_ids(config, in_vocab: tuple[str, ...]) -> None:
+    """Special token ids: None or an id ``>= 0``, never a bool (which Python counts as the id 0 or 1).
+
+    The ids in ``in_vocab`` index the embedding table, so they must lie in ``[0, vocab_size)``. ``bos_token_id`` and
+    ``eos_token_id`` (which may be a list of ids, as transformers allows) only need to be ids: converted configs
+    keep the source's, and transformers' own defaults lie past a small vocabulary (GPT-2's 50256 with a test
+    vocabulary of 99). Any other ``*_token_id`` (one a config was given) must not be a bool.
+    """
+    for name in in_vocab:
+        token_id = getattr(config, name)
+        if token_id is not None and not (isinstance(token_id, int) and not isinstance(token_id, bool)
+                                         and 0 <= token_id < config.vocab_size):
+            raise ValueError(f"`{name}` must be None or an id in [0, vocab_size={config.vocab_size}); "
+                             f"got {token_id!r}.")
+    for name in ("bos_token_id", "eos_token_id"):
+        token_id = getattr(config, name)
+        ids = token_id if name == "eos_token_id" and isinstance(token_id, (list, tuple)) and token_id else [token_id]
+        if token_id is not None and not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            allowed = "an id >= 0" + (" or a non-empty list of such ids" if name == "eos_token_id" else "")
+            raise ValueError(f"`{name}` must be None or {allowed}; got {token_id!r}.")
+    for name, token_id in vars(config).items():
+        if name.endswith("_token_id") and isinstance(token_id, bool):
+            raise ValueError(f"`{name}` must be None or a token id, not a bool; got {token_id!r}.")
 
 
 def _check_layer_types(layer_types, num_layers: int, sliding_window) -> None:
@@ -131,6 +184,19 @@ def _check_layer_types(layer_types, num_layers: int, sliding_window) -> None:
 def _check_probability(name: str, value) -> None:
     if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a float in [0, 1); got {value!r}.")
+
+
+#: the options of sliding-window layers, which the encoder-decoder lacks
+SLIDING_WINDOW_OPTIONS = ("sliding_window", "layer_types", "sliding_rope_theta")
+
+
+def _refuse_windows(options: dict) -> None:
+    """Every layer of the encoder-decoder attends fully: it takes no sliding-window options (``options``: its
+    keyword arguments or attributes), which would otherwise be accepted and ignored."""
+    for name in SLIDING_WINDOW_OPTIONS:
+        if options.get(name) is not None:
+            raise ValueError(f"`{name}` must be None: MiniSeq2SeqConfig has no sliding-window layers (every encoder "
+                             f"and decoder layer attends to all tokens); got {options[name]!r}.")
 
 
 class MiniConfig(PreTrainedConfig):
@@ -218,6 +284,8 @@ class MiniConfig(PreTrainedConfig):
     #: Where the base model's block stacks are, and which of them have cross-attention (tensor-parallel plan).
     _block_stacks: tuple[str, ...] = ("layers",)
     _cross_attention_stacks: tuple[str, ...] = ()
+    #: the special token ids that index the embedding table, so must lie in [0, vocab_size)
+    _embedding_token_ids: tuple[str, ...] = ("pad_token_id",)
 
     def __init__(
         self,
@@ -269,9 +337,10 @@ class MiniConfig(PreTrainedConfig):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
-        self.head_dim = head_dim  # None: hidden_size / num_attention_heads, filled in by validate_architecture
-        self.intermediate_size = 4 * hidden_size if intermediate_size is None else intermediate_size
+        # None: derived from other options by validate_architecture (_fill_derived)
+        self.num_key_value_heads = num_key_value_heads
+        self.head_dim = head_dim
+        self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act
         self.position_embedding_type = position_embedding_type
         self.sinusoidal_layout = sinusoidal_layout
@@ -287,10 +356,10 @@ class MiniConfig(PreTrainedConfig):
         self.parallel_residual = parallel_residual
         self.parallel_shared_norm = parallel_shared_norm
         self.embedding_norm = embedding_norm
-        self.final_norm = (norm_position != "post") if final_norm is None else final_norm
+        self.final_norm = final_norm
         self.scale_embeddings = scale_embeddings
         self.attention_bias = attention_bias
-        self.attention_output_bias = attention_bias if attention_output_bias is None else attention_output_bias
+        self.attention_output_bias = attention_output_bias
         self.qk_norm = qk_norm
         self.qk_norm_scope = qk_norm_scope
         self.attention_scaling = attention_scaling
@@ -307,8 +376,64 @@ class MiniConfig(PreTrainedConfig):
         self.pad_token_id = pad_token_id
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
+        # before transformers' own token-id check, which compares the ids with vocab_size (a TypeError for a string)
+        _check_positive("vocab_size", vocab_size)
         super().__init__(**kwargs)
         self.validate_architecture()
+
+    #: the options whose None means "derived from the others": their values, given the other options
+    _DERIVED = {
+        "num_key_value_heads": lambda config: config.num_attention_heads,
+        "intermediate_size": lambda config: 4 * config.hidden_size,
+        "final_norm": lambda config: config.norm_position != "post",
+        "attention_output_bias": lambda config: config.attention_bias,
+        "head_dim": lambda config: None,  # validate_architecture divides hidden_size among the heads
+        "layer_types": lambda config: None,  # SlidingWindowOptions.validate_architecture: from sliding_window
+    }
+
+    def _fill_derived(self) -> None:
+        """Give each derived option left None its value from the others (``_DERIVED``); idempotent."""
+        for name, derive in self._DERIVED.items():
+            if name in vars(self) and getattr(self, name) is None:
+                setattr(self, name, derive(self))
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """transformers' ``from_dict``, which builds the config from ``config_dict`` and then *sets* the keyword
+        arguments that name options (``from_pretrained(path, num_attention_heads=8)``), past ``__init__``'s checks.
+
+        Here those overrides are checked too: the options the dict leaves to derivation (``None`` or absent, such as
+        ``head_dim`` or ``layer_types``) are derived again from the overridden values, unless overridden themselves,
+        and :meth:`validate_architecture` runs again.
+        """
+        return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
+        config, unused = super().from_dict(config_dict, return_unused_kwargs=True, **kwargs)
+        overrides = {key for key in kwargs if key not in unused}
+        if overrides:
+            for name in cls._DERIVED:
+                if name in vars(config) and name not in overrides and config_dict.get(name,
+                                                                                     cls._init_default(name)) is None:
+                    setattr(config, name, None)
+            config.validate_architecture()
+        return (config, unused) if return_unused_kwargs else config
+
+    @classmethod
+    def _init_default(cls, name: str):
+        """The default ``cls(...)`` gives option ``name`` when not passed (the encoder's ``final_norm`` is False, the
+        base's None: derived); None for an option no ``__init__`` names."""
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            parameter = inspect.signature(init).parameters.get(name) if init is not None else None
+            if parameter is not None:
+                return parameter.default
+        return None
+
+    def validate(self) -> None:
+        """transformers' check at save time (``save_pretrained``), which runs only ``PreTrainedConfig``'s own
+        validators: :meth:`validate_architecture` first, so that an option set after construction
+        (``config.hidden_act = "foo"``) cannot be saved unchecked."""
+        self.validate_architecture()
+        super().validate()
 
     @property
     def base_model_tp_plan(self) -> dict[str, str]:
@@ -362,7 +487,10 @@ class MiniConfig(PreTrainedConfig):
     def validate_architecture(self) -> None:
         """Raise ``ValueError`` naming the first field whose value the blocks cannot build."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "num_key_value_heads", "intermediate_size", "max_position_embeddings"):
+                     "max_position_embeddings"):
+            _check_positive(name, getattr(self, name))
+        self._fill_derived()
+        for name in ("num_key_value_heads", "intermediate_size"):
             _check_positive(name, getattr(self, name))
         if self.head_dim is None:  # the usual layout: the heads split the hidden state between them
             if self.hidden_size % self.num_attention_heads:
@@ -387,7 +515,10 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
         _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
-                            "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm"))
+                            "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm",
+                            "tie_word_embeddings", "final_norm", "embedding_norm", "scale_embeddings", "use_cache"))
+        _check_positive_number("rope_theta", self.rope_theta)
+        _check_positive_number("initializer_range", self.initializer_range)
         if self.parallel_shared_norm and not self.parallel_residual:
             raise ValueError("`parallel_shared_norm=True` shares one norm between the two sub-layers of a parallel "
                              "block: it needs `parallel_residual=True`.")
@@ -400,6 +531,7 @@ class MiniConfig(PreTrainedConfig):
         factor = self.partial_rotary_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             raise ValueError(f"`partial_rotary_factor` must be a number in (0, 1]; got {factor!r}.")
+        _refuse_unused_rotary(self)
         if self.position_embedding_type == "rotary" and (self.rotary_dim % 2 or self.rotary_dim < 2):
             raise ValueError(f"`position_embedding_type='rotary'` rotates pairs of features: it needs an even "
                              f"head_dim * partial_rotary_factor >= 2; got {self.rotary_dim}.")
@@ -419,14 +551,9 @@ class MiniConfig(PreTrainedConfig):
         for name in ("classifier_dropout", "embedding_dropout"):
             if getattr(self, name) is not None:
                 _check_probability(name, getattr(self, name))
-        if not (isinstance(self.layer_norm_eps, float) and self.layer_norm_eps > 0):
-            raise ValueError(f"`layer_norm_eps` must be a positive float; got {self.layer_norm_eps!r}.")
-        for name in ("pad_token_id",):
-            token_id = getattr(self, name)
-            if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
-                raise ValueError(
-                    f"`{name}` must be None or an id in [0, vocab_size={self.vocab_size}); got {token_id!r}."
-                )
+        if not (isinstance(self.layer_norm_eps, float) and _is_positive_number(self.layer_norm_eps)):
+            raise ValueError(f"`layer_norm_eps` must be a positive finite float; got {self.layer_norm_eps!r}.")
+        _check_token_ids(self, self._embedding_token_ids)
 
 
 class SlidingWindowOptions:
@@ -581,7 +708,7 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         kwargs.pop("output_size", None)  # derived (a property), not a field: a config dict that lists it still loads
         self.position_offset = position_offset
         self.pad_aware_positions = pad_aware_positions
-        self.nope_layers = list(nope_layers) if nope_layers is not None else None
+        self.nope_layers = list(nope_layers) if isinstance(nope_layers, (tuple, range)) else nope_layers
         self.add_cross_attention = add_cross_attention
         self.freeze_padding_row = freeze_padding_row
         self.final_logit_softcap = final_logit_softcap
@@ -634,7 +761,8 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         nope = self.nope_layers
         if nope is not None:
             depth = self.num_hidden_layers
-            valid = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < depth for i in nope)
+            valid = isinstance(nope, (list, tuple)) and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < depth for i in nope)
             if not valid or len(set(nope)) != len(nope):
                 raise ValueError(f"`nope_layers` must be None or distinct layer indices in [0, num_hidden_layers="
                                  f"{self.num_hidden_layers}); got {nope!r}.")
@@ -842,6 +970,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
     attribute_map = {"d_model": "hidden_size", "num_hidden_layers": "decoder_layers"}
     _block_stacks = ("encoder.layers", "decoder.layers")
     _cross_attention_stacks = ("decoder.layers",)
+    _embedding_token_ids = ("pad_token_id", "decoder_start_token_id")
 
     def __init__(
         self,
@@ -872,6 +1001,9 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         is_encoder_decoder: bool = True,
         **kwargs,
     ):
+        if num_hidden_layers is not None:  # named as given, before it becomes the default of both depths
+            _check_positive("num_hidden_layers", num_hidden_layers)
+        _refuse_windows(kwargs)  # before transformers' own layer_types check, which raises no ValueError
         default_depth = 6 if num_hidden_layers is None else num_hidden_layers
         self.decoder_layers = default_depth if decoder_layers is None else decoder_layers
         self.encoder_layers = default_depth if encoder_layers is None else encoder_layers
@@ -905,6 +1037,13 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
             **kwargs,
         )
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """:meth:`MiniConfig.from_dict`, refusing the sliding-window options as overrides too: they name no option
+        here, so transformers would hand them back unused (and ``AutoConfig.from_pretrained`` would drop them)."""
+        _refuse_windows(kwargs)
+        return super().from_dict(config_dict, **kwargs)
+
     def to_dict(self) -> dict:
         """:class:`MiniConfig`'s dict, which also lists ``num_hidden_layers`` (the decoder's depth): an attribute
         map keeps no value of its own, and readers of a saved ``config.json`` look for that name."""
@@ -916,6 +1055,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))
+        _refuse_windows(vars(self))
         self._check_relative()
         _refuse_alibi(self)
         if self.parallel_residual:
@@ -924,10 +1064,4 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         if self.is_encoder_decoder is not True:
             raise ValueError(
                 f"`is_encoder_decoder` must be True for {type(self).__name__}; got {self.is_encoder_decoder!r}."
-            )
-        token_id = self.decoder_start_token_id
-        if token_id is not None and not (isinstance(token_id, int) and 0 <= token_id < self.vocab_size):
-            raise ValueError(
-                f"`decoder_start_token_id` must be None or an id in [0, vocab_size={self.vocab_size}); "
-                f"got {token_id!r}."
             )

@@ -63,6 +63,12 @@ class MiniPreTrainedModel(PreTrainedModel):
     #: Auto class name -> model class, for every head of the family; filled by :func:`register_family`.
     family_auto_classes: dict[str, type] = {}
 
+    def __init__(self, config, *args, **kwargs):
+        """transformers' ``__init__``, after checking ``config`` again: an option set after the config was built
+        (``config.hidden_act = "foo"``) raises its ``ValueError`` here, not a ``KeyError`` deep in a layer."""
+        config.validate_architecture()
+        super().__init__(config, *args, **kwargs)
+
     def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
         """PyTorch's sdpa kernel cannot soft-cap attention scores: a model with ``attention_softcap`` then runs eager
         by default (as transformers' Gemma 2), and asking it for sdpa is a ``ValueError`` at build time."""
@@ -273,6 +279,12 @@ class MiniEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
         self.project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
 
+    @property
+    def input_width(self) -> int | None:
+        """The width of ``inputs_embeds``, which stand for the token lookups: the token table's (``None`` when a
+        wrapper put in its place does not say)."""
+        return getattr(self.embed_tokens, "embedding_dim", None)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None,
@@ -353,7 +365,8 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
     named = {name: pair for name, pair in named.items() if pair is not None}
     for name, (ids, _) in named.items():
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise ValueError(f"`{name}` must hold integer ids; got dtype {ids.dtype}.")
+            argument = name.partition(":")[0]  # "token_type_ids:vocabulary": the argument, as the user named it
+            raise ValueError(f"`{argument}` must hold integer ids; got dtype {ids.dtype}.")
     named = {name: pair for name, pair in named.items() if pair[0].numel()}
     if not named or not _checks_enabled(next(iter(named.values()))[0]):
         return
@@ -387,19 +400,22 @@ def next_positions(past: int | torch.Tensor, length: int, device, offset: int = 
 
 
 def check_attention_mask(
-    attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor, name: str = "attention_mask",
-    implementation: str | None = None,
+    attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor | None, name: str = "attention_mask",
+    implementation: str | None = None, query_length: int | None = None,
 ):
-    """A 2D mask must be (batch, past + current length); a 4D mask passes through untouched, except to flex
-    attention (``implementation``, the config's ``_attn_implementation``): see :func:`refuse_4d_mask_under_flex`.
-    ``length`` may be a device tensor (a static cache's past + current length): only the batch size is checked then,
-    without a sync."""
+    """A 2D mask must be (batch, past + current length). A 4D mask, passed on as it is, must be boolean (True: attend)
+    or floating (added to the scores), shaped (batch or 1, heads or 1, ``query_length`` or 1, ``length``), and cannot
+    go to flex attention (``implementation``, the config's ``_attn_implementation``): see
+    :func:`refuse_4d_mask_under_flex`. ``length`` may be a device tensor (a static cache's past + current length) or
+    ``None`` (keys the caller does not count: a static cache's 4D mask spans all its slots, a paged cache's the blocks
+    it reads): the keys are not checked then. Shapes and dtypes only: no device read."""
     if attention_mask is None:
         return
     if attention_mask.dim() == 4:
         refuse_4d_mask_under_flex(name, implementation)
+        _check_4d_mask(attention_mask, batch, length, name, query_length)
         return
-    if isinstance(length, torch.Tensor):
+    if length is None or isinstance(length, torch.Tensor):
         if attention_mask.dim() == 2 and attention_mask.shape[0] == batch:
             return
         length = "past + sequence_length"
@@ -408,6 +424,69 @@ def check_attention_mask(
             f"`{name}` must have shape (batch_size, sequence_length) = ({batch}, {length}) with 1 for tokens to "
             f"attend to and 0 for padding (or be 4D); got shape {tuple(attention_mask.shape)}."
         )
+
+
+def _check_4d_mask(mask: torch.Tensor, batch: int, length, name: str, query_length: int | None) -> None:
+    """See :func:`check_attention_mask`: a 4D mask's dtype and the sizes known without a device read."""
+    keys = length if isinstance(length, int) else None
+    size_ok = mask.shape[0] in (1, batch) and (query_length is None or mask.shape[2] in (1, query_length))
+    if keys is not None:
+        size_ok = size_ok and mask.shape[3] == keys
+    if not size_ok or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
+        queries = "query_length" if query_length is None else query_length
+        raise ValueError(
+            f"`{name}` is a 4D mask: it must be boolean (True where a query may attend) or floating (added to the "
+            f"scores) with shape (batch_size or 1, num_heads or 1, {queries} or 1, "
+            f"{'past + sequence_length' if keys is None else keys}) for batch_size={batch}; got shape "
+            f"{tuple(mask.shape)} and dtype {mask.dtype}."
+        )
+
+
+def check_sequence_input(ids: torch.Tensor | None, embeds: torch.Tensor | None, width: int | None = None,
+                         names: tuple[str, str] = ("input_ids", "inputs_embeds")) -> tuple[int, int] | None:
+    """The (batch, length) of the ids (B, T), or else of the embeddings (B, T, ``width``), that a stack reads, once
+    their shapes are checked: a wrong number of dimensions, floating embeddings of another width (``None``: not
+    checked) or of an integer dtype, and an empty batch or sequence are a ``ValueError`` naming the argument
+    (``names``: the ids', the embeddings'), not an error from deep inside (a reshape of 0 elements, a size mismatch
+    in an addition) or a silent broadcast. ``None`` when both are ``None``. Shapes and dtypes only: no device read."""
+    ids_name, embeds_name = names
+    if ids is not None:
+        name, given = ids_name, ids
+        if ids.dim() != 2:
+            raise ValueError(f"`{ids_name}` must have shape (batch_size, sequence_length); got shape "
+                             f"{tuple(ids.shape)}.")
+    elif embeds is not None:
+        name, given = embeds_name, embeds
+        if embeds.dim() != 3 or not embeds.is_floating_point() or width not in (None, embeds.shape[-1]):
+            raise ValueError(f"`{embeds_name}` must be a floating-point tensor of shape (batch_size, sequence_length, "
+                             f"{'width' if width is None else width}); got shape {tuple(embeds.shape)} and dtype "
+                             f"{embeds.dtype}.")
+    else:
+        return None
+    batch, length = given.shape[:2]
+    if batch == 0 or length == 0:
+        raise ValueError(f"`{name}` must hold at least one row and one token; got shape {tuple(given.shape)}.")
+    return batch, length
+
+
+def check_position_ids(position_ids: torch.Tensor | None, batch: int, length: int) -> None:
+    """Given ``position_ids`` must be (batch, length), or (1, length) for every row alike (what ``generate`` makes
+    without a mask, and a padding-free batch's one row); anything else would broadcast silently or fail deep inside.
+    Shapes only: no device read."""
+    if position_ids is not None and (position_ids.dim() != 2 or position_ids.shape[0] not in (1, batch)
+                                     or position_ids.shape[1] != length):
+        raise ValueError(f"`position_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}), or "
+                         f"(1, {length}) for every row alike; got {tuple(position_ids.shape)}.")
+
+
+def check_encoder_states(states: torch.Tensor, batch: int | None, width: int, name: str) -> None:
+    """The encoder output that cross-attention reads (argument ``name``) must be floating (batch, source_length,
+    width), with at least one source token; ``batch`` ``None``: not compared here. Shapes only: no device read."""
+    if (states.dim() != 3 or not states.is_floating_point() or states.shape[-1] != width or states.shape[1] == 0
+            or batch not in (None, states.shape[0])):
+        rows = "batch_size" if batch is None else f"batch_size={batch}"
+        raise ValueError(f"`{name}` must be a floating-point tensor of shape ({rows}, source_length >= 1, "
+                         f"hidden_size={width}); got shape {tuple(states.shape)} and dtype {states.dtype}.")
 
 
 def refuse_4d_mask_under_flex(name: str, implementation: str | None) -> None:

@@ -41,6 +41,8 @@ from .modeling_base import (
     MiniPreTrainedModel,
     _checks_enabled,
     check_attention_mask,
+    check_position_ids,
+    check_sequence_input,
     check_token_labels,
     class_id_outside,
     next_positions,
@@ -170,11 +172,12 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         kwargs.pop("use_cache", None)  # an encoder keeps no cache (pipelines may still pass the flag)
         inputs = input_ids if input_ids is not None else inputs_embeds
-        batch, length = inputs.shape[:2]
-        check_attention_mask(attention_mask, batch, length,
-                             implementation=self.config._attn_implementation)  # flex refuses a 4D mask
+        batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width)
+        check_attention_mask(attention_mask, batch, length, implementation=self.config._attn_implementation,
+                             query_length=length)  # flex refuses a 4D mask
         if token_type_ids is not None:
             self._check_token_type_ids(token_type_ids, batch, length)
+        check_position_ids(position_ids, batch, length)
         max_position = None  # known without reading the ids only when made here
         offset = self.config.position_offset
         given_positions = position_ids
@@ -257,6 +260,7 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
     ) -> MaskedLMOutput:
         reference = input_ids if input_ids is not None else inputs_embeds
         if labels is not None and reference is not None:  # before the forward, as the GPT's (one early host sync)
+            check_sequence_input(input_ids, inputs_embeds)  # the input's own shape first: labels are compared to it
             labels = check_token_labels(labels, reference.shape[:2], num_classes=self.config.vocab_size,
                                         classes_name="vocab_size")
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -414,10 +418,8 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MultipleChoiceModelOutput:
-        reference = input_ids if input_ids is not None else inputs_embeds
-        if reference is None or reference.dim() < 3:
-            raise ValueError("Multiple choice needs `input_ids` of shape (batch_size, num_choices, sequence_length).")
-        batch, num_choices = reference.shape[:2]
+        batch, num_choices = self._check_choices(input_ids, attention_mask, token_type_ids, position_ids,
+                                                 inputs_embeds)
 
         def flat(x):  # (B, C, T, ...) -> (B * C, T, ...): every choice is an independent input
             return None if x is None else x.reshape(batch * num_choices, *x.shape[2:])
@@ -438,6 +440,32 @@ class MiniEncoderForMultipleChoice(MiniEncoderPreTrainedModel):
             loss = losses / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())
         return MultipleChoiceModelOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
                                          attentions=outputs.attentions)
+
+    @staticmethod
+    def _check_choices(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds) -> tuple[int, int]:
+        """(batch, num_choices), once every input is checked to be per choice, (B, C, T) (embeddings (B, C, T, E); a
+        4D mask per choice, (B, C, heads or 1, T or 1, T)): each is flattened to (B * C, T, ...), and a tensor of
+        another shape would fail there unnamed, or be cut into rows that mix choices. Shapes only: no device read."""
+        if input_ids is not None and input_ids.dim() != 3:
+            raise ValueError(f"Multiple choice needs `input_ids` of shape (batch_size, num_choices, sequence_length); "
+                             f"got {tuple(input_ids.shape)}.")
+        if input_ids is None and inputs_embeds is not None and inputs_embeds.dim() != 4:
+            raise ValueError(f"Multiple choice needs `inputs_embeds` of shape (batch_size, num_choices, "
+                             f"sequence_length, width); got {tuple(inputs_embeds.shape)}.")
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None:
+            raise ValueError("Multiple choice needs `input_ids` of shape (batch_size, num_choices, sequence_length).")
+        choices = tuple(reference.shape[:3])  # (B, C, T)
+        for name, given in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
+                            ("position_ids", position_ids)):
+            if given is None:
+                continue
+            per_choice = tuple(given.shape) == choices or (name == "attention_mask" and given.dim() == 5
+                                                            and tuple(given.shape[:2]) == choices[:2])
+            if not per_choice:
+                raise ValueError(f"`{name}` must have one row per choice, shape (batch_size, num_choices, "
+                                 f"sequence_length) = {choices}, like the inputs; got {tuple(given.shape)}.")
+        return choices[0], choices[1]
 
 
 register_family(

@@ -41,6 +41,9 @@ from .modeling_base import (
     MiniEmbeddings,
     MiniPreTrainedModel,
     check_attention_mask,
+    check_encoder_states,
+    check_position_ids,
+    check_sequence_input,
     check_token_labels,
     last_token_pool,
     next_positions,
@@ -152,7 +155,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
 
         inputs = input_ids if input_ids is not None else inputs_embeds
-        batch, length = inputs.shape[:2]
+        batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width)
         # a paged cache (continuous batching, ``generate_batch``) is not a ``Cache`` and has no single length: its
         # caller passes the position ids and a 4D mask, so the past length is never needed then
         past = self_cache.get_seq_length() if isinstance(self_cache, Cache) else 0
@@ -160,12 +163,17 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         prepared_masks = attention_mask if isinstance(attention_mask, dict) else None
         implementation = self.config._attn_implementation  # flex attention refuses a 4D tensor mask
         if prepared_masks is None:
-            check_attention_mask(attention_mask, batch, past + length, implementation=implementation)
+            # a static cache's 4D mask spans all its slots, a paged cache's the blocks it reads: not `past + length`
+            counted = self_cache is None or isinstance(self_cache, Cache) and not self_cache.is_compileable
+            keys = past + length if counted else None
+            check_attention_mask(attention_mask, batch, keys, implementation=implementation, query_length=length)
         if cross:
+            check_encoder_states(encoder_hidden_states, batch, self.config.hidden_size, "encoder_hidden_states")
             source_length = encoder_hidden_states.shape[1]
             check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask",
-                                 implementation)
+                                 implementation, query_length=length)
         max_position = None  # known without reading the ids only when made here
+        check_position_ids(position_ids, batch, length)
         given_positions = position_ids
         offset = self.config.position_offset  # OPT's table starts at row 2
         mask_2d = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2
@@ -308,6 +316,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             use_cache = False
         reference = input_ids if input_ids is not None else inputs_embeds
         if labels is not None and reference is not None:
+            check_sequence_input(input_ids, inputs_embeds)  # the input's own shape first: labels are compared to it
             # (B, T): the loss shifts them by one itself. Checked before the forward: the range read (one host
             # sync) then comes right after the input ids' own, while the GPU has little queued, not after the forward
             labels = check_token_labels(labels, reference.shape[:2], num_classes=self.config.vocab_size,

@@ -43,6 +43,8 @@ from .modeling_base import (
     MiniLMHeadBias,
     MiniPreTrainedModel,
     check_attention_mask,
+    check_encoder_states,
+    check_sequence_input,
     check_token_labels,
     last_eos_pool,
     next_positions,
@@ -85,6 +87,19 @@ def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=
     if isinstance(count, torch.Tensor):
         count = count.to(losses.device)
     return losses / count
+
+
+#: The decoder's names for its ids and embeddings, in errors (:func:`modeling_base.check_sequence_input`).
+DECODER_INPUTS = ("decoder_input_ids", "decoder_inputs_embeds")
+
+
+def refuse_position_ids(kwargs: dict, *names: str) -> None:
+    """An encoder-decoder numbers its positions itself (0 .. T - 1 after the cached ones) and takes no position ids:
+    given, they would reach the attention layers unread and change nothing, silently."""
+    for name in names:
+        if kwargs.get(name) is not None:
+            raise ValueError(f"`{name}` given to an encoder-decoder, which numbers each stack's positions itself "
+                             f"(from 0, after the cached tokens) and takes no position ids: leave it out.")
 
 
 #: What every head passes on from :class:`MiniSeq2SeqModel`'s output, beside its own scores.
@@ -162,9 +177,10 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
     ) -> BaseModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` (the source sequence).")
-        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
-        check_attention_mask(attention_mask, batch, length,
-                             implementation=self.config._attn_implementation)  # flex refuses a 4D mask
+        refuse_position_ids(kwargs, "position_ids")
+        batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width)
+        check_attention_mask(attention_mask, batch, length, implementation=self.config._attn_implementation,
+                             query_length=length)  # flex refuses a 4D mask
         device = (input_ids if input_ids is not None else inputs_embeds).device
         # (1, S); BART's learned table starts at row 2 (position_offset)
         position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
@@ -233,13 +249,17 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache())  # the cross one never slides
 
-        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        refuse_position_ids(kwargs, "position_ids")
+        batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width, DECODER_INPUTS)
+        check_encoder_states(encoder_hidden_states, batch, self.config.hidden_size, "encoder_hidden_states")
         self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         past = self_cache.get_seq_length() if self_cache is not None else 0
         implementation = self.config._attn_implementation  # flex attention refuses a 4D tensor mask
-        check_attention_mask(attention_mask, batch, past + length, "decoder_attention_mask", implementation)
+        counted = self_cache is None or not self_cache.is_compileable  # a static cache's 4D mask spans all its slots
+        check_attention_mask(attention_mask, batch, past + length if counted else None, "decoder_attention_mask",
+                             implementation, query_length=length)
         check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask",
-                             implementation)
+                             implementation, query_length=length)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 
@@ -341,12 +361,23 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
                 "Pass `decoder_input_ids` (the target shifted right behind `decoder_start_token_id`) or, to the "
                 "ForConditionalGeneration head, `labels`, from which they are built."
             )
+        refuse_position_ids(kwargs, "position_ids", "decoder_position_ids")
+        decoder_batch, _ = check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
+        decoder_name = "decoder_input_ids" if decoder_input_ids is not None else "decoder_inputs_embeds"
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 return_dict=True,
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
             )
+            source = "input_ids" if input_ids is not None else "inputs_embeds"
+        else:
+            source = "encoder_outputs"
         encoder_outputs = _as_encoder_output(encoder_outputs)
+        check_encoder_states(encoder_outputs.last_hidden_state, None, self.config.hidden_size, source)
+        if encoder_outputs.last_hidden_state.shape[0] != decoder_batch:
+            raise ValueError(f"`{decoder_name}` has {decoder_batch} rows but `{source}` has "
+                             f"{encoder_outputs.last_hidden_state.shape[0]}: the decoder reads one source per row, so "
+                             f"both need the same batch_size.")
         decoder_outputs = self.decoder(
             return_dict=True,
             input_ids=decoder_input_ids,
@@ -439,6 +470,9 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
             # checked before the shift reads them, where a malformed tensor fails unnamed (an IndexError, or an
             # out-of-range id blamed on `input_ids`, or one in the last position not seen until the loss)
             target = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+            # the inputs' own shapes first: the labels are compared to them
+            check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
+            check_sequence_input(input_ids, inputs_embeds)
             if target is not None:  # scored position for position against the given decoder inputs
                 shape, name = target.shape[:2], "labels (shape of decoder_input_ids)"
             else:  # shifted into the decoder inputs: one row per source, of any length
@@ -517,6 +551,7 @@ class _Seq2SeqReaderMixin:
             if input_ids is None:
                 raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
                                  f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
+            check_sequence_input(input_ids, None)  # (B, T): the shift reads it by rows
             decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
                                                    self.config.decoder_start_token_id)  # (B, T), as in pretraining
         kwargs.pop("use_cache", None)
@@ -556,6 +591,17 @@ class MiniSeq2SeqForSequenceClassification(_Seq2SeqReaderMixin, MiniSeq2SeqPreTr
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> Seq2SeqSequenceClassifierOutput:
+        target = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+        if input_ids is not None and target is not None:
+            # the head pools the decoder states at the eos positions of `input_ids` (as BART's): one per token
+            check_sequence_input(input_ids, None)
+            check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
+            target_name = DECODER_INPUTS[0] if decoder_input_ids is not None else DECODER_INPUTS[1]
+            if tuple(target.shape[:2]) != tuple(input_ids.shape):
+                raise ValueError(f"`{target_name}` must have the shape of `input_ids` (batch_size, sequence_length) = "
+                                 f"{tuple(input_ids.shape)}: the classification head reads the decoder state at "
+                                 f"the end-of-sequence tokens of `input_ids`, as BART's; got "
+                                 f"{tuple(target.shape)}.")
         outputs = self._read(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
                              inputs_embeds, decoder_inputs_embeds, **kwargs)
         pooled = last_eos_pool(outputs.last_hidden_state, input_ids, self.config.eos_token_id)  # (B, D)

@@ -139,6 +139,8 @@ def test_bad_options_raise():
         config = MiniGPTConfig(**{**mini.config.to_dict(), field: value})
         with pytest.raises(ValueError, match=message):
             to_hf(MiniGPTForCausalLM(config))
-    config = MiniGPTConfig(**{**mini.config.to_dict(), "position_embedding_type": "learned"})
+    # partial_rotary_factor back to 1.0: the config itself refuses a factor without rotary positions
+    config = MiniGPTConfig(**{**mini.config.to_dict(), "position_embedding_type": "learned",
+                              "partial_rotary_factor": 1.0})
     with pytest.raises(ValueError, match="position_embedding_type='rotary'"):
         to_hf(MiniGPTForCausalLM(config))

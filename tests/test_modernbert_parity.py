@@ -79,6 +79,7 @@ def test_outputs_match_on_a_padded_batch_longer_than_the_window(head, impl, bias
     backbone = mini.base_model
     unlimited, one_rotation = copy.deepcopy(mini), copy.deepcopy(mini)
     unlimited.config.sliding_window, unlimited.config.layer_types = None, ["full_attention"] * 4
+    unlimited.config.sliding_rope_theta = None  # the base of sliding layers, which it no longer has
     unlimited = type(mini)(unlimited.config).eval()
     unlimited.load_state_dict(mini.state_dict())
     one_rotation.base_model.sliding_rotary = None
