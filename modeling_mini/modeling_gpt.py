@@ -383,6 +383,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutputWithPast:
         if labels is not None and use_cache is None and cache is None:
@@ -395,6 +396,7 @@ class MiniGPTForSequenceClassification(MiniGPTPreTrainedModel):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
@@ -431,6 +433,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
         kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
@@ -441,6 +444,7 @@ class MiniGPTForTokenClassification(MiniGPTPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             use_cache=False,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
@@ -476,6 +480,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
         kwargs.pop("use_cache", None)  # nothing to continue: a tagger or a reader keeps no cache
@@ -486,6 +491,7 @@ class MiniGPTForQuestionAnswering(MiniGPTPreTrainedModel):
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
             use_cache=False,
+            token_type_ids=token_type_ids,
             **kwargs,
         )
         start_logits, end_logits = span_logits(self.qa_outputs(outputs.last_hidden_state))  # (B, T, 2) -> (B, T) x 2

@@ -1,10 +1,13 @@
 """GPT-2 parity: a random GPT2 model converted with the users' converter computes the same function."""
 
+import inspect
+
 import pytest
 import torch
 from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
 from transformers import (
     GPT2Config,
+    GPT2ForQuestionAnswering,
     GPT2ForSequenceClassification,
     GPT2ForTokenClassification,
     GPT2LMHeadModel,
@@ -49,7 +52,8 @@ def test_greedy_generate_matches():
     assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
 
 
-@pytest.mark.parametrize("cls", [GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
+@pytest.mark.parametrize("cls", [GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification,
+                                 GPT2ForQuestionAnswering])
 def test_token_type_ids_are_vocabulary_embeddings_as_in_gpt2(cls):
     """GPT-2 adds the token table's rows for ``token_type_ids`` to each position's embedding (the ids were ignored:
     logits off by 0.45, and ``generate`` refused them); wrong shapes and ids outside the vocabulary are refused."""
@@ -61,10 +65,13 @@ def test_token_type_ids_are_vocabulary_embeddings_as_in_gpt2(cls):
         ref, ours = hf(ids, attention_mask=mask, token_type_ids=types), mini(ids, attention_mask=mask,
                                                                              token_type_ids=types)
     real = mask.bool() if cls is not GPT2ForSequenceClassification else slice(None)
-    torch.testing.assert_close(ours.logits[real], ref.logits[real], atol=1e-5, rtol=0)
+    key = "start_logits" if cls is GPT2ForQuestionAnswering else "logits"
+    torch.testing.assert_close(ours[key][real], ref[key][real], atol=1e-5, rtol=0)
     if cls is GPT2LMHeadModel:
         kwargs = dict(attention_mask=mask, token_type_ids=types, max_new_tokens=6, do_sample=False, pad_token_id=0)
         assert torch.equal(hf.generate(ids, **kwargs), mini.generate(ids, **kwargs))
+    # the Trainer passes a model only the columns its forward names: every head must name token_type_ids
+    assert "token_type_ids" in inspect.signature(type(mini).forward).parameters
     with pytest.raises(ValueError, match=r"token_type_ids.*shape"):
         mini(ids, token_type_ids=types[:, :-1])
     with pytest.raises(ValueError, match=r"`token_type_ids` contains 99, outside \[0, vocab_size=99\)"):
