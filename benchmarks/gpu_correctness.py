@@ -165,29 +165,6 @@ def gpt_checks():
 
     check("gpt generate_batch (continuous batching) == each prompt alone", continuous_batching)
 
-    def flex_attention():
-        # flex attention's forward and cached decoding (one query a step) against sdpa's; on the CPU torch 2.13's
-        # compiled flex kernel cannot decode (a C++ compile error), so only a GPU can check that path
-        from torch.nn.attention.flex_attention import flex_attention as _  # noqa: F401  (skips without flex)
-
-        variant = dict(position_embedding_type="rotary", num_key_value_heads=2, sliding_window=16,
-                       layer_types=["sliding_attention", "full_attention", "sliding_attention"])
-        out = {}
-        for impl in ("sdpa", "flex_attention"):
-            torch.manual_seed(0)
-            model = MiniGPTForCausalLM(MiniGPTConfig(**GPT, **variant, attn_implementation=impl)).to(DEVICE).eval()
-            with torch.no_grad():
-                logits = model(**inputs).logits.float()
-            tokens = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
-            out[impl] = (logits, tokens)
-        diff = (out["sdpa"][0] - out["flex_attention"][0])[mask.bool()].abs().max().item()
-        if not diff <= 1e-4 * max(1.0, out["sdpa"][0][mask.bool()].abs().max().item()):
-            raise AssertionError(f"max |flex - sdpa| logits = {diff:.3g}")
-        assert torch.equal(out["sdpa"][1], out["flex_attention"][1]), "flex cached decoding != sdpa tokens"
-        return f"max diff {diff:.2e}; {tuple(out['sdpa'][1].shape)} tokens equal"
-
-    check("gpt flex_attention forward and cached decoding == sdpa (fp32)", flex_attention)
-
 
 def encoder_checks():
     if not hasattr(modeling_mini, "MiniEncoderForMaskedLM"):
@@ -283,12 +260,43 @@ def seq2seq_checks():
     check("seq2seq generate: cached == uncached == static cache", generation)
 
 
+def flex_checks():
+    """Last, as it compiles (flex attention runs through inductor): a slow compile cannot hide the other checks."""
+    from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM
+
+    ids, mask = padded()
+    inputs = dict(input_ids=ids, attention_mask=mask, position_ids=positions(mask))
+
+    def flex_attention():
+        # flex attention's forward and cached decoding (one query a step) against sdpa's; on the CPU torch 2.13's
+        # compiled flex kernel cannot decode (a C++ compile error), so only a GPU can check that path
+        from torch.nn.attention.flex_attention import flex_attention as _  # noqa: F401  (skips without flex)
+
+        variant = dict(position_embedding_type="rotary", num_key_value_heads=2, sliding_window=16,
+                       layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+        out = {}
+        for impl in ("sdpa", "flex_attention"):
+            torch.manual_seed(0)
+            model = MiniGPTForCausalLM(MiniGPTConfig(**GPT, **variant, attn_implementation=impl)).to(DEVICE).eval()
+            with torch.no_grad():
+                logits = model(**inputs).logits.float()
+            tokens = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+            out[impl] = (logits, tokens)
+        diff = (out["sdpa"][0] - out["flex_attention"][0])[mask.bool()].abs().max().item()
+        if not diff <= 1e-4 * max(1.0, out["sdpa"][0][mask.bool()].abs().max().item()):
+            raise AssertionError(f"max |flex - sdpa| logits = {diff:.3g}")
+        assert torch.equal(out["sdpa"][1], out["flex_attention"][1]), "flex cached decoding != sdpa tokens"
+        return f"max diff {diff:.2e}; {tuple(out['sdpa'][1].shape)} tokens equal"
+
+    check("gpt flex_attention forward and cached decoding == sdpa (fp32)", flex_attention)
+
+
 def main():
     import transformers
 
     card = torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {card}")
-    for family in (gpt_checks, encoder_checks, seq2seq_checks):
+    for family in (gpt_checks, encoder_checks, seq2seq_checks, flex_checks):
         try:
             family()
         except Exception as error:  # an import error in one family must not hide the others
