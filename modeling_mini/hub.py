@@ -241,7 +241,7 @@ def write_model_card(
         "model_type": model_type,
         "task_title": task_key.replace("-", " "),
         "auto_class": auto_class,
-        "num_parameters": f"{n_params if isinstance(n_params, int) else _count_parameters(cfg):,}",
+        "num_parameters": _thousands(n_params if isinstance(n_params, int) else _count_parameters(cfg)),
         "num_layers": _depth(cfg),
         "hidden_size": cfg.get("hidden_size", "?"),
         "num_heads": cfg.get("num_attention_heads", "?"),
@@ -352,6 +352,11 @@ def _attention_summary(cfg: Mapping, family: str) -> str:
     if cfg.get("attention_softcap"):
         parts.append(f"scores soft-capped at {cfg['attention_softcap']}")
     return ", ".join(parts)
+
+
+def _thousands(count: int | str) -> str:
+    """``20352`` -> ``"20,352"``; a count that is not a number ("unknown") as it is."""
+    return f"{count:,}" if isinstance(count, int) else str(count)
 
 
 def _depth(cfg: Mapping):

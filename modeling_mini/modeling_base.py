@@ -280,10 +280,15 @@ class MiniEmbeddings(nn.Module):
         self.project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
 
     @property
-    def input_width(self) -> int | None:
-        """The width of ``inputs_embeds``, which stand for the token lookups: the token table's (``None`` when a
-        wrapper put in its place does not say)."""
-        return getattr(self.embed_tokens, "embedding_dim", None)
+    def input_width(self) -> int:
+        """The width of ``inputs_embeds``, which stand for the token lookups: the token table's."""
+        return self.embed_tokens.weight.shape[1]
+
+    @property
+    def vocabulary_size(self) -> int:
+        """The token table's rows, read from its weight: a wrapper put in the table's place (PEFT's LoRA
+        ``Embedding``) has no ``num_embeddings`` of its own, but passes on the table's ``weight``."""
+        return self.embed_tokens.weight.shape[0]
 
     def forward(
         self,
@@ -304,10 +309,10 @@ class MiniEmbeddings(nn.Module):
             max_position = None
         vocabulary_types = token_type_ids if token_types is None and self.token_types_in_vocabulary else None
         check_id_ranges(  # one host sync for every id this forward looks up in a table
-            input_ids=(input_ids, self.embed_tokens.num_embeddings) if inputs_embeds is None else None,
+            input_ids=(input_ids, self.vocabulary_size) if inputs_embeds is None else None,
             token_type_ids=(token_type_ids, token_types.num_embeddings)
             if token_types is not None and token_type_ids is not None else None,
-            **{"token_type_ids:vocabulary": (vocabulary_types, self.embed_tokens.num_embeddings)
+            **{"token_type_ids:vocabulary": (vocabulary_types, self.vocabulary_size)
                if vocabulary_types is not None else None},
             position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
         )

@@ -469,6 +469,20 @@ def test_text_generation_pipeline(tmp_path, bpe_tokenizer):
     assert from_dir[0]["generated_text"] == text
 
 
+def test_peft_lora_on_the_token_table_trains_and_still_checks_ids():
+    """PEFT's LoRA ``Embedding`` wraps the token table without a ``num_embeddings`` of its own: the id check read it
+    and every forward failed with an AttributeError."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(lm(), LoraConfig(r=2, target_modules=["embed_tokens", "qkv_proj"], lora_dropout=0.0))
+    ids, mask = padded_batch(left=False)
+    loss = peft_model(ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+    loss.backward()
+    assert any("embed_tokens.lora" in n and p.grad is not None for n, p in peft_model.named_parameters())
+    with pytest.raises(ValueError, match="input_ids"):
+        peft_model(ids.masked_fill(mask == 0, TINY["vocab_size"]), attention_mask=mask)
+
+
 def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 

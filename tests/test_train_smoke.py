@@ -514,6 +514,14 @@ def test_config_overrides_take_lists_keep_the_layer_pattern_and_are_checked_on_a
             common.override_config(loaded, bad)
     changed = common.override_config(loaded, "hidden_dropout=0.3")
     assert (changed.hidden_dropout, changed.num_labels, changed.position_embedding_type) == (0.3, 3, "rotary")
+    # the encoder-decoder's num_hidden_layers is another name of decoder_layers: either name changes the depth
+    seq2seq = modeling_mini.MiniSeq2SeqConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    for text in ("decoder_layers=3", "num_hidden_layers=3"):
+        deeper = common.override_config(seq2seq, text)
+        assert (deeper.decoder_layers, deeper.num_hidden_layers, deeper.encoder_layers) == (3, 3, 2), text
+    preset = common.build_config(common.ModelArguments(family="seq2seq", config_overrides="num_hidden_layers=3"),
+                                 bpe_tokenizer)
+    assert preset.decoder_layers == 3
 
 
 def test_recipes_survive_launchers_yaml_booleans_and_a_cleared_preset(tmp_path):

@@ -500,7 +500,7 @@ def build_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase,
         values.pop(key, None)
     values.setdefault("vocab_size", len(tokenizer))
     values.update(special_token_ids(tokenizer, family))
-    values = with_overrides(values, parse_config_overrides(model_args.config_overrides, cls))
+    values = with_overrides(values, parse_config_overrides(model_args.config_overrides, cls), cls.attribute_map)
     values.update(overrides)
     config = cls(**values)
     check_vocab_fits(tokenizer, config)
@@ -519,17 +519,22 @@ def override_config(config, text: str | None):
     values = config.to_dict()
     for key in ("model_type", "transformers_version"):
         values.pop(key, None)
-    return type(config)(**with_overrides(values, overrides))
+    return type(config)(**with_overrides(values, overrides, type(config).attribute_map))
 
 
-def with_overrides(values: dict, overrides: dict) -> dict:
+def with_overrides(values: dict, overrides: dict, aliases: dict | None = None) -> dict:
     """``values`` updated by ``overrides``, keeping a per-layer ``layer_types`` pattern when only the depth changes.
 
     A preset such as ``gpt-modern-small`` lists one attention type per layer (two sliding layers, then one full).
     ``num_hidden_layers=8`` alone repeats that pattern over the new depth, as Gemma's and ModernBERT's configs derive
     their layer types from a period; setting ``layer_types`` too uses the list given.
+
+    ``aliases`` (the config class's ``attribute_map``) names one field twice: the encoder-decoder's
+    ``num_hidden_layers`` is its ``decoder_layers``, GPT-2's ``n_layer`` the ``num_hidden_layers``. Both sides are
+    put under the field's own name first, so an override of either name is not undone by the other's saved value.
     """
-    values = {**values, **overrides}
+    values = {**canonical_names(values, aliases), **canonical_names(overrides, aliases)}
+    overrides = canonical_names(overrides, aliases)
     depth_keys = [k for k in ("num_hidden_layers", "n_layer", "decoder_layers") if k in overrides]
     layer_types = values.get("layer_types")
     if depth_keys and "layer_types" not in overrides and isinstance(layer_types, list) and layer_types:
@@ -537,6 +542,14 @@ def with_overrides(values: dict, overrides: dict) -> dict:
         if isinstance(depth, int) and depth > 0:
             values["layer_types"] = repeat_pattern(layer_types, depth)
     return values
+
+
+def canonical_names(values: dict, aliases: dict | None) -> dict:
+    """``values`` with each alias (a key of ``aliases``) under the name it stands for; an alias whose field is also
+    there is dropped (``to_dict`` writes both, with one value)."""
+    aliases = aliases or {}
+    return {aliases.get(key, key): value for key, value in values.items()
+            if not (key in aliases and aliases[key] in values)}
 
 
 def repeat_pattern(items: list, length: int) -> list:
@@ -653,7 +666,7 @@ class NaNGuard(TrainerCallback):
                 return self._stop(state, control, f"{key} = {value}")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if control.should_save and model is not None and not weights_finite(model):
+        if control.should_save and model is not None and not weights_finite(model, args.device):
             return self._stop(state, control, "non-finite weights")
 
     def raise_if_stopped(self, output_dir) -> None:
@@ -666,7 +679,7 @@ class NaNGuard(TrainerCallback):
                            "resume with --resume_from_checkpoint.")
 
 
-def weights_finite(model) -> bool:
+def weights_finite(model, device=None) -> bool:
     """Whether every weight of ``model`` is finite, on every process of the run.
 
     Under FSDP each process holds a shard of each weight (a DTensor), so each checks its own and the answers are
@@ -677,9 +690,11 @@ def weights_finite(model) -> bool:
     import torch.distributed as dist
 
     local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
-    device = local[0].device if local else torch.device("cpu")
-    finite = torch.stack([torch.isfinite(p).all() for p in local]).all() if local else torch.tensor(True)
-    finite = finite.to(device=device, dtype=torch.int32)
+    # the flag lives on the run's device (``device``: the one the collective communicates on), as weights may sit on
+    # several devices (a device map) or be offloaded to the CPU
+    device = device or (local[0].device if local else torch.device("cpu"))
+    flags = [torch.isfinite(p).all().to(device) for p in local]
+    finite = (torch.stack(flags).all() if flags else torch.tensor(True, device=device)).to(torch.int32)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
     return bool(finite.item())
