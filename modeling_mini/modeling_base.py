@@ -53,7 +53,7 @@ class MiniPreTrainedModel(PreTrainedModel):
 
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["MiniBlock"]
+    _no_split_modules = ["MiniBlock", "MiniEmbeddings"]  # device maps keep each whole: its parts are added together
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -322,7 +322,9 @@ class MiniEmbeddings(nn.Module):
             inputs_embeds = self.project_tokens(inputs_embeds)  # (B, T, token_width) -> (B, T, D)
         hidden = inputs_embeds * self.embed_scale if self.embed_scale != 1.0 else inputs_embeds
         if token_types is not None and token_type_ids is None:
-            hidden = hidden + token_types.weight[0]  # no segment ids: every token is in segment 0
+            # no segment ids: every token is in segment 0. A lookup, not `weight[0]`: an offloaded table (a device map)
+            # gets its weight loaded by a hook on its own forward
+            hidden = hidden + token_types(torch.zeros(1, 1, dtype=torch.long, device=hidden.device))
         elif token_types is not None:
             hidden = hidden + token_types(token_type_ids)
         if positions is not None:

@@ -153,7 +153,10 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
 class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
     """Embeddings -> ``encoder_layers`` bidirectional blocks -> final norm (pre-norm). (B, S) -> (B, S, D)."""
 
-    _can_record_outputs = {"hidden_states": MiniBlock, "attentions": MiniAttention}
+    # a negative `output_hidden_states` index counts from the encoder's own depth (the config's num_hidden_layers is
+    # the decoder's)
+    _can_record_outputs = {"hidden_states": OutputRecorder(MiniBlock, num_hidden_layers_key="encoder_layers"),
+                           "attentions": MiniAttention}
 
     def __init__(self, config: MiniSeq2SeqConfig):
         super().__init__(config)
@@ -207,7 +210,7 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
     """Embeddings -> ``decoder_layers`` causal blocks with cross-attention -> final norm. (B, T) -> (B, T, D)."""
 
     _can_record_outputs = {
-        "hidden_states": MiniBlock,
+        "hidden_states": OutputRecorder(MiniBlock, num_hidden_layers_key="decoder_layers"),
         "attentions": OutputRecorder(MiniAttention, index=1, layer_name="self_attn"),
         "cross_attentions": OutputRecorder(MiniAttention, index=1, layer_name="cross_attn"),
     }

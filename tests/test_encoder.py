@@ -607,3 +607,20 @@ def test_a_labelled_training_step_compiles_fullgraph():
 def test_package_exports_the_family():
     for name in ("MiniEncoderConfig", "MiniEncoderModel", "MiniEncoderForMaskedLM", "MiniEncoderForMultipleChoice"):
         assert name in modeling_mini.__all__
+
+
+def test_an_encoder_offloaded_to_disk_runs_without_token_type_ids(tmp_path):
+    """With a device map that offloads to disk, accelerate loads a module's weights in a hook on its forward: the
+    segment table's ``weight`` read directly stayed on the meta device. The embeddings are also kept whole (one
+    device), as their parts are added together."""
+    from transformers import AutoModelForMaskedLM
+
+    model = MiniEncoderForMaskedLM(MiniEncoderConfig(**TINY, position_embedding_type="learned")).eval()
+    model.save_pretrained(tmp_path / "saved")
+    assert "MiniEmbeddings" in model._no_split_modules
+    offloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "saved", device_map="auto",
+                                                     max_memory={"cpu": "20KB", "disk": 10**9},
+                                                     offload_folder=str(tmp_path / "offload")).eval()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(offloaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)

@@ -592,3 +592,18 @@ def test_the_4x_past_key_values_name_still_reaches_the_cache():
         step = model(encoder_outputs=(prefix.encoder_last_hidden_state,), attention_mask=mask,
                      decoder_input_ids=target[:, 3:], past_key_values=prefix.cache, use_cache=True)
     torch.testing.assert_close(step.logits[:, -1], full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("encoder_layers", "decoder_layers"), [(2, 4), (4, 2)])
+def test_a_negative_hidden_state_index_counts_from_each_stacks_own_depth(encoder_layers, decoder_layers):
+    """``output_hidden_states=[-1]`` asks each stack for its last state. transformers resolves the index with the
+    config's ``num_hidden_layers``, the decoder's depth here: an encoder of other depth got none, or another layer."""
+    config = {k: v for k, v in TINY.items() if k != "num_hidden_layers"}
+    model = MiniSeq2SeqModel(MiniSeq2SeqConfig(**config, encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+                                               decoder_start_token_id=TINY["bos_token_id"])).eval()
+    ids = torch.randint(3, TINY["vocab_size"], (2, 6))
+    with torch.no_grad():
+        last = model(input_ids=ids, decoder_input_ids=ids, output_hidden_states=[-1])
+        every = model(input_ids=ids, decoder_input_ids=ids, output_hidden_states=True)
+    assert torch.equal(last.encoder_hidden_states[-1], every.encoder_hidden_states[-1])
+    assert torch.equal(last.decoder_hidden_states[-1], every.decoder_hidden_states[-1])

@@ -46,6 +46,16 @@ class PretrainArguments:
     noise_density: float = field(default=0.3, metadata={"help": "seq2seq: share of tokens inside masked spans"})
     mean_span_length: float = field(default=3.0, metadata={"help": "seq2seq: mean (Poisson) masked-span length"})
 
+    def __post_init__(self):
+        """Each a ``ValueError`` before anything runs: a density above 1 would never be reached (the first batch
+        would hang), and a mean span of 0 masks nothing."""
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(f"`mlm_probability` must be in (0, 1); got {self.mlm_probability}.")
+        if not 0 <= self.noise_density <= 1:
+            raise ValueError(f"`noise_density` must be in [0, 1]; got {self.noise_density}.")
+        if not self.mean_span_length > 0:
+            raise ValueError(f"`mean_span_length` must be > 0; got {self.mean_span_length}.")
+
 
 def block_rng(seed: int, epoch: int, ids) -> np.random.Generator:
     """The noise of one block: a generator seeded by the run's seed, the epoch and the block's tokens. The same block
@@ -88,13 +98,21 @@ class MaskEpoch:
 
 
 class EpochOfMasks(TrainerCallback):
-    """Tells a masking collator (:class:`MaskEpoch`) which epoch starts (a resumed run: the one it resumes in)."""
+    """Tells a masking collator (:class:`MaskEpoch`) which epoch starts: at the run's first epoch, the one the Trainer's
+    state is in (a resumed run: the one it resumes in), then one more at each new epoch. Counting, not reading
+    ``state.epoch`` each time: over a streamed dataset the Trainer's epoch is a fraction of ``max_steps`` (0, 0.17,
+    1.17, ... at the passes' starts), and its floor gave the second pass the first one's masks."""
 
     def __init__(self, collator):
         self.collator = collator
+        self.started = False
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
+        if self.started:
+            self.collator.epoch = self.collator.epoch + 1
+        else:
+            self.collator.epoch = math.floor((state.epoch or 0.0) + 1e-6)
+            self.started = True
 
 
 class MaskedObjectiveTrainer(Trainer):
@@ -139,10 +157,12 @@ class TextInfillingCollator(MaskEpoch):
     """BART-style text infilling for encoder-decoder pretraining.
 
     For each block of token ids, spans whose lengths are drawn from Poisson(``mean_span_length``) are chosen
-    until about ``noise_density`` of the tokens are covered; each span is replaced by ONE mask token (a
-    zero-length span inserts a mask). The encoder reads the corrupted text; the decoder must regenerate the
-    original block (``labels``), so the model learns to fill gaps of unknown length. Inputs are right-padded
-    with ``pad_token_id`` (attention mask 0); the model shifts ``labels`` right to build ``decoder_input_ids``.
+    until ``noise_density`` of the tokens are covered; each span is replaced by ONE mask token (a zero-length
+    span inserts a mask). The encoder reads the corrupted text; the decoder must regenerate the original block
+    (``labels``), so the model learns to fill gaps of unknown length. Inputs are right-padded with
+    ``pad_token_id`` (attention mask 0); the model shifts ``labels`` right to build ``decoder_input_ids``.
+    A corrupted block is never longer than the original (inserted masks beyond the tokens the spans removed are
+    dropped), so it fits wherever the block did, a learned position table included.
     """
 
     mask_token_id: int
@@ -160,18 +180,23 @@ class TextInfillingCollator(MaskEpoch):
         length = len(ids)
         budget = int(round(length * self.noise_density))
         masked = np.zeros(length, dtype=bool)
-        starts = []
-        while masked.sum() < budget:
+        starts, inserts = set(), []
+        while masked.sum() < budget:  # a zero-length span (Poisson's 0) inserts a mask and takes none of the budget
             span = min(int(self.rng.poisson(self.mean_span_length)), budget - int(masked.sum()))
             start = int(self.rng.integers(0, length))
             if masked[start]:
                 continue
-            starts.append(start)
+            starts.add(start)
             masked[start:start + span] = True
             if span == 0:
-                break  # an inserted mask; stop so a budget of 0 spans ends
+                inserts.append(start)
+        # each masked run becomes one mask token (>= 1 token fewer); each insertion left unmasked adds one: drop the
+        # last insertions that would make the block longer than it was
+        runs = int(np.count_nonzero(masked & ~np.concatenate(([False], masked[:-1]))))
+        live = [start for start in dict.fromkeys(inserts) if not masked[start]]
+        for start in live[max(0, int(masked.sum()) - runs):]:
+            starts.discard(start)
         out, i = [], 0
-        starts = set(starts)
         while i < length:
             if i in starts:
                 out.append(self.mask_token_id)
