@@ -92,7 +92,7 @@ def test_seqeval_rejects_length_mismatch(ner):
 
 @pytest.mark.slow
 def test_metrics_load_with_hub_offline(tmp_path):
-    """A fresh process with HF_HUB_OFFLINE=1 and an empty module cache loads and runs all three."""
+    """A fresh process with HF_HUB_OFFLINE=1 and an empty module cache loads and runs all four."""
     code = (
         "import evaluate, sys\n"
         "root = sys.argv[1]\n"
@@ -100,13 +100,16 @@ def test_metrics_load_with_hub_offline(tmp_path):
         "s = 'w x y z'\n"
         "print(evaluate.load(root + '/translation').compute(predictions=[s], references=[[s]])['bleu'])\n"
         "print(evaluate.load(root + '/seqeval').compute(predictions=[['B-x']], references=[['B-x']])['overall_f1'])\n"
+        "gold = [{'id': '1', 'answers': {'text': ['a cat'], 'answer_start': [0]}}]\n"
+        "print(evaluate.load(root + '/squad').compute(predictions=[{'id': '1', 'prediction_text': 'cat'}], "
+        "references=gold)['f1'])\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "HF_MODULES_CACHE": str(tmp_path / "modules")}
     command = [sys.executable, "-c", code, str(METRICS)]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 100.0, 1.0])
+    assert [float(x) for x in out.stdout.split()] == pytest.approx([0.5, 100.0, 1.0, 100.0])
 
 
 def test_translation_rejects_no_predictions_and_sentences_without_references(translation):
@@ -122,3 +125,37 @@ def test_seqeval_rejects_no_tokens_to_score(ner):
     for sentences in ([[], []], []):
         with pytest.raises(ValueError, match="no tokens to score"):
             ner.compute(predictions=sentences, references=sentences)
+
+
+@pytest.fixture(scope="module")
+def squad():
+    return evaluate.load(str(METRICS / "squad"))
+
+
+def squad_scores(metric, pairs):
+    """``pairs``: (prediction text, gold texts) per question."""
+    predictions = [{"id": str(i), "prediction_text": p} for i, (p, _) in enumerate(pairs)]
+    references = [{"id": str(i), "answers": {"text": golds, "answer_start": [0] * len(golds)}}
+                  for i, (_, golds) in enumerate(pairs)]
+    return metric.compute(predictions=predictions, references=references)
+
+
+def test_squad_exact_match_and_f1_by_hand(squad):
+    # normalised: case, punctuation and articles go; "The Eiffel Tower." == "eiffel tower"
+    assert squad_scores(squad, [("The Eiffel  Tower.", ["eiffel tower"])]) == {"exact_match": 100.0, "f1": 100.0}
+    # "big red dog" vs "red dog": 2 shared words, precision 2/3, recall 1, F1 0.8
+    assert squad_scores(squad, [("big red dog", ["red dog"])])["f1"] == pytest.approx(80.0)
+    # the best gold answer counts: "cat" is exact
+    assert squad_scores(squad, [("a cat", ["red dog", "the cat"])]) == {"exact_match": 100.0, "f1": 100.0}
+    # averaged over questions: (1 + 0) / 2 exact, (1 + 0.8) / 2 F1; no shared word: 0
+    both = squad_scores(squad, [("Paris", ["paris"]), ("big red dog", ["red dog"])])
+    assert both == {"exact_match": pytest.approx(50.0), "f1": pytest.approx(90.0)}
+    assert squad_scores(squad, [("london", ["paris"])]) == {"exact_match": 0.0, "f1": 0.0}
+    # a repeated word counts as often as it is shared: "dog dog" vs "dog": precision 1/2, recall 1
+    assert squad_scores(squad, [("dog dog", ["dog"])])["f1"] == pytest.approx(100 * 2 / 3)
+
+
+def test_squad_rejects_predictions_without_references(squad):
+    with pytest.raises(ValueError, match="no reference"):
+        squad.compute(predictions=[{"id": "x", "prediction_text": "a"}],
+                      references=[{"id": "y", "answers": {"text": ["a"], "answer_start": [0]}}])

@@ -14,7 +14,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+)
 
 import modeling_mini
 
@@ -781,3 +787,128 @@ def test_an_electra_discriminator_fine_tunes_from_its_converted_backbone(data, t
                    "--output_dir", str(tmp_path / "ft"), *QUICK])
     tuned = AutoConfig.from_pretrained(tmp_path / "ft")
     assert (tuned.embedding_size, tuned.pooler_activation, tuned.num_labels) == (16, "gelu", 3)
+
+
+# ---------------------------------------------------------------------------------------- question answering
+
+def squad_rows(count: int, seed: int = 0, length: int = 30) -> list[dict]:
+    """SQuAD-like rows: contexts of fruit words, each answer a run of 1-3 words of its context (by characters)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        words = [rng.choice(WORDS) for _ in range(length)]
+        first = rng.randrange(length - 3)
+        answer = " ".join(words[first:first + rng.randint(1, 3)])
+        start = len(" ".join(words[:first])) + (1 if first else 0)
+        rows.append({"id": f"q{i}", "question": f"which {words[first]} comes after {words[first - 1]}",
+                     "context": " ".join(words), "answers": {"text": [answer], "answer_start": [start]}})
+    return rows
+
+
+def squad_features(rows, tokenizer, for_evaluation=False, **options):
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    return finetune.question_answering_features(columns, tokenizer, "question", "answers",
+                                                for_evaluation=for_evaluation, **options)
+
+
+def test_question_answering_windows_point_at_the_answer_tokens(wordpiece_tokenizer):
+    """Every window that holds the answer is trained on tokens that spell it; the others point at [CLS]; a long
+    context gives several windows, consecutive ones sharing doc_stride tokens."""
+    metric = common.metric("squad")
+    rows = squad_rows(12)
+    features = squad_features(rows, wordpiece_tokenizer, max_length=48, doc_stride=8)
+    assert len(features["input_ids"]) > len(rows)  # the 30-word contexts do not fit one 32-token window
+    assert all(len(ids) == 48 for ids in features["input_ids"])
+    cls = wordpiece_tokenizer.cls_token_id
+    mapping = wordpiece_tokenizer(rows[0]["question"], rows[0]["context"], truncation="only_second", max_length=48,
+                                  stride=8, return_overflowing_tokens=True)["overflow_to_sample_mapping"]
+    assert mapping.count(0) >= 2
+    found = 0
+    for ids, start, end in zip(features["input_ids"], features["start_positions"], features["end_positions"],
+                               strict=True):
+        if start == end == ids.index(cls):
+            continue
+        found += 1
+        spelled = wordpiece_tokenizer.decode(ids[start:end + 1])
+        answers = {row["answers"]["text"][0] for row in rows}
+        assert any(metric.compute(predictions=[{"id": "0", "prediction_text": spelled}],
+                                  references=[{"id": "0", "answers": {"text": [a], "answer_start": [0]}}]
+                                  )["exact_match"] == 100.0 for a in answers), spelled
+    assert found >= len(rows)
+    evaluation = squad_features(rows, wordpiece_tokenizer, for_evaluation=True, max_length=48, doc_stride=8)
+    assert evaluation["example_id"][0] == "q0" and len(evaluation["example_id"]) == len(features["input_ids"])
+    assert evaluation["offset_mapping"][0][0] is None  # [CLS]: outside the context
+    with pytest.raises(ValueError, match="doc_stride=32 must be >= 0 and smaller than --max_length=32"):
+        finetune.check_question_answering(wordpiece_tokenizer, 32, 32)
+
+
+def test_question_answering_answers_each_question_from_its_best_valid_span():
+    """The best start + end over every window of a question wins; spans in the question, ending before they start
+    or longer than max_answer_length are never picked, however high their logits."""
+    from datasets import Dataset
+
+    context = "alpha beta gamma delta epsilon"
+    examples = Dataset.from_dict({"id": ["a"], "context": [context]})
+    word_offsets = [(0, 5), (6, 10), (11, 16), (17, 22), (23, 30)]
+    # window 0: [CLS] q q [SEP] alpha beta gamma [SEP]; window 1: [CLS] q q [SEP] gamma delta epsilon [SEP]
+    windows = [[None, None, None, None, *word_offsets[:3], None], [None, None, None, None, *word_offsets[2:], None]]
+    features = Dataset.from_dict({"example_id": ["a", "a"], "offset_mapping": windows})
+    start, end = torch.full((2, 8), -100.0).numpy(), torch.full((2, 8), -100.0).numpy()
+    start[0, 1] = end[0, 2] = 50.0  # a span in the question: no offsets there
+    start[0, 6], end[0, 4] = 40.0, 40.0  # ends ("alpha") before it starts ("gamma")
+    start[1, 4], end[1, 5] = 5.0, 4.0  # "gamma delta" in window 1
+    start[0, 5], end[0, 5] = 3.0, 3.0  # "beta" in window 0: a valid span, but it scores less
+    answers = finetune.best_answers(examples, features, start, end, n_best_size=20, max_answer_length=30)
+    assert answers == {"a": "gamma delta"}
+    start[1, 4], end[1, 6] = 5.0, 9.0  # "gamma delta epsilon" (3 tokens) is best unless the limit is 2 tokens
+    assert finetune.best_answers(examples, features, start, end)["a"] == "gamma delta epsilon"
+    assert finetune.best_answers(examples, features, start, end, max_answer_length=2)["a"] == "gamma delta"
+    with pytest.raises(ValueError, match="3 rows of logits for 2 evaluation windows"):
+        finetune.best_answers(examples, features, start[[0, 1, 1]], end[[0, 1, 1]])
+
+
+def test_question_answering_fine_tunes_and_reports_squad_scores(pretrained, tmp_path):
+    rows = squad_rows(24, length=12)
+    metrics = finetune.main(["--task", "question_answering", "--model_name_or_path", str(pretrained["encoder"]),
+                             "--train_files", write_jsonl(tmp_path / "train.jsonl", rows[:16]),
+                             "--validation_files", write_jsonl(tmp_path / "validation.jsonl", rows[16:]),
+                             "--output_dir", str(tmp_path / "out"), *QUICK, "--max_length", "48", "--doc_stride", "8"])
+    assert {"eval_exact_match", "eval_f1", "eval_loss"} <= set(metrics)
+    assert 0.0 <= metrics["eval_exact_match"] <= metrics["eval_f1"] <= 100.0
+    assert type(AutoModelForQuestionAnswering.from_pretrained(tmp_path / "out")).__name__ == (
+        "MiniEncoderForQuestionAnswering")
+    assert "exact_match" in (tmp_path / "out" / "README.md").read_text()
+    with pytest.raises(ValueError, match="has no column 'context'"):
+        finetune.main(["--task", "question_answering", "--model_name_or_path", str(pretrained["encoder"]),
+                       "--train_files", write_jsonl(tmp_path / "bad.jsonl", [{k: v for k, v in r.items()
+                                                                               if k != "context"} for r in rows]),
+                       "--output_dir", str(tmp_path / "bad"), *QUICK])
+
+
+def test_question_answering_windows_recover_the_xquad_answers(shared_data, wordpiece_tokenizer):
+    """On real SQuAD-format data (XQuAD, English), the answer tokens of the windows that hold the answer cut the
+    answer's own text back out of the context (offsets), after SQuAD's normalisation."""
+    path = shared_data / "qa_xquad_en" / "xquad_en.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the XQuAD file is not in this workspace")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("squad", common.METRICS_DIR / "squad" / "squad.py")
+    squad = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(squad)
+    normalize_answer = squad.normalize_answer
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    features = squad_features(rows, wordpiece_tokenizer, for_evaluation=True, max_length=384, doc_stride=128)
+    cls = wordpiece_tokenizer.cls_token_id
+    contexts = {row["id"]: row for row in rows}
+    hits = total = 0
+    for ids, start, end, example_id, offsets in zip(features["input_ids"], features["start_positions"],
+                                                    features["end_positions"], features["example_id"],
+                                                    features["offset_mapping"], strict=True):
+        if start == end == ids.index(cls):
+            continue
+        row = contexts[example_id]
+        total += 1
+        hits += normalize_answer(row["context"][offsets[start][0]:offsets[end][1]]) == normalize_answer(
+            row["answers"]["text"][0])
+    assert total >= len(rows) and hits / total >= 0.95, (hits, total)

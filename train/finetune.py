@@ -1,4 +1,5 @@
-"""Fine-tune a mini model on a downstream task: sequence classification, token classification or translation.
+"""Fine-tune a mini model on a downstream task: sequence classification, token classification, translation or
+extractive question answering.
 
     python train/finetune.py configuration/recipes/finetune-classification.yaml --model_name_or_path outputs/gpt
     python train/finetune.py --task sequence_classification --model_name_or_path user/mini-gpt \\
@@ -7,6 +8,8 @@
         --train_files ner.jsonl --text_column tokens --label_column ner_tags --output_dir outputs/ner
     python train/finetune.py --task translation --model_name_or_path outputs/pretrain-seq2seq \\
         --train_files pairs.jsonl --text_column pt --label_column en --predict_with_generate true
+    python train/finetune.py --task question_answering --model_name_or_path outputs/pretrain-encoder \\
+        --train_files squad.jsonl --max_length 384 --doc_stride 128 --output_dir outputs/qa
 
 * sequence_classification (every family; an encoder-decoder reads the text with both stacks, as BART does): one
   label per text. Two classes get ONE sigmoid output (``num_labels=1``,
@@ -16,12 +19,20 @@
   ``ClassLabel`` sequence). Only the first sub-word of each word carries the label; the rest are -100.
   Metrics: entity precision / recall / F1 (seqeval).
 * translation (seq2seq family): ``Seq2SeqTrainer`` with ``predict_with_generate``; metrics BLEU and chrF.
+* question_answering (every family; seq2seq reads the text with both stacks, as BART): extractive, SQuAD-format
+  rows (``id``, ``question``, ``context``, ``answers`` = ``{"text": [...], "answer_start": [...]}``; the question
+  and answers columns follow --text_column / --label_column), as transformers' ``run_qa.py``. A long context is cut
+  into windows of ``--max_length`` tokens overlapping by ``--doc_stride``; a window is trained on the first answer's
+  start and end tokens, or on the ``[CLS]`` token (else token 0) when the answer is not inside it. Evaluation picks,
+  per question, the best-scoring span over all its windows (:func:`best_answers`). Metrics: SQuAD v1.1 exact match
+  and F1 (0-100).
 
 ``--from_scratch`` builds the same architecture with random weights (the baseline a pretrained start must beat).
 ``--lora_r 8`` fine-tunes with LoRA (PEFT) instead of updating every weight; see :func:`add_lora`.
 With no data argument, sequence classification uses the embedded downstream task (``embedded_data.py``).
 """
 
+import collections
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from transformers import (
     AutoConfig,
+    AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -38,6 +50,7 @@ from transformers import (
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     Trainer,
+    default_data_collator,
     set_seed,
 )
 
@@ -46,12 +59,15 @@ import common  # noqa: E402
 
 import modeling_mini  # noqa: E402, F401  (registers the Auto classes)
 
-TASKS = ("sequence_classification", "token_classification", "translation")
+TASKS = ("sequence_classification", "token_classification", "translation", "question_answering")
 #: task -> (default input column, default label / target column)
 TASK_COLUMNS = {"sequence_classification": ("text", "label"), "token_classification": ("tokens", "ner_tags"),
-                "translation": ("source", "target")}
+                "translation": ("source", "target"), "question_answering": ("question", "answers")}
+#: question answering: the columns besides the question and the answers (SQuAD's names, fixed)
+QA_COLUMNS = ("id", "context")
 TASK_AUTO = {"sequence_classification": AutoModelForSequenceClassification,
-             "token_classification": AutoModelForTokenClassification, "translation": AutoModelForSeq2SeqLM}
+             "token_classification": AutoModelForTokenClassification, "translation": AutoModelForSeq2SeqLM,
+             "question_answering": AutoModelForQuestionAnswering}
 
 
 @dataclass
@@ -64,6 +80,13 @@ class FinetuneArguments:
     binary_sigmoid: bool = field(default=True, metadata={
         "help": "two classes: one sigmoid output (spam probability) instead of a 2-way softmax"})
     max_target_length: int = field(default=128, metadata={"help": "translation: tokens per target"})
+    doc_stride: int | None = field(default=None, metadata={
+        "help": "question answering: tokens shared by consecutive windows of a long context (< max_length; "
+                "default max_length // 3, run_qa.py's 128 for 384)"})
+    max_answer_length: int = field(default=30, metadata={
+        "help": "question answering: the longest answer, in tokens, that evaluation may predict"})
+    n_best_size: int = field(default=20, metadata={
+        "help": "question answering: start and end candidates per window that evaluation pairs up"})
     lora_r: int = field(default=0, metadata={
         "help": "LoRA rank: > 0 freezes the pretrained weights and trains low-rank adapters (PEFT); 0 trains all"})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale: the update is (lora_alpha / lora_r) B A"})
@@ -74,7 +97,8 @@ class FinetuneArguments:
 
 
 #: task -> PEFT task type (it decides how PEFT wraps the model and calls generate)
-PEFT_TASK = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS", "translation": "SEQ_2_SEQ_LM"}
+PEFT_TASK = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS", "translation": "SEQ_2_SEQ_LM",
+             "question_answering": "QUESTION_ANS"}
 
 
 # --------------------------------------------------------------------------------------------------- labels
@@ -164,6 +188,146 @@ def translation_features(batch, tokenizer, source_column, target_column, max_len
     return encoded
 
 
+# -------------------------------------------------------------------------------------- question answering
+
+def check_question_answering(tokenizer, max_length: int, doc_stride: int) -> None:
+    """``ValueError`` before any tokenising when windows cannot be built: the offsets that map tokens back to the
+    context's characters come only from a fast (Rust) tokenizer, and a stride as long as the window never advances."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"question_answering needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} "
+                         "is not one: save it as a PreTrainedTokenizerFast (tokenizer.json).")
+    if not 0 <= doc_stride < max_length:
+        raise ValueError(f"--doc_stride={doc_stride} must be >= 0 and smaller than --max_length={max_length}: "
+                         "consecutive windows share doc_stride tokens (run_qa.py's setting: --max_length 384 "
+                         "--doc_stride 128).")
+
+
+def question_context_windows(batch, tokenizer, question_column: str, max_length: int, doc_stride: int):
+    """``[CLS] question [SEP] context [SEP]`` windows (the tokenizer's own pair template), the context cut into
+    ``max_length``-token windows that overlap by ``doc_stride`` tokens, each padded to ``max_length`` so that token
+    positions do not depend on the batch (nor on the padding side), with each token's character offsets.
+
+    The question comes first: a GPT reads left to right, so every context token has then seen the question."""
+    questions = [question.lstrip() for question in batch[question_column]]  # leading spaces only waste tokens
+    check_context_room(questions, tokenizer, max_length, doc_stride)
+    return tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length, stride=doc_stride,
+                     return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+
+
+def check_context_room(questions: list[str], tokenizer, max_length: int, doc_stride: int) -> None:
+    """``ValueError`` when a question leaves a window no more than ``doc_stride`` tokens of context: the Rust
+    tokenizer would otherwise stop the process with a panic (no Python exception), or fail to truncate."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    longest = max((len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]), default=0)
+    if max_length - specials - longest <= doc_stride:
+        raise ValueError(f"question_answering: a question of {longest} tokens (+ {specials} special tokens) leaves "
+                         f"{max_length - specials - longest} tokens of a --max_length={max_length} window for the "
+                         f"context, not more than --doc_stride={doc_stride}: raise --max_length or lower "
+                         "--doc_stride.")
+
+
+def context_tokens(sequence_ids: list[int | None]) -> tuple[int, int] | None:
+    """The first and last token of the context (sequence 1) in a window, or None when the window holds none."""
+    inside = [i for i, sequence in enumerate(sequence_ids) if sequence == 1]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def answer_tokens(offsets, sequence_ids, start_char: int, end_char: int) -> tuple[int, int] | None:
+    """The window's first and last tokens of the answer at characters ``[start_char, end_char)`` of the context, or
+    None when the window's context does not hold all of it (the window is then trained to point at token 0)."""
+    span = context_tokens(sequence_ids)
+    if span is None:
+        return None
+    first, last = span
+    if offsets[first][0] > start_char or offsets[last][1] < end_char:
+        return None
+    start = first
+    while start < last and offsets[start + 1][0] <= start_char:
+        start += 1
+    end = last
+    while end > first and offsets[end - 1][1] >= end_char:
+        end -= 1
+    return start, end
+
+
+def no_answer_token(input_ids: list[int], tokenizer) -> int:
+    """Where a window without the answer points: the ``[CLS]`` token (BERT's convention), else the first token."""
+    cls = tokenizer.cls_token_id
+    return input_ids.index(cls) if cls is not None and cls in input_ids else 0
+
+
+def question_answering_features(batch, tokenizer, question_column, answers_column, max_length, doc_stride,
+                                for_evaluation=False):
+    """Windows of each (question, context) pair with ``start_positions`` / ``end_positions``: the tokens of the first
+    gold answer, or both at the ``[CLS]`` token when the window does not contain it (as in ``run_qa.py``).
+
+    ``for_evaluation`` also keeps what turns logits back into text: ``example_id`` (the question each window came
+    from) and ``offset_mapping``, None for every token outside the context, so no predicted span can reach into the
+    question, the special tokens or the padding."""
+    encoded = question_context_windows(batch, tokenizer, question_column, max_length, doc_stride)
+    questions = encoded.pop("overflow_to_sample_mapping")
+    starts, ends, offsets_kept = [], [], []
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        answers, sequence_ids = batch[answers_column][questions[i]], encoded.sequence_ids(i)
+        span = None
+        if answers["text"]:
+            start_char = answers["answer_start"][0]
+            span = answer_tokens(offsets, sequence_ids, start_char, start_char + len(answers["text"][0]))
+        if span is None:
+            span = (no_answer_token(encoded["input_ids"][i], tokenizer),) * 2
+        starts.append(span[0])
+        ends.append(span[1])
+        offsets_kept.append([offset if sequence == 1 else None for offset, sequence in zip(offsets, sequence_ids,
+                                                                                            strict=True)])
+    encoded["start_positions"], encoded["end_positions"] = starts, ends
+    del encoded["offset_mapping"]
+    if for_evaluation:
+        encoded["example_id"] = [str(batch["id"][q]) for q in questions]
+        encoded["offset_mapping"] = offsets_kept
+    return encoded
+
+
+def candidate_spans(start_logits, end_logits, offsets, n_best_size: int, max_answer_length: int):
+    """``(start, end)`` token pairs of one window worth scoring: the ``n_best_size`` highest start and end logits,
+    both inside the context (offsets not None), ``end >= start``, at most ``max_answer_length`` tokens long."""
+    starts = np.argsort(start_logits)[::-1][:n_best_size]
+    ends = np.argsort(end_logits)[::-1][:n_best_size]
+    for start in starts:
+        for end in ends:
+            if start >= len(offsets) or end >= len(offsets) or offsets[start] is None or offsets[end] is None:
+                continue
+            if end < start or end - start + 1 > max_answer_length:
+                continue
+            yield int(start), int(end)
+
+
+def best_answers(examples, features, start_logits, end_logits, n_best_size: int = 20,
+                 max_answer_length: int = 30) -> dict[str, str]:
+    """Question id -> predicted answer text: the span with the highest ``start + end`` logit over every window of the
+    question, cut from its context by the tokens' character offsets ("" when no window has a valid span).
+
+    ``features`` are the evaluation windows (with ``example_id`` and ``offset_mapping``) in the order the logits
+    were computed; ``examples`` the questions (``id``, ``context``)."""
+    if len(start_logits) != len(features):
+        raise ValueError(f"{len(start_logits)} rows of logits for {len(features)} evaluation windows: the logits "
+                         "must come from the windows in their order.")
+    windows = collections.defaultdict(list)
+    for i, example_id in enumerate(features["example_id"]):
+        windows[example_id].append(i)
+    all_offsets = features["offset_mapping"]
+    answers = {}
+    for example_id, context in zip(examples["id"], examples["context"], strict=True):
+        best, best_score = "", -np.inf
+        for i in windows[str(example_id)]:
+            for start, end in candidate_spans(start_logits[i], end_logits[i], all_offsets[i], n_best_size,
+                                              max_answer_length):
+                score = start_logits[i][start] + end_logits[i][end]
+                if score > best_score:
+                    best_score, best = score, context[all_offsets[i][start][0]:all_offsets[i][end][1]].strip()
+        answers[str(example_id)] = best
+    return answers
+
+
 # ------------------------------------------------------------------------------------------------- metrics
 
 def classification_metrics(binary: bool, num_classes: int):
@@ -209,6 +373,24 @@ def translation_metrics(tokenizer):
         truths = [[t.strip()] for t in tokenizer.batch_decode(references, skip_special_tokens=True)]
         scores = scorer.compute(predictions=hypotheses, references=truths)
         return {"bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+    return compute
+
+
+def question_answering_metrics(examples, features, answers_column: str, n_best_size: int, max_answer_length: int):
+    """SQuAD exact match and F1 of the answers :func:`best_answers` reads from the evaluation windows' logits.
+
+    The Trainer hands over the logits of ``features`` in their order (it concatenates the batches); ``features``
+    here still hold the ``example_id`` and ``offset_mapping`` columns the model's forward does not take."""
+    scorer = common.metric("squad")
+
+    def compute(prediction):
+        start_logits, end_logits = prediction.predictions[:2]
+        predicted = best_answers(examples, features, start_logits, end_logits, n_best_size, max_answer_length)
+        references = [{"id": str(i), "answers": a} for i, a in zip(examples["id"], examples[answers_column],
+                                                                             strict=True)]
+        return scorer.compute(predictions=[{"id": i, "prediction_text": t} for i, t in predicted.items()],
+                              references=references)
 
     return compute
 
@@ -307,7 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
         train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
         validation_split_percentage=data_args.validation_split_percentage, default=default,
-        required_columns=(label_column,), seed=training_args.seed)
+        required_columns=(label_column, *(QA_COLUMNS if task == "question_answering" else ())),
+        seed=training_args.seed)
     full = dict(raw)  # the label set comes from all the data, not from a --max_*_samples slice
     raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
@@ -315,7 +498,8 @@ def main(argv: list[str] | None = None) -> dict:
     texts = None
     if not (model_args.tokenizer_name_or_path or model_args.model_name_or_path):
         # translation: the source and the target language (the decoder reads and writes the target)
-        columns_read = (text_column, label_column) if task == "translation" else (text_column,)
+        columns_read = {"translation": (text_column, label_column),
+                        "question_answering": (text_column, "context")}.get(task, (text_column,))
         texts = (" ".join(x) if isinstance(x, list) else x for column in columns_read for x in raw["train"][column])
     resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
@@ -354,6 +538,23 @@ def main(argv: list[str] | None = None) -> dict:
         collator = DataCollatorForTokenClassification(tokenizer)
         compute_metrics = token_metrics(names)
         card_task = "token-classification"
+    elif task == "question_answering":
+        stride = data_args.max_length // 3 if task_args.doc_stride is None else task_args.doc_stride
+        check_question_answering(tokenizer, data_args.max_length, stride)
+        head = {}
+        options = {"tokenizer": tokenizer, "question_column": text_column, "answers_column": label_column,
+                   "max_length": data_args.max_length, "doc_stride": stride}
+        windows = {split: raw[split].map(
+            question_answering_features, fn_kwargs={**options, "for_evaluation": split == "validation"},
+            desc=f"cutting {split} contexts into windows",
+            **{**map_options, "remove_columns": raw[split].column_names}) for split in ("train", "validation")}
+        # the model reads the windows without the columns that map its logits back to text; those stay for the metric
+        features = {"train": windows["train"],
+                    "validation": windows["validation"].remove_columns(["example_id", "offset_mapping"])}
+        collator = default_data_collator  # every window is padded to max_length already
+        compute_metrics = question_answering_metrics(raw["validation"], windows["validation"], label_column,
+                                                     task_args.n_best_size, task_args.max_answer_length)
+        card_task = "question-answering"
     else:
         head = {}
         features = raw.map(translation_features, fn_kwargs={
