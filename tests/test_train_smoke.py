@@ -885,6 +885,34 @@ def test_question_answering_fine_tunes_and_reports_squad_scores(pretrained, tmp_
                        "--output_dir", str(tmp_path / "bad"), *QUICK])
 
 
+def test_question_answering_edge_rows(pretrained, wordpiece_tokenizer, tmp_path):
+    """A long question over a context that fits one window is fine (only a context to be cut needs room beside the
+    question); an answer given with spaces around it is trained on its own tokens; answers with more keys than
+    text / answer_start evaluate (a KeyError after training before); repeated validation ids are refused."""
+    long_question = {"id": "long", "question": " ".join(["apple"] * 38), "context": "apple pear",
+                     "answers": {"text": ["pear"], "answer_start": [6]}}
+    spaced = {"id": "spaced", "question": "which fruit", "context": "apple pear plum",
+              "answers": {"text": [" pear "], "answer_start": [5]}}
+    features = squad_features([long_question, spaced], wordpiece_tokenizer, max_length=48, doc_stride=8)
+    for ids, start, end in zip(features["input_ids"], features["start_positions"], features["end_positions"],
+                               strict=True):
+        assert wordpiece_tokenizer.decode(ids[start:end + 1]) == "pear"
+    with pytest.raises(ValueError, match="row id 'cut'"):  # this context must be cut: the question leaves no room
+        squad_features([{**long_question, "id": "cut", "context": " ".join(["apple"] * 40)}], wordpiece_tokenizer,
+                       max_length=48, doc_stride=8)
+    rows = [{**row, "answers": {**row["answers"], "answer_end": [0]}} for row in squad_rows(20, length=12)]
+    options = ["--task", "question_answering", "--model_name_or_path", str(pretrained["encoder"]),
+               "--train_files", write_jsonl(tmp_path / "train.jsonl", rows[:12]), *QUICK, "--max_length", "48",
+               "--doc_stride", "8"]
+    metrics = finetune.main([*options, "--validation_files", write_jsonl(tmp_path / "validation.jsonl", rows[12:]),
+                             "--output_dir", str(tmp_path / "out")])
+    assert "eval_f1" in metrics
+    twice = rows[12:14] + [{**rows[14], "id": rows[12]["id"]}]
+    with pytest.raises(ValueError, match="must be unique"):
+        finetune.main([*options, "--validation_files", write_jsonl(tmp_path / "twice.jsonl", twice),
+                       "--output_dir", str(tmp_path / "twice")])
+
+
 def test_question_answering_windows_recover_the_xquad_answers(shared_data, wordpiece_tokenizer):
     """On real SQuAD-format data (XQuAD, English), the answer tokens of the windows that hold the answer cut the
     answer's own text back out of the context (offsets), after SQuAD's normalisation."""

@@ -209,21 +209,27 @@ def question_context_windows(batch, tokenizer, question_column: str, max_length:
 
     The question comes first: a GPT reads left to right, so every context token has then seen the question."""
     questions = [question.lstrip() for question in batch[question_column]]  # leading spaces only waste tokens
-    check_context_room(questions, tokenizer, max_length, doc_stride)
+    check_context_room(questions, batch["context"], batch["id"], tokenizer, max_length, doc_stride)
     return tokenizer(questions, batch["context"], truncation="only_second", max_length=max_length, stride=doc_stride,
                      return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
 
 
-def check_context_room(questions: list[str], tokenizer, max_length: int, doc_stride: int) -> None:
-    """``ValueError`` when a question leaves a window no more than ``doc_stride`` tokens of context: the Rust
-    tokenizer would otherwise stop the process with a panic (no Python exception), or fail to truncate."""
+def check_context_room(questions: list[str], contexts: list[str], ids, tokenizer, max_length: int,
+                       doc_stride: int) -> None:
+    """``ValueError`` naming the first row whose context must be cut into windows but whose question leaves a window
+    no more than ``doc_stride`` tokens of it: the Rust tokenizer would raise a ``PanicException`` (a
+    ``BaseException``, past ``except Exception``) there. A row that fits in one window is never cut, so any question
+    length is fine for it."""
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    longest = max((len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]), default=0)
-    if max_length - specials - longest <= doc_stride:
-        raise ValueError(f"question_answering: a question of {longest} tokens (+ {specials} special tokens) leaves "
-                         f"{max_length - specials - longest} tokens of a --max_length={max_length} window for the "
-                         f"context, not more than --doc_stride={doc_stride}: raise --max_length or lower "
-                         "--doc_stride.")
+    question_lengths = [len(q) for q in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    context_lengths = [len(c) for c in tokenizer(contexts, add_special_tokens=False)["input_ids"]]
+    for row, (asked, given) in enumerate(zip(question_lengths, context_lengths, strict=True)):
+        room = max_length - specials - asked
+        if asked + given + specials > max_length and room <= doc_stride:
+            raise ValueError(f"question_answering: row id {ids[row]!r} has a question of {asked} tokens (+ {specials} "
+                             f"special tokens), which leaves {room} tokens of a --max_length={max_length} window for "
+                             f"its {given}-token context, not more than --doc_stride={doc_stride}: raise --max_length "
+                             "or lower --doc_stride.")
 
 
 def context_tokens(sequence_ids: list[int | None]) -> tuple[int, int] | None:
@@ -271,8 +277,9 @@ def question_answering_features(batch, tokenizer, question_column, answers_colum
         answers, sequence_ids = batch[answers_column][questions[i]], encoded.sequence_ids(i)
         span = None
         if answers["text"]:
-            start_char = answers["answer_start"][0]
-            span = answer_tokens(offsets, sequence_ids, start_char, start_char + len(answers["text"][0]))
+            text = answers["text"][0]  # spaces around an answer would put its end on the next word's token
+            start_char = answers["answer_start"][0] + len(text) - len(text.lstrip())
+            span = answer_tokens(offsets, sequence_ids, start_char, start_char + len(text.strip()))
         if span is None:
             span = (no_answer_token(encoded["input_ids"][i], tokenizer),) * 2
         starts.append(span[0])
@@ -387,8 +394,8 @@ def question_answering_metrics(examples, features, answers_column: str, n_best_s
     def compute(prediction):
         start_logits, end_logits = prediction.predictions[:2]
         predicted = best_answers(examples, features, start_logits, end_logits, n_best_size, max_answer_length)
-        references = [{"id": str(i), "answers": a} for i, a in zip(examples["id"], examples[answers_column],
-                                                                             strict=True)]
+        references = [{"id": str(i), "answers": {"text": a["text"], "answer_start": a["answer_start"]}}
+                      for i, a in zip(examples["id"], examples[answers_column], strict=True)]  # other keys dropped
         return scorer.compute(predictions=[{"id": i, "prediction_text": t} for i, t in predicted.items()],
                               references=references)
 
@@ -540,6 +547,10 @@ def main(argv: list[str] | None = None) -> dict:
         card_task = "token-classification"
     elif task == "question_answering":
         stride = data_args.max_length // 3 if task_args.doc_stride is None else task_args.doc_stride
+        ids = [str(i) for i in raw["validation"]["id"]]
+        if len(set(ids)) != len(ids):  # windows are matched to their question by id
+            repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"question_answering: the validation rows' `id`s must be unique; repeated: {repeated}.")
         check_question_answering(tokenizer, data_args.max_length, stride)
         head = {}
         options = {"tokenizer": tokenizer, "question_column": text_column, "answers_column": label_column,

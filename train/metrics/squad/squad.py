@@ -13,7 +13,9 @@ import evaluate
 _DESCRIPTION = """Exact match and token F1 of predicted answer texts against the gold answers of each question, as the
 official SQuAD v1.1 script computes them: both texts are normalised (lower case, punctuation removed, the articles
 a / an / the removed, runs of white space made one space), and each question scores the best of its gold answers.
-Scores are percentages (0-100), as transformers' `squad` metric reports them."""
+An answer that normalises to nothing (an
+unanswerable question's empty answer) matches only an empty prediction, as the SQuAD v2 script scores it. Scores are
+percentages (0-100), as transformers' `squad` metric reports them."""
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -77,12 +79,16 @@ class Squad(evaluate.Metric):
         if not predictions:
             raise ValueError("no predictions to score.")
         gold = {ref["id"]: ref["answers"]["text"] for ref in references}
-        missing = [p["id"] for p in predictions if p["id"] not in gold]
+        predicted = {p["id"]: p["prediction_text"] for p in predictions}
+        missing = [i for i in predicted if i not in gold]
         if missing:
             raise ValueError(f"predictions with no reference: ids {missing[:5]}.")
         exact = f1 = 0.0
-        for prediction in predictions:
-            truths = gold[prediction["id"]] or [""]  # an unanswerable question: only the empty answer is right
-            exact += max(exact_match(prediction["prediction_text"], t) for t in truths)
-            f1 += max(token_f1(prediction["prediction_text"], t) for t in truths)
-        return {"exact_match": 100.0 * exact / len(predictions), "f1": 100.0 * f1 / len(predictions)}
+        for question, truths in gold.items():
+            text = predicted.get(question)
+            if text is None:
+                continue
+            truths = truths or [""]  # an unanswerable question: only the empty answer is right
+            exact += max(exact_match(text, t) for t in truths)
+            f1 += max(token_f1(text, t) for t in truths)
+        return {"exact_match": 100.0 * exact / len(gold), "f1": 100.0 * f1 / len(gold)}
