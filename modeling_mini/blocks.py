@@ -79,17 +79,27 @@ class MiniBlock(GradientCheckpointingLayer):
         self.mlp_out_norm = build_norm(config) if output_norms else None
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.parallel = config.parallel_residual
+        self.clamp_float16 = config.clamp_float16
 
     def _residual(self, x: torch.Tensor, norm: nn.Module | None, sublayer: Callable[[torch.Tensor], torch.Tensor],
                   out_norm: nn.Module | None = None):
         """One residual sub-layer, pre-, post-, sandwich- or output-norm (see the module docstring); ``norm`` None:
         no norm before the sub-layer."""
         if not self.pre_norm:
-            return norm(x + self._dropout(sublayer(x)))
+            return norm(self._clamp(x + self._dropout(sublayer(x))))
         out = sublayer(norm(x) if norm is not None else x)
         if out_norm is not None:
             out = out_norm(out)
-        return x + self._dropout(out)
+        return self._clamp(x + self._dropout(out))
+
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """With ``clamp_float16`` (T5), a float16 residual stream is clamped to just inside the float16 range, 1000
+        below its largest value once any entry overflowed, as transformers' T5 does; other dtypes pass untouched."""
+        if not (self.clamp_float16 and x.dtype == torch.float16):
+            return x
+        largest = torch.finfo(torch.float16).max
+        bound = torch.where(torch.isinf(x).any(), largest - 1000, largest)  # on the device: no host read
+        return torch.clamp(x, min=-bound, max=bound)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         # Dropout is the identity in eval mode: skip the module call, which is pure overhead when decoding one token

@@ -254,6 +254,9 @@ class MiniConfig(PreTrainedConfig):
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
         final_norm: normalise the output of the last block; ``None`` means "yes, unless post-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
+        clamp_float16: in float16, clamp the residual stream after each sub-layer to just inside the float16 range,
+            as transformers' T5 does (the T5 converter sets it): T5 and mT5 checkpoints grow activations past
+            float16's 65504, which would turn into inf and then NaN.
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
             (Qwen2 has biases on Q, K and V only).
@@ -313,6 +316,7 @@ class MiniConfig(PreTrainedConfig):
         embedding_norm: bool = False,
         final_norm: bool | None = None,
         scale_embeddings: bool = False,
+        clamp_float16: bool = False,
         attention_bias: bool = True,
         attention_output_bias: bool | None = None,
         qk_norm: bool = False,
@@ -358,6 +362,7 @@ class MiniConfig(PreTrainedConfig):
         self.embedding_norm = embedding_norm
         self.final_norm = final_norm
         self.scale_embeddings = scale_embeddings
+        self.clamp_float16 = clamp_float16
         self.attention_bias = attention_bias
         self.attention_output_bias = attention_output_bias
         self.qk_norm = qk_norm
@@ -514,8 +519,8 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("qk_norm_scope", self.qk_norm_scope, QK_NORM_SCOPES)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
-        _check_flags(self, ("attention_bias", "attention_output_bias", "qk_norm", "mlp_bias", "norm_bias",
-                            "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm",
+        _check_flags(self, ("clamp_float16", "attention_bias", "attention_output_bias", "qk_norm", "mlp_bias",
+                            "norm_bias", "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm",
                             "tie_word_embeddings", "final_norm", "embedding_norm", "scale_embeddings", "use_cache"))
         _check_positive_number("rope_theta", self.rope_theta)
         _check_positive_number("initializer_range", self.initializer_range)

@@ -128,6 +128,7 @@ def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2Se
         final_norm=True,
         layer_norm_eps=float(hf.layer_norm_epsilon),
         scale_embeddings=False,
+        clamp_float16=True,  # T5's float16 guard: the residual stream clamped after each sub-layer
         share_embeddings=True,
         freeze_padding_row=False,
         tie_word_embeddings=tied_output,

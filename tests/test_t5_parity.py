@@ -438,3 +438,23 @@ def test_an_explicit_decoder_start_token_id_of_0_is_kept_beside_another_pad_id()
         theirs, ours = hf(input_ids=ids, labels=labels).loss, mini(input_ids=ids, labels=labels).loss
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert mini.config.decoder_start_token_id == 0 and to_hf(mini).config.decoder_start_token_id == 0
+
+
+def test_float16_overflow_is_clamped_as_transformers_does():
+    """T5 checkpoints grow activations past float16's largest value; transformers' T5 clamps the residual stream after
+    each sub-layer in float16, and the converted model (``clamp_float16``) does too: finite logits, as HF's, where
+    it was all NaN. Other dtypes and families are untouched."""
+    hf = build()
+    with torch.no_grad():
+        for block in (*hf.encoder.block, *hf.decoder.block):
+            block.layer[-1].DenseReluDense.wo.weight.mul_(3e4)  # the feed-forward output overflows float16
+    mini = from_hf(hf)
+    assert mini.config.clamp_float16
+    inputs = batch()
+    with torch.no_grad():
+        theirs = hf.half()(**inputs).logits
+        ours = mini.half()(**inputs).logits
+    assert torch.isfinite(theirs).all() and torch.isfinite(ours).all()
+    real = inputs["decoder_attention_mask"].bool()
+    torch.testing.assert_close(ours[real].float(), theirs[real].float(), atol=0.05 * theirs[real].abs().max().item(),
+                               rtol=0)
