@@ -533,8 +533,8 @@ def with_overrides(values: dict, overrides: dict, aliases: dict | None = None) -
     ``num_hidden_layers`` is its ``decoder_layers``, GPT-2's ``n_layer`` the ``num_hidden_layers``. Both sides are
     put under the field's own name first, so an override of either name is not undone by the other's saved value.
     """
-    values = {**canonical_names(values, aliases), **canonical_names(overrides, aliases)}
     overrides = canonical_names(overrides, aliases)
+    values = {**canonical_names(values, aliases), **overrides}
     depth_keys = [k for k in ("num_hidden_layers", "n_layer", "decoder_layers") if k in overrides]
     layer_types = values.get("layer_types")
     if depth_keys and "layer_types" not in overrides and isinstance(layer_types, list) and layer_types:

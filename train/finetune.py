@@ -219,13 +219,16 @@ def check_context_room(questions: list[str], contexts: list[str], ids, tokenizer
     """``ValueError`` naming the first row whose context must be cut into windows but whose question leaves a window
     no more than ``doc_stride`` tokens of it: the Rust tokenizer would raise a ``PanicException`` (a
     ``BaseException``, past ``except Exception``) there. A row that fits in one window is never cut, so any question
-    length is fine for it."""
+    length is fine for it. Only the contexts of rows whose question leaves too little room are tokenised here (the
+    windows tokenise every context anyway)."""
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     question_lengths = [len(q) for q in tokenizer(questions, add_special_tokens=False)["input_ids"]]
-    context_lengths = [len(c) for c in tokenizer(contexts, add_special_tokens=False)["input_ids"]]
-    for row, (asked, given) in enumerate(zip(question_lengths, context_lengths, strict=True)):
+    for row, asked in enumerate(question_lengths):
         room = max_length - specials - asked
-        if asked + given + specials > max_length and room <= doc_stride:
+        if room > doc_stride:
+            continue
+        given = len(tokenizer(contexts[row], add_special_tokens=False)["input_ids"])
+        if asked + given + specials > max_length:
             raise ValueError(f"question_answering: row id {ids[row]!r} has a question of {asked} tokens (+ {specials} "
                              f"special tokens), which leaves {room} tokens of a --max_length={max_length} window for "
                              f"its {given}-token context, not more than --doc_stride={doc_stride}: raise --max_length "
