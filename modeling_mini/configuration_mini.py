@@ -241,6 +241,10 @@ class MiniConfig(PreTrainedConfig):
             also its output, before the residual sum: Gemma 2) or ``output`` (normalise only the sub-layer's output,
             before the residual sum: OLMo 2).
         layer_norm_eps: epsilon of the normalisation layers.
+        norm_gain_offset: ``rmsnorm`` only: each gain is stored as its offset from 1 (it starts at 0) and the norm
+            scales by ``1 + gain``, in float32 (Gemma 1-3; the Gemma converter sets it). Storing ``1 + gain`` instead
+            would compute the same in float32, but would round each gain near 1 in bfloat16, where Gemma checkpoints
+            live: a converted model would drift from the checkpoint and not export back to the same weights.
         norm_bias: LayerNorm's learned shift (``layernorm`` only; ``rmsnorm`` never has one). ModernBERT drops it.
         skip_first_attention_norm: the first block of each stack feeds its self-attention the residual stream as it
             is, without a norm of its own (pre-norm only). ModernBERT does so: its embeddings are normalised already.
@@ -309,6 +313,7 @@ class MiniConfig(PreTrainedConfig):
         norm_type: str = "layernorm",
         norm_position: str = "pre",
         layer_norm_eps: float = 1e-5,
+        norm_gain_offset: bool = False,
         norm_bias: bool = True,
         skip_first_attention_norm: bool = False,
         parallel_residual: bool = False,
@@ -355,6 +360,7 @@ class MiniConfig(PreTrainedConfig):
         self.norm_type = norm_type
         self.norm_position = norm_position
         self.layer_norm_eps = layer_norm_eps
+        self.norm_gain_offset = norm_gain_offset
         self.norm_bias = norm_bias
         self.skip_first_attention_norm = skip_first_attention_norm
         self.parallel_residual = parallel_residual
@@ -519,11 +525,15 @@ class MiniConfig(PreTrainedConfig):
         _check_choice("qk_norm_scope", self.qk_norm_scope, QK_NORM_SCOPES)
         _check_choice("problem_type", self.problem_type, (None, *PROBLEM_TYPES))
         _check_rotary_scaling(self.rotary_scaling)
-        _check_flags(self, ("clamp_float16", "attention_bias", "attention_output_bias", "qk_norm", "mlp_bias",
-                            "norm_bias", "skip_first_attention_norm", "parallel_residual", "parallel_shared_norm",
-                            "tie_word_embeddings", "final_norm", "embedding_norm", "scale_embeddings", "use_cache"))
+        _check_flags(self, ("clamp_float16", "norm_gain_offset", "attention_bias", "attention_output_bias", "qk_norm",
+                            "mlp_bias", "norm_bias", "skip_first_attention_norm", "parallel_residual",
+                            "parallel_shared_norm", "tie_word_embeddings", "final_norm", "embedding_norm",
+                            "scale_embeddings", "use_cache"))
         _check_positive_number("rope_theta", self.rope_theta)
         _check_positive_number("initializer_range", self.initializer_range)
+        if self.norm_gain_offset and self.norm_type != "rmsnorm":
+            raise ValueError("`norm_gain_offset=True` stores RMSNorm gains as offsets from 1: it needs "
+                             f"`norm_type='rmsnorm'`; got {self.norm_type!r}.")
         if self.parallel_shared_norm and not self.parallel_residual:
             raise ValueError("`parallel_shared_norm=True` shares one norm between the two sub-layers of a parallel "
                              "block: it needs `parallel_residual=True`.")

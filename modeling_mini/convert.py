@@ -184,8 +184,8 @@ def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> Non
     """``ValueError`` for the options only a few families have, unless ``allow`` names them: parallel blocks
     (GPT-NeoX, Phi), a bias in the language-model head (Phi), an embedding dropout of its own (GPT-2, Phi), a
     factorised embedding (ELECTRA), a narrower token table alone (OPT-350M), an attention scale of its own and
-    soft-capping (Gemma 2 and 3), layers without rotary positions (SmolLM3) and a rotary base for the sliding layers
-    (Gemma 3, OLMo 3, ModernBERT)."""
+    soft-capping (Gemma 2 and 3), layers without rotary positions (SmolLM3), a rotary base for the sliding layers
+    (Gemma 3, OLMo 3, ModernBERT) and norm gains stored as offsets from 1 (Gemma; Llama-shaped exports add the 1)."""
     extras = {
         "attention_scaling": config.attention_scaling is not None,
         "attention_softcap": config.attention_softcap is not None,
@@ -201,6 +201,7 @@ def check_layout_extras(config, family: str, allow: tuple[str, ...] = ()) -> Non
         "lm_head_bias": getattr(config, "lm_head_bias", False),
         "embedding_dropout": config.embedding_dropout not in (None, config.hidden_dropout),
         "num_hidden_groups": getattr(config, "num_hidden_groups", None) is not None,
+        "norm_gain_offset": getattr(config, "norm_gain_offset", False),
     }
     for name, present in extras.items():
         if present and name not in allow:

@@ -11,14 +11,14 @@ Mistral, Ministral, Qwen2 and Qwen3 are the same network under other names, with
 attention to a sliding window (Mistral on every layer, the others on the layers their ``layer_types`` name: our
 ``sliding_window`` and ``layer_types``); Qwen2 has biases on Q, K and V but not on the output projection
 (``attention_output_bias=False``); Qwen3 normalises each head's queries and keys (``qk_norm``). Gemma (the first one)
-multiplies its embeddings by ``sqrt(hidden_size)`` (``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``)
-and stores each RMSNorm gain as an offset from 1; Gemma 2 adds a norm after each sub-layer (``sandwich``), soft-capped
-scores and logits and its own attention scale, and alternates sliding and full layers; Gemma 3 adds query-key norms
-and rotates its sliding layers with a base of their own (``sliding_rope_theta``). Phi-3 is Llama's network with Q, K,
-V in one matrix (as ours) and the gate and up projections in another; it exports as Llama (Mistral with its window).
-SmolLM3 is Llama with no rotary positions in every fourth layer (``nope_layers``). OLMo 2 normalises only the
-sub-layers' outputs (``norm_position="output"``) and all heads' queries and keys at once (``qk_norm_scope``); OLMo 3
-adds Gemma 3's sliding layers with their own rotary base.
+multiplies its embeddings by ``sqrt(hidden_size)`` (``scale_embeddings``), gates with the tanh GELU (``geglu_tanh``) and
+stores each RMSNorm gain as an offset from 1 (``norm_gain_offset``); Gemma 2 adds a norm after each sub-layer
+(``sandwich``), soft-capped scores and logits and its own attention scale, and alternates sliding and full layers; Gemma
+3 adds query-key norms and rotates its sliding layers with a base of their own (``sliding_rope_theta``). Phi-3 is
+Llama's network with Q, K, V in one matrix (as ours) and the gate and up projections in another; it exports as Llama
+(Mistral with its window). SmolLM3 is Llama with no rotary positions in every fourth layer (``nope_layers``). OLMo 2
+normalises only the sub-layers' outputs (``norm_position="output"``) and all heads' queries and keys at once
+(``qk_norm_scope``); OLMo 3 adds Gemma 3's sliding layers with their own rotary base.
 """
 
 import copy
@@ -77,6 +77,8 @@ FAMILIES = tuple(_FIXED)
 _SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3", "SmolLM3", "Olmo3")
 #: the families keeping a rotation per layer type (``rope_parameters["sliding_attention"]``: ``sliding_rope_theta``)
 _ROPE_PER_LAYER_TYPE = ("Gemma3", "Olmo3")
+#: the families storing each RMSNorm gain as its offset from 1 (scaling by ``1 + weight``): ``norm_gain_offset``
+_GAIN_OFFSET_FAMILIES = ("Gemma", "Gemma2", "Gemma3")
 #: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
 _SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
 _SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
@@ -137,6 +139,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         freeze_padding_row=hf.pad_token_id is not None,  # Llama's embedding has padding_idx = pad_token_id
     )
     kwargs.update(_FIXED[family])
+    kwargs["norm_gain_offset"] = family in _GAIN_OFFSET_FAMILIES  # the gains as the checkpoint stores them
     if family == "SmolLM3":  # its flags say which layers *do* rotate (1) and which do not (0)
         kwargs["nope_layers"] = [i for i, rotates in enumerate(hf.no_rope_layers) if not rotates] or None
         if not getattr(hf, "use_sliding_window", False):
@@ -206,7 +209,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
     # heads, windows, the gate and the Gemma / SmolLM3 options are checked per family, above and below
     check_expressible(config, family, required, standard_heads=False, sliding=True, gated=True,
                       allow=("attention_scaling", "attention_softcap", "final_logit_softcap", "nope_layers",
-                             "sliding_rope_theta"))
+                             "sliding_rope_theta", "norm_gain_offset"))
     if family not in _SLIDING and "sliding_attention" in config.layer_types:
         raise ValueError(f"{family} attends to every earlier token: it needs `sliding_window=None`; this model has "
                          f"{config.sliding_window!r}.")
@@ -334,9 +337,15 @@ _HF_CLASSES = {_hf_class_name(family, head): (family, head) for family in FAMILI
                if hasattr(transformers, _hf_class_name(family, head))}
 
 
-def _norm_gains(mapping: dict, shift: float) -> dict:
-    """{mini key: fn} adding ``shift`` to every RMSNorm gain: Gemma scales by ``1 + weight`` (its gains start at 0),
-    ours by ``weight``, so a Gemma gain ``w`` is our ``1 + w`` (+1 on the way in, -1 on the way out)."""
+def _norm_gains(mapping: dict, family: str, config: MiniGPTConfig, into_mini: bool) -> dict:
+    """{mini key: fn} moving every RMSNorm gain between the two ways of storing it: Gemma scales by ``1 + weight``,
+    Llama by ``weight``, and a mini model by either (``norm_gain_offset``). A converted Gemma keeps Gemma's way, so
+    its gains cross unchanged; a gain crossing between the two ways gains or loses 1 (a mini model set to store them
+    as offsets exporting as Llama, say). Empty when no gain changes."""
+    shift = float(config.norm_gain_offset) - float(family in _GAIN_OFFSET_FAMILIES)  # ours - theirs, for the offset
+    shift = -shift if into_mini else shift
+    if not shift:
+        return {}
     return {key: (lambda weight: weight + shift) for key in mapping if key.endswith("norm.weight")}
 
 
@@ -376,7 +385,7 @@ def _from_hf(hf_model, **overrides):
         state = _unpack_phi3(state, config, hf_prefix)
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm,
                                        config.norm_position), **head}, state, True)
-    transforms = _norm_gains(mapping, 1.0) if family.startswith("Gemma") else None
+    transforms = _norm_gains(mapping, family, config, into_mini=True) or None
     mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
@@ -406,7 +415,7 @@ def to_llama(mini_model):
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
     if family == "Phi3":
         hf_state = _pack_phi3(hf_state, config.num_hidden_layers, hf_prefix)
-    shifts = _norm_gains(mapping, -1.0) if family.startswith("Gemma") else {}
+    shifts = _norm_gains(mapping, family, mini_model.config, into_mini=False)
     transforms = {mapping[mini_key]: shift for mini_key, shift in shifts.items()}  # by HF name, as load_mapped takes
     hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
     if isinstance(mini_model, MiniGPTForCausalLM):

@@ -26,7 +26,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from .configuration_mini import PROBLEM_TYPES
 from .hub import superseded_weights
-from .normalization import build_norm
+from .normalization import GainOffsetRMSNorm, build_norm
 from .positional import LearnedPositionalEmbedding, build_absolute_positions
 
 #: The folder of this package's modules, the files a saved model carries for ``trust_remote_code``.
@@ -223,6 +223,8 @@ class MiniPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(depth))
         elif isinstance(module, MiniLMHeadBias):
             init.zeros_(module.bias)
+        elif isinstance(module, GainOffsetRMSNorm):  # a gain of 1 is stored as 0 (transformers sets norms to ones)
+            init.zeros_(module.weight)
 
 
 class MiniLMHeadBias(nn.Module):

@@ -11,10 +11,30 @@ Where the normalisation sits is the ``norm_position`` option, applied in ``block
 each sub-layer and leaves the residual path untouched (GPT-2), which trains more stably at depth and needs
 one final norm after the last block.
 
-Both are PyTorch's own modules (``nn.LayerNorm``, ``nn.RMSNorm``).
+Both are PyTorch's own modules (``nn.LayerNorm``, ``nn.RMSNorm``); ``GainOffsetRMSNorm`` is RMSNorm with its gains
+stored as offsets from 1, as Gemma keeps them.
 """
 
+import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+class GainOffsetRMSNorm(nn.RMSNorm):
+    """RMSNorm scaling by ``1 + weight``: the gain is stored as its offset from 1 and starts at 0 (Gemma 1-3).
+
+    The sum is formed in float32, then the result is cast back to the input's dtype. In bfloat16, a gain stored as
+    ``1 + w`` keeps only 8 significant bits near 1 and loses most of ``w``; stored as ``w`` it keeps them all, so a
+    Gemma checkpoint converts, runs and exports back without rounding its gains.
+    """
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.zeros_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = F.rms_norm(x.float(), self.normalized_shape, eps=self.eps)  # unit RMS per token, float32
+        return (normalised * (1.0 + self.weight.float())).type_as(x)
 
 
 def build_norm(config, size: int | None = None) -> nn.Module:
@@ -24,5 +44,6 @@ def build_norm(config, size: int | None = None) -> nn.Module:
     if config.norm_type == "layernorm":
         return nn.LayerNorm(size, eps=config.layer_norm_eps, bias=config.norm_bias)
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(size, eps=config.layer_norm_eps)
+        rms_norm = GainOffsetRMSNorm if getattr(config, "norm_gain_offset", False) else nn.RMSNorm
+        return rms_norm(size, eps=config.layer_norm_eps)
     raise ValueError(f"`norm_type` must be one of 'layernorm', 'rmsnorm'; got {config.norm_type!r}.")

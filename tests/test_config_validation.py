@@ -106,10 +106,17 @@ def test_validate_architecture_is_idempotent(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("flag", ["tie_word_embeddings", "final_norm", "embedding_norm", "scale_embeddings",
-                                  "use_cache"])
+                                  "use_cache", "norm_gain_offset"])
 def test_flags_must_be_bools(family, flag):
     with pytest.raises(ValueError, match=f"`{flag}` must be True or False"):
         tiny(family, **{flag: "false"})
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_norm_gain_offset_needs_rmsnorm(family):
+    with pytest.raises(ValueError, match="`norm_gain_offset=True` .* `norm_type='rmsnorm'`; got 'layernorm'"):
+        tiny(family, norm_gain_offset=True, norm_type="layernorm")
+    assert tiny(family, norm_gain_offset=True, norm_type="rmsnorm").norm_gain_offset
 
 
 # 3, 4, 10. numbers

@@ -267,12 +267,11 @@ def test_partial_rotary_with_a_scaling_phi3_lacks_raises_naming_rotary_scaling(s
 
 
 def assert_same_gemma_tensors(hf, back):
-    """A Gemma exported back holds ``hf``'s tensors exactly, but for the norm gains: ``(1 + w) - 1`` may round ``w``'s
-    last bit."""
+    """A Gemma exported back holds ``hf``'s tensors exactly, its norm gains included: we store them as Gemma does."""
     theirs, ours = hf.state_dict(), back.state_dict()
     assert ours.keys() == theirs.keys()
     for name, tensor in theirs.items():
-        torch.testing.assert_close(ours[name], tensor, atol=1e-7 if "norm" in name else 0, rtol=0)
+        torch.testing.assert_close(ours[name], tensor, atol=0, rtol=0)
 
 
 def build_gemma(head: str, **kw):
@@ -300,6 +299,52 @@ def test_gemma_converts_exactly(head, impl):
     back = to_hf(mini)
     assert type(back) is type(hf)
     assert_same_gemma_tensors(hf, back)
+
+
+@pytest.mark.parametrize("family", ["Gemma", "Gemma2", "Gemma3"])
+def test_a_bfloat16_gemma_keeps_its_norm_gains_bit_for_bit(family):
+    """Gemma checkpoints live in bfloat16, where a gain stored as ``1 + w`` keeps 8 bits near 1: storing ``w`` as Gemma
+    does, the converted model computes Gemma's norm (in float32) and exports back to the same bits."""
+    build = {"Gemma": build_gemma, "Gemma2": build_gemma2, "Gemma3": build_gemma3}[family]
+    hf = build("ForCausalLM").to(torch.bfloat16).eval()
+    with torch.no_grad():
+        for name, weight in hf.named_parameters():
+            if name.endswith("norm.weight"):
+                weight.copy_(torch.linspace(-0.3, 0.3, weight.numel()))  # gains bfloat16 cannot hold as 1 + w
+    mini = from_hf(hf).eval()
+    assert mini.config.norm_gain_offset
+    norm = mini.model.layers[0].mlp_norm
+    assert type(norm).__name__ == "GainOffsetRMSNorm" and norm.weight.dtype == torch.bfloat16
+    x = torch.randn(2, 3, hf.config.hidden_size, dtype=torch.bfloat16)
+    assert torch.equal(norm(x), hf.model.layers[0].post_attention_layernorm(x)
+                       if family == "Gemma" else hf.model.layers[0].pre_feedforward_layernorm(x))
+    assert_same_gemma_tensors(hf, to_hf(mini))
+
+
+def test_norm_gain_offset_exports_as_llama_with_the_one_added_and_gemma_without():
+    """A model with plain gains exports as Gemma with 1 taken off each, one with offset gains as Llama with 1 added:
+    the same outputs either way, and a fresh offset norm starts as the identity gain (0 stored)."""
+    torch.manual_seed(0)
+    ids, mask = padded_batch()
+    llama = modeling_mini.MiniGPTConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, position_embedding_type="rotary",
+        norm_type="rmsnorm", hidden_act="swiglu", attention_bias=False, mlp_bias=False, hidden_dropout=0.0,
+        attention_dropout=0.0, tie_word_embeddings=False)
+    for config, family in ((modeling_mini.MiniGPTConfig(**{**llama.to_dict(), "norm_gain_offset": True}), "Llama"),
+                           (modeling_mini.MiniGPTConfig(**{**llama.to_dict(), "scale_embeddings": True,
+                                                           "hidden_act": "geglu_tanh"}), "Gemma")):
+        mini = modeling_mini.MiniGPTForCausalLM(config).eval()
+        gain = mini.model.layers[0].mlp_norm.weight
+        assert torch.equal(gain, torch.zeros_like(gain) if config.norm_gain_offset else torch.ones_like(gain))
+        with torch.no_grad():
+            for name, weight in mini.named_parameters():
+                if name.endswith("norm.weight"):
+                    weight.add_(torch.randn_like(weight) * 0.1)
+        hf = to_hf(mini)
+        assert type(hf).__name__ == f"{family}ForCausalLM"
+        assert_same_outputs(hf, mini, ids, mask)
+        back = from_hf(hf)
+        assert back.config.norm_gain_offset == (family == "Gemma")
 
 
 def test_gemma_generates_and_trains_the_same():
