@@ -58,7 +58,7 @@ class MiniBlock(GradientCheckpointingLayer):
     ):
         super().__init__()
         position = config.norm_position
-        self.pre_norm = position != "post"  # the residual path itself is never normalised
+        self.pre_norm = position != "post"  # not post-norm: the residual path itself is never normalised
         input_norms = position in ("pre", "sandwich", "post")  # "post": the norm after the residual sum
         output_norms = position in ("sandwich", "output")  # a norm on each sub-layer's output
         #: which of the model's masks this block's self-attention takes (transformers' layer-type names)
@@ -122,10 +122,12 @@ class MiniBlock(GradientCheckpointingLayer):
         if self.parallel:  # both sub-layers read the block's input; summed in GPT-NeoX's order: mlp + attn + x
             norm = self.self_attn_norm
             normed = norm(hidden_states) if norm is not None else hidden_states
-            attn = self.self_attn(normed, attention_mask=attention_mask, position_embeddings=position_embeddings,
-                                  cache=cache, **kwargs)[0]
+            # the attention output drops out before the feed-forward runs, as in GPT-NeoX, GPT-J and Phi: the same
+            # random numbers then fall on the same sites, so a seeded training step matches theirs
+            attn = self._dropout(self.self_attn(normed, attention_mask=attention_mask,
+                                                position_embeddings=position_embeddings, cache=cache, **kwargs)[0])
             mlp_input = normed if self.mlp_norm is None else self.mlp_norm(hidden_states)  # one norm or two
-            return self._dropout(self.mlp(mlp_input)) + self._dropout(attn) + hidden_states
+            return self._dropout(self.mlp(mlp_input)) + attn + hidden_states
         hidden_states = self._residual(
             hidden_states,
             self.self_attn_norm,

@@ -16,6 +16,11 @@ Its block is BERT's post-norm layer under other names (``attention.query`` ... `
 ``ValueError``: ``inner_group_num > 1`` (several different blocks inside a group), an embedding as wide as the layers
 (ALBERT still maps it, ours then has no map), and the sentence-order head of ``AlbertForPreTraining`` (convert
 ``AlbertModel`` or ``AlbertForMaskedLM``).
+
+Training differs at one dropout site: our block drops out the feed-forward output before the residual sum, as
+Google's original ALBERT does, while transformers' ``AlbertLayer`` defines that dropout but never applies it. With
+``hidden_dropout_prob > 0`` (0.1 in the v1 checkpoints, 0.0 in v2) a seeded training step therefore differs from
+transformers'; outputs in eval mode are the same.
 """
 
 from transformers import (

@@ -17,8 +17,8 @@ from .activations import get_activation, is_gated
 class MiniFeedForward(nn.Module):
     """``up_proj -> activation (times gate_proj, if gated) -> down_proj``; (B, T, D) -> (B, T, D).
 
-    Dropout on the sub-layer's output is the block's, as for attention; ``activation_dropout`` (BART, Marian)
-    also drops units of the widened hidden layer, in training only."""
+    Dropout on the sub-layer's output is the block's, as for attention; ``activation_dropout`` (BART, Marian, T5,
+    ModernBERT) also drops units of the widened hidden layer, in training only."""
 
     def __init__(self, config):
         super().__init__()

@@ -20,9 +20,10 @@ Attention compares every position with every other at once; by itself it treats 
   times the distance from the score, so attention fades with distance, steeply in some heads, slowly in others, and
   extends to any length.
 
-The sinusoidal and rotary tables are computed on the fly from ``position_ids``: they hold no tensors,
-so loading a model on the ``meta`` device (transformers 5 ``from_pretrained``) cannot leave them
-uninitialised, and left-padded batches get per-row positions for free.
+The sinusoidal and rotary tables are computed from ``position_ids`` (the frequencies, tables and slopes they reuse
+sit in module-level caches, outside the modules): no module holds them as a parameter or buffer, so loading a model
+on the ``meta`` device (transformers 5 ``from_pretrained``) cannot leave them uninitialised, and left-padded batches
+get per-row positions for free.
 """
 
 import math
@@ -222,8 +223,8 @@ class RotaryEmbedding(nn.Module):
         if freqs.dim() == 2:  # LongRoPE: the long set once any position passes the original length; no host read
             past_original = position_ids.max() + 1 > self.scaling["original_max_position_embeddings"]
             freqs = torch.where(past_original, freqs[1], freqs[0])
-        angles = position_ids[..., None] * freqs  # (B, T, Dh/2), float32: integer ids promote to the frequencies' type
-        angles = torch.cat((angles, angles), dim=-1)  # (B, T, Dh): the two halves share an angle
+        angles = position_ids[..., None] * freqs  # (B, T, R/2), R = rotary_dim; float32 (the ids promote)
+        angles = torch.cat((angles, angles), dim=-1)  # (B, T, R): the two halves share an angle
         cos, sin = angles.cos(), angles.sin()
         if self.attention_factor != 1.0:  # YaRN: q.k grows by its square
             cos, sin = cos * self.attention_factor, sin * self.attention_factor
@@ -323,8 +324,8 @@ _SLOPES: dict[tuple, torch.Tensor] = {}  # ALiBi slopes by (heads, device)
 
 def alibi_slopes(num_heads: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """ALiBi's slope per head (H,), float32: for a power of two ``n``, ``2^(-8/n), 2^(-16/n), ...`` (a geometric
-    sequence from about 1/2 down to 1/256); otherwise the largest power of two's sequence, then every other slope of
-    the next power's, so the slopes still spread over the same range."""
+    sequence from ``2^(-8/n)``, 1/2 for 8 heads, down to 1/256); otherwise the largest power of two's sequence, then
+    every other slope of the next power's, so the slopes still spread over the same range."""
     power = 2 ** math.floor(math.log2(num_heads))
     steps = torch.arange(1, power + 1, device=device)
     odd_steps = torch.arange(1, 1 + 2 * (num_heads - power), 2, device=device)

@@ -265,3 +265,38 @@ def test_value_checks_skip_reading_back_while_a_cuda_graph_is_captured(monkeypat
     assert not _checks_enabled(on_gpu) and _checks_enabled(on_cpu)
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     assert _checks_enabled(on_gpu)
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "gptj", "phi", "gpt2"])
+def test_a_seeded_training_forward_drops_out_as_the_reference_does(family):
+    """With dropout on and one seed, a converted model's training-mode logits equal transformers': the same sites drop
+    out in the same order. A parallel block (GPT-NeoX, GPT-J, Phi) dropped out its feed-forward output before its
+    attention output, which drew the same random numbers for other sites (logits 0.07 apart)."""
+    import transformers
+
+    from modeling_mini.convert import from_hf
+
+    rates = dict(attn_implementation="eager", vocab_size=99)
+    hf = {
+        "gpt_neox": lambda: transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, hidden_dropout=0.11,
+            attention_dropout=0.12, **rates)),
+        "gptj": lambda: transformers.GPTJForCausalLM(transformers.GPTJConfig(
+            n_embd=16, n_layer=2, n_head=2, rotary_dim=4, resid_pdrop=0.11, attn_pdrop=0.12, embd_pdrop=0.13, **rates)),
+        "phi": lambda: transformers.PhiForCausalLM(transformers.PhiConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, resid_pdrop=0.11,
+            attention_dropout=0.12, embd_pdrop=0.13, **rates)),
+        "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            n_embd=16, n_layer=2, n_head=2, resid_pdrop=0.11, attn_pdrop=0.12, embd_pdrop=0.13, bos_token_id=0,
+            eos_token_id=0, **rates)),
+    }[family]()
+    mini = from_hf(hf.eval())
+    mini.set_attn_implementation("eager")
+    ids = torch.randint(3, 90, (2, 7), generator=torch.Generator().manual_seed(0))
+    logits = []
+    for model in (hf, mini):
+        model.train()
+        torch.manual_seed(123)
+        with torch.no_grad():
+            logits.append(model(input_ids=ids).logits)
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-6, rtol=0)
