@@ -757,6 +757,11 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
         if self.token_embedding_size is not None:
             _check_positive("token_embedding_size", self.token_embedding_size)
         _refuse_relative(self)
+        if self.sliding_window is not None and self.sliding_window < 2:
+            # transformers' dynamic sliding cache keeps the last `window - 1` keys, which for 1 reads as all of them
+            raise ValueError("`sliding_window` must be None or at least 2 (a token and the one before it): a window of "
+                             "1 is each token attending to itself alone, which transformers' sliding cache cannot "
+                             f"decode; got {self.sliding_window!r}.")
         if self.position_embedding_type == "alibi" and "sliding_attention" in self.layer_types:
             raise ValueError("`position_embedding_type='alibi'` has no sliding-window layers here: it needs "
                              "`sliding_window=None`.")

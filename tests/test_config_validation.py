@@ -217,3 +217,13 @@ def test_seq2seq_has_no_sliding_window_options(saved, name, value):
 def test_encoder_builds_from_a_checked_config():
     """The model-side check accepts every valid config: a tiny encoder still builds."""
     assert MiniEncoderModel(tiny("encoder")).config.head_dim == 8
+
+
+@pytest.mark.parametrize("window", [0, 1])
+def test_a_gpt_window_holds_at_least_two_tokens(window):
+    """A causal window of 1 passed the check and decoded wrongly: transformers' dynamic sliding cache keeps the last
+    ``window - 1`` keys, ``[-0:]`` (all of them) for 1. The encoder's window (tokens on either side) may be 1."""
+    with pytest.raises(ValueError, match="`sliding_window` must be"):
+        tiny("gpt", sliding_window=window, position_embedding_type="rotary")
+    assert tiny("gpt", sliding_window=2, position_embedding_type="rotary").sliding_window == 2
+    assert tiny("encoder", sliding_window=1, position_embedding_type="rotary").sliding_window == 1
