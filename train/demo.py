@@ -13,6 +13,7 @@ Everything lands in ``outputs/demo/`` (override with ``--output_dir``).
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -32,12 +33,52 @@ def run_quietly(main, argv: list[str]) -> dict:
     return main(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1. ``--max_steps 0`` or ``-1`` would mean "no limit: train by epochs" to the
+    Trainer, not a short demo."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a fraction of an epoch is fine; 0, negatives, nan and inf are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; it must be a finite number > 0")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's options; argparse refuses a step or epoch count that is not positive."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default=str(ROOT / "outputs" / "demo"), help="where the runs are saved")
-    parser.add_argument("--pretrain_steps", type=int, default=None, help="override the recipe's max_steps")
-    parser.add_argument("--finetune_epochs", type=float, default=None, help="override the recipe's epochs")
-    args = parser.parse_args(argv)
+    parser.add_argument("--pretrain_steps", type=_positive_int, default=None,
+                        help="override the recipe's max_steps (an integer >= 1)")
+    parser.add_argument("--finetune_epochs", type=_positive_float, default=None,
+                        help="override the recipe's epochs (a number > 0)")
+    return parser.parse_args(argv)
+
+
+def overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The extra arguments of the pretraining run and of both fine-tunings: only the options given (``is not
+    None``, so no given value is mistaken for "not given"), the recipes decide the rest."""
+    pretrain_extra = [] if args.pretrain_steps is None else ["--max_steps", str(args.pretrain_steps)]
+    finetune_extra = [] if args.finetune_epochs is None else ["--num_train_epochs", str(args.finetune_epochs)]
+    return pretrain_extra, finetune_extra
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the demo (pretrain, fine-tune twice, compare); return the three runs' metrics."""
+    args = parse_args(argv)
+    pretrain_extra, finetune_extra = overrides(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import finetune
@@ -50,18 +91,17 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.monotonic()
 
     print(f"[1/3] pretraining a small GPT on the embedded corpus -> {pretrained}")
-    extra = ["--max_steps", str(args.pretrain_steps)] if args.pretrain_steps else []
-    lm = run_quietly(pretrain.main, [str(RECIPES / "demo-pretrain.yaml"), "--output_dir", str(pretrained), *extra])
+    lm = run_quietly(pretrain.main, [str(RECIPES / "demo-pretrain.yaml"), "--output_dir", str(pretrained),
+                                     *pretrain_extra])
     print(f"      validation perplexity {lm['perplexity']:.1f}  ({time.monotonic() - start:.0f} s)")
 
-    extra = ["--num_train_epochs", str(args.finetune_epochs)] if args.finetune_epochs else []
     recipe = str(RECIPES / "demo-finetune.yaml")
     print(f"[2/3] fine-tuning it on the embedded task -> {tuned}")
     with_pretraining = run_quietly(finetune.main, [recipe, "--model_name_or_path", str(pretrained),
-                                                   "--output_dir", str(tuned), *extra])
+                                                   "--output_dir", str(tuned), *finetune_extra])
     print(f"[3/3] the same model from random initialisation, same budget -> {scratch}")
     from_scratch = run_quietly(finetune.main, [recipe, "--model_name_or_path", str(pretrained), "--from_scratch",
-                                               "true", "--output_dir", str(scratch), *extra])
+                                               "true", "--output_dir", str(scratch), *finetune_extra])
 
     print("\nHeld-out test split of the embedded task (5 classes, macro average):")
     print(f"  {'':22s}{'accuracy':>10s}{'macro F1':>10s}")

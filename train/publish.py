@@ -10,6 +10,9 @@ first from its config and, when present, ``all_results.json`` / ``eval_results.j
 wrote for another repository id, or for none (a run without ``--push_to_hub`` names ``<user>/<folder>``), is
 pointed at ``--hub_model_id`` first; a README written by anything else is published as it is.
 
+A folder that cannot be published (no ``config.json``, no ``auto_map``, no safetensors weights...:
+:func:`hub.check_publishable`) is refused before anything is written into it, the card included.
+
 The token comes from the environment (``HF_TOKEN``) or ``hf auth login``; there is deliberately no
 ``--token`` option, because command lines end up in shell history and process lists.
 """
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 
 from modeling_mini.hub import (  # noqa: E402
     TASKS,
+    check_publishable,
     normalize_task,
     publish_folder,
     retarget_card,
@@ -65,10 +69,21 @@ def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str
                      hyperparameters=None, repo_id=repo_id)
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse (``SystemExit`` with the reason) a folder that is not a publishable saved model, before
+    :func:`ensure_card` writes a README into it: a refused publish must leave the user's folder as it was."""
+    if not folder.is_dir():
+        raise SystemExit(f"output_dir={str(folder)!r} is not a folder")
+    try:
+        check_publishable(folder)  # no config.json, no auto_map, no safetensors weights, ...
+    except ValueError as error:  # json.JSONDecodeError (a broken config.json) included
+        raise SystemExit(f"cannot publish: {error}") from None
+
+
 def main(argv=None) -> int:
+    """Publish ``output_dir`` as the command line says; nothing is written or sent for a folder that is refused."""
     args = parse_args(argv)
-    if not args.output_dir.is_dir():
-        raise SystemExit(f"output_dir={str(args.output_dir)!r} is not a folder")
+    check_folder(args.output_dir)
     ensure_card(args.output_dir, args.hub_model_id, args.task, args.dataset)
     commit = publish_folder(args.output_dir, args.hub_model_id, private=args.private, revision=args.revision,
                             commit_message=args.commit_message)

@@ -9,6 +9,10 @@
     python train/train_tokenizer.py --kind wordpiece --train_files corpus.txt --output_dir outputs/wp
 
 With no ``--train_files`` / ``--dataset_name`` it trains on the embedded default corpus (``embedded_data.py``).
+Rows whose text is null are skipped; any other non-text row is refused. ``--vocab_size`` is a ceiling the saved
+tokenizer keeps: byte-level BPE always holds the 256 bytes and the special tokens (:data:`BPE_MIN_VOCAB`), so a
+smaller BPE vocabulary is refused; a WordPiece one smaller than the corpus's characters need is refused after
+training, naming the smallest size that works.
 """
 
 import argparse
@@ -27,6 +31,26 @@ BPE_SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "u
                "mask_token": "<mask>"}
 WORDPIECE_SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                      "mask_token": "[MASK]"}
+#: The smallest byte-level BPE vocabulary: its 256 byte tokens (always kept, so any text is encodable) plus the
+#: special tokens. ``tokenizers`` silently rounds a smaller ``vocab_size`` up to this.
+BPE_MIN_VOCAB = 256 + len(BPE_SPECIAL)
+
+
+def _checked_texts(texts: Iterable, source: str) -> Iterator[str]:
+    """The strings of ``texts``, skipping null rows (a jsonl ``{"text": null}``, a blank csv cell): they hold no
+    text to learn from. Any other non-string row (a number, a list) is a wrong ``--text_column`` or a broken file,
+    so it is refused with a ``ValueError`` naming ``source`` and the 1-based row; so are rows that are all null."""
+    rows = strings = 0
+    for rows, text in enumerate(texts, start=1):
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise ValueError(f"row {rows} of {source} is a {type(text).__name__} ({str(text)[:60]!r}), not a text; "
+                             "check the text column (--text_column) and the file")
+        strings += 1
+        yield text
+    if rows and not strings:
+        raise ValueError(f"{source} has no text: all of its {rows} rows are null")
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
@@ -40,12 +64,16 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
         yield batch
 
 
-def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, min_frequency: int = 2,
+                    model_max_length: int | None = None, source: str = "the texts") -> PreTrainedTokenizerFast:
     """A ``kind`` tokenizer ("bpe" or "wordpiece") with at most ``vocab_size`` entries, learnt from ``texts``.
 
-    ``model_max_length``: the longest input, in tokens, of the model it is for; None (no limit known) leaves it to
-    the training scripts, which set the model's (``common.fit_to_model``)."""
+    ``vocab_size`` below a BPE's floor (:data:`BPE_MIN_VOCAB`) or below what a WordPiece needs for the
+    characters of ``texts`` gives that floor instead (``tokenizers``' behaviour, kept for the training scripts);
+    :func:`main` refuses it. Null texts are skipped; other non-strings raise a ``ValueError`` naming ``source``
+    (where the texts come from) and the row. ``model_max_length``: the longest input, in tokens, of the model it
+    is for; None (no limit known) leaves it to the training scripts, which set the model's
+    (``common.fit_to_model``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
     if kind == "bpe":
@@ -64,7 +92,7 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, *, min_fre
         tokenizer.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                             special_tokens=list(special.values()))
-    tokenizer.train_from_iterator(_batches(texts), trainer=trainer)
+    tokenizer.train_from_iterator(_batches(_checked_texts(texts, source)), trainer=trainer)
     if kind == "bpe":
         eos = special["eos_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -78,7 +106,48 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, *, min_fre
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a vocabulary size, a length)."""
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (``--min_frequency``: ``tokenizers`` takes 0, which acts as 1)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, least: int) -> int:
+    """``text`` as an integer >= ``least``; ``argparse.ArgumentTypeError`` (argparse names the option) otherwise.
+    ``tokenizers`` stores these as unsigned integers, so a negative one failed with a bare ``OverflowError``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= {least}")
+    return value
+
+
+def _source(args: argparse.Namespace) -> str:
+    """Where the training texts come from, for error messages."""
+    if args.train_files:
+        return f"--train_files {' '.join(args.train_files)} (rows counted across the files, in that order)"
+    if args.dataset_name:
+        return f"--dataset_name {args.dataset_name}"
+    return "the embedded corpus"
+
+
+def _check_size(tokenizer: PreTrainedTokenizerFast, kind: str, vocab_size: int) -> None:
+    """Refuse a trained tokenizer larger than ``--vocab_size`` (WordPiece's floor depends on the corpus: every
+    character it holds, alone and as a ``##`` continuation, plus the special tokens), naming the size to ask for."""
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"--vocab_size {vocab_size} is too small for a {kind} tokenizer of these texts: the "
+                         f"smallest holds {len(tokenizer)} tokens (its characters and the special tokens); "
+                         f"use --vocab_size {len(tokenizer)} or more")
+
+
 def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """Train a tokenizer as the command line says, save it to ``--output_dir`` and return it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import load_text_splits
 
@@ -86,20 +155,29 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     parser.add_argument("--kind", choices=KINDS, default=None, help="tokenizer kind (default: from --family)")
     parser.add_argument("--family", choices=tuple(FAMILY_TOKENIZER), default="gpt",
                         help="model family the tokenizer is for; picks --kind when it is not given")
-    parser.add_argument("--vocab_size", type=int, default=8000, help="largest vocabulary, special tokens included")
-    parser.add_argument("--min_frequency", type=int, default=2, help="least count of a merge / word piece")
+    parser.add_argument("--vocab_size", type=_positive_int, default=8000,
+                        help=f"largest vocabulary, special tokens included (bpe: at least {BPE_MIN_VOCAB}, its 256 "
+                             "bytes and 5 special tokens)")
+    parser.add_argument("--min_frequency", type=_non_negative_int, default=2,
+                        help="least count of a merge / word piece (0 and 1 keep every one)")
     parser.add_argument("--dataset_name", default=None, help="a Hub dataset name (default: embedded corpus)")
     parser.add_argument("--train_files", nargs="+", default=None, help="local txt/json/jsonl/csv/parquet files")
     parser.add_argument("--text_column", default="text", help="column holding the text")
     parser.add_argument("--output_dir", required=True, help="folder the tokenizer is saved to")
-    parser.add_argument("--model_max_length", type=int, default=None,
+    parser.add_argument("--model_max_length", type=_positive_int, default=None,
                         help="the model's longest input in tokens (default: none known; the training scripts set it)")
     args = parser.parse_args(argv)
+    kind = args.kind or FAMILY_TOKENIZER[args.family]
+    if kind == "bpe" and args.vocab_size < BPE_MIN_VOCAB:
+        parser.error(f"--vocab_size {args.vocab_size} is below the smallest byte-level BPE vocabulary, "
+                     f"{BPE_MIN_VOCAB} (256 bytes + {len(BPE_SPECIAL)} special tokens); use --vocab_size "
+                     f"{BPE_MIN_VOCAB} or more")
     splits = load_text_splits(dataset_name=args.dataset_name, train_files=args.train_files,
                               text_column=args.text_column, evaluation_split=None)  # every given text is used
-    kind = args.kind or FAMILY_TOKENIZER[args.family]
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
-                                min_frequency=args.min_frequency, model_max_length=args.model_max_length)
+                                min_frequency=args.min_frequency, model_max_length=args.model_max_length,
+                                source=_source(args))
+    _check_size(tokenizer, kind, args.vocab_size)  # before saving: nothing is written for a refused size
     tokenizer.save_pretrained(args.output_dir)
     print(f"saved a {kind} tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
     return tokenizer
