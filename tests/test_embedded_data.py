@@ -73,6 +73,18 @@ def test_no_text_in_two_splits_and_no_duplicates(task, corpus):
     corpus_train, corpus_val = list(corpus["train"]["text"]), list(corpus["validation"]["text"])
     assert not set(corpus_train) & set(corpus_val)
     assert len(set(corpus_train)) == len(corpus_train)
+    summary = embedded_data._summary  # and no validation document shares its first paragraph with a training one
+    assert not {summary(text) for text in corpus_train} & {summary(text) for text in corpus_val}
+
+
+def test_constants_bring_no_docstring_of_their_type():
+    """``math.pi`` has no docstring of its own: ``inspect.getdoc`` gave ``float``'s, a "numbers" example that
+    describes a builtin type, not the module."""
+    import inspect
+    import math
+
+    docs = embedded_data._builtin_docstrings("math")
+    assert inspect.getdoc(float) not in docs and inspect.getdoc(math.sqrt) in docs
 
 
 def test_corpus_leaves_out_held_out_task_inputs(task, corpus):

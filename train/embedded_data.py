@@ -15,8 +15,8 @@ Why it is sound:
 
 * Deterministic: sources are read in a fixed order, texts are deduplicated before splitting, and a text's split
   is decided by a hash of the text itself, so the same installation always gives the same datasets.
-* No leakage: a text is in one split only; the corpus leaves out every docstring whose task example is in the
-  task's ``test`` split, so pretraining never reads the held-out inputs.
+* No leakage: a text is in one split only, and so are texts sharing a first paragraph; the corpus leaves out every
+  docstring whose task example is in the task's ``test`` split, so pretraining never reads the held-out inputs.
 * Docstrings are read with :mod:`ast` from the source files, so no module is imported (no side effects; builtin
   C modules such as :mod:`math` are the exception and are imported, which is harmless).
 
@@ -104,8 +104,11 @@ def _builtin_docstrings(name: str) -> list[str]:
         module = importlib.import_module(name)
     except ImportError:
         return []
-    docs = [inspect.getdoc(module)]
-    docs += [inspect.getdoc(getattr(module, attr)) for attr in sorted(dir(module)) if not attr.startswith("_")]
+    members = [getattr(module, attr) for attr in sorted(dir(module)) if not attr.startswith("_")]
+    # functions and classes only: a constant (``math.pi``) has no docstring of its own, and getdoc would give its
+    # type's (``float``'s), which says nothing about the module
+    docs = [inspect.getdoc(module)] + [inspect.getdoc(member) for member in members
+                                       if inspect.isroutine(member) or inspect.isclass(member)]
     return [doc for doc in docs if doc]
 
 
@@ -206,6 +209,7 @@ def load_default_corpus() -> datasets.DatasetDict:
     """
     columns: dict[str, list[str]] = {"train": [], "validation": []}
     for document in _corpus_documents():
-        split = "validation" if _bucket(document) < CORPUS_VALIDATION_PERCENT else "train"
+        # split by the summary, as the task does: near-duplicates (a method and its alias) share a split
+        split = "validation" if _bucket(_summary(document)) < CORPUS_VALIDATION_PERCENT else "train"
         columns[split].append(document)
     return datasets.DatasetDict({name: datasets.Dataset.from_dict({"text": texts}) for name, texts in columns.items()})
