@@ -1,6 +1,7 @@
 """Kill train/pretrain.py with SIGKILL after a checkpoint, resume it: the final weights equal an uninterrupted run's."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,3 +201,145 @@ def test_persistent_data_loader_workers_draw_each_epochs_masks(family, wordpiece
             assert torch.equal(got, expected), f"epoch {epoch}"
         seen.append(torch.cat([batch.flatten() for batch in from_worker]))
     assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])  # masks change with the epoch
+
+
+def _streamed_run(tmp_path, name: str, family: str, rows: int, *extra: str) -> Path:
+    """A tiny streamed pretraining run over a stream of ``rows`` texts (a few blocks of 16 tokens), with dropout."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    words = "zero one two three four five six seven eight nine".split()
+    corpus.write_text("\n".join(" ".join(words[(i * 7 + j * 3) % 10] for j in range(12)) for i in range(60)))
+    output = tmp_path / name
+    pretrain.main(["--family", family, "--model_config", "tiny", "--train_files", str(corpus), "--streaming", "true",
+                   "--validation_split_percentage", "1", "--max_train_samples", str(rows), "--tokenizer_vocab_size",
+                   "200", "--max_length", "16", "--per_device_train_batch_size", "1", "--seed", "5", "--learning_rate",
+                   "3e-3", "--save_strategy", "steps", "--logging_steps", "1", "--report_to", "none", "--use_cpu",
+                   "true", "--disable_tqdm", "true", "--config_overrides", "hidden_dropout=0.1,attention_dropout=0.1",
+                   "--output_dir", str(output), *extra])
+    return output
+
+
+#: family, rows of the stream (GPT's byte-level tokenizer: 3 blocks of a row; the encoder's: 4 blocks of 5 rows),
+#: gradient accumulation, steps, the checkpoint resumed from
+STREAMED_RESUMES = [("gpt", 1, 1, 8, 5), ("encoder", 5, 3, 5, 3)]
+
+
+@pytest.mark.parametrize(("family", "rows", "accumulation", "steps", "resume_at"), STREAMED_RESUMES)
+def test_resuming_a_stream_past_its_first_pass_reads_the_uninterrupted_batches(tmp_path, family, rows, accumulation,
+                                                                               steps, resume_at):
+    """Over a stream the Trainer's epoch is one pass, and it skipped the trained batches within one pass only: from a
+    checkpoint past the first pass, the resumed run read the next pass from its start (and, for the masked LM, drew the
+    masks of the wrong pass). Now the skip replays the passes. With accumulation 3 over 4-batch passes, each pass's
+    last batch joins the next pass's first step, and checkpoint-3 lies before such a batch."""
+    import json
+
+    options = ["--max_steps", str(steps), "--save_steps", str(resume_at), "--gradient_accumulation_steps",
+               str(accumulation)]
+    full = _streamed_run(tmp_path, "full", family, rows, *options)
+    checkpoint = full / f"checkpoint-{resume_at}"
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] >= 1  # past the first pass
+    resumed = _streamed_run(tmp_path, "resumed", family, rows, *options, "--resume_from_checkpoint", str(checkpoint))
+
+    def losses(output):
+        history = json.loads((output / "trainer_state.json").read_text())["log_history"]
+        return {entry["step"]: entry["loss"] for entry in history if "loss" in entry and entry["step"] > resume_at}
+
+    assert losses(resumed) == losses(full) and len(losses(full)) == steps - resume_at
+    expected, got = final_weights(full), final_weights(resumed)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=0, rtol=0, msg=key)
+
+
+def _checkpoint_run(tmp_path, name: str, *extra: str) -> Path:
+    """A two-step GPT run with a checkpoint at step 2 (batch size 4, no accumulation, seed 5)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text("\n".join(f"line {i} of the little corpus to pack" for i in range(40)))
+    output = tmp_path / name
+    pretrain.main(["--family", "gpt", "--model_config", "tiny", "--train_files", str(corpus), "--tokenizer_vocab_size",
+                   "300", "--max_length", "16", "--max_steps", "2", "--per_device_train_batch_size", "4", "--seed",
+                   "5", "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none", "--use_cpu", "true",
+                   "--disable_tqdm", "true", "--output_dir", str(output), *extra])
+    return output
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """checkpoint-2 of a finished :func:`_checkpoint_run`."""
+    return _checkpoint_run(tmp_path_factory.mktemp("resume"), "run") / "checkpoint-2"
+
+
+def _resume(checkpoint: Path, tmp_path, *extra: str, corpus: str | None = None):
+    """Resume ``checkpoint`` as :func:`_checkpoint_run` would, with ``extra`` arguments; ``corpus`` (default: a file
+    that does not exist, so that a check that passes the data's reading fails with another message)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import pretrain
+
+    return pretrain.main(["--family", "gpt", "--model_config", "tiny", "--train_files",
+                          corpus or str(tmp_path / "missing.txt"), "--tokenizer_vocab_size", "300", "--max_length",
+                          "16", "--max_steps", "2", "--per_device_train_batch_size", "4", "--seed", "5",
+                          "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--output_dir",
+                          str(tmp_path / "resumed"), "--resume_from_checkpoint", str(checkpoint), *extra])
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--per_device_train_batch_size", "2"], "--per_device_train_batch_size 4 (now 2)"),
+    (["--gradient_accumulation_steps", "2"], "--gradient_accumulation_steps 1 (now 2)"),
+    (["--seed", "6", "--gradient_accumulation_steps", "3"],
+     "--gradient_accumulation_steps 1 (now 3), --seed 5 (now 6)"),
+])
+def test_resuming_with_other_batches_is_refused_before_the_data_is_read(checkpoint, tmp_path, extra, message):
+    """Another batch size, accumulation, seed or number of processes reads other batches than the Trainer skips:
+    transformers only warned (about the batch size) and the run repeated and skipped data. The checkpoint records them
+    (``RunSettings`` in ``trainer_state.json``); a change is a ``ValueError`` naming each, before any data is read
+    (the training file here does not exist)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _resume(checkpoint, tmp_path, *extra)
+
+
+def test_resuming_on_another_number_of_processes_is_refused(checkpoint, tmp_path):
+    """The world size is recorded too (edited here: a test runs one process); a checkpoint written before the settings
+    were recorded is still checked for its batch size, the one setting ``trainer_state.json`` always holds."""
+    import json
+    import shutil
+
+    copy = tmp_path / "checkpoint-2"
+    shutil.copytree(checkpoint, copy)
+    state = json.loads((copy / "trainer_state.json").read_text())
+    state["stateful_callbacks"]["RunSettings"]["args"]["world_size"] = 2
+    (copy / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=re.escape("--world_size 2 (now 1)")):
+        _resume(copy, tmp_path)
+    del state["stateful_callbacks"]["RunSettings"]
+    (copy / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=re.escape("--per_device_train_batch_size 4 (now 8)")):
+        _resume(copy, tmp_path, "--per_device_train_batch_size", "8")
+
+
+def test_resuming_may_extend_the_run_but_not_change_the_model(checkpoint, tmp_path):
+    """More steps is allowed. Another depth failed deep in the optimizer's loading ("a parameter group that doesn't
+    match the size"), naming nothing: now the differing config fields are named."""
+    corpus = str(checkpoint.parents[1] / "corpus.txt")
+    with pytest.raises(ValueError, match=re.escape("num_hidden_layers=2 (now 3)")):
+        _resume(checkpoint, tmp_path, "--config_overrides", "num_hidden_layers=3", corpus=corpus)
+    _resume(checkpoint, tmp_path, "--max_steps", "3", "--save_strategy", "no", corpus=corpus)
+    assert (tmp_path / "resumed" / "model.safetensors").is_file()
+
+
+def test_a_missing_or_incomplete_checkpoint_is_refused_before_the_data_is_read(checkpoint, tmp_path):
+    """An explicit path without ``trainer_state.json`` (killed while saving) or with no folder at all failed with a raw
+    ``FileNotFoundError`` once the data was tokenised."""
+    import shutil
+
+    with pytest.raises(ValueError, match="no such checkpoint folder"):
+        _resume(tmp_path / "checkpoint-9", tmp_path)
+    partial = tmp_path / "checkpoint-2"
+    shutil.copytree(checkpoint, partial)
+    (partial / "trainer_state.json").unlink()
+    with pytest.raises(ValueError, match=re.escape("is incomplete (killed while saving?)")):
+        _resume(partial, tmp_path)

@@ -166,6 +166,20 @@ def test_objective_settings_out_of_range_fail_before_training(option, value):
         pretrain.PretrainArguments(**{option: value})
 
 
+@pytest.mark.parametrize(("option", "value"), [
+    ("tokenizer_vocab_size", "-1"), ("tokenizer_vocab_size", "0"), ("max_length", "0"), ("max_length", "-4"),
+    ("validation_split_percentage", "150"), ("validation_split_percentage", "0"),
+    ("validation_split_percentage", "100"), ("max_train_samples", "-3"), ("max_train_samples", "0"),
+    ("max_eval_samples", "-1"), ("preprocessing_num_workers", "0")])
+def test_data_and_model_arguments_out_of_range_fail_at_parsing(option, value):
+    """Before, a vocabulary size of -1 was an OverflowError in the tokenizer's training, a max_length of 0 a
+    ZeroDivisionError in the packing, a split percentage outside (0, 100) a datasets error naming no argument, and a
+    negative sample count sliced the data from its end."""
+    with pytest.raises(ValueError, match=f"`{option}` must be"):
+        common.parse_arguments((common.ModelArguments, common.DataArguments, pretrain.PretrainArguments,
+                                pretrain.TrainingArguments), [f"--{option}", value, "--output_dir", "unused"])
+
+
 def test_each_epoch_of_a_streamed_run_gets_its_own_masks():
     """Over a streamed dataset the Trainer's epoch at each pass's start is a fraction of max_steps (0, 0.17, 1.17):
     its floor gave the second pass the first one's masks. The callback counts the passes instead; a resumed run

@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import yaml
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 TRAIN_DIR = Path(__file__).resolve().parent
 ROOT = TRAIN_DIR.parent
@@ -37,6 +38,13 @@ def check_choice(name: str, value, allowed) -> None:
     """``ValueError`` naming the field and the allowed values when ``value`` is not one of them."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def check_at_least(name: str, value, least: int, unset: str = "") -> None:
+    """``ValueError`` naming the argument when ``value`` is below ``least`` (``unset``: how else it may be left)."""
+    if value < least:
+        allowed = f"an integer >= {least}" + (f" {unset}" if unset else "")
+        raise ValueError(f"`{name}` must be {allowed}; got {value}.")
 
 
 # ------------------------------------------------------------------------------------------------ arguments
@@ -65,8 +73,11 @@ class ModelArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow code from a Hub checkpoint"})
 
     def __post_init__(self):
+        """Clear a ``none`` preset, and refuse a vocabulary size below 1 before any data is read (the tokenizer
+        trainer would fail with an ``OverflowError`` naming nothing)."""
         if self.model_config is not None and self.model_config.strip().lower() in ("", "none", "null"):
             self.model_config = None  # `--model_config none` clears a recipe's preset (to use --model_name_or_path)
+        check_at_least("tokenizer_vocab_size", self.tokenizer_vocab_size, 1)
 
 
 @dataclass
@@ -89,6 +100,18 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "processes for datasets.map"})
     max_length: int = field(default=128, metadata={
         "help": "tokens per training block (pretraining) or per example (fine-tuning)"})
+
+    def __post_init__(self):
+        """Each a ``ValueError`` naming the argument, before any data is read: a ``max_length`` of 0 divided by zero
+        in :func:`pack_blocks`, a split percentage outside (0, 100) failed inside ``datasets``, a negative sample
+        count sliced the data from the end."""
+        check_at_least("max_length", self.max_length, 1)
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError("`validation_split_percentage` must be in (0, 100) (exclusive); got "
+                             f"{self.validation_split_percentage}.")
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+            if getattr(self, name) is not None:
+                check_at_least(name, getattr(self, name), 1, unset="or unset")
 
 
 def recipe_to_argv(recipe: dict, parser: HfArgumentParser) -> list[str]:
@@ -366,11 +389,14 @@ def checkpoint_to_resume(training_args) -> str | None:
     A run killed while writing a checkpoint leaves a ``checkpoint-N`` folder without ``trainer_state.json``, the
     last file the Trainer writes: ``true`` skips it for the one before. The scripts pass the folder found here, not
     the raw argument, to ``Trainer.train``: the command line gives the string ``"true"``, which the Trainer would
-    take for a path."""
+    take for a path. A path named explicitly must be a complete checkpoint (:func:`check_checkpoint_complete`).
+
+    Call it before reading the data: a bad path then fails at once, not after the tokenising."""
     value = training_args.resume_from_checkpoint
     if value is None or str(value).lower() in ("false", ""):
         return None
     if str(value).lower() != "true":
+        check_checkpoint_complete(Path(value))
         return str(value)
     folder = Path(training_args.output_dir)
     steps = {}
@@ -384,6 +410,96 @@ def checkpoint_to_resume(training_args) -> str | None:
         print(f"--resume_from_checkpoint true: {steps[step]} is incomplete (killed while saving?); skipping it")
     print(f"--resume_from_checkpoint true: no checkpoint in {folder} yet; starting from the beginning")
     return None
+
+
+def check_checkpoint_complete(checkpoint: Path) -> None:
+    """``ValueError`` when ``--resume_from_checkpoint`` names a folder that is missing, or one without
+    ``trainer_state.json`` (the last file the Trainer writes): the Trainer would fail with a bare
+    ``FileNotFoundError`` once the data was tokenised."""
+    if not checkpoint.is_dir():
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: no such checkpoint folder; pass an existing "
+                         "checkpoint-N folder, or `true` for the output folder's last complete one.")
+    if not (checkpoint / "trainer_state.json").is_file():
+        raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete (killed while saving?): it has no "
+                         "trainer_state.json; pass the checkpoint before it, or `true` for the output folder's last "
+                         "complete one.")
+
+
+#: the arguments that decide which batches each optimizer step reads: a resumed run must keep them
+RESUME_SETTINGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "world_size", "seed")
+#: config.json keys that are bookkeeping, not architecture (the Trainer saves checkpoints with ``use_cache`` off)
+CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "auto_map", "dtype", "torch_dtype", "use_cache",
+                      "_name_or_path")
+
+
+class RunSettings(TrainerCallback, ExportableState):
+    """Records :data:`RESUME_SETTINGS` in every checkpoint's ``trainer_state.json`` (a stateful callback's state, so
+    in the file the Trainer writes last and atomically with the rest), for :func:`check_resume_settings`."""
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    @classmethod
+    def of(cls, training_args) -> "RunSettings":
+        """The settings of this run."""
+        return cls(**{name: getattr(training_args, name) for name in RESUME_SETTINGS})
+
+    def state(self) -> dict:
+        return {"args": dict(self.settings), "attributes": {}}
+
+
+def recorded_settings(checkpoint: Path) -> dict:
+    """:data:`RESUME_SETTINGS` as a checkpoint recorded them (:class:`RunSettings`); a checkpoint written without that
+    callback gives what its ``trainer_state.json`` always holds: the batch size (``train_batch_size``, per device on a
+    machine without several GPUs in one process)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    recorded = (state.get("stateful_callbacks") or {}).get(RunSettings.__name__)
+    if isinstance(recorded, list):  # the Trainer lists callbacks of one class
+        recorded = recorded[0]
+    if recorded:
+        return dict(recorded.get("args", {}))
+    if state.get("train_batch_size"):
+        return {"train_batch_size": state["train_batch_size"]}
+    return {}
+
+
+def check_resume_settings(checkpoint: str | None, training_args) -> None:
+    """``ValueError`` naming each of :data:`RESUME_SETTINGS` that differs from the checkpoint's, with both values.
+
+    The Trainer skips ``global_step`` x ``gradient_accumulation_steps`` batches of the data it would now draw: with
+    another batch size, accumulation, number of processes or seed (the shuffle's), those are other batches, so the
+    resumed run would silently repeat some data and skip the rest (transformers only warns about the batch size).
+    ``--max_steps`` and ``--num_train_epochs`` may change: they extend or shorten the run without moving its data."""
+    if checkpoint is None:
+        return
+    recorded = recorded_settings(Path(checkpoint))
+    if "train_batch_size" in recorded:  # written without RunSettings: the batch size alone, read as transformers does
+        recorded = {"per_device_train_batch_size": recorded["train_batch_size"] // max(1, training_args.n_gpu)}
+    current = {name: getattr(training_args, name) for name in RESUME_SETTINGS}
+    changed = [f"--{name} {recorded[name]} (now {current[name]})" for name in recorded
+               if name in current and recorded[name] != current[name]]
+    if changed:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: the checkpoint was trained with "
+                         f"{', '.join(changed)}; a resumed run must keep these, or it repeats and skips data. "
+                         "Resume with the checkpoint's values (--max_steps / --num_train_epochs may change), or start "
+                         "a new run from its weights with --model_name_or_path.")
+
+
+def check_resume_config(checkpoint: str | None, config) -> None:
+    """``ValueError`` naming the model config fields (``--config_overrides``, ``--model_config``) that differ from the
+    checkpoint's ``config.json``: the weights would not load, or the optimizer's state would not fit them ("loaded
+    state dict contains a parameter group that doesn't match the size"), an error that names no field. A checkpoint
+    without ``config.json`` (a LoRA adapter's) is not checked."""
+    if checkpoint is None or not (Path(checkpoint) / "config.json").is_file():
+        return
+    saved = json.loads((Path(checkpoint) / "config.json").read_text())
+    built = json.loads(config.to_json_string(use_diff=True))  # as saved: the values that differ from the defaults
+    keys = sorted((saved.keys() | built.keys()) - set(CONFIG_BOOKKEEPING))
+    differ = [f"{key}={saved.get(key)!r} (now {built.get(key)!r})" for key in keys if saved.get(key) != built.get(key)]
+    if differ:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: the model config differs from the checkpoint's: "
+                         f"{'; '.join(differ)}. Resume with the checkpoint's --model_config / --config_overrides, or "
+                         "start a new run from its weights with --model_name_or_path.")
 
 
 def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resume_from: str | None = None,

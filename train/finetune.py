@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
     label_column = task_args.label_column or TASK_COLUMNS[task][1]
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
+    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
+    common.check_resume_settings(resume_from, training_args)  # before any data is read
 
     default = None
     if task == "sequence_classification":
@@ -511,7 +513,6 @@ def main(argv: list[str] | None = None) -> dict:
         columns_read = {"translation": (text_column, label_column),
                         "question_answering": (text_column, "context")}.get(task, (text_column,))
         texts = (" ".join(x) if isinstance(x, list) else x for column in columns_read for x in raw["train"][column])
-    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
                                       resume_from=resume_from,
                                       training_args=training_args)
@@ -580,6 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
         card_task = "translation"
 
     model, new_weights = build_model(model_args, task, tokenizer, family, **head)
+    common.check_resume_config(resume_from, model.config)
     common.fit_to_model(tokenizer, model.config, max_length=data_args.max_length,
                         **({"max_target_length": task_args.max_target_length} if task == "translation" else {}))
     if task_args.lora_r:
@@ -594,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict:
     use_generate = task == "translation" and training_args.predict_with_generate
     trainer = trainer_class(model=model, args=training_args, train_dataset=features["train"],
                             eval_dataset=features["validation"], processing_class=tokenizer,
-                            data_collator=collator, callbacks=[guard],
+                            data_collator=collator, callbacks=[guard, common.RunSettings.of(training_args)],
                             compute_metrics=compute_metrics if task != "translation" or use_generate else None)
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)

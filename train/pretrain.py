@@ -20,6 +20,7 @@ run, without taking anything from the training's random stream.
 """
 
 import copy
+import itertools
 import math
 import sys
 import zlib
@@ -101,7 +102,8 @@ class EpochOfMasks(TrainerCallback):
     """Tells a masking collator (:class:`MaskEpoch`) which epoch starts: at the run's first epoch, the one the Trainer's
     state is in (a resumed run: the one it resumes in), then one more at each new epoch. Counting, not reading
     ``state.epoch`` each time: over a streamed dataset the Trainer's epoch is a fraction of ``max_steps`` (0, 0.17,
-    1.17, ... at the passes' starts), and its floor gave the second pass the first one's masks."""
+    1.17, ... at the passes' starts), and its floor gave the second pass the first one's masks. A streamed run resumed
+    past its first pass gets its epoch from the passes its skip replays (:class:`ResumedStream`), then counts on."""
 
     def __init__(self, collator):
         self.collator = collator
@@ -115,9 +117,56 @@ class EpochOfMasks(TrainerCallback):
             self.started = True
 
 
+class ResumedStream:
+    """A streamed training set's data loader, resumed after ``steps`` optimizer steps counted over its passes.
+
+    Over a dataset without a length the Trainer takes ``max_steps`` for one epoch, and each epoch is one pass of the
+    stream, however short. Resuming, it skips ``global_step`` x ``gradient_accumulation_steps`` batches of one pass:
+    from a checkpoint past the first pass's end, the rest of the skip was lost, and the run went on from the next
+    pass's start. Here the passes are replayed as the uninterrupted run read them: a pass's optimizer steps end at
+    each ``accumulation``-th batch of the pass (batches left over at a pass's end join the next pass's first step),
+    and the passes' steps are skipped until ``steps`` are; the rest of that pass follows, and the Trainer's next epoch
+    starts the pass after it. Each replayed pass sets a masking collator's epoch (:class:`MaskEpoch`) to its number,
+    so the masks are that pass's, whatever epoch the Trainer counts."""
+
+    def __init__(self, dataloader, steps: int, accumulation: int, collator=None):
+        self.dataloader, self.steps, self.accumulation, self.collator = dataloader, steps, accumulation, collator
+
+    def start_pass(self, number: int) -> None:
+        """What the Trainer does as an epoch (a pass) starts: the loader's epoch (a shuffled stream's order) and the
+        masks' epoch."""
+        if hasattr(self.dataloader, "set_epoch"):
+            self.dataloader.set_epoch(number)
+        if isinstance(self.collator, MaskEpoch):
+            self.collator.epoch = number
+
+    def __iter__(self):
+        steps = self.steps
+        for number in itertools.count():
+            self.start_pass(number)
+            batches = 0
+            for batch in self.dataloader:
+                if steps == 0:
+                    yield batch  # the rest of the pass the checkpoint was saved in
+                    continue
+                batches += 1
+                if batches % self.accumulation == 0:  # an optimizer step of the uninterrupted run ends here
+                    steps -= 1
+            if steps == 0 or batches == 0:  # done; or an empty stream, which the Trainer reports
+                return
+
+
 class MaskedObjectiveTrainer(Trainer):
     """A Trainer whose evaluations use the collator's :meth:`MaskEpoch.for_evaluation` copy: the training collator's
-    masks change every epoch (dynamic masking), an evaluation's never do."""
+    masks change every epoch (dynamic masking), an evaluation's never do. A resumed run over a stream skips the
+    batches already trained over all the passes they span (:class:`ResumedStream`)."""
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """The Trainer's skip of ``num_batches`` (the steps trained x the accumulation), across a stream's passes."""
+        if hasattr(self.train_dataset, "__len__"):
+            return super().get_resumed_dataloader(dataloader, num_batches)
+        accumulation = self.args.gradient_accumulation_steps
+        return ResumedStream(dataloader, num_batches // accumulation, accumulation, self.data_collator)
 
     def get_eval_dataloader(self, eval_dataset=None):
         training_collator = self.data_collator
@@ -300,6 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
     common.use_mini_checkpoint(model_args, training_args)  # a transformers checkpoint is converted first
+    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
+    common.check_resume_settings(resume_from, training_args)  # before any data is read
 
     raw = common.load_text_splits(
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
@@ -310,7 +361,6 @@ def main(argv: list[str] | None = None) -> dict:
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
     texts = None if model_args.tokenizer_name_or_path else (row[data_args.text_column] for row in raw["train"])
-    resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
     tokenizer = common.load_tokenizer(model_args, texts, family=family,
                                       resume_from=resume_from,
                                       training_args=training_args)
@@ -332,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
         common.check_vocab_fits(tokenizer, config)
     else:
         config = common.build_config(model_args, tokenizer)
+    common.check_resume_config(resume_from, config)
     common.fit_to_model(tokenizer, config, max_length=data_args.max_length)
 
     with training_args.main_process_first(desc="tokenising"):
@@ -347,7 +398,9 @@ def main(argv: list[str] | None = None) -> dict:
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     collator = build_collator(family, tokenizer, pretrain_args, training_args.seed)
-    callbacks = [guard, EpochOfMasks(collator)] if isinstance(collator, MaskEpoch) else [guard]
+    callbacks = [guard, common.RunSettings.of(training_args)]
+    if isinstance(collator, MaskEpoch):
+        callbacks.append(EpochOfMasks(collator))
     trainer = MaskedObjectiveTrainer(model=model, args=training_args, train_dataset=blocks["train"],
                                      eval_dataset=blocks["validation"], processing_class=tokenizer,
                                      data_collator=collator, callbacks=callbacks)
