@@ -39,7 +39,6 @@ from .configuration_mini import MiniEncoderConfig
 from .modeling_base import (
     MiniEmbeddings,
     MiniPreTrainedModel,
-    _checks_enabled,
     check_attention_mask,
     check_position_ids,
     check_sequence_input,
@@ -218,14 +217,11 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=pooled)
 
     def _check_token_type_ids(self, token_type_ids: torch.Tensor, batch: int, length: int) -> None:
+        """The shape; the values are checked with the other ids, in the embeddings' one host read (a model without
+        a segment table takes all-zero ids: ``check_id_ranges``' ``token_type_ids:none``)."""
         if tuple(token_type_ids.shape) != (batch, length):
             raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
                              f"got {tuple(token_type_ids.shape)}.")
-        no_segments = self.embeddings.token_type_embeddings is None
-        if no_segments and _checks_enabled(token_type_ids) and bool(token_type_ids.any()):
-            # all-zero ids (what tokenizers send by default) mean "one segment" and are accepted
-            raise ValueError("`token_type_ids` must be all 0 (or omitted): this model has `type_vocab_size=0`, "
-                             "no segment embeddings.")
 
 
 class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
