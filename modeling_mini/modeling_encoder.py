@@ -265,8 +265,11 @@ class MiniEncoderForMaskedLM(MiniEncoderPreTrainedModel):
         if labels is not None:
             if self.config.sparse_prediction:
                 # only masked positions count in the loss: project just those onto the vocabulary
-                scored = labels != -100
-                hidden_states, labels = hidden_states[scored], labels[scored]  # (N, D), (N,)
+                # (B*T,) -> (N,): the flat indices of the scored positions, found once (a data-dependent size: one
+                # host sync, and one graph break under torch.compile, where two boolean indexings took two)
+                scored = (labels.flatten() != -100).nonzero().squeeze(-1)
+                hidden_states = hidden_states.flatten(0, 1).index_select(0, scored)  # (N, D)
+                labels = labels.flatten().index_select(0, scored)  # (N,)
         logits = self.lm_head(self.transform(hidden_states))  # (B, T, V), or (N, V) with sparse_prediction
         loss = None
         if labels is not None:

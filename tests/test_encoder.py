@@ -163,6 +163,17 @@ def test_sparse_prediction_gives_the_same_loss_and_gradients():
         torch.testing.assert_close(sparse_grads[key], dense_grads[key], msg=key)
 
 
+def test_sparse_prediction_breaks_a_compiled_graph_once():
+    """The scored positions have a data-dependent count: one host sync, one graph break (two boolean indexings made
+    two)."""
+    ids, mask = padded_batch(left=False)
+    labels = torch.full_like(ids, -100)
+    labels[:, ::3] = ids[:, ::3]
+    model = MiniEncoderForMaskedLM(tiny_encoder_config(sparse_prediction=True))
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(model)(ids, attention_mask=mask, labels=labels).graph_break_count == 1
+
+
 def test_binary_sigmoid_head():
     """The spam / not-spam head: one logit, sigmoid + binary cross-entropy."""
     config = tiny_encoder_config(num_labels=1, problem_type="multi_label_classification")
