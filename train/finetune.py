@@ -14,11 +14,16 @@ extractive question answering.
 * sequence_classification (every family; an encoder-decoder reads the text with both stacks, as BART does): one
   label per text. Two classes get ONE sigmoid output (``num_labels=1``,
   ``problem_type="multi_label_classification"``), as spam detection; more classes a softmax. Metrics: accuracy,
-  precision, recall, F1 (binary: of the positive class, id 1; multi-class: macro average).
-* token_classification: one BIO tag per word (``tokens`` / ``ner_tags`` columns, tags as strings or a
+  precision, recall, F1 (binary: of the positive class, id 1; multi-class: macro average). As in transformers'
+  ``run_classification.py`` (:func:`sequence_label_kind`), a float label column is regression (one output,
+  ``problem_type="regression"``, mean squared error; metrics MSE, MAE, Pearson, Spearman), and a column of lists
+  (``["sports", "politics"]``) multi-label classification (a sigmoid per label name; metrics exact match, micro
+  and macro F1).
+* token_classification (gpt, encoder): one BIO tag per word (``tokens`` / ``ner_tags`` columns, tags as strings or a
   ``ClassLabel`` sequence). Only the first sub-word of each word carries the label; the rest are -100.
   Metrics: entity precision / recall / F1 (seqeval).
-* translation (seq2seq family): ``Seq2SeqTrainer`` with ``predict_with_generate``; metrics BLEU and chrF.
+* translation (seq2seq family): ``Seq2SeqTrainer`` with ``predict_with_generate``; metrics BLEU and chrF. The
+  saved generation config generates as evaluation did (``--generation_max_length``, ``--generation_num_beams``).
 * question_answering (every family; seq2seq reads the text with both stacks, as BART): extractive, SQuAD-format
   rows (``id``, ``question``, ``context``, ``answers`` = ``{"text": [...], "answer_start": [...]}``; the question
   and answers columns follow --text_column / --label_column), as transformers' ``run_qa.py``. A long context is cut
@@ -29,6 +34,8 @@ extractive question answering.
 
 ``--from_scratch`` builds the same architecture with random weights (the baseline a pretrained start must beat).
 ``--lora_r 8`` fine-tunes with LoRA (PEFT) instead of updating every weight; see :func:`add_lora`.
+A checkpoint whose task head has another shape (fine-tuned for other labels) is an error unless
+``--ignore_mismatched_sizes true`` starts that head anew.
 With no data argument, sequence classification uses the embedded downstream task (``embedded_data.py``).
 """
 
@@ -87,6 +94,9 @@ class FinetuneArguments:
         "help": "question answering: the longest answer, in tokens, that evaluation may predict"})
     n_best_size: int = field(default=20, metadata={
         "help": "question answering: start and end candidates per window that evaluation pairs up"})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={
+        "help": "start anew the checkpoint's weights whose shape differs from the run's model (a task head trained for "
+                "another number of labels) instead of stopping with an error, as in transformers' run_glue.py"})
     lora_r: int = field(default=0, metadata={
         "help": "LoRA rank: > 0 freezes the pretrained weights and trains low-rank adapters (PEFT); 0 trains all"})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale: the update is (lora_alpha / lora_r) B A"})
@@ -110,20 +120,84 @@ def is_class_label(splits, column: str, *, sequence: bool) -> bool:
     return hasattr(getattr(feature, "feature", None) if sequence else feature, "names")
 
 
-def label_names(splits, column: str, *, sequence: bool) -> list[str]:
+def label_names(splits, column: str, *, sequence: bool, tags: bool = False) -> list[str]:
     """Class names from a ``ClassLabel`` feature, else the sorted distinct values (strings or integers) of every
     split: a tag that only the validation split holds (a rare entity type) still gets an id, so it is scored
-    as a miss instead of stopping the run."""
+    as a miss instead of stopping the run. ``sequence``: each row holds a list of labels (a sentence's tags, or a
+    multi-label text's labels), and the names are those of the lists' items. ``tags`` (token classification)
+    refuses items that are not strings: seqeval reads the entity types from the BIO names."""
     if is_class_label(splits, column, sequence=sequence):
         feature = next(iter(splits.values())).features[column]
         return list((feature.feature if sequence else feature).names)
     values = set()
     for split in splits.values():
         values |= {v for row in split[column] for v in row} if sequence else set(split[column])
-    if sequence and not all(isinstance(v, str) for v in values):
+    if tags and not all(isinstance(v, str) for v in values):
         raise ValueError(f"token_classification needs tags as strings (B-PER, I-PER, O) or a ClassLabel sequence; "
                          f"column {column!r} holds {sorted(values)[:5]}.")
     return [str(v) for v in sorted(values)]
+
+
+#: how a sequence_classification label column is read (transformers' run_classification.py rules)
+LABEL_KINDS = ("single_label", "multi_label", "regression")
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def sequence_label_kind(splits, column: str) -> str:
+    """How :data:`LABEL_KINDS` reads ``column``, as transformers' ``run_glue.py`` / ``run_classification.py`` decide:
+
+    * ``regression``: a float column (feature dtype float16/32/64, as JSON numbers with a fraction, ``2.5``, are
+      read) in any split: one output, mean squared error; a class per distinct value would make no sense of it.
+    * ``multi_label``: a column of lists (``["sports", "politics"]``, or a ``ClassLabel`` sequence): any number
+      of labels per text, one sigmoid per label.
+    * ``single_label``: anything else (strings, integers, a ``ClassLabel``): one class per text.
+
+    Integer-valued labels stored as floats (``1.0``, ``2.0``) are regression here too, as in ``run_glue.py``; to
+    classify them, write them as integers or strings."""
+    features = [split.features[column] for split in splits.values() if split.features]
+    if any(getattr(feature, "dtype", None) in FLOAT_DTYPES for feature in features):
+        return "regression"
+    if any(hasattr(feature, "feature") for feature in features):  # a Sequence / List feature
+        return "multi_label"
+    return "single_label"
+
+
+def regression_targets(values, column: str) -> list[float]:
+    """Regression labels as floats; ``ValueError`` on a missing (null) or non-finite one, which would make the
+    squared error NaN and stop the run later."""
+    for value in values:
+        if value is None or not np.isfinite(float(value)):
+            raise ValueError(f"regression labels must be finite numbers; column {column!r} holds {value!r}.")
+    return [float(value) for value in values]
+
+
+def multi_hot(rows, names: list[str], class_ids: bool = False) -> list[list[float]]:
+    """Each row's list of labels as a 0/1 row over ``names`` (floats: the sigmoid heads' binary cross-entropy
+    takes them); an empty list is a text with none of the labels."""
+    out = []
+    for row in rows:
+        if row is None:
+            raise ValueError(f"a multi-label row must be a list of labels (empty for none), not null; the labels are "
+                             f"{names}.")
+        vector = [0.0] * len(names)
+        for i in label_ids(row, names, class_ids):
+            vector[i] = 1.0
+        out.append(vector)
+    return out
+
+
+def sequence_classification_head(kind: str, names: list[str], binary: bool) -> dict:
+    """The config fields of the head: ``num_labels``, ``problem_type`` and, for classes, ``id2label`` /
+    ``label2id`` (the pipeline's label names). Regression gets transformers' default name ``LABEL_0`` for its one
+    output, replacing whatever names the checkpoint's head had."""
+    if kind == "regression":
+        return {"num_labels": 1, "problem_type": "regression", "id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}}
+    if binary:
+        return {"num_labels": 1, "problem_type": "multi_label_classification", "id2label": {0: names[1]},
+                "label2id": {names[1]: 0}}
+    return {"num_labels": len(names),
+            "problem_type": "multi_label_classification" if kind == "multi_label" else "single_label_classification",
+            "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
 def label_ids(values, names: list[str], class_ids: bool = False) -> list[int]:
@@ -146,14 +220,21 @@ def label_ids(values, names: list[str], class_ids: bool = False) -> list[int]:
 # ---------------------------------------------------------------------------------------------- preprocessing
 
 def sequence_classification_features(batch, tokenizer, text_column, label_column, names, max_length, binary,
-                                     class_ids=False):
-    """Token ids and class ids, with the tokenizer's special tokens: GPT classifies from the last token's state,
+                                     class_ids=False, kind="single_label"):
+    """Token ids and labels (class ids; floats for ``binary`` and ``regression``; 0/1 rows for ``multi_label``, see
+    :func:`sequence_label_kind`), with the tokenizer's special tokens: GPT classifies from the last token's state,
     and with our tokenizers that is the end token, the same token after every text (GPT-1 adds an extract token
     for the same reason). Measured on the embedded task after the demo's pretraining: a linear probe on the end
     token's state scores 0.62 accuracy, on the last word's 0.47 (random weights: 0.52, 0.37)."""
     encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length)
-    ids = label_ids(batch[label_column], names, class_ids)
-    encoded["labels"] = [float(i) for i in ids] if binary else ids
+    values = batch[label_column]
+    if kind == "regression":
+        encoded["labels"] = regression_targets(values, label_column)
+    elif kind == "multi_label":
+        encoded["labels"] = multi_hot(values, names, class_ids)
+    else:
+        ids = label_ids(values, names, class_ids)
+        encoded["labels"] = [float(i) for i in ids] if binary else ids
     return encoded
 
 
@@ -340,13 +421,20 @@ def best_answers(examples, features, start_logits, end_logits, n_best_size: int 
 
 # ------------------------------------------------------------------------------------------------- metrics
 
-def classification_metrics(binary: bool, num_classes: int):
+def classification_metrics(binary: bool, num_classes: int, kind: str = "single_label"):
+    """The ``compute_metrics`` of sequence classification, by :func:`sequence_label_kind`: accuracy, precision,
+    recall and F1 of classes (binary: of the positive class; more: macro average); for ``multi_label`` a sigmoid >
+    0.5 per label, scored as exact match (``accuracy``: every label of the text right), micro F1 / precision /
+    recall and macro F1 (``run_classification.py`` reports micro F1); for ``regression`` MSE, MAE, Pearson and
+    Spearman."""
+    if kind == "regression":
+        return regression_metrics()
+    if kind == "multi_label":
+        return multi_label_metrics()
     scorer = common.metric("classification")
 
     def compute(prediction):
-        logits, references = prediction.predictions, prediction.label_ids
-        if isinstance(logits, tuple):  # a model returning more than its logits: they come first
-            logits = logits[0]
+        logits, references = head_outputs(prediction)
         if binary:
             predicted = (logits.reshape(-1) > 0).astype(int)
             references = references.reshape(-1).astype(int)
@@ -354,6 +442,38 @@ def classification_metrics(binary: bool, num_classes: int):
             predicted = logits.argmax(-1)
         average = "binary" if num_classes == 2 else "macro"
         return scorer.compute(predictions=predicted, references=references, average=average)
+
+    return compute
+
+
+def head_outputs(prediction):
+    """The logits and the labels of an evaluation (a model returning more than its logits gives them first)."""
+    logits = prediction.predictions
+    return (logits[0] if isinstance(logits, tuple) else logits), prediction.label_ids
+
+
+def multi_label_metrics():
+    """Multi-label scores of 0/1 rows: a label is predicted where its logit is > 0 (sigmoid > 0.5)."""
+    scorer = common.metric("classification")
+
+    def compute(prediction):
+        logits, references = head_outputs(prediction)
+        predicted, references = (logits > 0).astype(int), references.astype(int)
+        micro = scorer.compute(predictions=predicted, references=references, average="micro")
+        macro = scorer.compute(predictions=predicted, references=references, average="macro")
+        return {"accuracy": micro["accuracy"], "f1_micro": micro["f1"], "precision_micro": micro["precision"],
+                "recall_micro": micro["recall"], "f1_macro": macro["f1"]}
+
+    return compute
+
+
+def regression_metrics():
+    """MSE, MAE, Pearson and Spearman of the one output against the float labels."""
+    scorer = common.metric("regression")
+
+    def compute(prediction):
+        predicted, references = head_outputs(prediction)
+        return scorer.compute(predictions=predicted.reshape(-1), references=references.reshape(-1))
 
     return compute
 
@@ -407,14 +527,18 @@ def question_answering_metrics(examples, features, answers_column: str, n_best_s
 
 # ------------------------------------------------------------------------------------------------------ model
 
-def build_model(model_args, task: str, tokenizer, family: str, **head_options):
+def build_model(model_args, task: str, tokenizer, family: str, ignore_mismatched_sizes: bool = False,
+                **head_options):
     """The task head on the pretrained checkpoint, or the same architecture with random weights.
 
-    Returns ``(model, new_weights)``: the names of the weights the checkpoint did not have (the new head, and a
-    pooler a language-model checkpoint lacks), which start random.
+    Returns ``(model, new_weights)``: the names of the weights that start random: those the checkpoint did not have
+    (the new head, and a pooler a language-model checkpoint lacks) and, with ``ignore_mismatched_sizes``, those it
+    had in another shape (a fine-tuned head for another number of labels), which are initialised anew.
     """
     auto = TASK_AUTO[task]
     if model_args.model_name_or_path:
+        if "id2label" in head_options:  # it sets num_labels; both would warn when the checkpoint had other labels
+            head_options = {key: value for key, value in head_options.items() if key != "num_labels"}
         config = AutoConfig.from_pretrained(model_args.model_name_or_path,
                                             trust_remote_code=model_args.trust_remote_code, **head_options)
         if common.family_of(config) != family:
@@ -424,9 +548,21 @@ def build_model(model_args, task: str, tokenizer, family: str, **head_options):
         if model_args.from_scratch:
             model = auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
             return model, [name for name, _ in model.named_parameters()]
-        model, info = auto.from_pretrained(model_args.model_name_or_path, config=config, output_loading_info=True,
-                                           trust_remote_code=model_args.trust_remote_code)
-        return model, sorted(info["missing_keys"])
+        try:
+            model, info = auto.from_pretrained(model_args.model_name_or_path, config=config, output_loading_info=True,
+                                               trust_remote_code=model_args.trust_remote_code,
+                                               ignore_mismatched_sizes=ignore_mismatched_sizes)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            raise ValueError(
+                f"the checkpoint {model_args.model_name_or_path!r} has weights of another shape than this run's model "
+                f"(the report above lists them): usually a task head fine-tuned for another number of labels (this "
+                f"run's head has {config.num_labels} outputs). Pass --ignore_mismatched_sizes true to start those "
+                "weights anew (they then train, with LoRA too), or fine-tune the checkpoint's base model "
+                "instead.") from error
+        mismatched = {key for key, *_shapes in info["mismatched_keys"]}
+        return model, sorted(set(info["missing_keys"]) | mismatched)
     config = common.build_config(model_args, tokenizer, **head_options)
     model = auto.from_config(config)
     return model, [name for name, _ in model.named_parameters()]
@@ -453,6 +589,32 @@ def add_lora(model, task: str, task_args, new_weights: list[str]):
     return peft_model
 
 
+def task_families(task: str) -> list[str]:
+    """The families that have ``task``'s head: those whose config class ``modeling_mini`` registered with the task's
+    Auto class (token classification: gpt and encoder; translation: seq2seq; the others: every family)."""
+    auto = TASK_AUTO[task]  # its config -> model mapping holds the registrations (``modeling_mini._register``)
+    return [family for family in common.FAMILIES if common.family_config_class(family) in auto._model_mapping]
+
+
+def check_task_family(task: str, family: str) -> None:
+    """``ValueError`` before any data is read when the model's family has no head for ``task``: transformers' own
+    error comes only after tokenising, and lists a hundred other configuration classes."""
+    families = task_families(task)
+    if family not in families:
+        raise ValueError(f"task {task!r} needs the {' or '.join(families)} family; the model is {family!r}.")
+
+
+def set_generation_lengths(model, training_args) -> None:
+    """Make the saved generation config generate as evaluation did: ``max_length`` = ``--generation_max_length``
+    (which defaults to ``--max_target_length``) and ``num_beams`` = ``--generation_num_beams`` when given. Without
+    it, ``generate()`` and the pipeline on the saved model would stop at the checkpoint's ``max_length``
+    (transformers' default, 20 tokens), shorter than the translations that were scored."""
+    config = model.generation_config
+    config.max_length = training_args.generation_max_length
+    if training_args.generation_num_beams:
+        config.num_beams = training_args.generation_num_beams
+
+
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, task_args, training_args = common.parse_arguments(
         (common.ModelArguments, common.DataArguments, FinetuneArguments, Seq2SeqTrainingArguments), argv)
@@ -469,8 +631,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "--from_scratch with --family and --model_config.")
         family = model_args.family
         common.check_choice("family", family, common.FAMILIES)
-    if task == "translation" and family != "seq2seq":
-        raise ValueError(f"task 'translation' needs the seq2seq family; the model is {family!r}.")
+    check_task_family(task, family)
     if task_args.lora_r < 0:
         raise ValueError(f"`lora_r` must be an integer >= 0 (0: no LoRA); got {task_args.lora_r}.")
     if task_args.lora_r and model_args.from_scratch:
@@ -522,24 +683,25 @@ def main(argv: list[str] | None = None) -> dict:
     map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
 
     if task == "sequence_classification":
-        names = label_names(full, label_column, sequence=False)
-        if len(names) < 2:
+        kind = sequence_label_kind(full, label_column)
+        names = [] if kind == "regression" else label_names(full, label_column, sequence=kind == "multi_label")
+        if kind == "single_label" and len(names) < 2:
             raise ValueError(f"sequence_classification needs at least 2 classes; column {label_column!r} has {names}.")
-        binary = len(names) == 2 and task_args.binary_sigmoid
-        head = ({"num_labels": 1, "problem_type": "multi_label_classification", "id2label": {0: names[1]},
-                 "label2id": {names[1]: 0}} if binary else
-                {"num_labels": len(names), "problem_type": "single_label_classification",
-                 "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}})
+        if kind == "multi_label" and not names:
+            raise ValueError(f"multi-label sequence_classification needs at least 1 label name; every list in "
+                             f"column {label_column!r} is empty.")
+        binary = kind == "single_label" and len(names) == 2 and task_args.binary_sigmoid
+        head = sequence_classification_head(kind, names, binary)
         features = raw.map(sequence_classification_features, fn_kwargs={
             "tokenizer": tokenizer, "text_column": text_column, "label_column": label_column, "names": names,
-            "max_length": data_args.max_length, "binary": binary,
-            "class_ids": is_class_label(full, label_column, sequence=False)},
+            "max_length": data_args.max_length, "binary": binary, "kind": kind,
+            "class_ids": is_class_label(full, label_column, sequence=kind == "multi_label")},
             desc="tokenising", **map_options)
         collator = DataCollatorWithPadding(tokenizer)
-        compute_metrics = classification_metrics(binary, len(names))
+        compute_metrics = classification_metrics(binary, len(names), kind)
         card_task = "sequence-classification"
     elif task == "token_classification":
-        names = label_names(full, label_column, sequence=True)
+        names = label_names(full, label_column, sequence=True, tags=True)
         head = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}}
         features = raw.map(token_classification_features, fn_kwargs={
@@ -580,7 +742,8 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = translation_metrics(tokenizer)
         card_task = "translation"
 
-    model, new_weights = build_model(model_args, task, tokenizer, family, **head)
+    model, new_weights = build_model(model_args, task, tokenizer, family,
+                                     ignore_mismatched_sizes=task_args.ignore_mismatched_sizes, **head)
     common.check_resume_config(resume_from, model.config)
     common.fit_to_model(tokenizer, model.config, max_length=data_args.max_length,
                         **({"max_target_length": task_args.max_target_length} if task == "translation" else {}))
@@ -608,6 +771,8 @@ def main(argv: list[str] | None = None) -> dict:
         if trainer.is_world_process_zero():
             trainer.model.save_pretrained(Path(training_args.output_dir) / "adapter")
         trainer.model = trainer.model.merge_and_unload()
+    if task == "translation":
+        set_generation_lengths(trainer.model, training_args)
     recipe = common.resolved_recipe(model_args, data_args, task_args, training_args)
     data_name = data_args.dataset_name or (", ".join(data_args.train_files) if data_args.train_files else
                                            "embedded default task (Python standard-library areas)")
