@@ -954,3 +954,16 @@ def test_question_answering_windows_recover_the_xquad_answers(shared_data, wordp
         hits += normalize_answer(row["context"][offsets[start][0]:offsets[end][1]]) == normalize_answer(
             row["answers"]["text"][0])
     assert total >= len(rows) and hits / total >= 0.95, (hits, total)
+
+
+def test_the_saved_recipe_records_a_launchers_mixed_precision(monkeypatch, tmp_path):
+    """``accelerate launch --mixed_precision bf16`` sets only the environment: the Trainer trains in bf16 while
+    ``--bf16`` stays False, and the recipe recorded ``bf16: false`` (run again with python: float32)."""
+    from transformers import TrainingArguments
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True)
+    assert (args.bf16, args.mixed_precision) == (False, "bf16")
+    assert common.resolved_recipe(args)["bf16"] is True
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert common.resolved_recipe(TrainingArguments(output_dir=str(tmp_path), use_cpu=True))["bf16"] is False

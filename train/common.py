@@ -197,7 +197,11 @@ SECRETS = ("hub_token", "push_to_hub_token", "token")
 
 def resolved_recipe(*objects) -> dict:
     """Every argument of the run as one flat dict (secrets dropped), ready to write as YAML. A converted checkpoint
-    is recorded under its original name (see :func:`use_mini_checkpoint`)."""
+    is recorded under its original name (see :func:`use_mini_checkpoint`).
+
+    The precision is recorded as the run trained: ``accelerate launch --mixed_precision bf16`` (or an accelerate
+    config saying so) leaves ``--bf16`` False and sets only the arguments' ``mixed_precision``, which the Trainer
+    follows; the recipe then says ``bf16: true``, so that running it again with ``python`` trains the same way."""
     recipe = {}
     for obj in objects:
         values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
@@ -207,6 +211,8 @@ def resolved_recipe(*objects) -> dict:
             recipe[key] = value.value if hasattr(value, "value") else value
         if getattr(obj, "converted_from", None):
             recipe["model_name_or_path"] = obj.converted_from
+        if getattr(obj, "mixed_precision", None) in ("fp16", "bf16"):  # the training arguments
+            recipe[obj.mixed_precision] = True
     return recipe
 
 
