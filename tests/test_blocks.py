@@ -304,3 +304,51 @@ def test_a_seeded_training_forward_drops_out_as_the_reference_does(family):
         with torch.no_grad():
             logits.append(model(input_ids=ids).logits)
     torch.testing.assert_close(logits[1], logits[0], atol=1e-6, rtol=0)
+
+
+def test_eager_attention_without_a_mask_keeps_the_causal_window():
+    """Called with no mask, eager attention builds the causal structure itself, window included: a query sees itself
+    and the ``sliding_window - 1`` keys before it, the same as with the boolean mask the model would pass."""
+    module = attention("eager", sliding_window=3)
+    module.sliding_window = 3
+    x = torch.randn(1, 6, 32)
+    positions = torch.arange(6)
+    allowed = (positions[None, :] <= positions[:, None]) & (positions[:, None] - positions[None, :] < 3)  # (T, S)
+    with torch.no_grad():
+        out, weights = module(x, attention_mask=None)
+        masked, _ = module(x, attention_mask=allowed[None, None])
+    assert torch.equal(weights[0, :, ~allowed], torch.zeros_like(weights[0, :, ~allowed]))
+    assert (weights[0, :, allowed] > 0).all()
+    torch.testing.assert_close(out, masked)
+
+
+def test_float16_clamp_is_transformers_t5s():
+    """With ``clamp_float16``, a float16 residual stream holding an inf is clamped to 1000 below float16's largest
+    value, as transformers' T5 does; one without an inf passes unchanged (its largest value included); other dtypes
+    are never touched."""
+    block = MiniBlock(tiny_gpt_config(clamp_float16=True), layer_idx=0, is_causal=True)
+    largest = torch.finfo(torch.float16).max
+    overflowed = torch.tensor([float("inf"), -float("inf"), 1.0, largest], dtype=torch.float16)
+    clamped = block._clamp(overflowed)
+    bound = torch.tensor(largest - 1000, dtype=torch.float16).item()  # 64512: the float16 nearest 64504
+    assert bound < largest and clamped.tolist() == [bound, -bound, 1.0, bound]
+    finite = torch.tensor([largest, -largest, 2.0], dtype=torch.float16)
+    assert torch.equal(block._clamp(finite), finite)
+    wide = torch.tensor([float("inf"), 1e30])
+    assert torch.equal(block._clamp(wide), wide)
+
+
+def test_residual_output_projections_start_scaled_down_by_depth():
+    """GPT-2's initialisation: the projections writing into the residual stream (attention ``o_proj``, the
+    feed-forward's ``down_proj``) start with std ``initializer_range / sqrt(2 * layers)``, so the stream's variance
+    does not grow with depth; the other matrices keep ``initializer_range``."""
+    from modeling_mini import MiniGPTModel
+
+    torch.manual_seed(0)
+    config = tiny_gpt_config(hidden_size=256, num_attention_heads=4, num_hidden_layers=4, intermediate_size=1024)
+    model = MiniGPTModel(config)
+    scaled, plain = config.initializer_range / (2 * 4) ** 0.5, config.initializer_range
+    for block in model.layers:
+        for weight, std in ((block.self_attn.o_proj.weight, scaled), (block.mlp.down_proj.weight, scaled),
+                            (block.self_attn.qkv_proj.weight, plain), (block.mlp.up_proj.weight, plain)):
+            assert abs(weight.std().item() / std - 1) < 0.05, (weight.shape, weight.std().item(), std)

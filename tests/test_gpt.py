@@ -436,6 +436,16 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
         torch.testing.assert_close(results[1][1][key], grad, msg=key)
 
 
+def test_gradient_checkpointing_returns_no_cache_in_training():
+    """A checkpointed block is run again in backward, which would append to a cache twice: training with
+    checkpointing makes no cache even when asked (labels alone already turn it off, so ask without them)."""
+    model = MiniGPTForCausalLM(tiny_gpt_config()).train()
+    model.gradient_checkpointing_enable()
+    ids, _ = padded_batch()
+    assert model(ids, use_cache=True).cache is None
+    assert model.eval()(ids, use_cache=True).cache is not None  # in eval mode it caches as usual
+
+
 def test_resize_token_embeddings_keeps_the_tied_head(tmp_path):
     model = lm()
     model.resize_token_embeddings(120)
@@ -688,6 +698,8 @@ def test_binary_single_sigmoid_logit_head():
     ("problem_type", "num_labels", "labels", "reference"),
     [
         ("single_label_classification", 3, torch.tensor([0, 2, 1]), lambda lo, la: F.cross_entropy(lo, la)),
+        # -100 is ignored: the mean is over the 2 real labels
+        ("single_label_classification", 3, torch.tensor([0, -100, 1]), lambda lo, la: F.cross_entropy(lo, la)),
         (None, 3, torch.tensor([0, 2, 1]), lambda lo, la: F.cross_entropy(lo, la)),
         ("multi_label_classification", 3, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]),
          lambda lo, la: F.binary_cross_entropy_with_logits(lo, la)),

@@ -522,7 +522,7 @@ def test_gemma2_converts_exactly(head):
         if hasattr(attention, "softcap"):
             attention.softcap = None
     uncapped.config.final_logit_softcap = None
-    with pytest.raises(AssertionError):  # the caps bite at these sizes
+    with pytest.raises(AssertionError, match="not close"):  # the caps bite at these sizes
         assert_same_outputs(hf, uncapped, ids, mask)
     back = to_hf(mini)
     assert type(back) is type(hf) and back.config.query_pre_attn_scalar == 24
@@ -578,7 +578,7 @@ def test_gemma3_converts_exactly_with_a_rotation_per_layer_type(head, impl):
     assert_same_outputs(hf, mini, ids, mask)
     one_rotation = copy.deepcopy(mini)
     one_rotation.base_model.sliding_rotary = None  # the sliding layers rotate as the full one
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="not close"):
         assert_same_outputs(hf, one_rotation, ids, mask)
     back = to_hf(mini)
     assert type(back) is type(hf) and back.config.rope_parameters == GEMMA3_ROPE
@@ -715,7 +715,7 @@ def test_smollm3_converts_exactly_with_layers_without_positions(head, impl, wind
     assert_same_outputs(hf, mini, ids, mask)
     rotating = copy.deepcopy(mini)
     rotating.base_model.layer_rotations = [block.attention_type for block in rotating.base_model.layers]
-    with pytest.raises(AssertionError):  # every layer rotating: not SmolLM3's function
+    with pytest.raises(AssertionError, match="not close"):  # every layer rotating: not SmolLM3's function
         assert_same_outputs(hf, rotating, ids, mask)
     back = to_hf(mini)
     assert type(back) is type(hf) and back.config.no_rope_layers == [1, 0, 1, 0]

@@ -607,3 +607,13 @@ def test_a_negative_hidden_state_index_counts_from_each_stacks_own_depth(encoder
         every = model(input_ids=ids, decoder_input_ids=ids, output_hidden_states=True)
     assert torch.equal(last.encoder_hidden_states[-1], every.encoder_hidden_states[-1])
     assert torch.equal(last.decoder_hidden_states[-1], every.decoder_hidden_states[-1])
+
+
+def test_gradient_checkpointing_returns_no_decoder_cache_in_training():
+    """As the GPT's: the recomputed decoder blocks would append to the cache twice, so training with checkpointing
+    makes none, even when asked."""
+    model = MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqConfig(**TINY, decoder_start_token_id=1)).train()
+    model.gradient_checkpointing_enable()
+    ids = torch.randint(3, 99, (2, 6))
+    assert model(ids, decoder_input_ids=ids[:, :4], use_cache=True).cache is None
+    assert model.eval()(ids, decoder_input_ids=ids[:, :4], use_cache=True).cache is not None

@@ -30,8 +30,6 @@ import common  # noqa: E402
 import finetune  # noqa: E402
 import pretrain  # noqa: E402
 
-HAS_SEQ2SEQ = hasattr(modeling_mini, "MiniSeq2SeqConfig")
-needs_seq2seq = pytest.mark.skipif(not HAS_SEQ2SEQ, reason="the seq2seq family is not in modeling_mini yet")
 WORDS = ("apple pear plum fig lime kiwi date grape melon peach berry cherry lemon mango olive onion carrot bean "
          "pea leek kale corn rice oat rye wheat barley millet").split()
 QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
@@ -77,7 +75,7 @@ def pretrain_tiny(family: str, output_dir: Path, corpus: str, *extra: str) -> di
 def pretrained(tmp_path_factory, data) -> dict[str, Path]:
     """One tiny pretrained checkpoint per family (2 steps): the fine-tuning tests start from them."""
     folders = {}
-    for family in ("gpt", "encoder") + (("seq2seq",) if HAS_SEQ2SEQ else ()):
+    for family in ("gpt", "encoder", "seq2seq"):
         folders[family] = tmp_path_factory.mktemp(f"pretrain-{family}")
         folders[family + "-metrics"] = pretrain_tiny(family, folders[family], data["corpus"])
     return folders
@@ -85,7 +83,7 @@ def pretrained(tmp_path_factory, data) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------------------ pretraining
 
-@pytest.mark.parametrize("family", ["gpt", "encoder", pytest.param("seq2seq", marks=needs_seq2seq)])
+@pytest.mark.parametrize("family", ["gpt", "encoder", "seq2seq"])
 def test_pretraining_writes_a_complete_output_folder(pretrained, family):
     folder, metrics = pretrained[family], pretrained[family + "-metrics"]
     assert math.isfinite(metrics["eval_loss"])
@@ -208,7 +206,6 @@ def test_binary_sequence_classification_uses_one_sigmoid_output(pretrained, data
     assert (tmp_path / "README.md").is_file() and (tmp_path / "tokenizer.json").is_file()
 
 
-@needs_seq2seq
 def test_an_encoder_decoder_fine_tunes_as_a_classifier(pretrained, data, tmp_path):
     """BART's way: the text through both stacks, the label from the decoder state at its end token (the tokenizer
     closes every text with one)."""
@@ -379,7 +376,6 @@ def test_class_label_ids_pass_through_even_when_names_look_like_ids():
                               class_ids=True) == [1, 0]
 
 
-@needs_seq2seq
 def test_translation_with_generate(pretrained, data, tmp_path):
     metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(pretrained["seq2seq"]),
                              "--train_files", data["pairs"], "--output_dir", str(tmp_path),
@@ -387,7 +383,6 @@ def test_translation_with_generate(pretrained, data, tmp_path):
     assert {"eval_bleu", "eval_chrf"} <= set(metrics)
 
 
-@needs_seq2seq
 def test_translation_from_scratch_trains_its_tokenizer_on_both_languages(data, tmp_path):
     """The targets here are the sources in capitals: a tokenizer trained on the sources alone spells them out."""
     finetune.main(["--task", "translation", "--from_scratch", "true", "--family", "seq2seq", "--model_config", "tiny",
@@ -410,7 +405,6 @@ def test_conll_files_are_read_again_once_edited(tmp_path):
     assert (first["tokens"], second["tokens"]) == (["Paris", "is"], ["Obama", "spoke", "here"])
 
 
-@needs_seq2seq
 def test_translation_fine_tunes_from_a_t5_checkpoint(data, tmp_path, bpe_tokenizer):
     """A T5 v1.1 checkpoint (`google/flan-t5-small`'s layout, smaller: gated GELU, an output matrix of its own)
     converts into a MiniSeq2Seq with T5's relative attention bias, which then fine-tunes and translates."""
@@ -478,7 +472,6 @@ def test_lora_trains_adapters_and_the_new_head_and_saves_a_merged_model(pretrain
         torch.testing.assert_close(reloaded(ids).logits, on_base(ids).logits, atol=1e-5, rtol=0)
 
 
-@needs_seq2seq
 def test_lora_translation_generates_and_keeps_the_tied_output_layer(pretrained, data, tmp_path):
     metrics = finetune.main(["--task", "translation", "--model_name_or_path", str(pretrained["seq2seq"]),
                              "--train_files", data["pairs"], "--output_dir", str(tmp_path), "--lora_r", "4",
@@ -931,8 +924,7 @@ def test_question_answering_windows_recover_the_xquad_answers(shared_data, wordp
     """On real SQuAD-format data (XQuAD, English), the answer tokens of the windows that hold the answer cut the
     answer's own text back out of the context (offsets), after SQuAD's normalisation."""
     path = shared_data / "qa_xquad_en" / "xquad_en.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the XQuAD file is not in this workspace")
+    assert path.is_file(), f"{path} is missing from the shared data (see its README.md)"
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("squad", common.METRICS_DIR / "squad" / "squad.py")
