@@ -979,6 +979,10 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
             table of its own (UMT5) instead of one for each stack (T5).
         decoder_start_token_id: the first decoder input, from which generation starts; labels are shifted
             right behind it to make ``decoder_input_ids``.
+        start_with_last_token: teacher forcing starts each row with that row's last real token instead of
+            ``decoder_start_token_id`` (mBART, whose rows end in their language code, which the decoder reads
+            first; the mBART converter sets it). Used wherever ``decoder_input_ids`` are made from labels or, in the
+            classification and question-answering heads, from ``input_ids`` (``shift_tokens_right``).
     """
 
     model_type = "mini_seq2seq"
@@ -1018,6 +1022,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
         decoder_start_token_id: int | None = None,
+        start_with_last_token: bool = False,
         is_encoder_decoder: bool = True,
         **kwargs,
     ):
@@ -1039,6 +1044,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         self._set_relative(relative_attention_num_buckets, relative_attention_max_distance, relative_bias_per_layer)
         self.position_offset = position_offset
         self.decoder_start_token_id = decoder_start_token_id
+        self.start_with_last_token = start_with_last_token
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -1074,7 +1080,8 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
         _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, another name of it
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row"))
+        _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row",
+                            "start_with_last_token"))
         _refuse_windows(vars(self))
         self._check_relative()
         _refuse_alibi(self)

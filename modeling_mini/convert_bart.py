@@ -22,10 +22,11 @@ output layer (Marian's ``share_encoder_decoder_embeddings=False`` gives the enco
 table (and BART's ``shared`` is a fourth that nothing reads), so the model converts with ``share_embeddings=False``,
 ``tie_word_embeddings=False`` and exports back so.
 
-mBART's own ``shift_tokens_right``, used when only ``labels`` are given, moves each label row's last real token (its
-language code or end token) to the front; ours starts every row with ``decoder_start_token_id``. They agree for
-mBART-50's layout (``[lang] text </s>``, start token ``</s>``); for mBART-cc25's (``text </s> [lang]``) pass
-``decoder_input_ids``.
+mBART's own ``shift_tokens_right``, used when only ``labels`` are given (and, in its classification and
+question-answering heads, on ``input_ids``), moves each row's last real token (its language code or end token) to the
+front instead of starting with ``decoder_start_token_id``: a converted mBART does the same (``start_with_last_token``),
+for mBART-50's layout (``[lang] text </s>``) and mBART-cc25's (``text </s> [lang]``) alike. Only mBART exports such a
+model, and mBART only such a model.
 
 BART's and mBART's classification and question-answering heads (``BartForSequenceClassification``, the head of
 BART-large-MNLI and the zero-shot pipeline, and ``BartForQuestionAnswering``) convert to
@@ -145,6 +146,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         share_embeddings=tied and bool(getattr(hf, "share_encoder_decoder_embeddings", True)),
         tie_word_embeddings=tied,
         final_logits_bias=True,
+        start_with_last_token=_family_of_config(hf) == "mBART",  # its decoder inputs start with the row's last token
     )
     if positions == "sinusoidal":
         if getattr(hf, "decoder_vocab_size", hf.vocab_size) != hf.vocab_size:
@@ -196,6 +198,17 @@ def export_family(config: MiniSeq2SeqConfig) -> str:
     )
 
 
+def _check_decoder_start(config: MiniSeq2SeqConfig, family: str) -> None:
+    """``ValueError`` unless ``config`` starts its decoder rows as ``family`` does: mBART with each row's last real
+    token, the others with ``decoder_start_token_id`` (``start_with_last_token``); a model trained one way would
+    train the other way once exported."""
+    needed = family == "mBART"
+    if config.start_with_last_token != needed:
+        start = "each row's last real token" if needed else "`decoder_start_token_id`"
+        raise ValueError(f"{family} starts each decoder row with {start}: it needs "
+                         f"`start_with_last_token={needed}`; this model has {config.start_with_last_token!r}.")
+
+
 def hf_config_from_mini(config: MiniSeq2SeqConfig):
     """The config of :func:`export_family`'s family for a MiniSeq2Seq config."""
     family = export_family(config)
@@ -222,6 +235,7 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
     sinusoidal = {"sinusoidal_layout": "concatenated", "position_offset": 0, "embedding_norm": False}
     if family == "Marian":
         check_expressible(config, family, {**required, **sinusoidal})
+        _check_decoder_start(config, family)
         # untied, transformers 5 keeps three tables whatever the flag says; True keeps Marian's default (and `shared`)
         return MarianConfig(max_position_embeddings=config.max_position_embeddings,
                             share_encoder_decoder_embeddings=config.share_embeddings or not config.tie_word_embeddings,
@@ -231,8 +245,10 @@ def hf_config_from_mini(config: MiniSeq2SeqConfig):
                          "`share_embeddings=False` needs `tie_word_embeddings=False` (three tables).")
     if family == "Pegasus":
         check_expressible(config, family, {**required, **sinusoidal})
+        _check_decoder_start(config, family)
         return PegasusConfig(max_position_embeddings=config.max_position_embeddings, **common)
     check_expressible(config, family, {**required, "position_offset": BART_POSITION_OFFSET, "embedding_norm": True})
+    _check_decoder_start(config, family)
     return FAMILIES[family][0](max_position_embeddings=config.max_position_embeddings - BART_POSITION_OFFSET,
                                classifier_dropout=config.hidden_dropout if config.classifier_dropout is None
                                else config.classifier_dropout, **common)

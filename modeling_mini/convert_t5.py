@@ -183,6 +183,7 @@ def t5_config_from_mini(config) -> T5Config:
         **(dict(type_vocab_size=0, add_pooler=False) if encoder_only else
            dict(share_embeddings=True, final_logits_bias=False)),
         "position_offset": 0,
+        **({} if encoder_only else {"start_with_last_token": False}),
         "attention_bias": False,
         "attention_output_bias": False,
         "mlp_bias": False,

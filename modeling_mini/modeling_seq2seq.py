@@ -57,20 +57,27 @@ from .normalization import build_norm
 from .positional import biased_mask, build_layer_biases, build_relative_bias, build_rotary, layer_mask
 
 
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None,
+                       start_with_last_token: bool = False):
     """Teacher forcing: the decoder input is the target moved one step right behind the start token.
 
-    (B, T) -> (B, T); the -100 of ignored label positions become ``pad_token_id``.
+    (B, T) -> (B, T); the -100 of ignored label positions become ``pad_token_id``. ``start_with_last_token``
+    (mBART): each row starts with its own last real token (its language code) instead of ``decoder_start_token_id``;
+    rows are padded on the right, so that token sits at (number of non-pad tokens - 1).
     """
-    if decoder_start_token_id is None:
+    if decoder_start_token_id is None and not start_with_last_token:
         raise ValueError(
             "`decoder_start_token_id` must be set in the config to build `decoder_input_ids` from `labels`."
         )
     if pad_token_id is None:
         raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
-    shifted = labels.new_full(labels.shape, decoder_start_token_id)
-    shifted[:, 1:] = labels[:, :-1]
-    return shifted.masked_fill(shifted == -100, pad_token_id)
+    labels = labels.masked_fill(labels == -100, pad_token_id)
+    if start_with_last_token:
+        last = (labels != pad_token_id).sum(dim=1, keepdim=True) - 1  # (B, 1): the last real token's index
+        start = labels.gather(1, last.clamp(min=0))  # (B, 1)
+    else:
+        start = labels.new_full((labels.shape[0], 1), decoder_start_token_id)
+    return torch.cat([start, labels[:, :-1]], dim=1)
 
 
 def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
@@ -449,7 +456,8 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id,
+                                  self.config.start_with_last_token)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
@@ -555,8 +563,9 @@ class _Seq2SeqReaderMixin:
                 raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
                                  f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
             check_sequence_input(input_ids, None)  # (B, T): the shift reads it by rows
-            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,
-                                                   self.config.decoder_start_token_id)  # (B, T), as in pretraining
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,  # (B, T), as in pretraining
+                                                   self.config.decoder_start_token_id,
+                                                   self.config.start_with_last_token)
         kwargs.pop("use_cache", None)
         return self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                           decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,

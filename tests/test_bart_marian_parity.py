@@ -301,21 +301,42 @@ def test_pre_norm_variants_have_final_norms_and_are_needed(kind):
                         expected) > 1e-3
 
 
-def test_mbart_cc25_labels_need_their_decoder_inputs():
-    """mBART-cc25 ends each label row with its language code, which mBART's own shift moves to the front; ours starts
-    every row with `decoder_start_token_id`. Passing the decoder inputs mBART would build gives its loss exactly."""
+def test_mbart_starts_each_decoder_row_with_its_last_real_token():
+    """mBART-cc25 ends each row with its language code, which mBART's own shift moves to the front of the decoder
+    inputs, where the others start with `decoder_start_token_id`: labels alone give mBART's loss, and its
+    classification and question-answering heads (which shift their `input_ids` so) give its outputs. Before, the
+    loss was off by about 0.5 and the QA logits by about 1."""
+    from transformers import MBartForQuestionAnswering, MBartForSequenceClassification
     from transformers.models.mbart.modeling_mbart import shift_tokens_right
 
     hf = reference("mbart")
     mini = from_hf(hf)
+    assert mini.config.start_with_last_token
     source, source_mask, target, target_mask = padded_pair(hf.config.pad_token_id)
     labels = target.masked_fill(target_mask == 0, -100)  # rows end with an ordinary token, as a language code
-    decoder_input_ids = shift_tokens_right(labels, hf.config.pad_token_id)
+    torch.testing.assert_close(mini.prepare_decoder_input_ids_from_labels(labels),
+                               shift_tokens_right(labels, hf.config.pad_token_id), rtol=0, atol=0)
     with torch.no_grad():
         theirs = hf(input_ids=source, attention_mask=source_mask, labels=labels).loss
-        ours = mini(input_ids=source, attention_mask=source_mask, labels=labels, decoder_input_ids=decoder_input_ids)
-        assert abs(ours.loss.item() - theirs.item()) <= 1e-5
-        assert abs(mini(input_ids=source, attention_mask=source_mask, labels=labels).loss.item() - theirs.item()) > 1e-3
+        ours = mini(input_ids=source, attention_mask=source_mask, labels=labels).loss
+    assert abs(ours.item() - theirs.item()) <= 1e-5
+    for head in (MBartForSequenceClassification, MBartForQuestionAnswering):
+        torch.manual_seed(0)
+        hf_head = _randomise(head(mbart_config(num_labels=3)))
+        mini_head = from_hf(hf_head)
+        ids = source.clone()
+        eos = hf.config.eos_token_id
+        ids[0, 5], ids[1:, -1] = eos, eos  # one end token per row: the classifier pools there
+        with torch.no_grad():
+            expected = hf_head(input_ids=ids, attention_mask=source_mask)
+            got = mini_head(ids, attention_mask=source_mask)
+        for key in ("logits", "start_logits", "end_logits"):
+            if key in expected:
+                torch.testing.assert_close(got[key], expected[key], atol=1e-5, rtol=0)
+    plain = MiniSeq2SeqConfig(**{**mini.config.to_dict(), "start_with_last_token": False})
+    with pytest.raises(ValueError, match="mBART starts each decoder row with each row's last real token.*"
+                                         "`start_with_last_token=True`"):
+        to_hf(type(mini)(plain))
 
 
 @pytest.mark.parametrize("kind", ["marian", "bart"])

@@ -90,7 +90,7 @@ BASES = {
         decoder_start_token_id=2)),
     "mbart": (MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, dict(
         position_embedding_type="learned", position_offset=2, max_position_embeddings=66, embedding_norm=True,
-        norm_position="pre", decoder_start_token_id=2)),
+        norm_position="pre", decoder_start_token_id=2, start_with_last_token=True)),
 }
 #: one change at a time: option -> another value (a change the config itself refuses is skipped)
 CHANGES = {
@@ -106,7 +106,8 @@ CHANGES = {
     "position_offset": 2, "share_embeddings": False, "tie_word_embeddings": False, "pad_aware_positions": True,
     "final_logits_bias": False, "encoder_layers": 1, "add_cross_attention": True, "scale_decoder_output": False,
     "freeze_padding_row": True, "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
-    "num_hidden_groups": 1, "relative_bias_per_layer": True, "token_embedding_size": 16,
+    "num_hidden_groups": 1, "relative_bias_per_layer": True, "token_embedding_size": 16, "norm_gain_offset": True,
+    "start_with_last_token": True,
 }
 
 
