@@ -93,6 +93,10 @@ def mini_config_from_falcon(hf: FalconConfig, **overrides) -> MiniGPTConfig:
     if hf.bias:
         raise ValueError("Falcon's `bias=True` (biases on every projection and a shared one) is not supported: it "
                          "needs `bias=False`, as every released Falcon.")
+    if not hf.new_decoder_architecture and hf.parallel_attn and hf.num_ln_in_parallel_attn == 2:
+        raise ValueError("Falcon's `num_ln_in_parallel_attn=2` (a norm per parallel branch) needs "
+                         "`new_decoder_architecture=True`: the old layout builds the two norms but reads "
+                         "`input_layernorm`, which it lacks (transformers' Falcon cannot run it either).")
     if hf.new_decoder_architecture and not hf.parallel_attn:
         raise ValueError("Falcon's `new_decoder_architecture=True` needs `parallel_attn=True` (transformers' Falcon "
                          "cannot run it otherwise).")

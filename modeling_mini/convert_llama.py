@@ -48,7 +48,10 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
            "pad_token_id", "tie_word_embeddings", "attention_bias", "mlp_bias", "attention_dropout", "use_cache",
            "num_labels", "id2label", "label2id", "problem_type")
 #: Llama's ``hidden_act`` (the gate's function) <-> our gated activation
-_GATED = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh": "geglu_tanh"}
+#: transformers' names of a gated feed-forward's gate function -> ours ("swish" is silu, "gelu_new" the same tanh GELU
+#: as "gelu_pytorch_tanh"; listed first, so that an export names the usual ones)
+_GATED = {"swish": "swiglu", "gelu_new": "geglu_tanh",
+          "silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh": "geglu_tanh"}
 #: transformers' token-classification head drops out with this when the config names no ``classifier_dropout``
 _HF_CLASSIFIER_DROPOUT = 0.1
 
@@ -79,8 +82,11 @@ _SLIDING = ("Mistral", "Ministral", "Qwen2", "Qwen3", "Phi3", "Gemma2", "Gemma3"
 _ROPE_PER_LAYER_TYPE = ("Gemma3", "Olmo3")
 #: the families storing each RMSNorm gain as its offset from 1 (scaling by ``1 + weight``): ``norm_gain_offset``
 _GAIN_OFFSET_FAMILIES = ("Gemma", "Gemma2", "Gemma3")
-#: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale
+#: Gemma 2's and 3's extras: soft-capped attention scores and logits, their own attention scale. transformers' Gemma 3
+#: keeps ``attn_logit_softcapping`` in its config but never applies it (its released models set None): a converted
+#: Gemma 3 leaves it out as well, and a model with capped scores does not export as Gemma 3
 _SOFTCAP_FAMILIES = ("Gemma2", "Gemma3")
+_UNAPPLIED_ATTENTION_SOFTCAP = ("Gemma3",)
 _SOFTCAP_OPTIONS = ("attention_softcap", "final_logit_softcap", "attention_scaling")
 
 
@@ -115,6 +121,9 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         has_sliding = window is not None and (layer_types is None or "sliding_attention" in layer_types)
         kwargs["sliding_rope_theta"] = sliding_rope_theta(hf, family, has_sliding)
         rope = dict(rope.get("full_attention") or {})
+        # transformers reads YaRN's `truncate` from the top of rope_parameters, which here holds the layer types:
+        # it always finds none, so truncates; so do we
+        rope.pop("truncate", None)
     kwargs.update(rotary_options(rope, hf, family))
     hidden_act = getattr(hf, "hidden_activation", None) or hf.hidden_act  # Gemma 2's name for it
     if hidden_act not in _GATED:
@@ -148,7 +157,8 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         raise ValueError(f"{family} with `use_bidirectional_attention=True` (EmbeddingGemma) has no mini equivalent: "
                          "MiniGPT is causal; only False.")
     if family in _SOFTCAP_FAMILIES:
-        kwargs.update(attention_softcap=hf.attn_logit_softcapping, final_logit_softcap=hf.final_logit_softcapping,
+        softcap = None if family in _UNAPPLIED_ATTENTION_SOFTCAP else hf.attn_logit_softcapping
+        kwargs.update(attention_softcap=softcap, final_logit_softcap=hf.final_logit_softcapping,
                       attention_scaling=hf.query_pre_attn_scalar**-0.5)
     kwargs.update(overrides)
     return MiniGPTConfig(**kwargs)
@@ -202,6 +212,7 @@ def llama_config_from_mini(config: MiniGPTConfig):
         "attention_output_bias": config.attention_bias,  # Llama: a bias on every attention projection or on none
         "partial_rotary_factor": config.partial_rotary_factor if family == "Phi3" else 1.0,
         **{name: None for name in _SOFTCAP_OPTIONS if family not in _SOFTCAP_FAMILIES},
+        **({"attention_softcap": None} if family in _UNAPPLIED_ATTENTION_SOFTCAP else {}),
         **({} if family in _ROPE_PER_LAYER_TYPE else {"sliding_rope_theta": None}),
         **({"qk_norm_scope": "head"} if config.qk_norm else {}),
         **_FIXED[family],
@@ -221,6 +232,11 @@ def llama_config_from_mini(config: MiniGPTConfig):
         raise ValueError("Phi3 (the only family for `partial_rotary_factor` below 1) scales rotary positions with "
                          "LongRoPE only: it needs `rotary_scaling` None or of rope_type 'longrope'; this model has "
                          f"{config.rotary_scaling!r}.")
+    if (family in _ROPE_PER_LAYER_TYPE and config.rotary_scaling
+            and config.rotary_scaling.get("truncate", True) is not True):
+        raise ValueError(f"{family} always truncates YaRN's correction range (transformers reads `truncate` from "
+                         "the top of its per-layer-type rope_parameters, where it finds none): it needs "
+                         f"`rotary_scaling['truncate']` True or absent; got {config.rotary_scaling['truncate']!r}.")
     if family in _SOFTCAP_FAMILIES and config.attention_scaling is not None:
         scalar = _whole_if_close(config.attention_scaling**-2)
         if not isinstance(scalar, int):  # transformers keeps the scale as a whole length

@@ -122,3 +122,10 @@ def test_exports_refuse_what_falcon_cannot_express():
                              ({"freeze_padding_row": True}, "Falcon needs `freeze_padding_row=False`")]:
         with pytest.raises(ValueError, match=message):
             to_hf(MiniGPTForCausalLM(MiniGPTConfig(**{**options, **changes})))
+
+
+def test_a_norm_per_branch_needs_the_new_architecture():
+    """The old layout with `num_ln_in_parallel_attn=2` builds two norms but reads `input_layernorm`: transformers cannot
+    run it, and the converter said so with a KeyError naming a weight; now a ValueError naming the option."""
+    with pytest.raises(ValueError, match="`num_ln_in_parallel_attn=2`.*`new_decoder_architecture=True`"):
+        from_hf(build(FalconForCausalLM, num_ln_in_parallel_attn=2))

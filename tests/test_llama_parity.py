@@ -805,3 +805,43 @@ def test_olmo_generates_and_trains_the_same_and_what_it_cannot_express_raises():
         modeling_mini.MiniGPTConfig(qk_norm=True, qk_norm_scope="heads")
     with pytest.raises(ValueError, match="`norm_position` must be one of 'pre', 'post', 'sandwich', 'output'"):
         modeling_mini.MiniGPTConfig(norm_position="peri")
+
+
+def test_what_transformers_reads_is_what_converts():
+    """Options transformers 5 keeps in a config but computes otherwise convert as it computes them: Gemma 3 never
+    applies `attn_logit_softcapping` (Gemma 2 does), and OLMo 3 / Gemma 3 read YaRN's `truncate` from the top of their
+    per-layer-type rope_parameters, where they find none (so they truncate); a model that would need either does not
+    export as them. Before, both converted into another function (logits 0.009 and 0.34 apart)."""
+    ids, mask = padded_batch()
+    gemma3 = build_gemma3("ForCausalLM", attn_logit_softcapping=2.0)
+    mini = from_hf(gemma3)
+    assert mini.config.attention_softcap is None
+    assert_same_outputs(gemma3, mini, ids, mask)
+    capped = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**{**mini.config.to_dict(),
+                                                                             "attention_softcap": 2.0}))
+    with pytest.raises(ValueError, match="Gemma3 needs `attention_softcap=None`"):
+        to_hf(capped)
+    yarn = {"rope_type": "yarn", "rope_theta": 100.0, "factor": 2.0, "original_max_position_embeddings": 8,
+            "beta_fast": 16.0, "beta_slow": 2.0, "truncate": False}
+    olmo3 = build_olmo("Olmo3", "ForCausalLM", rope_parameters={"full_attention": yarn,
+                                                                "sliding_attention": {"rope_type": "default",
+                                                                                      "rope_theta": 10.0}})
+    mini = from_hf(olmo3)
+    assert "truncate" not in mini.config.rotary_scaling
+    assert_same_outputs(olmo3, mini, ids, mask)
+    untruncated = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**{
+        **mini.config.to_dict(), "rotary_scaling": {**mini.config.rotary_scaling, "truncate": False}}))
+    with pytest.raises(ValueError, match="Olmo3 always truncates.*`rotary_scaling\\['truncate'\\]`"):
+        to_hf(untruncated)
+
+
+@pytest.mark.parametrize("act", ["swish", "gelu_new"])
+def test_gate_functions_under_their_other_names_convert(act):
+    """transformers' `swish` is its silu and `gelu_new` the tanh GELU of `gelu_pytorch_tanh`: Llama-family gates named
+    so convert (they were refused), and export under the usual names."""
+    hf = build_family("Qwen2", "ForCausalLM", hidden_act=act)
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == {"swish": "swiglu", "gelu_new": "geglu_tanh"}[act]
+    ids, mask = padded_batch()
+    assert_same_outputs(hf, mini, ids, mask)
+    assert to_hf(mini).config.hidden_act == {"swish": "silu", "gelu_new": "gelu_pytorch_tanh"}[act]
