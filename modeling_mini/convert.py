@@ -99,6 +99,28 @@ def export_pair(pairs: dict, mini_model, family: str) -> tuple:
     return by_mini_class[type(mini_model)]
 
 
+def hf_plain_activations() -> list[str]:
+    """The (non-gated) activation names a transformers config may set that a mini feed-forward computes: ours and
+    transformers' other names for them (``activations.HF_ALIASES``)."""
+    from .activations import ACTIVATIONS, HF_ALIASES
+
+    plain = [name for name, (_, gated) in ACTIVATIONS.items() if not gated]
+    return plain + [alias for alias, name in HF_ALIASES.items() if name in plain]
+
+
+def activation_from_hf(value, family: str, field: str) -> str:
+    """Our ``hidden_act`` for the (non-gated) feed-forward activation a transformers config sets in ``field``
+    (``activation_function``, ``hidden_act``, ...); ``ValueError`` naming that field, its value and the values that
+    convert."""
+    from .activations import HF_ALIASES
+
+    allowed = hf_plain_activations()
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{family} `{field}={value!r}` has no mini equivalent; `{field}` must be one of "
+                         f"{', '.join(map(repr, allowed))}.")
+    return HF_ALIASES.get(value, value)
+
+
 def check_expressible(config, family: str, required: dict, *, allow: tuple[str, ...] = (), standard_heads: bool = True,
                       sliding: bool = False, gated: bool = False) -> None:
     """``ValueError`` naming the first option of ``config`` that ``family``'s architecture cannot express: a field

@@ -92,7 +92,7 @@ def mini_config_from_albert(hf: AlbertConfig, add_pooler: bool = True, **overrid
                          "`embedding_size != hidden_size`.")
     options = dict(embedding_size=hf.embedding_size, num_hidden_groups=hf.num_hidden_groups,
                    classifier_dropout=hf.classifier_dropout_prob)
-    return mini_config_from_bert(hf, add_pooler=add_pooler, **{**options, **overrides})
+    return mini_config_from_bert(hf, add_pooler=add_pooler, family="ALBERT", **{**options, **overrides})
 
 
 def albert_config_from_mini(config: MiniEncoderConfig, pooler: bool = False) -> AlbertConfig:

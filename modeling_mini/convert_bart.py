@@ -58,9 +58,8 @@ from transformers import (
     PegasusModel,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, check_expressible, load_mapped, separate_attention_projections
 from .modeling_seq2seq import (
     MiniSeq2SeqForConditionalGeneration,
     MiniSeq2SeqForQuestionAnswering,
@@ -102,9 +101,9 @@ def _check_symmetric(hf) -> None:
     for field in ("encoder_layerdrop", "decoder_layerdrop"):
         if getattr(hf, field, 0.0):
             raise ValueError(f"MiniSeq2Seq has no layer drop; `{field}` must be 0.0, got {getattr(hf, field)}.")
-    for field in ("normalize_before", "add_final_layer_norm", "normalize_embedding"):
-        if getattr(hf, field, False):
-            raise ValueError(f"`{field}=True` (an mBART-style variant) is not supported by this converter.")
+    # `normalize_before`, `add_final_layer_norm` and `normalize_embedding` (fairseq's names, still found in converted
+    # checkpoints' configs) are read by none of the four families in transformers: the family alone fixes where the
+    # norms go (BART, Marian post-norm; mBART, Pegasus pre-norm with final norms), so they are ignored here too.
 
 
 def _family_of_config(hf) -> str:
@@ -129,7 +128,7 @@ def mini_config_from_hf(hf, **overrides) -> MiniSeq2SeqConfig:
         decoder_layers=hf.decoder_layers,
         num_attention_heads=hf.encoder_attention_heads,
         intermediate_size=hf.encoder_ffn_dim,
-        hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
+        hidden_act=activation_from_hf(hf.activation_function, _family_of_config(hf), "activation_function"),
         norm_type="layernorm",
         norm_position=norm_position,
         layer_norm_eps=1e-5,

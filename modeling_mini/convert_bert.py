@@ -17,9 +17,8 @@ from transformers import (
     BertModel,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
-from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, check_expressible, load_mapped, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -35,19 +34,19 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
            "problem_type")
 
 
-def mini_config_from_bert(hf: BertConfig, add_pooler: bool = True, **overrides) -> MiniEncoderConfig:
-    """The MiniEncoder config computing what ``hf`` computes; ``ValueError`` for BERT options it lacks."""
-    position_type = getattr(hf, "position_embedding_type", "absolute")
-    if position_type != "absolute":
-        raise ValueError(f"BERT `position_embedding_type={position_type!r}` has no mini equivalent; only 'absolute'.")
+def mini_config_from_bert(hf: BertConfig, add_pooler: bool = True, family: str = "BERT",
+                          **overrides) -> MiniEncoderConfig:
+    """The MiniEncoder config computing what ``hf`` computes; ``ValueError`` for BERT options it lacks (``family``:
+    the name the errors give, for the families sharing BERT's layer)."""
+    # A `position_embedding_type` ('relative_key', 'relative_key_query'; older configs carry it) is not read by
+    # transformers' BERT, RoBERTa, XLM-R, ELECTRA or ALBERT: they add learned absolute positions whatever it says, so
+    # it is ignored here too (and the exported config, which leaves it out, computes the same).
     if getattr(hf, "is_decoder", False) or getattr(hf, "add_cross_attention", False):
         raise ValueError("BERT with `is_decoder=True` or `add_cross_attention=True` is a decoder; MiniEncoder converts "
                          "only the bidirectional encoder.")
-    if not isinstance(hf.hidden_act, str):
-        raise ValueError(f"BERT `hidden_act` must be a name to convert; got {hf.hidden_act!r}.")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(
-        hidden_act=HF_ALIASES.get(hf.hidden_act, hf.hidden_act),
+        hidden_act=activation_from_hf(hf.hidden_act, family, "hidden_act"),
         position_embedding_type="learned",
         norm_type="layernorm",
         norm_position="post",

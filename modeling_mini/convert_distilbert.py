@@ -26,9 +26,8 @@ from transformers import (
     DistilBertModel,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, separate_attention_projections
 from .convert_bert import check_bert_layout, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -78,7 +77,7 @@ _SENTENCE_LEVEL = (MiniEncoderForSequenceClassification, MiniEncoderForMultipleC
 def mini_config_from_distilbert(hf: DistilBertConfig, sentence_level: bool = False, **overrides) -> MiniEncoderConfig:
     """The MiniEncoder config computing what ``hf`` computes. ``sentence_level``: for a sequence-classification or
     multiple-choice head (a ReLU pooler, and ``seq_classif_dropout`` before the classifier)."""
-    activation = HF_ALIASES.get(hf.activation, hf.activation)
+    activation = activation_from_hf(hf.activation, "DistilBERT", "activation")
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update({ours: getattr(hf, theirs) for ours, theirs in _RENAMED.items()})
     kwargs.update(

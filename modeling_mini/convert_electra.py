@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, separate_attention_projections
 from .convert_bert import _backbone_map, bert_layout_kwargs, mini_config_from_bert, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -70,8 +70,12 @@ _SUMMARY = {"summary_type": "first", "summary_use_proj": True, "summary_activati
 def mini_config_from_electra(hf: ElectraConfig, mini_cls=MiniEncoderModel, **overrides) -> MiniEncoderConfig:
     """The MiniEncoder config computing what ``hf`` computes for the head ``mini_cls``; ``ValueError`` for options
     it lacks."""
-    if hf.hidden_act != "gelu":  # its masked-LM and classification heads apply GELU whatever hidden_act says
-        raise ValueError(f"ELECTRA with `hidden_act={hf.hidden_act!r}` has no mini equivalent; only 'gelu'.")
+    # `hidden_act` is the layers' feed-forward function (ours too). ELECTRA's generator head (ElectraForMaskedLM)
+    # applies GELU whatever it says, where ours applies `hidden_act`: only that head needs 'gelu'. The sentence-level
+    # heads' GELU is our pooler's `pooler_activation`, whatever `hidden_act` is.
+    if mini_cls is MiniEncoderForMaskedLM and activation_from_hf(hf.hidden_act, "ELECTRA", "hidden_act") != "gelu":
+        raise ValueError(f"ElectraForMaskedLM's head applies GELU whatever `hidden_act` says, ours applies "
+                         f"`hidden_act`: it needs `hidden_act='gelu'`; got {hf.hidden_act!r}.")
     if mini_cls is MiniEncoderForMultipleChoice:
         for field, value in {**_SUMMARY, "summary_proj_to_labels": False}.items():
             if getattr(hf, field, False) != value:
@@ -83,17 +87,20 @@ def mini_config_from_electra(hf: ElectraConfig, mini_cls=MiniEncoderModel, **ove
                    pooler_activation="gelu")
     if summary_dropout is not None:
         options["classifier_dropout"] = float(summary_dropout)
-    return mini_config_from_bert(hf, add_pooler=sentence_level, **{**options, **overrides})
+    return mini_config_from_bert(hf, add_pooler=sentence_level, family="ELECTRA", **{**options, **overrides})
 
 
-def electra_config_from_mini(config: MiniEncoderConfig, pooler: bool = False) -> ElectraConfig:
+def electra_config_from_mini(config: MiniEncoderConfig, pooler: bool = False,
+                             masked_lm: bool = False) -> ElectraConfig:
     """The ELECTRA config for a MiniEncoder config; ``ValueError`` naming the first option ELECTRA cannot express.
-    ``pooler``: whether the exported model has a sentence-level head (then the pooler must apply GELU)."""
+    ``pooler``: whether the exported model has a sentence-level head (then the pooler must apply GELU);
+    ``masked_lm``: whether it is the masked-LM model (whose head applies GELU, so ``hidden_act`` must be 'gelu')."""
     if config.pad_aware_positions or config.position_offset:
         raise ValueError("ELECTRA numbers positions 0, 1, ... over every token: it needs `pad_aware_positions=False` "
                          "and `position_offset=0`.")
-    if config.hidden_act != "gelu":
-        raise ValueError(f"ELECTRA's heads apply GELU: `hidden_act` must be 'gelu'; got {config.hidden_act!r}.")
+    if masked_lm and config.hidden_act != "gelu":
+        raise ValueError(f"ELECTRA's masked-LM head applies GELU (ours applies `hidden_act`): `hidden_act` must be "
+                         f"'gelu'; got {config.hidden_act!r}.")
     kwargs = bert_layout_kwargs(config, pooler=pooler, family="ELECTRA", pooler_activation="gelu",
                                 allow=("embedding_size",))
     if pooler and config.classifier_dropout is not None:
@@ -127,7 +134,8 @@ def to_electra(mini_model):
     name = next(k for k, v in _PAIRS.items() if v[0] is type(mini_model))
     mini_cls, hf_cls, head = _PAIRS[name]
     refuse_backbone_pooler(mini_model, "ElectraModel")
-    config = electra_config_from_mini(mini_model.config, pooler=mini_cls in _SENTENCE_LEVEL)
+    config = electra_config_from_mini(mini_model.config, pooler=mini_cls in _SENTENCE_LEVEL,
+                                      masked_lm=mini_cls is MiniEncoderForMaskedLM)
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in _mapping(mini_cls, mini_model.config, head).items()}

@@ -33,10 +33,10 @@ from transformers import (
     FalconModel,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import (
     LAYERNORM_DECODER,
+    activation_from_hf,
     check_expressible,
     check_no_embedding_dropout,
     join_fused_qkv,
@@ -110,7 +110,7 @@ def mini_config_from_falcon(hf: FalconConfig, **overrides) -> MiniGPTConfig:
     kwargs.update(
         num_key_value_heads=_kv_heads(hf),
         intermediate_size=hf.ffn_hidden_size,
-        hidden_act=HF_ALIASES.get(hf.activation, hf.activation),
+        hidden_act=activation_from_hf(hf.activation, "Falcon", "activation"),
         position_embedding_type="rotary",
         norm_type="layernorm",
         norm_position="pre",

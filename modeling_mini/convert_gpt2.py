@@ -18,9 +18,8 @@ from transformers import (
     GPT2Model,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import LAYERNORM_DECODER, check_expressible, load_mapped
+from .convert import LAYERNORM_DECODER, activation_from_hf, check_expressible, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -45,7 +44,7 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
         num_hidden_layers=hf.n_layer,
         num_attention_heads=hf.n_head,
         intermediate_size=hf.n_inner or 4 * hf.n_embd,
-        hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
+        hidden_act=activation_from_hf(hf.activation_function, "GPT-2", "activation_function"),
         position_embedding_type="learned",
         max_position_embeddings=hf.n_positions,
         norm_type="layernorm",

@@ -23,10 +23,10 @@ from transformers import (
     GPTNeoXModel,
 )
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import (
     LAYERNORM_DECODER,
+    activation_from_hf,
     check_expressible,
     join_fused_qkv,
     load_mapped,
@@ -68,7 +68,7 @@ def mini_config_from_gpt_neox(hf: GPTNeoXConfig, **overrides) -> MiniGPTConfig:
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
     kwargs.update(rotary_options(dict(hf.rope_parameters or {}), hf, "GPT-NeoX"))
     kwargs.update(
-        hidden_act=HF_ALIASES.get(hf.hidden_act, hf.hidden_act),
+        hidden_act=activation_from_hf(hf.hidden_act, "GPT-NeoX", "hidden_act"),
         position_embedding_type="rotary",
         norm_type="layernorm",
         norm_position="pre",

@@ -16,9 +16,8 @@ import copy
 import torch
 from transformers import GPTJConfig, GPTJForCausalLM, GPTJForQuestionAnswering, GPTJForSequenceClassification, GPTJModel
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
-from .convert import LAYERNORM_DECODER, check_expressible, export_pair, load_mapped
+from .convert import LAYERNORM_DECODER, activation_from_hf, check_expressible, export_pair, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -52,7 +51,7 @@ def mini_config_from_gptj(hf: GPTJConfig, **overrides) -> MiniGPTConfig:
         num_attention_heads=hf.n_head,
         intermediate_size=hf.n_inner or 4 * hf.n_embd,
         max_position_embeddings=hf.n_positions,
-        hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
+        hidden_act=activation_from_hf(hf.activation_function, "GPT-J", "activation_function"),
         position_embedding_type="rotary",
         rope_theta=ROPE_THETA,
         partial_rotary_factor=(hf.rotary_dim or head_dim) / head_dim,

@@ -16,7 +16,7 @@ import torch
 import transformers
 from transformers import ModernBertConfig
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, HF_ALIASES
 from .configuration_mini import MiniEncoderConfig
 from .convert import (
     check_expressible,
@@ -43,12 +43,26 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
 _GATED = {function: name for name, (function, gated) in ACTIVATIONS.items() if gated}
 
 
+def _gated_activation(hf_name) -> str | None:
+    """Our gated activation whose activated half applies transformers' ``hf_name`` (after its other names,
+    ``activations.HF_ALIASES``: 'swish' is silu, 'gelu_python' gelu, ...); ``None`` if there is none."""
+    name = HF_ALIASES.get(hf_name, hf_name) if isinstance(hf_name, str) else None
+    if name not in ACTIVATIONS or ACTIVATIONS[name][1]:
+        return None
+    return _GATED.get(ACTIVATIONS[name][0])
+
+
+#: the ``hidden_activation`` values that convert
+_HF_GATED_NAMES = [name for name in (*ACTIVATIONS, *HF_ALIASES) if _gated_activation(name) is not None]
+
+
 def mini_config_from_modernbert(hf: ModernBertConfig, add_pooler: bool = False, **overrides) -> MiniEncoderConfig:
     """The MiniEncoder config computing what ``hf`` computes; ``ValueError`` for ModernBERT options it lacks."""
-    if hf.hidden_activation not in _GATED:
+    hidden_act = _gated_activation(hf.hidden_activation)
+    if hidden_act is None:
         raise ValueError(f"ModernBERT `hidden_activation={hf.hidden_activation!r}` has no mini gated equivalent; one "
-                         f"of {list(_GATED)}.")
-    if hf.classifier_activation != hf.hidden_activation:
+                         f"of {_HF_GATED_NAMES}.")
+    if _gated_activation(hf.classifier_activation) != hidden_act:  # the same function under another name is fine
         raise ValueError("ModernBERT's masked-LM head must use the feed-forward's activation (ours does): "
                          f"`classifier_activation` must be {hf.hidden_activation!r}; got {hf.classifier_activation!r}.")
     dropouts = {name: getattr(hf, name) for name in ("embedding_dropout", "attention_dropout") if getattr(hf, name)}
@@ -62,7 +76,7 @@ def mini_config_from_modernbert(hf: ModernBertConfig, add_pooler: bool = False, 
     kwargs.update({key: getattr(hf, key) for key in _SPECIAL_TOKENS})  # kept as extra config fields, for the export
     kwargs.update(rotary_options(hf.rope_parameters["full_attention"], hf, "ModernBERT"))
     kwargs.update(
-        hidden_act=_GATED[hf.hidden_activation],
+        hidden_act=hidden_act,
         position_embedding_type="rotary",
         sliding_window=hf.sliding_window,
         layer_types=layer_types,

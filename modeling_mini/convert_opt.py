@@ -19,9 +19,9 @@ import copy
 
 from transformers import OPTConfig, OPTForCausalLM, OPTForQuestionAnswering, OPTForSequenceClassification, OPTModel
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import (
+    activation_from_hf,
     check_expressible,
     check_no_embedding_dropout,
     export_pair,
@@ -69,7 +69,7 @@ def mini_config_from_opt(hf: OPTConfig, **overrides) -> MiniGPTConfig:
     kwargs.update(
         token_embedding_size=hf.word_embed_proj_dim if narrow else None,  # OPT-350M's 512 for 1024-wide layers
         intermediate_size=hf.ffn_dim,
-        hidden_act=HF_ALIASES.get(hf.activation_function, hf.activation_function),
+        hidden_act=activation_from_hf(hf.activation_function, "OPT", "activation_function"),
         position_embedding_type="learned",
         max_position_embeddings=hf.max_position_embeddings + OPT_POSITION_OFFSET,  # the whole table
         position_offset=OPT_POSITION_OFFSET,

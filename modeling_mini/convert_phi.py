@@ -13,10 +13,10 @@ import copy
 
 from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification, PhiForTokenClassification, PhiModel
 
-from .activations import HF_ALIASES
 from .configuration_mini import MiniGPTConfig
 from .convert import (
     LAYERNORM_DECODER,
+    activation_from_hf,
     check_expressible,
     export_pair,
     load_mapped,
@@ -54,7 +54,7 @@ def mini_config_from_phi(hf: PhiConfig, **overrides) -> MiniGPTConfig:
     kwargs.update(rotary_options(dict(hf.rope_parameters or {}), hf, "Phi"))
     classifier_dropout = getattr(hf, "classifier_dropout", None)
     kwargs.update(
-        hidden_act=HF_ALIASES.get(hf.hidden_act, hf.hidden_act),
+        hidden_act=activation_from_hf(hf.hidden_act, "Phi", "hidden_act"),
         position_embedding_type="rotary",
         norm_type="layernorm",
         norm_position="pre",

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, separate_attention_projections
 from .convert_bert import _backbone_map as bert_backbone_map
 from .convert_bert import bert_layout_kwargs, mini_config_from_bert
 from .modeling_encoder import (
@@ -45,28 +45,33 @@ from .modeling_encoder import (
 )
 
 
-def mini_config_from_roberta(hf: RobertaConfig, add_pooler: bool = True, **overrides) -> MiniEncoderConfig:
-    """BERT's translation plus RoBERTa's position numbering; ``ValueError`` for options it lacks."""
+def mini_config_from_roberta(hf: RobertaConfig, add_pooler: bool = True, masked_lm: bool = False,
+                             **overrides) -> MiniEncoderConfig:
+    """BERT's translation plus RoBERTa's position numbering; ``ValueError`` for options it lacks. ``masked_lm``: the
+    config is for the masked-LM model (whose head applies GELU, so ``hidden_act`` must be GELU)."""
     if hf.pad_token_id is None:
         raise ValueError("RoBERTa needs `pad_token_id`: its positions start after the padding row.")
-    if hf.hidden_act not in ("gelu", "gelu_python"):
-        # the masked-LM head applies exact gelu whatever hidden_act says; ours applies hidden_act
-        raise ValueError(f"RoBERTa with `hidden_act={hf.hidden_act!r}` has no mini equivalent; only 'gelu' "
-                         "(or 'gelu_python', the same function).")
+    # `hidden_act` is the layers' feed-forward function (ours too); the masked-LM head applies exact gelu whatever
+    # it says, where ours applies `hidden_act`: only that head needs GELU (the classification head's tanh is our
+    # pooler's)
+    if masked_lm and activation_from_hf(hf.hidden_act, "RoBERTa", "hidden_act") != "gelu":
+        raise ValueError(f"RoBERTa's masked-LM head applies gelu whatever `hidden_act` says, ours applies "
+                         f"`hidden_act`: it needs `hidden_act='gelu'` (or 'gelu_python'); got {hf.hidden_act!r}.")
     overrides = {"position_offset": hf.pad_token_id + 1, "pad_aware_positions": True, **overrides}
-    return mini_config_from_bert(hf, add_pooler=add_pooler, **overrides)
+    return mini_config_from_bert(hf, add_pooler=add_pooler, family="RoBERTa", **overrides)
 
 
 def roberta_config_from_mini(config: MiniEncoderConfig, config_class=RobertaConfig,
-                             pooler: bool = False) -> RobertaConfig:
+                             pooler: bool = False, masked_lm: bool = False) -> RobertaConfig:
     """The RoBERTa config for a MiniEncoder config; ``ValueError`` naming the first option RoBERTa cannot express.
-    ``pooler``: whether the exported model has a pooler or a classification head's dense + tanh."""
+    ``pooler``: whether the exported model has a pooler or a classification head's dense + tanh; ``masked_lm``:
+    whether it is the masked-LM model (whose head applies gelu)."""
     if not config.pad_aware_positions or config.pad_token_id is None:
         raise ValueError("RoBERTa needs `pad_aware_positions=True` (positions count only real tokens).")
     if config.position_offset != config.pad_token_id + 1:
         raise ValueError(f"RoBERTa needs `position_offset = pad_token_id + 1` = {config.pad_token_id + 1}; this "
                          f"model has {config.position_offset}.")
-    if config.hidden_act != "gelu":
+    if masked_lm and config.hidden_act != "gelu":
         raise ValueError(f"RoBERTa's masked-LM head applies gelu: `hidden_act` must be 'gelu'; "
                          f"got {config.hidden_act!r}.")
     return config_class(**bert_layout_kwargs(config, pooler=pooler))
@@ -136,7 +141,8 @@ def _from_hf(hf_model, **overrides):
                          f"got {hf_model.config.num_labels}.")
     # the mini sequence classifier keeps RoBERTa's head dense layer as its pooler
     add_pooler = backbone_pooler or head_name == "ForSequenceClassification"
-    config = mini_config_from_roberta(hf_model.config, add_pooler=add_pooler, **overrides)
+    config = mini_config_from_roberta(hf_model.config, add_pooler=add_pooler,
+                                      masked_lm=head_name == "ForMaskedLM", **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     mini = mini_cls(config).to(hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), _mapping(head_name, config.num_hidden_layers, backbone_pooler),
@@ -152,7 +158,8 @@ def to_roberta(mini_model, family: str = "Roberta"):
     if backbone_pooler is None:
         backbone_pooler = mini_model.pooler is not None
     has_pooler = mini_model.base_model.pooler is not None
-    config = roberta_config_from_mini(mini_model.config, config_class, pooler=has_pooler)
+    config = roberta_config_from_mini(mini_model.config, config_class, pooler=has_pooler,
+                                      masked_lm=head_name == "ForMaskedLM")
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in

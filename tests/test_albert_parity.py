@@ -101,7 +101,24 @@ def test_a_shared_block_model_saves_and_loads(tmp_path):
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
 
 
+def test_a_relative_position_type_converts_as_absolute_as_transformers_computes():
+    """Transformers 5's ALBERT never reads `position_embedding_type`: it adds its absolute position table whatever it
+    says. The converter does the same, and the exported config computes the same."""
+    hf = build(AlbertForMaskedLM, position_embedding_type="relative_key_query")
+    mini = from_hf(hf).eval()
+    back = to_hf(mini).eval()
+    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
+    batch = inputs()
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        ref = hf(**batch).logits[real]
+        torch.testing.assert_close(mini(**batch).logits[real], ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(back(**batch).logits[real], ref, atol=1e-5, rtol=0)
+
+
 def test_bad_options_raise():
+    with pytest.raises(ValueError, match="ALBERT `hidden_act='quick_gelu'` has no mini equivalent"):
+        from_hf(build(AlbertModel, hidden_act="quick_gelu"))
     with pytest.raises(ValueError, match="inner_group_num"):
         from_hf(build(AlbertModel, inner_group_num=2))
     with pytest.raises(ValueError, match="embedding_size != hidden_size"):

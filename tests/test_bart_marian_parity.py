@@ -238,9 +238,36 @@ def test_converted_model_saves_and_reloads_through_auto_with_equal_logits(tmp_pa
     assert max_diff(got, expected) <= 1e-5
 
 
+FAIRSEQ_FIELDS = {"normalize_before": True, "add_final_layer_norm": True, "normalize_embedding": True}
+GENERATION_CLASSES = {"marian": (MarianMTModel, marian_config), "bart": (BartForConditionalGeneration, bart_config),
+                      "mbart": (MBartForConditionalGeneration, mbart_config),
+                      "pegasus": (PegasusForConditionalGeneration, pegasus_config)}
+
+
+@pytest.mark.parametrize("kind", list(GENERATION_CLASSES))
+def test_fairseq_norm_fields_that_transformers_ignores_convert(kind):
+    """`normalize_before`, `add_final_layer_norm` and `normalize_embedding` (fairseq's names, in some converted
+    checkpoints' configs) are read by none of BART, mBART, Marian and Pegasus in transformers 5: the family fixes the
+    norms. A model whose config sets them converts with the same logits, and exports back."""
+    cls, config = GENERATION_CLASSES[kind]
+    torch.manual_seed(0)
+    hf = _randomise(cls(config(**FAIRSEQ_FIELDS)))
+    mini = from_hf(hf)
+    back = to_hf(mini)
+    assert type(back) is cls
+    source, source_mask, target, _ = padded_pair(hf.config.pad_token_id)
+    with torch.no_grad():
+        theirs = hf(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits
+        for model in (mini, back):
+            got = model(input_ids=source, attention_mask=source_mask, decoder_input_ids=target).logits
+            assert max_diff(got, theirs) <= 1e-5
+
+
 @pytest.mark.parametrize(
     ("config", "match"),
     [
+        (bart_config(activation_function="quick_gelu"),
+         r"BART `activation_function='quick_gelu'` has no mini equivalent; `activation_function` must be one of"),
         (bart_config(decoder_attention_heads=2), "encoder_attention_heads.*decoder_attention_heads"),
         (bart_config(decoder_ffn_dim=40), "encoder_ffn_dim.*decoder_ffn_dim"),
         (bart_config(encoder_layerdrop=0.1), "encoder_layerdrop"),

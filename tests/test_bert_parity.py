@@ -107,11 +107,29 @@ def test_a_training_step_changes_the_same_weights_by_the_same_amount(cls):
     assert_one_training_step_matches(hf, from_hf(hf), batch)
 
 
-def test_unsupported_options_raise():
+@pytest.mark.parametrize("position_type", ["relative_key", "relative_key_query"])
+def test_a_relative_position_type_converts_as_absolute_as_transformers_computes(position_type):
+    """Transformers 5's BERT never reads `position_embedding_type` (older configs carry it): it adds its absolute
+    position table whatever it says. The converter does the same, and the exported config computes the same."""
     config = hf_config()
-    config.position_embedding_type = "relative_key"
-    with pytest.raises(ValueError, match="position_embedding_type"):
-        from_hf(BertModel(config))
+    config.position_embedding_type = position_type
+    hf = perturb_norms_and_biases(BertForMaskedLM(config).eval())
+    mini = from_hf(hf)
+    back = to_hf(mini)
+    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
+    batch = inputs(BertForMaskedLM)
+    with torch.no_grad():
+        ref = hf(**batch).logits
+        torch.testing.assert_close(mini(**batch).logits, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(back(**batch).logits, ref, atol=1e-5, rtol=0)
+
+
+def test_an_activation_without_a_mini_equivalent_names_the_field_and_the_choices():
+    with pytest.raises(ValueError, match=r"BERT `hidden_act='quick_gelu'` has no mini equivalent.*'relu'.*'swish'"):
+        from_hf(BertModel(hf_config(hidden_act="quick_gelu")))
+
+
+def test_unsupported_options_raise():
     with pytest.raises(ValueError, match="is_decoder"):
         from_hf(BertModel(hf_config(is_decoder=True)))
     with pytest.raises(ValueError, match="num_labels=2"):

@@ -95,9 +95,47 @@ def test_a_training_step_changes_the_same_weights_by_the_same_amount(cls):
     assert_one_training_step_matches(hf, from_hf(hf), batch)
 
 
+@pytest.mark.parametrize("cls", [ElectraModel, ElectraForSequenceClassification, ElectraForTokenClassification,
+                                 ElectraForQuestionAnswering, ElectraForMultipleChoice], ids=lambda c: c.__name__)
+def test_another_feed_forward_activation_converts_for_the_heads_without_electra_s_gelu(cls):
+    """`hidden_act` is the layers' feed-forward function, ours too. The generator's masked-LM head applies GELU
+    whatever it says; the sentence-level heads' GELU is our pooler's `pooler_activation`: every head but the masked-LM
+    one converts with any activation we have ('swish': transformers' name for silu), and exports back."""
+    hf = build(cls, hidden_act="swish")
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == "silu"
+    batch = inputs(cls)
+    with torch.no_grad():
+        ref, ours = hf(**batch), mini(**batch)
+    for key in [k for k in ref.keys() if k != "loss"]:
+        torch.testing.assert_close(ours[key], ref[key], atol=1e-5, rtol=0, msg=key)
+    back = to_hf(mini)
+    assert type(back) is cls and back.config.hidden_act == "silu"
+    assert_same_tensors(hf, back)
+
+
+def test_a_relative_position_type_converts_as_absolute_as_transformers_computes():
+    """Transformers 5's ELECTRA never reads `position_embedding_type`: it adds its absolute position table whatever it
+    says. The converter does the same, and the exported config computes the same."""
+    hf = build(ElectraForMaskedLM, position_embedding_type="relative_key")
+    mini = from_hf(hf)
+    back = to_hf(mini)
+    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
+    batch = inputs(ElectraForMaskedLM)
+    with torch.no_grad():
+        ref = hf(**batch).logits
+        torch.testing.assert_close(mini(**batch).logits, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(back(**batch).logits, ref, atol=1e-5, rtol=0)
+
+
 def test_what_does_not_convert_raises():
-    with pytest.raises(ValueError, match="hidden_act='relu'"):
-        from_hf(ElectraModel(hf_config(hidden_act="relu")))
+    with pytest.raises(ValueError, match="ElectraForMaskedLM's head applies GELU.*hidden_act='gelu'.*'relu'"):
+        from_hf(ElectraForMaskedLM(hf_config(hidden_act="relu")))
+    relu_mlm = MiniEncoderForMaskedLM(from_hf(build(ElectraModel, hidden_act="relu")).config)
+    with pytest.raises(ValueError, match="masked-LM head applies GELU.*`hidden_act` must be 'gelu'; got 'relu'"):
+        to_hf(relu_mlm)
+    with pytest.raises(ValueError, match="ELECTRA `hidden_act='quick_gelu'` has no mini equivalent"):
+        from_hf(ElectraModel(hf_config(hidden_act="quick_gelu")))
     with pytest.raises(ValueError, match="summary_type='first'"):
         from_hf(ElectraForMultipleChoice(hf_config(summary_type="mean")))
     with pytest.raises(ValueError, match="Cannot convert ElectraForPreTraining"):

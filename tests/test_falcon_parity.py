@@ -129,3 +129,8 @@ def test_a_norm_per_branch_needs_the_new_architecture():
     run it, and the converter said so with a KeyError naming a weight; now a ValueError naming the option."""
     with pytest.raises(ValueError, match="`num_ln_in_parallel_attn=2`.*`new_decoder_architecture=True`"):
         from_hf(build(FalconForCausalLM, num_ln_in_parallel_attn=2))
+
+
+def test_an_activation_without_an_equivalent_is_named_by_falcons_field():
+    with pytest.raises(ValueError, match="Falcon `activation='quick_gelu'`.*`activation` must be one of"):
+        from_hf(build(FalconForCausalLM, activation="quick_gelu"))

@@ -119,6 +119,12 @@ def test_gelu_pytorch_tanh_models_convert_as_gelu_new():
                                    hf(ids, attention_mask=mask).logits[mask.bool()], atol=1e-5, rtol=0)
 
 
+def test_an_activation_without_a_mini_equivalent_names_gpt2_s_field_and_the_choices():
+    with pytest.raises(ValueError, match=r"GPT-2 `activation_function='quick_gelu'` has no mini equivalent; "
+                                         r"`activation_function` must be one of 'relu', .*'gelu_pytorch_tanh'"):
+        from_hf(GPT2LMHeadModel(hf_config(activation_function="quick_gelu")))
+
+
 def test_unsupported_options_raise():
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
         from_hf(GPT2LMHeadModel(hf_config(scale_attn_by_inverse_layer_idx=True)))

@@ -121,6 +121,12 @@ def test_converted_model_saves_and_reloads_through_auto(tmp_path):
     assert_same_outputs(hf, reloaded, ids, mask)
 
 
+def test_an_activation_without_a_mini_equivalent_names_gpt_neox_s_field_and_the_choices():
+    with pytest.raises(ValueError, match=r"GPT-NeoX `hidden_act='quick_gelu'` has no mini equivalent; `hidden_act` "
+                                         r"must be one of 'relu', 'gelu', 'gelu_new', 'silu', 'swish'"):
+        from_hf(build(GPTNeoXForCausalLM, hidden_act="quick_gelu"))
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="parallel_residual.*norm_position='pre'"):
         MiniGPTConfig(parallel_residual=True, norm_position="post")

@@ -174,7 +174,25 @@ def test_saved_model_reloads_compiles_and_fills_masks(tmp_path):
         torch.testing.assert_close(compiled(ids, attention_mask=mask).logits[mask.bool()], outputs(mini, ids, mask))
 
 
+@pytest.mark.parametrize(("hidden", "classifier", "ours"), [
+    ("swish", "swish", "swiglu"), ("gelu_python", "gelu_python", "geglu"), ("swish", "silu", "swiglu"),
+    ("gelu_pytorch_tanh", "gelu_new", "geglu_tanh"),
+])
+def test_transformers_other_names_for_an_activation_convert(hidden, classifier, ours):
+    """'swish' is transformers' name for silu and 'gelu_python' exact GELU written with erf: ModernBERT with them (in
+    the feed-forward's gate and the heads) converts as with 'silu' / 'gelu', with the same outputs, and exports."""
+    hf = build(hidden_activation=hidden, classifier_activation=classifier)
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == ours
+    ids, mask = padded_batch()
+    theirs = outputs(hf, ids, mask)
+    torch.testing.assert_close(outputs(mini, ids, mask), theirs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(outputs(to_hf(mini), ids, mask), theirs, atol=1e-5, rtol=0)
+
+
 def test_what_modernbert_or_its_neighbours_cannot_express_raises():
+    with pytest.raises(ValueError, match=r"`hidden_activation='quick_gelu'` has no mini gated equivalent.*'swish'"):
+        from_hf(build(hidden_activation="quick_gelu", classifier_activation="quick_gelu"))
     with pytest.raises(ValueError, match="ModernBertForQuestionAnswering needs `num_labels=2`"):
         from_hf(build("ModernBertForQuestionAnswering", num_labels=3))
     with pytest.raises(ValueError, match="embedding_dropout.*only 0.0"):

@@ -179,6 +179,8 @@ def test_converted_model_saves_reloads_and_compiles(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "match"), [
+    ({"activation_function": "gelu_fast"},
+     r"OPT `activation_function='gelu_fast'` has no mini equivalent; `activation_function` must be one of 'relu'"),
     ({"layer_norm_elementwise_affine": False}, "`layer_norm_elementwise_affine=False`"),
     ({"layerdrop": 0.1}, "`layerdrop=0.1`"),
 ])

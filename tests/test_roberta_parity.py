@@ -111,9 +111,44 @@ def test_real_token_positions_make_padding_side_irrelevant():
     assert positions.tolist() == [[PAD, 2, 3, PAD, 4]]
 
 
+@pytest.mark.parametrize("family", ["Roberta", "XLMRoberta"])
+def test_a_relative_position_type_converts_as_absolute_as_transformers_computes(family):
+    """Transformers 5's RoBERTa and XLM-R never read `position_embedding_type`: they add their absolute position table
+    whatever it says. The converter does the same, and the exported config computes the same."""
+    hf = build(family, "ForSequenceClassification", position_embedding_type="relative_key_query")
+    mini = from_hf(hf)
+    back = to_roberta(mini, family=family)
+    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
+    inputs = batch("ForSequenceClassification", left=True)
+    with torch.no_grad():
+        ref = hf(**inputs).logits
+        torch.testing.assert_close(mini(**inputs).logits, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(back(**inputs).logits, ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("head", ["Model", "ForSequenceClassification", "ForTokenClassification",
+                                  "ForQuestionAnswering", "ForMultipleChoice"])
+def test_another_feed_forward_activation_converts_for_the_heads_without_roberta_s_gelu(head):
+    """`hidden_act` is the layers' feed-forward function, ours too; only the masked-LM head applies a GELU of its
+    own, so every other head converts with any activation we have, and exports back."""
+    hf = build("Roberta", head, hidden_act="relu")
+    mini = from_hf(hf)
+    assert mini.config.hidden_act == "relu"
+    inputs = batch(head, left=False)
+    with torch.no_grad():
+        ref, ours = hf(**inputs), mini(**inputs)
+    key = "last_hidden_state" if head == "Model" else "start_logits" if head == "ForQuestionAnswering" else "logits"
+    torch.testing.assert_close(ours[key], ref[key], atol=1e-5, rtol=0)
+    assert_same_tensors(hf, to_hf(mini))
+
+
 def test_options_roberta_cannot_express_raise():
-    with pytest.raises(ValueError, match="hidden_act"):
-        from_hf(build("Roberta", "Model", hidden_act="relu"))
+    with pytest.raises(ValueError, match="masked-LM head applies gelu.*hidden_act='gelu'.*'relu'"):
+        from_hf(build("Roberta", "ForMaskedLM", hidden_act="relu"))
+    relu_mlm = from_hf(build("Roberta", "Model", hidden_act="relu"))
+    relu_mlm = modeling_mini.MiniEncoderForMaskedLM(relu_mlm.config)
+    with pytest.raises(ValueError, match="masked-LM head applies gelu: `hidden_act` must be 'gelu'"):
+        to_hf(relu_mlm)
     bert_numbered = modeling_mini.MiniEncoderModel(modeling_mini.MiniEncoderConfig(**TINY))
     with pytest.raises(ValueError, match="pad_aware_positions=True"):
         to_roberta(bert_numbered)
