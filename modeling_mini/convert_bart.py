@@ -204,8 +204,10 @@ def _check_decoder_start(config: MiniSeq2SeqConfig, family: str) -> None:
     needed = family == "mBART"
     if config.start_with_last_token != needed:
         start = "each row's last real token" if needed else "`decoder_start_token_id`"
+        older = (" (an mBART converted before this flag existed loads with it off: set "
+                 "`config.start_with_last_token = True`)" if needed else "")
         raise ValueError(f"{family} starts each decoder row with {start}: it needs "
-                         f"`start_with_last_token={needed}`; this model has {config.start_with_last_token!r}.")
+                         f"`start_with_last_token={needed}`; this model has {config.start_with_last_token!r}{older}.")
 
 
 def hf_config_from_mini(config: MiniSeq2SeqConfig):

@@ -97,7 +97,7 @@ _TAGGER = {"classifier.weight": "classifier.weight", "classifier.bias": "classif
 #: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
 _ENCODER_ONLY = dict(type_vocab_size=0, add_pooler=False, embedding_norm=False, max_position_embeddings=512)
 _SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "freeze_padding_row", "tie_word_embeddings",
-                 "scale_decoder_output", "decoder_start_token_id")
+                 "scale_decoder_output", "decoder_start_token_id", "start_with_last_token")
 
 
 def mini_config_from_t5(hf, tied_output: bool = True, **overrides) -> MiniSeq2SeqConfig:

@@ -72,6 +72,8 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
     if pad_token_id is None:
         raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
     labels = labels.masked_fill(labels == -100, pad_token_id)
+    if labels.shape[-1] == 0:  # no token: nothing to shift (the decoder names the empty input)
+        return labels
     if start_with_last_token:
         last = (labels != pad_token_id).sum(dim=1, keepdim=True) - 1  # (B, 1): the last real token's index
         start = labels.gather(1, last.clamp(min=0))  # (B, 1)

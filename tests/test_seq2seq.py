@@ -617,3 +617,12 @@ def test_gradient_checkpointing_returns_no_decoder_cache_in_training():
     ids = torch.randint(3, 99, (2, 6))
     assert model(ids, decoder_input_ids=ids[:, :4], use_cache=True).cache is None
     assert model.eval()(ids, decoder_input_ids=ids[:, :4], use_cache=True).cache is not None
+
+
+@pytest.mark.parametrize("last_token", [False, True])
+def test_empty_labels_are_refused_by_name(last_token):
+    """Labels of no token: the shift keeps them empty and the decoder names the problem (the mBART shift's gather
+    failed with an unnamed RuntimeError, the other gave a batch-size mismatch)."""
+    model = MiniSeq2SeqForConditionalGeneration(tiny_config(start_with_last_token=last_token)).eval()
+    with pytest.raises(ValueError, match="`decoder_input_ids` must hold at least one row and one token"):
+        model(input_ids=torch.randint(3, 99, (2, 5)), labels=torch.empty(2, 0, dtype=torch.long))

@@ -257,6 +257,7 @@ def test_the_encoder_alone_converts_to_a_mini_encoder_and_back(cls, config_cls, 
     hf.set_attn_implementation(impl)
     mini = from_hf(hf)
     assert isinstance(mini, MiniEncoderModel) and mini.pooler is None and mini.relative_bias.bidirectional
+    assert not {"decoder_start_token_id", "start_with_last_token"} & mini.config.to_dict().keys()  # seq2seq-only
     inputs = batch()
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     with torch.no_grad():

@@ -14,7 +14,7 @@ with the user's own Python installation.
 Why it is sound:
 
 * Deterministic: sources are read in a fixed order, texts are deduplicated before splitting, and a text's split
-  is decided by a hash of the text itself, so the same installation always gives the same datasets.
+  is decided by a hash of its first paragraph, so the same installation always gives the same datasets.
 * No leakage: a text is in one split only, and so are texts sharing a first paragraph; the corpus leaves out every
   docstring whose task example is in the task's ``test`` split, so pretraining never reads the held-out inputs.
 * Docstrings are read with :mod:`ast` from the source files, so no module is imported (no side effects; builtin
