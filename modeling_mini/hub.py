@@ -67,7 +67,8 @@ FAMILIES = {
 #: (Marian's ``source.spm`` / ``target.spm``, T5's ``spiece.model``, XLM-R's ``sentencepiece.bpe.model``).
 ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "*.py",
                   "tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
-                  "chat_template.jinja", "chat_template.json", "*.spm", "*.model", "README.md", "*.png"]
+                  "chat_template.jinja", "chat_template.json", "*.spm", "*.model", "README.md", "*.png",
+                  "target_vocab.json"]  # Marian's tokenizer with a vocabulary per side (separate_vocabs)
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                    "*.pickle", "training_args*", "optimizer*", "scheduler*", "rng_state*", "*.log", "*.out",
                    "__pycache__/**", "*.pyc", "*/**"]
@@ -154,7 +155,7 @@ def _is_result(key: str) -> bool:
     not."""
     if key.startswith(("train_", "total_")) or key in ("epoch", "step", "loss", "grad_norm", "learning_rate"):
         return False
-    return not key.endswith(("runtime", "per_second", "epoch", "samples"))
+    return not key.endswith(("runtime", "per_second", "epoch", "samples", "_time"))  # eval_model_preparation_time
 
 
 def write_model_card(
@@ -472,7 +473,7 @@ def publish_folder(
     folder,
     repo_id: str,
     *,
-    private: bool = False,
+    private: bool | None = None,
     token: str | None = None,
     revision: str | None = None,
     commit_message: str = "Upload model with mini-transformers",
@@ -488,8 +489,10 @@ def publish_folder(
     after a single-file or differently split save) are deleted in the same commit, so the Hub serves the
     folder's weights. Every other repository file is kept, even where the folder lacks it: a tokenizer pushed on
     its own, a card edited on the Hub, files added by hand. ``repo_id`` may leave out the namespace (``"name"``:
-    the token's user); the commit goes to the full id that ``create_repo`` returns. The token comes from
-    ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is never printed.
+    the token's user); the commit goes to the full id that ``create_repo`` returns, and a card this package wrote
+    for another id (or for the bare name) is pointed at it first (:func:`retarget_card`). ``private``: None leaves a
+    new repository's visibility to the account's or organisation's default (``False`` would make it public). The
+    token comes from ``token`` or the usual ``HF_TOKEN`` / ``hf auth login``; it is never printed.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -497,6 +500,8 @@ def publish_folder(
     files = check_publishable(folder)
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" -> "user/name"
+    if (folder / "README.md").is_file():
+        retarget_card(folder / "README.md", repo_id)  # its snippets load the full id
     if _is_new_branch_name(revision):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     head = api.repo_info(repo_id, revision=revision).sha

@@ -643,6 +643,11 @@ def test_publish_cli_points_a_run_card_at_the_target_repo(hub, tmp_path, bpe_tok
                          metrics={"eval_loss": 2.0}, hyperparameters={"learning_rate": 0.001}, repo_id=None)
         publish.main([str(run), "--hub_model_id", "user/real-name"])
         report["card"] = readme("user/real-name")
+        write_model_card(run, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                         hyperparameters=None, repo_id="bare-run")  # as a run given --hub_model_id bare-run writes it
+        from modeling_mini.hub import publish_folder
+        publish_folder(run, "bare-run")  # what such a run's finish_run calls
+        report["bare"] = readme("user/bare-run")
         (run / "README.md").write_text("my own notes: from_pretrained('<user>/run-out')\\n")
         publish.main([str(run), "--hub_model_id", "user/other-name"])
         report["foreign"] = readme("user/other-name")
@@ -655,6 +660,43 @@ def test_publish_cli_points_a_run_card_at_the_target_repo(hub, tmp_path, bpe_tok
     assert "\n# real-name\n" in report["card"] and card.data.model_name == "real-name"
     assert _card_metrics(card) == {"loss": 2.0} and "| learning_rate | 0.001 |" in report["card"]
     assert report["foreign"] == "my own notes: from_pretrained('<user>/run-out')\n"
+    # a card written for the bare name loads the full id the repository got (it said from_pretrained("bare-run"))
+    assert 'from_pretrained("user/bare-run", trust_remote_code=True)' in report["bare"], report["bare"]
+
+
+def test_publishing_leaves_a_new_repositorys_visibility_to_the_account(monkeypatch, tmp_path):
+    """Without --private the repository is created with `private=None`, which huggingface_hub leaves to the
+    account's or organisation's default; `False` (sent before) made it public even where an organisation makes new
+    repositories private."""
+    import huggingface_hub
+
+    from modeling_mini.hub import publish_folder
+
+    seen = []
+
+    def create_repo(self, repo_id, *, private=None, **kwargs):
+        seen.append(private)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr("modeling_mini.hub.check_publishable", lambda folder: [])
+    with pytest.raises(RuntimeError, match="stop here"):
+        publish_folder(tmp_path, "user/name")
+    monkeypatch.syspath_prepend(str(ROOT / "train"))
+    import common
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="user/name", use_cpu=True)
+    assert seen == [None] and common.take_push_settings(args)["private"] is None
+
+
+def test_held_out_figures_only_and_every_tokenizer_file():
+    """`eval_model_preparation_time` (transformers adds it to an evaluation run alone) is bookkeeping, not a result;
+    Marian's second vocabulary (`target_vocab.json`, with `separate_vocabs`) is published with the tokenizer."""
+    from modeling_mini.hub import _is_result, _publishable
+
+    assert not _is_result("eval_model_preparation_time") and _is_result("eval_accuracy")
+    assert _publishable("target_vocab.json") and _publishable("vocab.json")
 
 
 @pytest.mark.slow

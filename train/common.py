@@ -868,7 +868,7 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
     if push:
         from modeling_mini.hub import publish_folder
 
-        commit = publish_folder(output_dir, push["repo_id"], private=push.get("private", False),
+        commit = publish_folder(output_dir, push["repo_id"], private=push.get("private"),
                                 token=push.get("token"), revision=push.get("revision"))
         branch = f" (branch {push['revision']})" if push.get("revision") else ""
         print(f"pushed {output_dir} to {push['repo_id']}{branch}" + ("" if commit else " (no change)"))
@@ -885,7 +885,8 @@ def take_push_settings(training_args) -> dict | None:
     if not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id user/name.")
     push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
-            "private": bool(training_args.hub_private_repo), "revision": training_args.hub_revision}
+            # None (the default) leaves a new repository's visibility to the account's or organisation's default
+            "private": training_args.hub_private_repo, "revision": training_args.hub_revision}
     training_args.push_to_hub = False
     training_args.hub_token = None  # the Trainer pickles its arguments into the output folder: keep no secret there
     return push

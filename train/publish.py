@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", type=Path, help="a run's output folder (or any save_pretrained folder)")
     parser.add_argument("--hub_model_id", required=True, help="the Hub repository, user/name or org/name")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--private", action="store_true", default=None,
+                        help="create the repository as private (default: the account's or organisation's default)")
     parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
     parser.add_argument("--commit_message", default="Upload model with mini-transformers")
     parser.add_argument("--task", default=None, help=f"for a new card only; one of {sorted(TASKS)} (default: "
