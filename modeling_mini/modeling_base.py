@@ -195,9 +195,19 @@ class MiniPreTrainedModel(PreTrainedModel):
         deletion of the repository's weight files that the folder's weights supersede (:func:`hub.superseded_weights`:
         the old ``model.safetensors`` after a push with ``max_shard_size``, old shards after a single-file push), in a
         second commit to the same branch or pull request. transformers only adds files, and ``from_pretrained``
-        prefers a stale ``model.safetensors`` to new shards. Every other repository file stays."""
+        prefers a stale ``model.safetensors`` to new shards. Every other repository file stays.
+
+        A folder whose README is transformers' generic template (``save_pretrained(push_to_hub=True)`` writes it
+        when the repository has no card) gets this package's card instead, as :meth:`push_to_hub` gives."""
         from huggingface_hub import CommitOperationDelete, HfApi
 
+        from .hub import is_generic_card, task_of_head, write_model_card
+
+        readme = Path(working_dir) / "README.md"
+        if readme.is_file() and is_generic_card(readme.read_text(encoding="utf-8")):
+            write_model_card(working_dir, config=self.config, task=task_of_head(type(self).__name__), datasets=None,
+                             metrics=None, hyperparameters=None, repo_id=repo_id,
+                             num_parameters=sum(p.numel() for p in self.parameters()))
         result = super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
         if getattr(result, "oid", None) is None:  # nothing was committed: nothing to compare with
             return result
@@ -693,8 +703,9 @@ def span_loss(model, start_logits, end_logits, start_positions, end_positions, *
         if positions.dtype.is_floating_point or positions.dtype == torch.bool or positions.numel() != batch:
             raise ValueError(f"`{name}` must hold one integer token index per example, shape ({batch},); "
                              f"got shape {tuple(positions.shape)} and dtype {positions.dtype}.")
-    # as long: int32 indices are indices too, but the cross-entropy takes only long targets
-    return model.loss_function(start_logits, end_logits, start_positions.reshape(batch).long(),
+    # as long: int32 indices are indices too, but the cross-entropy takes only long targets; the scores in float32,
+    # as every other head's loss (a bfloat16 model's softmax over T positions would lose the loss's precision)
+    return model.loss_function(start_logits.float(), end_logits.float(), start_positions.reshape(batch).long(),
                                end_positions.reshape(batch).long(), **kwargs)
 
 

@@ -1042,3 +1042,17 @@ def test_card_results_keep_the_split_and_leave_out_sample_counts(tmp_path):
     results = ModelCard.load(tmp_path / "README.md").data.eval_results
     assert sorted((r.dataset_split, r.metric_type, r.metric_value) for r in results) == [
         ("test", "accuracy", 0.85), ("validation", "accuracy", 0.9)]
+
+
+@pytest.mark.slow
+def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(hub, tmp_path, bpe_tokenizer):
+    """`save_pretrained(folder, push_to_hub=True)` bypasses `push_to_hub`: transformers writes its generic template
+    into the folder and uploads it. The upload now carries this package's card (task, tags, loading snippet)."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(WORK / "sp", push_to_hub=True, repo_id="user/sp")
+        report["card"] = open(api.hf_hub_download("user/sp", "README.md")).read()
+    """)
+    from modeling_mini.hub import is_generic_card
+
+    assert not is_generic_card(report["card"]), report["card"][:500]
+    assert "mini-transformers" in report["card"] and 'from_pretrained("user/sp"' in report["card"]

@@ -230,6 +230,9 @@ def test_question_answering_losses_average_start_and_end_and_ignore_positions_ou
         start = torch.nn.functional.cross_entropy(out.start_logits, starts.clamp(0, ignore), ignore_index=ignore)
         end = torch.nn.functional.cross_entropy(out.end_logits, ends.clamp(0, ignore), ignore_index=ignore)
         torch.testing.assert_close(out.loss, (start + end) / 2)
+        with torch.no_grad():  # a bfloat16 model: the loss in float32, as every other head's
+            half = model.to(torch.bfloat16)(ids, attention_mask=mask, start_positions=starts, end_positions=ends)
+        assert half.loss.dtype == torch.float32 and half.start_logits.dtype == torch.bfloat16
 
 
 # --- pipelines ------------------------------------------------------------------------------------------------------
