@@ -51,13 +51,20 @@ def from_hf(model: nn.Module, **config_overrides) -> nn.Module:
     """The mini model equivalent to a transformers model (same weights, same outputs), in eval mode.
 
     ``config_overrides`` are passed to the mini config (for example ``attn_implementation``-independent
-    options such as ``use_cache``).
+    options such as ``use_cache``). The checkpoint the model was loaded from (its ``name_or_path``, when it has one)
+    is kept as ``config.converted_from``: a card written for the converted model names it as the base model and
+    inherits its licence (:func:`hub.default_card`).
     """
     from_hf_table, _ = _tables()
     name = type(model).__name__
     if name not in from_hf_table:
         raise ValueError(f"Cannot convert {name}; supported transformers classes: {', '.join(sorted(from_hf_table))}.")
-    return from_hf_table[name](model, **config_overrides)
+    mini = from_hf_table[name](model, **config_overrides)
+    # from_pretrained sets both names; a model built from a loaded config carries the config's
+    source = getattr(model, "name_or_path", "") or getattr(model.config, "name_or_path", "")
+    if source:
+        mini.config.converted_from = str(source)
+    return mini
 
 
 def to_hf(model: nn.Module) -> nn.Module:

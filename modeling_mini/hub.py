@@ -578,6 +578,16 @@ def read_card(repo_id: str, *, revision: str | None = None, token=None) -> str |
     return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_text(encoding="utf-8")
 
 
+def default_card(model, folder, repo_id: str | None, token=None) -> Path:
+    """Write this package's card for ``model`` alone (no run: no data, metrics or hyperparameters) into ``folder``;
+    return its path. A model converted from a transformers checkpoint (``config.converted_from``, set by
+    ``convert.from_hf``) names it as its base model and inherits its licence."""
+    return write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,
+                            metrics=None, hyperparameters=None, repo_id=repo_id,
+                            base_model=getattr(model.config, "converted_from", None), token=token,
+                            num_parameters=sum(p.numel() for p in model.parameters()))
+
+
 def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,
                       overwrite: bool = False, card: str | None = None) -> bool:
     """Upload this package's card for the model (no run metrics) to ``revision``, unless it has a card already.
@@ -607,9 +617,7 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
         return False
     with tempfile.TemporaryDirectory() as folder:
         if card is None:
-            path = write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__),
-                                    datasets=None, metrics=None, hyperparameters=None, repo_id=repo_id,
-                                    num_parameters=sum(p.numel() for p in model.parameters()))
+            path = default_card(model, folder, repo_id, token=token)
         else:
             path = Path(folder) / "README.md"
             path.write_text(card, encoding="utf-8")

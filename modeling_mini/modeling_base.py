@@ -201,13 +201,11 @@ class MiniPreTrainedModel(PreTrainedModel):
         when the repository has no card) gets this package's card instead, as :meth:`push_to_hub` gives."""
         from huggingface_hub import CommitOperationDelete, HfApi
 
-        from .hub import is_generic_card, task_of_head, write_model_card
+        from .hub import default_card, is_generic_card
 
         readme = Path(working_dir) / "README.md"
         if readme.is_file() and is_generic_card(readme.read_text(encoding="utf-8")):
-            write_model_card(working_dir, config=self.config, task=task_of_head(type(self).__name__), datasets=None,
-                             metrics=None, hyperparameters=None, repo_id=repo_id,
-                             num_parameters=sum(p.numel() for p in self.parameters()))
+            default_card(self, working_dir, repo_id, token=kwargs.get("token"))
         result = super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
         if getattr(result, "oid", None) is None:  # nothing was committed: nothing to compare with
             return result

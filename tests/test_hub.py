@@ -1056,3 +1056,26 @@ def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(hub, tmp_
 
     assert not is_generic_card(report["card"]), report["card"][:500]
     assert "mini-transformers" in report["card"] and 'from_pretrained("user/sp"' in report["card"]
+
+
+def test_a_converted_models_card_names_its_source_and_inherits_its_licence(tmp_path):
+    """A model made by `convert.from_hf` remembers the checkpoint it came from (`config.converted_from`): its card
+    (from `push_to_hub`, `save_pretrained(push_to_hub=True)`) names it as the base model and takes its licence, where
+    it said "trained from scratch" under apache-2.0 whatever licence the weights carry."""
+    from huggingface_hub import ModelCard
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from modeling_mini.convert import from_hf
+    from modeling_mini.hub import default_card
+
+    source = tmp_path / "base-gpt"
+    source.mkdir()
+    (source / "README.md").write_text("---\nlicense: mit\n---\n# a base model\n")
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=32))
+    hf.config._name_or_path = str(source)
+    mini = from_hf(hf)
+    assert mini.config.converted_from == str(source)
+    text = default_card(mini, tmp_path, "user/converted").read_text()
+    assert ModelCard(text).data.license == "mit" and "trained from scratch" not in text and "base-gpt" in text
+    assert "converted_from" not in from_hf(GPT2LMHeadModel(hf.config.__class__(vocab_size=99, n_embd=32, n_layer=1,
+                                                                               n_head=4))).config.to_dict()
