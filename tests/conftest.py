@@ -97,6 +97,16 @@ def assert_same_tensors(expected: torch.nn.Module, got: torch.nn.Module) -> None
         assert torch.equal(ours[key], theirs[key]), key
 
 
+def assert_absolute_positions_both_ways(hf, mini, back, batch: dict, real=slice(None)) -> None:
+    """A transformers encoder whose config names a relative ``position_embedding_type`` it never reads: ``mini``
+    (converted) and ``back`` (exported again, with absolute positions) give its logits at the ``real`` positions."""
+    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
+    with torch.no_grad():
+        expected = hf(**batch).logits[real]
+        for model in (mini, back):
+            torch.testing.assert_close(model(**batch).logits[real], expected, atol=1e-5, rtol=0)
+
+
 def assert_one_training_step_matches(reference, mini, batch: dict) -> None:
     """One plain SGD step on an HF reference and on ``from_hf(reference)``; exporting ours must give theirs.
 

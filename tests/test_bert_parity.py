@@ -2,7 +2,13 @@
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
+from conftest import (
+    assert_absolute_positions_both_ways,
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    padded_batch,
+    perturb_norms_and_biases,
+)
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -115,13 +121,7 @@ def test_a_relative_position_type_converts_as_absolute_as_transformers_computes(
     config.position_embedding_type = position_type
     hf = perturb_norms_and_biases(BertForMaskedLM(config).eval())
     mini = from_hf(hf)
-    back = to_hf(mini)
-    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
-    batch = inputs(BertForMaskedLM)
-    with torch.no_grad():
-        ref = hf(**batch).logits
-        torch.testing.assert_close(mini(**batch).logits, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(back(**batch).logits, ref, atol=1e-5, rtol=0)
+    assert_absolute_positions_both_ways(hf, mini, to_hf(mini), inputs(BertForMaskedLM))
 
 
 def test_an_activation_without_a_mini_equivalent_names_the_field_and_the_choices():

@@ -4,7 +4,13 @@ the other encoders cannot hold."""
 
 import pytest
 import torch
-from conftest import assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
+from conftest import (
+    assert_absolute_positions_both_ways,
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    padded_batch,
+    perturb_norms_and_biases,
+)
 from transformers import (
     BertForMaskedLM,
     ElectraConfig,
@@ -119,13 +125,7 @@ def test_a_relative_position_type_converts_as_absolute_as_transformers_computes(
     says. The converter does the same, and the exported config computes the same."""
     hf = build(ElectraForMaskedLM, position_embedding_type="relative_key")
     mini = from_hf(hf)
-    back = to_hf(mini)
-    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
-    batch = inputs(ElectraForMaskedLM)
-    with torch.no_grad():
-        ref = hf(**batch).logits
-        torch.testing.assert_close(mini(**batch).logits, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(back(**batch).logits, ref, atol=1e-5, rtol=0)
+    assert_absolute_positions_both_ways(hf, mini, to_hf(mini), inputs(ElectraForMaskedLM))
 
 
 def test_what_does_not_convert_raises():

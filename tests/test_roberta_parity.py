@@ -4,7 +4,14 @@ function, with left or right padding (RoBERTa numbers positions among the real t
 import pytest
 import torch
 import transformers
-from conftest import TINY, assert_one_training_step_matches, assert_same_tensors, padded_batch, perturb_norms_and_biases
+from conftest import (
+    TINY,
+    assert_absolute_positions_both_ways,
+    assert_one_training_step_matches,
+    assert_same_tensors,
+    padded_batch,
+    perturb_norms_and_biases,
+)
 
 import modeling_mini
 from modeling_mini.convert import from_hf, to_hf
@@ -117,13 +124,8 @@ def test_a_relative_position_type_converts_as_absolute_as_transformers_computes(
     whatever it says. The converter does the same, and the exported config computes the same."""
     hf = build(family, "ForSequenceClassification", position_embedding_type="relative_key_query")
     mini = from_hf(hf)
-    back = to_roberta(mini, family=family)
-    assert getattr(back.config, "position_embedding_type", "absolute") == "absolute"
-    inputs = batch("ForSequenceClassification", left=True)
-    with torch.no_grad():
-        ref = hf(**inputs).logits
-        torch.testing.assert_close(mini(**inputs).logits, ref, atol=1e-5, rtol=0)
-        torch.testing.assert_close(back(**inputs).logits, ref, atol=1e-5, rtol=0)
+    assert_absolute_positions_both_ways(hf, mini, to_roberta(mini, family=family),
+                                        batch("ForSequenceClassification", left=True))
 
 
 @pytest.mark.parametrize("head", ["Model", "ForSequenceClassification", "ForTokenClassification",

@@ -4,6 +4,7 @@ NaN guard and the output folder.
 Each concept has one small function here; the two scripts only wire them together.
 """
 
+import argparse
 import dataclasses
 import json
 import math
@@ -38,6 +39,23 @@ def check_choice(name: str, value, allowed) -> None:
     """``ValueError`` naming the field and the allowed values when ``value`` is not one of them."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+
+
+def int_at_least(least: int):
+    """An argparse ``type``: the text as an integer >= ``least``, else ``argparse.ArgumentTypeError`` (argparse then
+    names the option). For the scripts with an argparse parser of their own (the tokenizer trainer, the demo); the
+    dataclass arguments use :func:`check_at_least`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= {least}")
+        return value
+
+    return parse
 
 
 def check_at_least(name: str, value, least: int, unset: str = "") -> None:

@@ -33,18 +33,6 @@ def run_quietly(main, argv: list[str]) -> dict:
     return main(argv)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1. ``--max_steps 0`` or ``-1`` would mean "no limit: train by epochs" to the
-    Trainer, not a short demo."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= 1")
-    return value
-
-
 def _positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (a fraction of an epoch is fine; 0, negatives, nan and inf are not)."""
     try:
@@ -58,9 +46,12 @@ def _positive_float(text: str) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The demo's options; argparse refuses a step or epoch count that is not positive."""
+    import common  # the train folder is on the path (above); imported here, where it is needed
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default=str(ROOT / "outputs" / "demo"), help="where the runs are saved")
-    parser.add_argument("--pretrain_steps", type=_positive_int, default=None,
+    # --max_steps 0 or -1 would mean "no limit: train by epochs" to the Trainer, not a short demo
+    parser.add_argument("--pretrain_steps", type=common.int_at_least(1), default=None,
                         help="override the recipe's max_steps (an integer >= 1)")
     parser.add_argument("--finetune_epochs", type=_positive_float, default=None,
                         help="override the recipe's epochs (a number > 0)")

@@ -106,28 +106,6 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a vocabulary size, a length)."""
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0 (``--min_frequency``: ``tokenizers`` takes 0, which acts as 1)."""
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, least: int) -> int:
-    """``text`` as an integer >= ``least``; ``argparse.ArgumentTypeError`` (argparse names the option) otherwise.
-    ``tokenizers`` stores these as unsigned integers, so a negative one failed with a bare ``OverflowError``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be an integer >= {least}")
-    return value
-
-
 def _source(args: argparse.Namespace) -> str:
     """Where the training texts come from, for error messages."""
     if args.train_files:
@@ -149,22 +127,23 @@ def _check_size(tokenizer: PreTrainedTokenizerFast, kind: str, vocab_size: int) 
 def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     """Train a tokenizer as the command line says, save it to ``--output_dir`` and return it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import load_text_splits
+    from common import int_at_least, load_text_splits
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=KINDS, default=None, help="tokenizer kind (default: from --family)")
     parser.add_argument("--family", choices=tuple(FAMILY_TOKENIZER), default="gpt",
                         help="model family the tokenizer is for; picks --kind when it is not given")
-    parser.add_argument("--vocab_size", type=_positive_int, default=8000,
+    # sizes are checked as parsed: tokenizers stores them unsigned, so a negative one failed with a bare OverflowError
+    parser.add_argument("--vocab_size", type=int_at_least(1), default=8000,
                         help=f"largest vocabulary, special tokens included (bpe: at least {BPE_MIN_VOCAB}, its 256 "
                              "bytes and 5 special tokens)")
-    parser.add_argument("--min_frequency", type=_non_negative_int, default=2,
+    parser.add_argument("--min_frequency", type=int_at_least(0), default=2,
                         help="least count of a merge / word piece (0 and 1 keep every one)")
     parser.add_argument("--dataset_name", default=None, help="a Hub dataset name (default: embedded corpus)")
     parser.add_argument("--train_files", nargs="+", default=None, help="local txt/json/jsonl/csv/parquet files")
     parser.add_argument("--text_column", default="text", help="column holding the text")
     parser.add_argument("--output_dir", required=True, help="folder the tokenizer is saved to")
-    parser.add_argument("--model_max_length", type=_positive_int, default=None,
+    parser.add_argument("--model_max_length", type=int_at_least(1), default=None,
                         help="the model's longest input in tokens (default: none known; the training scripts set it)")
     args = parser.parse_args(argv)
     kind = args.kind or FAMILY_TOKENIZER[args.family]
