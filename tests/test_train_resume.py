@@ -1,5 +1,6 @@
 """Kill train/pretrain.py with SIGKILL after a checkpoint, resume it: the final weights equal an uninterrupted run's."""
 
+import json
 import os
 import re
 import signal
@@ -292,12 +293,15 @@ def _resume(checkpoint: Path, tmp_path, *extra: str, corpus: str | None = None):
     (["--gradient_accumulation_steps", "2"], "--gradient_accumulation_steps 1 (now 2)"),
     (["--seed", "6", "--gradient_accumulation_steps", "3"],
      "--gradient_accumulation_steps 1 (now 3), --seed 5 (now 6)"),
+    (["--data_seed", "3"], "--data_seed None (now 3)"),  # the sampler's order, where set
+    (["--max_length", "32"], "--max_length 16 (now 32)"),  # other blocks
+    (["--max_train_samples", "10"], "--max_train_samples None (now 10)"),
 ])
 def test_resuming_with_other_batches_is_refused_before_the_data_is_read(checkpoint, tmp_path, extra, message):
-    """Another batch size, accumulation, seed or number of processes reads other batches than the Trainer skips:
-    transformers only warned (about the batch size) and the run repeated and skipped data. The checkpoint records them
-    (``RunSettings`` in ``trainer_state.json``); a change is a ``ValueError`` naming each, before any data is read
-    (the training file here does not exist)."""
+    """Another batch size, accumulation, seed, data seed, number of processes, block length or sample of the data
+    reads other batches than the Trainer skips: transformers only warned (about the batch size) and the run repeated
+    and skipped data. The checkpoint records them (``RunSettings`` in ``trainer_state.json``); a change is a
+    ``ValueError`` naming each, before any data is read (the training file here does not exist)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         _resume(checkpoint, tmp_path, *extra)
 
@@ -329,6 +333,52 @@ def test_resuming_may_extend_the_run_but_not_change_the_model(checkpoint, tmp_pa
         _resume(checkpoint, tmp_path, "--config_overrides", "num_hidden_layers=3", corpus=corpus)
     _resume(checkpoint, tmp_path, "--max_steps", "3", "--save_strategy", "no", corpus=corpus)
     assert (tmp_path / "resumed" / "model.safetensors").is_file()
+
+
+def test_resuming_follows_moved_data_and_dropout_but_refuses_changed_data(checkpoint, tmp_path):
+    """The training files are recorded by name and size: the data may move (the node that resumes mounts it
+    elsewhere), but a file that changed reads other blocks, and is refused. A dropout rate may change (the weights keep
+    their shapes); before, any config change was refused."""
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "corpus.txt"
+    moved.parent.mkdir()
+    shutil.copy(checkpoint.parents[1] / "corpus.txt", moved)
+    _resume(checkpoint, tmp_path, "--max_steps", "3", "--save_strategy", "no", "--config_overrides",
+            "hidden_dropout=0.3", corpus=str(moved))
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["hidden_dropout"] == 0.3
+    with open(moved, "a") as f:
+        f.write("\none line more")
+    with pytest.raises(ValueError, match=r"--train_files \[\['corpus.txt', \d+\]\] \(now \[\['corpus.txt', \d+\]\]\)"):
+        _resume(checkpoint, tmp_path, corpus=str(moved))
+
+
+def test_a_fine_tuning_run_resumes_and_refuses_another_task(tmp_path):
+    """train/finetune.py records its settings too, with the task and label column: a token-classification head on an
+    encoder has the shape of a two-class sequence head, and would have resumed silently as another task."""
+    import json as json_module
+
+    sys.path.insert(0, str(ROOT / "train"))
+    import finetune
+
+    words = "apple pear plum fig lime kiwi oat rye".split()
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json_module.dumps({"text": " ".join(words[(i + j) % 8] for j in range(5)),
+                                               "label": i % 2}) + "\n" for i in range(40)))
+    common_args = ["--train_files", str(data), "--from_scratch", "true", "--family", "encoder", "--model_config",
+                   "tiny", "--tokenizer_vocab_size", "120", "--per_device_train_batch_size", "4", "--max_length", "16",
+                   "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "5",
+                   "--output_dir", str(tmp_path / "run")]
+    finetune.main([*common_args, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                   "--eval_strategy", "no"])
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    with pytest.raises(ValueError, match=re.escape("--task sequence_classification (now token_classification)")):
+        finetune.main([*common_args, "--max_steps", "3", "--task", "token_classification",
+                       "--resume_from_checkpoint", checkpoint])
+    finetune.main([*common_args, "--max_steps", "3", "--save_strategy", "no", "--eval_strategy", "no",
+                   "--resume_from_checkpoint", checkpoint])
+    state = json_module.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["RunSettings"]["args"]["task"] == "sequence_classification"
 
 
 def test_a_missing_or_incomplete_checkpoint_is_refused_before_the_data_is_read(checkpoint, tmp_path):

@@ -449,31 +449,61 @@ def check_checkpoint_complete(checkpoint: Path) -> None:
                          "complete one.")
 
 
-#: the arguments that decide which batches each optimizer step reads: a resumed run must keep them
-RESUME_SETTINGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "world_size", "seed")
+#: the arguments that decide which batches each optimizer step reads: a resumed run must keep them (``seed`` also
+#: draws the validation split, the ``--max_train_samples`` sample and the pretraining masks; ``data_seed``, where set,
+#: the sampler's order)
+RESUME_SETTINGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "world_size", "seed", "data_seed")
+#: the data arguments that decide which rows and blocks the training set holds
+DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_files", "text_column", "validation_split_percentage",
+                 "streaming", "max_train_samples", "max_length")
+#: config.json keys a resumed run may change: rates that leave every weight's shape and the evaluated function as
+#: they were (a run may turn dropout down for its last stretch)
+CONFIG_RESUMABLE = ("activation_dropout", "attention_dropout", "classifier_dropout", "embedding_dropout",
+                    "hidden_dropout")
 #: config.json keys that are bookkeeping, not architecture (the Trainer saves checkpoints with ``use_cache`` off)
 CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "auto_map", "dtype", "torch_dtype", "use_cache",
                       "_name_or_path")
 
 
+def data_files_identity(files: list[str] | None) -> list | None:
+    """``--train_files`` as a resumed run compares them: each existing file by its name and size in bytes, so the
+    data may move (another mount on the node that resumes) but not change; a glob or folder by the string given."""
+    if files is None:
+        return None
+    return [[Path(name).name, Path(name).stat().st_size] if Path(name).is_file() else name for name in files]
+
+
+def run_settings(training_args, data_args=None, **script_settings) -> dict:
+    """The settings a resumed run must keep (:data:`RESUME_SETTINGS`, :data:`DATA_SETTINGS` and the script's own, such
+    as the fine-tuning task), JSON-ready, as :class:`RunSettings` records them and :func:`check_resume_settings`
+    compares them. ``validation_split_percentage`` counts only where the validation rows come out of train."""
+    settings = {name: getattr(training_args, name) for name in RESUME_SETTINGS}
+    if data_args is not None:
+        settings.update({name: getattr(data_args, name) for name in DATA_SETTINGS})
+        settings["train_files"] = data_files_identity(data_args.train_files)
+        if data_args.validation_files:
+            del settings["validation_split_percentage"]
+    return {**settings, **script_settings}
+
+
 class RunSettings(TrainerCallback, ExportableState):
-    """Records :data:`RESUME_SETTINGS` in every checkpoint's ``trainer_state.json`` (a stateful callback's state, so
-    in the file the Trainer writes last and atomically with the rest), for :func:`check_resume_settings`."""
+    """Records :func:`run_settings` in every checkpoint's ``trainer_state.json`` (a stateful callback's state, so in
+    the file the Trainer writes last and atomically with the rest), for :func:`check_resume_settings`."""
 
     def __init__(self, **settings):
         self.settings = settings
 
     @classmethod
-    def of(cls, training_args) -> "RunSettings":
+    def of(cls, training_args, data_args=None, **script_settings) -> "RunSettings":
         """The settings of this run."""
-        return cls(**{name: getattr(training_args, name) for name in RESUME_SETTINGS})
+        return cls(**run_settings(training_args, data_args, **script_settings))
 
     def state(self) -> dict:
         return {"args": dict(self.settings), "attributes": {}}
 
 
 def recorded_settings(checkpoint: Path) -> dict:
-    """:data:`RESUME_SETTINGS` as a checkpoint recorded them (:class:`RunSettings`); a checkpoint written without that
+    """:func:`run_settings` as a checkpoint recorded them (:class:`RunSettings`); a checkpoint written without that
     callback gives what its ``trainer_state.json`` always holds: the batch size (``train_batch_size``, per device on a
     machine without several GPUs in one process)."""
     state = json.loads((checkpoint / "trainer_state.json").read_text())
@@ -487,19 +517,21 @@ def recorded_settings(checkpoint: Path) -> dict:
     return {}
 
 
-def check_resume_settings(checkpoint: str | None, training_args) -> None:
-    """``ValueError`` naming each of :data:`RESUME_SETTINGS` that differs from the checkpoint's, with both values.
+def check_resume_settings(checkpoint: str | None, training_args, data_args=None, **script_settings) -> None:
+    """``ValueError`` naming each of :func:`run_settings` that differs from the checkpoint's, with both values.
 
     The Trainer skips ``global_step`` x ``gradient_accumulation_steps`` batches of the data it would now draw: with
-    another batch size, accumulation, number of processes or seed (the shuffle's), those are other batches, so the
-    resumed run would silently repeat some data and skip the rest (transformers only warns about the batch size).
-    ``--max_steps`` and ``--num_train_epochs`` may change: they extend or shorten the run without moving its data."""
+    another batch size, accumulation, number of processes, seed (the shuffle's, the split's), data files or block
+    length, those are other batches, so the resumed run would silently repeat some data and skip the rest
+    (transformers only warns about the batch size). ``--max_steps`` and ``--num_train_epochs`` may change: they extend
+    or shorten the run without moving its data. A checkpoint records only what it was written with: a setting added
+    to the record later is not checked against an older checkpoint."""
     if checkpoint is None:
         return
     recorded = recorded_settings(Path(checkpoint))
     if "train_batch_size" in recorded:  # written without RunSettings: the batch size alone, read as transformers does
         recorded = {"per_device_train_batch_size": recorded["train_batch_size"] // max(1, training_args.n_gpu)}
-    current = {name: getattr(training_args, name) for name in RESUME_SETTINGS}
+    current = json.loads(json.dumps(run_settings(training_args, data_args, **script_settings)))  # as recorded
     changed = [f"--{name} {recorded[name]} (now {current[name]})" for name in recorded
                if name in current and recorded[name] != current[name]]
     if changed:
@@ -512,13 +544,14 @@ def check_resume_settings(checkpoint: str | None, training_args) -> None:
 def check_resume_config(checkpoint: str | None, config) -> None:
     """``ValueError`` naming the model config fields (``--config_overrides``, ``--model_config``) that differ from the
     checkpoint's ``config.json``: the weights would not load, or the optimizer's state would not fit them ("loaded
-    state dict contains a parameter group that doesn't match the size"), an error that names no field. A checkpoint
-    without ``config.json`` (a LoRA adapter's) is not checked."""
+    state dict contains a parameter group that doesn't match the size"), an error that names no field. The dropout
+    rates (:data:`CONFIG_RESUMABLE`) may change. A checkpoint without ``config.json`` (a LoRA adapter's) is not
+    checked."""
     if checkpoint is None or not (Path(checkpoint) / "config.json").is_file():
         return
     saved = json.loads((Path(checkpoint) / "config.json").read_text())
     built = json.loads(config.to_json_string(use_diff=True))  # as saved: the values that differ from the defaults
-    keys = sorted((saved.keys() | built.keys()) - set(CONFIG_BOOKKEEPING))
+    keys = sorted((saved.keys() | built.keys()) - set(CONFIG_BOOKKEEPING) - set(CONFIG_RESUMABLE))
     differ = [f"{key}={saved.get(key)!r} (now {built.get(key)!r})" for key in keys if saved.get(key) != built.get(key)]
     if differ:
         raise ValueError(f"--resume_from_checkpoint {checkpoint}: the model config differs from the checkpoint's: "

@@ -615,6 +615,18 @@ def set_generation_lengths(model, training_args) -> None:
         config.num_beams = training_args.generation_num_beams
 
 
+def resume_settings(task: str, label_column: str, task_args: FinetuneArguments) -> dict:
+    """The task's settings a resumed run must keep, beside :func:`common.run_settings`: the task and label column
+    (another task's head may have the same shape, and would resume silently), and what cuts the examples: the target
+    length of translation, the window stride of question answering."""
+    settings = {"task": task, "label_column": label_column}
+    if task == "translation":
+        settings["max_target_length"] = task_args.max_target_length
+    if task == "question_answering":
+        settings["doc_stride"] = task_args.doc_stride
+    return settings
+
+
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, task_args, training_args = common.parse_arguments(
         (common.ModelArguments, common.DataArguments, FinetuneArguments, Seq2SeqTrainingArguments), argv)
@@ -651,7 +663,8 @@ def main(argv: list[str] | None = None) -> dict:
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
     resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
-    common.check_resume_settings(resume_from, training_args)  # before any data is read
+    settings = resume_settings(task, label_column, task_args)
+    common.check_resume_settings(resume_from, training_args, data_args, **settings)  # before any data is read
 
     default = None
     if task == "sequence_classification":
@@ -757,9 +770,10 @@ def main(argv: list[str] | None = None) -> dict:
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     use_generate = task == "translation" and training_args.predict_with_generate
+    callbacks = [guard, common.RunSettings.of(training_args, data_args, **settings)]
     trainer = trainer_class(model=model, args=training_args, train_dataset=features["train"],
                             eval_dataset=features["validation"], processing_class=tokenizer,
-                            data_collator=collator, callbacks=[guard, common.RunSettings.of(training_args)],
+                            data_collator=collator, callbacks=callbacks,
                             compute_metrics=compute_metrics if task != "translation" or use_generate else None)
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)

@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(training_args.seed)
     common.use_mini_checkpoint(model_args, training_args)  # a transformers checkpoint is converted first
     resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
-    common.check_resume_settings(resume_from, training_args)  # before any data is read
+    common.check_resume_settings(resume_from, training_args, data_args)  # before any data is read
 
     raw = common.load_text_splits(
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     collator = build_collator(family, tokenizer, pretrain_args, training_args.seed)
-    callbacks = [guard, common.RunSettings.of(training_args)]
+    callbacks = [guard, common.RunSettings.of(training_args, data_args)]
     if isinstance(collator, MaskEpoch):
         callbacks.append(EpochOfMasks(collator))
     trainer = MaskedObjectiveTrainer(model=model, args=training_args, train_dataset=blocks["train"],
