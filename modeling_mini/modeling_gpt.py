@@ -219,7 +219,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
                 encoder_hidden_states=encoder_hidden_states,
             )
         rotations = rotations_per_layer_type(self, position_ids, hidden_states.dtype)  # (cos, sin) per layer type
-        for block, rotation in zip(self.layers, self.layer_rotations, strict=True):
+        depth = self.config.num_hidden_layers  # all; k while generate(assistant_early_exit=k) drafts with the first k
+        for block, rotation in zip(self.layers[:depth], self.layer_rotations[:depth], strict=True):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through

@@ -292,7 +292,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         keys = self_mask.shape[-1] if relative else None  # past + T: what a layer's own bias (UMT5) spans
-        for layer, block in enumerate(self.layers):
+        # every layer; the first k while ``generate(assistant_early_exit=k)`` drafts with them (``num_hidden_layers``,
+        # which transformers lowers for the draft, is the decoder's depth)
+        for layer, block in enumerate(self.layers[: self.config.decoder_layers]):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through

@@ -262,3 +262,20 @@ def windows_passed_to_kernels(model, ids: torch.Tensor) -> list:
     finally:
         model.set_attn_implementation(before)
     return seen
+
+
+def assert_early_exit_gives_the_greedy_tokens(model, layers, inputs, greedy, **kwargs):
+    """``assistant_early_exit=1``: the model's first layer drafts (transformers lowers ``config.num_hidden_layers``
+    while it drafts) and the whole model checks, so the tokens are greedy decoding's and the first layer runs more
+    often than the last. Before, every layer ran on the draft's one-layer cache: an ``IndexError``, with the config
+    left lowered, so every later ``generate`` failed too."""
+    depth = model.config.num_hidden_layers
+    calls = {0: 0, depth - 1: 0}
+    hooks = [layers[i].register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1)) for i in calls]
+    try:
+        assert torch.equal(model.generate(inputs, assistant_early_exit=1, **kwargs), greedy)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls[0] > calls[depth - 1] > 0, calls
+    assert model.config.num_hidden_layers == depth

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from conftest import (
     TINY,
+    assert_early_exit_gives_the_greedy_tokens,
     assert_padding_free_batch_equals_the_padded_batch,
     count_host_reads,
     generate_with_compiled_static_cache,
@@ -292,6 +293,8 @@ def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(options):
     greedy = model.generate(ids, **kwargs)
     assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
     assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
+    assert_early_exit_gives_the_greedy_tokens(model, model.model.layers, ids, greedy, **kwargs)
+
 
 
 @pytest.mark.parametrize("options", [{}, {"position_embedding_type": "learned", "token_embedding_size": 16}],

@@ -12,7 +12,12 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, count_host_reads, generate_with_compiled_static_cache
+from conftest import (
+    TINY,
+    assert_early_exit_gives_the_greedy_tokens,
+    count_host_reads,
+    generate_with_compiled_static_cache,
+)
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -167,6 +172,9 @@ def test_assisted_decoding_gives_the_greedy_tokens():
         kwargs = dict(attention_mask=mask[row : row + 1], max_new_tokens=10, do_sample=False)
         greedy = model.generate(source[row : row + 1], **kwargs)
         assert torch.equal(model.generate(source[row : row + 1], assistant_model=assistant, **kwargs), greedy)
+        # the decoder's first layer drafts (num_hidden_layers is the decoder's depth)
+        assert_early_exit_gives_the_greedy_tokens(model, model.model.decoder.layers, source[row : row + 1], greedy,
+                                                  **kwargs)
 
 
 def test_cross_attention_keys_and_values_are_computed_once_per_generation():
