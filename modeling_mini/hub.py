@@ -232,15 +232,41 @@ def write_model_card(
     )
     n_params = extra.pop("num_parameters", None)
     template = extra.pop("template", None)
+    title = family.upper() if family == "gpt" else family.capitalize()
+    article = "An" if title[0] in "AEIOU" else "A"
+    task_title = re.sub(r"\blm\b", "LM", task_key.replace("-", " "))
+    recorded = bool(datasets or numeric or hyperparameters)  # written for a training run, or for a bare push
+    base_prose = _prose_name(base_model) if base_model else None
+    if recorded:
+        provenance = f"trained for **{task_title}**"
+        training_note = ("It was trained on a small corpus with a small compute budget, so its outputs are often "
+                         "wrong, repetitive or nonsensical, and it inherits whatever biases its training data holds.")
+    elif base_model:
+        provenance = (f"with a **{task_title}** head; its weights were converted from {base_prose} by "
+                      "`modeling_mini.convert.from_hf`")
+        training_note = (f"Its weights come from {base_prose}: its abilities, limitations and biases are that "
+                         "model's (unless it was trained further after the conversion); read that model's card for "
+                         "its training data and intended use.")
+    else:
+        provenance = f"with a **{task_title}** head"
+        training_note = ("This card was written when the model was pushed, with no record of how it was trained: "
+                         "nothing is known of its data, abilities or biases.")
+    generative = auto_class in ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")
     values = {
         "metadata": card_data.to_yaml(),
         "model_name": model_name,
         "repo_id": repo_id,
         "family": family,
-        "family_title": family.upper() if family == "gpt" else family.capitalize(),
+        "family_title": title,
+        "family_article": article,  # "An **Encoder** Transformer", "A **GPT** Transformer"
+        "family_article_lower": article.lower(),
         "family_summary": summary,
         "model_type": model_type,
-        "task_title": task_key.replace("-", " "),
+        "task_title": task_title,
+        "provenance": provenance,
+        "training_note": training_note,
+        # only the generative heads save generation defaults
+        "more_files": "the generation config and the tokenizer" if generative else "and the tokenizer",
         "auto_class": auto_class,
         "num_parameters": _thousands(n_params if isinstance(n_params, int) else _count_parameters(cfg)),
         "num_layers": _depth(cfg),
@@ -254,7 +280,7 @@ def write_model_card(
         "norm_position": cfg.get("norm_position", "?"),
         "block_layout": _block_layout(cfg),
         "attention": _attention_summary(cfg, family),
-        "base_model": _prose_name(base_model) if base_model else "none (trained from scratch)",
+        "base_model": base_prose or ("none (trained from scratch)" if recorded else "none recorded"),
         "datasets_prose": "\n".join(f"- {_prose_name(d)}" for d in datasets) or "_not recorded_",
         "hyperparameters_table": _table(dict(hyperparameters or {}), ("hyperparameter", "value")),
         "metrics_table": _table(numeric, ("metric", "value")),
@@ -322,7 +348,12 @@ def base_model_license(base_model: str | None, token: str | None = None) -> dict
     except Exception as error:  # offline, no such repository, no card, a card without metadata: nothing to inherit
         print(f"the licence of base model {base_model!r} is unknown ({type(error).__name__}); not inherited")
         return {}
-    return {key: data[key] for key in ("license", "license_name", "license_link") if data.get(key)}
+    licence = {key: data[key] for key in ("license", "license_name", "license_link") if data.get(key)}
+    link = str(licence.get("license_link", ""))
+    if link and not local.is_file() and not re.match(r"[a-z][a-z0-9+.-]*:", link, flags=re.I):
+        # the base repository's own file (`license_link: LICENSE`): the derived repository has no such file
+        licence["license_link"] = f"https://huggingface.co/{base_model}/blob/main/{link.lstrip('./')}"
+    return licence
 
 
 def _block_layout(cfg: Mapping) -> str:
@@ -521,8 +552,8 @@ $metadata
 
 # $model_name
 
-A **$family_title** Transformer ($family_summary) built with the `mini-transformers` package (`modeling_mini`),
-trained for **$task_title**. Parameters: $num_parameters; layers / hidden / heads: $num_layers / $hidden_size /
+$family_article **$family_title** Transformer ($family_summary) built with the `mini-transformers` package
+(`modeling_mini`), $provenance. Parameters: $num_parameters; layers / hidden / heads: $num_layers / $hidden_size /
 $num_heads; vocabulary $vocab_size; base model: $base_model.
 
 ## Training data
@@ -552,8 +583,8 @@ With the package installed, `import modeling_mini` first and leave out `trust_re
 
 ## Intended use and limitations
 
-A small research and teaching model, not for production: trained on a small corpus with a small budget, its
-outputs are often wrong and carry the biases of its data. Evaluate it on your own data before any other use.
+A research and teaching model, not for production. $training_note Evaluate it on your own data before any other
+use.
 """
 
 

@@ -838,6 +838,48 @@ def test_model_card_reads_a_gated_base_card_with_the_token(tmp_path, monkeypatch
     assert ModelCard(text).data.license == "llama3" and "hf_secret_value" not in text
 
 
+def test_a_relative_licence_link_of_a_hub_base_points_at_the_base_repository(tmp_path, monkeypatch):
+    """``license_link: LICENSE`` names the base repository's file; the derived repository has none, so the link would
+    be broken: it becomes the base's file URL. A full URL stays as it is."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import base_model_license
+
+    links = iter(["LICENSE", "./LICENSE.md", "https://example.com/terms"])
+    monkeypatch.setattr(ModelCard, "load", lambda *a, **k: ModelCard(
+        f"---\nlicense: other\nlicense_name: acme\nlicense_link: {next(links)}\n---\n"))
+    assert base_model_license("acme/base")["license_link"] == "https://huggingface.co/acme/base/blob/main/LICENSE"
+    assert base_model_license("acme/base")["license_link"] == "https://huggingface.co/acme/base/blob/main/LICENSE.md"
+    assert base_model_license("acme/base")["license_link"] == "https://example.com/terms"
+
+
+@pytest.mark.parametrize("family", ["gpt", "encoder", "seq2seq"])
+def test_model_card_prose_fits_the_family_the_head_and_the_provenance(tmp_path, family):
+    """"An **Encoder** Transformer", not "A Encoder"; only the generative heads' cards mention a generation config
+    (only they save one); a card written without a run (``push_to_hub``'s) claims no training: a converted model's
+    says where its weights came from, any other's that nothing was recorded. Before, every card said the model was
+    trained on a small corpus and, without a base, "trained from scratch"."""
+    from modeling_mini import hub as hub_module
+
+    config = _mini_config(family)
+    run = hub_module.write_model_card(tmp_path / "run", config=config, task="sequence-classification",
+                                      datasets=["data.jsonl"], metrics={"eval_accuracy": 0.9},
+                                      hyperparameters={"learning_rate": 1e-3}).read_text()
+    title = {"gpt": "A **GPT**", "encoder": "An **Encoder**", "seq2seq": "A **Seq2seq**"}[family]
+    assert f"{title} Transformer" in run and f"{title.lower().split()[0]} {family} Transformer" in run
+    assert "generation config" not in run and "trained for **sequence classification**" in run
+    assert "small corpus" in run and "none (trained from scratch)" in run
+    head = {"gpt": modeling_mini.MiniGPTForCausalLM, "encoder": modeling_mini.MiniEncoderForMaskedLM,
+            "seq2seq": modeling_mini.MiniSeq2SeqForConditionalGeneration}[family](config)
+    bare = hub_module.default_card(head, tmp_path / "bare", "user/bare").read_text()
+    assert ("generation config" in bare) == (family != "encoder")
+    assert "trained" not in bare.split("## Model")[0] and "none recorded" in bare and "small corpus" not in bare
+    head.config.converted_from = str(tmp_path / "source-checkpoint")
+    converted = hub_module.default_card(head, tmp_path / "converted", "user/converted").read_text()
+    assert "its weights were converted from source-checkpoint" in converted
+    assert "Its weights come from source-checkpoint" in converted and "small corpus" not in converted
+
+
 def test_model_card_describes_sliding_window_and_grouped_query_attention(tmp_path):
     from modeling_mini.hub import write_model_card
 

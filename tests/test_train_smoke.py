@@ -102,7 +102,10 @@ def test_pretraining_writes_a_complete_output_folder(pretrained, family):
     assert "family: " + family in recipe and "hub_token" not in recipe
     assert "average_tokens_across_devices" in recipe  # a setting with "token" in its name is no secret
     model = getattr(modeling_mini, pretrain.MODEL_CLASSES[family]).from_pretrained(folder)
-    assert f"| parameters | {model.num_parameters():,} |" in (folder / "README.md").read_text()  # counted
+    card = (folder / "README.md").read_text()
+    assert f"| parameters | {model.num_parameters():,} |" in card  # counted
+    # the run's length once: the max_steps that ended it, not also the epochs it overrode
+    assert "| max_steps | 2 |" in card and "num_train_epochs" not in card
     # the saved recipe repeats the run: it parses back to the same arguments (empty lists once broke it)
     again = common.parse_arguments((common.ModelArguments, common.DataArguments, pretrain.PretrainArguments,
                                     pretrain.TrainingArguments), [str(folder / "recipe.yaml")])

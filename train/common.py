@@ -911,6 +911,8 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
     if recipe.get("lora_r"):
         keep += ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
     hyperparameters = {key: recipe[key] for key in keep if key in recipe}
+    # the run's length, once: a positive max_steps overrides the epochs; -1 (unset) says nothing
+    hyperparameters.pop("num_train_epochs" if (hyperparameters.get("max_steps") or -1) > 0 else "max_steps", None)
     write_model_card(output_dir, config=trainer.model.config, task=task, datasets=datasets_used,
                      metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                      hyperparameters=hyperparameters, base_model=base_model,
