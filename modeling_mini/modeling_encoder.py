@@ -188,10 +188,12 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
 
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
         # padding masks (and the window, for local layers), in the format the attention backend wants (None when
-        # nothing is masked)
+        # nothing is masked). A padding-free batch (sequences joined in one row, no attention mask, given position
+        # ids restarting at 0: DataCollatorWithFlattening's) gets a block-diagonal mask from the ids, as BERT's
         if self.relative_bias is None and self.layer_biases is None:
             masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
-                                                attention_mask=attention_mask) for kind in self.attention_types}
+                                                attention_mask=attention_mask, position_ids=given_positions)
+                     for kind in self.attention_types}
             queries = None  # only a relative bias reads positions
         else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)
             if given_positions is not None:

@@ -635,3 +635,24 @@ def test_an_encoder_offloaded_to_disk_runs_without_token_type_ids(tmp_path):
     ids = torch.randint(3, TINY["vocab_size"], (2, 7))
     with torch.no_grad():
         torch.testing.assert_close(offloaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("options", [{"position_embedding_type": "learned"}, {"position_embedding_type": "rotary"},
+                                     {"position_embedding_type": "rotary", "sliding_window": 4,
+                                      "layer_types": ["sliding_attention", "full_attention"]}],
+                         ids=["learned", "rotary", "local-layers"])
+def test_padding_free_batch_equals_each_sequence_alone(options, attn):
+    """``DataCollatorWithFlattening`` (sequences joined in one row, position ids restarting at 0, no mask): each
+    sequence sees only itself, as transformers' BERT builds the block-diagonal mask from the position ids. Before,
+    the mask was built without them, so the joined sequences attended to each other (1.9e-3 from BERT's logits)."""
+    from transformers import DataCollatorWithFlattening
+
+    model = MiniEncoderForMaskedLM(tiny_encoder_config(**options, attn_implementation=attn)).eval()
+    ids, mask = padded_batch(left=False)  # rows with 6, 7 and 9 real tokens
+    real = [row[keep].tolist() for row, keep in zip(ids, mask.bool(), strict=True)]
+    packed = DataCollatorWithFlattening()([{"input_ids": tokens} for tokens in real])  # (1, 22), position ids
+    with torch.no_grad():
+        joined = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits[0]
+        alone = torch.cat([model(torch.tensor([tokens])).logits[0] for tokens in real])
+    torch.testing.assert_close(joined, alone, atol=1e-5, rtol=1e-5)
