@@ -193,6 +193,10 @@ def join_fused_qkv(state: dict, join) -> dict:
     return out
 
 
+#: transformers' token-classification head (GPT-2's, Llama's, Phi's...) drops out with this when its config names
+#: neither ``classifier_dropout`` nor ``hidden_dropout``
+HF_CLASSIFIER_DROPOUT = 0.1
+
 #: The decoder layout GPT-2, GPT-NeoX, Phi, GPT-J, Falcon and BLOOM share (as ``check_expressible``'s ``required``,
 #: Falcon without feed-forward biases, BLOOM with an embedding norm): pre-norm LayerNorm with shifts before every
 #: sub-layer and after the last block, plain summed embeddings, a biased plain feed-forward.

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniGPTConfig
-from .convert import LAYERNORM_DECODER, activation_from_hf, check_expressible, load_mapped
+from .convert import HF_CLASSIFIER_DROPOUT, LAYERNORM_DECODER, activation_from_hf, check_expressible, load_mapped
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -39,6 +39,7 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
             "GPT-2 options `scale_attn_weights=False` / `scale_attn_by_inverse_layer_idx=True` have no mini equivalent."
         )
     kwargs = {key: getattr(hf, key) for key in _SHARED if hasattr(hf, key)}
+    classifier_dropout = getattr(hf, "classifier_dropout", None)  # not a GPT2Config field, but read when set
     kwargs.update(
         hidden_size=hf.n_embd,
         num_hidden_layers=hf.n_layer,
@@ -54,7 +55,8 @@ def mini_config_from_gpt2(hf: GPT2Config, **overrides) -> MiniGPTConfig:
         hidden_dropout=hf.resid_pdrop,
         embedding_dropout=None if hf.embd_pdrop == hf.resid_pdrop else hf.embd_pdrop,
         attention_dropout=hf.attn_pdrop,
-        classifier_dropout=getattr(hf, "classifier_dropout", None),
+        # GPT-2's config has no hidden_dropout: its token classifier falls back to 0.1, not to resid_pdrop as ours
+        classifier_dropout=HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
     )
     kwargs.update(overrides)
     return MiniGPTConfig(**kwargs)
@@ -78,7 +80,8 @@ def gpt2_config_from_mini(config: MiniGPTConfig) -> GPT2Config:
         embd_pdrop=config.hidden_dropout if config.embedding_dropout is None else config.embedding_dropout,
         attn_pdrop=config.attention_dropout,
         summary_first_dropout=config.hidden_dropout,
-        classifier_dropout=config.classifier_dropout,
+        # ours falls back to hidden_dropout, GPT-2's to 0.1: name the rate
+        classifier_dropout=config.hidden_dropout if config.classifier_dropout is None else config.classifier_dropout,
         **kwargs,
     )
 

@@ -28,6 +28,7 @@ import transformers
 
 from .configuration_mini import MiniGPTConfig
 from .convert import (
+    HF_CLASSIFIER_DROPOUT,
     check_expressible,
     load_mapped,
     rope_parameters_per_layer_type,
@@ -52,8 +53,6 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
 #: as "gelu_pytorch_tanh"; listed first, so that an export names the usual ones)
 _GATED = {"swish": "swiglu", "gelu_new": "geglu_tanh",
           "silu": "swiglu", "gelu": "geglu", "relu": "reglu", "gelu_pytorch_tanh": "geglu_tanh"}
-#: transformers' token-classification head drops out with this when the config names no ``classifier_dropout``
-_HF_CLASSIFIER_DROPOUT = 0.1
 
 
 #: What each family fixes, whatever its config says (as mini options); the rest of the layout is Llama's, and Llama's
@@ -144,7 +143,7 @@ def mini_config_from_llama(hf, family: str = "Llama", **overrides) -> MiniGPTCon
         embedding_norm=False,
         hidden_dropout=0.0,
         activation_dropout=0.0,
-        classifier_dropout=_HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
+        classifier_dropout=HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
         freeze_padding_row=hf.pad_token_id is not None,  # Llama's embedding has padding_idx = pad_token_id
     )
     kwargs.update(_FIXED[family])

@@ -15,6 +15,7 @@ from transformers import PhiConfig, PhiForCausalLM, PhiForSequenceClassification
 
 from .configuration_mini import MiniGPTConfig
 from .convert import (
+    HF_CLASSIFIER_DROPOUT,
     LAYERNORM_DECODER,
     activation_from_hf,
     check_expressible,
@@ -34,8 +35,6 @@ _SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_head
            "intermediate_size", "max_position_embeddings", "initializer_range", "bos_token_id", "eos_token_id",
            "pad_token_id", "tie_word_embeddings", "attention_dropout", "use_cache", "num_labels", "id2label",
            "label2id", "problem_type")
-#: transformers' token-classification head drops out with this when the config names no ``classifier_dropout``
-_HF_CLASSIFIER_DROPOUT = 0.1
 
 # hf class name -> (mini class, hf class, head keys {mini: hf}); both backbones sit under ``model.`` in a head class
 _PAIRS = {
@@ -69,7 +68,7 @@ def mini_config_from_phi(hf: PhiConfig, **overrides) -> MiniGPTConfig:
         qk_norm=bool(hf.qk_layernorm),
         hidden_dropout=float(hf.resid_pdrop),
         embedding_dropout=None if hf.embd_pdrop == hf.resid_pdrop else float(hf.embd_pdrop),
-        classifier_dropout=_HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
+        classifier_dropout=HF_CLASSIFIER_DROPOUT if classifier_dropout is None else classifier_dropout,
         freeze_padding_row=hf.pad_token_id is not None,  # its embedding has padding_idx = pad_token_id
     )
     kwargs.update(overrides)

@@ -184,6 +184,26 @@ def test_an_embedding_dropout_of_its_own_travels_both_ways():
     assert from_hf(GPT2LMHeadModel(hf_config(embd_pdrop=0.1, resid_pdrop=0.1))).config.embedding_dropout is None
 
 
+def test_the_token_classifiers_dropout_travels_both_ways():
+    """GPT-2's config has no ``hidden_dropout``: its token classifier drops out with 0.1 when no
+    ``classifier_dropout`` is set, whatever ``resid_pdrop`` is, where ours falls back to ``hidden_dropout``. Before,
+    a GPT-2 with ``resid_pdrop=0`` trained its converted head without dropout (a seeded training forward 0.22
+    apart), and an export of ours with ``hidden_dropout=0`` dropped out with 0.1."""
+    torch.manual_seed(0)
+    hf = GPT2ForTokenClassification(hf_config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, num_labels=3))
+    mini = from_hf(hf)
+    assert mini.dropout.p == hf.dropout.p == 0.1
+    ids, mask = padded_batch()
+    hf.train(), mini.train()
+    torch.manual_seed(1)
+    expected = hf(ids, attention_mask=mask).logits
+    torch.manual_seed(1)
+    torch.testing.assert_close(mini(ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=1e-5)
+    ours = type(mini)(mini.config.__class__(**{**mini.config.to_dict(), "classifier_dropout": None,
+                                               "hidden_dropout": 0.0}))
+    assert ours.dropout.p == to_hf(ours).dropout.p == 0.0
+
+
 @pytest.mark.parametrize(("option", "value"), [("attention_scaling", 0.5), ("attention_softcap", 30.0),
                                                ("final_logit_softcap", 30.0)])
 def test_export_refuses_an_attention_scale_or_cap_gpt2_lacks(option, value):
