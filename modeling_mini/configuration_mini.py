@@ -66,10 +66,13 @@ def _refuse_unused_rotary(config) -> None:
                              f"{name}={getattr(config, name)!r}.")
 
 
-def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+def _check_positive(name: str, value, allow_zero: bool = False, alias: str | None = None) -> None:
+    """``value`` must be an integer >= 1 (>= 0 with ``allow_zero``); the error names ``alias`` too, the field's other
+    name (a seq2seq config's ``num_hidden_layers`` is its ``decoder_layers``)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
         bound = ">= 0" if allow_zero else ">= 1"
-        raise ValueError(f"`{name}` must be an integer {bound}; got {value!r}.")
+        named = f"`{name}` (`{alias}`)" if alias else f"`{name}`"
+        raise ValueError(f"{named} must be an integer {bound}; got {value!r}.")
 
 
 #: rotary scaling types and the numbers each needs (``rotary_scaling``)
@@ -591,7 +594,10 @@ class SlidingWindowOptions:
         """As :meth:`MiniConfig.to_dict`, with ``layer_types`` as None where it is the default for ``sliding_window``
         (every layer slides, or none), so that a saved config given another depth stays consistent."""
         out = super().to_dict()
-        default = ["full_attention" if self.sliding_window is None else "sliding_attention"] * self.num_hidden_layers
+        depth = self.num_hidden_layers
+        if type(depth) is not int:  # a bad override, logged by transformers before validate_architecture names it
+            return out
+        default = ["full_attention" if self.sliding_window is None else "sliding_attention"] * depth
         if self.layer_types == default:
             out["layer_types"] = None
         return out
@@ -1077,7 +1083,7 @@ class MiniSeq2SeqConfig(RelativeBiasOptions, MiniConfig):
 
     def validate_architecture(self) -> None:
         _check_positive("encoder_layers", self.encoder_layers)
-        _check_positive("decoder_layers", self.decoder_layers)  # before num_hidden_layers, another name of it
+        _check_positive("decoder_layers", self.decoder_layers, alias="num_hidden_layers")  # two names, one field
         super().validate_architecture()
         _check_positive("position_offset", self.position_offset, allow_zero=True)
         _check_flags(self, ("share_embeddings", "final_logits_bias", "scale_decoder_output", "freeze_padding_row",

@@ -258,7 +258,8 @@ class MiniEmbeddings(nn.Module):
     each lookup projected up by ``project_tokens`` (no bias), and the positions are ``hidden_size`` wide.
 
     ``embed_tokens`` is the token table (tied to the LM head); ``token_type_embeddings`` exists when the
-    config has ``type_vocab_size > 0`` (BERT's sentence A / B); ``embed_positions`` is the absolute position
+    encoder passes its config's ``type_vocab_size > 0`` (BERT's sentence A / B: the GPT and seq2seq configs have
+    no such field, and a stray one builds no table); ``embed_positions`` is the absolute position
     encoding, or ``None`` for rotary / no positions; ``norm`` exists when ``embedding_norm`` is set.
 
     ``token_types_in_vocabulary`` (the GPT): there is no segment table, and ``token_type_ids`` are tokens of the
@@ -271,7 +272,8 @@ class MiniEmbeddings(nn.Module):
     """
 
     def __init__(self, config, freeze_padding_row: bool = True, width: int | None = None,
-                 token_width: int | None = None, token_types_in_vocabulary: bool = False):
+                 token_width: int | None = None, token_types_in_vocabulary: bool = False, type_vocab_size: int = 0,
+                 ids_name: str = "input_ids"):
         super().__init__()
         self.config = config
         self.token_types_in_vocabulary = token_types_in_vocabulary
@@ -280,7 +282,7 @@ class MiniEmbeddings(nn.Module):
         token_width = token_width or width  # the token table's
         self.embed_tokens = nn.Embedding(config.vocab_size, token_width, padding_idx)
         self.project_tokens = nn.Linear(token_width, width, bias=False) if token_width != width else None
-        type_vocab_size = getattr(config, "type_vocab_size", 0)
+        self.ids_name = ids_name  # how an error names the ids: a seq2seq decoder's are `decoder_input_ids`
         self.token_type_embeddings = nn.Embedding(type_vocab_size, width) if type_vocab_size else None
         self.embed_positions = build_absolute_positions(config, width)
         self.embed_scale = math.sqrt(width) if config.scale_embeddings else 1.0
@@ -320,7 +322,7 @@ class MiniEmbeddings(nn.Module):
         vocabulary_types = token_type_ids if token_types is None and self.token_types_in_vocabulary else None
         segmentless = token_type_ids if token_types is None and not self.token_types_in_vocabulary else None
         check_id_ranges(  # one host sync for every id this forward looks up in a table
-            input_ids=(input_ids, self.vocabulary_size) if inputs_embeds is None else None,
+            **{self.ids_name: (input_ids, self.vocabulary_size) if inputs_embeds is None else None},
             token_type_ids=(token_type_ids, token_types.num_embeddings)
             if token_types is not None and token_type_ids is not None else None,
             **{"token_type_ids:vocabulary": (vocabulary_types, self.vocabulary_size)
@@ -362,6 +364,7 @@ def _checks_enabled(tensor: torch.Tensor) -> bool:
 #: The error for an id outside its table, by argument name: (name of the table's size in the config, advice).
 _RANGE_ERRORS = {
     "input_ids": ("vocab_size", "the tokenizer and the model must share a vocabulary"),
+    "decoder_input_ids": ("vocab_size", "the tokenizer and the model must share a vocabulary"),
     "token_type_ids": ("type_vocab_size", "segment ids index the token-type table"),
     "token_type_ids:vocabulary": ("vocab_size", "a GPT's token type ids are tokens of its vocabulary, as GPT-2's"),
     # no segment table: all-zero ids (what tokenizers send by default) mean "one segment" and are accepted

@@ -226,7 +226,8 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
 
     def __init__(self, config: MiniSeq2SeqConfig):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row)
+        self.embeddings = MiniEmbeddings(config, freeze_padding_row=config.freeze_padding_row,
+                                         ids_name="decoder_input_ids")
         self.rotary = build_rotary(config)
         self.relative_bias = build_relative_bias(config, bidirectional=False)  # T5: causal self-attention's
         self.layer_biases = build_layer_biases(config, False, config.decoder_layers)  # UMT5's: one per layer

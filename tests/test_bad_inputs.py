@@ -167,6 +167,17 @@ def test_decoder_input_ids_must_be_two_dimensional(cls, shape):
         run(build(cls, num_labels=3), input_ids=ids_with_eos(), decoder_input_ids=torch.full(shape, 5))
 
 
+@pytest.mark.parametrize(("bad", "message"), [(torch.full((2, 5), 5.0), r"`decoder_input_ids` must hold integer ids"),
+                                              (torch.full((2, 5), 99), r"`decoder_input_ids` contains 99, outside"),
+                                              (torch.full((2, 5), -5), r"`decoder_input_ids` contains -5, outside")])
+@pytest.mark.parametrize("cls", SEQ2SEQ_HEADS, ids=name_of)
+def test_decoder_ids_outside_the_vocabulary_are_named_as_the_decoders(cls, bad, message):
+    """The decoder's lookups are checked as ``decoder_input_ids``: before, valid source ids and bad decoder ids were
+    reported as bad ``input_ids``."""
+    with pytest.raises(ValueError, match=message):
+        run(build(cls, num_labels=3), input_ids=ids_with_eos(), decoder_input_ids=bad)
+
+
 # --- 6. inputs_embeds -------------------------------------------------------------------------------------------------
 
 BAD_EMBEDDINGS = {"narrow": torch.zeros(2, 5, 7), "2D": torch.zeros(5, 32), "integer": torch.zeros(2, 5, 32).long()}

@@ -12,6 +12,7 @@ from modeling_mini import (
     MiniGPTConfig,
     MiniGPTForCausalLM,
     MiniSeq2SeqConfig,
+    MiniSeq2SeqForConditionalGeneration,
 )
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
@@ -42,6 +43,10 @@ BAD_OVERRIDES = [
     ("norm_position", "middle"),
     ("hidden_act", "foo"),
     ("num_attention_heads", 3),
+    # not integers: transformers logs the config before it is validated (a TypeError from to_dict, before)
+    ("num_hidden_layers", "2"),
+    ("num_hidden_layers", 2.0),
+    ("num_hidden_layers", None),
 ]
 
 
@@ -50,6 +55,17 @@ BAD_OVERRIDES = [
 def test_from_pretrained_overrides_are_validated(saved, family, name, value):
     with pytest.raises(ValueError, match=f"`{name}`|`hidden_size` .* `num_attention_heads`"):
         AutoConfig.from_pretrained(saved[family], **{name: value})
+
+
+@pytest.mark.parametrize("value", [2, -1, 2.0])
+@pytest.mark.parametrize("family", ["gpt", "seq2seq"])
+def test_a_stray_type_vocab_size_builds_no_segment_table(family, value):
+    """Only the encoder has segment embeddings (``type_vocab_size``); on a GPT or seq2seq config the field is no
+    option and builds nothing. Before, the embeddings read it anyway: -1 failed deep in torch, 2 added a table (and,
+    in seq2seq, a segment vector to every token)."""
+    config = tiny(family, type_vocab_size=value, **({"decoder_start_token_id": 1} if family == "seq2seq" else {}))
+    model = {"gpt": MiniGPTForCausalLM, "seq2seq": MiniSeq2SeqForConditionalGeneration}[family](config)
+    assert not [name for name, _ in model.named_parameters() if "token_type" in name]
 
 
 @pytest.mark.parametrize("name, value", BAD_OVERRIDES)
