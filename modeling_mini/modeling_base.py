@@ -389,9 +389,10 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
     """
     named = {name: pair for name, pair in named.items() if pair is not None}
     for name, (ids, _) in named.items():
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        if ids.dtype not in (torch.int64, torch.int32):  # what an embedding lookup takes (int8 failed inside it)
             argument = name.partition(":")[0]  # "token_type_ids:vocabulary": the argument, as the user named it
-            raise ValueError(f"`{argument}` must hold integer ids; got dtype {ids.dtype}.")
+            raise ValueError(f"`{argument}` must hold integer ids (torch.int64, or torch.int32); got dtype "
+                             f"{ids.dtype}.")
     named = {name: pair for name, pair in named.items() if pair[0].numel()}
     if not named or not _checks_enabled(next(iter(named.values()))[0]):
         return
@@ -428,11 +429,11 @@ def next_positions(past: int | torch.Tensor, length: int, device, offset: int = 
 
 def check_attention_mask(
     attention_mask: torch.Tensor | None, batch: int, length: int | torch.Tensor | None, name: str = "attention_mask",
-    implementation: str | None = None, query_length: int | None = None,
+    implementation: str | None = None, query_length: int | None = None, num_heads: int | None = None,
 ):
     """A 2D mask must be (batch, past + current length). A 4D mask, passed on as it is, must be boolean (True: attend)
-    or floating (added to the scores), shaped (batch or 1, heads or 1, ``query_length`` or 1, ``length``), and cannot
-    go to flex attention (``implementation``, the config's ``_attn_implementation``): see
+    or floating (added to the scores), shaped (batch or 1, ``num_heads`` or 1, ``query_length`` or 1, ``length``),
+    and cannot go to flex attention (``implementation``, the config's ``_attn_implementation``): see
     :func:`refuse_4d_mask_under_flex`. ``length`` may be a device tensor (a static cache's past + current length) or
     ``None`` (keys the caller does not count: a static cache's 4D mask spans all its slots, a paged cache's the blocks
     it reads): the keys are not checked then. Shapes and dtypes only: no device read."""
@@ -440,7 +441,7 @@ def check_attention_mask(
         return
     if attention_mask.dim() == 4:
         refuse_4d_mask_under_flex(name, implementation)
-        _check_4d_mask(attention_mask, batch, length, name, query_length)
+        _check_4d_mask(attention_mask, batch, length, name, query_length, num_heads)
         return
     if length is None or isinstance(length, torch.Tensor):
         if attention_mask.dim() == 2 and attention_mask.shape[0] == batch:
@@ -453,17 +454,20 @@ def check_attention_mask(
         )
 
 
-def _check_4d_mask(mask: torch.Tensor, batch: int, length, name: str, query_length: int | None) -> None:
+def _check_4d_mask(mask: torch.Tensor, batch: int, length, name: str, query_length: int | None,
+                   num_heads: int | None = None) -> None:
     """See :func:`check_attention_mask`: a 4D mask's dtype and the sizes known without a device read."""
     keys = length if isinstance(length, int) else None
     size_ok = mask.shape[0] in (1, batch) and (query_length is None or mask.shape[2] in (1, query_length))
+    size_ok = size_ok and (num_heads is None or mask.shape[1] in (1, num_heads))
     if keys is not None:
         size_ok = size_ok and mask.shape[3] == keys
     if not size_ok or not (mask.dtype == torch.bool or mask.dtype.is_floating_point):
         queries = "query_length" if query_length is None else query_length
+        heads = "num_heads" if num_heads is None else num_heads
         raise ValueError(
             f"`{name}` is a 4D mask: it must be boolean (True where a query may attend) or floating (added to the "
-            f"scores) with shape (batch_size or 1, num_heads or 1, {queries} or 1, "
+            f"scores) with shape (batch_size or 1, {heads} or 1, {queries} or 1, "
             f"{'past + sequence_length' if keys is None else keys}) for batch_size={batch}; got shape "
             f"{tuple(mask.shape)} and dtype {mask.dtype}."
         )
@@ -499,7 +503,10 @@ def check_sequence_input(ids: torch.Tensor | None, embeds: torch.Tensor | None, 
 def check_position_ids(position_ids: torch.Tensor | None, batch: int, length: int) -> None:
     """Given ``position_ids`` must be (batch, length), or (1, length) for every row alike (what ``generate`` makes
     without a mask, and a padding-free batch's one row); anything else would broadcast silently or fail deep inside.
-    Shapes only: no device read."""
+    A boolean tensor is no positions (it failed inside transformers' masking). Shapes and dtypes only: no device
+    read."""
+    if position_ids is not None and position_ids.dtype == torch.bool:
+        raise ValueError("`position_ids` must hold integer positions; got dtype torch.bool.")
     if position_ids is not None and (position_ids.dim() != 2 or position_ids.shape[0] not in (1, batch)
                                      or position_ids.shape[1] != length):
         raise ValueError(f"`position_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}), or "
@@ -530,10 +537,11 @@ def refuse_4d_mask_under_flex(name: str, implementation: str | None) -> None:
 
 
 def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels", *, num_classes: int | None = None,
-                       classes_name: str = "num_labels") -> torch.Tensor:
+                       classes_name: str = "num_labels", expected: str | None = None) -> torch.Tensor:
     """Per-token labels must be integer ids (-100 = ignored) shaped like the input ``shape`` (B, T); returns them as
     ``long``, the only integer type the cross-entropy takes (int32 ids, numpy's default on some platforms, are ids
-    too).
+    too). ``expected`` says in words what the shape must be, where it is not the input's (a seq2seq target of any
+    length).
 
     With ``num_classes`` every id but -100 must also lie in ``[0, num_classes)`` (``classes_name`` names that size in
     the error: ``num_labels``, ``vocab_size``): outside, the cross-entropy fails with an ``IndexError`` on the CPU
@@ -543,8 +551,8 @@ def check_token_labels(labels: torch.Tensor, shape: tuple, name: str = "labels",
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"`{name}` must hold integer class ids (-100 to ignore a position); got dtype {labels.dtype}.")
     if tuple(labels.shape) != tuple(shape):
-        raise ValueError(f"`{name}` must have the input's shape (batch_size, sequence_length) = {tuple(shape)}; "
-                         f"got {tuple(labels.shape)}.")
+        expected = expected or f"the input's shape (batch_size, sequence_length) = {tuple(shape)}"
+        raise ValueError(f"`{name}` must have {expected}; got {tuple(labels.shape)}.")
     if num_classes is not None:
         outside = class_id_outside(labels, num_classes)
         if outside is not None:

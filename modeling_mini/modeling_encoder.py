@@ -173,7 +173,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         inputs = input_ids if input_ids is not None else inputs_embeds
         batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width)
         check_attention_mask(attention_mask, batch, length, implementation=self.config._attn_implementation,
-                             query_length=length)  # flex refuses a 4D mask
+                             query_length=length, num_heads=self.config.num_attention_heads)  # flex refuses a 4D mask
         if token_type_ids is not None:
             self._check_token_type_ids(token_type_ids, batch, length)
         check_position_ids(position_ids, batch, length)

@@ -166,12 +166,13 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             # a static cache's 4D mask spans all its slots, a paged cache's the blocks it reads: not `past + length`
             counted = self_cache is None or isinstance(self_cache, Cache) and not self_cache.is_compileable
             keys = past + length if counted else None
-            check_attention_mask(attention_mask, batch, keys, implementation=implementation, query_length=length)
+            check_attention_mask(attention_mask, batch, keys, implementation=implementation, query_length=length,
+                                 num_heads=self.config.num_attention_heads)
         if cross:
             check_encoder_states(encoder_hidden_states, batch, self.config.hidden_size, "encoder_hidden_states")
             source_length = encoder_hidden_states.shape[1]
             check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask",
-                                 implementation, query_length=length)
+                                 implementation, query_length=length, num_heads=self.config.num_attention_heads)
         max_position = None  # known without reading the ids only when made here
         check_position_ids(position_ids, batch, length)
         given_positions = position_ids

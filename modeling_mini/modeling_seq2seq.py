@@ -192,7 +192,7 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         refuse_position_ids(kwargs, "position_ids")
         batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width)
         check_attention_mask(attention_mask, batch, length, implementation=self.config._attn_implementation,
-                             query_length=length)  # flex refuses a 4D mask
+                             query_length=length, num_heads=self.config.num_attention_heads)  # flex refuses a 4D mask
         device = (input_ids if input_ids is not None else inputs_embeds).device
         # (1, S); BART's learned table starts at row 2 (position_offset)
         position_ids, max_position = next_positions(0, length, device, self.config.position_offset)
@@ -270,9 +270,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         implementation = self.config._attn_implementation  # flex attention refuses a 4D tensor mask
         counted = self_cache is None or not self_cache.is_compileable  # a static cache's 4D mask spans all its slots
         check_attention_mask(attention_mask, batch, past + length if counted else None, "decoder_attention_mask",
-                             implementation, query_length=length)
+                             implementation, query_length=length, num_heads=self.config.num_attention_heads)
         check_attention_mask(encoder_attention_mask, batch, encoder_hidden_states.shape[1], "attention_mask",
-                             implementation, query_length=length)
+                             implementation, query_length=length, num_heads=self.config.num_attention_heads)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         position_ids, max_position = next_positions(past, length, device, self.config.position_offset)  # (1, T)
 
@@ -489,6 +489,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
             # the inputs' own shapes first: the labels are compared to them
             check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
             check_sequence_input(input_ids, inputs_embeds)
+            expected = None
             if target is not None:  # scored position for position against the given decoder inputs
                 shape, name = target.shape[:2], "labels (shape of decoder_input_ids)"
             else:  # shifted into the decoder inputs: one row per source, of any length
@@ -499,8 +500,9 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
                 if source is not None:
                     rows = source.shape[0]
                 shape, name = (rows, length), "labels"
+                expected = f"shape (batch_size={rows}, target_length): one row of target ids per source"
             labels = check_token_labels(labels, shape, name, num_classes=self.config.vocab_size,
-                                        classes_name="vocab_size")  # the range: one host read
+                                        classes_name="vocab_size", expected=expected)  # the range: one host read
             if target is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             use_cache = False  # training: nothing to continue

@@ -2,6 +2,8 @@
 and dtypes alone (no device read): never an obscure ``RuntimeError`` / ``IndexError`` from deep inside, nor a silent
 broadcast. The shapes that ``generate``, padding-free batches and custom 4D masks legitimately pass still work."""
 
+import re
+
 import pytest
 import torch
 from conftest import TINY, tiny_gpt_config
@@ -122,8 +124,26 @@ def test_seq2seq_classifier_still_refuses_rows_without_eos():
 # --- 3. token_type_ids of a GPT ---------------------------------------------------------------------------------------
 
 def test_float_token_type_ids_of_a_gpt_are_named_as_the_argument():
-    with pytest.raises(ValueError, match=r"^`token_type_ids` must hold integer ids; got dtype torch.float32"):
+    with pytest.raises(ValueError, match=r"^`token_type_ids` must hold integer ids .*; got dtype torch.float32"):
         run(build(MiniGPTForCausalLM), input_ids=ids_with_eos(), token_type_ids=torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16])
+@pytest.mark.parametrize("cls", HEADS, ids=name_of)
+def test_ids_of_a_small_integer_dtype_are_refused_by_name(cls, dtype):
+    """An embedding lookup takes int64 or int32 ids; int8 ones failed inside it, naming no argument."""
+    with pytest.raises(ValueError, match=rf"`input_ids` must hold integer ids \(torch.int64, or torch.int32\); got "
+                                         rf"dtype {dtype}"):
+        run(build(cls, num_labels=3), input_ids=ids_with_eos().to(dtype))
+
+
+@pytest.mark.parametrize("position_embedding_type", ["rotary", "sinusoidal", "learned"])
+def test_boolean_position_ids_are_refused(position_embedding_type):
+    """Before, only a learned table refused them; rotary and sinusoidal positions failed inside transformers'
+    masking."""
+    model = build(MiniGPTForCausalLM, position_embedding_type=position_embedding_type)
+    with pytest.raises(ValueError, match=r"`position_ids` must hold integer positions; got dtype torch.bool"):
+        run(model, input_ids=ids_with_eos(), position_ids=torch.ones(2, 5, dtype=torch.bool))
 
 
 # --- 4. empty batches and sequences -----------------------------------------------------------------------------------
@@ -215,6 +235,7 @@ BAD_MASKS = {
     "keys": torch.ones(2, 1, 5, 4, dtype=torch.bool),
     "queries": torch.ones(2, 1, 4, 5, dtype=torch.bool),
     "batch": torch.ones(3, 1, 5, 5, dtype=torch.bool),
+    "heads": torch.ones(2, 2, 5, 5, dtype=torch.bool),  # neither 1 nor num_attention_heads=4 (a raw error in sdpa)
     "long": torch.ones(2, 1, 5, 5, dtype=torch.long),
 }
 
@@ -277,6 +298,16 @@ def test_decoder_rows_must_match_the_sources(cls):
                 else "has 3 rows but `input_ids` has 2")
     with pytest.raises(ValueError, match=rf"`decoder_input_ids` {expected}"):
         run(model, input_ids=ids_with_eos(), decoder_input_ids=ids_with_eos(3))
+
+
+@pytest.mark.parametrize("labels", [ids_with_eos(3), ids_with_eos(2)[..., None]], ids=["rows", "3D"])
+def test_labels_to_shift_name_the_shape_they_need(labels):
+    """Labels shifted into the decoder inputs may have any length: the error says one row per source. Before, it
+    asked for "the input's shape", and for 3D labels a shape built from their last dimension."""
+    with pytest.raises(ValueError, match=re.escape("`labels` must have shape (batch_size=2, target_length): one row "
+                                                   f"of target ids per source; got {tuple(labels.shape)}")):
+        with torch.no_grad():  # not `run`: it would add decoder inputs, and the labels are then compared to them
+            build(MiniSeq2SeqForConditionalGeneration)(input_ids=ids_with_eos(), labels=labels)
 
 
 @pytest.mark.parametrize("cls", [MiniSeq2SeqModel, MiniSeq2SeqForConditionalGeneration,

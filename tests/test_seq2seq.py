@@ -501,8 +501,8 @@ def test_malformed_labels_are_refused_by_name_before_they_are_shifted():
     model = seq2seq()
     source, mask = source_batch()
     cases = [
-        (source[:1], torch.tensor([5, 6, 7, 8]), r"`labels` must have .*shape.* = \(1, 4\); got \(4,\)"),
-        (source, torch.tensor([[5, 6, 7]] * 2), r"`labels` must have .*shape.* = \(3, 3\); got \(2, 3\)"),
+        (source[:1], torch.tensor([5, 6, 7, 8]), r"`labels` must have shape \(batch_size=1, target.*; got \(4,\)"),
+        (source, torch.tensor([[5, 6, 7]] * 2), r"`labels` must have shape \(batch_size=3, target.*; got \(2, 3\)"),
         (source, torch.tensor([[5, -1, 7]] * 3), r"`labels` contains -1, outside \[0, vocab_size=99\).*-100"),
         (source, torch.tensor([[5, 6, 99]] * 3), r"`labels` contains 99, outside \[0, vocab_size=99\).*-100"),
     ]
