@@ -319,15 +319,15 @@ class MiniEmbeddings(nn.Module):
             # past the table: the ids themselves are read and checked (a bound counting padding, as OPT's ids made
             # from the mask have, can be past it while every id fits)
             max_position = None
+        # no segment table (DistilBERT's, ModernBERT's layout): segment ids are ignored, as those models ignore them;
+        # a BERT tokenizer still sends them, with 1s for the second text of a pair
         vocabulary_types = token_type_ids if token_types is None and self.token_types_in_vocabulary else None
-        segmentless = token_type_ids if token_types is None and not self.token_types_in_vocabulary else None
         check_id_ranges(  # one host sync for every id this forward looks up in a table
             **{self.ids_name: (input_ids, self.vocabulary_size) if inputs_embeds is None else None},
             token_type_ids=(token_type_ids, token_types.num_embeddings)
             if token_types is not None and token_type_ids is not None else None,
             **{"token_type_ids:vocabulary": (vocabulary_types, self.vocabulary_size)
-               if vocabulary_types is not None else None,
-               "token_type_ids:none": (segmentless, 1) if segmentless is not None else None},
+               if vocabulary_types is not None else None},
             position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
         )
         if inputs_embeds is None:
@@ -367,9 +367,6 @@ _RANGE_ERRORS = {
     "decoder_input_ids": ("vocab_size", "the tokenizer and the model must share a vocabulary"),
     "token_type_ids": ("type_vocab_size", "segment ids index the token-type table"),
     "token_type_ids:vocabulary": ("vocab_size", "a GPT's token type ids are tokens of its vocabulary, as GPT-2's"),
-    # no segment table: all-zero ids (what tokenizers send by default) mean "one segment" and are accepted
-    "token_type_ids:none": (None, "this model has `type_vocab_size=0`, no segment embeddings: `token_type_ids` must "
-                                  "be all 0 (or omitted)"),
     "position_ids": (
         "max_position_embeddings",
         "with `position_embedding_type='learned'` a model cannot read past its position table: shorten the input "

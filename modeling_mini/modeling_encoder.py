@@ -220,7 +220,7 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
 
     def _check_token_type_ids(self, token_type_ids: torch.Tensor, batch: int, length: int) -> None:
         """The shape; the values are checked with the other ids, in the embeddings' one host read (a model without
-        a segment table takes all-zero ids: ``check_id_ranges``' ``token_type_ids:none``)."""
+        a segment table ignores them, as DistilBERT and ModernBERT do)."""
         if tuple(token_type_ids.shape) != (batch, length):
             raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
                              f"got {tuple(token_type_ids.shape)}.")

@@ -175,6 +175,22 @@ def test_a_converted_sentiment_classifier_scores_the_same_through_the_pipeline(t
         assert scores == pytest.approx({labels[i]: p.item() for i, p in enumerate(expected)}, abs=1e-6)
 
 
+def test_a_text_pair_classifies_as_distilbert_does(tmp_path, wordpiece_tokenizer):
+    """transformers 5 reads a DistilBERT tokenizer as BERT's, which gives the second text of a pair segment 1;
+    DistilBERT has no segment table and ignores the ids. Before, ours refused them, so text-pair classification and
+    `zero-shot-classification` failed on a converted DistilBERT-MNLI."""
+    hf = perturb_norms_and_biases(DistilBertForSequenceClassification(hf_config(vocab_size=len(wordpiece_tokenizer))))
+    mini = from_hf(hf)
+    pair = wordpiece_tokenizer(["the cat sat", "a dog"], ["on the mat", "ran far away"], padding=True,
+                               return_tensors="pt")
+    assert pair["token_type_ids"].max() == 1
+    assert_outputs_match(hf, mini, dict(pair))
+    mini.save_pretrained(tmp_path)
+    wordpiece_tokenizer.save_pretrained(tmp_path)
+    classify = pipeline("text-classification", model=str(tmp_path), top_k=None)
+    assert len(classify({"text": "the cat sat", "text_pair": "on the mat"})) == 3
+
+
 def test_a_converted_masked_lm_fine_tunes_as_distilbert_does(tmp_path):
     """Loaded as a classifier, a converted DistilBERT masked LM gets DistilBERT's new head (a ReLU pooler) on the
     pretrained backbone, and it trains."""
