@@ -370,12 +370,22 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
-        """Encode the source (unless ``encoder_outputs`` are given, as ``generate`` does) and decode the target."""
+        """Encode the source (unless ``encoder_outputs`` are given, as ``generate`` does) and decode the target.
+
+        Without decoder inputs the decoder reads ``input_ids`` shifted right behind ``decoder_start_token_id``, as
+        BART's model does: a denoising autoencoder's reconstruction, and the features the ``feature-extraction``
+        pipeline takes from a bare model. The task heads read a text the same way."""
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "Pass `decoder_input_ids` (the target shifted right behind `decoder_start_token_id`) or, to the "
-                "ForConditionalGeneration head, `labels`, from which they are built."
-            )
+            if input_ids is None:
+                raise ValueError(
+                    "Pass `decoder_input_ids` (the target shifted right behind `decoder_start_token_id`), `labels` to "
+                    "the ForConditionalGeneration head (they are shifted into decoder inputs), or `input_ids`, which "
+                    "the decoder then reads shifted right."
+                )
+            check_sequence_input(input_ids, None)  # (B, T): the shift reads it by rows
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,  # (B, T)
+                                                   self.config.decoder_start_token_id,
+                                                   self.config.start_with_last_token)
         refuse_position_ids(kwargs, "position_ids", "decoder_position_ids")
         decoder_batch, _ = check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
         decoder_name = "decoder_input_ids" if decoder_input_ids is not None else "decoder_inputs_embeds"
@@ -565,15 +575,10 @@ class _Seq2SeqReaderMixin:
 
     def _read(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
               inputs_embeds, decoder_inputs_embeds, **kwargs) -> Seq2SeqModelOutput:
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
-                                 f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
-            check_sequence_input(input_ids, None)  # (B, T): the shift reads it by rows
-            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,  # (B, T), as in pretraining
-                                                   self.config.decoder_start_token_id,
-                                                   self.config.start_with_last_token)
-        kwargs.pop("use_cache", None)
+        if decoder_input_ids is None and decoder_inputs_embeds is None and input_ids is None:
+            raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
+                             f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
+        kwargs.pop("use_cache", None)  # the model shifts `input_ids` into the decoder inputs when none are given
         return self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                           decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
                           inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False,

@@ -167,6 +167,21 @@ def test_base_models_convert_and_round_trip(kind):
     _assert_same_state(back, hf)
 
 
+@pytest.mark.parametrize("kind", ["bart", "mbart"])
+def test_without_decoder_inputs_the_decoder_reads_the_source_shifted_as_bart_does(kind):
+    """BART's and mBART's models, given no decoder inputs, decode ``input_ids`` shifted right (mBART's way for mBART):
+    the features the `feature-extraction` pipeline takes, and the generation head's reconstruction. Before, ours
+    refused, so that pipeline failed on a converted BART."""
+    base_cls, make_config = BASE_MODELS[kind]
+    source, source_mask, _, _ = padded_pair(make_config().pad_token_id)
+    for hf in (_randomise(base_cls(make_config())), reference(kind)):
+        mini = from_hf(hf)
+        with torch.no_grad():
+            expected, got = hf(input_ids=source, attention_mask=source_mask), mini(source, attention_mask=source_mask)
+        key = "logits" if "logits" in expected else "last_hidden_state"
+        assert max_diff(got[key], expected[key]) <= 1e-5, type(hf).__name__
+
+
 def _assert_same_state(a, b):
     state_a, state_b = a.state_dict(), b.state_dict()
     assert state_a.keys() == state_b.keys()

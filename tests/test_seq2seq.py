@@ -30,6 +30,7 @@ from transformers.cache_utils import EncoderDecoderCache
 
 import modeling_mini
 from modeling_mini import MiniSeq2SeqConfig, MiniSeq2SeqForConditionalGeneration, MiniSeq2SeqModel
+from modeling_mini.modeling_seq2seq import shift_tokens_right
 
 PAD, BOS, EOS = TINY["pad_token_id"], TINY["bos_token_id"], TINY["eos_token_id"]
 
@@ -477,8 +478,12 @@ def test_bad_inputs_raise_clear_errors():
         model(input_ids=source, attention_mask=mask[:, :5], decoder_input_ids=target)
     with pytest.raises(ValueError, match=r"decoder_attention_mask.*\(3, 5\)"):
         model(input_ids=source, decoder_input_ids=target, decoder_attention_mask=torch.ones(3, 4))
-    with pytest.raises(ValueError, match="decoder_input_ids.*labels"):
-        model(input_ids=source)
+    with pytest.raises(ValueError, match="decoder_input_ids.*labels.*input_ids"):
+        model(inputs_embeds=torch.zeros(3, 8, 32))  # no ids to shift into the decoder
+    with torch.no_grad():  # without decoder inputs, the decoder reads the source shifted right, as BART's
+        shifted = shift_tokens_right(source, PAD, BOS)
+        torch.testing.assert_close(model(input_ids=source).logits,
+                                   model(input_ids=source, decoder_input_ids=shifted).logits)
     with pytest.raises(ValueError, match=r"labels.*shape.*\(3, 5\)"):  # decoder_input_ids with labels of another length
         model(input_ids=source, decoder_input_ids=target, labels=target[:, :4])
     with pytest.raises(ValueError, match="labels.*dtype"):
