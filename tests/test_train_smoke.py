@@ -142,6 +142,20 @@ def test_text_infilling_collator_masks_spans_and_keeps_originals():
         assert torch.all(real[1:] > real[:-1])  # survivors keep their order
 
 
+def test_seq2seq_pretraining_with_label_smoothing_teaches_the_shifted_labels(data, tmp_path):
+    """With ``--label_smoothing_factor`` the Trainer takes ``labels`` out of the batch before the model could shift
+    them into decoder inputs, so the collator makes them (as ``DataCollatorForSeq2Seq`` does with a model). Before,
+    the decoder read the corrupted source instead: a raw size error in the smoother, or, where the lengths happened
+    to agree, silently the wrong teacher forcing."""
+    metrics = pretrain_tiny("seq2seq", tmp_path, data["corpus"], "--label_smoothing_factor", "0.1")
+    assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["eval_loss"])
+    model = modeling_mini.MiniSeq2SeqForConditionalGeneration.from_pretrained(tmp_path)
+    collator = pretrain.TextInfillingCollator(mask_token_id=1, pad_token_id=0, seed=0,
+                                              decoder_inputs=model.prepare_decoder_input_ids_from_labels)
+    batch = collator([{"input_ids": list(range(10, 30))} for _ in range(2)])
+    assert torch.equal(batch["decoder_input_ids"], model.prepare_decoder_input_ids_from_labels(batch["labels"]))
+
+
 def test_text_infilling_removes_the_noise_density_at_any_length_and_never_lengthens_a_block():
     """Over many blocks the spans remove ``noise_density`` of the tokens (a zero-length span stopped the masking: 0.21
     removed at 128 tokens, 0.11 at 512), and a block never comes out longer than it went in (an inserted mask made 5%

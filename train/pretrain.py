@@ -24,6 +24,7 @@ import itertools
 import math
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +210,9 @@ class TextInfillingCollator(MaskEpoch):
     until ``noise_density`` of the tokens are covered; each span is replaced by ONE mask token (a zero-length
     span inserts a mask). The encoder reads the corrupted text; the decoder must regenerate the original block
     (``labels``), so the model learns to fill gaps of unknown length. Inputs are right-padded with
-    ``pad_token_id`` (attention mask 0); the model shifts ``labels`` right to build ``decoder_input_ids``.
+    ``pad_token_id`` (attention mask 0). ``decoder_inputs`` (the model's ``prepare_decoder_input_ids_from_labels``,
+    as ``DataCollatorForSeq2Seq`` takes it) makes the ``decoder_input_ids`` in the batch: with label smoothing the
+    Trainer takes ``labels`` away before the model could shift them.
     A corrupted block is never longer than the original (inserted masks beyond the tokens the spans removed are
     dropped), so it fits wherever the block did, a learned position table included.
     """
@@ -220,6 +223,7 @@ class TextInfillingCollator(MaskEpoch):
     mean_span_length: float = 3.0
     seed: int = 0
     epoch: int = 0  # set by :class:`EpochOfMasks`; the masks read :attr:`MaskEpoch.mask_epoch`
+    decoder_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self):
         self._share_epoch()
@@ -267,7 +271,10 @@ class TextInfillingCollator(MaskEpoch):
         for row, ids in enumerate(corrupted):
             input_ids[row, :len(ids)] = torch.tensor(ids)
             attention_mask[row, :len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor(originals)}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor(originals)}
+        if self.decoder_inputs is not None:
+            batch["decoder_input_ids"] = self.decoder_inputs(batch["labels"])
+        return batch
 
 
 def packed_causal_lm_collator(examples: list[dict]) -> dict:
@@ -279,7 +286,7 @@ def packed_causal_lm_collator(examples: list[dict]) -> dict:
     return {"input_ids": ids, "labels": ids.clone()}
 
 
-def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, seed: int):
+def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, seed: int, model=None):
     if family == "gpt":
         return packed_causal_lm_collator
     if tokenizer.mask_token_id is None:
@@ -287,8 +294,9 @@ def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, see
     if family == "encoder":
         return SeededMaskedLMCollator(tokenizer, mlm=True, mlm_probability=pretrain_args.mlm_probability,
                                       mask_seed=seed)
+    decoder_inputs = model.prepare_decoder_input_ids_from_labels if model is not None else None
     return TextInfillingCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, pretrain_args.noise_density,
-                                 pretrain_args.mean_span_length, seed)
+                                 pretrain_args.mean_span_length, seed, decoder_inputs=decoder_inputs)
 
 
 def document_end(tokenizer) -> int | None:
@@ -397,7 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = model_class(config)
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
-    collator = build_collator(family, tokenizer, pretrain_args, training_args.seed)
+    collator = build_collator(family, tokenizer, pretrain_args, training_args.seed, model)
     callbacks = [guard, common.RunSettings.of(training_args, data_args)]
     if isinstance(collator, MaskEpoch):
         callbacks.append(EpochOfMasks(collator))
