@@ -808,7 +808,8 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
 
     Args (besides :class:`MiniConfig`'s):
         type_vocab_size: number of segment (token-type) ids, e.g. 2 for BERT's sentence A / sentence B;
-            0 disables segment embeddings.
+            0 disables segment embeddings, and ``token_type_ids`` are then ignored (as DistilBERT and ModernBERT
+            ignore them): a text pair is told apart by its separator token alone.
         add_pooler: give :class:`MiniEncoderModel` a pooler (dense + tanh over the first token, BERT's
             ``[CLS]`` summary). The sequence-classification and multiple-choice heads always have one.
         sparse_prediction: when the masked-LM head gets ``labels``, score only the labelled (masked) positions,

@@ -24,6 +24,7 @@ import fnmatch
 import json
 import math
 import os
+import posixpath
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -237,7 +238,12 @@ def write_model_card(
     task_title = re.sub(r"\blm\b", "LM", task_key.replace("-", " "))
     recorded = bool(datasets or numeric or hyperparameters)  # written for a training run, or for a bare push
     base_prose = _prose_name(base_model) if base_model else None
-    if recorded:
+    if recorded and base_model:
+        provenance = f"trained for **{task_title}**"
+        training_note = (f"It was fine-tuned from {base_prose}, whose abilities, limitations and biases it keeps "
+                         "(read that model's card for its training data), on the data above, with a small compute "
+                         "budget; its outputs may be wrong.")
+    elif recorded:
         provenance = f"trained for **{task_title}**"
         training_note = ("It was trained on a small corpus with a small compute budget, so its outputs are often "
                          "wrong, repetitive or nonsensical, and it inherits whatever biases its training data holds.")
@@ -260,6 +266,7 @@ def write_model_card(
         "family_title": title,
         "family_article": article,  # "An **Encoder** Transformer", "A **GPT** Transformer"
         "family_article_lower": article.lower(),
+        "family_prose": "GPT" if family == "gpt" else family,  # "how an encoder Transformer is built"
         "family_summary": summary,
         "model_type": model_type,
         "task_title": task_title,
@@ -350,9 +357,10 @@ def base_model_license(base_model: str | None, token: str | None = None) -> dict
         return {}
     licence = {key: data[key] for key in ("license", "license_name", "license_link") if data.get(key)}
     link = str(licence.get("license_link", ""))
-    if link and not local.is_file() and not re.match(r"[a-z][a-z0-9+.-]*:", link, flags=re.I):
+    relative = link and not re.match(r"[a-z][a-z0-9+.-]*:|[/#]", link, flags=re.I)  # no scheme, root or anchor
+    if relative and not local.is_file() and not posixpath.normpath(link).startswith(".."):
         # the base repository's own file (`license_link: LICENSE`): the derived repository has no such file
-        licence["license_link"] = f"https://huggingface.co/{base_model}/blob/main/{link.lstrip('./')}"
+        licence["license_link"] = f"https://huggingface.co/{base_model}/blob/main/{posixpath.normpath(link)}"
     return licence
 
 

@@ -61,16 +61,19 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
                        start_with_last_token: bool = False):
     """Teacher forcing: the decoder input is the target moved one step right behind the start token.
 
-    (B, T) -> (B, T); the -100 of ignored label positions become ``pad_token_id``. ``start_with_last_token``
+    (B, T) -> (B, T), for labels or, with no decoder inputs given, the source (BART's model reads it so); the -100
+    of ignored label positions become ``pad_token_id``. ``start_with_last_token``
     (mBART): each row starts with its own last real token (its language code) instead of ``decoder_start_token_id``;
     rows are padded on the right, so that token sits at (number of non-pad tokens - 1).
     """
     if decoder_start_token_id is None and not start_with_last_token:
         raise ValueError(
-            "`decoder_start_token_id` must be set in the config to build `decoder_input_ids` from `labels`."
+            "`decoder_start_token_id` must be set in the config to build `decoder_input_ids` (from `labels`, or from "
+            "`input_ids` when no decoder inputs are given)."
         )
     if pad_token_id is None:
-        raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` from `labels`.")
+        raise ValueError("`pad_token_id` must be set in the config to build `decoder_input_ids` (from `labels`, or "
+                         "from `input_ids` when no decoder inputs are given).")
     labels = labels.masked_fill(labels == -100, pad_token_id)
     if labels.shape[-1] == 0:  # no token: nothing to shift (the decoder names the empty input)
         return labels
@@ -293,9 +296,8 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         )
         rotary = self.rotary(position_ids, hidden_states.dtype) if self.rotary is not None else None
         keys = self_mask.shape[-1] if relative else None  # past + T: what a layer's own bias (UMT5) spans
-        # every layer; the first k while ``generate(assistant_early_exit=k)`` drafts with them (``num_hidden_layers``,
-        # which transformers lowers for the draft, is the decoder's depth)
-        for layer, block in enumerate(self.layers[: self.config.decoder_layers]):
+        depth = self.config.decoder_layers  # all; k while generate(assistant_early_exit=k) drafts with the first k
+        for layer, block in enumerate(self.layers[:depth]):
             hidden_states = block(
                 hidden_states,
                 encoder_hidden_states,  # positional: gradient checkpointing passes tensors through
@@ -578,7 +580,8 @@ class _Seq2SeqReaderMixin:
         if decoder_input_ids is None and decoder_inputs_embeds is None and input_ids is None:
             raise ValueError(f"{type(self).__name__} builds `decoder_input_ids` from `input_ids`: pass "
                              f"`input_ids`, or `decoder_input_ids` / `decoder_inputs_embeds` yourself.")
-        kwargs.pop("use_cache", None)  # the model shifts `input_ids` into the decoder inputs when none are given
+        kwargs.pop("use_cache", None)  # nothing to continue: no cache
+        # without decoder inputs, the model reads `input_ids` shifted right
         return self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
                           decoder_attention_mask=decoder_attention_mask, encoder_outputs=encoder_outputs,
                           inputs_embeds=inputs_embeds, decoder_inputs_embeds=decoder_inputs_embeds, use_cache=False,

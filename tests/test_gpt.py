@@ -296,7 +296,6 @@ def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(options):
     assert_early_exit_gives_the_greedy_tokens(model, model.model.layers, ids, greedy, **kwargs)
 
 
-
 @pytest.mark.parametrize("options", [{}, {"position_embedding_type": "learned", "token_embedding_size": 16}],
                          ids=["default", "narrow-token-table"])
 def test_generate_from_inputs_embeds_gives_the_tokens_of_the_ids(options):

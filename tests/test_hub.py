@@ -845,12 +845,15 @@ def test_a_relative_licence_link_of_a_hub_base_points_at_the_base_repository(tmp
 
     from modeling_mini.hub import base_model_license
 
-    links = iter(["LICENSE", "./LICENSE.md", "https://example.com/terms"])
+    links = iter(["LICENSE", "./LICENSE.md", ".github/LICENSE", "https://example.com/terms", "/acme/base/x", "#terms"])
     monkeypatch.setattr(ModelCard, "load", lambda *a, **k: ModelCard(
-        f"---\nlicense: other\nlicense_name: acme\nlicense_link: {next(links)}\n---\n"))
+        f"---\nlicense: other\nlicense_name: acme\nlicense_link: \"{next(links)}\"\n---\n"))
     assert base_model_license("acme/base")["license_link"] == "https://huggingface.co/acme/base/blob/main/LICENSE"
     assert base_model_license("acme/base")["license_link"] == "https://huggingface.co/acme/base/blob/main/LICENSE.md"
-    assert base_model_license("acme/base")["license_link"] == "https://example.com/terms"
+    assert base_model_license("acme/base")["license_link"] == ("https://huggingface.co/acme/base/blob/main/"
+                                                               ".github/LICENSE")  # a folder name, not a "./"
+    for kept in ("https://example.com/terms", "/acme/base/x", "#terms"):  # a URL, a site path, an anchor
+        assert base_model_license("acme/base")["license_link"] == kept
 
 
 @pytest.mark.parametrize("family", ["gpt", "encoder", "seq2seq"])
@@ -866,9 +869,15 @@ def test_model_card_prose_fits_the_family_the_head_and_the_provenance(tmp_path, 
                                       datasets=["data.jsonl"], metrics={"eval_accuracy": 0.9},
                                       hyperparameters={"learning_rate": 1e-3}).read_text()
     title = {"gpt": "A **GPT**", "encoder": "An **Encoder**", "seq2seq": "A **Seq2seq**"}[family]
-    assert f"{title} Transformer" in run and f"{title.lower().split()[0]} {family} Transformer" in run
+    prose = {"gpt": "a GPT", "encoder": "an encoder", "seq2seq": "a seq2seq"}[family]
+    assert f"{title} Transformer" in run and f"how {prose} Transformer is" in " ".join(run.split())
     assert "generation config" not in run and "trained for **sequence classification**" in run
     assert "small corpus" in run and "none (trained from scratch)" in run
+    tuned = hub_module.write_model_card(tmp_path / "tuned", config=config, task="sequence-classification",
+                                        datasets=["data.jsonl"], metrics=None, hyperparameters={"max_steps": 2},
+                                        base_model=str(tmp_path / "big-base")).read_text()
+    assert "fine-tuned from big-base, whose abilities, limitations and biases it keeps" in tuned
+    assert "small corpus" not in tuned
     head = {"gpt": modeling_mini.MiniGPTForCausalLM, "encoder": modeling_mini.MiniEncoderForMaskedLM,
             "seq2seq": modeling_mini.MiniSeq2SeqForConditionalGeneration}[family](config)
     bare = hub_module.default_card(head, tmp_path / "bare", "user/bare").read_text()

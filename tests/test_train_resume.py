@@ -354,31 +354,30 @@ def test_resuming_follows_moved_data_and_dropout_but_refuses_changed_data(checkp
 
 
 def test_a_fine_tuning_run_resumes_and_refuses_another_task(tmp_path):
-    """train/finetune.py records its settings too, with the task and label column: a token-classification head on an
-    encoder has the shape of a two-class sequence head, and would have resumed silently as another task."""
-    import json as json_module
-
+    """train/finetune.py records its settings too, with the task and its columns: a token-classification head on an
+    encoder has the shape of a two-class sequence head, and would have resumed silently as another task. A column
+    named as its default is the same setting as the default left unnamed."""
     sys.path.insert(0, str(ROOT / "train"))
     import finetune
 
     words = "apple pear plum fig lime kiwi oat rye".split()
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json_module.dumps({"text": " ".join(words[(i + j) % 8] for j in range(5)),
-                                               "label": i % 2}) + "\n" for i in range(40)))
+    data.write_text("".join(json.dumps({"text": " ".join(words[(i + j) % 8] for j in range(5)), "label": i % 2})
+                            + "\n" for i in range(40)))
     common_args = ["--train_files", str(data), "--from_scratch", "true", "--family", "encoder", "--model_config",
                    "tiny", "--tokenizer_vocab_size", "120", "--per_device_train_batch_size", "4", "--max_length", "16",
                    "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true", "--seed", "5",
                    "--output_dir", str(tmp_path / "run")]
     finetune.main([*common_args, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
-                   "--eval_strategy", "no"])
+                   "--eval_strategy", "no", "--text_column", "text"])
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
     with pytest.raises(ValueError, match=re.escape("--task sequence_classification (now token_classification)")):
         finetune.main([*common_args, "--max_steps", "3", "--task", "token_classification",
                        "--resume_from_checkpoint", checkpoint])
     finetune.main([*common_args, "--max_steps", "3", "--save_strategy", "no", "--eval_strategy", "no",
-                   "--resume_from_checkpoint", checkpoint])
-    state = json_module.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text())
-    assert state["stateful_callbacks"]["RunSettings"]["args"]["task"] == "sequence_classification"
+                   "--resume_from_checkpoint", checkpoint])  # no --text_column: its default, the same column
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())  # the resumed run's, at its end
+    assert state["global_step"] == 3 and state["log_history"][0]["step"] == 3  # it went on from step 2
 
 
 def test_a_missing_or_incomplete_checkpoint_is_refused_before_the_data_is_read(checkpoint, tmp_path):

@@ -615,15 +615,17 @@ def set_generation_lengths(model, training_args) -> None:
         config.num_beams = training_args.generation_num_beams
 
 
-def resume_settings(task: str, label_column: str, task_args: FinetuneArguments) -> dict:
-    """The task's settings a resumed run must keep, beside :func:`common.run_settings`: the task and label column
+def resume_settings(task: str, text_column: str, label_column: str, task_args: FinetuneArguments,
+                    max_length: int) -> dict:
+    """The task's settings a resumed run must keep, beside :func:`common.run_settings`: the task and its columns
     (another task's head may have the same shape, and would resume silently), and what cuts the examples: the target
-    length of translation, the window stride of question answering."""
-    settings = {"task": task, "label_column": label_column}
+    length of translation, the window stride of question answering. Each as the run resolves it, so that a default
+    and the same value given are one setting."""
+    settings = {"task": task, "text_column": text_column, "label_column": label_column}
     if task == "translation":
         settings["max_target_length"] = task_args.max_target_length
     if task == "question_answering":
-        settings["doc_stride"] = task_args.doc_stride
+        settings["doc_stride"] = max_length // 3 if task_args.doc_stride is None else task_args.doc_stride
     return settings
 
 
@@ -663,7 +665,7 @@ def main(argv: list[str] | None = None) -> dict:
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
     resume_from = common.checkpoint_to_resume(training_args)  # a folder or None (``true`` resolved)
-    settings = resume_settings(task, label_column, task_args)
+    settings = resume_settings(task, text_column, label_column, task_args, data_args.max_length)
     common.check_resume_settings(resume_from, training_args, data_args, **settings)  # before any data is read
 
     default = None
@@ -725,7 +727,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = token_metrics(names)
         card_task = "token-classification"
     elif task == "question_answering":
-        stride = data_args.max_length // 3 if task_args.doc_stride is None else task_args.doc_stride
+        stride = settings["doc_stride"]  # resolved by resume_settings: max_length // 3 unless given
         ids = [str(i) for i in raw["validation"]["id"]]
         if len(set(ids)) != len(ids):  # windows are matched to their question by id
             repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
