@@ -328,6 +328,7 @@ def _from_hf(model, **overrides):
     mini_cls = _mini_class(model)
     prefix = "" if mini_cls is MiniSeq2SeqModel else "model."
     config = mini_config_from_hf(model.config, **{**shared_tables(model, prefix), **overrides})
+    config._attn_implementation = model.config._attn_implementation  # the backend the source ran, as every converter
     with_head = mini_cls is MiniSeq2SeqForConditionalGeneration
     if mini_cls is MiniSeq2SeqForQuestionAnswering:
         check_span_head(model, type(model).__name__)
@@ -356,6 +357,7 @@ def _to_hf(model):
 
         return to_t5(model)
     hf_config = hf_config_from_mini(config)
+    hf_config._attn_implementation = config._attn_implementation
     family = _family_of_config(hf_config)
     _, base_cls, generation_cls, positions, _ = FAMILIES[family]
     with_head = isinstance(model, MiniSeq2SeqForConditionalGeneration)
