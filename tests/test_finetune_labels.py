@@ -225,3 +225,41 @@ def test_translation_saves_the_generation_lengths_it_evaluates_with(tmp_path):
                  "--max_steps", "1")
     generation = GenerationConfig.from_pretrained(tmp_path)
     assert (generation.max_length, generation.num_beams) == (24, 2)  # --generation_max_length defaults to 24 here
+
+
+# ------------------------------------------------------------------------------------------ malformed data files
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("null-text.jsonl", '{"text": "apple pear", "label": "a"}\n{"text": null, "label": "b"}\n',
+     r"column 'text' of the train data has 1 missing value\(s\) .* data row 1"),
+    ("null-label.jsonl", '{"text": "apple pear", "label": "a"}\n{"text": "fig", "label": null}\n',
+     r"column 'label' of the train data has 1 missing value\(s\) .* data row 1"),
+    ("empty-cell.csv", "text,label\napple pear,0\nfig lime,\nkiwi oat,1\n",  # an int column would become floats
+     r"column 'label' of the train data has 1 missing value\(s\) .* data row 1"),
+    ("mixed.jsonl", '{"text": "apple pear", "label": 1}\n{"text": "fig", "label": "spam"}\n',
+     r"column 'label' mixes label types \['int', 'str'\]"),
+])
+def test_missing_values_and_mixed_label_types_are_named_before_training(tmp_path, name, content, message):
+    """A null text or label, an empty CSV cell, or labels that mix integers and strings failed as a raw TypeError
+    while tokenising or sorting the label set (an empty cell in a column of class ids even made it regression)."""
+    data = tmp_path / name
+    data.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        finetune_run(tmp_path / "out", str(data), "--validation_files", str(data), *SCRATCH_ENCODER)
+
+
+def test_token_rows_need_one_tag_per_word_and_a_byte_order_mark_is_no_token(tmp_path):
+    """Fewer tags than words failed as a bare IndexError while aligning (more were dropped silently); a CoNLL file
+    saved with a byte-order mark read its first line as a token '\\ufeff-DOCSTART-'."""
+    rows = [{"tokens": ["apple", "pear"], "ner_tags": ["O", "B-FRUIT"]}, {"tokens": ["fig", "lime"], "ner_tags": ["O"]}]
+    data = write_jsonl(tmp_path / "ner.jsonl", rows)
+    with pytest.raises(ValueError, match=r"row 1 of the train data: token_classification needs 'tokens' as a list "
+                                         r"of words .* got list of 2 and list of 1"):
+        finetune_run(tmp_path / "out", data, "--validation_files", data, "--task", "token_classification",
+                     *SCRATCH_ENCODER)
+    sys.path.insert(0, str(ROOT / "train"))
+    import common
+
+    conll = tmp_path / "bom.conll"
+    conll.write_text("\ufeff-DOCSTART- O\n\napple O\npear B-FRUIT\n", encoding="utf-8")
+    assert list(common.conll_rows([str(conll)])) == [{"tokens": ["apple", "pear"], "ner_tags": ["O", "B-FRUIT"]}]

@@ -272,7 +272,7 @@ def conll_rows(paths: list[str], stamps: list | None = None):
     so that the datasets cache, keyed by the generator's arguments, notices an edited file."""
     for path in paths:
         tokens, tags = [], []
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no token
             for number, line in enumerate([*handle, ""], start=1):
                 fields = line.split()
                 if fields and fields[0] != "-DOCSTART-":
@@ -287,12 +287,14 @@ def conll_rows(paths: list[str], stamps: list | None = None):
 
 def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files=None, validation_files=None,
                      text_column="text", validation_split_percentage=5.0, streaming=False, default=None,
-                     evaluation_split="validation", required_columns=(), seed=42):
+                     evaluation_split="validation", required_columns=(), seed=42, allow_missing=False):
     """``{"train", evaluation_split}`` splits of the data, checked for the needed columns and for emptiness.
 
     With no dataset name and no files, ``default()`` gives the data (the embedded corpus if ``default`` is
     None). Data with no evaluation split is split here (``validation_split_percentage`` of train, seeded);
     ``evaluation_split=None`` asks for none, so all of the training data stays in ``train`` (a tokenizer's).
+    Missing values in the columns read are refused (:func:`check_no_missing_values`) unless ``allow_missing`` (the
+    tokenizer's trainer, which skips them).
     """
     if dataset_name or train_files:
         raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming)
@@ -304,6 +306,9 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
             raw = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in raw.items()})
     if "train" not in raw:
         raise ValueError(f"the data has no 'train' split; its splits are {list(raw)}.")
+    if not streaming and not allow_missing:  # as read, before a validation split is cut out: the files' rows
+        for name, split in raw.items():
+            check_no_missing_values(split, name, [c for c in (text_column, *required_columns) if c in split.features])
     if evaluation_split is not None and evaluation_split not in raw:
         other = next((s for s in ("validation", "test", "valid", "dev") if s in raw), None)
         if other is not None:
@@ -327,6 +332,22 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
         if not streaming and not len(split):
             raise ValueError(f"the {name} data is empty.")
     return raw
+
+
+def check_no_missing_values(split, name: str, columns) -> None:
+    """``ValueError`` naming the column, the count and the first row of missing values (null in a JSON line, an
+    empty CSV cell, an absent key) in the columns a task reads. The tokenizer's trainer skips them, but the tokenising
+    after it, the label set and the loss cannot: each failed with a raw ``TypeError`` naming nothing, or (an empty
+    cell turns a column of class ids into floats) as a regression task. One Arrow count per column, no row loop."""
+    import pyarrow.compute as pc
+
+    for column in dict.fromkeys(columns):
+        values = split.data.column(column)
+        if values.null_count:
+            first = pc.index(pc.is_null(values), True).as_py()
+            raise ValueError(f"column {column!r} of the {name} data has {values.null_count} missing value(s) (null, "
+                             f"an empty CSV cell or an absent key), the first in data row {first} (counting from 0, "
+                             "in the order of its files): fill or drop those rows.")
 
 
 def limit(split, count: int | None, seed: int = 42):

@@ -134,7 +134,11 @@ def label_names(splits, column: str, *, sequence: bool, tags: bool = False) -> l
         values |= {v for row in split[column] for v in row} if sequence else set(split[column])
     if tags and not all(isinstance(v, str) for v in values):
         raise ValueError(f"token_classification needs tags as strings (B-PER, I-PER, O) or a ClassLabel sequence; "
-                         f"column {column!r} holds {sorted(values)[:5]}.")
+                         f"column {column!r} holds {sorted(values, key=repr)[:5]}.")
+    kinds = {type(v).__name__ for v in values}
+    if len(kinds) > 1 and not kinds <= {"int", "bool"}:  # sorting would raise a bare TypeError
+        raise ValueError(f"column {column!r} mixes label types {sorted(kinds)} (e.g. {sorted(values, key=repr)[:4]}): "
+                         "give every label as a string, or every label as an integer class id.")
     return [str(v) for v in sorted(values)]
 
 
@@ -252,6 +256,20 @@ def as_running_text(words: list[str]) -> list[str]:
     tokenizer (GPT, seq2seq) marks a word that follows a space (``Ġcat``); given bare words it would learn the tags
     on tokens that running text, what the model reads at inference, never produces. WordPiece drops the space."""
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+
+def check_word_rows(splits, text_column: str, label_column: str) -> None:
+    """``ValueError`` naming the split and row where a token-classification row is not a list of words with one tag
+    per word: fewer tags failed as a bare ``IndexError`` while aligning, more were dropped silently, and a string of
+    words was read letter by letter."""
+    for name, split in splits.items():
+        for row, (words, tags) in enumerate(zip(split[text_column], split[label_column], strict=True)):
+            if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
+                raise ValueError(
+                    f"row {row} of the {name} data: token_classification needs {text_column!r} as a list of words and "
+                    f"{label_column!r} as a list of one tag per word; got {type(words).__name__} of "
+                    f"{len(words) if hasattr(words, '__len__') else '?'} and {type(tags).__name__} of "
+                    f"{len(tags) if hasattr(tags, '__len__') else '?'}.")
 
 
 def token_classification_features(batch, tokenizer, text_column, label_column, names, max_length, class_ids=False):
@@ -716,6 +734,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics = classification_metrics(binary, len(names), kind)
         card_task = "sequence-classification"
     elif task == "token_classification":
+        check_word_rows(full, text_column, label_column)
         names = label_names(full, label_column, sequence=True, tags=True)
         head = {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}}

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
                      f"{BPE_MIN_VOCAB} (256 bytes + {len(BPE_SPECIAL)} special tokens); use --vocab_size "
                      f"{BPE_MIN_VOCAB} or more")
     splits = load_text_splits(dataset_name=args.dataset_name, train_files=args.train_files,
-                              text_column=args.text_column, evaluation_split=None)  # every given text is used
+                              text_column=args.text_column, evaluation_split=None,  # every given text is used
+                              allow_missing=True)  # null rows are skipped (_checked_texts)
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
                                 min_frequency=args.min_frequency, model_max_length=args.model_max_length,
                                 source=_source(args))
