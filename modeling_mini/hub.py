@@ -159,6 +159,21 @@ def _is_result(key: str) -> bool:
     return not key.endswith(("runtime", "per_second", "epoch", "samples", "_time"))  # eval_model_preparation_time
 
 
+#: The card's note on what the model learned from, by (written for a training run, has a base model).
+_TRAINING_NOTES = {
+    (True, True): "It was fine-tuned from {base}, whose abilities, limitations and biases it keeps (read that "
+                  "model's card for its training data), on the data above, with a small compute budget; its outputs "
+                  "may be wrong.",
+    (True, False): "It was trained on a small corpus with a small compute budget, so its outputs are often wrong, "
+                   "repetitive or nonsensical, and it inherits whatever biases its training data holds.",
+    (False, True): "Its weights come from {base}: its abilities, limitations and biases are that model's (unless it "
+                   "was trained further after the conversion); read that model's card for its training data and "
+                   "intended use.",
+    (False, False): "This card was written when the model was pushed, with no record of how it was trained: nothing "
+                    "is known of its data, abilities or biases.",
+}
+
+
 def write_model_card(
     output_dir,
     *,
@@ -238,25 +253,10 @@ def write_model_card(
     task_title = re.sub(r"\blm\b", "LM", task_key.replace("-", " "))
     recorded = bool(datasets or numeric or hyperparameters)  # written for a training run, or for a bare push
     base_prose = _prose_name(base_model) if base_model else None
-    if recorded and base_model:
-        provenance = f"trained for **{task_title}**"
-        training_note = (f"It was fine-tuned from {base_prose}, whose abilities, limitations and biases it keeps "
-                         "(read that model's card for its training data), on the data above, with a small compute "
-                         "budget; its outputs may be wrong.")
-    elif recorded:
-        provenance = f"trained for **{task_title}**"
-        training_note = ("It was trained on a small corpus with a small compute budget, so its outputs are often "
-                         "wrong, repetitive or nonsensical, and it inherits whatever biases its training data holds.")
-    elif base_model:
-        provenance = (f"with a **{task_title}** head; its weights were converted from {base_prose} by "
-                      "`modeling_mini.convert.from_hf`")
-        training_note = (f"Its weights come from {base_prose}: its abilities, limitations and biases are that "
-                         "model's (unless it was trained further after the conversion); read that model's card for "
-                         "its training data and intended use.")
-    else:
-        provenance = f"with a **{task_title}** head"
-        training_note = ("This card was written when the model was pushed, with no record of how it was trained: "
-                         "nothing is known of its data, abilities or biases.")
+    provenance = f"trained for **{task_title}**" if recorded else f"with a **{task_title}** head"
+    if base_model and not recorded:
+        provenance += f"; its weights were converted from {base_prose} by `modeling_mini.convert.from_hf`"
+    training_note = _TRAINING_NOTES[recorded, bool(base_model)].format(base=base_prose)
     generative = auto_class in ("AutoModelForCausalLM", "AutoModelForSeq2SeqLM")
     values = {
         "metadata": card_data.to_yaml(),

@@ -152,6 +152,12 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
                 self.tie_weights()
         return embeddings
 
+    def shift_right(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` (B, T) moved one step right behind the config's start (:func:`shift_tokens_right`): the decoder
+        inputs for ``labels``, or for the source itself when no decoder inputs are given."""
+        return shift_tokens_right(ids, self.config.pad_token_id, self.config.decoder_start_token_id,
+                                  self.config.start_with_last_token)
+
     def _keep_own_parallel_rules(self, stack: str) -> None:
         """The config's tensor-parallel and FSDP plans name each stack's modules by their path in the seq2seq model
         (``encoder.layers.*...``). A stack, itself a model, keeps only its own rules, relative to itself; the
@@ -385,9 +391,7 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
                     "the decoder then reads shifted right."
                 )
             check_sequence_input(input_ids, None)  # (B, T): the shift reads it by rows
-            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id,  # (B, T)
-                                                   self.config.decoder_start_token_id,
-                                                   self.config.start_with_last_token)
+            decoder_input_ids = self.shift_right(input_ids)  # (B, T)
         refuse_position_ids(kwargs, "position_ids", "decoder_position_ids")
         decoder_batch, _ = check_sequence_input(decoder_input_ids, decoder_inputs_embeds, names=DECODER_INPUTS)
         decoder_name = "decoder_input_ids" if decoder_input_ids is not None else "decoder_inputs_embeds"
@@ -473,8 +477,7 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Used by ``DataCollatorForSeq2Seq`` to build ``decoder_input_ids`` in the collator."""
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id,
-                                  self.config.start_with_last_token)
+        return self.shift_right(labels)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # 4.x name, as library models
