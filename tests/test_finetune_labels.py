@@ -263,3 +263,77 @@ def test_token_rows_need_one_tag_per_word_and_a_byte_order_mark_is_no_token(tmp_
     conll = tmp_path / "bom.conll"
     conll.write_text("\ufeff-DOCSTART- O\n\napple O\npear B-FRUIT\n", encoding="utf-8")
     assert list(common.conll_rows([str(conll)])) == [{"tokens": ["apple", "pear"], "ner_tags": ["O", "B-FRUIT"]}]
+
+
+def qa_row(row_id: str, start: int) -> dict:
+    context = "apple pear plum fig"
+    return {"id": row_id, "question": "which fruit?", "context": context,
+            "answers": {"text": ["plum"], "answer_start": [start]}}
+
+
+@pytest.mark.parametrize(("files", "extra", "message"), [
+    ({"train.csv": "text,label\napple,a\npear,b\n", "val.csv": "sentence,label\nfig,a\n"}, (),
+     r"the data files must have the same columns, train and validation alike; .*train\.csv: \['text', 'label'\]; "
+     r".*val\.csv: \['sentence', 'label'\]"),
+    ({"train.csv": "text,label\n"}, (), r"the train data files \(.*train\.csv\) hold no rows \(a header only\?\)"),
+    ({"train.csv": "text,label\napple,a\n"}, (), r"the training data has 1 row\(s\): too few to hold 5.0% of it out"),
+    ({"train.csv": "text,label\napple,spam\npear,spam \nfig,ham\n", "val.csv": "text,label\nfig,ham\n"}, (),
+     r"column 'label' has labels that differ only by surrounding whitespace, \['spam', 'spam '\]"),
+    ({"train.jsonl": '{"text": "apple", "label": "a"}\n{"text": "pear", "label": "b"}\n{"text": 3, "label": "a"}\n',
+      "val.jsonl": '{"text": "fig", "label": "a"}\n'}, (),
+     r"column 'text' of the train data holds int values, not texts \(the first in data row 2, counting from 0"),
+    ({"train.jsonl": json.dumps(qa_row("q0", 11)) + "\n" + json.dumps(qa_row("q1", 12)) + "\n",
+      "val.jsonl": json.dumps(qa_row("q2", 11)) + "\n"},
+     ("--task", "question_answering", "--max_length", "32"),
+     r"row id 'q1' of the train data gives the answer 'plum' at character 12 of its context, which holds 'lum ' "),
+])
+def test_malformed_data_files_are_named_before_training(tmp_path, files, extra, message):
+    """Each failed as a raw error from datasets, scikit-learn or the tokenizer, or trained silently on the wrong thing:
+    validation files with other columns (datasets' cast error pointing to Hub configurations), a header-only CSV
+    ("Instruction 'train' corresponds to no data"), one row to cut a validation split from (train_test_split),
+    labels that differ by a trailing space (two classes), a number in the text column (a TypeError in the tokenizer),
+    a SQuAD answer_start that does not point at the answer (another span trained)."""
+    paths = {name: tmp_path / name for name in files}
+    for name, content in files.items():
+        paths[name].write_text(content)
+    train, *validation = paths.values()
+    with pytest.raises(ValueError, match=message):
+        finetune_run(tmp_path / "out", str(train), *(["--validation_files", str(validation[0])] if validation else []),
+                     *SCRATCH_ENCODER, *extra)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_globs_name_data_files_and_resume_compares_their_matches(tmp_path):
+    """A recipe's --train_files glob (no shell expands it) was refused as a file that does not exist; it now reads its
+    matches in sorted order, and a resumed run compares those files (a file added to the folder is another data set),
+    where a glob string alone would have let changed data through."""
+    import common
+
+    for part, words in (("b", "pear fig"), ("a", "apple plum")):
+        (tmp_path / f"part-{part}.txt").write_text(words + "\n")
+    pattern = str(tmp_path / "part-*.txt")
+    assert common.data_files([pattern]) == [str(tmp_path / "part-a.txt"), str(tmp_path / "part-b.txt")]
+    splits = common.load_text_splits(train_files=[pattern], evaluation_split=None)
+    assert splits["train"]["text"] == ["apple plum", "pear fig"]
+    before = common.data_files_identity([pattern])
+    assert before == [["part-a.txt", 11], ["part-b.txt", 9]]
+    (tmp_path / "part-c.txt").write_text("kiwi\n")
+    assert common.data_files_identity([pattern]) != before
+    with pytest.raises(ValueError, match=r"data file pattern '.*nothing-\*\.txt' matches no file"):
+        common.data_files([str(tmp_path / "nothing-*.txt")])
+    with pytest.raises(ValueError, match=r"data file .* is a folder; pass its files, or a glob"):
+        common.load_text_splits(train_files=[str(tmp_path)])
+
+
+def test_a_tab_separated_conll_token_may_hold_a_space(tmp_path):
+    """A line with a tab is split at tabs only: 'New York<TAB>B-LOC' was read as the token 'New' (the tag kept);
+    space-separated files (CoNLL-2003) are read as before."""
+    import common
+
+    tabs = tmp_path / "tabs.conll"
+    tabs.write_text("New York\tB-LOC\nis\tO\n\n")
+    spaces = tmp_path / "spaces.conll"
+    spaces.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n")
+    assert list(common.conll_rows([str(tabs), str(spaces)])) == [
+        {"tokens": ["New York", "is"], "ner_tags": ["B-LOC", "O"]},
+        {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]}]

@@ -506,6 +506,8 @@ def test_lora_translation_generates_and_keeps_the_tied_output_layer(pretrained, 
 
 def test_bad_input_fails_before_training(pretrained, data, tmp_path):
     gpt = str(pretrained["gpt"])
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text("".join(f'{{"text": {i}}}\n' for i in range(8)))
     cases = {
         "column 'body'": (finetune.main, ["--model_name_or_path", gpt, "--train_files", data["spam"],
                                           "--text_column", "body"]),
@@ -520,6 +522,8 @@ def test_bad_input_fails_before_training(pretrained, data, tmp_path):
                                           "--tokenizer_name_or_path", gpt, "--model_config",
                                           str(write_config(tmp_path, vocab_size=50))]),
         "extension": (pretrain.main, ["--train_files", str(tmp_path / "corpus.xml")]),
+        "column 'text' of the train data holds int values, not texts": (
+            pretrain.main, ["--family", "gpt", "--train_files", str(numbers)]),
         "'hiden_dropout' is not a field of MiniGPTConfig": (
             pretrain.main, ["--family", "gpt", "--train_files", data["corpus"], "--config_overrides",
                             "hiden_dropout=0.0"]),

@@ -45,7 +45,8 @@ def test_tokenizer_skips_null_rows(tmp_path):
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"text": "a b c"}, {"text": ["x", "y"]}], r"row 2 of --train_files .*corpus\.jsonl.* is a list"),
+    ([{"text": "a b c"}, {"text": ["x", "y"]}],
+     r"row 1 \(counting from 0\) of --train_files .*corpus\.jsonl.* is of type list"),
     ([{"text": None}, {"text": None}], r"--train_files .*corpus\.jsonl.* has no text: all of its 2 rows are null"),
 ])
 def test_tokenizer_refuses_rows_that_are_not_text(tmp_path, rows, message):

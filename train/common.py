@@ -6,6 +6,7 @@ Each concept has one small function here; the two scripts only wire them togethe
 
 import argparse
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -236,12 +237,57 @@ def resolved_recipe(*objects) -> dict:
 
 # ------------------------------------------------------------------------------------------------------ data
 
+def is_pattern(path: str) -> bool:
+    """Whether ``path`` is a glob pattern (holds ``*``, ``?`` or ``[``)."""
+    return glob.escape(path) != path
+
+
+def data_files(paths: list[str]) -> list[str]:
+    """The files ``paths`` name, a glob (``data/part-*.jsonl``, ``**`` for subfolders) standing for its matches in
+    sorted order, as ``datasets`` reads them; a recipe's globs reach here unexpanded by any shell. A glob that matches
+    no file is a ``ValueError`` naming it; the checks on each file are :func:`_read`'s."""
+    files = []
+    for path in paths:
+        if is_pattern(path):
+            matches = sorted(p for p in glob.glob(path, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise ValueError(f"data file pattern {path!r} matches no file.")
+            files += matches
+        else:
+            files.append(path)
+    return files
+
+
+def _load_files(builder: str, files: dict, streaming: bool):
+    """``datasets.load_dataset`` on local files. The builder takes its columns from the first file; one with other
+    columns failed as ``datasets``' cast error, which points to Hub configurations: here, a ``ValueError`` that
+    lists each file's columns (each file read alone, only on that path)."""
+    try:
+        return datasets.load_dataset(builder, data_files=files, streaming=streaming)
+    except datasets.exceptions.DatasetGenerationError as error:
+        columns = {path: datasets.load_dataset(builder, data_files=[path], split="train").column_names
+                   for split_files in files.values() for path in split_files}
+        if len({tuple(sorted(names)) for names in columns.values()}) == 1:
+            raise
+        listed = "; ".join(f"{path}: {names}" for path, names in columns.items())
+        raise ValueError(f"the data files must have the same columns, train and validation alike; {listed}.") from error
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):  # datasets' words for a split with no rows
+            raise
+        empty = [split for split in files if f'"{split}"' in str(error)] or list(files)
+        raise ValueError(f"the {empty[0]} data files ({', '.join(files[empty[0]])}) hold no rows (a header "
+                         "only?).") from error
+
+
 def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming) -> datasets.DatasetDict:
     if dataset_name:
         return datasets.load_dataset(dataset_name, dataset_config_name, streaming=streaming)
-    files = {"train": list(train_files)}
+    files = {"train": data_files(train_files)}
     if validation_files:
-        files["validation"] = list(validation_files)
+        files["validation"] = data_files(validation_files)
+    for path in files["train"] + files.get("validation", []):
+        if Path(path).is_dir():
+            raise ValueError(f"data file {path} is a folder; pass its files, or a glob such as {path}/*.jsonl.")
     suffixes = {Path(f).suffix.lower() for f in files["train"] + files.get("validation", [])}
     for suffix in suffixes:
         check_choice("the data file extension", suffix, tuple(FILE_BUILDERS))
@@ -262,19 +308,21 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
                   for split, paths in files.items()}
         return kind({split: make(conll_rows, gen_kwargs={"paths": paths, "stamps": stamps[split]})
                      for split, paths in files.items()})
-    return datasets.load_dataset(builder, data_files=files, streaming=streaming)
+    return _load_files(builder, files, streaming)
 
 
 def conll_rows(paths: list[str], stamps: list | None = None):
     """Sentences of CoNLL files as rows ``{"tokens": [...], "ner_tags": [...]}``: one token a line with its tag in
-    the last column (tab or space separated, as WNUT-17 and CoNLL-2003), a blank line between sentences;
-    ``-DOCSTART-`` lines are skipped. ``stamps`` (each file's size and modification time) is not read: it is there
-    so that the datasets cache, keyed by the generator's arguments, notices an edited file."""
+    the last column (tab or space separated, as WNUT-17 and CoNLL-2003; a line with a tab is split at tabs only, so
+    a token may hold a space), a blank line between sentences; ``-DOCSTART-`` lines are skipped. ``stamps`` (each
+    file's size and modification time) is not read: it is there so that the datasets cache, keyed by the
+    generator's arguments, notices an edited file."""
     for path in paths:
         tokens, tags = [], []
         with open(path, encoding="utf-8-sig") as handle:  # a byte-order mark is no token
             for number, line in enumerate([*handle, ""], start=1):
-                fields = line.split()
+                fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+                fields = [f for f in fields if f]
                 if fields and fields[0] != "-DOCSTART-":
                     if len(fields) < 2:
                         raise ValueError(f"{path}:{number}: a CoNLL line needs a token and a tag; got {line!r}.")
@@ -287,14 +335,16 @@ def conll_rows(paths: list[str], stamps: list | None = None):
 
 def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files=None, validation_files=None,
                      text_column="text", validation_split_percentage=5.0, streaming=False, default=None,
-                     evaluation_split="validation", required_columns=(), seed=42, allow_missing=False):
+                     evaluation_split="validation", required_columns=(), seed=42, allow_missing=False,
+                     text_columns=()):
     """``{"train", evaluation_split}`` splits of the data, checked for the needed columns and for emptiness.
 
     With no dataset name and no files, ``default()`` gives the data (the embedded corpus if ``default`` is
     None). Data with no evaluation split is split here (``validation_split_percentage`` of train, seeded);
     ``evaluation_split=None`` asks for none, so all of the training data stays in ``train`` (a tokenizer's).
     Missing values in the columns read are refused (:func:`check_no_missing_values`) unless ``allow_missing`` (the
-    tokenizer's trainer, which skips them).
+    tokenizer's trainer, which skips them). ``text_columns``, the columns that hold one text a row, must hold strings
+    (:func:`check_text_columns`).
     """
     if dataset_name or train_files:
         raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming)
@@ -306,9 +356,12 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
             raw = datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in raw.items()})
     if "train" not in raw:
         raise ValueError(f"the data has no 'train' split; its splits are {list(raw)}.")
-    if not streaming and not allow_missing:  # as read, before a validation split is cut out: the files' rows
+    if not streaming:  # as read, before a validation split is cut out: the files' rows
         for name, split in raw.items():
-            check_no_missing_values(split, name, [c for c in (text_column, *required_columns) if c in split.features])
+            if not allow_missing:
+                check_no_missing_values(split, name,
+                                        [c for c in (text_column, *required_columns) if c in split.features])
+            check_text_columns(split, name, [c for c in text_columns if c in split.features])
     if evaluation_split is not None and evaluation_split not in raw:
         other = next((s for s in ("validation", "test", "valid", "dev") if s in raw), None)
         if other is not None:
@@ -318,8 +371,10 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
             raw = datasets.IterableDatasetDict({"train": raw["train"].skip(count),
                                                 evaluation_split: raw["train"].take(count)})
         else:
-            if not len(raw["train"]):
-                raise ValueError("the training data is empty.")
+            if len(raw["train"]) < 2:  # train_test_split would leave one side empty
+                raise ValueError(f"the training data has {len(raw['train'])} row(s): too few to hold "
+                                 f"{validation_split_percentage}% of it out for validation; give more rows or "
+                                 "--validation_files.")
             parts = raw["train"].train_test_split(test_size=validation_split_percentage / 100, seed=seed)
             raw = datasets.DatasetDict({"train": parts["train"], evaluation_split: parts["test"]})
     for name in ("train",) if evaluation_split is None else ("train", evaluation_split):
@@ -332,6 +387,23 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
         if not streaming and not len(split):
             raise ValueError(f"the {name} data is empty.")
     return raw
+
+
+def check_text_columns(split, name: str, columns) -> None:
+    """``ValueError`` naming a column that should hold texts but holds another type (numbers: a wrong
+    ``--text_column``; ``Json``: a JSON column mixing texts with numbers or lists), read from the split's features, so
+    before any tokenising; the tokenizer failed on such a row with a ``TypeError`` naming nothing. The first row that
+    is not a string is found only on that path."""
+    for column in columns:
+        if getattr(split.features[column], "dtype", None) not in ("string", "large_string"):
+            row, value = next(((i, v) for i, v in enumerate(split[column]) if not isinstance(v, (str, type(None)))),
+                              (None, None))
+            if row is None:  # no value at all (a column of nulls): check_no_missing_values's case
+                continue
+            raise ValueError(f"column {column!r} of the {name} data holds {type(value).__name__} values, not texts "
+                             f"(the first in data row {row}, counting from 0 in the order of its files: "
+                             f"{str(value)[:40]!r}): pick the text column with --text_column (and --label_column), "
+                             "or fix the rows that are not strings.")
 
 
 def check_no_missing_values(split, name: str, columns) -> None:
@@ -487,11 +559,13 @@ CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "auto_map", "dtyp
 
 
 def data_files_identity(files: list[str] | None) -> list | None:
-    """``--train_files`` as a resumed run compares them: each existing file by its name and size in bytes, so the
-    data may move (another mount on the node that resumes) but not change; a glob or folder by the string given."""
+    """``--train_files`` as a resumed run compares them: each file (a glob's matches, :func:`data_files`) by its name
+    and size in bytes, so the data may move (another mount on the node that resumes) but not change size; a path that
+    names no file by the string given (the data reader refuses it)."""
     if files is None:
         return None
-    return [[Path(name).name, Path(name).stat().st_size] if Path(name).is_file() else name for name in files]
+    return [[Path(name).name, Path(name).stat().st_size] if Path(name).is_file() else name
+            for name in data_files(files)]
 
 
 def run_settings(training_args, data_args=None, **script_settings) -> dict:

@@ -113,6 +113,12 @@ PEFT_TASK = {"sequence_classification": "SEQ_CLS", "token_classification": "TOKE
 
 # --------------------------------------------------------------------------------------------------- labels
 
+def text_columns(task: str, text_column: str, label_column: str) -> tuple[str, ...]:
+    """The columns of ``task`` that hold one text a row (token classification's words are lists: check_word_rows)."""
+    return {"sequence_classification": (text_column,), "token_classification": (),
+            "question_answering": (text_column, "context"), "translation": (text_column, label_column)}[task]
+
+
 def is_class_label(splits, column: str, *, sequence: bool) -> bool:
     """Whether ``column`` is a ``ClassLabel`` feature (a sequence of them for tags): its values are then class ids."""
     first = next(iter(splits.values()))
@@ -125,7 +131,8 @@ def label_names(splits, column: str, *, sequence: bool, tags: bool = False) -> l
     split: a tag that only the validation split holds (a rare entity type) still gets an id, so it is scored
     as a miss instead of stopping the run. ``sequence``: each row holds a list of labels (a sentence's tags, or a
     multi-label text's labels), and the names are those of the lists' items. ``tags`` (token classification)
-    refuses items that are not strings: seqeval reads the entity types from the BIO names."""
+    refuses items that are not strings: seqeval reads the entity types from the BIO names. Names that differ only by
+    surrounding whitespace (``"spam"`` and ``"spam "`` from a CSV cell) are refused: they would be two classes."""
     if is_class_label(splits, column, sequence=sequence):
         feature = next(iter(splits.values())).features[column]
         return list((feature.feature if sequence else feature).names)
@@ -139,6 +146,13 @@ def label_names(splits, column: str, *, sequence: bool, tags: bool = False) -> l
     if len(kinds) > 1 and not kinds <= {"int", "bool"}:  # sorting would raise a bare TypeError
         raise ValueError(f"column {column!r} mixes label types {sorted(kinds)} (e.g. {sorted(values, key=repr)[:4]}): "
                          "give every label as a string, or every label as an integer class id.")
+    stripped = {}
+    for value in sorted(v for v in values if isinstance(v, str)):
+        stripped.setdefault(value.strip(), []).append(value)
+    twins = [names for names in stripped.values() if len(names) > 1]
+    if twins:
+        raise ValueError(f"column {column!r} has labels that differ only by surrounding whitespace, {twins[0]}: "
+                         "each would be a class of its own; strip them in the data files.")
     return [str(v) for v in sorted(values)]
 
 
@@ -299,6 +313,29 @@ def check_question_answering(tokenizer, max_length: int, doc_stride: int) -> Non
         raise ValueError(f"--doc_stride={doc_stride} must be >= 0 and smaller than --max_length={max_length}: "
                          "consecutive windows share doc_stride tokens (run_qa.py's setting: --max_length 384 "
                          "--doc_stride 128).")
+
+
+def check_answer_starts(splits, answers_column: str) -> None:
+    """``ValueError`` naming the first row (by ``id``) whose answer text is not at its ``answer_start`` in the
+    context: the windows are labelled from the start and the text's length, so a shifted start (an offset counted
+    in bytes, or after an edit of the context) would silently train another span. SQuAD and XQuAD hold every
+    answer where they say; the check reads each answer once."""
+    for name, split in splits.items():
+        for row in split.select_columns(["id", "context", answers_column]):
+            answers = row[answers_column]
+            if not isinstance(answers, dict) or not {"text", "answer_start"} <= answers.keys():
+                raise ValueError(f"question_answering: column {answers_column!r} must hold SQuAD answers, "
+                                 f"{{'text': [...], 'answer_start': [...]}}; row id {row['id']!r} of the {name} data "
+                                 f"holds {str(answers)[:80]}.")
+            if len(answers["text"]) != len(answers["answer_start"]):
+                raise ValueError(f"question_answering: row id {row['id']!r} of the {name} data has "
+                                 f"{len(answers['text'])} answer texts but {len(answers['answer_start'])} starts.")
+            for text, start in zip(answers["text"], answers["answer_start"], strict=True):
+                found = row["context"][start:start + len(text)]
+                if found != text:
+                    raise ValueError(f"question_answering: row id {row['id']!r} of the {name} data gives the answer "
+                                     f"{text!r} at character {start} of its context, which holds {found!r} there: "
+                                     "answer_start counts characters of the context, from 0.")
 
 
 def question_context_windows(batch, tokenizer, question_column: str, max_length: int, doc_stride: int):
@@ -696,7 +733,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
         validation_split_percentage=data_args.validation_split_percentage, default=default,
         required_columns=(label_column, *(QA_COLUMNS if task == "question_answering" else ())),
-        seed=training_args.seed)
+        seed=training_args.seed, text_columns=text_columns(task, text_column, label_column))
     full = dict(raw)  # the label set comes from all the data, not from a --max_*_samples slice
     raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
@@ -752,6 +789,7 @@ def main(argv: list[str] | None = None) -> dict:
             repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"question_answering: the validation rows' `id`s must be unique; repeated: {repeated}.")
         check_question_answering(tokenizer, data_args.max_length, stride)
+        check_answer_starts(raw, label_column)
         head = {}
         options = {"tokenizer": tokenizer, "question_column": text_column, "answers_column": label_column,
                    "max_length": data_args.max_length, "doc_stride": stride}

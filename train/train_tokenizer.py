@@ -39,14 +39,15 @@ BPE_MIN_VOCAB = 256 + len(BPE_SPECIAL)
 def _checked_texts(texts: Iterable, source: str) -> Iterator[str]:
     """The strings of ``texts``, skipping null rows (a jsonl ``{"text": null}``, a blank csv cell): they hold no
     text to learn from. Any other non-string row (a number, a list) is a wrong ``--text_column`` or a broken file,
-    so it is refused with a ``ValueError`` naming ``source`` and the 1-based row; so are rows that are all null."""
+    so it is refused with a ``ValueError`` naming ``source`` and the row, counted from 0 as the fine-tuning checks
+    count them; so are rows that are all null."""
     rows = strings = 0
     for rows, text in enumerate(texts, start=1):
         if text is None:
             continue
         if not isinstance(text, str):
-            raise ValueError(f"row {rows} of {source} is a {type(text).__name__} ({str(text)[:60]!r}), not a text; "
-                             "check the text column (--text_column) and the file")
+            raise ValueError(f"row {rows - 1} (counting from 0) of {source} is of type {type(text).__name__} "
+                             f"({str(text)[:60]!r}), not a text; check the text column (--text_column) and the file")
         strings += 1
         yield text
     if rows and not strings:
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
                      f"{BPE_MIN_VOCAB} or more")
     splits = load_text_splits(dataset_name=args.dataset_name, train_files=args.train_files,
                               text_column=args.text_column, evaluation_split=None,  # every given text is used
-                              allow_missing=True)  # null rows are skipped (_checked_texts)
+                              allow_missing=True)  # rows checked, null rows skipped: _checked_texts
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
                                 min_frequency=args.min_frequency, model_max_length=args.model_max_length,
                                 source=_source(args))
