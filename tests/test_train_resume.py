@@ -392,3 +392,21 @@ def test_a_missing_or_incomplete_checkpoint_is_refused_before_the_data_is_read(c
     (partial / "trainer_state.json").unlink()
     with pytest.raises(ValueError, match=re.escape("is incomplete (killed while saving?)")):
         _resume(partial, tmp_path)
+
+
+def test_fine_tuning_resume_keeps_the_lora_scale_and_the_two_class_head_form():
+    """LoRA's rank, scale and target layers and ``--binary_sigmoid`` were not recorded: a resumed run with another
+    ``--lora_alpha`` trained the saved adapters at another strength without a word. LoRA's dropout may change."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import finetune
+
+    def settings(**values):
+        args = finetune.FinetuneArguments(**{"lora_r": 4, **values})
+        return finetune.resume_settings("sequence_classification", "text", "label", args, 16)
+
+    assert settings() == settings(lora_dropout=0.2)
+    assert settings(lora_alpha=32.0) != settings()
+    assert settings(lora_target_modules=["qkv_proj", "o_proj"]) == settings(lora_target_modules=["o_proj", "qkv_proj"])
+    assert settings(lora_target_modules=["o_proj"]) != settings()
+    assert settings(binary_sigmoid=False) != settings()
+    assert "lora_alpha" not in settings(lora_r=0)

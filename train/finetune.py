@@ -674,9 +674,16 @@ def resume_settings(task: str, text_column: str, label_column: str, task_args: F
                     max_length: int) -> dict:
     """The task's settings a resumed run must keep, beside :func:`common.run_settings`: the task and its columns
     (another task's head may have the same shape, and would resume silently), and what cuts the examples: the target
-    length of translation, the window stride of question answering. Each as the run resolves it, so that a default
-    and the same value given are one setting."""
+    length of translation, the window stride of question answering; the two-class head's form (``binary_sigmoid``)
+    and LoRA's rank, scale and target layers (a changed scale trains the saved adapters at another strength, silently).
+    Each as the run resolves it, so that a default and the same value given are one setting. LoRA's dropout may
+    change, as the model's may."""
     settings = {"task": task, "text_column": text_column, "label_column": label_column}
+    if task == "sequence_classification":
+        settings["binary_sigmoid"] = task_args.binary_sigmoid
+    if task_args.lora_r:
+        settings.update(lora_r=task_args.lora_r, lora_alpha=task_args.lora_alpha,
+                        lora_target_modules=sorted(task_args.lora_target_modules))
     if task == "translation":
         settings["max_target_length"] = task_args.max_target_length
     if task == "question_answering":
