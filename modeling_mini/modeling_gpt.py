@@ -276,11 +276,24 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         ``original_max_position_embeddings`` every position rotates with the long frequencies, and the keys cached
         with the short ones no longer fit. At that one step the cache is dropped and the whole sequence recomputed,
         as transformers' Phi-3 does. ``inputs_embeds`` is named in the signature because ``generate`` looks there to
-        see whether a decoder-only model can start from embeddings instead of ids."""
+        see whether a decoder-only model can start from embeddings instead of ids.
+
+        At the first step the 2D ``attention_mask`` and the ``position_ids`` that ``generate`` makes from it are
+        checked against the prompt: ``generate`` drops a mask of all ones, so a wrong one reached the forward only as
+        position ids of the wrong shape, and its error blamed ``position_ids``, which the caller never gave."""
         scaling = self.config.rotary_scaling or {}
         original = scaling.get("original_max_position_embeddings")
         # from inputs_embeds, input_ids holds only the new tokens: the sequence is the embeddings and those
         length = input_ids.shape[1] + (inputs_embeds.shape[1] if inputs_embeds is not None else 0)
+        first_step = cache is None or isinstance(cache, DynamicCache) and cache.get_seq_length() == 0
+        batch = input_ids.shape[0]
+        for name, rows in (("attention_mask", (batch,)), ("position_ids", (batch, 1))) if first_step else ():
+            given = kwargs.get(name)  # position ids may be one row for every row alike, as in the forward
+            if isinstance(given, torch.Tensor) and given.dim() == 2 and (given.shape[1] != length
+                                                                       or given.shape[0] not in rows):
+                raise ValueError(f"generate: `attention_mask` (and the `position_ids` that generate makes from it) "
+                                 f"must have shape (batch_size, prompt_length) = ({batch}, {length}); "
+                                 f"got {name} of shape {tuple(given.shape)}.")
         crossing = scaling.get("rope_type") == "longrope" and cache is not None and length > original
         if crossing and cache.get_seq_length() <= original:
             if inputs_embeds is not None:  # the recompute needs the prompt, given here only as embeddings

@@ -325,3 +325,15 @@ def test_a_gpt_decoder_names_encoder_states_of_another_width():
     with pytest.raises(ValueError, match=r"`encoder_hidden_states` must be a floating-point tensor of shape "
                                          r"\(batch_size=2, source_length >= 1, hidden_size=32\)"):
         run(model, input_ids=ids_with_eos(), encoder_hidden_states=torch.zeros(2, 4, 16))
+
+
+@pytest.mark.parametrize("mask", [torch.ones(2, 4, dtype=torch.long), torch.ones(3, 5, dtype=torch.long),
+                                  torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])], ids=["short", "rows", "padded"])
+def test_generate_names_a_mask_that_does_not_fit_the_prompt(mask):
+    """``generate`` drops a mask of all ones after making the position ids from it: a wrong one reached the forward as
+    position ids of the wrong shape, and the error blamed ``position_ids``, which the caller never gave."""
+    message = r"generate: `attention_mask` .* = \(2, 5\); got (attention_mask|position_ids)"
+    with pytest.raises(ValueError, match=message):
+        build(MiniGPTForCausalLM).generate(ids_with_eos(), attention_mask=mask, max_new_tokens=2, do_sample=False)
+    shared = torch.arange(5)[None]  # position ids for every row alike stay allowed
+    build(MiniGPTForCausalLM).generate(ids_with_eos(), position_ids=shared, max_new_tokens=2, do_sample=False)
