@@ -20,6 +20,8 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    AutoTokenizer,
+    pipeline,
 )
 
 import modeling_mini
@@ -127,6 +129,20 @@ def test_pretrained_gpt_reloads_and_generates(pretrained):
     assert out.shape == (1, 7)
 
 
+def test_a_gpt_tokenizer_leaves_a_prompt_open_and_an_encoder_decoders_ends_it(pretrained):
+    """The GPT's tokenizer ended every text with ``</s>``, so the text-generation pipeline and a card's
+    ``tokenizer(prompt)`` handed the model a finished document to continue. It encodes a prompt as it is now, as
+    GPT-2's does (pretraining still ends each document, ``document_end``); an encoder-decoder's source ends as
+    BART's."""
+    gpt = AutoTokenizer.from_pretrained(pretrained["gpt"])
+    assert gpt("Return a new list")["input_ids"][-1] != gpt.eos_token_id
+    assert pretrain.document_end(gpt) == gpt.eos_token_id
+    generator = pipeline("text-generation", model=str(pretrained["gpt"]))
+    assert gpt.eos_token_id not in generator.preprocess("Return a new list")["input_ids"][0].tolist()
+    seq2seq = AutoTokenizer.from_pretrained(pretrained["seq2seq"])
+    assert seq2seq("Return a new list")["input_ids"][-1] == seq2seq.eos_token_id
+
+
 def test_text_infilling_collator_masks_spans_and_keeps_originals():
     collator = pretrain.TextInfillingCollator(mask_token_id=1, pad_token_id=0, noise_density=0.3,
                                               mean_span_length=3.0, seed=0)
@@ -221,6 +237,11 @@ def test_binary_sequence_classification_uses_one_sigmoid_output(pretrained, data
     assert config.id2label == {0: "spam"}
     assert {"eval_accuracy", "eval_f1", "eval_precision", "eval_recall"} <= set(metrics)
     assert (tmp_path / "README.md").is_file() and (tmp_path / "tokenizer.json").is_file()
+    # the classifier reads the end token's state: its saved tokenizer ends every text with it, pipelines' too
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert tokenizer("win a prize")["input_ids"][-1] == tokenizer.eos_token_id
+    fed = pipeline("text-classification", model=str(tmp_path)).preprocess("win a prize")["input_ids"][0]
+    assert fed[-1].item() == tokenizer.eos_token_id
 
 
 def test_an_encoder_decoder_fine_tunes_as_a_classifier(pretrained, data, tmp_path):

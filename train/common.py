@@ -675,7 +675,8 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
             raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
         from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
 
-        return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size)
+        return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size,
+                               end_texts=family != "gpt")
 
     return from_main_process(read_or_train, training_args)
 

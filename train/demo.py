@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     model = AutoModelForCausalLM.from_pretrained(pretrained)
     prompt = "Return a new list"
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    inputs = tokenizer(prompt, return_tensors="pt")  # a GPT's tokenizer leaves the prompt open (no end token)
     torch.manual_seed(0)
     sample = model.generate(**inputs, max_new_tokens=40, do_sample=True, top_k=20, temperature=0.8,
                             pad_token_id=tokenizer.pad_token_id)

@@ -256,6 +256,22 @@ def sequence_classification_features(batch, tokenizer, text_column, label_column
     return encoded
 
 
+def end_texts_with_eos(tokenizer) -> None:
+    """Make ``tokenizer`` end every text with its end token, where it does not already (a GPT's tokenizer leaves a
+    prompt open, as GPT-2's): a GPT classifier reads the last token's state, and the end token, the same after every
+    text, is the one pretraining taught to sum up a document (:func:`sequence_classification_features`). The
+    template is set on the tokenizer saved with the model, so a pipeline's inputs end as the training inputs did. A
+    tokenizer that cannot (no end token, or one that is also the pad token and would be pooled over) is left as it
+    is: the classifier then reads each text's last token."""
+    eos = tokenizer.eos_token_id
+    if eos is None or eos == tokenizer.pad_token_id or tokenizer("a")["input_ids"][-1:] == [eos]:
+        return
+    tokenizer.add_eos_token = True
+    if tokenizer("a")["input_ids"][-1:] != [eos]:
+        print(f"warning: {type(tokenizer).__name__} does not take add_eos_token; the GPT classifier reads each text's "
+              "last token instead of the end token")
+
+
 def align_word_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
     """Labels per token: the word's label on its first sub-word, -100 on later sub-words and special tokens."""
     labels, previous = [], None
@@ -760,6 +776,8 @@ def main(argv: list[str] | None = None) -> dict:
     map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
 
     if task == "sequence_classification":
+        if family == "gpt":
+            end_texts_with_eos(tokenizer)
         kind = sequence_label_kind(full, label_column)
         names = [] if kind == "regression" else label_names(full, label_column, sequence=kind == "multi_label")
         if kind == "single_label" and len(names) < 2:

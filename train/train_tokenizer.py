@@ -1,7 +1,11 @@
 """Train a tokenizer on a corpus with `tokenizers` and save it as a ``PreTrainedTokenizerFast``.
 
 * ``bpe`` (GPT and encoder-decoder): byte-level BPE, as GPT-2 and BART use. Any byte sequence is encodable, so
-  there is no unknown token. Special tokens ``<pad> <s> </s> <unk> <mask>``; ``</s>`` ends every encoded text.
+  there is no unknown token. Special tokens ``<pad> <s> </s> <unk> <mask>``. For an encoder-decoder ``</s>`` ends
+  every encoded text, as BART's; for a GPT a text is encoded as it is, as GPT-2's, so that a prompt is the start of a
+  document and not a finished one (pretraining appends ``</s>`` to each document itself; a GPT classifier's
+  fine-tuning makes its tokenizer end texts with it); a pair keeps ``</s>`` after each part, the question and
+  context separator of GPT question answering.
 * ``wordpiece`` (encoder): BERT's lower-casing WordPiece. Special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``;
   every encoded text is wrapped as ``[CLS] ... [SEP]``.
 
@@ -66,7 +70,8 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 
 def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int | None = None, source: str = "the texts") -> PreTrainedTokenizerFast:
+                    model_max_length: int | None = None, source: str = "the texts",
+                    end_texts: bool = True) -> PreTrainedTokenizerFast:
     """A ``kind`` tokenizer ("bpe" or "wordpiece") with at most ``vocab_size`` entries, learnt from ``texts``.
 
     ``vocab_size`` below a BPE's floor (:data:`BPE_MIN_VOCAB`) or below what a WordPiece needs for the
@@ -74,7 +79,8 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
     :func:`main` refuses it. Null texts are skipped; other non-strings raise a ``ValueError`` naming ``source``
     (where the texts come from) and the row. ``model_max_length``: the longest input, in tokens, of the model it
     is for; None (no limit known) leaves it to the training scripts, which set the model's
-    (``common.fit_to_model``)."""
+    (``common.fit_to_model``). ``end_texts`` (bpe): ``</s>`` ends each single text (an encoder-decoder's; a GPT's
+    tokenizer leaves it out, see the module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
     if kind == "bpe":
@@ -97,7 +103,8 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
     if kind == "bpe":
         eos = special["eos_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.token_to_id(eos))])
+            single=f"$A {eos}" if end_texts else "$A", pair=f"$A {eos} $B {eos}",
+            special_tokens=[(eos, tokenizer.token_to_id(eos))])
     else:
         cls, sep = special["cls_token"], special["sep_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -133,7 +140,8 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=KINDS, default=None, help="tokenizer kind (default: from --family)")
     parser.add_argument("--family", choices=tuple(FAMILY_TOKENIZER), default="gpt",
-                        help="model family the tokenizer is for; picks --kind when it is not given")
+                        help="model family the tokenizer is for: picks --kind when it is not given, and whether "
+                             "</s> ends each encoded text (seq2seq) or not (gpt, as GPT-2's)")
     # sizes are checked as parsed: tokenizers stores them unsigned, so a negative one failed with a bare OverflowError
     parser.add_argument("--vocab_size", type=int_at_least(1), default=8000,
                         help=f"largest vocabulary, special tokens included (bpe: at least {BPE_MIN_VOCAB}, its 256 "
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
                               allow_missing=True)  # rows checked, null rows skipped: _checked_texts
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
                                 min_frequency=args.min_frequency, model_max_length=args.model_max_length,
-                                source=_source(args))
+                                source=_source(args), end_texts=args.family != "gpt")
     _check_size(tokenizer, kind, args.vocab_size)  # before saving: nothing is written for a refused size
     tokenizer.save_pretrained(args.output_dir)
     print(f"saved a {kind} tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
