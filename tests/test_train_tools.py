@@ -31,6 +31,27 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 # --- train/train_tokenizer.py ---------------------------------------------------------------------------------
 
+def test_saved_tokenizers_keep_their_families_conventions(tmp_path):
+    """Each family's tokenizer, saved and loaded back with AutoTokenizer, encodes as its model's reference does: the
+    encoder's returns BERT's segment ids for a pair (they were dropped, so the encoder's segment-1 row never trained
+    and BERT-style callers got other outputs), a GPT's leaves a text open as GPT-2's (it ended it with ``</s>``), a
+    seq2seq's ends it as BART's."""
+    from transformers import AutoTokenizer
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": line} for line in LINES])
+    encoded = {}
+    for family in ("encoder", "gpt", "seq2seq"):
+        train_tokenizer.main(["--family", family, "--vocab_size", "300", "--train_files", corpus,
+                              "--output_dir", str(tmp_path / family)])
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / family)
+        encoded[family] = tokenizer, tokenizer("the cat", "the dog")
+    tokenizer, pair = encoded["encoder"]
+    assert pair["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]  # [CLS] the cat [SEP] | the dog [SEP]
+    for family, ends in (("gpt", False), ("seq2seq", True)):
+        tokenizer, _ = encoded[family]
+        assert (tokenizer("the cat")["input_ids"][-1] == tokenizer.eos_token_id) is ends, family
+
+
 
 def test_tokenizer_skips_null_rows(tmp_path):
     """A jsonl row ``{"text": null}`` holds no text: it is skipped. Before, it failed with `TypeError: 'None' is not

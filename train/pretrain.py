@@ -325,11 +325,9 @@ def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
     columns = raw["train"].column_names or [text_column]
     end = document_end(tokenizer)
 
-    def tokenize(batch):
-        encoded = tokenizer(batch[text_column], add_special_tokens=True, return_attention_mask=False, verbose=False)
-        if end is not None:
-            encoded["input_ids"] = [ids + [end] for ids in encoded["input_ids"]]
-        return encoded
+    def tokenize(batch):  # the ids alone: blocks are token streams (no mask, one segment)
+        ids = tokenizer(batch[text_column], add_special_tokens=True, verbose=False)["input_ids"]
+        return {"input_ids": ids if end is None else [sequence + [end] for sequence in ids]}
 
     map_options = {} if streaming else {"num_proc": data_args.preprocessing_num_workers,
                                         "desc": "tokenising"}

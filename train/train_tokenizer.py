@@ -111,7 +111,10 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
             single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
             special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))])
     limit = {} if model_max_length is None else {"model_max_length": model_max_length}
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special)
+    # WordPiece's pair template gives the second text segment 1, as BERT's: the tokenizer returns those segment ids
+    # (BERT's tokenizer does; without the name they were dropped, and the encoder's segment-1 row never trained)
+    inputs = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]} if kind == "wordpiece" else {}
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special, **inputs)
 
 
 def _source(args: argparse.Namespace) -> str:
