@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 #: Tokenizer kind of each model family.
@@ -101,6 +101,9 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
                                             special_tokens=list(special.values()))
     tokenizer.train_from_iterator(_batches(_checked_texts(texts, source)), trainer=trainer)
     if kind == "bpe":
+        # the mask takes the space before it, as RoBERTa's and BART's: a user's "the <mask> is" encodes as the text
+        # infilling collator's masked blocks do (the mask stands for whole tokens, their leading space included)
+        tokenizer.add_special_tokens([AddedToken(special["mask_token"], lstrip=True, special=True, normalized=False)])
         eos = special["eos_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
             single=f"$A {eos}" if end_texts else "$A", pair=f"$A {eos} $B {eos}",
