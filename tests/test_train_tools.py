@@ -34,11 +34,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_saved_tokenizers_keep_their_families_conventions(tmp_path):
     """Each family's tokenizer, saved and loaded back with AutoTokenizer, encodes as its model's reference does: the
     encoder's returns BERT's segment ids for a pair (they were dropped, so the encoder's segment-1 row never trained
-    and BERT-style callers got other outputs), a GPT's leaves a text open as GPT-2's (it ended it with ``</s>``), a
-    seq2seq's ends it as BART's."""
+    and BERT-style callers got other outputs) and decodes punctuation back in place; a GPT's leaves a text open as
+    GPT-2's (it ended it with ``</s>``); a seq2seq's ends it as BART's, its mask taking the space before it."""
     from transformers import AutoTokenizer
 
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": line} for line in LINES])
+    text = "the cat's mat, the end."
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"text": line} for line in [*LINES, text, text]])
     encoded = {}
     for family in ("encoder", "gpt", "seq2seq"):
         train_tokenizer.main(["--family", family, "--vocab_size", "300", "--train_files", corpus,
@@ -47,6 +48,7 @@ def test_saved_tokenizers_keep_their_families_conventions(tmp_path):
         encoded[family] = tokenizer, tokenizer("the cat", "the dog")
     tokenizer, pair = encoded["encoder"]
     assert pair["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]  # [CLS] the cat [SEP] | the dog [SEP]
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text  # not "cat ' s mat ,"
     for family, ends in (("gpt", False), ("seq2seq", True)):
         tokenizer, _ = encoded[family]
         assert (tokenizer("the cat")["input_ids"][-1] == tokenizer.eos_token_id) is ends, family

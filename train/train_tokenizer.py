@@ -115,8 +115,10 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
             special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))])
     limit = {} if model_max_length is None else {"model_max_length": model_max_length}
     # WordPiece's pair template gives the second text segment 1, as BERT's: the tokenizer returns those segment ids
-    # (BERT's tokenizer does; without the name they were dropped, and the encoder's segment-1 row never trained)
-    inputs = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]} if kind == "wordpiece" else {}
+    # (BERT's tokenizer does; without the name they were dropped, and the encoder's segment-1 row never trained).
+    # Its pre-tokenizer splits at punctuation, so decoding rejoins "it ' s" as "it's", as BERT's tokenizer does.
+    inputs = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+              "clean_up_tokenization_spaces": True} if kind == "wordpiece" else {}
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special, **inputs)
 
 
