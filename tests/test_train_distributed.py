@@ -384,3 +384,58 @@ def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_
     assert errors[1].startswith("RuntimeError: the main process failed") and "no-such-kind" in errors[1], errors
     locked = [(tmp_path / f"locked{rank}.txt").read_text() for rank in (0, 1)]
     assert locked[0] == "Locked: the corpus is locked" and "Locked: the corpus is locked" in locked[1], locked
+
+
+EACH_ROW_ONCE = """
+import json, sys
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerFast, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+import finetune
+import modeling_mini
+
+vocab = {**{f"w{i}": i for i in range(40)}, "<pad>": 40, "<s>": 41, "</s>": 42, "<unk>": 43}
+words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+words.pre_tokenizer = pre_tokenizers.Whitespace()
+tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                    unk_token="<unk>")
+generator = torch.Generator().manual_seed(0)
+rows = [{"input_ids": torch.randint(0, 40, (3 + i % 5,), generator=generator).tolist() + [42],
+         "labels": torch.randint(0, 40, (2 + i % 4,), generator=generator).tolist() + [42]} for i in range(13)]
+torch.manual_seed(0)
+config = modeling_mini.MiniSeq2SeqConfig(vocab_size=44, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=37, max_position_embeddings=64, pad_token_id=40,
+                                         bos_token_id=41, eos_token_id=42, decoder_start_token_id=41)
+model = modeling_mini.MiniSeq2SeqForConditionalGeneration(config)
+scored = {}
+for name, trainer_class in (("transformers", Seq2SeqTrainer), ("ours", finetune.Seq2SeqTrainerScoringEachRowOnce)):
+    args = Seq2SeqTrainingArguments(output_dir=sys.argv[1] + "/" + name, use_cpu=True, report_to="none",
+                                    per_device_eval_batch_size=4, predict_with_generate=True,
+                                    generation_max_length=6)
+    trainer = trainer_class(model=model, args=args, eval_dataset=Dataset.from_list(rows),
+                            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+                            compute_metrics=lambda p: {"rows": len(p.predictions), "label_rows": len(p.label_ids)})
+    metrics = trainer.evaluate()
+    scored[name] = [metrics["eval_rows"], metrics["eval_label_rows"], metrics["eval_loss"]]
+if trainer.is_world_process_zero():
+    open(sys.argv[1] + "/scored.json", "w").write(json.dumps(scored))
+"""
+
+
+def test_translation_evaluation_over_two_processes_scores_each_row_once(tmp_path):
+    """transformers' Seq2SeqTrainer gathers evaluation outputs with plain ``accelerator.gather``: over 2 processes
+    the rows repeated to even out the last batch reached the metrics (16 of 13 rows; a fine-tuned translation model's
+    chrF 2.51 where one process gives 2.12). ``finetune.py`` evaluates translation with a subclass that gathers as
+    ``Trainer`` does: each row once, and the loss of the rows alone."""
+    (tmp_path / "worker.py").write_text(EACH_ROW_ONCE)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(tmp_path / "worker.py"), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "train")}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scored = json.loads((tmp_path / "scored.json").read_text())
+    assert scored["ours"][:2] == [13, 13]
+    assert scored["transformers"][:2] in ([16, 16], [13, 13])  # 16 in transformers 5.25; 13 once fixed upstream

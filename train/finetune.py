@@ -675,6 +675,21 @@ def check_task_family(task: str, family: str) -> None:
         raise ValueError(f"task {task!r} needs the {' or '.join(families)} family; the model is {family!r}.")
 
 
+class Seq2SeqTrainerScoringEachRowOnce(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` whose evaluation gathers predictions, labels and losses across processes as ``Trainer``'s
+    does (``gather_for_metrics``). transformers' sets plain ``accelerator.gather`` in ``evaluate`` and ``predict``,
+    which keeps the rows accelerate repeats to even out the last batch over the processes: with 2 processes, 13
+    validation rows and batches of 4, the metrics scored 16 rows (chrF 2.51 where one process gives 2.12)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._gather_for_metrics = self.gather_function  # Trainer's: gather_for_metrics, set up for its options
+
+    def evaluation_loop(self, *args, **kwargs):
+        self.gather_function = self._gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
+
+
 def set_generation_lengths(model, training_args) -> None:
     """Make the saved generation config generate as evaluation did: ``max_length`` = ``--generation_max_length``
     (which defaults to ``--max_target_length``) and ``num_beams`` = ``--generation_num_beams`` when given. Without
@@ -850,7 +865,7 @@ def main(argv: list[str] | None = None) -> dict:
         collator = DataCollatorForSeq2Seq(tokenizer, model=model)
         if not training_args.generation_max_length:
             training_args.generation_max_length = task_args.max_target_length
-    trainer_class = Seq2SeqTrainer if task == "translation" else Trainer
+    trainer_class = Seq2SeqTrainerScoringEachRowOnce if task == "translation" else Trainer
     guard = common.NaNGuard()
     use_cache = model.config.use_cache  # the Trainer overwrites it (see common.finish_run)
     use_generate = task == "translation" and training_args.predict_with_generate
