@@ -52,18 +52,24 @@ def from_hf(model: nn.Module, **config_overrides) -> nn.Module:
 
     ``config_overrides`` are passed to the mini config (for example ``attn_implementation``-independent
     options such as ``use_cache``). The checkpoint the model was loaded from (its ``name_or_path``, when it has one)
-    is kept as ``config.converted_from``: a card written for the converted model names it as the base model and
-    inherits its licence (:func:`hub.default_card`).
+    is remembered: a card written for the converted model names it as the base model and inherits its licence
+    (:func:`hub.default_card`). A Hub id goes into ``config.converted_from``, saved and published with the config.
+    A local folder stays in memory only, as ``converted_from_folder`` on the returned model: the config is
+    published, and its path could name a user's home or a private project (:func:`hub.is_hub_id`).
     """
+    from .hub import is_hub_id
+
     from_hf_table, _ = _tables()
     name = type(model).__name__
     if name not in from_hf_table:
         raise ValueError(f"Cannot convert {name}; supported transformers classes: {', '.join(sorted(from_hf_table))}.")
     mini = from_hf_table[name](model, **config_overrides)
     # from_pretrained sets both names; a model built from a loaded config carries the config's
-    source = getattr(model, "name_or_path", "") or getattr(model.config, "name_or_path", "")
-    if source:
-        mini.config.converted_from = str(source)
+    source = str(getattr(model, "name_or_path", "") or getattr(model.config, "name_or_path", ""))
+    if source and is_hub_id(source):
+        mini.config.converted_from = source
+    elif source:
+        mini.converted_from_folder = source
     return mini
 
 

@@ -5,9 +5,9 @@
   then prose (family, size, data, hyperparameters, final metrics, intended use, how to load it).
 * :func:`publish_folder` uploads a finished output folder with ``huggingface_hub``: weights (safetensors
   only), config with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer (chat template
-  and sentencepiece models included) and card, and deletes the repository's weight files that the folder's weights
-  supersede (the other layout, or shards of an older split: :func:`superseded_weights`). Checkpoints, logs and
-  pickles (``.bin`` / ``.pt``) never leave the machine.
+  and sentencepiece models included) and card, and deletes the repository's files that the folder's supersede or
+  no longer has (weights of the other layout or an older split, another model's code, a removed chat template:
+  :func:`stale_files`). Checkpoints, logs, pickles (``.bin`` / ``.pt``) and local paths never leave the machine.
 
 The template: ``model_card.md`` at the repository root is the one to edit. An installed wheel does not ship
 the repository root, so this module embeds a compact fallback (``_FALLBACK_TEMPLATE``) with the same
@@ -66,10 +66,14 @@ FAMILIES = {
 #: What :func:`publish_folder` uploads. Everything else (checkpoint-*/, runs/, logs, pickles) stays local.
 #: Tokenizers also need their chat template (``chat_template.jinja`` / ``.json``) and sentencepiece models
 #: (Marian's ``source.spm`` / ``target.spm``, T5's ``spiece.model``, XLM-R's ``sentencepiece.bpe.model``).
-ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "*.py",
-                  "tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
-                  "chat_template.jinja", "chat_template.json", "*.spm", "*.model", "README.md", "*.png",
-                  "target_vocab.json"]  # Marian's tokenizer with a vocabulary per side (separate_vocabs)
+#: The model's config and code (the weights are :func:`superseded_weights`' business) and the tokenizer's files: the
+#: two parts whose files :func:`stale_files` deletes from a repository when the folder published over it lacks them.
+MODEL_CODE_PATTERNS = ["config.json", "generation_config.json", "*.py"]
+TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
+                      "chat_template.jinja", "chat_template.json", "*.spm", "*.model",
+                      "target_vocab.json"]  # Marian's tokenizer with a vocabulary per side (separate_vocabs)
+ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", *MODEL_CODE_PATTERNS, *TOKENIZER_PATTERNS,
+                  "README.md", "*.png"]
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                    "*.pickle", "training_args*", "optimizer*", "scheduler*", "rng_state*", "*.log", "*.out",
                    "__pycache__/**", "*.pyc", "*/**"]
@@ -342,11 +346,23 @@ def base_model_license(base_model: str | None, token: str | None = None) -> dict
 
     A fine-tuned model is a derivative of its base, so its card inherits the base's licence (a Llama or an MIT GPT-2
     base stays so) instead of claiming apache-2.0. The card is the folder's ``README.md`` for a local base, else the
-    Hub repository's (not reachable offline: then ``{}``), read with ``token`` for a private or gated one."""
+    Hub repository's (not reachable offline: then ``{}``), read with ``token`` for a private or gated one. A local
+    base without a card that ``convert.from_hf`` made (a converted checkpoint saved with ``save_pretrained``) is
+    looked through: the card read is that of the checkpoint its ``config.json`` names as ``converted_from``."""
     if not base_model:
         return {}
     from huggingface_hub import ModelCard
 
+    seen = set()
+    while base_model not in seen and not (Path(base_model) / "README.md").is_file():
+        seen.add(base_model)  # a folder converted from itself (or a cycle of them) ends here
+        try:
+            source = json.loads((Path(base_model) / "config.json").read_text(encoding="utf-8")).get("converted_from")
+        except (OSError, ValueError, AttributeError):  # no local folder or config (a Hub id), or not a JSON object
+            break
+        if not source:
+            break
+        base_model = str(source)
     local = Path(base_model) / "README.md"
     if not (local.is_file() or is_hub_id(base_model)):
         return {}
@@ -466,6 +482,77 @@ def superseded_weights(names: Sequence[str], kept: Sequence[str]) -> list[str]:
     return sorted(name for name in set(names) - set(kept) if weights_stem(name) in stems)
 
 
+def stale_files(names: Sequence[str], kept: Sequence[str]) -> list[str]:
+    """The repository files among ``names`` to delete when a folder holding the files ``kept`` is published over it,
+    so that the repository serves the folder's model and nothing left from an earlier one.
+
+    They are the weights ``kept`` supersedes (:func:`superseded_weights`), the config and code files
+    (:data:`MODEL_CODE_PATTERNS`: an encoder published over a GPT leaves no ``modeling_gpt.py`` or
+    ``generation_config.json``) and, when the folder holds a tokenizer, the tokenizer files
+    (:data:`TOKENIZER_PATTERNS`: a chat template removed from the folder leaves the Hub too) that ``kept`` lacks.
+    Kept: ``README.md`` (a card edited on the Hub), figures, subfolders and every file :func:`publish_folder` would
+    not upload (added on the Hub by hand), and the tokenizer of a repository published from a model-only folder (a
+    tokenizer pushed on its own).
+    """
+    parts = [MODEL_CODE_PATTERNS]
+    if any(fnmatch.fnmatch(name, pat) for name in kept for pat in TOKENIZER_PATTERNS):
+        parts.append(TOKENIZER_PATTERNS)
+    lacking = [name for name in set(names) - set(kept) if _publishable(name)]
+    old_parts = [name for name in lacking if any(fnmatch.fnmatch(name, pat) for part in parts for pat in part)]
+    return sorted({*superseded_weights(names, kept), *old_parts})
+
+
+def check_visibility(api, repo_id: str, private: bool | None) -> None:
+    """``ValueError`` when ``private=True`` is asked of a repository that exists and is public.
+
+    ``create_repo(..., exist_ok=True)`` leaves an existing repository's visibility as it is, so the upload would go
+    out publicly although the user asked for a private repository. Nothing is checked for ``private`` None or
+    False, nor for a repository that does not exist yet (or that the token cannot see: the upload then fails on
+    its own)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if not private:
+        return
+    try:
+        public = api.repo_info(repo_id).private is False
+    except RepositoryNotFoundError:
+        return
+    if public:
+        raise ValueError(f"private=True, but the repository {repo_id!r} exists and is public: nothing was uploaded. "
+                         f"Make it private first (its Settings page on the Hub, or HfApi().update_repo_settings("
+                         f"{repo_id!r}, private=True)), or publish to it without private / --private")
+
+
+def tasks_of_config(config: Mapping) -> list[str]:
+    """The tasks (keys of :data:`TASKS`) a saved model can be loaded for: those whose Auto class its ``auto_map``
+    names."""
+    auto_map = config.get("auto_map") or {}
+    return [task for task, (_, auto_class) in TASKS.items() if auto_class in auto_map]
+
+
+def check_task(config: Mapping, task: str) -> str:
+    """``task`` normalised (:func:`normalize_task`), or ``ValueError`` when the saved model cannot be loaded for it:
+    its Auto class is not in the config's ``auto_map`` (``text-generation`` for an encoder), so the card's
+    ``pipeline_tag`` and loading snippet would name a model the repository does not hold."""
+    key = normalize_task(task)
+    auto_class = TASKS[key][1]
+    allowed = tasks_of_config(config)
+    if key not in allowed:
+        raise ValueError(f"task={task!r} needs {auto_class}, which config.json's auto_map does not name; the tasks "
+                         f"this {config.get('model_type', '?')} model has: {allowed}")
+    return key
+
+
+def public_config(config: Mapping) -> dict:
+    """The config as it may be published: without a ``converted_from`` that is not a Hub id (a local folder's path,
+    kept by ``convert.from_hf`` before it stored Hub ids only), which could name a user's home or a private project
+    (see :func:`is_hub_id`)."""
+    source = config.get("converted_from")
+    if source is None or is_hub_id(str(source)):
+        return dict(config)
+    return {key: value for key, value in config.items() if key != "converted_from"}
+
+
 def is_generic_card(text: str) -> bool:
     """Whether a README is transformers' generic template (:data:`GENERIC_CARD_TEXT`), not a card anyone wrote."""
     return GENERIC_CARD_TEXT in text
@@ -523,11 +610,15 @@ def publish_folder(
     with ``auto_map``, the remote-code ``.py`` files, generation config, tokenizer files and the README card.
     Checkpoints, logs, optimizer state and any pickle stay local. Unchanged files are skipped by
     ``huggingface_hub`` (the Hub returns their hashes at preupload), so republishing an unchanged folder
-    creates no commit and returns ``None``. The repository's weight files that the folder's weights supersede
-    (:func:`superseded_weights`: the old ``model.safetensors`` after a sharded save, the old index and shards
-    after a single-file or differently split save) are deleted in the same commit, so the Hub serves the
-    folder's weights. Every other repository file is kept, even where the folder lacks it: a tokenizer pushed on
-    its own, a card edited on the Hub, files added by hand. ``repo_id`` may leave out the namespace (``"name"``:
+    creates no commit and returns ``None``. The repository is made to match the folder: in the same commit,
+    the repository's files that the folder's supersede or no longer has are deleted (:func:`stale_files`: the old
+    ``model.safetensors`` after a sharded save, the old index and shards after a single-file or differently split
+    save, another family's code and generation config, a removed chat template), so the Hub serves the folder's
+    model. Kept: ``README.md`` (a card edited on the Hub), figures, files added by hand that this function would
+    not upload, and a tokenizer pushed on its own when the folder has none. A ``converted_from`` that is a local
+    path is left out of the uploaded ``config.json`` (:func:`public_config`). ``private=True`` on an existing public
+    repository is refused before anything is uploaded (:func:`check_visibility`). ``repo_id`` may leave out the
+    namespace (``"name"``:
     the token's user); the commit goes to the full id that ``create_repo`` returns, and a card this package wrote
     for another id (or for the bare name) is pointed at it first (:func:`retarget_card`). ``private``: None leaves a
     new repository's visibility to the account's or organisation's default (``False`` would make it public). The
@@ -539,13 +630,19 @@ def publish_folder(
     files = check_publishable(folder)
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" -> "user/name"
+    check_visibility(api, repo_id, private)
     if (folder / "README.md").is_file():
         retarget_card(folder / "README.md", repo_id)  # its snippets load the full id
     if _is_new_branch_name(revision):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     head = api.repo_info(repo_id, revision=revision).sha
-    stale = superseded_weights(api.list_repo_files(repo_id, revision=head), files)
+    stale = stale_files(api.list_repo_files(repo_id, revision=head), files)
     operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if public_config(config) != config:  # as transformers writes it, so an unchanged folder still makes no commit
+        text = json.dumps(public_config(config), indent=2, sort_keys=True) + "\n"
+        operations = [op for op in operations if op.path_in_repo != "config.json"]
+        operations.append(CommitOperationAdd(path_in_repo="config.json", path_or_fileobj=text.encode("utf-8")))
     operations += [CommitOperationDelete(path_in_repo=f) for f in stale]
     # create_commit drops files whose hash equals the Hub's copy; with nothing left it makes no commit.
     # parent_commit=head: the deletions were computed on head, so a concurrent commit makes this one fail (412).
@@ -620,10 +717,11 @@ def read_card(repo_id: str, *, revision: str | None = None, token=None) -> str |
 def default_card(model, folder, repo_id: str | None, token=None) -> Path:
     """Write this package's card for ``model`` alone (no run: no data, metrics or hyperparameters) into ``folder``;
     return its path. A model converted from a transformers checkpoint (``config.converted_from``, set by
-    ``convert.from_hf``) names it as its base model and inherits its licence."""
+    ``convert.from_hf`` for a Hub checkpoint; ``model.converted_from_folder``, in memory only, for a local one) names
+    it as its base model and inherits its licence."""
+    base_model = getattr(model.config, "converted_from", None) or getattr(model, "converted_from_folder", None)
     return write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,
-                            metrics=None, hyperparameters=None, repo_id=repo_id,
-                            base_model=getattr(model.config, "converted_from", None), token=token,
+                            metrics=None, hyperparameters=None, repo_id=repo_id, base_model=base_model, token=token,
                             num_parameters=sum(p.numel() for p in model.parameters()))
 
 

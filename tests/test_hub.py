@@ -1110,9 +1110,11 @@ def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(hub, tmp_
 
 
 def test_a_converted_models_card_names_its_source_and_inherits_its_licence(tmp_path):
-    """A model made by `convert.from_hf` remembers the checkpoint it came from (`config.converted_from`): its card
-    (from `push_to_hub`, `save_pretrained(push_to_hub=True)`) names it as the base model and takes its licence, where
-    it said "trained from scratch" under apache-2.0 whatever licence the weights carry."""
+    """A model made by `convert.from_hf` remembers the checkpoint it came from: its card (from `push_to_hub`,
+    `save_pretrained(push_to_hub=True)`) names it as the base model and takes its licence, where it said "trained from
+    scratch" under apache-2.0 whatever licence the weights carry. A local folder is remembered in memory only
+    (`converted_from_folder`): its absolute path, saved in `config.converted_from`, was published with the config;
+    a Hub id is saved there."""
     from huggingface_hub import ModelCard
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -1125,8 +1127,193 @@ def test_a_converted_models_card_names_its_source_and_inherits_its_licence(tmp_p
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4, n_positions=32))
     hf.config._name_or_path = str(source)
     mini = from_hf(hf)
-    assert mini.config.converted_from == str(source)
+    assert "converted_from" not in mini.config.to_dict() and mini.converted_from_folder == str(source)
+    mini.save_pretrained(tmp_path / "saved")
+    assert str(tmp_path) not in (tmp_path / "saved" / "config.json").read_text()
     text = default_card(mini, tmp_path, "user/converted").read_text()
     assert ModelCard(text).data.license == "mit" and "trained from scratch" not in text and "base-gpt" in text
+    assert str(tmp_path) not in text
+    hf.config._name_or_path = "acme/base-gpt"  # a Hub id: saved with the config, for the card of the saved folder
+    assert from_hf(hf).config.to_dict()["converted_from"] == "acme/base-gpt"
     assert "converted_from" not in from_hf(GPT2LMHeadModel(hf.config.__class__(vocab_size=99, n_embd=32, n_layer=1,
                                                                                n_head=4))).config.to_dict()
+
+
+def test_stale_files_make_the_repository_match_the_folder():
+    """The repository files a publish deletes: superseded weights, config and code the folder lacks (an encoder over
+    a GPT), and tokenizer files it lacks when it has a tokenizer (a removed chat template). Kept: README.md, figures,
+    files it would not upload, another variant's weights, and a tokenizer pushed on its own over a model-only
+    folder. Before, only superseded weights were deleted."""
+    from modeling_mini.hub import stale_files
+
+    repo = [".gitattributes", "README.md", "NOTES.txt", "loss_curve.png", "extra/tokenizer.json", "config.json",
+            "generation_config.json", "configuration_mini.py", "modeling_gpt.py", "model.safetensors",
+            "model.fp16.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
+    model = ["config.json", "configuration_mini.py", "modeling_encoder.py", "model.safetensors"]
+    assert stale_files(repo, model + ["tokenizer.json", "tokenizer_config.json"]) == [
+        "chat_template.jinja", "generation_config.json", "modeling_gpt.py"]
+    assert stale_files(repo, model) == ["generation_config.json", "modeling_gpt.py"]
+
+
+def test_a_base_folder_without_a_card_is_read_through_its_converted_from(tmp_path, monkeypatch):
+    """A converted model saved with save_pretrained has no card; fine-tuned from (finetune.py names the folder as the
+    base), its licence is its source's (`config.json`'s `converted_from`: a Hub id, or a folder an older version
+    saved), where the fine-tuned card fell back to apache-2.0. A folder converted from itself ends the search."""
+    from huggingface_hub import ModelCard
+
+    from modeling_mini.hub import base_model_license, write_model_card
+
+    def folder(name, converted_from, readme=None):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"model_type": "mini_gpt", "converted_from": converted_from}))
+        if readme:
+            (path / "README.md").write_text(readme)
+        return str(path)
+
+    origin = folder("origin", None, readme="---\nlicense: mit\n---\n")
+    card = write_model_card(tmp_path / "tuned", config=_mini_config("gpt"), task="causal_lm", datasets=None,
+                            metrics=None, hyperparameters=None, base_model=folder("converted", origin))
+    assert ModelCard(card.read_text()).data.license == "mit"
+    seen = []
+    monkeypatch.setattr(ModelCard, "load", lambda repo, **kwargs: seen.append(repo) or ModelCard(
+        "---\nlicense: other\nlicense_name: acme\nlicense_link: LICENSE\n---\n"))
+    assert base_model_license(folder("from-hub", "acme/base")) == {
+        "license": "other", "license_name": "acme", "license_link": "https://huggingface.co/acme/base/blob/main/LICENSE"}
+    assert seen == ["acme/base"]
+    assert base_model_license(folder("loop", str(tmp_path / "loop"))) == {}
+
+
+def test_publish_cli_refuses_a_task_the_model_cannot_load(tmp_path, monkeypatch):
+    """`--task text-generation` for an encoder backbone gave a card with `pipeline_tag: text-generation` and an
+    AutoModelForCausalLM snippet that cannot load it; a task whose Auto class the config's auto_map does not name is
+    refused, naming the tasks the model has, before anything is written or sent."""
+    monkeypatch.syspath_prepend(str(ROOT / "train"))
+    import publish
+
+    modeling_mini.MiniEncoderModel(_mini_config("encoder")).save_pretrained(tmp_path)
+    for name in ("publish_folder", "HfApi"):  # no Hub in this process: any request fails the test
+        monkeypatch.setattr(publish, name, lambda *a, **k: pytest.fail("nothing may be sent"), raising=False)
+    with pytest.raises(SystemExit, match=r"task='text-generation' needs AutoModelForCausalLM.*'feature-extraction'"):
+        publish.main([str(tmp_path), "--hub_model_id", "user/bare", "--task", "text-generation"])
+    assert not (tmp_path / "README.md").exists()
+    from modeling_mini.hub import check_task
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert check_task(config, "fill-mask") == "masked-lm" and check_task(config, "ner") == "token-classification"
+
+
+@pytest.mark.slow
+def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_tokenizer):
+    """publish_folder makes the repository match the folder, in one commit: a chat template removed from the folder
+    leaves the Hub (the Hub tokenizer kept it), and an encoder classifier published over a GPT leaves no
+    modeling_gpt.py or generation_config.json. The card and a file added on the Hub stay."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        model.save_pretrained(out)
+        tok.chat_template = SPEC["chat_template"]
+        tok.save_pretrained(out)
+        write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                         hyperparameters=None, repo_id="user/match")
+        publish_folder(out, "user/match")
+        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/match")
+        report["first"] = files("user/match")
+        (out / "chat_template.jinja").unlink()
+        commits = len(api.list_repo_commits("user/match"))
+        publish_folder(out, "user/match", commit_message="no template")
+        report["one_commit"] = len(api.list_repo_commits("user/match")) == commits + 1
+        report["second"] = files("user/match")
+        report["template"] = transformers.AutoTokenizer.from_pretrained("user/match").chat_template
+        encoder = WORK / "encoder"
+        config = modeling_mini.MiniEncoderConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}, num_labels=2)
+        modeling_mini.MiniEncoderForSequenceClassification(config).save_pretrained(encoder)
+        tok.chat_template = None
+        tok.save_pretrained(encoder)
+        publish_folder(encoder, "user/match", commit_message="encoder")
+        report["third"] = files("user/match")
+        loaded = transformers.AutoModelForSequenceClassification.from_pretrained("user/match")
+        report["loaded"] = type(loaded).__name__
+    """, chat_template=CHAT_TEMPLATE)
+    assert {"chat_template.jinja", "modeling_gpt.py", "generation_config.json"} <= set(report["first"])
+    second = set(report["second"])
+    assert "chat_template.jinja" not in second and report["template"] is None and report["one_commit"], report
+    assert {"README.md", "NOTES.md", "tokenizer.json", "modeling_gpt.py"} <= second, second
+    third = set(report["third"])
+    assert not {"modeling_gpt.py", "generation_config.json"} & third, third
+    assert {"README.md", "NOTES.md", "modeling_encoder.py", "tokenizer.json", "model.safetensors"} <= third, third
+    assert report["loaded"] == "MiniEncoderForSequenceClassification"
+
+
+@pytest.mark.slow
+def test_publish_cli_and_push_of_a_converted_model(hub, tmp_path, bpe_tokenizer):
+    """train/publish.py writes a converted model's card as push_to_hub does: its source (`config.converted_from`) is
+    the base model and gives the licence (it said apache-2.0, no base); a folder fine-tuned from reads its licence
+    through it. A model converted from a local folder publishes no path: not in the pushed config, nor in the
+    config.json an older version saved (publish_folder leaves it out, and republishing makes no new commit)."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        sys.path.insert(0, SPEC["train_dir"])
+        import publish
+        from huggingface_hub import ModelCard, hf_hub_download
+        from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+        from modeling_mini.convert import from_hf
+        from modeling_mini.hub import base_model_license
+        card = lambda repo: ModelCard.load(repo).data.to_dict()
+        config_of = lambda repo: json.load(open(hf_hub_download(repo, "config.json")))
+        GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4)).push_to_hub("user/base-gpt2")
+        api.upload_file(path_or_fileobj=b"---\\nlicense: other\\nlicense_name: foo-license\\n---\\n# base\\n",
+                        path_in_repo="README.md", repo_id="user/base-gpt2")
+        converted = WORK / "converted"
+        from_hf(transformers.AutoModelForCausalLM.from_pretrained("user/base-gpt2")).save_pretrained(converted)
+        publish.main([str(converted), "--hub_model_id", "user/conv-publish"])
+        report["publish"] = card("user/conv-publish")
+        report["through"] = base_model_license(str(converted))
+        private = WORK / "alice-private" / "bert-ckpt"
+        BertForMaskedLM(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                   intermediate_size=37)).save_pretrained(private)
+        (private / "README.md").write_text("---\\nlicense: mit\\n---\\n")
+        mini = from_hf(BertForMaskedLM.from_pretrained(private))
+        mini.push_to_hub("user/leak")
+        report["pushed_config"] = config_of("user/leak")
+        report["pushed_card"] = open(hf_hub_download("user/leak", "README.md")).read()
+        old = WORK / "old"  # as the old from_hf saved it: the local path in config.json
+        mini.config.converted_from = str(private)
+        mini.save_pretrained(old)
+        publish_folder(old, "user/old")
+        report["old_config"] = config_of("user/old")
+        report["republish"] = publish_folder(old, "user/old") is None
+        report["work"] = str(WORK)
+    """, train_dir=str(ROOT / "train"))
+    published = report["publish"]
+    assert (published["license"], published["license_name"], published["base_model"]) == (
+        "other", "foo-license", "user/base-gpt2"), published
+    assert report["through"] == {"license": "other", "license_name": "foo-license"}, report["through"]
+    assert "converted_from" not in report["pushed_config"] and "converted_from" not in report["old_config"]
+    assert report["work"] not in report["pushed_card"] and "bert-ckpt" in report["pushed_card"]
+    assert "license: mit" in report["pushed_card"] and report["republish"]
+
+
+@pytest.mark.slow
+def test_publish_private_refuses_an_existing_public_repository(hub, tmp_path, bpe_tokenizer):
+    """create_repo(exist_ok=True) keeps an existing repository's visibility, so `publish.py --private` uploaded to a
+    public repository; it is refused, naming the repository and what to do, before anything is written or sent. An
+    existing private repository takes the upload."""
+    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
+        sys.path.insert(0, SPEC["train_dir"])
+        import publish
+        model.save_pretrained(out)
+        api.create_repo("user/was-public", private=False)
+        try:
+            publish_folder(out, "user/was-public", private=True)
+        except ValueError as error:
+            report["error"] = str(error)
+        try:
+            publish.main([str(out), "--hub_model_id", "user/was-public", "--private"])
+        except SystemExit as stop:
+            report["cli"] = str(stop)
+        report["files"] = files("user/was-public")
+        report["readme"] = (out / "README.md").exists()
+        api.create_repo("user/was-private", private=True)
+        report["private_ok"] = publish_folder(out, "user/was-private", private=True) is not None
+    """, train_dir=str(ROOT / "train"))
+    for message in (report.get("error", ""), report.get("cli", "")):
+        assert "'user/was-public' exists and is public" in message and "update_repo_settings" in message, report
+    assert report["files"] == [".gitattributes"] and not report["readme"] and report["private_ok"], report
