@@ -271,6 +271,21 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.output_size, config.vocab_size, bias=config.lm_head_bias)
         self.post_init()
 
+    @staticmethod
+    def _check_prompt_inputs(input_ids, inputs_embeds, kwargs) -> None:
+        """``ValueError`` when the 2D ``attention_mask`` or ``position_ids`` given at the first step of ``generate``
+        do not fit the prompt (its embeddings, when given, else its ids); position ids may be one row for all."""
+        batch = input_ids.shape[0]
+        prompt = inputs_embeds.shape[1] if inputs_embeds is not None else input_ids.shape[1]
+        for name, rows in (("attention_mask", (batch,)), ("position_ids", (batch, 1))):
+            given = kwargs.get(name)
+            if isinstance(given, torch.Tensor) and given.dim() == 2 and (given.shape[1] != prompt
+                                                                       or given.shape[0] not in rows):
+                raise ValueError(f"generate: `{name}` has shape {tuple(given.shape)}, which does not fit the prompt: "
+                                 f"(batch_size, prompt_length) = ({batch}, {prompt}) (position ids may also be one "
+                                 "row for all). Position ids that the caller did not give are made by generate from "
+                                 "`attention_mask`: then the mask is the one to fix.")
+
     def prepare_inputs_for_generation(self, input_ids, cache=None, inputs_embeds=None, **kwargs):
         """As ``GenerationMixin``'s, but for LongRoPE (Phi-3 128k): once the sequence passes
         ``original_max_position_embeddings`` every position rotates with the long frequencies, and the keys cached
@@ -285,15 +300,8 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         original = scaling.get("original_max_position_embeddings")
         # from inputs_embeds, input_ids holds only the new tokens: the sequence is the embeddings and those
         length = input_ids.shape[1] + (inputs_embeds.shape[1] if inputs_embeds is not None else 0)
-        first_step = cache is None or isinstance(cache, DynamicCache) and cache.get_seq_length() == 0
-        batch = input_ids.shape[0]
-        for name, rows in (("attention_mask", (batch,)), ("position_ids", (batch, 1))) if first_step else ():
-            given = kwargs.get(name)  # position ids may be one row for every row alike, as in the forward
-            if isinstance(given, torch.Tensor) and given.dim() == 2 and (given.shape[1] != length
-                                                                       or given.shape[0] not in rows):
-                raise ValueError(f"generate: `attention_mask` (and the `position_ids` that generate makes from it) "
-                                 f"must have shape (batch_size, prompt_length) = ({batch}, {length}); "
-                                 f"got {name} of shape {tuple(given.shape)}.")
+        if cache is None or (isinstance(cache, DynamicCache) and cache.get_seq_length() == 0):
+            self._check_prompt_inputs(input_ids, inputs_embeds, kwargs)
         crossing = scaling.get("rope_type") == "longrope" and cache is not None and length > original
         if crossing and cache.get_seq_length() <= original:
             if inputs_embeds is not None:  # the recompute needs the prompt, given here only as embeddings

@@ -332,8 +332,13 @@ def test_a_gpt_decoder_names_encoder_states_of_another_width():
 def test_generate_names_a_mask_that_does_not_fit_the_prompt(mask):
     """``generate`` drops a mask of all ones after making the position ids from it: a wrong one reached the forward as
     position ids of the wrong shape, and the error blamed ``position_ids``, which the caller never gave."""
-    message = r"generate: `attention_mask` .* = \(2, 5\); got (attention_mask|position_ids)"
+    message = r"generate: `(attention_mask|position_ids)` has shape .* does not fit the prompt: .* = \(2, 5\)"
     with pytest.raises(ValueError, match=message):
         build(MiniGPTForCausalLM).generate(ids_with_eos(), attention_mask=mask, max_new_tokens=2, do_sample=False)
+    model, ids = build(MiniGPTForCausalLM), ids_with_eos()
     shared = torch.arange(5)[None]  # position ids for every row alike stay allowed
-    build(MiniGPTForCausalLM).generate(ids_with_eos(), position_ids=shared, max_new_tokens=2, do_sample=False)
+    model.generate(ids, position_ids=shared, max_new_tokens=2, do_sample=False)
+    # the prompt's ids and its embeddings together (transformers' own test_generate_from_inputs_embeds) is one prompt
+    embeds = model.get_input_embeddings()(ids)
+    alone = model.generate(ids, max_new_tokens=3, do_sample=False)
+    assert torch.equal(model.generate(ids, inputs_embeds=embeds, max_new_tokens=3, do_sample=False), alone)
