@@ -323,6 +323,10 @@ def test_globs_name_data_files_and_resume_compares_their_matches(tmp_path):
         common.data_files([str(tmp_path / "nothing-*.txt")])
     with pytest.raises(ValueError, match=r"data file .* is a folder; pass its files, or a glob"):
         common.load_text_splits(train_files=[str(tmp_path)])
+    literal = tmp_path / "part[b].txt"  # a file named with glob characters is read as it is named, not as part-b.txt
+    literal.write_text("kiwi lime\n")
+    assert common.data_files([str(literal)]) == [str(literal)]
+    assert common.load_text_splits(train_files=[str(literal)], evaluation_split=None)["train"]["text"] == ["kiwi lime"]
 
 
 def test_a_tab_separated_conll_token_may_hold_a_space(tmp_path):

@@ -409,4 +409,4 @@ def test_fine_tuning_resume_keeps_the_lora_scale_and_the_two_class_head_form():
     assert settings(lora_target_modules=["qkv_proj", "o_proj"]) == settings(lora_target_modules=["o_proj", "qkv_proj"])
     assert settings(lora_target_modules=["o_proj"]) != settings()
     assert settings(binary_sigmoid=False) != settings()
-    assert "lora_alpha" not in settings(lora_r=0)
+    assert "lora_alpha" not in settings(lora_r=0) and settings(lora_r=0)["lora_r"] == 0  # resumed without LoRA

@@ -244,6 +244,21 @@ def test_binary_sequence_classification_uses_one_sigmoid_output(pretrained, data
     assert fed[-1].item() == tokenizer.eos_token_id
 
 
+def test_an_encoder_decoder_fine_tunes_with_a_tokenizer_that_leaves_texts_open(pretrained, data, tmp_path):
+    """A tokenizer without BART's ending (a GPT's, GPT-2's) made the seq2seq classifier refuse every row (no end
+    token to pool at), and would have trained translation targets that never teach the model to stop: fine-tuning
+    an encoder-decoder makes its tokenizer end texts with ``</s>``, and saves it so."""
+    open_ended = AutoTokenizer.from_pretrained(pretrained["seq2seq"])
+    open_ended.add_eos_token = False  # transformers' template without the end token
+    assert open_ended("win a prize")["input_ids"][-1] != open_ended.eos_token_id
+    open_ended.save_pretrained(tmp_path / "tokenizer")
+    finetune.main(["--model_name_or_path", str(pretrained["seq2seq"]), "--tokenizer_name_or_path",
+                   str(tmp_path / "tokenizer"), "--train_files", data["spam"], "--output_dir", str(tmp_path / "out"),
+                   *QUICK])
+    saved = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert saved("win a prize")["input_ids"][-1] == saved.eos_token_id
+
+
 def test_an_encoder_decoder_fine_tunes_as_a_classifier(pretrained, data, tmp_path):
     """BART's way: the text through both stacks, the label from the decoder state at its end token (the tokenizer
     closes every text with one)."""

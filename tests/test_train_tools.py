@@ -52,6 +52,10 @@ def test_saved_tokenizers_keep_their_families_conventions(tmp_path):
     for family, ends in (("gpt", False), ("seq2seq", True)):
         tokenizer, _ = encoded[family]
         assert (tokenizer("the cat")["input_ids"][-1] == tokenizer.eos_token_id) is ends, family
+    # segment ids are an encoder's: a GPT would read them as tokens, a seq2seq model does not take them
+    train_tokenizer.main(["--family", "gpt", "--kind", "wordpiece", "--vocab_size", "300", "--train_files", corpus,
+                          "--output_dir", str(tmp_path / "gpt-wordpiece")])
+    assert "token_type_ids" not in AutoTokenizer.from_pretrained(tmp_path / "gpt-wordpiece")("the cat", "the dog")
     # the BPE mask takes the space before it, as BART's: no lone 'Ġ' that text infilling never produces
     tokenizer, _ = encoded["seq2seq"]
     assert tokenizer.convert_ids_to_tokens(tokenizer("the <mask> sat")["input_ids"]) == ["the", "<mask>", "Ġsat",

@@ -238,8 +238,9 @@ def resolved_recipe(*objects) -> dict:
 # ------------------------------------------------------------------------------------------------------ data
 
 def is_pattern(path: str) -> bool:
-    """Whether ``path`` is a glob pattern (holds ``*``, ``?`` or ``[``)."""
-    return glob.escape(path) != path
+    """Whether ``path`` is a glob pattern: it holds ``*``, ``?`` or ``[`` and names no existing file or folder (a
+    file called ``part[1].jsonl`` is read as it is named, not as ``part1.jsonl``)."""
+    return glob.escape(path) != path and not Path(path).exists()
 
 
 def data_files(paths: list[str]) -> list[str]:
@@ -261,14 +262,14 @@ def data_files(paths: list[str]) -> list[str]:
 def _load_files(builder: str, files: dict, streaming: bool):
     """``datasets.load_dataset`` on local files. The builder takes its columns from the first file; one with other
     columns failed as ``datasets``' cast error, which points to Hub configurations: here, a ``ValueError`` that
-    lists each file's columns (each file read alone, only on that path)."""
+    lists each file's columns (each file read alone, only on that path). The paths are files (:func:`data_files`
+    expanded the globs): escaped, so that ``datasets`` reads a ``part[1].jsonl`` as it is named."""
     try:
-        return datasets.load_dataset(builder, data_files=files, streaming=streaming)
+        return datasets.load_dataset(builder, data_files=_escaped(files), streaming=streaming)
     except datasets.exceptions.DatasetGenerationError as error:
-        columns = {path: datasets.load_dataset(builder, data_files=[path], split="train").column_names
-                   for split_files in files.values() for path in split_files}
-        if len({tuple(sorted(names)) for names in columns.values()}) == 1:
-            raise
+        columns = _columns_of_each(builder, files)
+        if columns is None or len({tuple(sorted(names)) for names in columns.values()}) == 1:
+            raise  # not a column mismatch (a malformed file): datasets' own error
         listed = "; ".join(f"{path}: {names}" for path, names in columns.items())
         raise ValueError(f"the data files must have the same columns, train and validation alike; {listed}.") from error
     except ValueError as error:
@@ -277,6 +278,20 @@ def _load_files(builder: str, files: dict, streaming: bool):
         empty = [split for split in files if f'"{split}"' in str(error)] or list(files)
         raise ValueError(f"the {empty[0]} data files ({', '.join(files[empty[0]])}) hold no rows (a header "
                          "only?).") from error
+
+
+def _escaped(files: dict) -> dict:
+    """``{split: paths}`` with each path escaped for ``datasets``, which reads every data file name as a glob."""
+    return {split: [glob.escape(path) for path in paths] for split, paths in files.items()}
+
+
+def _columns_of_each(builder: str, files: dict) -> dict | None:
+    """Each data file's columns, each file read alone; None when one cannot be read (then the error is elsewhere)."""
+    try:
+        return {path: datasets.load_dataset(builder, data_files=[glob.escape(path)], split="train").column_names
+                for split_files in files.values() for path in split_files}
+    except (datasets.exceptions.DatasetGenerationError, ValueError):
+        return None
 
 
 def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming) -> datasets.DatasetDict:
@@ -675,8 +690,7 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
             raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
         from train_tokenizer import FAMILY_TOKENIZER, train_tokenizer
 
-        return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size,
-                               end_texts=family != "gpt")
+        return train_tokenizer(texts, FAMILY_TOKENIZER[family], model_args.tokenizer_vocab_size, family=family)
 
     return from_main_process(read_or_train, training_args)
 

@@ -258,11 +258,12 @@ def sequence_classification_features(batch, tokenizer, text_column, label_column
 
 def end_texts_with_eos(tokenizer) -> None:
     """Make ``tokenizer`` end every text with its end token, where it does not already (a GPT's tokenizer leaves a
-    prompt open, as GPT-2's): a GPT classifier reads the last token's state, and the end token, the same after every
-    text, is the one pretraining taught to sum up a document (:func:`sequence_classification_features`). The
-    template is set on the tokenizer saved with the model, so a pipeline's inputs end as the training inputs did. A
-    tokenizer that cannot (no end token, or one that is also the pad token and would be pooled over) is left as it
-    is: the classifier then reads each text's last token."""
+    prompt open, as GPT-2's). A GPT classifier reads the last token's state, and the end token, the same after every
+    text, is the one pretraining taught to sum up a document (:func:`sequence_classification_features`). An
+    encoder-decoder needs it on every text, as BART's tokenizer gives it: its classifier pools there, and a
+    translation target without it would never teach the model to stop. The template is set on the tokenizer saved
+    with the model, so a pipeline's inputs end as the training inputs did. A tokenizer that cannot (no end token, or
+    one that is also the pad token and would be pooled over) is left as it is."""
     eos = tokenizer.eos_token_id
     if eos is None or eos == tokenizer.pad_token_id or tokenizer("a")["input_ids"][-1:] == [eos]:
         return
@@ -706,15 +707,15 @@ def resume_settings(task: str, text_column: str, label_column: str, task_args: F
     """The task's settings a resumed run must keep, beside :func:`common.run_settings`: the task and its columns
     (another task's head may have the same shape, and would resume silently), and what cuts the examples: the target
     length of translation, the window stride of question answering; the two-class head's form (``binary_sigmoid``)
-    and LoRA's rank, scale and target layers (a changed scale trains the saved adapters at another strength, silently).
+    and LoRA's rank (0 included: a LoRA checkpoint resumed without LoRA failed on a missing weights index), scale and
+    target layers (a changed scale trains the saved adapters at another strength, silently).
     Each as the run resolves it, so that a default and the same value given are one setting. LoRA's dropout may
     change, as the model's may."""
-    settings = {"task": task, "text_column": text_column, "label_column": label_column}
+    settings = {"task": task, "text_column": text_column, "label_column": label_column, "lora_r": task_args.lora_r}
     if task == "sequence_classification":
         settings["binary_sigmoid"] = task_args.binary_sigmoid
     if task_args.lora_r:
-        settings.update(lora_r=task_args.lora_r, lora_alpha=task_args.lora_alpha,
-                        lora_target_modules=sorted(task_args.lora_target_modules))
+        settings.update(lora_alpha=task_args.lora_alpha, lora_target_modules=sorted(task_args.lora_target_modules))
     if task == "translation":
         settings["max_target_length"] = task_args.max_target_length
     if task == "question_answering":
@@ -790,9 +791,9 @@ def main(argv: list[str] | None = None) -> dict:
     columns = raw["train"].column_names
     map_options = {"batched": True, "remove_columns": columns, "num_proc": data_args.preprocessing_num_workers}
 
+    if family == "seq2seq" or (family == "gpt" and task == "sequence_classification"):
+        end_texts_with_eos(tokenizer)
     if task == "sequence_classification":
-        if family == "gpt":
-            end_texts_with_eos(tokenizer)
         kind = sequence_label_kind(full, label_column)
         names = [] if kind == "regression" else label_names(full, label_column, sequence=kind == "multi_label")
         if kind == "single_label" and len(names) < 2:

@@ -302,9 +302,10 @@ def build_collator(family: str, tokenizer, pretrain_args: PretrainArguments, see
 def document_end(tokenizer) -> int | None:
     """The id to append to each document before packing, or None when the tokenizer ends documents itself.
 
-    Packed blocks join documents, so each must end in a token that says so. This package's tokenizers and BERT's
-    add one (``</s>``, ``[SEP]``); GPT-2's and Llama's add none at the end, so their end-of-text token (else the
-    separator) is appended. A tokenizer with neither is used as it is, with a warning: its documents run together."""
+    Packed blocks join documents, so each must end in a token that says so. This package's encoder-decoder and
+    encoder tokenizers and BERT's add one (``</s>``, ``[SEP]``); its GPT tokenizers, GPT-2's and Llama's add none at
+    the end (a prompt stays open), so their end-of-text token (else the separator) is appended. A tokenizer with
+    neither is used as it is, with a warning: its documents run together."""
     ends = {tokenizer.eos_token_id, tokenizer.sep_token_id} - {None}
     probe = tokenizer("a b", add_special_tokens=True)["input_ids"]
     if probe and probe[-1] in ends:

@@ -9,7 +9,7 @@
 * ``wordpiece`` (encoder): BERT's lower-casing WordPiece. Special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``;
   every encoded text is wrapped as ``[CLS] ... [SEP]``.
 
-    python train/train_tokenizer.py --kind bpe --vocab_size 4000 --output_dir outputs/tokenizer
+    python train/train_tokenizer.py --family seq2seq --vocab_size 4000 --output_dir outputs/tokenizer
     python train/train_tokenizer.py --kind wordpiece --train_files corpus.txt --output_dir outputs/wp
 
 With no ``--train_files`` / ``--dataset_name`` it trains on the embedded default corpus (``embedded_data.py``).
@@ -71,7 +71,7 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, min_frequency: int = 2,
                     model_max_length: int | None = None, source: str = "the texts",
-                    end_texts: bool = True) -> PreTrainedTokenizerFast:
+                    family: str | None = None) -> PreTrainedTokenizerFast:
     """A ``kind`` tokenizer ("bpe" or "wordpiece") with at most ``vocab_size`` entries, learnt from ``texts``.
 
     ``vocab_size`` below a BPE's floor (:data:`BPE_MIN_VOCAB`) or below what a WordPiece needs for the
@@ -79,8 +79,9 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
     :func:`main` refuses it. Null texts are skipped; other non-strings raise a ``ValueError`` naming ``source``
     (where the texts come from) and the row. ``model_max_length``: the longest input, in tokens, of the model it
     is for; None (no limit known) leaves it to the training scripts, which set the model's
-    (``common.fit_to_model``). ``end_texts`` (bpe): ``</s>`` ends each single text (an encoder-decoder's; a GPT's
-    tokenizer leaves it out, see the module docstring)."""
+    (``common.fit_to_model``). ``family``, the model family it is for, sets its conventions: a GPT's BPE leaves a
+    text open and any other BPE ends it with ``</s>`` (see the module docstring); an encoder's WordPiece (None: an
+    encoder's) returns segment ids, which a GPT would read as tokens and a seq2seq model does not take."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}.")
     if kind == "bpe":
@@ -106,7 +107,7 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
         tokenizer.add_special_tokens([AddedToken(special["mask_token"], lstrip=True, special=True, normalized=False)])
         eos = special["eos_token"]
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"$A {eos}" if end_texts else "$A", pair=f"$A {eos} $B {eos}",
+            single="$A" if family == "gpt" else f"$A {eos}", pair=f"$A {eos} $B {eos}",
             special_tokens=[(eos, tokenizer.token_to_id(eos))])
     else:
         cls, sep = special["cls_token"], special["sep_token"]
@@ -114,11 +115,13 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
             single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
             special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))])
     limit = {} if model_max_length is None else {"model_max_length": model_max_length}
-    # WordPiece's pair template gives the second text segment 1, as BERT's: the tokenizer returns those segment ids
-    # (BERT's tokenizer does; without the name they were dropped, and the encoder's segment-1 row never trained).
+    # WordPiece's pair template gives the second text segment 1, as BERT's: an encoder's tokenizer returns those
+    # segment ids (BERT's does; without the name they were dropped, and the encoder's segment-1 row never trained).
     # Its pre-tokenizer splits at punctuation, so decoding rejoins "it ' s" as "it's", as BERT's tokenizer does.
-    inputs = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
-              "clean_up_tokenization_spaces": True} if kind == "wordpiece" else {}
+    inputs = {}
+    if kind == "wordpiece":
+        segments = ["token_type_ids"] if family in (None, "encoder") else []
+        inputs = {"model_input_names": ["input_ids", *segments, "attention_mask"], "clean_up_tokenization_spaces": True}
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special, **inputs)
 
 
@@ -148,8 +151,9 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=KINDS, default=None, help="tokenizer kind (default: from --family)")
     parser.add_argument("--family", choices=tuple(FAMILY_TOKENIZER), default="gpt",
-                        help="model family the tokenizer is for: picks --kind when it is not given, and whether "
-                             "</s> ends each encoded text (seq2seq) or not (gpt, as GPT-2's)")
+                        help="model family the tokenizer is for: picks --kind when it is not given, and its "
+                             "conventions: </s> ends each encoded text for seq2seq, not for gpt (as GPT-2's); only "
+                             "an encoder's tokenizer returns segment ids (token_type_ids)")
     # sizes are checked as parsed: tokenizers stores them unsigned, so a negative one failed with a bare OverflowError
     parser.add_argument("--vocab_size", type=int_at_least(1), default=8000,
                         help=f"largest vocabulary, special tokens included (bpe: at least {BPE_MIN_VOCAB}, its 256 "
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> PreTrainedTokenizerFast:
                               allow_missing=True)  # rows checked, null rows skipped: _checked_texts
     tokenizer = train_tokenizer(splits["train"][args.text_column], kind, args.vocab_size,
                                 min_frequency=args.min_frequency, model_max_length=args.model_max_length,
-                                source=_source(args), end_texts=args.family != "gpt")
+                                source=_source(args), family=args.family)
     _check_size(tokenizer, kind, args.vocab_size)  # before saving: nothing is written for a refused size
     tokenizer.save_pretrained(args.output_dir)
     print(f"saved a {kind} tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
