@@ -88,11 +88,20 @@ class MiniPreTrainedModel(PreTrainedModel):
         defined in torch: transformers would copy torch's FSDP source files instead of ours and record the
         wrapper in ``auto_map``. :meth:`_repair_wrapped_save` puts this package's files and names back.
 
+        A ``config.converted_from`` that is a local path (an older version of ``convert.from_hf`` saved them) is left
+        out of the saved config: it is published with it.
+
         A save into a folder that holds an earlier save in the other layout (one ``model.safetensors`` and
         sharded ``model-*-of-*.safetensors`` + ``model.safetensors.index.json``) deletes the earlier weights
         (:func:`hub.superseded_weights`): transformers removes only old shards, and a stale ``model.safetensors``
         beside new shards is what ``from_pretrained`` (and the Hub, once published) would load.
         """
+        from .hub import is_hub_id
+
+        source = getattr(self.config, "converted_from", None)
+        if source is not None and not is_hub_id(str(source)):  # a local path, from a version that saved them
+            del self.config.converted_from  # the config is published: the path could name a home or a project
+            self.converted_from_folder = str(source)  # still there for this session's card (hub.default_card)
         family = {
             auto: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
             for auto, cls in self.family_auto_classes.items()
@@ -172,12 +181,16 @@ class MiniPreTrainedModel(PreTrainedModel):
         so that transformers re-uploads it, and on another branch after the push. With ``create_pr`` the target
         branch stays untouched: the card goes into the pull request (a second commit to its ``refs/pr/N``).
         ``repo_id`` may leave out the namespace: the card calls use the full id that ``create_repo`` returns.
+        ``private=True`` for an existing public repository is refused before anything is uploaded (transformers
+        uploads publicly: :func:`hub.check_visibility`).
         """
         from huggingface_hub import HfApi
 
-        from .hub import is_generic_card, push_default_card, read_card
+        from .hub import check_visibility, is_generic_card, push_default_card, read_card
 
-        repo_id = HfApi(token=token).create_repo(repo_id, private=private, exist_ok=True).repo_id  # -> "user/name"
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # -> "user/name"
+        check_visibility(api, repo_id, private)  # private=True cannot make an existing public repository private
         create_pr = kwargs.get("create_pr", False)
         card = read_card(repo_id, revision=revision, token=token)
         own = None if card is None or is_generic_card(card) else card

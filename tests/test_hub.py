@@ -1293,9 +1293,9 @@ def test_publish_cli_and_push_of_a_converted_model(hub, tmp_path, bpe_tokenizer)
 
 @pytest.mark.slow
 def test_publish_private_refuses_an_existing_public_repository(hub, tmp_path, bpe_tokenizer):
-    """create_repo(exist_ok=True) keeps an existing repository's visibility, so `publish.py --private` uploaded to a
-    public repository; it is refused, naming the repository and what to do, before anything is written or sent. An
-    existing private repository takes the upload."""
+    """create_repo(exist_ok=True) keeps an existing repository's visibility, so `publish.py --private` (and
+    ``push_to_hub(private=True)``) uploaded to a public repository; it is refused, naming the repository and what to
+    do, before anything is written or sent. An existing private repository takes the upload."""
     report = _run_edge(hub, tmp_path, bpe_tokenizer, """
         sys.path.insert(0, SPEC["train_dir"])
         import publish
@@ -1311,9 +1311,27 @@ def test_publish_private_refuses_an_existing_public_repository(hub, tmp_path, bp
             report["cli"] = str(stop)
         report["files"] = files("user/was-public")
         report["readme"] = (out / "README.md").exists()
+        try:
+            model.push_to_hub("user/was-public", private=True)
+        except ValueError as error:
+            report["push"] = str(error)
+        report["files"] = files("user/was-public")
         api.create_repo("user/was-private", private=True)
         report["private_ok"] = publish_folder(out, "user/was-private", private=True) is not None
     """, train_dir=str(ROOT / "train"))
-    for message in (report.get("error", ""), report.get("cli", "")):
+    for message in (report.get("error", ""), report.get("cli", ""), report.get("push", "")):
         assert "'user/was-public' exists and is public" in message and "update_repo_settings" in message, report
     assert report["files"] == [".gitattributes"] and not report["readme"] and report["private_ok"], report
+
+
+def test_a_saved_config_keeps_a_hub_source_but_not_a_local_path(tmp_path):
+    """A folder converted before ``convert.from_hf`` stored Hub ids only has a local path in ``converted_from``; a
+    model loaded from it saved (and pushed) that path again. The save leaves it out of ``config.json`` and keeps it
+    on the model for this session's card; a Hub id stays in the config."""
+    model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY))
+    hub_id = "openai-community/gpt2"
+    for source, saved in (("/home/alice/private-project/gpt2", None), (hub_id, hub_id)):
+        model.config.converted_from = source
+        model.save_pretrained(tmp_path / "out")
+        assert json.loads((tmp_path / "out" / "config.json").read_text()).get("converted_from") == saved
+    assert model.converted_from_folder == "/home/alice/private-project/gpt2"
