@@ -273,8 +273,11 @@ def qa_row(row_id: str, start: int) -> dict:
 
 @pytest.mark.parametrize(("files", "extra", "message"), [
     ({"train.csv": "text,label\napple,a\npear,b\n", "val.csv": "sentence,label\nfig,a\n"}, (),
-     r"the data files must have the same columns, train and validation alike; .*train\.csv: \['text', 'label'\]; "
-     r".*val\.csv: \['sentence', 'label'\]"),
+     r"the validation data has no column 'text'; its columns are \['label'\]"),
+    ({"train.csv": "text,label\napple,a\npear,b\n", "val.csv": "text,label\nfig,a\n",
+      "more.csv": "sentence,label\nfig,a\n"}, (),
+     r"the data files of a split must have the same columns; .*train\.csv: \['text', 'label'\]; "
+     r".*more\.csv: \['sentence', 'label'\]"),
     ({"train.csv": "text,label\n"}, (), r"the train data files \(.*train\.csv\) hold no rows \(a header only\?\)"),
     ({"train.csv": "text,label\napple,a\n"}, (), r"the training data has 1 row\(s\): too few to hold 5.0% of it out"),
     ({"train.csv": "text,label\napple,spam\npear,spam \nfig,ham\n", "val.csv": "text,label\nfig,ham\n"}, (),
@@ -298,9 +301,19 @@ def test_malformed_data_files_are_named_before_training(tmp_path, files, extra, 
         paths[name].write_text(content)
     train, *validation = paths.values()
     with pytest.raises(ValueError, match=message):
-        finetune_run(tmp_path / "out", str(train), *(["--validation_files", str(validation[0])] if validation else []),
-                     *SCRATCH_ENCODER, *extra)
+        finetune_run(tmp_path / "out", str(train), *(["--validation_files", *map(str, validation)] if validation else
+                                                     []), *SCRATCH_ENCODER, *extra)
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_validation_files_from_another_corpus_may_carry_more_columns(tmp_path):
+    """Another corpus as the held-out set (TICO-19's pairs carry source_id, doc and licence columns beside Tatoeba's)
+    failed as datasets' cast error; each split is read on its own and keeps the training files' columns."""
+    rows = [{"text": text, "label": "fruit" if "apple" in text else "other"} for text in texts(24)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    validation = write_jsonl(tmp_path / "validation.jsonl", [{**row, "doc": f"d{i}"} for i, row in enumerate(rows[:8])])
+    metrics = finetune_run(tmp_path / "out", train, "--validation_files", validation, *SCRATCH_ENCODER)
+    assert "eval_accuracy" in metrics
 
 
 def test_globs_name_data_files_and_resume_compares_their_matches(tmp_path):

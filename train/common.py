@@ -260,18 +260,29 @@ def data_files(paths: list[str]) -> list[str]:
 
 
 def _load_files(builder: str, files: dict, streaming: bool):
-    """``datasets.load_dataset`` on local files. The builder takes its columns from the first file; one with other
-    columns failed as ``datasets``' cast error, which points to Hub configurations: here, a ``ValueError`` that
-    lists each file's columns (each file read alone, only on that path). The paths are files (:func:`data_files`
-    expanded the globs): escaped, so that ``datasets`` reads a ``part[1].jsonl`` as it is named."""
+    """``datasets.load_dataset`` on local files. The builder takes its columns from the first file, and one with
+    other columns failed as ``datasets``' cast error, which points to Hub configurations. Validation files whose
+    columns differ from the training files' (another corpus as the held-out set: TICO-19's extra ``source_id`` and
+    ``doc`` beside Tatoeba's pairs) are read split by split, each keeping the training files' columns it has (the
+    scripts then check those they read, naming a split that lacks one). Files of one split that differ are a
+    ``ValueError`` listing each file's columns (each file read alone, only on that path; a stream is not read twice:
+    refused too). The paths are files (:func:`data_files` expanded the globs): escaped, so that ``datasets`` reads a
+    ``part[1].jsonl`` as named."""
     try:
         return datasets.load_dataset(builder, data_files=_escaped(files), streaming=streaming)
     except datasets.exceptions.DatasetGenerationError as error:
         columns = _columns_of_each(builder, files)
         if columns is None or len({tuple(sorted(names)) for names in columns.values()}) == 1:
             raise  # not a column mismatch (a malformed file): datasets' own error
+        per_split = {split: {tuple(sorted(columns[path])) for path in paths} for split, paths in files.items()}
+        if not streaming and all(len(kinds) == 1 for kinds in per_split.values()):
+            splits = {split: datasets.load_dataset(builder, data_files=paths, split="train")
+                      for split, paths in _escaped(files).items()}
+            kept = splits["train"].column_names
+            return datasets.DatasetDict({split: data.select_columns([c for c in data.column_names if c in kept])
+                                         for split, data in splits.items()})
         listed = "; ".join(f"{path}: {names}" for path, names in columns.items())
-        raise ValueError(f"the data files must have the same columns, train and validation alike; {listed}.") from error
+        raise ValueError(f"the data files of a split must have the same columns; {listed}.") from error
     except ValueError as error:
         if "corresponds to no data" not in str(error):  # datasets' words for a split with no rows
             raise
