@@ -136,6 +136,8 @@ def test_a_gpt_tokenizer_leaves_a_prompt_open_and_an_encoder_decoders_ends_it(pr
     BART's."""
     gpt = AutoTokenizer.from_pretrained(pretrained["gpt"])
     assert gpt("Return a new list")["input_ids"][-1] != gpt.eos_token_id
+    # generate() without a prompt starts from the token every pretraining document followed, as GPT-2's
+    assert AutoConfig.from_pretrained(pretrained["gpt"]).bos_token_id == gpt.eos_token_id
     assert pretrain.document_end(gpt) == gpt.eos_token_id
     generator = pipeline("text-generation", model=str(pretrained["gpt"]))
     assert gpt.eos_token_id not in generator.preprocess("Return a new list")["input_ids"][0].tolist()

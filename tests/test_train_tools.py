@@ -52,6 +52,8 @@ def test_saved_tokenizers_keep_their_families_conventions(tmp_path):
     for family, ends in (("gpt", False), ("seq2seq", True)):
         tokenizer, _ = encoded[family]
         assert (tokenizer("the cat")["input_ids"][-1] == tokenizer.eos_token_id) is ends, family
+        # a GPT begins a text with the token that ended the one before, as GPT-2 (<s> never occurs in pretraining)
+        assert (tokenizer.bos_token == tokenizer.eos_token == "</s>") is not ends, family
     # segment ids are an encoder's: a GPT would read them as tokens, a seq2seq model does not take them
     train_tokenizer.main(["--family", "gpt", "--kind", "wordpiece", "--vocab_size", "300", "--train_files", corpus,
                           "--output_dir", str(tmp_path / "gpt-wordpiece")])

@@ -5,7 +5,9 @@
   every encoded text, as BART's; for a GPT a text is encoded as it is, as GPT-2's, so that a prompt is the start of a
   document and not a finished one (pretraining appends ``</s>`` to each document itself; a GPT classifier's
   fine-tuning makes its tokenizer end texts with it); a pair keeps ``</s>`` after each part, the question and
-  context separator of GPT question answering.
+  context separator of GPT question answering. A GPT's begin-of-text token is ``</s>`` too, as GPT-2's is its
+  ``<|endoftext|>``: a document in pretraining starts after one, so ``generate()`` without a prompt starts from a
+  token the model has learnt (``<s>`` never occurs in its pretraining).
 * ``wordpiece`` (encoder): BERT's lower-casing WordPiece. Special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]``;
   every encoded text is wrapped as ``[CLS] ... [SEP]``.
 
@@ -122,6 +124,8 @@ def train_tokenizer(texts: Iterable[str | None], kind: str, vocab_size: int, *, 
     if kind == "wordpiece":
         segments = ["token_type_ids"] if family in (None, "encoder") else []
         inputs = {"model_input_names": ["input_ids", *segments, "attention_mask"], "clean_up_tokenization_spaces": True}
+    if kind == "bpe" and family == "gpt":  # GPT-2's: one token ends a document and begins the next (module docstring)
+        special = {**special, "bos_token": special["eos_token"]}
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **limit, **special, **inputs)
 
 
