@@ -72,6 +72,8 @@ MODEL_CODE_PATTERNS = ["config.json", "generation_config.json", "*.py"]
 TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
                       "chat_template.jinja", "chat_template.json", "*.spm", "*.model",
                       "target_vocab.json"]  # Marian's tokenizer with a vocabulary per side (separate_vocabs)
+#: The package's own modules, the only ``.py`` files :func:`stale_files` deletes (``save_pretrained`` copies them).
+OWN_CODE_FILES = frozenset(path.name for path in Path(__file__).parent.glob("*.py"))
 ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", *MODEL_CODE_PATTERNS, *TOKENIZER_PATTERNS,
                   "README.md", "*.png"]
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
@@ -107,8 +109,15 @@ def is_hub_id(name: str) -> bool:
     folder) must not be published as a dataset or base model, so anything shaped like a path or a data file is
     refused.
     """
-    return (bool(_HUB_ID.fullmatch(name)) and not name.lower().endswith(DATA_FILE_SUFFIXES)
-            and not os.path.exists(name))
+    return is_hub_id_shaped(name) and not os.path.exists(name)
+
+
+def is_hub_id_shaped(name: str) -> bool:
+    """Whether ``name`` is shaped as a Hub id, whatever exists on disk: what a saved or published config may keep as
+    ``converted_from`` (:func:`public_config`). A save must not drop ``openai-community/gpt2`` because the current
+    folder holds a download of that name; a path (absolute, ``./``, ``~``, a drive, more than one ``/``) is refused
+    by its shape."""
+    return bool(_HUB_ID.fullmatch(name)) and not name.lower().endswith(DATA_FILE_SUFFIXES)
 
 
 def _prose_name(name: str) -> str:
@@ -235,6 +244,9 @@ def write_model_card(
     ]
     given = {key: extra.pop(key) for key in ("license", "license_name", "license_link") if key in extra}
     token = extra.pop("token", None)  # only to read the base's card: never part of the card
+    if base_model:
+        traced = traced_base(base_model)  # a converted folder without a card: the checkpoint it was converted from
+        base_model = traced if is_hub_id(traced) else base_model
     licence = given if "license" in given else base_model_license(base_model, token=token)
     card_data = ModelCardData(
         library_name="transformers",
@@ -340,6 +352,23 @@ def retarget_card(path, repo_id: str) -> bool:
     return True
 
 
+def traced_base(base_model: str) -> str:
+    """``base_model``, or, for a local folder without a card that ``convert.from_hf`` made (a converted checkpoint
+    saved with ``save_pretrained``), the checkpoint its ``config.json`` names as ``converted_from``, followed to a
+    folder with a card or a Hub id: the weights are that checkpoint's, so the card's base model and licence are."""
+    seen = set()
+    while base_model not in seen and not (Path(base_model) / "README.md").is_file():
+        seen.add(base_model)  # a folder converted from itself (or a cycle of them) ends here
+        try:
+            source = json.loads((Path(base_model) / "config.json").read_text(encoding="utf-8")).get("converted_from")
+        except (OSError, ValueError, AttributeError):  # no local folder or config (a Hub id), or not a JSON object
+            break
+        if not source:
+            break
+        base_model = str(source)
+    return base_model
+
+
 def base_model_license(base_model: str | None, token: str | None = None) -> dict:
     """The licence fields (``license``, and ``license_name`` / ``license_link`` for ``other``) of the base model's
     card, or ``{}`` when there is no base or its card cannot be read.
@@ -353,16 +382,7 @@ def base_model_license(base_model: str | None, token: str | None = None) -> dict
         return {}
     from huggingface_hub import ModelCard
 
-    seen = set()
-    while base_model not in seen and not (Path(base_model) / "README.md").is_file():
-        seen.add(base_model)  # a folder converted from itself (or a cycle of them) ends here
-        try:
-            source = json.loads((Path(base_model) / "config.json").read_text(encoding="utf-8")).get("converted_from")
-        except (OSError, ValueError, AttributeError):  # no local folder or config (a Hub id), or not a JSON object
-            break
-        if not source:
-            break
-        base_model = str(source)
+    base_model = traced_base(base_model)
     local = Path(base_model) / "README.md"
     if not (local.is_file() or is_hub_id(base_model)):
         return {}
@@ -486,15 +506,15 @@ def stale_files(names: Sequence[str], kept: Sequence[str]) -> list[str]:
     """The repository files among ``names`` to delete when a folder holding the files ``kept`` is published over it,
     so that the repository serves the folder's model and nothing left from an earlier one.
 
-    They are the weights ``kept`` supersedes (:func:`superseded_weights`), the config and code files
-    (:data:`MODEL_CODE_PATTERNS`: an encoder published over a GPT leaves no ``modeling_gpt.py`` or
-    ``generation_config.json``) and, when the folder holds a tokenizer, the tokenizer files
+    They are the weights ``kept`` supersedes (:func:`superseded_weights`), the config and this package's code files
+    (:data:`MODEL_CODE_PATTERNS`, :data:`OWN_CODE_FILES`: an encoder published over a GPT leaves no
+    ``modeling_gpt.py`` or ``generation_config.json``) and, when the folder holds a tokenizer, the tokenizer files
     (:data:`TOKENIZER_PATTERNS`: a chat template removed from the folder leaves the Hub too) that ``kept`` lacks.
-    Kept: ``README.md`` (a card edited on the Hub), figures, subfolders and every file :func:`publish_folder` would
-    not upload (added on the Hub by hand), and the tokenizer of a repository published from a model-only folder (a
-    tokenizer pushed on its own).
+    Kept: ``README.md`` (a card edited on the Hub), figures, subfolders, other ``.py`` files (an Inference Endpoints
+    ``handler.py``) and every file :func:`publish_folder` would not upload (added on the Hub by hand), and the
+    tokenizer of a repository published from a model-only folder (a tokenizer pushed on its own).
     """
-    parts = [MODEL_CODE_PATTERNS]
+    parts = [[p for p in MODEL_CODE_PATTERNS if p != "*.py"] + sorted(OWN_CODE_FILES)]
     if any(fnmatch.fnmatch(name, pat) for name in kept for pat in TOKENIZER_PATTERNS):
         parts.append(TOKENIZER_PATTERNS)
     lacking = [name for name in set(names) - set(kept) if _publishable(name)]
@@ -524,31 +544,38 @@ def check_visibility(api, repo_id: str, private: bool | None) -> None:
 
 
 def tasks_of_config(config: Mapping) -> list[str]:
-    """The tasks (keys of :data:`TASKS`) a saved model can be loaded for: those whose Auto class its ``auto_map``
-    names."""
+    """The tasks (keys of :data:`TASKS`) a saved model has trained weights for: its saved head's (``architectures``:
+    a causal LM's ``causal-lm``; translation beside denoising, both a seq2seq LM) and feature extraction, whose
+    backbone every head holds, each only where the config's ``auto_map`` names the Auto class. ``auto_map`` lists
+    every head of the family, whose weights a checkpoint does not hold: a config without ``architectures`` falls back
+    to it."""
     auto_map = config.get("auto_map") or {}
-    return [task for task, (_, auto_class) in TASKS.items() if auto_class in auto_map]
+    heads = config.get("architectures") or []
+    classes = {TASKS[task_of_head(head)][1] for head in heads} | {"AutoModel"} if heads else set(auto_map)
+    return [task for task, (_, auto_class) in TASKS.items() if auto_class in classes and auto_class in auto_map]
 
 
 def check_task(config: Mapping, task: str) -> str:
     """``task`` normalised (:func:`normalize_task`), or ``ValueError`` when the saved model cannot be loaded for it:
-    its Auto class is not in the config's ``auto_map`` (``text-generation`` for an encoder), so the card's
-    ``pipeline_tag`` and loading snippet would name a model the repository does not hold."""
+    it is not among :func:`tasks_of_config` (``text-generation`` for an encoder, ``fill-mask`` for an encoder
+    backbone without the MLM head), so the card's ``pipeline_tag`` and loading snippet would name a model the
+    repository does not hold."""
     key = normalize_task(task)
     auto_class = TASKS[key][1]
     allowed = tasks_of_config(config)
     if key not in allowed:
-        raise ValueError(f"task={task!r} needs {auto_class}, which config.json's auto_map does not name; the tasks "
-                         f"this {config.get('model_type', '?')} model has: {allowed}")
+        raise ValueError(f"task={task!r} needs {auto_class} weights, which this saved "
+                         f"{config.get('architectures') or config.get('model_type', '?')} does not hold; the tasks it "
+                         f"has: {allowed}")
     return key
 
 
 def public_config(config: Mapping) -> dict:
     """The config as it may be published: without a ``converted_from`` that is not a Hub id (a local folder's path,
     kept by ``convert.from_hf`` before it stored Hub ids only), which could name a user's home or a private project
-    (see :func:`is_hub_id`)."""
+    (judged by its shape: :func:`is_hub_id_shaped`)."""
     source = config.get("converted_from")
-    if source is None or is_hub_id(str(source)):
+    if source is None or is_hub_id_shaped(str(source)):
         return dict(config)
     return {key: value for key, value in config.items() if key != "converted_from"}
 

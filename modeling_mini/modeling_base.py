@@ -89,17 +89,18 @@ class MiniPreTrainedModel(PreTrainedModel):
         wrapper in ``auto_map``. :meth:`_repair_wrapped_save` puts this package's files and names back.
 
         A ``config.converted_from`` that is a local path (an older version of ``convert.from_hf`` saved them) is left
-        out of the saved config: it is published with it.
+        out of the saved config: it is published with it. ``push_to_hub=True`` with ``private=True`` for an existing
+        public repository is refused before anything is written (:func:`hub.check_visibility`).
 
         A save into a folder that holds an earlier save in the other layout (one ``model.safetensors`` and
         sharded ``model-*-of-*.safetensors`` + ``model.safetensors.index.json``) deletes the earlier weights
         (:func:`hub.superseded_weights`): transformers removes only old shards, and a stale ``model.safetensors``
         beside new shards is what ``from_pretrained`` (and the Hub, once published) would load.
         """
-        from .hub import is_hub_id
+        from .hub import check_visibility, is_hub_id_shaped
 
         source = getattr(self.config, "converted_from", None)
-        if source is not None and not is_hub_id(str(source)):  # a local path, from a version that saved them
+        if source is not None and not is_hub_id_shaped(str(source)):  # a local path, from a version that saved them
             del self.config.converted_from  # the config is published: the path could name a home or a project
             self.converted_from_folder = str(source)  # still there for this session's card (hub.default_card)
         family = {
@@ -111,6 +112,12 @@ class MiniPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         bound = inspect.signature(PreTrainedModel.save_pretrained).bind_partial(self, save_directory, *args, **kwargs)
         options = {**bound.arguments, **bound.arguments.get("kwargs", {})}
+        if options.get("push_to_hub") and options.get("private"):  # transformers creates the repository and uploads
+            from huggingface_hub import HfApi  # on its own path, past push_to_hub's check: checked here first
+
+            api = HfApi(token=options.get("token"))
+            name = options.get("repo_id") or Path(save_directory).name
+            check_visibility(api, api.create_repo(name, private=True, exist_ok=True).repo_id, True)
         # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
         prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
                  and getattr(self, "should_save_on_this_rank", bool)(options.get("is_main_process", True)))

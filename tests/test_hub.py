@@ -1153,6 +1153,8 @@ def test_stale_files_make_the_repository_match_the_folder():
     assert stale_files(repo, model + ["tokenizer.json", "tokenizer_config.json"]) == [
         "chat_template.jinja", "generation_config.json", "modeling_gpt.py"]
     assert stale_files(repo, model) == ["generation_config.json", "modeling_gpt.py"]
+    # only this package's own modules go: an Inference Endpoints handler or a custom pipeline added by hand stays
+    assert stale_files([*repo, "handler.py", "pipeline.py"], model) == ["generation_config.json", "modeling_gpt.py"]
 
 
 def test_a_base_folder_without_a_card_is_read_through_its_converted_from(tmp_path, monkeypatch):
@@ -1175,6 +1177,12 @@ def test_a_base_folder_without_a_card_is_read_through_its_converted_from(tmp_pat
     card = write_model_card(tmp_path / "tuned", config=_mini_config("gpt"), task="causal_lm", datasets=None,
                             metrics=None, hyperparameters=None, base_model=folder("converted", origin))
     assert ModelCard(card.read_text()).data.license == "mit"
+    # the base model's metadata too: a folder converted from a Hub checkpoint names that checkpoint
+    monkeypatch.setattr(ModelCard, "load", lambda repo, **kwargs: ModelCard("---\nlicense: mit\n---\n"))
+    card = write_model_card(tmp_path / "tuned-hub", config=_mini_config("gpt"), task="causal_lm", datasets=None,
+                            metrics=None, hyperparameters=None,
+                            base_model=folder("converted-hub", "openai-community/gpt2"))
+    assert ModelCard(card.read_text()).data.base_model == "openai-community/gpt2"
     seen = []
     monkeypatch.setattr(ModelCard, "load", lambda repo, **kwargs: seen.append(repo) or ModelCard(
         "---\nlicense: other\nlicense_name: acme\nlicense_link: LICENSE\n---\n"))
@@ -1194,13 +1202,22 @@ def test_publish_cli_refuses_a_task_the_model_cannot_load(tmp_path, monkeypatch)
     modeling_mini.MiniEncoderModel(_mini_config("encoder")).save_pretrained(tmp_path)
     for name in ("publish_folder", "HfApi"):  # no Hub in this process: any request fails the test
         monkeypatch.setattr(publish, name, lambda *a, **k: pytest.fail("nothing may be sent"), raising=False)
-    with pytest.raises(SystemExit, match=r"task='text-generation' needs AutoModelForCausalLM.*'feature-extraction'"):
+    refused = r"task='text-generation' needs AutoModelForCausalLM.*\['feature-extraction'\]"
+    with pytest.raises(SystemExit, match=refused):
         publish.main([str(tmp_path), "--hub_model_id", "user/bare", "--task", "text-generation"])
     assert not (tmp_path / "README.md").exists()
     from modeling_mini.hub import check_task
 
     config = json.loads((tmp_path / "config.json").read_text())
-    assert check_task(config, "fill-mask") == "masked-lm" and check_task(config, "ner") == "token-classification"
+    assert check_task(config, "feature-extraction") == "feature-extraction"
+    # auto_map names every head of the family, but a saved backbone holds no head's weights: those are refused too
+    for task in ("fill-mask", "ner"):
+        with pytest.raises(ValueError, match=rf"task='{task}' needs .* weights, which this saved \['MiniEncoderModel"):
+            check_task(config, task)
+    from modeling_mini.hub import tasks_of_config
+
+    assert tasks_of_config({**config, "architectures": ["MiniEncoderForTokenClassification"]}) == [
+        "token-classification", "feature-extraction"]
 
 
 @pytest.mark.slow
@@ -1315,21 +1332,27 @@ def test_publish_private_refuses_an_existing_public_repository(hub, tmp_path, bp
             model.push_to_hub("user/was-public", private=True)
         except ValueError as error:
             report["push"] = str(error)
+        try:  # transformers' own path: save_pretrained creates the repository and uploads, past push_to_hub
+            model.save_pretrained(WORK / "again", push_to_hub=True, repo_id="user/was-public", private=True)
+        except ValueError as error:
+            report["save"] = str(error)
         report["files"] = files("user/was-public")
         api.create_repo("user/was-private", private=True)
         report["private_ok"] = publish_folder(out, "user/was-private", private=True) is not None
     """, train_dir=str(ROOT / "train"))
-    for message in (report.get("error", ""), report.get("cli", ""), report.get("push", "")):
+    for message in (report.get("error", ""), report.get("cli", ""), report.get("push", ""), report.get("save", "")):
         assert "'user/was-public' exists and is public" in message and "update_repo_settings" in message, report
     assert report["files"] == [".gitattributes"] and not report["readme"] and report["private_ok"], report
 
 
-def test_a_saved_config_keeps_a_hub_source_but_not_a_local_path(tmp_path):
+def test_a_saved_config_keeps_a_hub_source_but_not_a_local_path(tmp_path, monkeypatch):
     """A folder converted before ``convert.from_hf`` stored Hub ids only has a local path in ``converted_from``; a
     model loaded from it saved (and pushed) that path again. The save leaves it out of ``config.json`` and keeps it
     on the model for this session's card; a Hub id stays in the config."""
     model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY))
     hub_id = "openai-community/gpt2"
+    monkeypatch.chdir(tmp_path)  # a download of the id in the working folder (hf download --local-dir <id>) is no
+    (tmp_path / hub_id).mkdir(parents=True)  # reason to drop the id from the config: judged by its shape
     for source, saved in (("/home/alice/private-project/gpt2", None), (hub_id, hub_id)):
         model.config.converted_from = source
         model.save_pretrained(tmp_path / "out")

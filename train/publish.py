@@ -52,8 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="create the repository as private (default: the account's or organisation's default)")
     parser.add_argument("--revision", default=None, help="branch to push to (created if missing); default main")
     parser.add_argument("--commit_message", default="Upload model with mini-transformers")
-    parser.add_argument("--task", default=None, help=f"for a new card only; one of {sorted(TASKS)} whose Auto class "
-                        "the config's auto_map names (default: from the saved head class)")
+    parser.add_argument("--task", default=None, help=f"for a new card only; one of {sorted(TASKS)} whose head "
+                        "the saved model holds, or feature-extraction (default: from the saved head class)")
     parser.add_argument("--dataset", action="append", default=None, help="for a new card only; repeatable")
     args = parser.parse_args(argv)
     if args.hub_model_id.count("/") != 1 or not all(args.hub_model_id.split("/")):
@@ -84,8 +84,8 @@ def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str
 
 def check_folder(folder: Path, task: str | None = None) -> None:
     """Refuse (``SystemExit`` with the reason) a folder that is not a publishable saved model, or a ``task`` its
-    config's ``auto_map`` cannot load (an encoder backbone as ``text-generation``), before :func:`ensure_card` writes
-    a README into it: a refused publish must leave the user's folder as it was."""
+    saved model holds no head for (an encoder backbone as ``text-generation`` or ``fill-mask``), before
+    :func:`ensure_card` writes a README into it: a refused publish must leave the user's folder as it was."""
     if not folder.is_dir():
         raise SystemExit(f"output_dir={str(folder)!r} is not a folder")
     try:
