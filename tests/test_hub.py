@@ -752,6 +752,23 @@ def test_hub_token_is_not_kept_in_training_arguments(tmp_path, monkeypatch):
     assert args.hub_token is None
 
 
+def test_a_private_push_to_an_existing_public_repository_is_refused_before_training(tmp_path, monkeypatch):
+    """``--hub_private_repo true`` for a repository that exists and is public was refused by the push at the end of
+    the run, after the training; it is refused when the push settings are read, before any data."""
+    import huggingface_hub
+
+    monkeypatch.syspath_prepend(str(ROOT / "train"))
+    import common
+    from transformers import TrainingArguments
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda self, repo_id, **kwargs: type("Info", (), {
+        "private": False})())
+    args = TrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="user/public",
+                             hub_private_repo=True, report_to="none")
+    with pytest.raises(ValueError, match="'user/public' exists and is public"):
+        common.take_push_settings(args)
+
+
 def _mini_config(family: str):
     return getattr(modeling_mini, FAMILIES[family][0])(**TINY)
 

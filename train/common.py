@@ -1052,12 +1052,20 @@ def take_push_settings(training_args) -> dict | None:
     """Push once, at the end, with :func:`modeling_mini.hub.publish_folder` (model, tokenizer, card, code).
 
     The Trainer's own push would upload each checkpoint and replace our model card with its generic one, so
-    ``--push_to_hub`` is read here and switched off for the Trainer.
+    ``--push_to_hub`` is read here and switched off for the Trainer. ``--hub_private_repo true`` for a repository
+    that exists and is public is refused here, before training, not by the push at its end
+    (:func:`modeling_mini.hub.check_visibility`).
     """
     if not training_args.push_to_hub:
         return None
     if not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id user/name.")
+    if training_args.hub_private_repo:
+        from huggingface_hub import HfApi
+
+        from modeling_mini.hub import check_visibility
+
+        check_visibility(HfApi(token=training_args.hub_token), training_args.hub_model_id, True)
     push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
             # None (the default) leaves a new repository's visibility to the account's or organisation's default
             "private": training_args.hub_private_repo, "revision": training_args.hub_revision}
