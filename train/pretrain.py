@@ -319,7 +319,10 @@ def document_end(tokenizer) -> int | None:
 
 def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
     """Token ids packed into ``max_length`` blocks; documents are separated by the tokenizer's end token
-    (:func:`document_end`)."""
+    (:func:`document_end`). Blank texts (the empty lines of a ``.txt`` file) are no documents and are skipped, as
+    ``run_clm.py``'s GPT-2 tokenizer makes nothing of them: each became an end token alone (or a bare ``[CLS]
+    [SEP]``), and Tiny Shakespeare's 7,223 blank lines taught a GPT that an end token follows an end token, so
+    ``generate()`` without a prompt stopped at once."""
     text_column = data_args.text_column
     # Room for the tokenizer's own special tokens is not needed: packed blocks are raw token streams.
     streaming = not hasattr(raw["train"], "__len__")
@@ -327,7 +330,8 @@ def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
     end = document_end(tokenizer)
 
     def tokenize(batch):  # the ids alone: blocks are token streams (no mask, one segment)
-        ids = tokenizer(batch[text_column], add_special_tokens=True, verbose=False)["input_ids"]
+        texts = [text for text in batch[text_column] if text and text.strip()]
+        ids = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"] if texts else []
         return {"input_ids": ids if end is None else [sequence + [end] for sequence in ids]}
 
     map_options = {} if streaming else {"num_proc": data_args.preprocessing_num_workers,
