@@ -132,7 +132,7 @@ def shakespeare_gpt(shared_data, tmp_path_factory) -> tuple[Path, dict]:
         out = tmp_path_factory.mktemp("shakespeare-gpt")
         corpus = str(shared_data / "text_tinyshakespeare" / "input.txt")
         _PRETRAINED["gpt"] = out, pretrain.main(["--family", "gpt", "--train_files", corpus, "--output_dir", str(out),
-                                                 *QUICK])
+                                                 "--text_sample_by", "paragraph", *QUICK])
     return _PRETRAINED["gpt"]
 
 

@@ -373,6 +373,26 @@ def test_blank_lines_are_no_documents(family, bpe_tokenizer, wordpiece_tokenizer
         "input_ids"] for t in block]
 
 
+def test_a_text_file_is_cut_into_lines_paragraphs_or_one_document(tmp_path):
+    """``--text_sample_by`` (datasets' own ``sample_by``): a play's speaker and speech are one document when cut at
+    blank lines, where one text a line made the name a document of its own, which pretraining ended with the end
+    token (a GPT then answered 'ROMEO:' with an end token). Other formats refuse it; a resumed run keeps it."""
+    play = tmp_path / "play.txt"
+    play.write_text("ROMEO:\nBut soft, what light.\n\nJULIET:\nAy me.\n")
+    texts = {by: common.load_text_splits(train_files=[str(play)], evaluation_split=None, text_sample_by=by)["train"][
+        "text"] for by in ("line", "paragraph", "document")}
+    assert texts["line"] == ["ROMEO:", "But soft, what light.", "", "JULIET:", "Ay me."]
+    assert [t.strip() for t in texts["paragraph"]] == ["ROMEO:\nBut soft, what light.", "JULIET:\nAy me."]
+    assert [t.strip() for t in texts["document"]] == ["ROMEO:\nBut soft, what light.\n\nJULIET:\nAy me."]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a b"}\n')
+    with pytest.raises(ValueError, match="--text_sample_by paragraph cuts .txt files into texts; these are json"):
+        common.load_text_splits(train_files=[str(rows)], evaluation_split=None, text_sample_by="paragraph")
+    with pytest.raises(ValueError, match="text_sample_by must be one of 'line', 'paragraph', 'document'; got 'page'"):
+        common.DataArguments(text_sample_by="page")
+    assert "text_sample_by" in common.DATA_SETTINGS  # a resumed run must cut its files alike
+
+
 def test_packing_ends_documents_with_the_separator_when_there_is_no_eos(bpe_tokenizer):
     """A tokenizer with a separator but no end-of-text token (and no post-processor) ends its packed documents with
     the separator, instead of letting them run into each other with a warning."""

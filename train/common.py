@@ -110,6 +110,10 @@ class DataArguments:
     validation_files: list[str] | None = field(default=None, metadata={"help": "local validation files"})
     text_column: str | None = field(default=None, metadata={
         "help": "column holding the input: default text (tokens for token classification, source for translation)"})
+    text_sample_by: str = field(default="line", metadata={
+        "help": "how a .txt file is cut into texts (documents, each ended by the end token in pretraining): line, "
+                "paragraph (at blank lines: a play's speeches, a book's paragraphs; line breaks kept) or document "
+                "(the whole file)"})
     validation_split_percentage: float = field(default=5.0, metadata={
         "help": "percentage of train held out for validation when the data has no validation split"})
     streaming: bool = field(default=False, metadata={
@@ -125,6 +129,7 @@ class DataArguments:
         in :func:`pack_blocks`, a split percentage outside (0, 100) failed inside ``datasets``, a negative sample
         count sliced the data from the end."""
         check_at_least("max_length", self.max_length, 1)
+        check_choice("text_sample_by", self.text_sample_by, TEXT_SAMPLING)
         if not 0 < self.validation_split_percentage < 100:
             raise ValueError("`validation_split_percentage` must be in (0, 100) (exclusive); got "
                              f"{self.validation_split_percentage}.")
@@ -259,7 +264,7 @@ def data_files(paths: list[str]) -> list[str]:
     return files
 
 
-def _load_files(builder: str, files: dict, streaming: bool):
+def _load_files(builder: str, files: dict, streaming: bool, options: dict | None = None):
     """``datasets.load_dataset`` on local files. The builder takes its columns from the first file, and one with
     other columns failed as ``datasets``' cast error, which points to Hub configurations. Validation files whose
     columns differ from the training files' (another corpus as the held-out set: TICO-19's extra ``source_id`` and
@@ -267,16 +272,17 @@ def _load_files(builder: str, files: dict, streaming: bool):
     scripts then check those they read, naming a split that lacks one). Files of one split that differ are a
     ``ValueError`` listing each file's columns (each file read alone, only on that path; a stream is not read twice:
     refused too). The paths are files (:func:`data_files` expanded the globs): escaped, so that ``datasets`` reads a
-    ``part[1].jsonl`` as named."""
+    ``part[1].jsonl`` as named. ``options`` go to the builder (the text builder's ``sample_by``)."""
+    options = options or {}
     try:
-        return datasets.load_dataset(builder, data_files=_escaped(files), streaming=streaming)
+        return datasets.load_dataset(builder, data_files=_escaped(files), streaming=streaming, **options)
     except datasets.exceptions.DatasetGenerationError as error:
         columns = _columns_of_each(builder, files)
         if columns is None or len({tuple(sorted(names)) for names in columns.values()}) == 1:
             raise  # not a column mismatch (a malformed file): datasets' own error
         per_split = {split: {tuple(sorted(columns[path])) for path in paths} for split, paths in files.items()}
         if not streaming and all(len(kinds) == 1 for kinds in per_split.values()):
-            splits = {split: datasets.load_dataset(builder, data_files=paths, split="train")
+            splits = {split: datasets.load_dataset(builder, data_files=paths, split="train", **options)
                       for split, paths in _escaped(files).items()}
             kept = splits["train"].column_names
             return datasets.DatasetDict({split: data.select_columns([c for c in data.column_names if c in kept])
@@ -305,7 +311,12 @@ def _columns_of_each(builder: str, files: dict) -> dict | None:
         return None
 
 
-def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming) -> datasets.DatasetDict:
+#: how the text builder cuts a .txt file into texts (``datasets``' ``sample_by``)
+TEXT_SAMPLING = ("line", "paragraph", "document")
+
+
+def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming,
+          text_sample_by="line") -> datasets.DatasetDict:
     if dataset_name:
         return datasets.load_dataset(dataset_name, dataset_config_name, streaming=streaming)
     files = {"train": data_files(train_files)}
@@ -326,6 +337,10 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
         if not Path(path).stat().st_size:
             raise ValueError(f"data file {path} is empty.")
     builder = builders.pop()
+    check_choice("text_sample_by", text_sample_by, TEXT_SAMPLING)
+    if text_sample_by != "line" and builder != "text":
+        raise ValueError(f"--text_sample_by {text_sample_by} cuts .txt files into texts; these are {builder} files, "
+                         "whose rows are the texts: drop it.")
     if builder == "conll":
         make = datasets.IterableDataset.from_generator if streaming else datasets.Dataset.from_generator
         kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
@@ -334,7 +349,7 @@ def _read(dataset_name, dataset_config_name, train_files, validation_files, stre
                   for split, paths in files.items()}
         return kind({split: make(conll_rows, gen_kwargs={"paths": paths, "stamps": stamps[split]})
                      for split, paths in files.items()})
-    return _load_files(builder, files, streaming)
+    return _load_files(builder, files, streaming, {"sample_by": text_sample_by} if builder == "text" else None)
 
 
 def conll_rows(paths: list[str], stamps: list | None = None):
@@ -362,7 +377,7 @@ def conll_rows(paths: list[str], stamps: list | None = None):
 def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files=None, validation_files=None,
                      text_column="text", validation_split_percentage=5.0, streaming=False, default=None,
                      evaluation_split="validation", required_columns=(), seed=42, allow_missing=False,
-                     text_columns=()):
+                     text_columns=(), text_sample_by="line"):
     """``{"train", evaluation_split}`` splits of the data, checked for the needed columns and for emptiness.
 
     With no dataset name and no files, ``default()`` gives the data (the embedded corpus if ``default`` is
@@ -370,10 +385,11 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
     ``evaluation_split=None`` asks for none, so all of the training data stays in ``train`` (a tokenizer's).
     Missing values in the columns read are refused (:func:`check_no_missing_values`) unless ``allow_missing`` (the
     tokenizer's trainer, which skips them). ``text_columns``, the columns that hold one text a row, must hold strings
-    (:func:`check_text_columns`).
+    (:func:`check_text_columns`). ``text_sample_by`` cuts ``.txt`` files into texts: each line, each paragraph (at
+    blank lines) or the whole file (:data:`TEXT_SAMPLING`).
     """
     if dataset_name or train_files:
-        raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming)
+        raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming, text_sample_by)
     else:
         if default is None:
             from embedded_data import load_default_corpus as default
@@ -574,7 +590,7 @@ def check_checkpoint_complete(checkpoint: Path) -> None:
 RESUME_SETTINGS = ("per_device_train_batch_size", "gradient_accumulation_steps", "world_size", "seed", "data_seed")
 #: the data arguments that decide which rows and blocks the training set holds
 DATA_SETTINGS = ("dataset_name", "dataset_config_name", "train_files", "text_column", "validation_split_percentage",
-                 "streaming", "max_train_samples", "max_length")
+                 "streaming", "max_train_samples", "max_length", "text_sample_by")
 #: config.json keys a resumed run may change: rates that leave every weight's shape and the evaluated function as
 #: they were (a run may turn dropout down for its last stretch)
 CONFIG_RESUMABLE = ("activation_dropout", "attention_dropout", "classifier_dropout", "embedding_dropout",

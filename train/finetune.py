@@ -772,7 +772,8 @@ def main(argv: list[str] | None = None) -> dict:
         train_files=data_args.train_files, validation_files=data_args.validation_files, text_column=text_column,
         validation_split_percentage=data_args.validation_split_percentage, default=default,
         required_columns=(label_column, *(QA_COLUMNS if task == "question_answering" else ())),
-        seed=training_args.seed, text_columns=text_columns(task, text_column, label_column))
+        seed=training_args.seed, text_columns=text_columns(task, text_column, label_column),
+        text_sample_by=data_args.text_sample_by)
     full = dict(raw)  # the label set comes from all the data, not from a --max_*_samples slice
     raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)

@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> dict:
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
         train_files=data_args.train_files, validation_files=data_args.validation_files,
         text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
-        streaming=data_args.streaming, seed=training_args.seed, text_columns=(data_args.text_column,))
+        streaming=data_args.streaming, seed=training_args.seed, text_columns=(data_args.text_column,),
+        text_sample_by=data_args.text_sample_by)
     raw["train"] = common.limit(raw["train"], data_args.max_train_samples, training_args.seed)
     raw["validation"] = common.limit(raw["validation"], data_args.max_eval_samples, training_args.seed)
 
