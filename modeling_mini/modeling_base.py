@@ -212,16 +212,17 @@ class MiniPreTrainedModel(PreTrainedModel):
 
     def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):
         """transformers' upload of a saved folder (``push_to_hub``, ``save_pretrained(push_to_hub=True)``), then the
-        deletion of the repository's weight files that the folder's weights supersede (:func:`hub.superseded_weights`:
-        the old ``model.safetensors`` after a push with ``max_shard_size``, old shards after a single-file push), in a
-        second commit to the same branch or pull request. transformers only adds files, and ``from_pretrained``
-        prefers a stale ``model.safetensors`` to new shards. Every other repository file stays.
+        deletion of the repository's files that the folder supersedes or lacks, as :func:`hub.publish_folder` deletes
+        them (:func:`hub.stale_files`: the old ``model.safetensors`` after a push with ``max_shard_size``, old shards
+        after a single-file push, another family's code and generation config), in a second commit to the same branch
+        or pull request. transformers only adds files, and ``from_pretrained`` prefers a stale ``model.safetensors``
+        to new shards. The card, hand-added files and a tokenizer (pushed on its own) stay.
 
         A folder whose README is transformers' generic template (``save_pretrained(push_to_hub=True)`` writes it
         when the repository has no card) gets this package's card instead, as :meth:`push_to_hub` gives."""
         from huggingface_hub import CommitOperationDelete, HfApi
 
-        from .hub import default_card, is_generic_card
+        from .hub import default_card, is_generic_card, stale_files
 
         readme = Path(working_dir) / "README.md"
         if readme.is_file() and is_generic_card(readme.read_text(encoding="utf-8")):
@@ -234,10 +235,10 @@ class MiniPreTrainedModel(PreTrainedModel):
         options = options.arguments
         api = HfApi(token=options["token"])
         folder = [path.name for path in Path(working_dir).iterdir() if path.is_file()]
-        stale = superseded_weights(api.list_repo_files(repo_id, revision=result.oid), folder)
+        stale = stale_files(api.list_repo_files(repo_id, revision=result.oid), folder)
         if stale:
             api.create_commit(repo_id, operations=[CommitOperationDelete(path_in_repo=name) for name in stale],
-                              commit_message="Delete weights superseded by this push (mini-transformers)",
+                              commit_message="Delete files this push supersedes (mini-transformers)",
                               revision=getattr(result, "pr_revision", None) or options["revision"],
                               parent_commit=result.oid)
         return result

@@ -1241,7 +1241,8 @@ def test_publish_cli_refuses_a_task_the_model_cannot_load(tmp_path, monkeypatch)
 def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_tokenizer):
     """publish_folder makes the repository match the folder, in one commit: a chat template removed from the folder
     leaves the Hub (the Hub tokenizer kept it), and an encoder classifier published over a GPT leaves no
-    modeling_gpt.py or generation_config.json. The card and a file added on the Hub stay."""
+    modeling_gpt.py or generation_config.json, and so does one pushed over it with push_to_hub. The card and a file
+    added on the Hub stay."""
     report = _run_edge(hub, tmp_path, bpe_tokenizer, """
         model.save_pretrained(out)
         tok.chat_template = SPEC["chat_template"]
@@ -1266,6 +1267,9 @@ def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_token
         report["third"] = files("user/match")
         loaded = transformers.AutoModelForSequenceClassification.from_pretrained("user/match")
         report["loaded"] = type(loaded).__name__
+        publish_folder(out, "user/pushed")  # the GPT with its tokenizer, then an encoder pushed over it
+        modeling_mini.MiniEncoderForSequenceClassification(config).push_to_hub("user/pushed")
+        report["pushed"] = files("user/pushed")
     """, chat_template=CHAT_TEMPLATE)
     assert {"chat_template.jinja", "modeling_gpt.py", "generation_config.json"} <= set(report["first"])
     second = set(report["second"])
@@ -1275,6 +1279,8 @@ def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_token
     assert not {"modeling_gpt.py", "generation_config.json"} & third, third
     assert {"README.md", "NOTES.md", "modeling_encoder.py", "tokenizer.json", "model.safetensors"} <= third, third
     assert report["loaded"] == "MiniEncoderForSequenceClassification"
+    pushed = set(report["pushed"])  # push_to_hub as well: the GPT's code goes, the tokenizer pushed before stays
+    assert not {"modeling_gpt.py", "generation_config.json"} & pushed and "tokenizer.json" in pushed, pushed
 
 
 @pytest.mark.slow
