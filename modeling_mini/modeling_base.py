@@ -14,6 +14,7 @@
 import inspect
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -112,15 +113,19 @@ class MiniPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**family, **(getattr(self.config, "auto_map", None) or {})}
         bound = inspect.signature(PreTrainedModel.save_pretrained).bind_partial(self, save_directory, *args, **kwargs)
         options = {**bound.arguments, **bound.arguments.get("kwargs", {})}
-        if options.get("push_to_hub") and options.get("private"):  # transformers creates the repository and uploads
-            from huggingface_hub import HfApi  # on its own path, past push_to_hub's check: checked here first
+        saving_rank = getattr(self, "should_save_on_this_rank", bool)(options.get("is_main_process", True))
+        if options.get("push_to_hub") and options.get("private") and saving_rank:
+            # transformers creates the repository and uploads on its own path, past push_to_hub's check: checked
+            # here first, on the rank that pushes, for the repository transformers names (the folder's last part)
+            from huggingface_hub import HfApi
 
-            api = HfApi(token=options.get("token"))
-            name = options.get("repo_id") or Path(save_directory).name
-            check_visibility(api, api.create_repo(name, private=True, exist_ok=True).repo_id, True)
+            name = options.get("repo_id") or os.fspath(save_directory).split(os.path.sep)[-1]
+            if name:  # an empty one (a folder ending in a separator): transformers' own error follows
+                api = HfApi(token=options.get("token"))
+                check_visibility(api, api.create_repo(name, private=True, exist_ok=True).repo_id, True)
         # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
         prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
-                 and getattr(self, "should_save_on_this_rank", bool)(options.get("is_main_process", True)))
+                 and saving_rank)
         index = Path(save_directory) / _add_variant(SAFE_WEIGHTS_INDEX_NAME, options.get("variant"))
         # The old index goes before the save, so an index found after it is this save's: the save was sharded.
         old_index = index.read_bytes() if prune and index.is_file() else None

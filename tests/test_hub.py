@@ -761,12 +761,26 @@ def test_a_private_push_to_an_existing_public_repository_is_refused_before_train
     import common
     from transformers import TrainingArguments
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda self, repo_id, **kwargs: type("Info", (), {
-        "private": False})())
-    args = TrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="user/public",
-                             hub_private_repo=True, report_to="none")
-    with pytest.raises(ValueError, match="'user/public' exists and is public"):
-        common.take_push_settings(args)
+    asked = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda self, repo_id, **kwargs: asked.append(
+        repo_id) or type("Info", (), {"private": False})())
+    monkeypatch.setattr(huggingface_hub.HfApi, "whoami", lambda self, **kwargs: {"name": "user"})
+    for given in ("user/public", "public"):  # a bare name is the token's user's, as publish_folder creates it
+        args = TrainingArguments(output_dir=str(tmp_path), push_to_hub=True, hub_model_id=given,
+                                 hub_private_repo=True, report_to="none")
+        with pytest.raises(ValueError, match="'user/public' exists and is public"):
+            common.take_push_settings(args)
+    assert asked == ["user/public", "user/public"]
+
+
+def test_only_the_saving_process_checks_a_private_push(tmp_path, monkeypatch):
+    """save_pretrained(push_to_hub=True, private=True) checks the repository's visibility on the process that saves
+    and pushes, as transformers creates it there only; another rank made a Hub call (and created the repository)."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda *a, **k: pytest.fail("no Hub call here"))
+    model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**TINY))
+    model.save_pretrained(tmp_path / "rank1", push_to_hub=True, private=True, is_main_process=False)
 
 
 def _mini_config(family: str):

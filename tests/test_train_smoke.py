@@ -390,7 +390,26 @@ def test_a_text_file_is_cut_into_lines_paragraphs_or_one_document(tmp_path):
         common.load_text_splits(train_files=[str(rows)], evaluation_split=None, text_sample_by="paragraph")
     with pytest.raises(ValueError, match="text_sample_by must be one of 'line', 'paragraph', 'document'; got 'page'"):
         common.DataArguments(text_sample_by="page")
+    for source in ({}, {"dataset_name": str(tmp_path)}):  # the embedded corpus, a dataset: the flag did nothing
+        with pytest.raises(ValueError, match="--text_sample_by paragraph cuts local .txt files"):
+            common.load_text_splits(evaluation_split=None, text_sample_by="paragraph", **source)
     assert "text_sample_by" in common.DATA_SETTINGS  # a resumed run must cut its files alike
+
+
+def test_a_stream_with_columns_it_does_not_name_packs_its_text_alone(bpe_tokenizer):
+    """A stream may not know its columns (a CSV stream, a generator): map could not drop the others, and packing
+    failed with a column-length error. The text column is selected first."""
+    from datasets import IterableDataset, IterableDatasetDict
+
+    def rows():
+        for i in range(40):
+            yield {"text": f"the cat sat on the mat {i}", "source": f"row {i}"}
+
+    raw = IterableDatasetDict({"train": IterableDataset.from_generator(rows)})
+    assert raw["train"].column_names is None
+    args = SimpleNamespace(text_column="text", max_length=8, preprocessing_num_workers=None)
+    blocks = list(pretrain.tokenize_and_pack(raw, bpe_tokenizer, args, family="gpt")["train"].take(3))
+    assert [sorted(block) for block in blocks] == [["input_ids"]] * 3 and len(blocks[0]["input_ids"]) == 8
 
 
 def test_packing_ends_documents_with_the_separator_when_there_is_no_eos(bpe_tokenizer):

@@ -317,6 +317,9 @@ TEXT_SAMPLING = ("line", "paragraph", "document")
 
 def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming,
           text_sample_by="line") -> datasets.DatasetDict:
+    if text_sample_by != "line" and not train_files:
+        raise ValueError(f"--text_sample_by {text_sample_by} cuts local .txt files (--train_files) into texts; a Hub "
+                         "dataset's rows are its texts: drop it.")
     if dataset_name:
         return datasets.load_dataset(dataset_name, dataset_config_name, streaming=streaming)
     files = {"train": data_files(train_files)}
@@ -391,6 +394,9 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
     if dataset_name or train_files:
         raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming, text_sample_by)
     else:
+        if text_sample_by != "line":
+            raise ValueError(f"--text_sample_by {text_sample_by} cuts local .txt files (--train_files) into texts; "
+                             "the embedded corpus is cut already: drop it.")
         if default is None:
             from embedded_data import load_default_corpus as default
         raw = default()
@@ -1076,12 +1082,16 @@ def take_push_settings(training_args) -> dict | None:
         return None
     if not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id user/name.")
-    if training_args.hub_private_repo:
+    if training_args.hub_private_repo:  # every process checks, so that all stop together
         from huggingface_hub import HfApi
 
         from modeling_mini.hub import check_visibility
 
-        check_visibility(HfApi(token=training_args.hub_token), training_args.hub_model_id, True)
+        api = HfApi(token=training_args.hub_token)
+        repo_id = training_args.hub_model_id
+        if "/" not in repo_id:  # the token's namespace, where publish_folder's create_repo puts a bare name
+            repo_id = f"{api.whoami()['name']}/{repo_id}"
+        check_visibility(api, repo_id, True)
     push = {"repo_id": training_args.hub_model_id, "token": training_args.hub_token,
             # None (the default) leaves a new repository's visibility to the account's or organisation's default
             "private": training_args.hub_private_repo, "revision": training_args.hub_revision}

@@ -326,7 +326,8 @@ def tokenize_and_pack(raw, tokenizer, data_args, *, family: str):
     text_column = data_args.text_column
     # Room for the tokenizer's own special tokens is not needed: packed blocks are raw token streams.
     streaming = not hasattr(raw["train"], "__len__")
-    columns = raw["train"].column_names or [text_column]
+    raw = raw.select_columns([text_column])  # a stream may not know its other columns, which map could not drop
+    columns = [text_column]
     end = document_end(tokenizer)
 
     def tokenize(batch):  # the ids alone: blocks are token streams (no mask, one segment)
