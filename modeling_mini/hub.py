@@ -68,7 +68,8 @@ FAMILIES = {
 #: (Marian's ``source.spm`` / ``target.spm``, T5's ``spiece.model``, XLM-R's ``sentencepiece.bpe.model``).
 #: The model's config and code (the weights are :func:`superseded_weights`' business) and the tokenizer's files: the
 #: two parts whose files :func:`stale_files` deletes from a repository when the folder published over it lacks them.
-MODEL_CODE_PATTERNS = ["config.json", "generation_config.json", "*.py"]
+CONFIG_FILES = ["config.json", "generation_config.json"]
+MODEL_CODE_PATTERNS = [*CONFIG_FILES, "*.py"]
 TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt", "added_tokens.json",
                       "chat_template.jinja", "chat_template.json", "*.spm", "*.model",
                       "target_vocab.json"]  # Marian's tokenizer with a vocabulary per side (separate_vocabs)
@@ -507,19 +508,27 @@ def stale_files(names: Sequence[str], kept: Sequence[str]) -> list[str]:
     so that the repository serves the folder's model and nothing left from an earlier one.
 
     They are the weights ``kept`` supersedes (:func:`superseded_weights`), the config and this package's code files
-    (:data:`MODEL_CODE_PATTERNS`, :data:`OWN_CODE_FILES`: an encoder published over a GPT leaves no
+    (:data:`CONFIG_FILES`, :data:`OWN_CODE_FILES`: an encoder published over a GPT leaves no
     ``modeling_gpt.py`` or ``generation_config.json``) and, when the folder holds a tokenizer, the tokenizer files
     (:data:`TOKENIZER_PATTERNS`: a chat template removed from the folder leaves the Hub too) that ``kept`` lacks.
     Kept: ``README.md`` (a card edited on the Hub), figures, subfolders, other ``.py`` files (an Inference Endpoints
     ``handler.py``) and every file :func:`publish_folder` would not upload (added on the Hub by hand), and the
     tokenizer of a repository published from a model-only folder (a tokenizer pushed on its own).
     """
-    parts = [[p for p in MODEL_CODE_PATTERNS if p != "*.py"] + sorted(OWN_CODE_FILES)]
+    patterns = [*CONFIG_FILES, *OWN_CODE_FILES]
     if any(fnmatch.fnmatch(name, pat) for name in kept for pat in TOKENIZER_PATTERNS):
-        parts.append(TOKENIZER_PATTERNS)
+        patterns += TOKENIZER_PATTERNS
     lacking = [name for name in set(names) - set(kept) if _publishable(name)]
-    old_parts = [name for name in lacking if any(fnmatch.fnmatch(name, pat) for part in parts for pat in part)]
+    old_parts = [name for name in lacking if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
     return sorted({*superseded_weights(names, kept), *old_parts})
+
+
+def create_repo(api, repo_id: str, private: bool | None) -> str:
+    """``api.create_repo(..., exist_ok=True)``, then :func:`check_visibility`: the full ``user/name`` id of a
+    repository that takes an upload as ``private`` asks, else a ``ValueError`` before anything is uploaded."""
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" -> "user/name"
+    check_visibility(api, repo_id, private)
+    return repo_id
 
 
 def check_visibility(api, repo_id: str, private: bool | None) -> None:
@@ -656,8 +665,7 @@ def publish_folder(
     folder = Path(folder)
     files = check_publishable(folder)
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" -> "user/name"
-    check_visibility(api, repo_id, private)
+    repo_id = create_repo(api, repo_id, private)  # "name" -> "user/name"
     if (folder / "README.md").is_file():
         retarget_card(folder / "README.md", repo_id)  # its snippets load the full id
     if _is_new_branch_name(revision):

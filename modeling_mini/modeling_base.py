@@ -91,14 +91,14 @@ class MiniPreTrainedModel(PreTrainedModel):
 
         A ``config.converted_from`` that is a local path (an older version of ``convert.from_hf`` saved them) is left
         out of the saved config: it is published with it. ``push_to_hub=True`` with ``private=True`` for an existing
-        public repository is refused before anything is written (:func:`hub.check_visibility`).
+        public repository is refused before anything is written (:func:`hub.create_repo`).
 
         A save into a folder that holds an earlier save in the other layout (one ``model.safetensors`` and
         sharded ``model-*-of-*.safetensors`` + ``model.safetensors.index.json``) deletes the earlier weights
         (:func:`hub.superseded_weights`): transformers removes only old shards, and a stale ``model.safetensors``
         beside new shards is what ``from_pretrained`` (and the Hub, once published) would load.
         """
-        from .hub import check_visibility, is_hub_id_shaped
+        from .hub import create_repo, is_hub_id_shaped
 
         source = getattr(self.config, "converted_from", None)
         if source is not None and not is_hub_id_shaped(str(source)):  # a local path, from a version that saved them
@@ -121,8 +121,7 @@ class MiniPreTrainedModel(PreTrainedModel):
 
             name = options.get("repo_id") or os.fspath(save_directory).split(os.path.sep)[-1]
             if name:  # an empty one (a folder ending in a separator): transformers' own error follows
-                api = HfApi(token=options.get("token"))
-                check_visibility(api, api.create_repo(name, private=True, exist_ok=True).repo_id, True)
+                create_repo(HfApi(token=options.get("token")), name, True)
         # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
         prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
                  and saving_rank)
@@ -194,15 +193,14 @@ class MiniPreTrainedModel(PreTrainedModel):
         branch stays untouched: the card goes into the pull request (a second commit to its ``refs/pr/N``).
         ``repo_id`` may leave out the namespace: the card calls use the full id that ``create_repo`` returns.
         ``private=True`` for an existing public repository is refused before anything is uploaded (transformers
-        uploads publicly: :func:`hub.check_visibility`).
+        uploads publicly: :func:`hub.create_repo`).
         """
         from huggingface_hub import HfApi
 
-        from .hub import check_visibility, is_generic_card, push_default_card, read_card
+        from .hub import create_repo, is_generic_card, push_default_card, read_card
 
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # -> "user/name"
-        check_visibility(api, repo_id, private)  # private=True cannot make an existing public repository private
+        # -> "user/name"; private=True cannot make an existing public repository private: refused
+        repo_id = create_repo(HfApi(token=token), repo_id, private)
         create_pr = kwargs.get("create_pr", False)
         card = read_card(repo_id, revision=revision, token=token)
         own = None if card is None or is_generic_card(card) else card

@@ -30,6 +30,20 @@ EXPECTED = {  # file -> (distributed type, processes, multi-GPU launcher, FSDP, 
 }
 
 
+def run_two_processes(worker: str, folder: Path, *args: str, path: list[Path] | None = None,
+                      timeout: int = 180) -> subprocess.CompletedProcess:
+    """``worker`` (Python source) run by 2 processes under ``torch.distributed.run`` (gloo, CPU), with ``folder`` as
+    its first argument and ``path`` (default: ``train/``) importable; fails the test when a process fails."""
+    (folder / "worker.py").write_text(worker)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(folder / "worker.py"), str(folder), *args]
+    pythonpath = os.pathsep.join(str(p) for p in (path or [ROOT / "train"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def launch_args(name: str):
     """What ``accelerate launch --config_file <name> x.py`` resolves the config to (accelerate's own code)."""
     parsed = launch_command_parser().parse_args(["--config_file", str(ACCELERATE / name), "x.py"])
@@ -266,13 +280,8 @@ def test_tensor_parallel_and_native_fsdp2_keep_each_familys_outputs(tmp_path):
     for name, (model, _) in models.items():
         perturb_norms_and_biases(model)  # biases of their own: a split that mixes up a fused bias's rows shows
         model.save_pretrained(tmp_path / name)
-    (tmp_path / "worker.py").write_text(TENSOR_PARALLEL)
     kinds = json.dumps({name: kind for name, (_, kind) in models.items()})
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(tmp_path / "worker.py"), str(tmp_path), kinds]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_two_processes(TENSOR_PARALLEL, tmp_path, kinds, path=[ROOT])
     assert "not sharded" not in done.stderr and "match nothing" not in done.stderr, done.stderr[-3000:]
     results = json.loads(done.stdout.split("RESULTS ", 1)[1].splitlines()[0])
     assert set(results) == set(models)
@@ -308,12 +317,7 @@ dist.destroy_process_group()
 def test_the_nan_guard_sees_a_nan_in_another_ranks_fsdp_shard(tmp_path):
     """Under FSDP each rank holds a shard of each weight. A NaN in rank 1's shard must stop every rank before a save:
     a rank that went on to save alone would wait in the save's collectives until the run timed out."""
-    (tmp_path / "worker.py").write_text(NAN_SHARD)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(tmp_path / "worker.py"), str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'train'}"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(NAN_SHARD, tmp_path, path=[ROOT, ROOT / "train"], timeout=120)
     # (finite before the NaN, finite after) on each rank: rank 0's own shards stay finite, yet it must say False
     assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == ["True False"] * 2
 
@@ -368,12 +372,7 @@ def test_a_tokenizer_trained_in_a_distributed_run_is_the_main_processs_on_every_
     """Without ``--tokenizer_name_or_path`` the scripts train a tokenizer. In a 2-process run (gloo, CPU) only rank 0
     trains it and every rank reads the same one (``common.from_main_process``): each rank here sees other texts,
     and WordPiece training is not deterministic anyway, so two trainings could number the tokens differently."""
-    (tmp_path / "worker.py").write_text(SHARED_TOKENIZER)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(tmp_path / "worker.py"), str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "train")}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(SHARED_TOKENIZER, tmp_path)
     first, second = (json.loads((tmp_path / f"vocab{rank}.json").read_text()) for rank in (0, 1))
     assert first == second
     assert "alpha" in second and "delta" not in second  # rank 0's texts, on rank 1 too
@@ -430,12 +429,7 @@ def test_translation_evaluation_over_two_processes_scores_each_row_once(tmp_path
     the rows repeated to even out the last batch reached the metrics (16 of 13 rows; a fine-tuned translation model's
     chrF 2.51 where one process gives 2.12). ``finetune.py`` evaluates translation with a subclass that gathers as
     ``Trainer`` does: each row once, and the loss of the rows alone."""
-    (tmp_path / "worker.py").write_text(EACH_ROW_ONCE)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(tmp_path / "worker.py"), str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "train")}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(EACH_ROW_ONCE, tmp_path)
     scored = json.loads((tmp_path / "scored.json").read_text())
     assert scored["ours"][:2] == [13, 13]
     assert scored["transformers"][:2] in ([16, 16], [13, 13])  # 16 in transformers 5.25; 13 once fixed upstream

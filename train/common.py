@@ -317,30 +317,27 @@ TEXT_SAMPLING = ("line", "paragraph", "document")
 
 def _read(dataset_name, dataset_config_name, train_files, validation_files, streaming,
           text_sample_by="line") -> datasets.DatasetDict:
-    if text_sample_by != "line" and not train_files:
-        raise ValueError(f"--text_sample_by {text_sample_by} cuts local .txt files (--train_files) into texts; a Hub "
-                         "dataset's rows are its texts: drop it.")
     if dataset_name:
         return datasets.load_dataset(dataset_name, dataset_config_name, streaming=streaming)
     files = {"train": data_files(train_files)}
     if validation_files:
         files["validation"] = data_files(validation_files)
-    for path in files["train"] + files.get("validation", []):
+    every = [path for paths in files.values() for path in paths]
+    for path in every:
         if Path(path).is_dir():
             raise ValueError(f"data file {path} is a folder; pass its files, or a glob such as {path}/*.jsonl.")
-    suffixes = {Path(f).suffix.lower() for f in files["train"] + files.get("validation", [])}
+    suffixes = {Path(f).suffix.lower() for f in every}
     for suffix in suffixes:
         check_choice("the data file extension", suffix, tuple(FILE_BUILDERS))
     builders = {FILE_BUILDERS[s] for s in suffixes}
     if len(builders) > 1:
         raise ValueError(f"data files must all be of one format; got {sorted(suffixes)}.")
-    for path in files["train"] + files.get("validation", []):
+    for path in every:
         if not Path(path).is_file():
             raise ValueError(f"data file {path} does not exist.")
         if not Path(path).stat().st_size:
             raise ValueError(f"data file {path} is empty.")
     builder = builders.pop()
-    check_choice("text_sample_by", text_sample_by, TEXT_SAMPLING)
     if text_sample_by != "line" and builder != "text":
         raise ValueError(f"--text_sample_by {text_sample_by} cuts .txt files into texts; these are {builder} files, "
                          "whose rows are the texts: drop it.")
@@ -391,12 +388,13 @@ def load_text_splits(*, dataset_name=None, dataset_config_name=None, train_files
     (:func:`check_text_columns`). ``text_sample_by`` cuts ``.txt`` files into texts: each line, each paragraph (at
     blank lines) or the whole file (:data:`TEXT_SAMPLING`).
     """
+    check_choice("text_sample_by", text_sample_by, TEXT_SAMPLING)
+    if text_sample_by != "line" and not train_files:
+        raise ValueError(f"--text_sample_by {text_sample_by} cuts local .txt files (--train_files) into texts; a Hub "
+                         "dataset's rows and the embedded corpus are texts already: drop it.")
     if dataset_name or train_files:
         raw = _read(dataset_name, dataset_config_name, train_files, validation_files, streaming, text_sample_by)
     else:
-        if text_sample_by != "line":
-            raise ValueError(f"--text_sample_by {text_sample_by} cuts local .txt files (--train_files) into texts; "
-                             "the embedded corpus is cut already: drop it.")
         if default is None:
             from embedded_data import load_default_corpus as default
         raw = default()
