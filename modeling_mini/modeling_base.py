@@ -333,15 +333,19 @@ class MiniEmbeddings(nn.Module):
         position_ids: torch.LongTensor,
         token_type_ids: torch.LongTensor | None = None,
         max_position: int | None = None,
+        max_position_reached: bool = True,
     ) -> torch.Tensor:
-        """(B, T) ids -> (B, T, D) hidden states. ``max_position``: the largest position id, when the caller knows
+        """(B, T) ids -> (B, T, D) hidden states. ``max_position``: a bound on the position ids, when the caller knows
         it without reading the tensor (it made the ids from the cache length); the learned-position check then needs
-        no device read and sinusoidal positions come from a table."""
+        no device read and sinusoidal positions come from a table. ``max_position_reached``: the bound is an id of the
+        tensor (ids made by ``arange``), not only a bound (ids made from a padding mask, which count real tokens)."""
         token_types, positions = self.token_type_embeddings, self.embed_positions
         learned = isinstance(positions, LearnedPositionalEmbedding)
         if learned and max_position is not None and max_position >= positions.num_embeddings:
-            # past the table: the ids themselves are read and checked (a bound counting padding, as OPT's ids made
-            # from the mask have, can be past it while every id fits)
+            if max_position_reached:  # known past the table, without a read: also under torch.compile
+                raise out_of_range_error("position_ids", max_position, positions.num_embeddings)
+            # a bound counting padding, as OPT's ids made from the mask have, can be past the table while every id
+            # fits: the ids themselves are read and checked
             max_position = None
         # no segment table (DistilBERT's, ModernBERT's layout): segment ids are ignored, as those models ignore them;
         # a BERT tokenizer still sends them, with 1s for the second text of a pair

@@ -178,15 +178,18 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
             self._check_token_type_ids(token_type_ids, batch, length)
         check_position_ids(position_ids, batch, length)
         max_position = None  # known without reading the ids only when made here
+        max_position_reached = True  # the bound is an id (arange), not only a bound
         offset = self.config.position_offset
         given_positions = position_ids
         if position_ids is None and self.config.pad_aware_positions and input_ids is not None:
             position_ids = positions_of_real_tokens(input_ids, self.config.pad_token_id, offset)  # (B, T)
             max_position = offset + length - 1  # a bound (no pads), known without reading the ids
+            max_position_reached = False
         elif position_ids is None:
             position_ids, max_position = next_positions(0, length, inputs.device, offset)  # (1, T)
 
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position,
+                                        max_position_reached)
         # padding masks (and the window, for local layers), in the format the attention backend wants (None when
         # nothing is masked). A padding-free batch (sequences joined in one row, no attention mask, given position
         # ids restarting at 0: DataCollatorWithFlattening's) gets a block-diagonal mask from the ids, as BERT's

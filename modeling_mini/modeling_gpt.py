@@ -174,6 +174,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             check_attention_mask(encoder_attention_mask, batch, source_length, "encoder_attention_mask",
                                  implementation, query_length=length, num_heads=self.config.num_attention_heads)
         max_position = None  # known without reading the ids only when made here
+        max_position_reached = True  # the bound is an id (arange), not only a bound
         check_position_ids(position_ids, batch, length)
         given_positions = position_ids
         offset = self.config.position_offset  # OPT's table starts at row 2
@@ -182,6 +183,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             position_ids = positions_from_attention_mask(attention_mask, length, offset)  # (B, T)
             # a bound (no padding), known without reading the ids; a static cache's tensor count leaves it unknown
             max_position = None if isinstance(past, torch.Tensor) else offset + past + length - 1
+            max_position_reached = False
         elif position_ids is None:
             position_ids, max_position = next_positions(past, length, inputs.device, offset)  # (1, T)
         elif offset:
@@ -190,7 +192,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         if token_type_ids is not None and tuple(token_type_ids.shape) != (batch, length):
             raise ValueError(f"`token_type_ids` must have shape (batch_size, sequence_length) = ({batch}, {length}); "
                              f"got {tuple(token_type_ids.shape)}.")
-        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position)
+        hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids, max_position,
+                                        max_position_reached)
         mask_kwargs = dict(
             config=self.config,
             inputs_embeds=hidden_states,

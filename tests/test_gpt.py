@@ -405,6 +405,40 @@ def test_torch_compile_fullgraph_runs_the_forward():
     assert train.lm_head.weight.grad is not None
 
 
+def test_an_input_past_the_learned_position_table_is_refused_under_torch_compile():
+    """Under ``torch.compile`` no id is read back, but a length past the table is known from the shapes: the same
+    ValueError as in eager mode. Before, the lookup failed inside the graph (an IndexError; inductor: 'index out of
+    bounds')."""
+    from modeling_mini import (
+        MiniEncoderConfig,
+        MiniEncoderForMaskedLM,
+        MiniSeq2SeqConfig,
+        MiniSeq2SeqForConditionalGeneration,
+    )
+
+    tiny = dict(vocab_size=99, hidden_size=16, num_attention_heads=2, position_embedding_type="learned",
+                max_position_embeddings=8)
+    seq2seq = MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqConfig(
+        **tiny, encoder_layers=1, decoder_layers=1, pad_token_id=0, decoder_start_token_id=2)).eval()
+    models = {
+        "gpt": lm(**{**tiny, "num_hidden_layers": 1}),
+        "encoder": MiniEncoderForMaskedLM(MiniEncoderConfig(**tiny, num_hidden_layers=1)).eval(),
+        "seq2seq source": seq2seq,
+        "seq2seq target": seq2seq,
+    }
+    ids = torch.randint(3, 99, (1, 9))
+    for name, model in models.items():
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="eager")
+        kwargs = {"decoder_input_ids": ids[:, :4]} if name == "seq2seq source" else {}
+        if name == "seq2seq target":
+            kwargs = {"input_ids": ids[:, :4], "decoder_input_ids": ids}
+        with torch.no_grad(), pytest.raises(ValueError, match=r"`position_ids` contains 8.*max_position_embeddings=8"):
+            compiled(**({"input_ids": ids} | kwargs))
+        with torch.no_grad():  # the whole table fits
+            compiled(**({"input_ids": ids[:, :8]} | {k: v[:, :8] for k, v in kwargs.items()}))
+
+
 @pytest.mark.slow
 def test_torch_compile_inductor_matches_eager():
     torch._dynamo.reset()
