@@ -210,12 +210,12 @@ def write_model_card(
         metrics: final metrics of the run, e.g. ``{"eval_loss": 2.1, "perplexity": 8.2}``; numbers only are kept.
         hyperparameters: the settings worth reporting (learning rate, batch size, steps...).
         base_model: the checkpoint fine-tuned from, if any (a Hub id, or a local path: prose only, by basename).
-        extra: ``repo_id`` (used in the loading snippet), ``model_name``, ``license`` (default: the base model's,
-            read from its card, see :func:`base_model_license`; apache-2.0 without a base or a readable card; with
-            ``license="other"``, also ``license_name`` and ``license_link``), ``token`` (to read a private or gated
-            base's card),
-            ``language``, ``tags`` (added), ``template`` (path of another template), ``dataset_name``
-            (the name shown in ``model-index``).
+        extra: ``repo_id`` (used in the loading snippet), ``revision`` (the branch it is published to, if not main: the
+            loading snippets name it, so that they load this model and not main's), ``model_name``, ``license``
+            (default: the base model's, read from its card, see :func:`base_model_license`; apache-2.0 without a base or
+            a readable card; with ``license="other"``, also ``license_name`` and ``license_link``), ``token`` (to read a
+            private or gated base's card), ``language``, ``tags`` (added), ``template`` (path of another template),
+            ``dataset_name`` (the name shown in ``model-index``).
     """
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -233,6 +233,7 @@ def write_model_card(
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     repo_id = extra.pop("repo_id", None) or f"<user>/{Path(output_dir).resolve().name}"
     model_name = extra.pop("model_name", None) or repo_id.split("/")[-1]
+    revision_arg = _revision_arg(extra.pop("revision", None))
     tags = ["mini-transformers", family, f"mini-{family}", task_key] + list(extra.pop("tags", []) or [])
     hub_datasets = [d for d in datasets if is_hub_id(d)]
     dataset_name = extra.pop("dataset_name", None) or (hub_datasets[0] if hub_datasets else "unspecified")
@@ -279,6 +280,7 @@ def write_model_card(
         "metadata": card_data.to_yaml(),
         "model_name": model_name,
         "repo_id": repo_id,
+        "revision_arg": revision_arg,  # ', revision="dev"' for a branch; "" for main or a pull request
         "family": family,
         "family_title": title,
         "family_article": article,  # "An **Encoder** Transformer", "A **GPT** Transformer"
@@ -317,17 +319,27 @@ def write_model_card(
     return path
 
 
-_LOAD_SNIPPET = re.compile(r'from_pretrained\("([^"\s]+)"')
+#: A card's loading snippet: the repository id, and the revision argument after it, if any.
+_LOAD_SNIPPET = re.compile(r'from_pretrained\("([^"\s]+)"((?:, revision="[^"]*")?)')
 
 
-def retarget_card(path, repo_id: str) -> bool:
+def _revision_arg(revision: str | None) -> str:
+    """The snippets' revision argument for a card published to ``revision``: ``, revision="dev"`` for a branch; none
+    for main, which ``from_pretrained`` reads by default, or for a pull request (``refs/pr/N``), whose card describes
+    the model as it will be once merged."""
+    return f', revision="{revision}"' if _is_new_branch_name(revision) else ""
+
+
+def retarget_card(path, repo_id: str, revision: str | None = None) -> bool:
     """Point a card that :func:`write_model_card` wrote for another repository id, or for none (its placeholder
-    ``<user>/<folder name>``), at ``repo_id``; return True when the file was rewritten.
+    ``<user>/<folder name>``), or for another branch, at ``repo_id`` on ``revision`` (None: main); return True when
+    the file was rewritten.
 
-    The loading snippets get ``repo_id``, and a model name that was derived from the old id (the title and the
-    ``model-index`` name) gets ``repo_id``'s name; everything else (metadata, data, hyperparameters, metrics) stays
-    as it is. A README this package did not write (no ``mini-transformers`` tag, or not exactly one repository id
-    in its ``from_pretrained`` snippets) is left untouched.
+    The loading snippets get ``repo_id`` (and ``revision="..."`` for a branch other than main), and a model name that
+    was derived from the old id (the title and the ``model-index`` name) gets ``repo_id``'s name; everything else
+    (metadata, data, hyperparameters, metrics) stays as it is. A README this package did not write (no
+    ``mini-transformers`` tag, or not exactly one repository id in its ``from_pretrained`` snippets) is left
+    untouched.
     """
     from huggingface_hub import ModelCard
 
@@ -337,12 +349,15 @@ def retarget_card(path, repo_id: str) -> bool:
         card = ModelCard(text, ignore_metadata_errors=True)
     except ValueError:  # no metadata block at all: not ours
         return False
-    ids = set(_LOAD_SNIPPET.findall(card.text))
-    if "mini-transformers" not in (card.data.tags or []) or len(ids) != 1 or ids == {repo_id}:
+    snippets = set(_LOAD_SNIPPET.findall(card.text))  # {(repository id, revision argument)}
+    ids, revision_arg = {repo for repo, _ in snippets}, _revision_arg(revision)
+    if "mini-transformers" not in (card.data.tags or []) or len(ids) != 1 \
+            or snippets == {(repo_id, revision_arg)}:
         return False
     (old,) = ids
     old_name, new_name = old.split("/")[-1], repo_id.split("/")[-1]
-    body = card.text.replace(f'from_pretrained("{old}"', f'from_pretrained("{repo_id}"')
+    body = re.sub(rf'from_pretrained\("{re.escape(old)}"(?:, revision="[^"]*")?',
+                  lambda _: f'from_pretrained("{repo_id}"{revision_arg}', card.text)
     metadata = text[: len(text) - len(card.text)]
     if old_name != new_name:
         body = re.sub(rf"^# {re.escape(old_name)}$", f"# {new_name}", body, count=1, flags=re.M)
@@ -667,7 +682,7 @@ def publish_folder(
     api = HfApi(token=token)
     repo_id = create_repo(api, repo_id, private)  # "name" -> "user/name"
     if (folder / "README.md").is_file():
-        retarget_card(folder / "README.md", repo_id)  # its snippets load the full id
+        retarget_card(folder / "README.md", repo_id, revision)  # its snippets load the full id, from that branch
     if _is_new_branch_name(revision):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     head = api.repo_info(repo_id, revision=revision).sha
@@ -715,8 +730,8 @@ Without the `mini-transformers` package, the code shipped in this repository is 
 ```python
 from transformers import AutoTokenizer, $auto_class
 
-tokenizer = AutoTokenizer.from_pretrained("$repo_id", trust_remote_code=True)
-model = $auto_class.from_pretrained("$repo_id", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("$repo_id"$revision_arg, trust_remote_code=True)
+model = $auto_class.from_pretrained("$repo_id"$revision_arg, trust_remote_code=True)
 ```
 
 With the package installed, `import modeling_mini` first and leave out `trust_remote_code=True`.
@@ -749,14 +764,15 @@ def read_card(repo_id: str, *, revision: str | None = None, token=None) -> str |
     return Path(api.hf_hub_download(repo_id, "README.md", revision=revision)).read_text(encoding="utf-8")
 
 
-def default_card(model, folder, repo_id: str | None, token=None) -> Path:
+def default_card(model, folder, repo_id: str | None, token=None, revision: str | None = None) -> Path:
     """Write this package's card for ``model`` alone (no run: no data, metrics or hyperparameters) into ``folder``;
     return its path. A model converted from a transformers checkpoint (``config.converted_from``, set by
     ``convert.from_hf`` for a Hub checkpoint; ``model.converted_from_folder``, in memory only, for a local one) names
-    it as its base model and inherits its licence."""
+    it as its base model and inherits its licence. ``revision``: the branch it goes to (its snippets load from it)."""
     base_model = getattr(model.config, "converted_from", None) or getattr(model, "converted_from_folder", None)
     return write_model_card(folder, config=model.config, task=task_of_head(type(model).__name__), datasets=None,
                             metrics=None, hyperparameters=None, repo_id=repo_id, base_model=base_model, token=token,
+                            revision=revision,
                             num_parameters=sum(p.numel() for p in model.parameters()))
 
 
@@ -789,7 +805,7 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
         return False
     with tempfile.TemporaryDirectory() as folder:
         if card is None:
-            path = default_card(model, folder, repo_id, token=token)
+            path = default_card(model, folder, repo_id, token=token, revision=revision)
         else:
             path = Path(folder) / "README.md"
             path.write_text(card, encoding="utf-8")

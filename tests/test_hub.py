@@ -346,6 +346,7 @@ def test_pretrain_push_to_hub(hub, tmp_path, bpe_tokenizer):
     results = json.loads((out / "all_results.json").read_text())
     card = ModelCard(hub.blobs[files["README.md"].sha256].decode())
     assert card.data.pipeline_tag == "text-generation"
+    assert 'from_pretrained("user/pretrained", revision="dev", trust_remote_code=True)' in card.text, card.text
     assert _card_metrics(card)["loss"] == pytest.approx(results["eval_loss"])
     assert _card_metrics(card)["perplexity"] == pytest.approx(results["perplexity"])
 
@@ -485,6 +486,8 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
         report["main"], report["dev"] = files("user/branch"), files("user/branch", "dev")
         card = api.hf_hub_download("user/branch", "README.md", revision="dev")
         report["dev_card_ours"] = "mini-transformers" in open(card).read()
+        snippet = 'from_pretrained("user/branch", revision="dev", trust_remote_code=True)'
+        report["dev_card_loads_dev"] = snippet in open(card).read()
         api.create_repo("user/pr-direct")
         report["direct"] = push_default_card(model, "user/pr-direct", create_pr=True)
         report["direct_main"] = files("user/pr-direct")
@@ -493,6 +496,7 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
     assert report["main"] == [".gitattributes"], report
     assert {"model.safetensors", "config.json", "README.md"} <= set(report["dev"]), report
     assert report["dev_card_ours"], "transformers' generic card replaced ours on the branch"
+    assert report["dev_card_loads_dev"], "the branch's card loads main's model"
     assert report["direct"] is False and report["direct_main"] == [".gitattributes"] and not report["direct_refs"]
 
 
@@ -815,6 +819,36 @@ def test_model_card_metadata_and_prose(tmp_path, use_fallback):
     assert "limitations" in text.lower() and "0.001" in text
     if not use_fallback:
         assert "| attention | causal |" in text
+
+
+@pytest.mark.parametrize("use_fallback", [False, True])
+def test_a_card_for_a_branch_loads_from_that_branch(tmp_path, use_fallback):
+    """A card published to a branch other than main names it in every loading snippet: without it the snippets load
+    main's model (or none). Publishing the folder again elsewhere moves the snippets (retarget_card); main and a pull
+    request get none. Before, no snippet named a revision."""
+    from modeling_mini import hub as hub_module
+
+    template = None
+    if use_fallback:
+        template = tmp_path / "fallback.md"
+        template.write_text(hub_module._FALLBACK_TEMPLATE)
+    path = hub_module.write_model_card(tmp_path / "run", config=_mini_config("gpt"), task="causal_lm", datasets=None,
+                                       metrics=None, hyperparameters=None, repo_id="user/my-gpt", revision="dev",
+                                       template=template)
+    snippets = lambda: re.findall(r"from_pretrained\(([^)]*)\)", path.read_text())
+    assert len(snippets()) == (2 if use_fallback else 4)
+    assert set(snippets()) <= {'"user/my-gpt", revision="dev"', '"user/my-gpt", revision="dev", trust_remote_code=True'}
+    assert hub_module.retarget_card(path, "user/my-gpt", "dev") is False  # already there: unchanged
+    assert hub_module.retarget_card(path, "user/other", "v2") is True
+    assert set(snippets()) <= {'"user/other", revision="v2"', '"user/other", revision="v2", trust_remote_code=True'}
+    for revision in ("main", None, "refs/pr/3"):
+        hub_module.retarget_card(path, "user/other", revision)
+        assert set(snippets()) <= {'"user/other"', '"user/other", trust_remote_code=True'}, revision
+    assert hub_module.retarget_card(path, "user/other", None) is False
+    main_card = hub_module.write_model_card(tmp_path / "main", config=_mini_config("gpt"), task="causal_lm",
+                                            datasets=None, metrics=None, hyperparameters=None, repo_id="user/my-gpt",
+                                            revision="main", template=template)
+    assert "revision=" not in main_card.read_text()
 
 
 def test_model_card_inherits_the_base_models_licence(tmp_path):

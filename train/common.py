@@ -1057,7 +1057,8 @@ def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, me
     write_model_card(output_dir, config=trainer.model.config, task=task, datasets=datasets_used,
                      metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                      hyperparameters=hyperparameters, base_model=base_model,
-                     repo_id=(push or {}).get("repo_id"), num_parameters=count_parameters(trainer.model),
+                     repo_id=(push or {}).get("repo_id"), revision=(push or {}).get("revision"),
+                     num_parameters=count_parameters(trainer.model),
                      token=(push or {}).get("token"))
     if push:
         from modeling_mini.hub import publish_folder

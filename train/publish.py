@@ -61,13 +61,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str] | None) -> None:
+def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str] | None,
+                revision: str | None = None) -> None:
     """Write README.md from the folder's config and saved metrics, unless a card is already there; a card this
-    package wrote for another or no repository id is pointed at ``repo_id`` (:func:`hub.retarget_card`). The base
+    package wrote for another or no repository id, or another branch, is pointed at ``repo_id`` on ``revision``
+    (:func:`hub.retarget_card`). The base
     model is the Hub checkpoint the model was converted from (``config.converted_from``), if any."""
     if (folder / "README.md").is_file():
-        if retarget_card(folder / "README.md", repo_id):
-            print(f"README.md: the card's repository id is now {repo_id}")
+        if retarget_card(folder / "README.md", repo_id, revision):
+            branch = f" (branch {revision})" if revision not in (None, "main") else ""
+            print(f"README.md: the card's repository id is now {repo_id}{branch}")
         return
     config = json.loads((folder / "config.json").read_text())
     if task is None:
@@ -78,7 +81,7 @@ def ensure_card(folder: Path, repo_id: str, task: str | None, datasets: list[str
             metrics.update(json.loads((folder / name).read_text()))
     source = config.get("converted_from")
     write_model_card(folder, config=config, task=normalize_task(task), datasets=datasets, metrics=metrics,
-                     hyperparameters=None, repo_id=repo_id,
+                     hyperparameters=None, repo_id=repo_id, revision=revision,
                      base_model=source if isinstance(source, str) and is_hub_id(source) else None)
 
 
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     check_folder(args.output_dir, args.task)
     check_repo(args.hub_model_id, args.private)
-    ensure_card(args.output_dir, args.hub_model_id, args.task, args.dataset)
+    ensure_card(args.output_dir, args.hub_model_id, args.task, args.dataset, args.revision)
     commit = publish_folder(args.output_dir, args.hub_model_id, private=args.private, revision=args.revision,
                             commit_message=args.commit_message)
     if commit is None:
