@@ -261,9 +261,12 @@ class MiniConfig(PreTrainedConfig):
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
         final_norm: normalise the output of the last block; ``None`` means "yes, unless post-norm".
         scale_embeddings: multiply token embeddings by ``sqrt(hidden_size)`` (original Transformer, Marian).
-        clamp_float16: in float16, clamp the residual stream after each sub-layer to just inside the float16 range,
-            as transformers' T5 does (the T5 converter sets it): T5 and mT5 checkpoints grow activations past
-            float16's 65504, which would turn into inf and then NaN.
+        clamp_float16: T5's float16 handling, as transformers' T5 does it (the T5 converter sets it): T5 and mT5
+            checkpoints grow activations past float16's 65504, which would turn into inf and then NaN. In float16 the
+            residual stream is clamped after each sub-layer to just inside the float16 range, and
+            ``from_pretrained(dtype=torch.float16)`` keeps each feed-forward output projection in float32
+            (``_keep_in_fp32_modules``, ``feed_forward.InputCastingLinear``; the norms then hand float16 on:
+            ``normalization.HalfWeightRMSNorm``).
         attention_bias / mlp_bias: biases in the attention and feed-forward projections.
         attention_output_bias: a bias in the attention's output projection; ``None`` follows ``attention_bias``
             (Qwen2 has biases on Q, K and V only).

@@ -18,6 +18,7 @@ Not imported by model code: it is a tool for users and tests.
 """
 
 import importlib
+import re
 
 import torch
 from torch import nn
@@ -95,7 +96,7 @@ def as_package_model(model: nn.Module) -> nn.Module:
         return model
     config = package_cls.config_class.from_dict(model.config.to_dict())
     config._attn_implementation = model.config._attn_implementation
-    rebuilt = package_cls(config).to(model.dtype)
+    rebuilt = new_model(package_cls, config, model.dtype)
     rebuilt.load_state_dict(model.state_dict())
     if getattr(model, "generation_config", None) is not None:
         rebuilt.generation_config = model.generation_config
@@ -293,6 +294,23 @@ def rope_parameters_per_layer_type(config) -> dict:
     sliding = dict(full) if config.sliding_rope_theta is None else {"rope_type": "default",
                                                                     "rope_theta": config.sliding_rope_theta}
     return {"full_attention": full, "sliding_attention": sliding}
+
+
+def new_model(cls, config, dtype: torch.dtype, **kwargs) -> nn.Module:
+    """A fresh ``cls(config, **kwargs)`` to fill with converted weights, in ``dtype`` as transformers'
+    ``from_pretrained(dtype=...)`` makes it: what a checkpoint holds (parameters, saved buffers such as BART's
+    ``final_logits_bias``) in ``dtype``, except the modules the class keeps in float32 at that dtype
+    (``_keep_in_fp32_modules``: T5's feed-forward output ``wo`` in float16); the tables the class computes instead
+    (rotary inverse frequencies, GPT-J's sine table: unsaved buffers) as computed in float32. ``model.to(dtype)``
+    would cast those too: an export whose rotary angles drift at long positions."""
+    model = cls(config, **kwargs)
+    saved = model.state_dict().keys()
+    plan = model._get_dtype_plan(dtype)  # {module name pattern: dtype}, matched inside tensor names, as on load
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if name in saved and tensor.is_floating_point():
+            kept = next((kept for pattern, kept in plan.items() if re.search(pattern.replace("*", ".*"), name)), dtype)
+            tensor.data = tensor.data.to(kept)
+    return model
 
 
 def load_mapped(target: nn.Module, source_state: dict, mapping: dict, transforms: dict | None = None,

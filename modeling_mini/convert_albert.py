@@ -34,7 +34,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import load_mapped, separate_attention_projections
+from .convert import load_mapped, new_model, separate_attention_projections
 from .convert_bert import bert_layout_kwargs, mini_config_from_bert
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -140,7 +140,7 @@ def _from_hf(hf_model, **overrides):
                          f"got {hf_model.config.num_labels}.")
     config = mini_config_from_albert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mini = mini_cls(config).to(hf_model.dtype)
+    mini = new_model(mini_cls, config, hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), _mapping(mini_cls, config, head, pooler),
                        skip=("predictions.bias",))  # the MLM head's unread (or tied) second bias
 
@@ -159,8 +159,8 @@ def to_albert(mini_model):
                                                                           pooler).items()}
     if "lm_head.bias" in head:  # both biases, as when tied
         hf_state["predictions.bias"] = state["lm_head.bias"]
-    hf_model = hf_cls(config, add_pooling_layer=pooler) if hf_cls is AlbertModel else hf_cls(config)
-    return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    pooling = {"add_pooling_layer": pooler} if hf_cls is AlbertModel else {}
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype, **pooling), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {name: _from_hf for name in _PAIRS}

@@ -39,6 +39,7 @@ training only) carries over both ways.
 
 import copy
 
+import torch
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
@@ -59,7 +60,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniSeq2SeqConfig
-from .convert import activation_from_hf, check_expressible, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, check_expressible, load_mapped, new_model, separate_attention_projections
 from .modeling_seq2seq import (
     MiniSeq2SeqForConditionalGeneration,
     MiniSeq2SeqForQuestionAnswering,
@@ -335,7 +336,7 @@ def _from_hf(model, **overrides):
     mapping = {**_weight_map(config, prefix, prefix), **HEAD_WEIGHTS.get(mini_cls, {})}
     if with_head:
         mapping = _with_head(config, mapping)
-    target = mini_cls(config).to(model.dtype)
+    target = new_model(mini_cls, config, model.dtype)
     tied = set(target.all_tied_weights_keys)
     mapping = {ours: theirs for ours, theirs in mapping.items() if ours not in tied}
     transforms = {"final_logits_bias.bias": lambda b: b.reshape(-1).clone()}
@@ -345,9 +346,26 @@ def _from_hf(model, **overrides):
     if config.position_embedding_type == "sinusoidal":
         skip += tuple(f"{prefix}{side}.embed_positions.weight" for side in ("encoder", "decoder"))
     load_mapped(target, model.state_dict(), mapping, transforms, skip=skip)
+    if config.position_embedding_type == "sinusoidal":
+        check_sinusoid_tables(model.state_dict(), target, prefix)
     if with_head:
         target.generation_config = copy.deepcopy(model.generation_config)
     return target
+
+
+def check_sinusoid_tables(state: dict, target, prefix: str) -> None:
+    """``ValueError`` unless Marian's and Pegasus's stored sinusoid tables (frozen weights that HF computes at
+    initialisation) are the sinusoids ``target`` computes in their place: a table edited by hand or trained (the
+    conversion would drop it silently, as a weight no entry reads)."""
+    for side, stack in (("encoder", target.get_encoder()), ("decoder", target.get_decoder())):
+        stored = state[f"{prefix}{side}.embed_positions.weight"]
+        positions = torch.arange(stored.shape[0], device=stored.device).unsqueeze(0)  # (1, rows)
+        computed = stack.embeddings.embed_positions.encode(positions, torch.float32)[0]  # (rows, D)
+        gap = (stored.float() - computed).abs().max().item()
+        if gap > 1e-2:  # rounding only, even a table once held in bfloat16 (up to 2^-8)
+            raise ValueError(f"`{prefix}{side}.embed_positions.weight` is not the sinusoid table "
+                             f"(max abs difference {gap:.3g}): the converted model computes its position vectors, "
+                             f"so a changed table cannot be carried over.")
 
 
 def _to_hf(model):
@@ -376,7 +394,7 @@ def _to_hf(model):
     mapping = {theirs: ours for ours, theirs in {**_weight_map(config, prefix, prefix), **head_weights}.items()}
     if with_head:
         mapping["lm_head.weight"] = "lm_head.weight"
-    target = hf_cls(hf_config).to(model.dtype)
+    target = new_model(hf_cls, hf_config, model.dtype)
     source = separate_attention_projections(model)
     hf_state = target.state_dict()
     if with_head and config.final_logits_bias:

@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import activation_from_hf, check_expressible, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, check_expressible, load_mapped, new_model, separate_attention_projections
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
     MiniEncoderForMultipleChoice,
@@ -198,7 +198,7 @@ def _from_hf(hf_model, **overrides):
     mini_prefix, hf_prefix = _prefixes(mini_cls)
     mapping = _backbone_map(config.num_hidden_layers, mini_prefix, hf_prefix, pooler)
     mapping.update(head)
-    mini = mini_cls(config).to(hf_model.dtype)
+    mini = new_model(mini_cls, config, hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), mapping, skip=_UNREAD)
 
 
@@ -240,8 +240,8 @@ def _to_hf(mini_model):
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
     if "lm_head.bias" in head:
         hf_state["cls.predictions.bias"] = state["lm_head.bias"]
-    hf_model = hf_cls(config, add_pooling_layer=pooler) if hf_cls is BertModel else hf_cls(config)
-    return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    pooling = {"add_pooling_layer": pooler} if hf_cls is BertModel else {}
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype, **pooling), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {name: _from_hf for name in _PAIRS}

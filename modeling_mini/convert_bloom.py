@@ -33,6 +33,7 @@ from .convert import (
     check_no_embedding_dropout,
     join_fused_qkv,
     load_mapped,
+    new_model,
     separate_attention_projections,
     split_fused_qkv,
 )
@@ -139,7 +140,7 @@ def _from_hf(hf_model, **overrides):
     heads = config.num_attention_heads
     state = split_fused_qkv(hf_model.state_dict(), lambda fused: per_head_to_stacked(fused, heads))
     mapping = {**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied), **head}
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), state, mapping)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -156,7 +157,7 @@ def to_bloom(mini_model):
     heads = config.num_attention_heads
     hf_state = join_fused_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()},
                               lambda q, k, v: stacked_to_per_head(q, k, v, heads))
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import activation_from_hf, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, new_model, separate_attention_projections
 from .convert_bert import check_bert_layout, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -154,7 +154,7 @@ def _from_hf(hf_model, **overrides):
     mini_cls, _, head = _PAIRS[type(hf_model).__name__]
     config = mini_config_from_distilbert(hf_model.config, sentence_level=mini_cls in _SENTENCE_LEVEL, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mini = mini_cls(config).to(hf_model.dtype)
+    mini = new_model(mini_cls, config, hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), _mapping(mini_cls, config.num_hidden_layers, head))
 
 
@@ -169,8 +169,7 @@ def to_distilbert(mini_model):
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key]
                 for mini_key, hf_key in _mapping(mini_cls, config.n_layers, head).items()}
-    hf_model = hf_cls(config)
-    return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {name: _from_hf for name in _PAIRS}

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import activation_from_hf, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, new_model, separate_attention_projections
 from .convert_bert import _backbone_map, bert_layout_kwargs, mini_config_from_bert, refuse_backbone_pooler
 from .modeling_encoder import (
     MiniEncoderForMaskedLM,
@@ -124,7 +124,7 @@ def _from_hf(hf_model, **overrides):
                          f"got {hf_model.config.num_labels}.")
     config = mini_config_from_electra(hf_model.config, mini_cls, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mini = mini_cls(config).to(hf_model.dtype)
+    mini = new_model(mini_cls, config, hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), _mapping(mini_cls, config, head))
 
 
@@ -139,8 +139,7 @@ def to_electra(mini_model):
     config._attn_implementation = mini_model.config._attn_implementation
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in _mapping(mini_cls, mini_model.config, head).items()}
-    hf_model = hf_cls(config)
-    return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {name: _from_hf for name in _PAIRS}

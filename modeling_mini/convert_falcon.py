@@ -41,6 +41,7 @@ from .convert import (
     check_no_embedding_dropout,
     join_fused_qkv,
     load_mapped,
+    new_model,
     rotary_options,
     separate_attention_projections,
     split_fused_qkv,
@@ -226,7 +227,7 @@ def _from_hf(hf_model, **overrides):
     groups, head_dim = config.num_key_value_heads, config.head_dim
     state = split_fused_qkv(hf_model.state_dict(), lambda fused: _split_groups(fused, groups, head_dim))
     mapping = {**_mapping(config, mini_prefix, hf_prefix, untied), **head}
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), state, mapping)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -246,7 +247,7 @@ def to_falcon(mini_model):
     groups, head_dim = mini_config.num_key_value_heads, mini_config.head_dim
     hf_state = join_fused_qkv({hf_key: state[mini_key] for mini_key, hf_key in mapping.items()},
                               lambda q, k, v: _join_groups(q, k, v, groups, head_dim))
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

@@ -19,7 +19,14 @@ from transformers import (
 )
 
 from .configuration_mini import MiniGPTConfig
-from .convert import HF_CLASSIFIER_DROPOUT, LAYERNORM_DECODER, activation_from_hf, check_expressible, load_mapped
+from .convert import (
+    HF_CLASSIFIER_DROPOUT,
+    LAYERNORM_DECODER,
+    activation_from_hf,
+    check_expressible,
+    load_mapped,
+    new_model,
+)
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -143,7 +150,7 @@ def _from_hf(hf_model, **overrides):
     mapping.update(head)
     if mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings:  # an output matrix of its own
         mapping["lm_head.weight"] = "lm_head.weight"
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, transforms)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), hf_model.state_dict(), mapping, transforms)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -193,7 +200,7 @@ def _to_hf(mini_model):
         tensor = state[mini_key]
         # Linear (out, in) -> Conv1D (in, out), e.g. qkv_proj (3D, D) -> c_attn (D, 3D)
         hf_state[hf_key] = tensor.t().contiguous() if mini_key in transforms else tensor
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
     if isinstance(mini_model, MiniGPTForCausalLM):
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

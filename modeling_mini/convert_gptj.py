@@ -17,7 +17,7 @@ import torch
 from transformers import GPTJConfig, GPTJForCausalLM, GPTJForQuestionAnswering, GPTJForSequenceClassification, GPTJModel
 
 from .configuration_mini import MiniGPTConfig
-from .convert import LAYERNORM_DECODER, activation_from_hf, check_expressible, export_pair, load_mapped
+from .convert import LAYERNORM_DECODER, activation_from_hf, check_expressible, export_pair, load_mapped, new_model
 from .modeling_gpt import (
     MiniGPTForCausalLM,
     MiniGPTForQuestionAnswering,
@@ -144,7 +144,7 @@ def _from_hf(hf_model, **overrides):
     mapping = {**_mapping(config, "" if mini_cls is MiniGPTModel else "model.",
                           "" if mini_cls is MiniGPTModel else "transformer.", untied), **head}
     transforms = _reordered(mapping, _rotary_order(config), keys_are_ours=True)
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, transforms)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), hf_model.state_dict(), mapping, transforms)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -166,7 +166,7 @@ def to_gptj(mini_model):
         state["lm_head.bias"] = mini_model.lm_head.weight.new_zeros(config.vocab_size)  # the same function
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
     transforms = _reordered(mapping, _rotary_order(mini_model.config, inverse=True), keys_are_ours=False)
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

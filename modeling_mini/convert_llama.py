@@ -31,6 +31,7 @@ from .convert import (
     HF_CLASSIFIER_DROPOUT,
     check_expressible,
     load_mapped,
+    new_model,
     rope_parameters_per_layer_type,
     rotary_options,
     separate_attention_projections,
@@ -401,7 +402,7 @@ def _from_hf(hf_model, **overrides):
     mapping = _with_biases({**_mapping(config.num_hidden_layers, mini_prefix, hf_prefix, untied, config.qk_norm,
                                        config.norm_position), **head}, state, True)
     transforms = _norm_gains(mapping, family, config, into_mini=True) or None
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), state, mapping, transforms)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), state, mapping, transforms)
     if head_name == "ForCausalLM":  # stop tokens and sampling defaults of a chat model travel along
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -432,7 +433,7 @@ def to_llama(mini_model):
         hf_state = _pack_phi3(hf_state, config.num_hidden_layers, hf_prefix)
     shifts = _norm_gains(mapping, family, mini_model.config, into_mini=False)
     transforms = {mapping[mini_key]: shift for mini_key, shift in shifts.items()}  # by HF name, as load_mapped takes
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state}, transforms)
     if isinstance(mini_model, MiniGPTForCausalLM):
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

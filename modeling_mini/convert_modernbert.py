@@ -21,6 +21,7 @@ from .configuration_mini import MiniEncoderConfig
 from .convert import (
     check_expressible,
     load_mapped,
+    new_model,
     rope_parameters_per_layer_type,
     rotary_options,
     sliding_rope_theta,
@@ -210,7 +211,7 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_modernbert(hf_model.config, add_pooler=pooler, **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
     mapping = _mapping(config, head_name)
-    return load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping, _halves(mapping))
+    return load_mapped(new_model(mini_cls, config, hf_model.dtype), hf_model.state_dict(), mapping, _halves(mapping))
 
 
 def to_modernbert(mini_model):
@@ -237,7 +238,7 @@ def to_modernbert(mini_model):
         else:
             hf_state[theirs] = state[ours]
     hf_cls = getattr(transformers, f"ModernBert{head_name}")
-    return load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {f"ModernBert{head}": _from_hf for head in _PAIRS}

@@ -26,6 +26,7 @@ from .convert import (
     check_no_embedding_dropout,
     export_pair,
     load_mapped,
+    new_model,
     separate_attention_projections,
 )
 from .modeling_gpt import (
@@ -174,7 +175,7 @@ def _from_hf(hf_model, **overrides):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     mapping = _mapping(config.num_hidden_layers, mini_prefix, hf_prefix, config.final_norm, config.attention_bias,
                        untied, config.output_size != config.hidden_size)
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), {**mapping, **head})
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), hf_model.state_dict(), {**mapping, **head})
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -191,7 +192,7 @@ def to_opt(mini_model):
                        mini_config.attention_bias, untied, mini_config.output_size != mini_config.hidden_size)
     state = separate_attention_projections(mini_model)
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in {**mapping, **head}.items()}
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

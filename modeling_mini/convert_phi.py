@@ -21,6 +21,7 @@ from .convert import (
     check_expressible,
     export_pair,
     load_mapped,
+    new_model,
     rotary_options,
     separate_attention_projections,
 )
@@ -143,7 +144,7 @@ def _from_hf(hf_model, **overrides):
     untied = mini_cls is MiniGPTForCausalLM and not config.tie_word_embeddings
     prefix = "" if mini_cls is MiniGPTModel else "model."
     mapping = _prefixed({**_mapping(config.num_hidden_layers, prefix, untied, config.qk_norm), **head}, mini_cls)
-    mini = load_mapped(mini_cls(config).to(hf_model.dtype), hf_model.state_dict(), mapping)
+    mini = load_mapped(new_model(mini_cls, config, hf_model.dtype), hf_model.state_dict(), mapping)
     if mini_cls is MiniGPTForCausalLM:
         mini.generation_config = copy.deepcopy(hf_model.generation_config)
     return mini
@@ -161,7 +162,7 @@ def to_phi(mini_model):
     if mini_cls is MiniGPTForCausalLM and mini_model.lm_head.bias is None:
         state["lm_head.bias"] = mini_model.lm_head.weight.new_zeros(config.vocab_size)  # the same function
     hf_state = {hf_key: state[mini_key] for mini_key, hf_key in mapping.items()}
-    hf_model = load_mapped(hf_cls(config).to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    hf_model = load_mapped(new_model(hf_cls, config, mini_model.dtype), hf_state, {k: k for k in hf_state})
     if mini_cls is MiniGPTForCausalLM:
         hf_model.generation_config = copy.deepcopy(mini_model.generation_config)
     return hf_model

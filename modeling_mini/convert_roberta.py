@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from .configuration_mini import MiniEncoderConfig
-from .convert import activation_from_hf, load_mapped, separate_attention_projections
+from .convert import activation_from_hf, load_mapped, new_model, separate_attention_projections
 from .convert_bert import _backbone_map as bert_backbone_map
 from .convert_bert import bert_layout_kwargs, mini_config_from_bert
 from .modeling_encoder import (
@@ -144,7 +144,7 @@ def _from_hf(hf_model, **overrides):
     config = mini_config_from_roberta(hf_model.config, add_pooler=add_pooler,
                                       masked_lm=head_name == "ForMaskedLM", **overrides)
     config._attn_implementation = hf_model.config._attn_implementation
-    mini = mini_cls(config).to(hf_model.dtype)
+    mini = new_model(mini_cls, config, hf_model.dtype)
     return load_mapped(mini, hf_model.state_dict(), _mapping(head_name, config.num_hidden_layers, backbone_pooler),
                        skip=("lm_head.bias",))  # the MLM head's unread (or tied) second bias
 
@@ -167,8 +167,8 @@ def to_roberta(mini_model, family: str = "Roberta"):
     if head_name == "ForMaskedLM":  # both biases, as when tied
         hf_state["lm_head.bias"] = state["lm_head.bias"]
     hf_cls = classes[head_name]
-    hf_model = hf_cls(config, add_pooling_layer=backbone_pooler) if head_name == "Model" else hf_cls(config)
-    return load_mapped(hf_model.to(mini_model.dtype), hf_state, {k: k for k in hf_state})
+    pooling = {"add_pooling_layer": backbone_pooler} if head_name == "Model" else {}
+    return load_mapped(new_model(hf_cls, config, mini_model.dtype, **pooling), hf_state, {k: k for k in hf_state})
 
 
 FROM_HF = {f"{family}{head}": _from_hf for family in _HF_CLASSES for head in _HEADS}

@@ -57,7 +57,7 @@ from transformers import (
 
 from .activations import HF_ALIASES, is_gated
 from .configuration_mini import MiniEncoderConfig, MiniSeq2SeqConfig
-from .convert import check_expressible, load_mapped, separate_attention_projections
+from .convert import check_expressible, load_mapped, new_model, separate_attention_projections
 from .convert_bart import HEAD_WEIGHTS, LABELS, check_span_head
 from .modeling_encoder import MiniEncoderForTokenClassification, MiniEncoderModel
 from .modeling_seq2seq import (
@@ -286,7 +286,7 @@ def _from_hf(model, **overrides):
         mapping |= _TAGGER
     if with_head and not tied:
         mapping["lm_head.weight"] = "lm_head.weight"
-    mini = load_mapped(mini_cls(config).to(model.dtype), model.state_dict(), mapping)
+    mini = load_mapped(new_model(mini_cls, config, model.dtype), model.state_dict(), mapping)
     if with_head:
         mini.generation_config = copy.deepcopy(model.generation_config)
     return mini
@@ -313,7 +313,7 @@ def to_t5(model):
     umt5 = config.relative_bias_per_layer
     hf_cls = next(hf for hf, mini in _CLASSES.items()
                   if mini is type(model) and hf.__name__.startswith("UMT5") == umt5)
-    target = hf_cls(hf_config).to(model.dtype)
+    target = new_model(hf_cls, hf_config, model.dtype)
     source = separate_attention_projections(model)
     mini_prefix = "" if isinstance(model, (MiniSeq2SeqModel, MiniEncoderModel)) else "model."
     mapping = {**_weight_map(config, mini_prefix, _HF_PREFIX.get(hf_cls, "")), **HEAD_WEIGHTS.get(type(model), {})}

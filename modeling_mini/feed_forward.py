@@ -30,7 +30,9 @@ class MiniFeedForward(nn.Module):
         )
         self.act_fn = get_activation(config.hidden_act)
         self.activation_dropout = config.activation_dropout
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        # T5 (clamp_float16) may keep down_proj in float32 in a float16 model: see InputCastingLinear
+        linear = InputCastingLinear if getattr(config, "clamp_float16", False) else nn.Linear
+        self.down_proj = linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.down_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -41,3 +43,17 @@ class MiniFeedForward(nn.Module):
         if self.activation_dropout and self.training:
             hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=True)
         return self.down_proj(hidden)
+
+
+class InputCastingLinear(nn.Linear):
+    """A linear layer that reads its input in its weight's dtype: T5's feed-forward output projection.
+
+    transformers loads T5 in float16 with that projection kept in float32 (``_keep_in_fp32_modules``), where T5's
+    large activations are summed; so does a model with ``clamp_float16``. The float16 activations go in as float32,
+    and the residual stream the float32 output joins stays float32 (the norms hand float16 on to the next layers:
+    ``normalization.HalfWeightRMSNorm``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.is_floating_point():  # not a quantised int8 weight
+            x = x.to(self.weight.dtype)  # no copy when the dtypes already agree
+        return super().forward(x)

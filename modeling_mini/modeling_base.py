@@ -69,6 +69,10 @@ class MiniPreTrainedModel(PreTrainedModel):
         (``config.hidden_act = "foo"``) raises its ``ValueError`` here, not a ``KeyError`` deep in a layer."""
         config.validate_architecture()
         super().__init__(config, *args, **kwargs)
+        if getattr(config, "clamp_float16", False):
+            # T5's float16 handling, as transformers' T5 declares it: `from_pretrained(dtype=torch.float16)` keeps each
+            # feed-forward output projection in float32, where T5 checkpoints' large activations are formed
+            self._keep_in_fp32_modules = ["mlp.down_proj"]
 
     def _sdpa_can_dispatch(self, is_init_check: bool = False) -> bool:
         """PyTorch's sdpa kernel cannot soft-cap attention scores: a model with ``attention_softcap`` then runs eager

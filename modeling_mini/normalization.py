@@ -12,7 +12,8 @@ each sub-layer and leaves the residual path untouched (GPT-2), which trains more
 one final norm after the last block.
 
 Both are PyTorch's own modules (``nn.LayerNorm``, ``nn.RMSNorm``); ``GainOffsetRMSNorm`` is RMSNorm with its gains
-stored as offsets from 1, as Gemma keeps them.
+stored as offsets from 1, as Gemma keeps them, and ``HalfWeightRMSNorm`` / ``HalfWeightLayerNorm`` hand a float32
+input on in their float16 weights' dtype, as T5's norm does (``clamp_float16``).
 """
 
 import torch
@@ -37,13 +38,47 @@ class GainOffsetRMSNorm(nn.RMSNorm):
         return (normalised * (1.0 + self.weight.float())).type_as(x)
 
 
+def _scale_in_weight_dtype(norm: nn.Module, normalised: torch.Tensor) -> torch.Tensor:
+    """``normalised`` (float32, no gain yet) cast to ``norm``'s gain dtype if that is a half-precision one, then scaled
+    (and shifted), as transformers' T5 norm does."""
+    if norm.weight.dtype in (torch.float16, torch.bfloat16):
+        normalised = normalised.to(norm.weight.dtype)
+    out = norm.weight * normalised
+    return out if getattr(norm, "bias", None) is None else out + norm.bias
+
+
+class HalfWeightRMSNorm(nn.RMSNorm):
+    """RMSNorm whose float16 gain sets its output's dtype, whatever the input's: T5's norm (``clamp_float16``).
+
+    A T5 loaded in float16 keeps its feed-forward output projection in float32 (``_keep_in_fp32_modules``, as
+    transformers does), so the residual stream it adds to is float32 from the first block on; each norm normalises
+    that stream in float32 and hands the float16 layers after it a float16 input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype:  # the usual case: PyTorch's own kernel
+            return super().forward(x)
+        return _scale_in_weight_dtype(self, F.rms_norm(x.float(), self.normalized_shape, eps=self.eps))
+
+
+class HalfWeightLayerNorm(nn.LayerNorm):
+    """LayerNorm whose float16 gain sets its output's dtype, whatever the input's: see :class:`HalfWeightRMSNorm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype:
+            return super().forward(x)
+        return _scale_in_weight_dtype(self, F.layer_norm(x.float(), self.normalized_shape, eps=self.eps))
+
+
 def build_norm(config, size: int | None = None) -> nn.Module:
     """A fresh normalisation layer over ``size`` features (``hidden_size`` unless given: attention's ``qk_norm``
     normalises each head, ``head_dim`` wide), of the configured ``norm_type``."""
     size = config.hidden_size if size is None else size
+    half_weight = getattr(config, "clamp_float16", False)  # T5's float16 handling: see HalfWeightRMSNorm
     if config.norm_type == "layernorm":
-        return nn.LayerNorm(size, eps=config.layer_norm_eps, bias=config.norm_bias)
+        layer_norm = HalfWeightLayerNorm if half_weight else nn.LayerNorm
+        return layer_norm(size, eps=config.layer_norm_eps, bias=config.norm_bias)
     if config.norm_type == "rmsnorm":
         rms_norm = GainOffsetRMSNorm if getattr(config, "norm_gain_offset", False) else nn.RMSNorm
+        rms_norm = HalfWeightRMSNorm if half_weight and rms_norm is nn.RMSNorm else rms_norm
         return rms_norm(size, eps=config.layer_norm_eps)
     raise ValueError(f"`norm_type` must be one of 'layernorm', 'rmsnorm'; got {config.norm_type!r}.")

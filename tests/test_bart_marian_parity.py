@@ -391,3 +391,16 @@ def test_half_precision_models_convert_in_their_dtype(kind):
     back = to_hf(mini)
     assert back.dtype == torch.float16
     _assert_same_state(hf, back)
+
+
+@pytest.mark.parametrize("kind", ["marian", "pegasus"])
+def test_a_changed_sinusoid_table_is_refused(kind):
+    """Marian's and Pegasus's sinusoid tables are frozen weights the converted model computes instead; a table that is
+    not the sinusoids (edited, or trained) is refused by name, where it was dropped silently (logits 0.1 off). One
+    that went through bfloat16 (rounded by up to 2^-8) still converts."""
+    hf = reference(kind)
+    from_hf(hf.to(torch.bfloat16).float())
+    with torch.no_grad():
+        hf.model.decoder.embed_positions.weight[3, 2] += 0.05
+    with pytest.raises(ValueError, match=r"`model.decoder.embed_positions.weight` is not the sinusoid table"):
+        from_hf(hf)

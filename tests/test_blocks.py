@@ -340,6 +340,26 @@ def test_float16_clamp_is_transformers_t5s():
     assert torch.equal(block._clamp(wide), wide)
 
 
+@pytest.mark.parametrize("norm_type", ["rmsnorm", "layernorm"])
+def test_t5_norms_hand_a_float32_stream_on_in_their_float16_dtype(norm_type):
+    """With ``clamp_float16`` a float16 model may hold a float32 residual stream (its feed-forward outputs kept in
+    float32); its norms normalise that stream in float32 and return their float16 gain's dtype, as transformers' T5
+    norm does (PyTorch's own returned float32, or refused mixed dtypes: LayerNorm), and are PyTorch's own otherwise."""
+    from modeling_mini.normalization import build_norm
+
+    norm = build_norm(tiny_gpt_config(clamp_float16=True, norm_type=norm_type))
+    with torch.no_grad():
+        for parameter in norm.parameters():
+            parameter.normal_()
+    x = 300 * torch.randn(2, 3, norm.weight.shape[0])
+    expected = norm(x)
+    half = norm.half()
+    assert half(x).dtype == torch.float16 and half(x.half()).dtype == torch.float16
+    torch.testing.assert_close(half(x).float(), expected, atol=1e-2, rtol=1e-2)
+    plain = build_norm(tiny_gpt_config(norm_type=norm_type))
+    assert type(plain) in (torch.nn.RMSNorm, torch.nn.LayerNorm)
+
+
 def test_residual_output_projections_start_scaled_down_by_depth():
     """GPT-2's initialisation: the projections writing into the residual stream (attention ``o_proj``, the
     feed-forward's ``down_proj``) start with std ``initializer_range / sqrt(2 * layers)``, so the stream's variance
