@@ -49,7 +49,8 @@ class MiniPreTrainedModel(PreTrainedModel):
 
     Family base classes set ``config_class``. Weights start as GPT-2 does: normal(0, initializer_range)
     for projections and embeddings, with the output projections of each residual sub-layer scaled by
-    ``1 / sqrt(2 * num_layers)`` so the residual stream's variance does not grow with depth.
+    ``1 / sqrt(2 * num_layers)``, ``num_layers`` the blocks of their stack, so the residual stream's variance does not
+    grow with depth.
     """
 
     base_model_prefix = "model"
@@ -255,8 +256,9 @@ class MiniPreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Linear) and getattr(module, "is_residual_output", False):
             # Output projections of residual sub-layers (attention o_proj, FFN down_proj) are scaled down.
             # Done per Linear: transformers skips custom modules that own no parameters directly.
-            depth = 2 * getattr(self.config, "num_hidden_layers", 1)
-            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(depth))
+            # the depth of the module's stack: a seq2seq encoder's blocks say theirs (num_hidden_layers: the decoder's)
+            blocks = getattr(module, "residual_depth", None) or getattr(self.config, "num_hidden_layers", 1)
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range / math.sqrt(2 * blocks))
         elif isinstance(module, MiniLMHeadBias):
             init.zeros_(module.bias)
         elif isinstance(module, GainOffsetRMSNorm):  # a gain of 1 is stored as 0 (transformers sets norms to ones)
@@ -615,7 +617,7 @@ def resolve_problem_type(config, labels: torch.Tensor) -> str:
 def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config, num_items_in_batch=None):
     """Loss of a (B, num_labels) classification head, checked against ``problem_type``.
 
-    * ``regression``: mean squared error; labels (B,) or (B, num_labels), any number.
+    * ``regression``: mean squared error; labels (B, num_labels), or (B,) with one label; any number.
     * ``single_label_classification``: softmax cross-entropy; integer labels (B,) or (B, 1) in [0, num_labels), -100
       ignored.
     * ``multi_label_classification``: one sigmoid per label, binary cross-entropy; labels (B, num_labels)

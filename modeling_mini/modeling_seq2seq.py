@@ -183,6 +183,9 @@ class MiniSeq2SeqEncoder(MiniSeq2SeqPreTrainedModel):
         self.relative_bias = build_relative_bias(config, bidirectional=True)
         self.layer_biases = build_layer_biases(config, True, config.encoder_layers)  # UMT5's: one per layer
         self.layers = nn.ModuleList(MiniBlock(config, i, is_causal=False) for i in range(config.encoder_layers))
+        for module in self.layers.modules():  # the scaled initialisation counts this stack's blocks, not the decoder's
+            if getattr(module, "is_residual_output", False):
+                module.residual_depth = config.encoder_layers
         self.norm = build_norm(config) if config.final_norm else None
         self.gradient_checkpointing = False
         self.post_init()

@@ -374,3 +374,19 @@ def test_residual_output_projections_start_scaled_down_by_depth():
         for weight, std in ((block.self_attn.o_proj.weight, scaled), (block.mlp.down_proj.weight, scaled),
                             (block.self_attn.qkv_proj.weight, plain), (block.mlp.up_proj.weight, plain)):
             assert abs(weight.std().item() / std - 1) < 0.05, (weight.shape, weight.std().item(), std)
+
+
+def test_each_seq2seq_stack_scales_its_residual_outputs_by_its_own_depth():
+    """An encoder-decoder's stacks may differ in depth; each scales its residual output projections by its own
+    (``num_hidden_layers`` is the decoder's). Before, a deep encoder over a shallow decoder started 2.8 times too
+    wide here (8 blocks, scaled as 1)."""
+    from modeling_mini import MiniSeq2SeqConfig, MiniSeq2SeqModel
+
+    torch.manual_seed(0)
+    model = MiniSeq2SeqModel(MiniSeq2SeqConfig(vocab_size=99, hidden_size=256, num_attention_heads=4,
+                                               intermediate_size=1024, encoder_layers=8, decoder_layers=1))
+    for stack, blocks in ((model.encoder, 8), (model.decoder, 1)):
+        std = model.config.initializer_range / (2 * blocks) ** 0.5
+        for block in stack.layers:
+            for weight in (block.self_attn.o_proj.weight, block.mlp.down_proj.weight):
+                assert abs(weight.std().item() / std - 1) < 0.05, (blocks, weight.std().item(), std)
