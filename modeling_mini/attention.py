@@ -14,8 +14,8 @@ values, weighted by how well its query matches each key:
     Attention(Q, K, V) = softmax(Q K^T / sqrt(Dh) + mask) V
 
 Dividing by ``sqrt(Dh)`` keeps the dot products at unit scale so the softmax does not saturate. The mask
-holds ``-inf`` (or ``False``) where a query may not look: future tokens in a decoder (*masked* or *causal*
-self-attention, so the model cannot read the token it must predict) and padding everywhere.
+holds the dtype's most negative number (or ``False``) where a query may not look: future tokens in a decoder
+(*masked* or *causal* self-attention, so the model cannot read the token it must predict) and padding everywhere.
 
 Multi-head attention runs ``H`` of these in parallel on ``Dh``-wide slices, so different heads can track
 different relations, then concatenates them and mixes them with the output projection ``o_proj``.
@@ -69,7 +69,8 @@ def eager_attention_forward(
     Args:
         query: (B, H, T, Dh); key, value: (B, Hkv, S, Dh).
         attention_mask: None, a boolean (B or 1, 1, T, S) mask with True where attending is allowed, or an
-            additive float mask holding 0 there and a very negative number elsewhere.
+            additive float mask holding 0 there and a very negative number elsewhere ((B, H, T, S) with T5's or
+            ALiBi's bias folded in).
         softcap: ``None``, or squash the scores to ``softcap * tanh(score / softcap)`` before the mask (Gemma 2).
     Returns:
         ``(output, weights)``: output (B, T, H, Dh) and the attention probabilities (B, H, T, S).
@@ -245,5 +246,5 @@ class MiniAttention(nn.Module):
             softcap=self.softcap,
             **kwargs,
         )
-        output = output.reshape(*input_shape, -1).contiguous()  # (B, T, H, Dh) -> (B, T, D)
+        output = output.reshape(*input_shape, -1).contiguous()  # (B, T, H, Dh) -> (B, T, H * Dh), D unless head_dim
         return self.o_proj(output), weights

@@ -3,7 +3,8 @@
 A block is two (or three) sub-layers, each wrapped in a residual connection and a normalisation:
 
     self-attention   -> every token gathers information from the tokens it may see
-    cross-attention  -> (seq2seq decoder only) each target token reads the encoder's output
+    cross-attention  -> (a decoder with an encoder: seq2seq, or a GPT with ``add_cross_attention``) each target
+                        token reads the encoder's output
     feed-forward     -> every token is transformed on its own
 
 The residual connection ``x + sublayer(x)`` gives gradients a straight path through a deep stack; the block

@@ -209,7 +209,7 @@ class MiniConfig(PreTrainedConfig):
         vocab_size: number of token ids the embedding knows.
         hidden_size: width of the residual stream (d_model).
         num_hidden_layers: number of Transformer blocks (the decoder's, for seq2seq).
-        num_attention_heads: query heads per attention layer; must divide ``hidden_size``.
+        num_attention_heads: query heads per attention layer; must divide ``hidden_size`` unless ``head_dim`` is given.
         num_key_value_heads: key/value heads (grouped-query attention); ``None`` means one per query head.
         head_dim: width of one attention head; ``None`` means ``hidden_size / num_attention_heads`` (then
             ``hidden_size`` must divide evenly). Some models choose it apart (Mistral NeMo: 5120 wide, 32 heads of 128):
@@ -250,12 +250,12 @@ class MiniConfig(PreTrainedConfig):
             live: a converted model would drift from the checkpoint and not export back to the same weights.
         norm_bias: LayerNorm's learned shift (``layernorm`` only; ``rmsnorm`` never has one). ModernBERT drops it.
         skip_first_attention_norm: the first block of each stack feeds its self-attention the residual stream as it
-            is, without a norm of its own (pre-norm only). ModernBERT does so: its embeddings are normalised already.
+            is, without a norm of its own (pre- or sandwich-norm). ModernBERT does so: its embeddings are normalised
+            already.
         parallel_residual: the attention and the feed-forward of a block both read the block's input, each through
             its own norm, and both outputs join the residual stream at once, ``x + attn(norm1(x)) + mlp(norm2(x))``
-            (GPT-NeoX / Pythia; pre-norm, no cross-attention). The two sub-layers no longer wait for each other, so a
-            tensor-parallel run needs one all-reduce per block instead of two; the feed-forward no longer sees this
-            block's attention output.
+            (GPT-NeoX / Pythia; pre-norm, no cross-attention). The two sub-layers no longer wait for each other (their
+            matrix products can run at once); the feed-forward no longer sees this block's attention output.
         parallel_shared_norm: with ``parallel_residual``, one norm feeds both sub-layers, ``x + attn(norm(x)) +
             mlp(norm(x))`` (Phi-1/1.5/2, GPT-J); without, each has its own (GPT-NeoX).
         embedding_norm: normalise the summed embeddings before the first block (BERT, BART).
@@ -286,7 +286,7 @@ class MiniConfig(PreTrainedConfig):
         embedding_dropout: dropout on the embeddings' output; ``None`` uses ``hidden_dropout`` (Phi-2 drops out
             its sub-layers' outputs but not its embeddings).
         activation_dropout: dropout on the feed-forward's widened hidden layer, after the activation
-            (BART and Marian have it; 0 elsewhere).
+            (BART, Marian, T5 and ModernBERT have it; 0 elsewhere).
         initializer_range: standard deviation of the normal weight initialisation.
         use_cache: return a key/value cache for generation.
         tie_word_embeddings: share the input embedding matrix with the output (LM) head.
@@ -684,10 +684,10 @@ class MiniGPTConfig(SlidingWindowOptions, MiniConfig):
             keeps (``positional.positions_from_attention_mask``), as OPT does: a left-padded text gets the positions
             it has alone, and pad tokens get position ``position_offset - 1``. Needs absolute positions and
             ``position_offset >= 1``. Off (as GPT-2): positions then count every token, pad or not.
-        sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens a token sees in a
-            *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
-            attention). Information still travels further through the stack, one window per layer, while the
-            attention cost and the key/value cache of such a layer stop growing with the length.
+        sliding_window: ``None`` (every token sees all tokens before it), or the number of tokens (at least 2) a token
+            sees in a *sliding-window* layer: itself and the ``sliding_window - 1`` tokens before it (Mistral's local
+            attention). Information still travels further through the stack, one window per layer, while the attention
+            cost and the key/value cache of such a layer stop growing with the length.
         layer_types: one entry per layer, ``"full_attention"`` or ``"sliding_attention"`` (Qwen2's and Ministral's
             mix); ``None`` makes every layer slide when ``sliding_window`` is set, and none otherwise. transformers'
             caches and mask builders read the same two fields: a cache made for this config keeps only a window for
@@ -818,7 +818,8 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         sparse_prediction: when the masked-LM head gets ``labels``, score only the labelled (masked) positions,
             skipping the vocabulary projection for the ~85% of tokens the loss ignores; ``logits`` are then
             (num_masked, vocab_size) instead of (B, T, vocab_size). Off by default (BERT's behaviour).
-        position_offset: added to every position id (RoBERTa's table starts at ``pad_token_id + 1``); 0 for BERT.
+        position_offset: added to every position id the model makes (RoBERTa's table starts at ``pad_token_id + 1``;
+            ``position_ids`` you pass are table rows, used as they are, as RoBERTa's are); 0 for BERT.
         pad_aware_positions: number positions among the real tokens only, as RoBERTa does
             (``positional.positions_of_real_tokens``): a left-padded text gets the positions it has alone, and
             pad tokens get position ``position_offset - 1``. Needs ``pad_token_id`` and ``position_offset >= 1``.

@@ -5,9 +5,9 @@ Attention compares every position with every other at once; by itself it treats 
 
 * :class:`SinusoidalPositionalEncoding` (the default, "Attention Is All You Need" §3.5): a fixed vector
   per position, ``PE[p, 2i] = sin(p / 10000^(2i/d))`` and ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``, added to
-  the token embeddings. Each pair of features is a clock at its own frequency, so ``PE[p + k]`` is a
-  rotation of ``PE[p]`` and relative offsets are easy for attention to read. Nothing is learned and no
-  length limit exists.
+  the token embeddings (``sinusoidal_layout="concatenated"``, Marian's: all the sines, then all the cosines).
+  Each pair of features is a clock at its own frequency, so ``PE[p + k]`` is a rotation of ``PE[p]`` and
+  relative offsets are easy for attention to read. Nothing is learned and no length limit exists.
 * :class:`LearnedPositionalEmbedding` (GPT-2, BERT): a trained table of ``max_position_embeddings``
   vectors, added the same way; it cannot go past the table.
 * :class:`RotaryEmbedding` (RoPE, Su et al. 2021): nothing is added to the embeddings; instead each

@@ -46,8 +46,11 @@ def test_activations_match_their_definitions():
     normal_cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
     torch.testing.assert_close(get_activation("gelu")(x), x * normal_cdf)
     torch.testing.assert_close(get_activation("silu")(x), x * torch.sigmoid(x))
+    # GPT-2's default: GELU's tanh approximation
+    tanh_gelu = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    torch.testing.assert_close(get_activation("gelu_new")(x), tanh_gelu)
     # the non-linearity is what keeps stacked layers from collapsing into one linear map
-    for name in ("relu", "gelu", "silu"):
+    for name in ("relu", "gelu", "gelu_new", "silu"):
         f = get_activation(name)
         assert not torch.allclose(f(x[:50] + x[50:-1]), f(x[:50]) + f(x[50:-1])), name
 
