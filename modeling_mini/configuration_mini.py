@@ -501,6 +501,16 @@ class MiniConfig(PreTrainedConfig):
             out["head_dim"] = None
         return out
 
+    @property
+    def float32_feed_forward_output(self) -> bool:
+        """T5's float16 handling (``clamp_float16``): ``from_pretrained(dtype=torch.float16)`` keeps each feed-forward
+        output projection in float32, so the residual stream is float32. Only where every reader of that stream is a
+        norm that hands float16 on (``normalization.HalfWeightRMSNorm``): not with offset gains (Gemma's norm keeps
+        its input's dtype), nor in a pre-norm stack without a final norm, whose head would read the stream itself."""
+        if not self.clamp_float16 or self.norm_gain_offset:
+            return False
+        return bool(self.final_norm) or self.norm_position == "post"
+
     def validate_architecture(self) -> None:
         """Raise ``ValueError`` naming the first field whose value the blocks cannot build."""
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",

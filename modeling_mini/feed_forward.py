@@ -31,7 +31,7 @@ class MiniFeedForward(nn.Module):
         self.act_fn = get_activation(config.hidden_act)
         self.activation_dropout = config.activation_dropout
         # T5 (clamp_float16) may keep down_proj in float32 in a float16 model: see InputCastingLinear
-        linear = InputCastingLinear if getattr(config, "clamp_float16", False) else nn.Linear
+        linear = InputCastingLinear if config.float32_feed_forward_output else nn.Linear
         self.down_proj = linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.down_proj.is_residual_output = True  # scaled initialisation, see MiniPreTrainedModel._init_weights
 

@@ -320,14 +320,15 @@ def write_model_card(
 
 
 #: A card's loading snippet: the repository id, and the revision argument after it, if any.
-_LOAD_SNIPPET = re.compile(r'from_pretrained\("([^"\s]+)"((?:, revision="[^"]*")?)')
+_REVISION_ARG = r', revision="(?:[^"\\]|\\.)*"'  # a double-quoted string, escapes included
+_LOAD_SNIPPET = re.compile(rf'from_pretrained\("([^"\s]+)"((?:{_REVISION_ARG})?)')
 
 
 def _revision_arg(revision: str | None) -> str:
-    """The snippets' revision argument for a card published to ``revision``: ``, revision="dev"`` for a branch; none
-    for main, which ``from_pretrained`` reads by default, or for a pull request (``refs/pr/N``), whose card describes
-    the model as it will be once merged."""
-    return f', revision="{revision}"' if _is_new_branch_name(revision) else ""
+    """The snippets' revision argument for a card whose model loads from ``revision``: ``, revision="dev"`` for a
+    branch (a pull request's card names the branch it merges into: see :func:`push_default_card`); none for main,
+    which ``from_pretrained`` reads by default, or for a pull request's own ref (``refs/pr/N``)."""
+    return f", revision={json.dumps(revision)}" if _is_new_branch_name(revision) else ""
 
 
 def retarget_card(path, repo_id: str, revision: str | None = None) -> bool:
@@ -356,7 +357,7 @@ def retarget_card(path, repo_id: str, revision: str | None = None) -> bool:
         return False
     (old,) = ids
     old_name, new_name = old.split("/")[-1], repo_id.split("/")[-1]
-    body = re.sub(rf'from_pretrained\("{re.escape(old)}"(?:, revision="[^"]*")?',
+    body = re.sub(rf'from_pretrained\("{re.escape(old)}"(?:{_REVISION_ARG})?',
                   lambda _: f'from_pretrained("{repo_id}"{revision_arg}', card.text)
     metadata = text[: len(text) - len(card.text)]
     if old_name != new_name:
@@ -777,7 +778,7 @@ def default_card(model, folder, repo_id: str | None, token=None, revision: str |
 
 
 def push_default_card(model, repo_id: str, *, token=None, private=None, revision=None, create_pr: bool = False,
-                      overwrite: bool = False, card: str | None = None) -> bool:
+                      overwrite: bool = False, card: str | None = None, load_revision: str | None = None) -> bool:
     """Upload this package's card for the model (no run metrics) to ``revision``, unless it has a card already.
 
     transformers' ``push_to_hub`` re-uploads the card main already has, and writes its generic template only when
@@ -788,7 +789,9 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
     ours: :meth:`MiniPreTrainedModel.push_to_hub` uses both after a push to another branch than main or into a
     pull request, where transformers has put main's card or its template. With ``create_pr`` nothing is uploaded:
     a pull request must leave its target branch untouched, and ``push_to_hub`` opens a new PR per call, so there
-    is no PR to put the card in beforehand. Returns True when a card was uploaded.
+    is no PR to put the card in beforehand. The loading snippets of the uploaded card (ours, or ``card`` when this
+    package wrote it: :func:`retarget_card`) load from ``load_revision``, default ``revision``: a pull request's card
+    names the branch it merges into. Returns True when a card was uploaded.
     """
     import tempfile
 
@@ -804,11 +807,13 @@ def push_default_card(model, repo_id: str, *, token=None, private=None, revision
             and not is_generic_card(current):
         return False
     with tempfile.TemporaryDirectory() as folder:
+        load_revision = revision if load_revision is None else load_revision
         if card is None:
-            path = default_card(model, folder, repo_id, token=token, revision=revision)
-        else:
+            path = default_card(model, folder, repo_id, token=token, revision=load_revision)
+        else:  # a card of this package's, from another branch (main's, which a new branch starts from): its snippets
             path = Path(folder) / "README.md"
             path.write_text(card, encoding="utf-8")
+            retarget_card(path, repo_id, load_revision)
         api.upload_file(path_or_fileobj=str(path), path_in_repo="README.md", repo_id=repo_id, revision=revision,
                         commit_message="Add model card (mini-transformers)")
     return True

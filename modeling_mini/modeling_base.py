@@ -70,7 +70,7 @@ class MiniPreTrainedModel(PreTrainedModel):
         (``config.hidden_act = "foo"``) raises its ``ValueError`` here, not a ``KeyError`` deep in a layer."""
         config.validate_architecture()
         super().__init__(config, *args, **kwargs)
-        if getattr(config, "clamp_float16", False):
+        if config.float32_feed_forward_output:
             # T5's float16 handling, as transformers' T5 declares it: `from_pretrained(dtype=torch.float16)` keeps each
             # feed-forward output projection in float32, where T5 checkpoints' large activations are formed
             self._keep_in_fp32_modules = ["mlp.down_proj"]
@@ -215,7 +215,8 @@ class MiniPreTrainedModel(PreTrainedModel):
         result = super().push_to_hub(repo_id, token=token, private=private, revision=revision, **kwargs)
         target = getattr(result, "pr_revision", None) if create_pr else revision
         if not on_main and target:
-            push_default_card(self, repo_id, token=token, revision=target, overwrite=True, card=own)
+            push_default_card(self, repo_id, token=token, revision=target, overwrite=True, card=own,
+                              load_revision=revision)  # a pull request's card loads from the branch it merges into
         return result
 
     def _upload_modified_files(self, working_dir, repo_id: str, *args, **kwargs):

@@ -79,3 +79,26 @@ def test_a_float16_t5_keeps_its_feed_forward_output_in_float32_as_transformers_d
         torch.testing.assert_close(back(**inputs).logits, theirs, atol=0, rtol=0)
     bfloat16 = MiniSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "mini", dtype=torch.bfloat16)
     assert {p.dtype for p in bfloat16.parameters()} == {torch.bfloat16}  # kept in float32 in float16 only
+
+
+@pytest.mark.parametrize("overrides", [{}, {"final_norm": False}, {"norm_type": "rmsnorm", "norm_gain_offset": True},
+                                       {"norm_position": "post"}, {"norm_type": "rmsnorm"}])
+def test_every_clamp_float16_layout_loads_and_runs_in_float16(tmp_path, overrides):
+    """A ``clamp_float16`` model keeps its feed-forward outputs in float32 in float16 only where every reader of the
+    residual stream is a norm that hands float16 on; without a final norm, or with Gemma's offset gains, it stays
+    float16 throughout. Before, those two layouts failed in float16 (float32 stream into a float16 matmul)."""
+    from modeling_mini import MiniGPTConfig, MiniGPTForCausalLM, MiniGPTForSequenceClassification
+
+    config = MiniGPTConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=37, clamp_float16=True, num_labels=2, pad_token_id=0, **overrides)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    for cls in (MiniGPTForCausalLM, MiniGPTForSequenceClassification):
+        model = cls(config).eval()
+        model.save_pretrained(tmp_path / cls.__name__)
+        half = cls.from_pretrained(tmp_path / cls.__name__, dtype=torch.float16).eval()
+        kept = half.model.layers[0].mlp.down_proj.weight.dtype
+        assert kept == (torch.float32 if config.float32_feed_forward_output else torch.float16)
+        with torch.no_grad():
+            torch.testing.assert_close(half(ids).logits.float(), model(ids).logits, atol=2e-3, rtol=2e-3)
+    kept_layouts = ({}, {"norm_position": "post"}, {"norm_type": "rmsnorm"})
+    assert config.float32_feed_forward_output == (overrides in kept_layouts)

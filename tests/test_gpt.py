@@ -529,6 +529,34 @@ def test_peft_lora_on_the_token_table_trains_and_still_checks_ids():
         peft_model(ids.masked_fill(mask == 0, TINY["vocab_size"]), attention_mask=mask)
 
 
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
+def test_peft_virtual_tokens_train_and_generate(method):
+    """PEFT's prompt tuning (virtual token embeddings before the input) and prefix tuning (virtual keys and values in
+    every layer's cache) train the virtual tokens alone and generate, a left-padded batch as each row alone, with the
+    cache as without it."""
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    config = (PromptTuningConfig if method == "prompt" else PrefixTuningConfig)(task_type="CAUSAL_LM",
+                                                                             num_virtual_tokens=3)
+    peft_model = get_peft_model(lm(position_embedding_type="rotary"), config)
+    ids = torch.randint(3, 99, (2, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 1, 1, 1, 1, 1]])  # left-padded
+    ids = ids.masked_fill(mask == 0, 0)
+    loss = peft_model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+    loss.backward()
+    trained = [n for n, p in peft_model.named_parameters() if p.grad is not None]
+    assert trained and all("prompt_encoder" in n for n in trained)
+    peft_model.eval()
+    settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        batch = peft_model.generate(input_ids=ids, attention_mask=mask, **settings)
+        assert torch.equal(batch, peft_model.generate(input_ids=ids, attention_mask=mask, use_cache=False, **settings))
+        for row in range(2):
+            real = mask[row].bool()
+            alone = peft_model.generate(input_ids=ids[row:row + 1, real], **settings)
+            assert torch.equal(batch[row, -4:], alone[0, -4:])
+
+
 def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 

@@ -488,6 +488,14 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
         report["dev_card_ours"] = "mini-transformers" in open(card).read()
         snippet = 'from_pretrained("user/branch", revision="dev", trust_remote_code=True)'
         report["dev_card_loads_dev"] = snippet in open(card).read()
+        readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
+        model.push_to_hub("user/carded")  # main has our card: a new branch starts from it
+        model.push_to_hub("user/carded", revision="dev")
+        report["from_main_card"] = readme("user/carded", "dev")
+        with torch.no_grad():
+            next(model.parameters()).add_(0.1)  # new weights: the push opens a PR
+        pr = model.push_to_hub("user/carded", revision="dev2", create_pr=True).pr_revision
+        report["pr_card"] = readme("user/carded", pr)
         api.create_repo("user/pr-direct")
         report["direct"] = push_default_card(model, "user/pr-direct", create_pr=True)
         report["direct_main"] = files("user/pr-direct")
@@ -497,6 +505,8 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
     assert {"model.safetensors", "config.json", "README.md"} <= set(report["dev"]), report
     assert report["dev_card_ours"], "transformers' generic card replaced ours on the branch"
     assert report["dev_card_loads_dev"], "the branch's card loads main's model"
+    assert 'from_pretrained("user/carded", revision="dev", trust_remote_code=True)' in report["from_main_card"]
+    assert 'from_pretrained("user/carded", revision="dev2", trust_remote_code=True)' in report["pr_card"]
     assert report["direct"] is False and report["direct_main"] == [".gitattributes"] and not report["direct_refs"]
 
 
@@ -835,15 +845,23 @@ def test_a_card_for_a_branch_loads_from_that_branch(tmp_path, use_fallback):
     path = hub_module.write_model_card(tmp_path / "run", config=_mini_config("gpt"), task="causal_lm", datasets=None,
                                        metrics=None, hyperparameters=None, repo_id="user/my-gpt", revision="dev",
                                        template=template)
-    snippets = lambda: re.findall(r"from_pretrained\(([^)]*)\)", path.read_text())
-    assert len(snippets()) == (2 if use_fallback else 4)
-    assert set(snippets()) <= {'"user/my-gpt", revision="dev"', '"user/my-gpt", revision="dev", trust_remote_code=True'}
+    snippets = lambda: re.findall(r"from_pretrained\((.*)\)$", path.read_text(), flags=re.M)
+    count = 2 if use_fallback else 4
+
+    def assert_snippets(*allowed):
+        assert len(snippets()) == count and set(snippets()) <= set(allowed), snippets()
+
+    assert_snippets('"user/my-gpt", revision="dev"', '"user/my-gpt", revision="dev", trust_remote_code=True')
     assert hub_module.retarget_card(path, "user/my-gpt", "dev") is False  # already there: unchanged
     assert hub_module.retarget_card(path, "user/other", "v2") is True
-    assert set(snippets()) <= {'"user/other", revision="v2"', '"user/other", revision="v2", trust_remote_code=True'}
+    assert_snippets('"user/other", revision="v2"', '"user/other", revision="v2", trust_remote_code=True')
+    assert hub_module.retarget_card(path, "user/other", 'odd"name') is True  # quoted as a Python string
+    odd = '"user/other", revision="odd\\"name"'
+    assert_snippets(odd, odd + ", trust_remote_code=True")
+    assert hub_module.retarget_card(path, "user/other", 'odd"name') is False
     for revision in ("main", None, "refs/pr/3"):
         hub_module.retarget_card(path, "user/other", revision)
-        assert set(snippets()) <= {'"user/other"', '"user/other", trust_remote_code=True'}, revision
+        assert_snippets('"user/other"', '"user/other", trust_remote_code=True')
     assert hub_module.retarget_card(path, "user/other", None) is False
     main_card = hub_module.write_model_card(tmp_path / "main", config=_mini_config("gpt"), task="causal_lm",
                                             datasets=None, metrics=None, hyperparameters=None, repo_id="user/my-gpt",

@@ -208,6 +208,26 @@ def test_padded_source_batch_gives_what_each_row_gives_alone():
             assert torch.equal(generated[row, : single.shape[1]], single[0])
 
 
+def test_peft_prefix_tuning_trains_and_generates():
+    """PEFT's prefix tuning puts virtual keys and values into every decoder layer's self-attention cache: the virtual
+    tokens alone train, and cached generation gives the uncached tokens."""
+    from peft import PrefixTuningConfig, get_peft_model
+
+    peft_model = get_peft_model(seq2seq(), PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
+    source, mask = source_batch()
+    target, target_mask = target_batch()
+    peft_model.train()
+    peft_model(input_ids=source, attention_mask=mask, labels=target.masked_fill(target_mask == 0, -100)).loss.backward()
+    trained = [n for n, p in peft_model.named_parameters() if p.grad is not None]
+    assert trained and all("prompt_encoder" in n for n in trained)
+    peft_model.eval()
+    with torch.no_grad():
+        cached = peft_model.generate(input_ids=source, attention_mask=mask, max_new_tokens=5, do_sample=False)
+        uncached = peft_model.generate(input_ids=source, attention_mask=mask, max_new_tokens=5, do_sample=False,
+                                       use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
 @pytest.mark.parametrize("overrides", [{}, {"norm_position": "pre", "position_embedding_type": "rotary"}])
 def test_eager_and_sdpa_agree_on_padded_batches(overrides):
     model = seq2seq(**overrides)
