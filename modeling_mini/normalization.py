@@ -73,7 +73,7 @@ def build_norm(config, size: int | None = None) -> nn.Module:
     """A fresh normalisation layer over ``size`` features (``hidden_size`` unless given: attention's ``qk_norm``
     normalises each head, ``head_dim`` wide), of the configured ``norm_type``."""
     size = config.hidden_size if size is None else size
-    half_weight = config.float32_feed_forward_output  # T5's float16 handling: see HalfWeightRMSNorm
+    half_weight = getattr(config, "float32_feed_forward_output", False)  # T5's float16 handling: HalfWeightRMSNorm
     if config.norm_type == "layernorm":
         layer_norm = HalfWeightLayerNorm if half_weight else nn.LayerNorm
         return layer_norm(size, eps=config.layer_norm_eps, bias=config.norm_bias)
