@@ -179,6 +179,42 @@ class MaskedObjectiveTrainer(Trainer):
             self.data_collator = training_collator
 
 
+def held_out_token_losses(family: str) -> Callable:
+    """``preprocess_logits_for_metrics`` of pretraining: each row's summed negative log-likelihood over the tokens its
+    labels score, and their count, (B, 2) in float64; :func:`loss_per_token` divides the sums.
+
+    The Trainer's ``eval_loss`` is the mean of its batches' mean losses: over several processes it also counts the
+    rows the distributed sampler repeats to even out the last batch (13 rows on 2 processes: one row scored twice),
+    and a masked LM's batches score different numbers of tokens. Reduced per row, a repeated row is dropped with its
+    tokens by the gather, so the held-out loss (and the perplexity) is one loss per held-out token, whatever the
+    number of processes and the batch size."""
+    def reduce(logits, labels):
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        if family == "gpt":  # position t predicts token t + 1 (the model shifts its labels the same way)
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        scored = labels != -100  # (B, T)
+        if logits.dim() == 2:  # sparse_prediction: only the scored tokens' rows, in row order, (N, V)
+            nll = torch.nn.functional.cross_entropy(logits.float(), labels[scored], reduction="none")  # (N,)
+            per_row = torch.zeros(labels.shape[0], dtype=torch.float64, device=nll.device)
+            per_row.index_add_(0, scored.nonzero()[:, 0], nll.double())
+        else:
+            nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                                    reduction="none")  # (B * T,), 0 where not scored
+            per_row = nll.double().view(labels.shape).sum(1)
+        return torch.stack([per_row, scored.sum(1).double()], dim=1)  # (B, 2)
+
+    return reduce
+
+
+def loss_per_token(prediction) -> dict:
+    """``compute_metrics`` of pretraining: the held-out loss per scored token, from :func:`held_out_token_losses`'
+    sums, and the number of held-out rows (blocks) scored. Returned as ``loss``, it becomes the evaluation's
+    ``eval_loss`` (the Trainer prefixes metric names after setting its own ``eval_loss``)."""
+    sums = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1, 2)
+    return {"loss": float(sums[:, 0].sum() / max(sums[:, 1].sum(), 1.0)), "samples": len(sums)}
+
+
 @dataclass
 class SeededMaskedLMCollator(DataCollatorForLanguageModeling, MaskEpoch):
     """BERT's masking (``DataCollatorForLanguageModeling``: ``mlm_probability`` of the tokens, 80% ``[MASK]``, 10%
@@ -416,7 +452,8 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks.append(EpochOfMasks(collator))
     trainer = MaskedObjectiveTrainer(model=model, args=training_args, train_dataset=blocks["train"],
                                      eval_dataset=blocks["validation"], processing_class=tokenizer,
-                                     data_collator=collator, callbacks=callbacks)
+                                     data_collator=collator, callbacks=callbacks, compute_metrics=loss_per_token,
+                                     preprocess_logits_for_metrics=held_out_token_losses(family))
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
