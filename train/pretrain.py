@@ -181,7 +181,7 @@ class MaskedObjectiveTrainer(Trainer):
 
 def held_out_token_losses(family: str) -> Callable:
     """``preprocess_logits_for_metrics`` of pretraining: each row's summed negative log-likelihood over the tokens its
-    labels score, and their count, (B, 2) in float64; :func:`loss_per_token` divides the sums.
+    labels score, and their count, (B, 2) in float64; :class:`LossPerToken` divides the sums.
 
     The Trainer's ``eval_loss`` is the mean of its batches' mean losses: over several processes it also counts the
     rows the distributed sampler repeats to even out the last batch (13 rows on 2 processes: one row scored twice),
@@ -207,12 +207,29 @@ def held_out_token_losses(family: str) -> Callable:
     return reduce
 
 
-def loss_per_token(prediction) -> dict:
+class LossPerToken:
     """``compute_metrics`` of pretraining: the held-out loss per scored token, from :func:`held_out_token_losses`'
     sums, and the number of held-out rows (blocks) scored. Returned as ``loss``, it becomes the evaluation's
-    ``eval_loss`` (the Trainer prefixes metric names after setting its own ``eval_loss``)."""
-    sums = np.asarray(prediction.predictions, dtype=np.float64).reshape(-1, 2)
-    return {"loss": float(sums[:, 0].sum() / max(sums[:, 1].sum(), 1.0)), "samples": len(sums)}
+    ``eval_loss`` (the Trainer prefixes metric names after setting its own ``eval_loss``).
+
+    The sums arrive as one array, as a list of per-batch arrays (``--eval_do_concat_batches false``), or batch by
+    batch (``--batch_eval_metrics true``: ``compute_result`` is False until the last batch); they are added up until
+    the result is asked for."""
+
+    def __init__(self):
+        self.totals = np.zeros(3)  # summed loss, scored tokens, rows
+
+    def __call__(self, prediction, compute_result: bool = True) -> dict:
+        parts = prediction.predictions
+        for part in parts if isinstance(parts, (list, tuple)) else [parts]:
+            if isinstance(part, torch.Tensor):  # batch by batch: still on the device
+                part = part.detach().cpu().double().numpy()
+            sums = np.asarray(part, dtype=np.float64).reshape(-1, 2)  # (rows, 2)
+            self.totals += (sums[:, 0].sum(), sums[:, 1].sum(), len(sums))
+        if not compute_result:
+            return {}
+        (loss, tokens, rows), self.totals = self.totals, np.zeros(3)
+        return {"loss": float(loss / max(tokens, 1.0)), "samples": int(rows)}
 
 
 @dataclass
@@ -394,6 +411,10 @@ def main(argv: list[str] | None = None) -> dict:
     data_args.text_column = data_args.text_column or "text"
     common.check_choice("family", family, common.FAMILIES)
     common.family_config_class(family)  # the family exists in this version
+    if training_args.prediction_loss_only:
+        raise ValueError("--prediction_loss_only: pretraining counts its held-out loss per token from each batch's "
+                         "logits (pretrain.held_out_token_losses), reduced at once to two numbers a row; leave it "
+                         "unset.")
     push = common.take_push_settings(training_args)
     set_seed(training_args.seed)
     common.use_mini_checkpoint(model_args, training_args)  # a transformers checkpoint is converted first
@@ -452,7 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks.append(EpochOfMasks(collator))
     trainer = MaskedObjectiveTrainer(model=model, args=training_args, train_dataset=blocks["train"],
                                      eval_dataset=blocks["validation"], processing_class=tokenizer,
-                                     data_collator=collator, callbacks=callbacks, compute_metrics=loss_per_token,
+                                     data_collator=collator, callbacks=callbacks, compute_metrics=LossPerToken(),
                                      preprocess_logits_for_metrics=held_out_token_losses(family))
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
