@@ -144,6 +144,31 @@ def test_the_held_out_loss_per_token_is_the_same_however_the_evaluation_is_batch
         pretrain_tiny(family, tmp_path / "loss-only", data["corpus"], "--prediction_loss_only", "true")
 
 
+@pytest.mark.parametrize("family", ["gpt", "seq2seq"])
+def test_a_run_evaluated_in_bfloat16_saves_its_float32_weights(data, tmp_path, family):
+    """--bf16_full_eval makes the Trainer cast the model to bfloat16 in place for the final evaluation; the run still
+    saves the weights it trained, in float32 (seq2seq: its final_logits_bias buffer too), and evaluates in bfloat16.
+    Before, the saved model was bfloat16 (config dtype "bfloat16")."""
+    from safetensors.torch import load_file
+
+    metrics = pretrain_tiny(family, tmp_path / "run", data["corpus"], "--bf16", "true", "--bf16_full_eval", "true")
+    assert math.isfinite(metrics["eval_loss"])
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_a_lora_run_evaluated_in_bfloat16_saves_float32_adapter_and_model(pretrained, data, tmp_path):
+    """The same for fine-tuning with LoRA: the adapter and the merged model are saved after the final evaluation."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "lora"
+    finetune.main(["--model_name_or_path", str(pretrained["encoder"]), "--train_files", data["spam"],
+                   "--output_dir", str(out), "--lora_r", "4", *QUICK, "--bf16", "true", "--bf16_full_eval", "true"])
+    for path in (out / "model.safetensors", out / "adapter" / "adapter_model.safetensors"):
+        assert {tensor.dtype for tensor in load_file(path).values()} == {torch.float32}, path
+
+
 def test_pretrained_gpt_reloads_and_generates(pretrained):
     model = AutoModelForCausalLM.from_pretrained(pretrained["gpt"])
     out = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False)

@@ -1021,6 +1021,31 @@ def metric(name: str):
     return evaluate.load(str(METRICS_DIR / name))
 
 
+def final_evaluation(trainer) -> dict:
+    """``trainer.evaluate()`` after training, the trained weights kept as they were.
+
+    With ``--bf16_full_eval`` / ``--fp16_full_eval`` the Trainer casts the model to half precision in place for an
+    evaluation outside training, so the model saved after it (and a LoRA adapter) would be rounded to bfloat16 and
+    load so (transformers' ``run_clm.py`` saves before it evaluates). A copy of every tensor is kept on the CPU and
+    put back, each in its own dtype (a T5 in float16 keeps float32 feed-forward outputs)."""
+    args = trainer.args
+    if not (args.bf16_full_eval or args.fp16_full_eval):
+        return trainer.evaluate()
+    model = trainer.model
+    parameters = list(model.named_parameters(remove_duplicate=False))
+    buffers = [(module, name) for _, module in model.named_modules() for name, buffer in module._buffers.items()
+               if buffer is not None]
+    kept_parameters = [parameter.detach().to("cpu", copy=True) for _, parameter in parameters]
+    kept_buffers = [module._buffers[name].to("cpu", copy=True) for module, name in buffers]
+    try:
+        return trainer.evaluate()
+    finally:
+        for (_, parameter), kept in zip(parameters, kept_parameters, strict=True):
+            parameter.data = kept.to(parameter.device)  # the same Parameter objects: ties stay
+        for (module, name), kept in zip(buffers, kept_buffers, strict=True):  # `.to` made new buffer tensors
+            module._buffers[name] = kept.to(module._buffers[name].device)
+
+
 def finish_run(trainer, tokenizer, *, recipe: dict, task: str, datasets_used, metrics: dict, base_model=None,
                push: dict | None = None, use_cache: bool | None = None) -> None:
     """Write the output folder: model, tokenizer, state, resolved recipe, loss curve, model card; then push.

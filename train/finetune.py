@@ -879,7 +879,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
-    metrics.update(trainer.evaluate())
+    metrics.update(common.final_evaluation(trainer))  # with --bf16_full_eval too, the float32 weights are saved
     if task_args.lora_r:
         # the adapter alone (small; loads onto the pretrained checkpoint with PeftModel.from_pretrained), then the
         # merged model, a plain mini model, as the run's model: it loads, serves and publishes like any other

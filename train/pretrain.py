@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     guard.raise_if_stopped(training_args.output_dir)
     metrics = dict(result.metrics)
-    metrics.update(trainer.evaluate())
+    metrics.update(common.final_evaluation(trainer))  # with --bf16_full_eval too, the float32 weights are saved
     metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     trainer.log_metrics("eval", {"perplexity": metrics["perplexity"]})
     recipe = common.resolved_recipe(model_args, data_args, pretrain_args, training_args)
