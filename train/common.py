@@ -1027,9 +1027,10 @@ def final_evaluation(trainer) -> dict:
     With ``--bf16_full_eval`` / ``--fp16_full_eval`` the Trainer casts the model to half precision in place for an
     evaluation outside training, so the model saved after it (and a LoRA adapter) would be rounded to bfloat16 and
     load so (transformers' ``run_clm.py`` saves before it evaluates). A copy of every tensor is kept on the CPU and
-    put back, each in its own dtype (a T5 in float16 keeps float32 feed-forward outputs)."""
+    put back, each in its own dtype (a T5 in float16 keeps float32 feed-forward outputs). Not under FSDP or
+    DeepSpeed, whose sharded weights this copy would not restore: there the flags keep transformers' behaviour."""
     args = trainer.args
-    if not (args.bf16_full_eval or args.fp16_full_eval):
+    if not (args.bf16_full_eval or args.fp16_full_eval) or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         return trainer.evaluate()
     model = trainer.model
     parameters = list(model.named_parameters(remove_duplicate=False))
