@@ -33,9 +33,9 @@ def test_a_half_precision_export_keeps_its_float32_tables(tmp_path, name, dtype)
     """The export of a half-precision model holds every buffer as transformers loads it at that dtype. Before, the
     export was built in float32 and cast whole, so its rotary inverse frequencies (GPT-J: its sine table) were in
     half precision: angles off by up to 0.71 at position 2,048 in bfloat16."""
-    ROTARY[name]().save_pretrained(tmp_path)
-    hf_cls = type(ROTARY[name]())
-    hf = hf_cls.from_pretrained(tmp_path, dtype=dtype).eval()
+    reference = ROTARY[name]()
+    reference.save_pretrained(tmp_path)
+    hf = type(reference).from_pretrained(tmp_path, dtype=dtype).eval()
     back = to_hf(from_hf(hf))
     buffers = dict(back.named_buffers())
     assert buffers.keys() == dict(hf.named_buffers()).keys()

@@ -194,14 +194,11 @@ def held_out_token_losses(family: str) -> Callable:
         if family == "gpt":  # position t predicts token t + 1 (the model shifts its labels the same way)
             logits, labels = logits[:, :-1], labels[:, 1:]
         scored = labels != -100  # (B, T)
-        if logits.dim() == 2:  # sparse_prediction: only the scored tokens' rows, in row order, (N, V)
-            nll = torch.nn.functional.cross_entropy(logits.float(), labels[scored], reduction="none")  # (N,)
-            per_row = torch.zeros(labels.shape[0], dtype=torch.float64, device=nll.device)
-            per_row.index_add_(0, scored.nonzero()[:, 0], nll.double())
-        else:
-            nll = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100,
-                                                    reduction="none")  # (B * T,), 0 where not scored
-            per_row = nll.double().view(labels.shape).sum(1)
+        # the scored tokens' rows, in row order, (N, V): as they come with sparse_prediction, else picked out
+        scored_logits = logits if logits.dim() == 2 else logits[scored]
+        nll = torch.nn.functional.cross_entropy(scored_logits.float(), labels[scored], reduction="none")  # (N,)
+        per_row = torch.zeros(labels.shape[0], dtype=torch.float64, device=nll.device)
+        per_row.index_add_(0, scored.nonzero()[:, 0], nll.double())  # each token's loss onto its row
         return torch.stack([per_row, scored.sum(1).double()], dim=1)  # (B, 2)
 
     return reduce
