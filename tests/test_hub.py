@@ -14,7 +14,8 @@ The server runs in this process (stdlib threads). Every client step runs in a su
 
 Both run once per upload path: Xet (the default) and ``HF_HUB_DISABLE_XET=1`` (LFS). Publishing edge cases
 (chat template and sentencepiece files, stale weights after a sharded save, a push to a new branch or a PR)
-each run a short ``EDGE`` script; the card's metadata and templates are checked in process.
+each have a short ``EDGE`` script body, all run in one subprocess; the card's metadata and templates are checked
+in process.
 """
 
 import importlib.util
@@ -398,77 +399,116 @@ def test_finetune_from_a_hub_id_and_push_to_hub(hub, tmp_path, bpe_tokenizer):
     assert not any(TOKEN in text for text in logs)
 
 
-# Edge cases of publishing, each in its own subprocess (GPT only, Xet upload path). The script writes its
-# findings into WORK/report.json; the test asserts on them.
+# Edge cases of publishing (GPT only, Xet upload path). Each test registers its script body with @edge_case and
+# asserts on the report the body fills in. The bodies of the selected tests run one after another in a single
+# subprocess (a subprocess costs seconds of imports), each in its own folder, namespace, model and tokenizer, and
+# against repositories of its own; an exception in one body fails that test alone, with its traceback.
 EDGE = COMMON + textwrap.dedent(
     """
+    import traceback
     from huggingface_hub import HfApi
     import transformers
     import modeling_mini
     from modeling_mini.hub import publish_folder, push_default_card, write_model_card
 
-    api, report = HfApi(), {}
+    api = HfApi()
     files = lambda repo, rev="main": sorted(api.list_repo_files(repo, revision=rev))
     prs = lambda repo: [r.ref for r in api.list_repo_refs(repo, include_pull_requests=True).pull_requests]
-    tok = transformers.AutoTokenizer.from_pretrained(WORK / "tok")
-    torch.manual_seed(0)
-    model = modeling_mini.MiniGPTForCausalLM(modeling_mini.MiniGPTConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}))
-    out = WORK / "out"
+    reports = {}
+    for name, (body, spec) in SPEC["cases"].items():
+        work = WORK / name
+        work.mkdir()
+        tok = transformers.AutoTokenizer.from_pretrained(WORK / "tok")
+        torch.manual_seed(0)
+        model = modeling_mini.MiniGPTForCausalLM(
+            modeling_mini.MiniGPTConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}))
+        scope = dict(globals(), WORK=work, SPEC={"tiny": SPEC["tiny"], **spec}, tok=tok, model=model, out=work / "out",
+                     report={})
+        try:
+            exec(compile(body, name, "exec"), scope)
+            reports[name] = {"report": scope["report"]}
+        except Exception:
+            reports[name] = {"traceback": traceback.format_exc()}
+    (WORK / "reports.json").write_text(json.dumps(reports))
     """
 )
 CHAT_TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+EDGE_CASES: dict[str, tuple[str, dict]] = {}  # test name -> (script body, what it reads from SPEC besides "tiny")
 
 
-def _run_edge(hub, tmp_path: Path, tokenizer, body: str, **spec) -> dict:
-    """Run ``EDGE + body`` against the local Hub with a token and return its report; the token must not leak."""
-    tokenizer.save_pretrained(tmp_path / "tok")
-    spec = {"tiny": {k: v for k, v in TINY.items() if k != "vocab_size"}, **spec}
-    body = textwrap.dedent(body) + '\n(WORK / "report.json").write_text(json.dumps(report))\n'
+def edge_case(body: str, **spec):
+    """Register ``body`` as the decorated test's EDGE script; the test gets its report from the ``report`` fixture."""
+
+    def register(test):
+        EDGE_CASES[test.__name__] = (textwrap.dedent(body), spec)
+        return test
+
+    return register
+
+
+@pytest.fixture(scope="module")
+def edge_reports(request, hub, tmp_path_factory, bpe_tokenizer) -> dict:
+    """Run the bodies of this session's selected edge tests against the local Hub with a token, in one subprocess;
+    the token must not leak into what it prints."""
+    selected = [item.originalname for item in request.session.items if item.module is request.module]
+    cases = {name: EDGE_CASES[name] for name in selected if name in EDGE_CASES}
+    work = tmp_path_factory.mktemp("edge")
+    bpe_tokenizer.save_pretrained(work / "tok")
+    spec = {"tiny": {k: v for k, v in TINY.items() if k != "vocab_size"}, "cases": cases}
     log: list[str] = []
-    _run(EDGE + body, tmp_path, "xet", _env(hub, tmp_path / "home", "xet", token=True), spec, log)
+    _run(EDGE, work, "xet", _env(hub, work / "home", "xet", token=True), spec, log)
     assert not any(TOKEN in text for text in log)
-    return json.loads((tmp_path / "report.json").read_text())
+    return json.loads((work / "reports.json").read_text())
+
+
+@pytest.fixture
+def report(request, edge_reports) -> dict:
+    """The report of this test's edge script."""
+    result = edge_reports[request.node.originalname]
+    if "traceback" in result:
+        pytest.fail(f"the edge script failed:\n{result['traceback']}", pytrace=False)
+    return result["report"]
 
 
 @pytest.mark.slow
-def test_publish_sends_chat_template_and_sentencepiece_files(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(out)
+    tok.chat_template = SPEC["chat_template"]
+    tok.save_pretrained(out)
+    (out / "source.spm").write_bytes(b"stand-in for a Marian sentencepiece model")
+    publish_folder(out, "user/chat")
+    report["files"] = files("user/chat")
+    report["template"] = transformers.AutoTokenizer.from_pretrained("user/chat").chat_template
+""", chat_template=CHAT_TEMPLATE)
+def test_publish_sends_chat_template_and_sentencepiece_files(report):
     """A tokenizer's chat template and sentencepiece models are published: the Hub tokenizer keeps its template."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(out)
-        tok.chat_template = SPEC["chat_template"]
-        tok.save_pretrained(out)
-        (out / "source.spm").write_bytes(b"stand-in for a Marian sentencepiece model")
-        publish_folder(out, "user/chat")
-        report["files"] = files("user/chat")
-        report["template"] = transformers.AutoTokenizer.from_pretrained("user/chat").chat_template
-    """, chat_template=CHAT_TEMPLATE)
     assert {"chat_template.jinja", "source.spm", "tokenizer.json"} <= set(report["files"]), report["files"]
     assert report["template"] == CHAT_TEMPLATE
 
 
 @pytest.mark.slow
-def test_publish_deletes_stale_weights(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                     hyperparameters=None, repo_id="user/shards")
+    publish_folder(out, "user/shards")
+    api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.txt", repo_id="user/shards")
+    report["first"] = files("user/shards")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.25)
+    model.save_pretrained(out, max_shard_size="20KB")
+    commits = len(api.list_repo_commits("user/shards"))
+    publish_folder(out, "user/shards", commit_message="sharded")
+    report["one_commit"] = len(api.list_repo_commits("user/shards")) == commits + 1
+    report["second"] = files("user/shards")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained("user/shards").state_dict()
+    report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+""")
+def test_publish_deletes_stale_weights(report):
     """A sharded save published after a single-file one: the old model.safetensors is deleted in the same commit
     (transformers would prefer it), so the Hub model has the new weights; the card and hand-added files stay."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-        write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
-                         hyperparameters=None, repo_id="user/shards")
-        publish_folder(out, "user/shards")
-        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.txt", repo_id="user/shards")
-        report["first"] = files("user/shards")
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.25)
-        model.save_pretrained(out, max_shard_size="20KB")
-        commits = len(api.list_repo_commits("user/shards"))
-        publish_folder(out, "user/shards", commit_message="sharded")
-        report["one_commit"] = len(api.list_repo_commits("user/shards")) == commits + 1
-        report["second"] = files("user/shards")
-        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/shards").state_dict()
-        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
-    """)
     assert "model.safetensors" in report["first"], report["first"]
     second = set(report["second"])
     assert "model.safetensors" not in second and "model.safetensors.index.json" in second, second
@@ -478,29 +518,29 @@ def test_publish_deletes_stale_weights(hub, tmp_path, bpe_tokenizer):
 
 
 @pytest.mark.slow
-def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.push_to_hub("user/branch", revision="dev")
+    report["main"], report["dev"] = files("user/branch"), files("user/branch", "dev")
+    card = api.hf_hub_download("user/branch", "README.md", revision="dev")
+    report["dev_card_ours"] = "mini-transformers" in open(card).read()
+    snippet = 'from_pretrained("user/branch", revision="dev", trust_remote_code=True)'
+    report["dev_card_loads_dev"] = snippet in open(card).read()
+    readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
+    model.push_to_hub("user/carded")  # main has our card: a new branch starts from it
+    model.push_to_hub("user/carded", revision="dev")
+    report["from_main_card"] = readme("user/carded", "dev")
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)  # new weights: the push opens a PR
+    pr = model.push_to_hub("user/carded", revision="dev2", create_pr=True).pr_revision
+    report["pr_card"] = readme("user/carded", pr)
+    api.create_repo("user/pr-direct")
+    report["direct"] = push_default_card(model, "user/pr-direct", create_pr=True)
+    report["direct_main"] = files("user/pr-direct")
+    report["direct_refs"] = prs("user/pr-direct")
+""")
+def test_push_to_hub_on_a_new_branch(report):
     """`model.push_to_hub(repo, revision="dev")` creates the branch (the card upload used to hit a missing branch)
     and leaves main alone; push_default_card with create_pr commits nothing."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.push_to_hub("user/branch", revision="dev")
-        report["main"], report["dev"] = files("user/branch"), files("user/branch", "dev")
-        card = api.hf_hub_download("user/branch", "README.md", revision="dev")
-        report["dev_card_ours"] = "mini-transformers" in open(card).read()
-        snippet = 'from_pretrained("user/branch", revision="dev", trust_remote_code=True)'
-        report["dev_card_loads_dev"] = snippet in open(card).read()
-        readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
-        model.push_to_hub("user/carded")  # main has our card: a new branch starts from it
-        model.push_to_hub("user/carded", revision="dev")
-        report["from_main_card"] = readme("user/carded", "dev")
-        with torch.no_grad():
-            next(model.parameters()).add_(0.1)  # new weights: the push opens a PR
-        pr = model.push_to_hub("user/carded", revision="dev2", create_pr=True).pr_revision
-        report["pr_card"] = readme("user/carded", pr)
-        api.create_repo("user/pr-direct")
-        report["direct"] = push_default_card(model, "user/pr-direct", create_pr=True)
-        report["direct_main"] = files("user/pr-direct")
-        report["direct_refs"] = prs("user/pr-direct")
-    """)
     assert report["main"] == [".gitattributes"], report
     assert {"model.safetensors", "config.json", "README.md"} <= set(report["dev"]), report
     assert report["dev_card_ours"], "transformers' generic card replaced ours on the branch"
@@ -511,26 +551,26 @@ def test_push_to_hub_on_a_new_branch(hub, tmp_path, bpe_tokenizer):
 
 
 @pytest.mark.slow
-def test_push_to_hub_create_pr_leaves_main_untouched(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.push_to_hub("user/pr", create_pr=True)
+    report["main"] = files("user/pr")
+    report["prs"] = prs("user/pr")
+    report["pr"] = files("user/pr", report["prs"][0]) if report["prs"] else []
+    card = open(api.hf_hub_download("user/pr", "README.md", revision="refs/pr/1")).read()
+    report["pr_card_ours"] = "mini-transformers" in card and "pipeline_tag: text-generation" in card
+    api.create_repo("user/pr-card")
+    api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                    repo_id="user/pr-card")
+    model.push_to_hub("user/pr-card", create_pr=True)
+    report["kept"] = open(api.hf_hub_download("user/pr-card", "README.md", revision="refs/pr/1")).read()
+    model.push_to_hub("user/pr-card", revision="dev", create_pr=True)  # a new branch: made from main, its card
+    report["kept_on_new_branch"] = open(api.hf_hub_download("user/pr-card", "README.md",
+                                                            revision="refs/pr/2")).read()
+""")
+def test_push_to_hub_create_pr_leaves_main_untouched(report):
     """`model.push_to_hub(repo, create_pr=True)` puts everything, card included, into the pull request; main gets
     no commit. The PR's card is this package's (transformers' template went in first); a push to a repository whose
     main has a card leaves that card as it is."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.push_to_hub("user/pr", create_pr=True)
-        report["main"] = files("user/pr")
-        report["prs"] = prs("user/pr")
-        report["pr"] = files("user/pr", report["prs"][0]) if report["prs"] else []
-        card = open(api.hf_hub_download("user/pr", "README.md", revision="refs/pr/1")).read()
-        report["pr_card_ours"] = "mini-transformers" in card and "pipeline_tag: text-generation" in card
-        api.create_repo("user/pr-card")
-        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
-                        repo_id="user/pr-card")
-        model.push_to_hub("user/pr-card", create_pr=True)
-        report["kept"] = open(api.hf_hub_download("user/pr-card", "README.md", revision="refs/pr/1")).read()
-        model.push_to_hub("user/pr-card", revision="dev", create_pr=True)  # a new branch: made from main, its card
-        report["kept_on_new_branch"] = open(api.hf_hub_download("user/pr-card", "README.md",
-                                                                revision="refs/pr/2")).read()
-    """)
     assert report["main"] == [".gitattributes"], report
     assert report["prs"] == ["refs/pr/1"] and {"model.safetensors", "README.md"} <= set(report["pr"]), report
     assert report["pr_card_ours"], "transformers' generic card is the pull request's"
@@ -591,24 +631,24 @@ def test_publish_refuses_a_folder_with_both_weight_layouts(tmp_path):
 
 
 @pytest.mark.slow
-def test_publish_keeps_repo_files_the_folder_never_had(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(out, max_shard_size="20KB")
+    publish_folder(out, "user/keep")
+    tok.push_to_hub("user/keep")
+    api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/keep")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    model.save_pretrained(out)
+    publish_folder(out, "user/keep", commit_message="single file")
+    report["files"] = files("user/keep")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained("user/keep").state_dict()
+    report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    report["tokenizer"] = len(transformers.AutoTokenizer.from_pretrained("user/keep")) == len(tok)
+""")
+def test_publish_keeps_repo_files_the_folder_never_had(report):
     """publish_folder of a model-only folder keeps a tokenizer pushed on its own and a file added on the Hub; it
     deletes only weights the folder's supersede (here the old index and shards after a single-file save)."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(out, max_shard_size="20KB")
-        publish_folder(out, "user/keep")
-        tok.push_to_hub("user/keep")
-        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/keep")
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.1)
-        model.save_pretrained(out)
-        publish_folder(out, "user/keep", commit_message="single file")
-        report["files"] = files("user/keep")
-        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/keep").state_dict()
-        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
-        report["tokenizer"] = len(transformers.AutoTokenizer.from_pretrained("user/keep")) == len(tok)
-    """)
     names = set(report["files"])
     assert {"tokenizer.json", "tokenizer_config.json", "NOTES.md", "model.safetensors"} <= names, names
     assert not [n for n in names if n.startswith("model-") or n.endswith(".index.json")], names
@@ -616,27 +656,27 @@ def test_publish_keeps_repo_files_the_folder_never_had(hub, tmp_path, bpe_tokeni
 
 
 @pytest.mark.slow
-def test_push_to_hub_again_to_a_branch_or_a_pr_keeps_the_card(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
+    model.push_to_hub("user/twice", revision="dev")
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    model.push_to_hub("user/twice", revision="dev")
+    report["again"] = readme("user/twice", "dev")
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)  # new weights: the push opens a PR whatever its card
+    pr = model.push_to_hub("user/twice", revision="dev", create_pr=True).pr_revision
+    report["pr"] = readme("user/twice", pr)
+    api.create_branch("user/twice", branch="mine")
+    api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                    repo_id="user/twice", revision="mine")
+    model.push_to_hub("user/twice", revision="mine")
+    report["mine"] = readme("user/twice", "mine")
+    report["main"] = files("user/twice")
+""")
+def test_push_to_hub_again_to_a_branch_or_a_pr_keeps_the_card(report):
     """A second push to a branch, or a pull request into it, ends with the branch's card (ours, or one its owner
     wrote), not transformers' template: transformers re-uploads main's card, and main has none here."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        readme = lambda repo, rev: open(api.hf_hub_download(repo, "README.md", revision=rev)).read()
-        model.push_to_hub("user/twice", revision="dev")
-        with torch.no_grad():
-            next(model.parameters()).add_(0.1)
-        model.push_to_hub("user/twice", revision="dev")
-        report["again"] = readme("user/twice", "dev")
-        with torch.no_grad():
-            next(model.parameters()).add_(0.1)  # new weights: the push opens a PR whatever its card
-        pr = model.push_to_hub("user/twice", revision="dev", create_pr=True).pr_revision
-        report["pr"] = readme("user/twice", pr)
-        api.create_branch("user/twice", branch="mine")
-        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
-                        repo_id="user/twice", revision="mine")
-        model.push_to_hub("user/twice", revision="mine")
-        report["mine"] = readme("user/twice", "mine")
-        report["main"] = files("user/twice")
-    """)
     for name in ("again", "pr"):
         assert "mini-transformers" in report[name] and "pipeline_tag: text-generation" in report[name], report[name]
     assert "mine" in report["mine"] and "mini-transformers" not in report["mine"], report["mine"]
@@ -644,28 +684,28 @@ def test_push_to_hub_again_to_a_branch_or_a_pr_keeps_the_card(hub, tmp_path, bpe
 
 
 @pytest.mark.slow
-def test_publish_cli_points_a_run_card_at_the_target_repo(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    sys.path.insert(0, SPEC["train_dir"])
+    import publish
+    readme = lambda repo: open(api.hf_hub_download(repo, "README.md")).read()
+    run = WORK / "run-out"
+    model.save_pretrained(run)
+    write_model_card(run, config=model.config, task="causal_lm", datasets=["tiny_shakespeare"],
+                     metrics={"eval_loss": 2.0}, hyperparameters={"learning_rate": 0.001}, repo_id=None)
+    publish.main([str(run), "--hub_model_id", "user/real-name"])
+    report["card"] = readme("user/real-name")
+    write_model_card(run, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                     hyperparameters=None, repo_id="bare-run")  # as a run given --hub_model_id bare-run writes it
+    from modeling_mini.hub import publish_folder
+    publish_folder(run, "bare-run")  # what such a run's finish_run calls
+    report["bare"] = readme("user/bare-run")
+    (run / "README.md").write_text("my own notes: from_pretrained('<user>/run-out')\\n")
+    publish.main([str(run), "--hub_model_id", "user/other-name"])
+    report["foreign"] = readme("user/other-name")
+""", train_dir=str(ROOT / "train"))
+def test_publish_cli_points_a_run_card_at_the_target_repo(report):
     """A run without --push_to_hub writes its card for `<user>/<folder>`; train/publish.py publishes it with the
     target id in the snippets and the name, its metrics kept. A README this package did not write is sent as is."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        sys.path.insert(0, SPEC["train_dir"])
-        import publish
-        readme = lambda repo: open(api.hf_hub_download(repo, "README.md")).read()
-        run = WORK / "run-out"
-        model.save_pretrained(run)
-        write_model_card(run, config=model.config, task="causal_lm", datasets=["tiny_shakespeare"],
-                         metrics={"eval_loss": 2.0}, hyperparameters={"learning_rate": 0.001}, repo_id=None)
-        publish.main([str(run), "--hub_model_id", "user/real-name"])
-        report["card"] = readme("user/real-name")
-        write_model_card(run, config=model.config, task="causal_lm", datasets=None, metrics=None,
-                         hyperparameters=None, repo_id="bare-run")  # as a run given --hub_model_id bare-run writes it
-        from modeling_mini.hub import publish_folder
-        publish_folder(run, "bare-run")  # what such a run's finish_run calls
-        report["bare"] = readme("user/bare-run")
-        (run / "README.md").write_text("my own notes: from_pretrained('<user>/run-out')\\n")
-        publish.main([str(run), "--hub_model_id", "user/other-name"])
-        report["foreign"] = readme("user/other-name")
-    """, train_dir=str(ROOT / "train"))
     from huggingface_hub import ModelCard
 
     card = ModelCard(report["card"])
@@ -714,39 +754,39 @@ def test_held_out_figures_only_and_every_tokenizer_file():
 
 
 @pytest.mark.slow
-def test_publish_and_push_to_a_repo_name_without_namespace(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(out)
+    report["commit"] = publish_folder(out, "bare-name") is not None
+    report["files"] = files("user/bare-name")
+    api.create_repo("user/bare-pr")
+    api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
+                    repo_id="user/bare-pr")
+    model.push_to_hub("bare-pr", create_pr=True)
+    report["pr_card"] = open(api.hf_hub_download("user/bare-pr", "README.md", revision="refs/pr/1")).read()
+""")
+def test_publish_and_push_to_a_repo_name_without_namespace(report):
     """`publish_folder(out, "name")` and `push_to_hub("name", create_pr=True)` work on the token's user/name (the
     full id create_repo returns): the publish used to fail on the bare name, and the PR lost the repo's own card."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(out)
-        report["commit"] = publish_folder(out, "bare-name") is not None
-        report["files"] = files("user/bare-name")
-        api.create_repo("user/bare-pr")
-        api.upload_file(path_or_fileobj=b"---\\nlicense: mit\\n---\\nmine\\n", path_in_repo="README.md",
-                        repo_id="user/bare-pr")
-        model.push_to_hub("bare-pr", create_pr=True)
-        report["pr_card"] = open(api.hf_hub_download("user/bare-pr", "README.md", revision="refs/pr/1")).read()
-    """)
     assert report["commit"] and {"model.safetensors", "config.json"} <= set(report["files"]), report
     assert "mine" in report["pr_card"] and "mini-transformers" not in report["pr_card"], report["pr_card"]
 
 
 @pytest.mark.slow
-def test_push_to_hub_with_shards_deletes_the_old_single_file(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.push_to_hub("user/push-shards")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.25)
+    model.push_to_hub("user/push-shards", max_shard_size="20KB")
+    report["sharded"] = files("user/push-shards")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained("user/push-shards").state_dict()
+    report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    model.push_to_hub("user/push-shards")
+    report["single"] = files("user/push-shards")
+""")
+def test_push_to_hub_with_shards_deletes_the_old_single_file(report):
     """`push_to_hub(max_shard_size=...)` after a single-file push deletes the old model.safetensors (transformers
     only adds files, and from_pretrained preferred the stale file); the reverse deletes the old index and shards."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.push_to_hub("user/push-shards")
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.25)
-        model.push_to_hub("user/push-shards", max_shard_size="20KB")
-        report["sharded"] = files("user/push-shards")
-        loaded = transformers.AutoModelForCausalLM.from_pretrained("user/push-shards").state_dict()
-        report["equal"] = all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
-        model.push_to_hub("user/push-shards")
-        report["single"] = files("user/push-shards")
-    """)
     sharded = set(report["sharded"])
     assert "model.safetensors" not in sharded and "model.safetensors.index.json" in sharded, sharded
     assert report["equal"], report
@@ -1179,13 +1219,13 @@ def test_card_results_keep_the_split_and_leave_out_sample_counts(tmp_path):
 
 
 @pytest.mark.slow
-def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(WORK / "sp", push_to_hub=True, repo_id="user/sp")
+    report["card"] = open(api.hf_hub_download("user/sp", "README.md")).read()
+""")
+def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(report):
     """`save_pretrained(folder, push_to_hub=True)` bypasses `push_to_hub`: transformers writes its generic template
     into the folder and uploads it. The upload now carries this package's card (task, tags, loading snippet)."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(WORK / "sp", push_to_hub=True, repo_id="user/sp")
-        report["card"] = open(api.hf_hub_download("user/sp", "README.md")).read()
-    """)
     from modeling_mini.hub import is_generic_card
 
     assert not is_generic_card(report["card"]), report["card"][:500]
@@ -1304,39 +1344,39 @@ def test_publish_cli_refuses_a_task_the_model_cannot_load(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    model.save_pretrained(out)
+    tok.chat_template = SPEC["chat_template"]
+    tok.save_pretrained(out)
+    write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
+                     hyperparameters=None, repo_id="user/match")
+    publish_folder(out, "user/match")
+    api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/match")
+    report["first"] = files("user/match")
+    (out / "chat_template.jinja").unlink()
+    commits = len(api.list_repo_commits("user/match"))
+    publish_folder(out, "user/match", commit_message="no template")
+    report["one_commit"] = len(api.list_repo_commits("user/match")) == commits + 1
+    report["second"] = files("user/match")
+    report["template"] = transformers.AutoTokenizer.from_pretrained("user/match").chat_template
+    encoder = WORK / "encoder"
+    config = modeling_mini.MiniEncoderConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}, num_labels=2)
+    modeling_mini.MiniEncoderForSequenceClassification(config).save_pretrained(encoder)
+    tok.chat_template = None
+    tok.save_pretrained(encoder)
+    publish_folder(encoder, "user/match", commit_message="encoder")
+    report["third"] = files("user/match")
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained("user/match")
+    report["loaded"] = type(loaded).__name__
+    publish_folder(out, "user/pushed")  # the GPT with its tokenizer, then an encoder pushed over it
+    modeling_mini.MiniEncoderForSequenceClassification(config).push_to_hub("user/pushed")
+    report["pushed"] = files("user/pushed")
+""", chat_template=CHAT_TEMPLATE)
+def test_publish_deletes_files_the_folder_no_longer_has(report):
     """publish_folder makes the repository match the folder, in one commit: a chat template removed from the folder
     leaves the Hub (the Hub tokenizer kept it), and an encoder classifier published over a GPT leaves no
     modeling_gpt.py or generation_config.json, and so does one pushed over it with push_to_hub. The card and a file
     added on the Hub stay."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        model.save_pretrained(out)
-        tok.chat_template = SPEC["chat_template"]
-        tok.save_pretrained(out)
-        write_model_card(out, config=model.config, task="causal_lm", datasets=None, metrics=None,
-                         hyperparameters=None, repo_id="user/match")
-        publish_folder(out, "user/match")
-        api.upload_file(path_or_fileobj=b"added on the Hub", path_in_repo="NOTES.md", repo_id="user/match")
-        report["first"] = files("user/match")
-        (out / "chat_template.jinja").unlink()
-        commits = len(api.list_repo_commits("user/match"))
-        publish_folder(out, "user/match", commit_message="no template")
-        report["one_commit"] = len(api.list_repo_commits("user/match")) == commits + 1
-        report["second"] = files("user/match")
-        report["template"] = transformers.AutoTokenizer.from_pretrained("user/match").chat_template
-        encoder = WORK / "encoder"
-        config = modeling_mini.MiniEncoderConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}, num_labels=2)
-        modeling_mini.MiniEncoderForSequenceClassification(config).save_pretrained(encoder)
-        tok.chat_template = None
-        tok.save_pretrained(encoder)
-        publish_folder(encoder, "user/match", commit_message="encoder")
-        report["third"] = files("user/match")
-        loaded = transformers.AutoModelForSequenceClassification.from_pretrained("user/match")
-        report["loaded"] = type(loaded).__name__
-        publish_folder(out, "user/pushed")  # the GPT with its tokenizer, then an encoder pushed over it
-        modeling_mini.MiniEncoderForSequenceClassification(config).push_to_hub("user/pushed")
-        report["pushed"] = files("user/pushed")
-    """, chat_template=CHAT_TEMPLATE)
     assert {"chat_template.jinja", "modeling_gpt.py", "generation_config.json"} <= set(report["first"])
     second = set(report["second"])
     assert "chat_template.jinja" not in second and report["template"] is None and report["one_commit"], report
@@ -1350,44 +1390,44 @@ def test_publish_deletes_files_the_folder_no_longer_has(hub, tmp_path, bpe_token
 
 
 @pytest.mark.slow
-def test_publish_cli_and_push_of_a_converted_model(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    sys.path.insert(0, SPEC["train_dir"])
+    import publish
+    from huggingface_hub import ModelCard, hf_hub_download
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+    from modeling_mini.convert import from_hf
+    from modeling_mini.hub import base_model_license
+    card = lambda repo: ModelCard.load(repo).data.to_dict()
+    config_of = lambda repo: json.load(open(hf_hub_download(repo, "config.json")))
+    GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4)).push_to_hub("user/base-gpt2")
+    api.upload_file(path_or_fileobj=b"---\\nlicense: other\\nlicense_name: foo-license\\n---\\n# base\\n",
+                    path_in_repo="README.md", repo_id="user/base-gpt2")
+    converted = WORK / "converted"
+    from_hf(transformers.AutoModelForCausalLM.from_pretrained("user/base-gpt2")).save_pretrained(converted)
+    publish.main([str(converted), "--hub_model_id", "user/conv-publish"])
+    report["publish"] = card("user/conv-publish")
+    report["through"] = base_model_license(str(converted))
+    private = WORK / "alice-private" / "bert-ckpt"
+    BertForMaskedLM(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                               intermediate_size=37)).save_pretrained(private)
+    (private / "README.md").write_text("---\\nlicense: mit\\n---\\n")
+    mini = from_hf(BertForMaskedLM.from_pretrained(private))
+    mini.push_to_hub("user/leak")
+    report["pushed_config"] = config_of("user/leak")
+    report["pushed_card"] = open(hf_hub_download("user/leak", "README.md")).read()
+    old = WORK / "old"  # as the old from_hf saved it: the local path in config.json
+    mini.config.converted_from = str(private)
+    mini.save_pretrained(old)
+    publish_folder(old, "user/old")
+    report["old_config"] = config_of("user/old")
+    report["republish"] = publish_folder(old, "user/old") is None
+    report["work"] = str(WORK)
+""", train_dir=str(ROOT / "train"))
+def test_publish_cli_and_push_of_a_converted_model(report):
     """train/publish.py writes a converted model's card as push_to_hub does: its source (`config.converted_from`) is
     the base model and gives the licence (it said apache-2.0, no base); a folder fine-tuned from reads its licence
     through it. A model converted from a local folder publishes no path: not in the pushed config, nor in the
     config.json an older version saved (publish_folder leaves it out, and republishing makes no new commit)."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        sys.path.insert(0, SPEC["train_dir"])
-        import publish
-        from huggingface_hub import ModelCard, hf_hub_download
-        from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
-        from modeling_mini.convert import from_hf
-        from modeling_mini.hub import base_model_license
-        card = lambda repo: ModelCard.load(repo).data.to_dict()
-        config_of = lambda repo: json.load(open(hf_hub_download(repo, "config.json")))
-        GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4)).push_to_hub("user/base-gpt2")
-        api.upload_file(path_or_fileobj=b"---\\nlicense: other\\nlicense_name: foo-license\\n---\\n# base\\n",
-                        path_in_repo="README.md", repo_id="user/base-gpt2")
-        converted = WORK / "converted"
-        from_hf(transformers.AutoModelForCausalLM.from_pretrained("user/base-gpt2")).save_pretrained(converted)
-        publish.main([str(converted), "--hub_model_id", "user/conv-publish"])
-        report["publish"] = card("user/conv-publish")
-        report["through"] = base_model_license(str(converted))
-        private = WORK / "alice-private" / "bert-ckpt"
-        BertForMaskedLM(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                   intermediate_size=37)).save_pretrained(private)
-        (private / "README.md").write_text("---\\nlicense: mit\\n---\\n")
-        mini = from_hf(BertForMaskedLM.from_pretrained(private))
-        mini.push_to_hub("user/leak")
-        report["pushed_config"] = config_of("user/leak")
-        report["pushed_card"] = open(hf_hub_download("user/leak", "README.md")).read()
-        old = WORK / "old"  # as the old from_hf saved it: the local path in config.json
-        mini.config.converted_from = str(private)
-        mini.save_pretrained(old)
-        publish_folder(old, "user/old")
-        report["old_config"] = config_of("user/old")
-        report["republish"] = publish_folder(old, "user/old") is None
-        report["work"] = str(WORK)
-    """, train_dir=str(ROOT / "train"))
     published = report["publish"]
     assert (published["license"], published["license_name"], published["base_model"]) == (
         "other", "foo-license", "user/base-gpt2"), published
@@ -1398,37 +1438,37 @@ def test_publish_cli_and_push_of_a_converted_model(hub, tmp_path, bpe_tokenizer)
 
 
 @pytest.mark.slow
-def test_publish_private_refuses_an_existing_public_repository(hub, tmp_path, bpe_tokenizer):
+@edge_case("""
+    sys.path.insert(0, SPEC["train_dir"])
+    import publish
+    model.save_pretrained(out)
+    api.create_repo("user/was-public", private=False)
+    try:
+        publish_folder(out, "user/was-public", private=True)
+    except ValueError as error:
+        report["error"] = str(error)
+    try:
+        publish.main([str(out), "--hub_model_id", "user/was-public", "--private"])
+    except SystemExit as stop:
+        report["cli"] = str(stop)
+    report["files"] = files("user/was-public")
+    report["readme"] = (out / "README.md").exists()
+    try:
+        model.push_to_hub("user/was-public", private=True)
+    except ValueError as error:
+        report["push"] = str(error)
+    try:  # transformers' own path: save_pretrained creates the repository and uploads, past push_to_hub
+        model.save_pretrained(WORK / "again", push_to_hub=True, repo_id="user/was-public", private=True)
+    except ValueError as error:
+        report["save"] = str(error)
+    report["files"] = files("user/was-public")
+    api.create_repo("user/was-private", private=True)
+    report["private_ok"] = publish_folder(out, "user/was-private", private=True) is not None
+""", train_dir=str(ROOT / "train"))
+def test_publish_private_refuses_an_existing_public_repository(report):
     """create_repo(exist_ok=True) keeps an existing repository's visibility, so `publish.py --private` (and
     ``push_to_hub(private=True)``) uploaded to a public repository; it is refused, naming the repository and what to
     do, before anything is written or sent. An existing private repository takes the upload."""
-    report = _run_edge(hub, tmp_path, bpe_tokenizer, """
-        sys.path.insert(0, SPEC["train_dir"])
-        import publish
-        model.save_pretrained(out)
-        api.create_repo("user/was-public", private=False)
-        try:
-            publish_folder(out, "user/was-public", private=True)
-        except ValueError as error:
-            report["error"] = str(error)
-        try:
-            publish.main([str(out), "--hub_model_id", "user/was-public", "--private"])
-        except SystemExit as stop:
-            report["cli"] = str(stop)
-        report["files"] = files("user/was-public")
-        report["readme"] = (out / "README.md").exists()
-        try:
-            model.push_to_hub("user/was-public", private=True)
-        except ValueError as error:
-            report["push"] = str(error)
-        try:  # transformers' own path: save_pretrained creates the repository and uploads, past push_to_hub
-            model.save_pretrained(WORK / "again", push_to_hub=True, repo_id="user/was-public", private=True)
-        except ValueError as error:
-            report["save"] = str(error)
-        report["files"] = files("user/was-public")
-        api.create_repo("user/was-private", private=True)
-        report["private_ok"] = publish_folder(out, "user/was-private", private=True) is not None
-    """, train_dir=str(ROOT / "train"))
     for message in (report.get("error", ""), report.get("cli", ""), report.get("push", ""), report.get("save", "")):
         assert "'user/was-public' exists and is public" in message and "update_repo_settings" in message, report
     assert report["files"] == [".gitattributes"] and not report["readme"] and report["private_ok"], report
