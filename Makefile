@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/python train/demo.py
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q tests
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" tests

@@ -37,11 +37,18 @@ def tiny_gpt_config(**overrides) -> modeling_mini.MiniGPTConfig:
     return modeling_mini.MiniGPTConfig(**{**TINY, **overrides})
 
 
-#: The longest files, run first: ``make test`` hands whole files to its two workers in collection order, and one of
-#: these started last could leave the other worker idle at the end. (Measured: 633.5 s before, 627.1 s after; the
-#: suite is bound by its CPU time, not by the order.)
-LONGEST_FIRST = ("test_demo.py", "test_benchmarks.py", "test_hub.py", "test_train_smoke.py",
-                 "test_train_distributed.py", "test_real_data.py", "test_train_resume.py")
+#: The longest files (seconds on a 2-core run, 2026-12-07), run first, longest first: ``make test`` hands whole files
+#: to its two workers in collection order (``--dist loadfile --no-loadscope-reorder``; xdist's default reorders them
+#: by their number of tests), and one of these started last would leave the other worker idle at the end.
+LONGEST_FIRST = ("test_train_distributed.py",  # 133
+                 "test_flex_attention.py",  # 102
+                 "test_hub.py",  # 98
+                 "test_demo.py",  # 80
+                 "test_benchmarks.py",  # 65
+                 "test_gpt.py",  # 63
+                 "test_train_smoke.py",  # 38
+                 "test_real_data.py",  # 37
+                 "test_train_resume.py")  # 35
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,8 +59,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _seed():
+    """Every test starts seeded, single-threaded and with torch.compile's caches empty: dynamo counts recompiles of
+    a function across tests, and a fullgraph test run after others that compiled the same forwards hit its limit."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    torch._dynamo.reset()
 
 
 @pytest.fixture
