@@ -605,12 +605,14 @@ def class_id_outside(labels: torch.Tensor, num_classes: int) -> int | None:
 
 
 def resolve_problem_type(config, labels: torch.Tensor) -> str:
-    """transformers' rule: 1 label -> regression, integer labels -> single-label, else multi-label."""
+    """transformers' rule, widened to every integer type: 1 label -> regression, integer labels (any width: transformers
+    takes only int64 and int32, and sends int16 or uint8 ids to multi-label, where they fail) -> single-label, float
+    or bool labels (multi-hot rows) -> multi-label."""
     if config.problem_type is not None:
         return config.problem_type
     if config.num_labels == 1:
         return "regression"
-    if not labels.dtype.is_floating_point:
+    if not labels.dtype.is_floating_point and labels.dtype != torch.bool:
         return "single_label_classification"
     return "multi_label_classification"
 
@@ -621,8 +623,10 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     * ``regression``: mean squared error; labels (B, num_labels), or (B,) with one label; any number.
     * ``single_label_classification``: softmax cross-entropy; integer labels (B,) or (B, 1) in [0, num_labels), -100
       ignored.
-    * ``multi_label_classification``: one sigmoid per label, binary cross-entropy; labels (B, num_labels)
-      of 0/1. With ``num_labels=1`` this is the binary (spam / not spam) head, and labels (B,) are accepted.
+    * ``multi_label_classification``: one sigmoid per label, binary cross-entropy; labels (B, num_labels) in [0, 1]:
+      0/1 (multi-hot, bool too) or a probability per label (soft targets: distillation, label smoothing), as
+      transformers takes them. With ``num_labels=1`` this is the binary (spam / not spam) head, and labels (B,) are
+      accepted.
 
     ``num_items_in_batch`` (passed by the Trainer under gradient accumulation) turns the mean into a sum
     divided by the count over all accumulated micro-batches, so accumulation equals one big batch.
@@ -661,8 +665,10 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
         if problem_type == "regression":
             losses = (logits.float() - labels) ** 2
         else:
-            if _checks_enabled(labels) and labels.numel() and bool(((labels != 0) & (labels != 1)).any()):
-                raise ValueError(f"labels must be 0 or 1 {where}.")
+            outside = ~((labels >= 0) & (labels <= 1))  # NaN included
+            if _checks_enabled(labels) and labels.numel() and bool(outside.any()):
+                raise ValueError(f"labels must be in [0, 1] {where} (0 or 1 for each label, or its probability); got "
+                                 f"{labels[outside][0].item()}.")
             losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
         count = labels.numel()
     else:

@@ -518,7 +518,8 @@ def test_bad_inputs_raise_clear_errors():
         ("single_label_classification", 3, torch.tensor([[0, 1], [1, 2]]), "shape"),
         ("single_label_classification", 3, torch.tensor([0, 3]), r"\[0, 3\)"),
         ("multi_label_classification", 3, torch.tensor([1.0, 0.0]), "shape"),
-        ("multi_label_classification", 1, torch.tensor([0.5, 1.0]), "0 or 1"),
+        ("multi_label_classification", 1, torch.tensor([1.5, 1.0]), r"in \[0, 1\].*got 1.5"),
+        ("multi_label_classification", 2, torch.tensor([[0.5, float("nan")], [0.0, 1.0]]), r"in \[0, 1\].*got nan"),
         ("regression", 2, torch.randn(2, 3), "shape"),
     ],
 )
@@ -526,6 +527,24 @@ def test_classification_labels_must_fit_the_problem_type(problem_type, num_label
     model = MiniEncoderForSequenceClassification(tiny_encoder_config(num_labels=num_labels, problem_type=problem_type))
     with pytest.raises(ValueError, match=match):
         model(torch.randint(3, 99, (2, 5)), labels=labels)
+
+
+def test_multi_label_heads_take_soft_targets_and_bool_rows_as_transformers_does():
+    """Probabilities as targets (distillation, smoothed multi-hot rows) train as in transformers' binary cross-entropy
+    (they were refused as "not 0 or 1"); bool multi-hot rows are multi-label, as transformers' rule says, not class
+    ids (they were sent to single-label and refused there)."""
+    ids = torch.randint(3, 99, (2, 5))
+    soft = torch.tensor([[0.9, 0.1, 0.5], [0.0, 1.0, 0.2]])
+    model = MiniEncoderForSequenceClassification(
+        tiny_encoder_config(num_labels=3, problem_type="multi_label_classification")).eval()
+    out = model(ids, labels=soft)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, soft)
+    torch.testing.assert_close(out.loss, expected)
+    hot = torch.tensor([[True, False, True], [False, True, False]])
+    inferred = MiniEncoderForSequenceClassification(tiny_encoder_config(num_labels=3)).eval()
+    loss = inferred(ids, labels=hot).loss
+    assert inferred.config.problem_type == "multi_label_classification"
+    torch.testing.assert_close(loss, inferred(ids, labels=hot.float()).loss)
 
 
 def test_head_labels_must_fit():
