@@ -128,12 +128,23 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
     config_class = MiniSeq2SeqConfig
     main_input_name = "input_ids"
 
+    @property
+    def _tied_weights_keys(self) -> dict | None:
+        """This module's own ties, ``{target: source}``, as its config asks for them now: read at each use, so that a
+        config changed after the build (``tie_word_embeddings = True``, then ``tie_weights()``) ties, as in
+        transformers' models."""
+        return self.ties_from_config() or None
+
+    def ties_from_config(self) -> dict:
+        """The ties this module itself declares (none here; the base model and the generation head override it)."""
+        return {}
+
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
-        """The ties this module declares in ``_tied_weights_keys`` (set in ``__init__`` from the config).
+        """The ties of ``_tied_weights_keys``.
 
         transformers applies ties only when ``tie_word_embeddings`` is set; here the encoder/decoder sharing
         (``share_embeddings``) and the output tie (``tie_word_embeddings``) are separate options, so the
-        instance mapping already holds exactly the ties the config asks for.
+        mapping already holds exactly the ties the config asks for.
         """
         if all_submodels:
             return super().get_expanded_tied_weights_keys(all_submodels=True)
@@ -345,12 +356,13 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
         super().__init__(config)
         self.encoder = MiniSeq2SeqEncoder(config)
         self.decoder = MiniSeq2SeqDecoder(config)
-        self._tied_weights_keys = (
-            {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
-            if config.share_embeddings
-            else None
-        )
         self.post_init()
+
+    def ties_from_config(self) -> dict:
+        """With ``share_embeddings``, the decoder's token table is the encoder's."""
+        if not self.config.share_embeddings:
+            return {}
+        return {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
 
     def get_encoder(self, modality=None) -> MiniSeq2SeqEncoder:
         return self.encoder
@@ -449,11 +461,15 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         self.model = MiniSeq2SeqModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.final_logits_bias = MiniLMHeadBias(config.vocab_size) if config.final_logits_bias else None
-        source = "encoder" if config.share_embeddings else "decoder"  # the root of the tie chain
-        self._tied_weights_keys = (
-            {"lm_head.weight": f"model.{source}.embeddings.embed_tokens.weight"} if config.tie_word_embeddings else None
-        )
         self.post_init()
+
+    def ties_from_config(self) -> dict:
+        """With ``tie_word_embeddings``, the output layer is the decoder's token table (the encoder's when shared: the
+        root of the tie chain)."""
+        if not self.config.tie_word_embeddings:
+            return {}
+        source = "encoder" if self.config.share_embeddings else "decoder"
+        return {"lm_head.weight": f"model.{source}.embeddings.embed_tokens.weight"}
 
     def get_encoder(self, modality=None) -> MiniSeq2SeqEncoder:
         return self.model.encoder

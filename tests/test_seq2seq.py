@@ -101,6 +101,19 @@ def test_separate_embeddings_and_untied_head_stay_separate_after_save_and_reload
     assert model.lm_head.weight is not model.model.encoder.embeddings.embed_tokens.weight
 
 
+def test_ties_asked_for_after_the_build_are_made_by_tie_weights():
+    """As in transformers' models (BART, and our GPT): set `tie_word_embeddings` / `share_embeddings` on a built
+    model's config and `tie_weights()` ties. The ties were fixed at the build, so the head stayed apart."""
+    model = seq2seq(share_embeddings=False, tie_word_embeddings=False)
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    assert model.lm_head.weight is model.model.decoder.embeddings.embed_tokens.weight
+    model.config.share_embeddings = True
+    model.tie_weights()
+    encoder = model.model.encoder.embeddings.embed_tokens.weight
+    assert model.model.decoder.embeddings.embed_tokens.weight is encoder and model.lm_head.weight is encoder
+
+
 def test_the_decoder_depth_is_one_attribute_under_both_names(tmp_path):
     """``num_hidden_layers`` is ``decoder_layers`` under its generic name. ``from_pretrained(..., decoder_layers=3)``
     sets it after ``__init__``: the saved config used to keep ``num_hidden_layers=2`` and then failed to load."""
