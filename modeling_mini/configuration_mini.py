@@ -531,7 +531,9 @@ class MiniConfig(PreTrainedConfig):
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
                 f"`num_attention_heads` ({self.num_attention_heads}) must be divisible by `num_key_value_heads` "
-                f"({self.num_key_value_heads}): each key/value head serves a whole group of query heads."
+                f"({self.num_key_value_heads}): each key/value head serves a whole group of query heads. (A config "
+                "made without `num_key_value_heads` took the heads count of then, and `head_dim` its width: a config "
+                "edited afterwards keeps both, so set them with the new `num_attention_heads`.)"
             )
         _check_choice("hidden_act", self.hidden_act, tuple(ACTIVATIONS))
         _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)

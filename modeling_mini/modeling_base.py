@@ -128,8 +128,10 @@ class MiniPreTrainedModel(PreTrainedModel):
             if name:  # an empty one (a folder ending in a separator): transformers' own error follows
                 create_repo(HfApi(token=options.get("token")), name, True)
         # Only the process that writes the weights cleans up; an adapter or distributed checkpoint has other files.
-        prune = (not options.get("distributed_checkpoint") and not getattr(self, "_hf_peft_config_loaded", False)
-                 and saving_rank)
+        adapter = getattr(self, "_hf_peft_config_loaded", False)
+        prune = not options.get("distributed_checkpoint") and not adapter and saving_rank
+        folder = Path(save_directory)
+        sources_before = {path.name for path in folder.glob("*.py")} if adapter and saving_rank else set()
         index = Path(save_directory) / _add_variant(SAFE_WEIGHTS_INDEX_NAME, options.get("variant"))
         # The old index goes before the save, so an index found after it is this save's: the save was sharded.
         old_index = index.read_bytes() if prune and index.is_file() else None
@@ -141,8 +143,14 @@ class MiniPreTrainedModel(PreTrainedModel):
             if old_index is not None and not index.exists():
                 index.write_bytes(old_index)
             raise
-        if prune and Path(save_directory).is_dir():  # a file: transformers logged it and saved nothing
-            self._remove_superseded_weights(Path(save_directory), index, options.get("variant"))
+        if prune and folder.is_dir():  # a file: transformers logged it and saved nothing
+            self._remove_superseded_weights(folder, index, options.get("variant"))
+        if adapter and saving_rank and folder.is_dir():
+            # an adapter (transformers' `add_adapter`) is saved alone and loads onto its base model, whose folder has
+            # the code: transformers copies a remote-code model's source files anyway, which an adapter of GPT-2's
+            # does not have; the ones this save added go
+            for name in {path.name for path in PACKAGE_DIR.glob("*.py")} - sources_before:
+                (folder / name).unlink(missing_ok=True)
         wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
         if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):
             self._repair_wrapped_save(save_directory, family)

@@ -596,6 +596,30 @@ def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     assert merged.generate(ids[1:2, :4], max_new_tokens=3, pad_token_id=0).shape == (1, 7)
 
 
+def test_an_adapter_added_through_transformers_saves_alone_and_loads_back(tmp_path):
+    """transformers' own PEFT integration (`add_adapter` / `load_adapter`): the adapter folder holds what GPT-2's
+    holds, no copy of the model's source (transformers copied it, as for any remote-code model), and the adapter
+    loads back onto the base model with the adapted logits."""
+    from peft import LoraConfig
+
+    model = lm()
+    model.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=["qkv_proj"], init_lora_weights=False))
+    ids, mask = padded_batch(left=False)
+    with torch.no_grad():
+        adapted = model(ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path / "adapter")
+    files = sorted(path.name for path in (tmp_path / "adapter").iterdir())
+    assert files == ["adapter_config.json", "adapter_model.safetensors", "generation_config.json"], files
+    (tmp_path / "both").mkdir()
+    (tmp_path / "both" / "notes.py").write_text("# the user's own file\n")
+    model.save_pretrained(tmp_path / "both")
+    assert (tmp_path / "both" / "notes.py").is_file()  # only what the save added goes
+    base = lm()
+    base.load_adapter(str(tmp_path / "adapter"))
+    with torch.no_grad():
+        torch.testing.assert_close(base.eval()(ids, attention_mask=mask).logits, adapted, atol=0, rtol=0)
+
+
 # --- Trainer: gradient accumulation equals the joined batch ---------------------------------------------------------
 
 
