@@ -397,9 +397,9 @@ class MiniEmbeddings(nn.Module):
 
 def _checks_enabled(tensor: torch.Tensor) -> bool:
     """May a value check read ``tensor`` back to the host (a sync)? Not inside ``torch.compile``, where that would
-    break the graph, nor while a CUDA graph is being captured (continuous batching, ``reduce-overhead``), where a sync
-    is an error."""
-    if torch.compiler.is_compiling():
+    break the graph, nor in ``torch.jit.trace`` (the read would not be recorded), nor while a CUDA graph is being
+    captured (continuous batching, ``reduce-overhead``), where a sync is an error."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
 

@@ -44,6 +44,22 @@ def test_torch_export_with_a_dynamic_length_equals_eager(family):
             torch.testing.assert_close(program.module()(**short).logits, model(**short).logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["gpt", "encoder", "modern-encoder"])
+def test_torch_jit_trace_passes_its_check_and_serves_another_length(family):
+    """TorchScript (deprecated in torch, still used by older serving stacks): ``torch.jit.trace`` with its check (it
+    traces twice) on the default sinusoidal positions and on rotary ones, then a shorter input. Sinusoidal positions
+    failed (a traced length is a tensor, not an int) and rotary ones failed the check (a cached frequency vector
+    became a constant in the first trace only)."""
+    model, _ = families()[family]
+    model.config.use_cache = False  # a traced function returns tensors only, as with GPT-2 or Llama
+    model.eval()
+    ids, mask = padded_batch(left=False)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (ids, mask), strict=False)
+        short = (ids[:, :5], mask[:, :5])
+        torch.testing.assert_close(traced(*short)["logits"], model(*short).logits, atol=1e-5, rtol=0)
+
+
 def decode_with_program(program, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
     """Greedy decoding as the ExecuTorch runner drives an exported step: token ``i`` goes in at cache position ``i``.
 
