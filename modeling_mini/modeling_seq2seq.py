@@ -130,13 +130,32 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
 
     @property
     def _tied_weights_keys(self) -> dict | None:
-        """This module's own ties, ``{target: source}``, as its config asks for them now: read at each use, so that a
-        config changed after the build (``tie_word_embeddings = True``, then ``tie_weights()``) ties, as in
-        transformers' models."""
-        return self.ties_from_config() or None
+        """This module's own ties, ``{target: source}``: those its config asks for now, read at each use (a config
+        changed after the build, ``tie_word_embeddings = True`` then ``tie_weights()``, ties, as in transformers'
+        models), and those of its architecture whose two tensors are still one (a config untied after the build:
+        ``save_pretrained`` refuses shared tensors it is not told of, and saves such a model as BART's saves). A value
+        assigned to it (as some transformers models do in ``__init__``) replaces both."""
+        if "_tied_weights_override" in self.__dict__:
+            return self.__dict__["_tied_weights_override"]
+        ties = self.ties_from_config()
+        for target, source in self.ties_from_config(every=True).items():
+            if target not in ties and self._same_tensor(target, source):
+                ties[target] = source
+        return ties or None
 
-    def ties_from_config(self) -> dict:
-        """The ties this module itself declares (none here; the base model and the generation head override it)."""
+    @_tied_weights_keys.setter
+    def _tied_weights_keys(self, value: dict | None) -> None:
+        self.__dict__["_tied_weights_override"] = value
+
+    def _same_tensor(self, first: str, second: str) -> bool:
+        try:
+            return self.get_parameter(first) is self.get_parameter(second)
+        except AttributeError:  # not built yet
+            return False
+
+    def ties_from_config(self, every: bool = False) -> dict:
+        """The ties this module itself declares, as its config asks for them (``every``: all those its architecture
+        can have, whatever the config says). None here; the base model and the generation head override it."""
         return {}
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
@@ -358,9 +377,9 @@ class MiniSeq2SeqModel(MiniSeq2SeqPreTrainedModel):
         self.decoder = MiniSeq2SeqDecoder(config)
         self.post_init()
 
-    def ties_from_config(self) -> dict:
+    def ties_from_config(self, every: bool = False) -> dict:
         """With ``share_embeddings``, the decoder's token table is the encoder's."""
-        if not self.config.share_embeddings:
+        if not (self.config.share_embeddings or every):
             return {}
         return {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
 
@@ -463,10 +482,10 @@ class MiniSeq2SeqForConditionalGeneration(MiniSeq2SeqPreTrainedModel, Generation
         self.final_logits_bias = MiniLMHeadBias(config.vocab_size) if config.final_logits_bias else None
         self.post_init()
 
-    def ties_from_config(self) -> dict:
+    def ties_from_config(self, every: bool = False) -> dict:
         """With ``tie_word_embeddings``, the output layer is the decoder's token table (the encoder's when shared: the
         root of the tie chain)."""
-        if not self.config.tie_word_embeddings:
+        if not (self.config.tie_word_embeddings or every):
             return {}
         source = "encoder" if self.config.share_embeddings else "decoder"
         return {"lm_head.weight": f"model.{source}.embeddings.embed_tokens.weight"}

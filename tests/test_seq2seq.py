@@ -114,6 +114,18 @@ def test_ties_asked_for_after_the_build_are_made_by_tie_weights():
     assert model.model.decoder.embeddings.embed_tokens.weight is encoder and model.lm_head.weight is encoder
 
 
+def test_a_model_untied_by_its_config_after_the_build_still_saves(tmp_path):
+    """The tensors stay one until the model is rebuilt: save_pretrained must still be told of the tie (it refuses
+    shared tensors it is not told of), as BART's tells it whatever its config says."""
+    model = seq2seq()
+    model.config.tie_word_embeddings = False
+    model.config.share_embeddings = False
+    model.save_pretrained(tmp_path)
+    assert set(model._tied_weights_keys) == {"lm_head.weight"}  # the head's own tie; the tables' is the backbone's
+    model._tied_weights_keys = None  # as transformers' own models assign it: an override
+    assert model._tied_weights_keys is None
+
+
 def test_the_decoder_depth_is_one_attribute_under_both_names(tmp_path):
     """``num_hidden_layers`` is ``decoder_layers`` under its generic name. ``from_pretrained(..., decoder_layers=3)``
     sets it after ``__init__``: the saved config used to keep ``num_hidden_layers=2`` and then failed to load."""
