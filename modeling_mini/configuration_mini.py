@@ -532,8 +532,8 @@ class MiniConfig(PreTrainedConfig):
             raise ValueError(
                 f"`num_attention_heads` ({self.num_attention_heads}) must be divisible by `num_key_value_heads` "
                 f"({self.num_key_value_heads}): each key/value head serves a whole group of query heads. (A config "
-                "made without `num_key_value_heads` took the heads count of then, and `head_dim` its width: a config "
-                "edited afterwards keeps both, so set them with the new `num_attention_heads`.)"
+                "made without `num_key_value_heads` and `head_dim` derives them from the heads count it was made "
+                "with, and keeps them when `num_attention_heads` is changed later: change them with it.)"
             )
         _check_choice("hidden_act", self.hidden_act, tuple(ACTIVATIONS))
         _check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_utils import _add_variant
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from .configuration_mini import PROBLEM_TYPES
 from .hub import superseded_weights
@@ -131,30 +131,40 @@ class MiniPreTrainedModel(PreTrainedModel):
         adapter = getattr(self, "_hf_peft_config_loaded", False)
         prune = not options.get("distributed_checkpoint") and not adapter and saving_rank
         folder = Path(save_directory)
-        sources_before = {path.name for path in folder.glob("*.py")} if adapter and saving_rank else set()
+        # an adapter (transformers' `add_adapter`) is saved alone and loads onto its base model, whose folder has the
+        # code: transformers copies a remote-code model's source files anyway (an adapter of GPT-2's has none). The
+        # ones this save adds go, before an upload too; into a folder that holds a model, the sources stay
+        if adapter and saving_rank and not (folder / CONFIG_NAME).is_file():
+            self._adapter_folder = (folder, {path.name for path in folder.glob("*.py")})
         index = Path(save_directory) / _add_variant(SAFE_WEIGHTS_INDEX_NAME, options.get("variant"))
         # The old index goes before the save, so an index found after it is this save's: the save was sharded.
         old_index = index.read_bytes() if prune and index.is_file() else None
         if old_index is not None:
             index.unlink()
         try:
-            result = super().save_pretrained(save_directory, *args, **kwargs)
-        except BaseException:
-            if old_index is not None and not index.exists():
-                index.write_bytes(old_index)
-            raise
-        if prune and folder.is_dir():  # a file: transformers logged it and saved nothing
-            self._remove_superseded_weights(folder, index, options.get("variant"))
-        if adapter and saving_rank and folder.is_dir():
-            # an adapter (transformers' `add_adapter`) is saved alone and loads onto its base model, whose folder has
-            # the code: transformers copies a remote-code model's source files anyway, which an adapter of GPT-2's
-            # does not have; the ones this save added go
-            for name in {path.name for path in PACKAGE_DIR.glob("*.py")} - sources_before:
-                (folder / name).unlink(missing_ok=True)
-        wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
-        if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):
-            self._repair_wrapped_save(save_directory, family)
+            try:
+                result = super().save_pretrained(save_directory, *args, **kwargs)
+            except BaseException:
+                if old_index is not None and not index.exists():
+                    index.write_bytes(old_index)
+                raise
+            if prune and folder.is_dir():  # a file: transformers logged it and saved nothing
+                self._remove_superseded_weights(folder, index, options.get("variant"))
+            wrapped = type(self).__module__.startswith("torch.")  # a class made on the fly by torch (FSDP2)
+            if wrapped and self.is_remote_code() and kwargs.get("is_main_process", True):
+                self._repair_wrapped_save(save_directory, family)
+            self._drop_adapter_sources(folder)
+        finally:
+            self.__dict__.pop("_adapter_folder", None)
         return result
+
+    def _drop_adapter_sources(self, folder: Path) -> None:
+        """Delete the source files an adapter save into ``folder`` added (see :meth:`save_pretrained`)."""
+        saving, before = self.__dict__.get("_adapter_folder", (None, ()))
+        if saving is None or not folder.is_dir() or not folder.samefile(saving):
+            return
+        for name in {path.name for path in PACKAGE_DIR.glob("*.py")} - set(before):
+            (folder / name).unlink(missing_ok=True)
 
     @staticmethod
     def _remove_superseded_weights(folder: Path, index: Path, variant: str | None) -> None:
@@ -241,6 +251,7 @@ class MiniPreTrainedModel(PreTrainedModel):
 
         from .hub import default_card, is_generic_card, stale_files
 
+        self._drop_adapter_sources(Path(working_dir))  # save_pretrained(push_to_hub=True) uploads inside the save
         readme = Path(working_dir) / "README.md"
         if readme.is_file() and is_generic_card(readme.read_text(encoding="utf-8")):
             default_card(self, working_dir, repo_id, token=kwargs.get("token"))

@@ -1,6 +1,8 @@
 """Deployment: ``torch.export`` of every family, and transformers' ExecuTorch recipes (static cache, exported
 decoding step) giving the tokens ``generate`` gives."""
 
+import warnings
+
 import pytest
 import torch
 from conftest import TINY, padded_batch
@@ -54,7 +56,8 @@ def test_torch_jit_trace_passes_its_check_and_serves_another_length(family):
     model.config.use_cache = False  # a traced function returns tensors only, as with GPT-2 or Llama
     model.eval()
     ids, mask = padded_batch(left=False)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # its notes on Python values it records as constants
         traced = torch.jit.trace(model, (ids, mask), strict=False)
         short = (ids[:, :5], mask[:, :5])
         torch.testing.assert_close(traced(*short)["logits"], model(*short).logits, atol=1e-5, rtol=0)

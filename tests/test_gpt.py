@@ -614,6 +614,10 @@ def test_an_adapter_added_through_transformers_saves_alone_and_loads_back(tmp_pa
     (tmp_path / "both" / "notes.py").write_text("# the user's own file\n")
     model.save_pretrained(tmp_path / "both")
     assert (tmp_path / "both" / "notes.py").is_file()  # only what the save added goes
+    lm().save_pretrained(tmp_path / "model")  # a folder that holds a model keeps its sources, all of them: an older
+    (tmp_path / "model" / "feed_forward.py").unlink()  # version's save may lack a module the save writes over it
+    model.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "modeling_gpt.py").is_file() and (tmp_path / "model" / "feed_forward.py").is_file()
     base = lm()
     base.load_adapter(str(tmp_path / "adapter"))
     with torch.no_grad():

@@ -405,7 +405,7 @@ def test_finetune_from_a_hub_id_and_push_to_hub(hub, tmp_path, bpe_tokenizer):
 # against repositories of its own; an exception in one body fails that test alone, with its traceback.
 EDGE = COMMON + textwrap.dedent(
     """
-    import traceback
+    import linecache, traceback
     from huggingface_hub import HfApi
     import transformers
     import modeling_mini
@@ -424,12 +424,15 @@ EDGE = COMMON + textwrap.dedent(
             modeling_mini.MiniGPTConfig(**{**SPEC["tiny"], "vocab_size": len(tok)}))
         scope = dict(globals(), WORK=work, SPEC={"tiny": SPEC["tiny"], **spec}, tok=tok, model=model, out=work / "out",
                      report={})
+        linecache.cache[name] = (len(body), None, body.splitlines(True), name)  # tracebacks show the body's lines
+        reports[name] = {"traceback": "the script stopped in this body"}  # until it ends, as written after each
+        (WORK / "reports.json").write_text(json.dumps(reports))
         try:
             exec(compile(body, name, "exec"), scope)
             reports[name] = {"report": scope["report"]}
-        except Exception:
+        except BaseException:  # a CLI's SystemExit too: this body fails, the next ones run
             reports[name] = {"traceback": traceback.format_exc()}
-    (WORK / "reports.json").write_text(json.dumps(reports))
+        (WORK / "reports.json").write_text(json.dumps(reports, default=repr))
     """
 )
 CHAT_TEMPLATE = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
@@ -450,15 +453,22 @@ def edge_case(body: str, **spec):
 def edge_reports(request, hub, tmp_path_factory, bpe_tokenizer) -> dict:
     """Run the bodies of this session's selected edge tests against the local Hub with a token, in one subprocess;
     the token must not leak into what it prints."""
-    selected = [item.originalname for item in request.session.items if item.module is request.module]
+    selected = [item.originalname for item in request.session.items if item.path == request.path]
     cases = {name: EDGE_CASES[name] for name in selected if name in EDGE_CASES}
     work = tmp_path_factory.mktemp("edge")
     bpe_tokenizer.save_pretrained(work / "tok")
     spec = {"tiny": {k: v for k, v in TINY.items() if k != "vocab_size"}, "cases": cases}
-    log: list[str] = []
-    _run(EDGE, work, "xet", _env(hub, work / "home", "xet", token=True), spec, log)
-    assert not any(TOKEN in text for text in log)
-    return json.loads((work / "reports.json").read_text())
+    (work / "script.py").write_text(EDGE)
+    proc = subprocess.run([sys.executable, str(work / "script.py"), str(work), "xet", json.dumps(spec)], cwd=work,
+                          env=_env(hub, work / "home", "xet", token=True), capture_output=True, text=True, timeout=600)
+    written = (work / "reports.json").read_text() if (work / "reports.json").is_file() else "{}"
+    assert TOKEN not in proc.stdout + proc.stderr + written
+    reports = json.loads(written)
+    ending = f"\n(script exit status {proc.returncode}; its output ends:)\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    for name in cases:  # the body the script died in, and those it never reached, fail; the others stand
+        if "report" not in reports.get(name, {}):
+            reports[name] = {"traceback": reports.get(name, {}).get("traceback", "not reached") + ending}
+    return reports
 
 
 @pytest.fixture
@@ -1222,14 +1232,21 @@ def test_card_results_keep_the_split_and_leave_out_sample_counts(tmp_path):
 @edge_case("""
     model.save_pretrained(WORK / "sp", push_to_hub=True, repo_id="user/sp")
     report["card"] = open(api.hf_hub_download("user/sp", "README.md")).read()
+    from peft import LoraConfig
+    model.add_adapter(LoraConfig(r=4, target_modules=["qkv_proj"]))
+    model.save_pretrained(WORK / "adapter", push_to_hub=True, repo_id="user/adapter")
+    report["adapter"], report["adapter_folder"] = files("user/adapter"), sorted(os.listdir(WORK / "adapter"))
 """)
 def test_save_pretrained_with_push_to_hub_publishes_this_packages_card(report):
     """`save_pretrained(folder, push_to_hub=True)` bypasses `push_to_hub`: transformers writes its generic template
-    into the folder and uploads it. The upload now carries this package's card (task, tags, loading snippet)."""
+    into the folder and uploads it. The upload now carries this package's card (task, tags, loading snippet). An
+    adapter saved and pushed that way sends no copy of the model's source (it is uploaded inside the save)."""
     from modeling_mini.hub import is_generic_card
 
     assert not is_generic_card(report["card"]), report["card"][:500]
     assert "mini-transformers" in report["card"] and 'from_pretrained("user/sp"' in report["card"]
+    assert not [name for name in report["adapter"] + report["adapter_folder"] if name.endswith(".py")], report
+    assert "adapter_model.safetensors" in report["adapter"], report["adapter"]
 
 
 def test_a_converted_models_card_names_its_source_and_inherits_its_licence(tmp_path):
