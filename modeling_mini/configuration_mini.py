@@ -834,7 +834,10 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
             ``position_ids`` you pass are table rows, used as they are, as RoBERTa's are); 0 for BERT.
         pad_aware_positions: number positions among the real tokens only, as RoBERTa does
             (``positional.positions_of_real_tokens``): a left-padded text gets the positions it has alone, and
-            pad tokens get position ``position_offset - 1``. Needs ``pad_token_id`` and ``position_offset >= 1``.
+            pad tokens get position ``position_offset - 1``, a row of a learned table that never trains (RoBERTa's
+            ``padding_idx``). Needs ``pad_token_id`` and ``position_offset >= 1``.
+        freeze_padding_row: the pad token's embedding row starts at zero and never trains, as in BERT, RoBERTa,
+            DistilBERT, ELECTRA, ALBERT and ModernBERT (their tables have a ``padding_idx``); T5's encoder trains it.
         head_bias: a bias on the dense layer of the masked-LM head's transform, and of the task heads' with
             ``head_transform`` (BERT: yes; ModernBERT: no).
         head_transform: every task head passes the hidden states through a dense -> activation -> norm of its own
@@ -888,6 +891,7 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         sparse_prediction: bool = False,
         position_offset: int = 0,
         pad_aware_positions: bool = False,
+        freeze_padding_row: bool = True,
         head_bias: bool = True,
         head_transform: bool = False,
         classifier_pooling: str = "cls",
@@ -917,6 +921,7 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         self.sparse_prediction = sparse_prediction
         self.position_offset = position_offset
         self.pad_aware_positions = pad_aware_positions
+        self.freeze_padding_row = freeze_padding_row
         super().__init__(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -938,7 +943,8 @@ class MiniEncoderConfig(SlidingWindowOptions, RelativeBiasOptions, MiniConfig):
         super().validate_architecture()
         _check_positive("type_vocab_size", self.type_vocab_size, allow_zero=True)
         _check_positive("position_offset", self.position_offset, allow_zero=True)
-        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "head_bias", "head_transform"))
+        _check_flags(self, ("add_pooler", "sparse_prediction", "pad_aware_positions", "freeze_padding_row", "head_bias",
+                            "head_transform"))
         self._check_relative()
         _refuse_alibi(self)
         if self.position_embedding_type == "relative" and "sliding_attention" in self.layer_types:

@@ -96,7 +96,7 @@ _HF_PREFIX = {cls: "transformer." for cls in (T5ForSequenceClassification, MT5Fo
 _TAGGER = {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"}
 #: the options a T5 encoder-only model sets beyond its seq2seq layout's, and the ones it drops
 _ENCODER_ONLY = dict(type_vocab_size=0, add_pooler=False, embedding_norm=False, max_position_embeddings=512)
-_SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "freeze_padding_row", "tie_word_embeddings",
+_SEQ2SEQ_ONLY = ("encoder_layers", "decoder_layers", "share_embeddings", "tie_word_embeddings",
                  "scale_decoder_output", "decoder_start_token_id", "start_with_last_token")
 
 

@@ -319,11 +319,12 @@ class MiniEmbeddings(nn.Module):
     ``freeze_padding_row``: the pad token's row starts at zero and its lookups pass no gradient, as in BERT,
     BART and Marian, whose pad tokens only ever sit where attention masks them out. GPT leaves it trainable, as
     GPT-2 does: a causal LM's pad token is usually its end-of-text token, which it must learn.
+    ``frozen_position_row``: the same for a row of a learned position table, the one pads read (RoBERTa's).
     """
 
     def __init__(self, config, freeze_padding_row: bool = True, width: int | None = None,
                  token_width: int | None = None, token_types_in_vocabulary: bool = False, type_vocab_size: int = 0,
-                 ids_name: str = "input_ids"):
+                 ids_name: str = "input_ids", frozen_position_row: int | None = None):
         super().__init__()
         self.config = config
         self.token_types_in_vocabulary = token_types_in_vocabulary
@@ -334,7 +335,7 @@ class MiniEmbeddings(nn.Module):
         self.project_tokens = nn.Linear(token_width, width, bias=False) if token_width != width else None
         self.ids_name = ids_name  # how an error names the ids: a seq2seq decoder's are `decoder_input_ids`
         self.token_type_embeddings = nn.Embedding(type_vocab_size, width) if type_vocab_size else None
-        self.embed_positions = build_absolute_positions(config, width)
+        self.embed_positions = build_absolute_positions(config, width, frozen_position_row)
         self.embed_scale = math.sqrt(width) if config.scale_embeddings else 1.0
         self.norm = build_norm(config, width) if config.embedding_norm else None
         dropout = config.embedding_dropout

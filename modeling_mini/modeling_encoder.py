@@ -135,7 +135,10 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
 
     def __init__(self, config: MiniEncoderConfig, add_pooling_layer: bool | None = None):
         super().__init__(config)
-        self.embeddings = MiniEmbeddings(config, width=config.embedding_size, type_vocab_size=config.type_vocab_size)
+        self.embeddings = MiniEmbeddings(
+            config, freeze_padding_row=config.freeze_padding_row, width=config.embedding_size,
+            type_vocab_size=config.type_vocab_size,
+            frozen_position_row=config.position_offset - 1 if config.pad_aware_positions else None)
         self.rotary = build_rotary(config)
         self.sliding_rotary = build_rotary(config, sliding=True)  # None unless sliding layers have their own base
         self.relative_bias = build_relative_bias(config, bidirectional=True)  # T5's encoder

@@ -126,8 +126,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEmbedding(nn.Embedding):
     """A trained vector per position ``0 .. max_position_embeddings - 1``, added to the token embeddings."""
 
-    def __init__(self, config, width: int | None = None):
-        super().__init__(config.max_position_embeddings, config.hidden_size if width is None else width)
+    def __init__(self, config, width: int | None = None, padding_idx: int | None = None):
+        super().__init__(config.max_position_embeddings, config.hidden_size if width is None else width, padding_idx)
 
     def forward(self, position_ids: torch.LongTensor, dtype: torch.dtype | None = None, max_position=None):
         return super().forward(position_ids)
@@ -436,13 +436,14 @@ def layer_mask(stack, mask: torch.Tensor, layer: int, *positions: torch.LongTens
     return biased_mask(stack, mask, *positions, dtype=dtype, bias=stack.layer_biases[layer])
 
 
-def build_absolute_positions(config, width: int | None = None) -> nn.Module | None:
+def build_absolute_positions(config, width: int | None = None, frozen_row: int | None = None) -> nn.Module | None:
     """The module that *adds* position vectors to embeddings (``width`` wide: ``hidden_size`` unless given), or
-    ``None`` for rotary / no positions."""
+    ``None`` for rotary / no positions. ``frozen_row``: a learned table's row that starts at zero and never trains
+    (the one RoBERTa's pads read)."""
     if config.position_embedding_type == "sinusoidal":
         return SinusoidalPositionalEncoding(config, width)
     if config.position_embedding_type == "learned":
-        return LearnedPositionalEmbedding(config, width)
+        return LearnedPositionalEmbedding(config, width, frozen_row)
     return None
 
 

@@ -99,6 +99,17 @@ def test_a_training_step_changes_the_same_weights_by_the_same_amount(head):
     assert_one_training_step_matches(hf, from_hf(hf), {**inputs, "labels": labels})
 
 
+def test_attended_pads_train_the_same_rows_as_roberta():
+    """Pads sent without an attention mask are attended: RoBERTa's pad token and pad position rows (`padding_idx`)
+    get no gradient. The converted model's position row trained (a gradient of 0.64 where RoBERTa's has none)."""
+    hf = build("Roberta", "ForMaskedLM", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ids = batch("ForMaskedLM", left=False)["input_ids"]  # padded with PAD, no mask given
+    assert (ids == PAD).any()
+    mini = from_hf(hf)
+    assert mini.model.embeddings.embed_positions.padding_idx == hf.roberta.embeddings.position_embeddings.padding_idx
+    assert_one_training_step_matches(hf, mini, {"input_ids": ids, "labels": ids})
+
+
 def test_real_token_positions_make_padding_side_irrelevant():
     """``pad_aware_positions``: a text has the same outputs alone, right-padded or left-padded (with plain 0, 1, ...
     numbering a left-padded text's tokens would sit at shifted positions)."""

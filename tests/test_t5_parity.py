@@ -146,6 +146,16 @@ def test_generation_and_a_training_step_match(layout):
                                                     attention_mask=inputs["attention_mask"], labels=labels))
 
 
+def test_the_encoder_only_heads_train_the_pad_row_as_t5_does():
+    """T5's token table has no `padding_idx`: its encoder-only heads train the pad token's row where pads are
+    attended (no mask). Converted to the encoder family, the row was frozen (BERT's default there)."""
+    hf = build(T5ForTokenClassification, "t5-v1.1", num_labels=3)
+    ids = batch()["input_ids"]  # row 0 ends in 5 pads (id 0), sent without a mask
+    mini = from_hf(hf)
+    assert mini.config.freeze_padding_row is False and mini.model.embeddings.embed_tokens.padding_idx is None
+    assert_one_training_step_matches(hf, mini, {"input_ids": ids, "labels": ids % 3})
+
+
 def test_buckets_are_exact_near_and_logarithmic_far():
     """T5's defaults (32 buckets, 128 tokens): an encoder gives each side 16 buckets, 8 of them exact; a decoder gives
     the past all 32, 16 exact; past 128 tokens every distance shares the last bucket. Every distance to +-600 lands in
