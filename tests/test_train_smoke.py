@@ -879,6 +879,25 @@ def test_finetuning_from_pretrained_beats_random_init(tmp_path):
 
 # ------------------------------------------------------------------------------- transformers checkpoints
 
+def test_a_checkpoint_without_a_tokenizer_is_refused_unless_one_is_named(data, tmp_path, wordpiece_tokenizer):
+    """A model saved alone (README's `model.save_pretrained("my-gpt")`) holds no tokenizer: transformers built one
+    from its config, a DistilBERT folder's a BERT tokenizer of 5 tokens that read every word as [UNK] and trained
+    without a warning, a GPT's an error about sentencepiece. The run names the option instead; with
+    --tokenizer_name_or_path it trains."""
+    folder = tmp_path / "model-only"
+    modeling_mini.MiniEncoderForMaskedLM(modeling_mini.MiniEncoderConfig(
+        vocab_size=len(wordpiece_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, max_position_embeddings=64)).save_pretrained(folder)
+    with pytest.raises(ValueError, match=r"--model_name_or_path .*model-only.* holds no tokenizer.*"
+                                         r"--tokenizer_name_or_path"):
+        finetune.main(["--model_name_or_path", str(folder), "--train_files", data["multi"],
+                       "--output_dir", str(tmp_path / "refused"), *QUICK])
+    wordpiece_tokenizer.save_pretrained(tmp_path / "tok")
+    metrics = finetune.main(["--model_name_or_path", str(folder), "--tokenizer_name_or_path", str(tmp_path / "tok"),
+                             "--train_files", data["multi"], "--output_dir", str(tmp_path / "ft"), *QUICK])
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+
+
 def test_fine_tuning_starts_from_a_transformers_checkpoint(data, tmp_path, wordpiece_tokenizer):
     """--model_name_or_path naming a DistilBERT masked LM (as `distilbert-base-uncased` on the Hub): the run converts
     it once into <output_dir>/converted-base, weight for weight, and fine-tunes our model from it; the model card

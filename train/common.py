@@ -700,6 +700,10 @@ def check_resume_config(checkpoint: str | None, config) -> None:
                          "start a new run from its weights with --model_name_or_path.")
 
 
+#: The files a saved tokenizer folder holds one of (with ``*.model``, a sentencepiece model).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+
+
 def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resume_from: str | None = None,
                    training_args=None) -> PreTrainedTokenizerBase:
     """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``.
@@ -712,6 +716,15 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
     lacks the tokenizer still gets the main process's, never one of its own."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if name:
+        folder = Path(name)
+        if folder.is_dir() and not (any((folder / file).is_file() for file in TOKENIZER_FILES)
+                                    or any(folder.glob("*.model"))):
+            # transformers would build a tokenizer from the model config alone: an error about sentencepiece, or a
+            # BERT tokenizer of 5 tokens that reads every word as [UNK] and trains without a word of warning
+            option = "--tokenizer_name_or_path" if model_args.tokenizer_name_or_path else "--model_name_or_path"
+            raise ValueError(f"{option} {name!r} holds no tokenizer (no tokenizer.json, tokenizer_config.json or "
+                             "vocabulary file): save one there (`tokenizer.save_pretrained`), or pass "
+                             "--tokenizer_name_or_path with a tokenizer folder or Hub id.")
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
 
     def read_or_train() -> PreTrainedTokenizerBase:
