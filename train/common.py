@@ -74,8 +74,9 @@ class ModelArguments:
 
     family: str = field(default="gpt", metadata={"help": f"model family: one of {', '.join(FAMILIES)}"})
     model_config: str | None = field(default=None, metadata={
-        "help": "size preset (tiny, small, base: configuration/models/<family>-<preset>.json) or a path to a "
-                "config JSON / folder, for a model built new (not with --model_name_or_path, whose config is used)"})
+        "help": "size preset (tiny, small, base: configuration/models/<family>-<preset>.json; default tiny) or a "
+                "path to a config JSON / folder, for a model built new (not with --model_name_or_path, whose config "
+                "is used)"})
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "pretrained checkpoint to start from: a local folder or a Hub id; a mini checkpoint, or a "
                 "transformers one of a family modeling_mini.convert knows (BERT, DistilBERT, GPT-2, Llama, Marian, "
