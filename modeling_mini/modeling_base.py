@@ -28,7 +28,7 @@ from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHT
 from .configuration_mini import PROBLEM_TYPES
 from .hub import superseded_weights
 from .normalization import GainOffsetRMSNorm, build_norm
-from .positional import LearnedPositionalEmbedding, build_absolute_positions
+from .positional import LearnedPositionalEmbedding, build_absolute_positions, traced
 
 #: The folder of this package's modules, the files a saved model carries for ``trust_remote_code``.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -411,7 +411,7 @@ def _checks_enabled(tensor: torch.Tensor) -> bool:
     """May a value check read ``tensor`` back to the host (a sync)? Not inside ``torch.compile``, where that would
     break the graph, nor in ``torch.jit.trace`` (the read would not be recorded), nor while a CUDA graph is being
     captured (continuous batching, ``reduce-overhead``), where a sync is an error."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if traced():
         return False
     return not (tensor.is_cuda and torch.cuda.is_current_stream_capturing())
 

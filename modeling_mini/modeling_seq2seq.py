@@ -163,7 +163,7 @@ class MiniSeq2SeqPreTrainedModel(MiniPreTrainedModel):
 
         transformers applies ties only when ``tie_word_embeddings`` is set; here the encoder/decoder sharing
         (``share_embeddings``) and the output tie (``tie_word_embeddings``) are separate options, so the
-        mapping already holds exactly the ties the config asks for.
+        mapping already holds the ties the config asks for (and those still shared, which tying leaves as they are).
         """
         if all_submodels:
             return super().get_expanded_tied_weights_keys(all_submodels=True)

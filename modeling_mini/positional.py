@@ -42,10 +42,11 @@ _TABLES: dict[tuple, torch.Tensor] = {}  # sinusoidal rows by (dim, layout, devi
 _MAX_TABLE_ROWS = 16384  # past this, positions are computed on the fly rather than kept (16384 x D floats)
 
 
-def _traced() -> bool:
+def traced() -> bool:
     """Is this call being recorded into a graph (``torch.compile``, ``torch.jit.trace``)? Then tables and frequencies
     are computed in the graph, not read from a cache (a cached tensor would be a constant that the first call made,
-    and ``jit.trace``'s check, which traces twice, would see two different graphs), and sizes are not Python ints."""
+    and ``jit.trace``'s check, which traces twice, would see two different graphs), sizes are not Python ints, and
+    no value is read back to the host (``modeling_base._checks_enabled``)."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
@@ -72,7 +73,7 @@ def _frequencies(dim: int, base: float, device: torch.device, dtype: torch.dtype
         frequencies = _compute_frequencies(dim, base, device, dtype)
         return frequencies if scaling is None else scaled_rotary_frequencies(frequencies, scaling, base)
 
-    if _traced():
+    if traced():
         return make()
     # (LongRoPE's lists as tuples: a key must hash)
     options = None if scaling is None else tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
@@ -98,7 +99,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         cache length). With it, the rows come from a table made once per device and dtype, one lookup kernel
         instead of five, with the same values: a decoding step adds one position at a time.
         """
-        if max_position is None or _traced() or max_position >= _MAX_TABLE_ROWS:
+        if max_position is None or traced() or max_position >= _MAX_TABLE_ROWS:
             return self.encode(position_ids, dtype)
         return nn.functional.embedding(position_ids, self._table(max_position + 1, position_ids.device, dtype))
 
@@ -355,7 +356,7 @@ class AlibiBias(nn.Module):
         1, S), or (B or 1, T, S), each query's own numbering of the keys (a packed batch's sequences each count from
         their start)."""
         device = query_positions.device
-        if _traced():
+        if traced():
             slopes = alibi_slopes(self.num_heads, device)
         else:
             key = (self.num_heads, torch.device(device))

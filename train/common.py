@@ -705,6 +705,11 @@ def check_resume_config(checkpoint: str | None, config) -> None:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 
 
+def holds_tokenizer(folder: Path) -> bool:
+    """Does ``folder`` hold a saved tokenizer (one of :data:`TOKENIZER_FILES`, or a sentencepiece model)?"""
+    return any((folder / name).is_file() for name in TOKENIZER_FILES) or any(folder.glob("*.model"))
+
+
 def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resume_from: str | None = None,
                    training_args=None) -> PreTrainedTokenizerBase:
     """The tokenizer named by the arguments, the checkpoint's, or one trained now on ``texts``.
@@ -718,8 +723,7 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if name:
         folder = Path(name)
-        if folder.is_dir() and not (any((folder / file).is_file() for file in TOKENIZER_FILES)
-                                    or any(folder.glob("*.model"))):
+        if folder.is_dir() and not holds_tokenizer(folder):
             # transformers would build a tokenizer from the model config alone: an error about sentencepiece, or a
             # BERT tokenizer of 5 tokens that reads every word as [UNK] and trains without a word of warning
             option = "--tokenizer_name_or_path" if model_args.tokenizer_name_or_path else "--model_name_or_path"
@@ -729,7 +733,7 @@ def load_tokenizer(model_args: ModelArguments, texts=None, *, family: str, resum
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
 
     def read_or_train() -> PreTrainedTokenizerBase:
-        if resume_from and (Path(resume_from) / "tokenizer_config.json").is_file():
+        if resume_from and holds_tokenizer(Path(resume_from)):
             return AutoTokenizer.from_pretrained(resume_from)
         if texts is None:
             raise ValueError("no tokenizer: pass --tokenizer_name_or_path, --model_name_or_path, or training data.")
