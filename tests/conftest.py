@@ -46,6 +46,7 @@ LONGEST_FIRST = ("test_train_distributed.py",  # 133
                  "test_demo.py",  # 80
                  "test_benchmarks.py",  # 65
                  "test_gpt.py",  # 63
+                 "test_export.py",  # 40
                  "test_train_smoke.py",  # 38
                  "test_real_data.py",  # 37
                  "test_train_resume.py")  # 35

@@ -1,5 +1,5 @@
-"""Deployment: ``torch.export`` of every family, and transformers' ExecuTorch recipes (static cache, exported
-decoding step) giving the tokens ``generate`` gives."""
+"""Deployment: ``torch.export`` of every family, ``torch.jit.trace``, ONNX run by ONNX Runtime, and transformers'
+ExecuTorch recipes (static cache, exported decoding step) giving the tokens ``generate`` gives."""
 
 import warnings
 
@@ -109,3 +109,49 @@ def test_executorch_seq2seq_export_generates_the_greedy_tokens():
     exported = recipe.generate(source, max_new_tokens=9)
     expected = model.generate(source, max_new_tokens=8, do_sample=False)
     assert exported == expected[0].tolist()
+
+
+@pytest.mark.parametrize("family", ["gpt", "encoder", "seq2seq"])
+def test_onnx_export_runs_in_onnxruntime_at_another_batch_and_length(family, tmp_path):
+    """ONNX through ``torch.onnx.export(dynamo=True)`` (torch.export, then onnxscript's translation), with the batch
+    and the length dynamic, run by ONNX Runtime on a batch and a length other than the traced ones: the eager
+    logits at every position a mask keeps."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs the dev extra's onnx packages")
+    pytest.importorskip("onnxscript", reason="ONNX export needs the dev extra's onnx packages")
+    model, extra = families()[family]
+    model.eval()
+    ids, mask = padded_batch(left=False)
+    options = {"use_cache": extra["use_cache"]} if "use_cache" in extra else {}
+    inputs = dict(input_ids=ids, attention_mask=mask, **{k: v for k, v in extra.items() if k not in options})
+    names = list(inputs)
+
+    class Logits(torch.nn.Module):
+        """The model with its inputs in one order and the logits as the one output (what a serving graph takes)."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model(**dict(zip(names, tensors, strict=True)), **options).logits
+
+    batch = torch.export.Dim("batch", min=1, max=8)
+    length = torch.export.Dim("length", min=2, max=TINY["max_position_embeddings"])
+    target = torch.export.Dim("target", min=1, max=TINY["max_position_embeddings"])
+    shapes = (tuple({0: batch, 1: target if name == "decoder_input_ids" else length} for name in names),)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on shared dimension names and deprecated pytree calls
+        onnx_program = torch.onnx.export(Logits(), tuple(inputs.values()), dynamo=True, dynamic_shapes=shapes,
+                                         input_names=names, output_names=["logits"], verbose=False)
+    onnx_program.save(str(tmp_path / "model.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    other_ids, other_mask = padded_batch(batch=2, length=6, left=False, generator_seed=5)
+    other = {"input_ids": other_ids, "attention_mask": other_mask}
+    if "decoder_input_ids" in names:
+        other["decoder_input_ids"] = torch.randint(3, 99, (2, 4), generator=torch.Generator().manual_seed(6))
+    (logits,) = session.run(["logits"], {name: tensor.numpy() for name, tensor in other.items()})
+    with torch.no_grad():
+        expected = Logits()(*other.values())
+    kept = slice(None) if family == "seq2seq" else other_mask.bool()  # seq2seq: every target position is real
+    torch.testing.assert_close(torch.from_numpy(logits)[kept], expected[kept], atol=1e-5, rtol=0)
