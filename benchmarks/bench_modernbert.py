@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_encoder  # noqa: E402
+from common import format_rows  # noqa: E402
 
 
 def run(args) -> list[dict]:
@@ -22,7 +23,7 @@ def run(args) -> list[dict]:
 
 
 def main(argv=None):
-    print(bench_encoder.format_rows(run(bench_encoder.parse_args(argv))))
+    print(format_rows(run(bench_encoder.parse_args(argv))))
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def _parity(hf, mini, device) -> float:
 def _train_step(call, optimizer, source, labels, device, use_autocast, model=None):
     def step():
         with autocast(device, use_autocast):
-            loss = call(input_ids=source, labels=labels).loss
+            loss = call(input_ids=source, labels=labels, use_cache=False).loss  # HF T5 would build a cache
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

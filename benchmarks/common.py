@@ -14,7 +14,8 @@ uses less. A row with ``ratio=None`` is informational (e.g. a parity check's max
 
 Throughput rows also carry ``spread``: the quartiles of the *paired* speed ratios, one per round (HF's time over
 mini's time in the same round, measured back to back). On a shared CPU the ratios wander by several percent; a
-spread that straddles 1.0 says the row is within noise, one that stays below says mini is really slower.
+spread that straddles 1.0 says the row is within noise, one that stays below says mini is really slower. They also
+carry ``fastest``, HF's fastest round over mini's: other processes only slow rounds down, never speed them up.
 """
 
 import contextlib
@@ -155,16 +156,19 @@ def median_rate(samples: list[tuple[float, int | None]], units_per_call: float) 
 def paired(hf: list[tuple[float, int | None]], mini: list[tuple[float, int | None]]) -> dict:
     """The speed ratio mini / HF from the rounds in pairs: each round's ``hf seconds / mini seconds``.
 
-    Returns ``ratio`` (their median) and ``spread`` (first and third quartiles; None under 4 rounds). Pairing the
-    two models of the same round cancels drift in the machine's speed across rounds, which the ratio of the two
-    median rates does not.
+    Returns ``ratio`` (their median), ``spread`` (first and third quartiles; None under 4 rounds) and ``fastest``
+    (HF's fastest round over mini's). Pairing the two models of the same round cancels drift in the machine's speed
+    across rounds, which the ratio of the two median rates does not. ``fastest`` is a second estimate that other
+    processes cannot bias: on a shared machine they only ever slow a round down, so each model's fastest round is
+    the closest to its own speed.
     """
     ratios = [h / m for (h, _), (m, _) in zip(hf, mini, strict=True) if m > 0]
     spread = None
     if len(ratios) >= 4:
         first, _, third = statistics.quantiles(ratios, n=4)
         spread = (first, third)
-    return dict(ratio=statistics.median(ratios), spread=spread)
+    fastest = min(h for h, _ in hf) / min(m for m, _ in mini)
+    return dict(ratio=statistics.median(ratios), spread=spread, fastest=fastest)
 
 
 def max_peak(samples: list[tuple[float, int | None]]) -> int | None:
@@ -272,21 +276,23 @@ def _number(value) -> str:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """A fixed-width table: case, metric, HF, mini, mini/HF and (training rows on GPU) MFU."""
+    """A fixed-width table: case, metric, HF, mini, mini/HF, its IQR and the fastest rounds' ratio (timed rows),
+    and (training rows on GPU) MFU."""
     case_width = max([len(r["case"]) for r in rows] + [4])
     metric_width = max([len(r["metric"]) for r in rows] + [6])
     lines = [
         f"{'case':<{case_width}}  {'metric':<{metric_width}}  {'HF':>12}  {'mini':>12}  {'mini/HF':>8}  "
-        f"{'IQR':>11}  MFU HF / mini"
+        f"{'IQR':>11}  {'fastest':>7}  MFU HF / mini"
     ]
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else ""
         spread = "{:.2f}-{:.2f}".format(*r["spread"]) if r.get("spread") else ""
+        fastest = f"{r['fastest']:.3f}" if r.get("fastest") is not None else ""
         mfu_text = ""
         if r.get("hf_mfu") is not None or r.get("mini_mfu") is not None:
             mfu_text = " / ".join(f"{m:.1%}" if m is not None else "-" for m in (r.get("hf_mfu"), r.get("mini_mfu")))
         lines.append(
             f"{r['case']:<{case_width}}  {r['metric']:<{metric_width}}  {_number(r['hf']):>12}  "
-            f"{_number(r['mini']):>12}  {ratio:>8}  {spread:>11}  {mfu_text}"
+            f"{_number(r['mini']):>12}  {ratio:>8}  {spread:>11}  {fastest:>7}  {mfu_text}"
         )
     return "\n".join(lines)
