@@ -76,7 +76,8 @@ def shared_data() -> Path:
 
 
 def padded_batch(batch=3, length=9, vocab=99, pad=0, left=True, generator_seed=0):
-    """Random ids (never pad) with row 0 padded on the left (or right) by 3 and row 1 by 2 on the other side."""
+    """Random ids (never pad) with row 0 padded by 3 on the left (``left=False``: on the right) and row 1 by 2 on the
+    right."""
     g = torch.Generator().manual_seed(generator_seed)
     ids = torch.randint(3, vocab, (batch, length), generator=g)
     mask = torch.ones_like(ids)

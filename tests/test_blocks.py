@@ -324,6 +324,21 @@ def test_eager_attention_without_a_mask_keeps_the_causal_window():
     torch.testing.assert_close(out, masked)
 
 
+@pytest.mark.parametrize("window", [None, 3])
+def test_eager_attention_without_a_mask_continues_a_cache_chunk_by_chunk(window):
+    """With a cache and no mask, a chunk of queries ends at the last key: scoring 6 tokens as 3 then 3 gives the
+    rows of one 6-token call (the second chunk's queries see the first chunk, and not each other's future)."""
+    module = attention("eager", **({} if window is None else {"sliding_window": window}))
+    module.sliding_window = window  # the block passes its layer's window; the cache keeps window - 1 past keys
+    x = torch.randn(1, 6, 32)
+    with torch.no_grad():
+        whole, _ = module(x, attention_mask=None)
+        cache = DynamicCache(config=module.config)
+        first, _ = module(x[:, :3], attention_mask=None, cache=cache)
+        second, _ = module(x[:, 3:], attention_mask=None, cache=cache)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole, atol=1e-6, rtol=1e-6)
+
+
 def test_float16_clamp_is_transformers_t5s():
     """With ``clamp_float16``, a float16 residual stream holding an inf is clamped to 1000 below float16's largest
     value, as transformers' T5 does; one without an inf passes unchanged (its largest value included); other dtypes

@@ -53,7 +53,7 @@ BAD_OVERRIDES = [
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("name, value", BAD_OVERRIDES)
 def test_from_pretrained_overrides_are_validated(saved, family, name, value):
-    with pytest.raises(ValueError, match=f"`{name}`|`hidden_size` .* `num_attention_heads`"):
+    with pytest.raises(ValueError, match=f"`{name}`"):
         AutoConfig.from_pretrained(saved[family], **{name: value})
 
 
@@ -70,7 +70,7 @@ def test_a_stray_type_vocab_size_builds_no_segment_table(family, value):
 
 @pytest.mark.parametrize("name, value", BAD_OVERRIDES)
 def test_model_from_pretrained_overrides_are_validated(saved, name, value):
-    with pytest.raises(ValueError, match=f"`{name}`|`hidden_size` .* `num_attention_heads`"):
+    with pytest.raises(ValueError, match=f"`{name}`"):
         AutoModelForCausalLM.from_pretrained(saved["gpt_model"], **{name: value})
 
 

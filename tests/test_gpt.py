@@ -361,6 +361,9 @@ BACKEND_CONFIGS = [
 @pytest.mark.parametrize("overrides", BACKEND_CONFIGS, ids=lambda o: "-".join(map(str, o.values())))
 @pytest.mark.parametrize("left", [True, False], ids=["left", "right"])
 def test_eager_and_sdpa_agree_on_a_padded_batch(overrides, left):
+    """The backends agree at every real position. ``left`` pads row 0 before its tokens, where only the padding mask
+    hides them (and row 1 after); ``right`` pads both rows after, which the causal structure hides as well: it checks
+    the backends on a ragged mask, not the padding mask itself."""
     ids, mask = padded_batch(left=left)
     positions = mask_positions(mask)
     outputs = {}
@@ -814,6 +817,10 @@ def test_sequence_classification_pools_the_last_real_token(left):
         batch = model(ids, attention_mask=mask, position_ids=mask_positions(mask)).logits
         alone = torch.cat([model(ids[i : i + 1, mask[i].bool()]).logits for i in range(ids.shape[0])])
         by_pad_id = model(ids, position_ids=mask_positions(mask)).logits  # no mask: found from pad_token_id
+        # what "last real token" means, computed apart from the pooling code: the score of each row's final state
+        last = torch.cat([model.score(model.model(ids[i : i + 1, mask[i].bool()]).last_hidden_state[:, -1])
+                          for i in range(ids.shape[0])])
+    torch.testing.assert_close(alone, last, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
     if not left:
         torch.testing.assert_close(by_pad_id, alone, atol=1e-5, rtol=1e-5)

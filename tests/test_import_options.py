@@ -77,7 +77,7 @@ def test_each_option_either_converts_exactly_or_is_refused(name):
     cls = getattr(transformers, name.split("-")[0])  # "<class>-<variant>": another base config of that class
     config_cls, shape = cls.config_class, BASE[name]
     base = config_cls(**shape)
-    silently_different, compared = [], 0
+    silently_different, refused_unnamed, compared = [], [], 0
     for field in (f.name for f in dataclasses.fields(config_cls)):
         skipped = ("dropout", "pdrop", "range", "std", "initializer", "layerdrop")
         if field in IGNORED or field.startswith("_") or any(word in field for word in skipped):
@@ -96,7 +96,9 @@ def test_each_option_either_converts_exactly_or_is_refused(name):
                     param.add_(0.05 * torch.randn_like(param))
         try:
             mini = from_hf(hf)
-        except ValueError:
+        except ValueError as error:  # a refusal names what it refuses (the option, or the value the option set)
+            if field not in str(error) and repr(value) not in str(error):
+                refused_unnamed.append(f"{field}={value!r}: {error}")
             continue
         ids = torch.randint(3, 99, (2, 9), generator=torch.Generator().manual_seed(0))
         mask = torch.ones_like(ids)
@@ -113,6 +115,7 @@ def test_each_option_either_converts_exactly_or_is_refused(name):
         if not torch.allclose(ours[real], theirs[real], atol=1e-4, rtol=0):
             silently_different.append(f"{field}={value!r}: max diff {(ours[real] - theirs[real]).abs().max():.2e}")
     assert compared >= 1, f"{name}: no option change was compared"
+    assert not refused_unnamed, f"{name}: refused without naming the option: {refused_unnamed}"
     assert not silently_different, f"{name}: converted without a ValueError but computes another function: " \
                                    f"{silently_different}"
 

@@ -9,6 +9,7 @@ import torch
 from conftest import ROOT, TINY, tiny_gpt_config
 
 pytest.importorskip("matplotlib")
+import matplotlib.axes  # noqa: E402
 import matplotlib.image  # noqa: E402
 
 import modeling_mini  # noqa: E402
@@ -31,6 +32,20 @@ def assert_png(path, inches):
 
 
 @pytest.fixture
+def drawn(monkeypatch) -> list[torch.Tensor]:
+    """Every array a picture passes to ``imshow``, in drawing order: what was drawn, not only that something was."""
+    arrays = []
+    original = matplotlib.axes.Axes.imshow
+
+    def recording(self, values, *args, **kwargs):
+        arrays.append(torch.as_tensor(values).detach().clone())
+        return original(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", recording)
+    return arrays
+
+
+@pytest.fixture
 def gpt(bpe_tokenizer):
     return MiniGPTForCausalLM(tiny_gpt_config(vocab_size=len(bpe_tokenizer), attn_implementation="eager")).eval()
 
@@ -42,25 +57,36 @@ def sentence_length(tokenizer) -> int:
 # ------------------------------------------------------------------------------------------------ pictures
 
 
-def test_attention_grid_every_layer_and_head(tmp_path, gpt, bpe_tokenizer):
+def test_attention_grid_every_layer_and_head(tmp_path, gpt, bpe_tokenizer, drawn):
+    weights, _, _ = viz.attention_maps(gpt, bpe_tokenizer, SENTENCE)
     path = viz.plot_attention(gpt, bpe_tokenizer, SENTENCE, tmp_path / "grid.png")
     n = sentence_length(bpe_tokenizer)
     assert_png(path, viz.attention_figure_size(n, n, TINY["num_hidden_layers"], TINY["num_attention_heads"]))
+    assert len(drawn) == weights.shape[0] * weights.shape[1]  # row by row: layer i's heads on row i
+    for panel, matrix in zip(weights.flatten(0, 1), drawn, strict=True):
+        torch.testing.assert_close(matrix, panel)
 
 
-def test_attention_one_layer_one_head(tmp_path, gpt, bpe_tokenizer):
+def test_attention_one_layer_one_head(tmp_path, gpt, bpe_tokenizer, drawn):
+    weights, _, _ = viz.attention_maps(gpt, bpe_tokenizer, SENTENCE)
     path = viz.plot_attention(gpt, bpe_tokenizer, SENTENCE, tmp_path / "one.png", layer=1, head=3)
     n = sentence_length(bpe_tokenizer)
     assert_png(path, viz.attention_figure_size(n, n, 1, 1))
+    assert len(drawn) == 1
+    torch.testing.assert_close(drawn[0], weights[1, 3])
 
 
-def test_attention_from_one_word(tmp_path, gpt, bpe_tokenizer):
+def test_attention_from_one_word(tmp_path, gpt, bpe_tokenizer, drawn):
     weights, queries, keys = viz.attention_maps(gpt, bpe_tokenizer, SENTENCE)
     assert "viu" in queries and queries == keys
     assert weights.shape == (TINY["num_hidden_layers"], TINY["num_attention_heads"], len(queries), len(keys))
     path = viz.plot_attention(gpt, bpe_tokenizer, SENTENCE, tmp_path / "viu.png", query="viu")
     rows = TINY["num_hidden_layers"] * TINY["num_attention_heads"]
     assert_png(path, viz.attention_figure_size(1, len(keys), rows, 1, query_mode=True))
+    # one row per (layer, head): where "viu" looks, which is its own row of each map (a causal one: zeros after it)
+    (matrix,) = drawn
+    torch.testing.assert_close(matrix, weights[:, :, queries.index("viu")].flatten(0, 1))
+    assert matrix[:, queries.index("viu") + 1:].abs().max() == 0
 
 
 def test_attention_of_an_encoder(tmp_path, wordpiece_tokenizer):
