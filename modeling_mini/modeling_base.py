@@ -368,9 +368,10 @@ class MiniEmbeddings(nn.Module):
         tensor (ids made by ``arange``), not only a bound (ids made from a padding mask, which count real tokens)."""
         token_types, positions = self.token_type_embeddings, self.embed_positions
         learned = isinstance(positions, LearnedPositionalEmbedding)
+        offset = getattr(self.config, "position_offset", 0)  # the ids are rows: positions + the table's first row
         if learned and max_position is not None and max_position >= positions.num_embeddings:
             if max_position_reached:  # known past the table, without a read: also under torch.compile
-                raise out_of_range_error("position_ids", max_position, positions.num_embeddings)
+                raise out_of_range_error("position_ids", max_position, positions.num_embeddings, offset)
             # a bound counting padding, as OPT's ids made from the mask have, can be past the table while every id
             # fits: the ids themselves are read and checked
             max_position = None
@@ -383,7 +384,7 @@ class MiniEmbeddings(nn.Module):
             if token_types is not None and token_type_ids is not None else None,
             **{"token_type_ids:vocabulary": (vocabulary_types, self.vocabulary_size)
                if vocabulary_types is not None else None},
-            position_ids=(position_ids, positions.num_embeddings) if learned and max_position is None else None,
+            position_ids=(position_ids, positions.num_embeddings, offset) if learned and max_position is None else None,
         )
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D), or (B, T, token_width)
@@ -430,9 +431,10 @@ _RANGE_ERRORS = {
 }
 
 
-def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
+def check_id_ranges(**named: tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int] | None) -> None:
     """Raise ``ValueError`` if a tensor of ids holds a value outside ``[0, size)``; ``named`` maps an argument
-    name (a key of ``_RANGE_ERRORS``) to ``(ids, size)``, or to ``None`` when there is nothing to check.
+    name (a key of ``_RANGE_ERRORS``) to ``(ids, size)`` (position ids: ``(ids, size, offset)``, see
+    :func:`out_of_range_error`), or to ``None`` when there is nothing to check.
 
     An embedding lookup with a bad id fails as an ``IndexError`` on the CPU and a device-side assert on a GPU,
     which kills the CUDA context. Reading the ids' range costs a host sync, so every table is checked in one:
@@ -440,7 +442,7 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
     ``torch.compile``, where a read-back would break the graph.
     """
     named = {name: pair for name, pair in named.items() if pair is not None}
-    for name, (ids, _) in named.items():
+    for name, (ids, *_) in named.items():
         if ids.dtype not in (torch.int64, torch.int32):  # what an embedding lookup takes (int8 failed inside it)
             argument = name.partition(":")[0]  # "token_type_ids:vocabulary": the argument, as the user named it
             raise ValueError(f"`{argument}` must hold integer ids (torch.int64, or torch.int32); got dtype "
@@ -448,19 +450,26 @@ def check_id_ranges(**named: tuple[torch.Tensor, int] | None) -> None:
     named = {name: pair for name, pair in named.items() if pair[0].numel()}
     if not named or not _checks_enabled(next(iter(named.values()))[0]):
         return
-    bounds = torch.stack([bound.long() for ids, _ in named.values() for bound in torch.aminmax(ids)])
+    bounds = torch.stack([bound.long() for ids, *_ in named.values() for bound in torch.aminmax(ids)])
     bounds = bounds.tolist()  # [min, max] per tensor: the one host sync
-    for (name, (_, size)), low, high in zip(named.items(), bounds[0::2], bounds[1::2], strict=True):
+    for (name, (_, size, *offset)), low, high in zip(named.items(), bounds[0::2], bounds[1::2], strict=True):
         if low < 0 or high >= size:
-            raise out_of_range_error(name, low if low < 0 else high, size)
+            raise out_of_range_error(name, low if low < 0 else high, size, *offset)
 
 
-def out_of_range_error(name: str, value: int, size: int) -> ValueError:
-    """The ``ValueError`` for an id ``value`` outside ``[0, size)`` in argument ``name`` (see ``_RANGE_ERRORS``)."""
+def out_of_range_error(name: str, value: int, size: int, offset: int = 0) -> ValueError:
+    """The ``ValueError`` for an id ``value`` outside ``[0, size)`` in argument ``name`` (see ``_RANGE_ERRORS``).
+
+    ``offset``: a position table whose positions start at row ``offset`` (BART's and OPT's at 2, RoBERTa's after its
+    padding row): the error names the position, ``value - offset``, and the positions the table holds."""
     field, advice = _RANGE_ERRORS[name]
     argument = name.partition(":")[0]  # "token_type_ids:vocabulary": the argument, checked against another table
     if field is None:  # no table of that name to cite
         return ValueError(f"`{argument}` contains {value}: {advice}.")
+    if offset:
+        return ValueError(f"`{argument}` reach position {value - offset} (table row {value}), outside the "
+                          f"{size - offset} positions this model holds, [0, {field} - position_offset) = "
+                          f"[0, {size} - {offset}): {advice}.")
     return ValueError(f"`{argument}` contains {value}, outside [0, {field}={size}): {advice}.")
 
 

@@ -741,7 +741,8 @@ def test_pad_aware_positions_near_the_end_of_the_table_are_read_not_bounded():
     with torch.no_grad():
         torch.testing.assert_close(model(ids, attention_mask=mask).logits[0, 2:], model(ids[:1, 2:]).logits[0],
                                    atol=1e-5, rtol=1e-5)
-        with pytest.raises(ValueError, match=r"`position_ids` contains 12"):  # 11 real tokens: one past the table
+        # 11 real tokens: position 10, table row 12, one past the 10 positions the 12 rows hold after the offset
+        with pytest.raises(ValueError, match=r"`position_ids` reach position 10 \(table row 12\), outside the 10 "):
             model(ids, attention_mask=torch.ones_like(ids).index_fill(1, torch.tensor([0]), 0))
 
 

@@ -684,3 +684,16 @@ def test_empty_labels_are_refused_by_name(last_token):
     model = MiniSeq2SeqForConditionalGeneration(tiny_config(start_with_last_token=last_token)).eval()
     with pytest.raises(ValueError, match="`decoder_input_ids` must hold at least one row and one token"):
         model(input_ids=torch.randint(3, 99, (2, 5)), labels=torch.empty(2, 0, dtype=torch.long))
+
+
+def test_a_source_past_barts_position_table_is_named_in_bart_positions():
+    """A converted BART's table has 2 rows before its positions (``position_offset=2``, 66 rows for 64 positions):
+    a 65-token source is refused naming position 64 and the 64 positions it holds, not the table's row numbers."""
+    config = MiniSeq2SeqConfig(**{**TINY, "max_position_embeddings": 18}, position_embedding_type="learned",
+                               position_offset=2, decoder_start_token_id=TINY["bos_token_id"])
+    model = MiniSeq2SeqForConditionalGeneration(config).eval()
+    source = torch.randint(3, 99, (1, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(input_ids=source[:, :16], decoder_input_ids=source[:, :3])  # 16 positions: 0..15, rows 2..17
+        with pytest.raises(ValueError, match=r"reach position 16 \(table row 18\), outside the 16 positions"):
+            model(input_ids=source, decoder_input_ids=source[:, :3])
