@@ -18,9 +18,16 @@ what differs: the bidirectional masks, segment ids, the pooler and the heads. Wi
 *local* (ModernBERT): a token there sees only the tokens within the window on either side.
 """
 
+import inspect
+
 import torch
 from torch import nn
-from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
+from transformers.masking_utils import (
+    create_bidirectional_mask,
+    create_bidirectional_sliding_window_mask,
+    find_packed_sequence_indices,
+    packed_sequence_mask_function,
+)
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -67,6 +74,19 @@ MASK_FUNCTIONS = {
     "full_attention": create_bidirectional_mask,
     "sliding_attention": create_bidirectional_sliding_window_mask,
 }
+#: transformers 5.25's bidirectional masks read ``position_ids`` to keep packed sequences apart; 5.24's took the
+#: argument and ignored it, so there the encoder adds that block-diagonal rule itself (:func:`packed_sequences_rule`)
+MASKS_READ_POSITIONS = "position_ids" in inspect.signature(create_bidirectional_mask).parameters
+
+
+def packed_sequences_rule(position_ids: torch.Tensor | None, attention_mask, batch: int) -> dict:
+    """``{"and_mask_function": ...}`` keeping the sequences of a padding-free row apart (a query sees only keys of its
+    own sequence: position ids restart at 0 where one begins), for a transformers whose masks do not do it; else
+    ``{}``. Only without an attention mask, as transformers decides: a padded batch is one sequence per row."""
+    if MASKS_READ_POSITIONS or position_ids is None or attention_mask is not None:
+        return {}
+    sequences = find_packed_sequence_indices(position_ids.expand(batch, -1))  # (B, T) sequence number, or None
+    return {} if sequences is None else {"and_mask_function": packed_sequence_mask_function(sequences)}
 
 
 def _classifier_dropout(config) -> nn.Dropout:
@@ -197,8 +217,10 @@ class MiniEncoderModel(MiniEncoderPreTrainedModel):
         # nothing is masked). A padding-free batch (sequences joined in one row, no attention mask, given position
         # ids restarting at 0: DataCollatorWithFlattening's) gets a block-diagonal mask from the ids, as BERT's
         if self.relative_bias is None and self.layer_biases is None:
+            packed = packed_sequences_rule(given_positions, attention_mask, hidden_states.shape[0])
             masks = {kind: MASK_FUNCTIONS[kind](config=self.config, inputs_embeds=hidden_states,
-                                                attention_mask=attention_mask, position_ids=given_positions)
+                                                attention_mask=attention_mask,
+                                                position_ids=None if packed else given_positions, **packed)
                      for kind in self.attention_types}
             queries = None  # only a relative bias reads positions
         else:  # T5: the bias needs a mask tensor to sit in, padding or not (and its config has no sliding layers)

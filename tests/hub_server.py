@@ -117,7 +117,9 @@ class HubServer:
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self, "cdn"))
         self.hub.daemon_threads = self.cdn.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.hub.server_address[1]}"
-        self.cdn_url = f"http://127.0.0.1:{self.cdn.server_address[1]}"
+        # another host name, as the real Hub's CDN has: huggingface_hub before 2.x compares hosts alone to decide
+        # whether a redirect stays on the Hub (and keeps its headers, X-Repo-Commit among them)
+        self.cdn_url = f"http://localhost:{self.cdn.server_address[1]}"
 
     def start(self) -> HubServer:
         for srv in (self.hub, self.cdn):

@@ -655,17 +655,25 @@ def test_an_encoder_offloaded_to_disk_runs_without_token_type_ids(tmp_path):
         torch.testing.assert_close(offloaded(input_ids=ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("masks_read_positions", [True, False], ids=["transformers-rule", "own-rule"])
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 @pytest.mark.parametrize("options", [{"position_embedding_type": "learned"}, {"position_embedding_type": "rotary"},
                                      {"position_embedding_type": "rotary", "sliding_window": 4,
                                       "layer_types": ["sliding_attention", "full_attention"]}],
                          ids=["learned", "rotary", "local-layers"])
-def test_padding_free_batch_equals_each_sequence_alone(options, attn):
+def test_padding_free_batch_equals_each_sequence_alone(options, attn, masks_read_positions, monkeypatch):
     """``DataCollatorWithFlattening`` (sequences joined in one row, position ids restarting at 0, no mask): each
     sequence sees only itself, as transformers' BERT builds the block-diagonal mask from the position ids. Before,
-    the mask was built without them, so the joined sequences attended to each other (1.9e-3 from BERT's logits)."""
+    the mask was built without them, so the joined sequences attended to each other (1.9e-3 from BERT's logits).
+    ``own-rule``: the encoder's rule for transformers 5.24, whose masks ignored the position ids (they are then not
+    passed to transformers, so the rule is checked alone)."""
     from transformers import DataCollatorWithFlattening
 
+    from modeling_mini import modeling_encoder
+
+    if masks_read_positions and not modeling_encoder.MASKS_READ_POSITIONS:
+        pytest.skip("this transformers' bidirectional masks take no position ids (5.24): the encoder's rule applies")
+    monkeypatch.setattr(modeling_encoder, "MASKS_READ_POSITIONS", masks_read_positions)
     model = MiniEncoderForMaskedLM(tiny_encoder_config(**options, attn_implementation=attn)).eval()
     ids, mask = padded_batch(left=False)  # rows with 6, 7 and 9 real tokens
     real = [row[keep].tolist() for row, keep in zip(ids, mask.bool(), strict=True)]
