@@ -88,6 +88,7 @@ def test_bert_model_without_pooler_round_trips():
         (BertForQuestionAnswering,
          lambda b: {"start_positions": torch.tensor([1, 2, 50]), "end_positions": torch.tensor([3, 4, 5])}),
         (BertForMultipleChoice, lambda b: {"labels": torch.tensor([2, 0])}),
+        (BertForMultipleChoice, lambda b: {"labels": torch.tensor([-100, 1])}),  # an unscored question is not counted
     ],
     ids=lambda x: getattr(x, "__name__", ""),
 )

@@ -107,6 +107,24 @@ def test_multi_label_scores_match_sklearn_on_indicator_rows():
     assert scores["recall_micro"] == pytest.approx(skm.recall_score(truth, predicted, average="micro"))
 
 
+@pytest.mark.parametrize("classes", [2, 3], ids=["binary", "three-classes"])
+def test_single_label_scores_match_sklearn(classes):
+    """Binary heads (one logit: positive where > 0) score the positive class; more classes the macro average, so
+    that a rare class counts as much as a frequent one (the imbalanced labels here make micro and macro differ)."""
+    truth = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2]) % classes
+    predicted = np.array([0, 0, 0, 0, 0, 1, 1, 0, 2, 0]) % classes
+    if classes == 2:
+        logits, average = np.where(predicted == 1, 1.5, -1.5)[:, None], "binary"  # (N, 1)
+    else:
+        logits, average = np.eye(classes)[predicted] * 2.0 - 1.0, "macro"  # (N, C): the predicted class highest
+    scores = finetune.classification_metrics(classes == 2, classes)(EvalPrediction(logits, truth))
+    assert scores["accuracy"] == pytest.approx(skm.accuracy_score(truth, predicted))
+    for name, reference in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+        assert scores[name] == pytest.approx(reference(truth, predicted, average=average)), name
+    if classes > 2:
+        assert skm.f1_score(truth, predicted, average="micro") != pytest.approx(scores["f1"])  # the case tells
+
+
 def test_regression_scores_match_sklearn_and_scipy():
     from scipy.stats import pearsonr, spearmanr
 

@@ -25,7 +25,7 @@ def hf_config(**kw):
 @pytest.mark.parametrize("cls", [GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification, GPT2ForTokenClassification])
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
 def test_logits_match_on_padded_batch(cls, impl):
-    hf = cls(hf_config(num_labels=3)).eval()
+    hf = perturb_norms_and_biases(cls(hf_config(num_labels=3)))  # a fresh GPT-2's biases are 0 and gains 1
     hf.set_attn_implementation(impl)
     mini = from_hf(hf)
     ids, mask = padded_batch()

@@ -20,6 +20,7 @@ from transformers import (
     pipeline,
 )
 
+import modeling_mini
 from modeling_mini import (
     MiniGPTForQuestionAnswering,
     MiniSeq2SeqConfig,
@@ -360,6 +361,58 @@ def test_gradient_accumulation_equals_one_step_on_the_joined_batch(tmp_path):
     assert max((joined[k] - initial[k]).abs().max().item() for k in joined) > 1e-3  # the step did something
     for key in joined:
         torch.testing.assert_close(accumulated[key], joined[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def _token_rows():
+    """Four texts of 2, 9, 4 and 6 real tokens in 9, tagged ``id % 3``, pads -100: micro-batches that score unequal
+    numbers of tokens, which a mean per micro-batch would weigh wrongly."""
+    g = torch.Generator().manual_seed(5)
+    rows = []
+    for real in (2, 9, 4, 6):
+        ids = torch.randint(3, 99, (9,), generator=g)
+        mask = (torch.arange(9) < real).long()
+        rows.append({"input_ids": ids.masked_fill(mask == 0, PAD), "attention_mask": mask,
+                     "labels": (ids % 3).masked_fill(mask == 0, -100)})
+    return rows
+
+
+def _choice_rows():
+    """Four questions of 3 choices of 8 tokens, answers 0, -100 (not scored), 1, 2: the micro-batches score 1 and 2."""
+    g = torch.Generator().manual_seed(6)
+    return [{"input_ids": torch.randint(3, 99, (3, 8), generator=g), "labels": torch.tensor(label)}
+            for label in (0, -100, 1, 2)]
+
+
+ACCUMULATED_HEADS = {  # head -> (its model with 3 labels, its rows)
+    "encoder-token": (lambda: modeling_mini.MiniEncoderForTokenClassification(
+        modeling_mini.MiniEncoderConfig(**TINY, num_labels=3)), _token_rows),
+    "gpt-token": (lambda: modeling_mini.MiniGPTForTokenClassification(tiny_gpt_config(num_labels=3)), _token_rows),
+    "encoder-choice": (lambda: modeling_mini.MiniEncoderForMultipleChoice(modeling_mini.MiniEncoderConfig(**TINY)),
+                       _choice_rows),
+}
+
+
+@pytest.mark.parametrize("head", ACCUMULATED_HEADS)
+def test_gradient_accumulation_of_token_and_choice_heads_equals_the_joined_batch(tmp_path, head):
+    """Their losses divide by the labelled items of the whole batch (the Trainer's ``num_items_in_batch``): two
+    micro-batches of 2 step as one batch of 4 would, though the micro-batches score different numbers of items."""
+    build, rows = ACCUMULATED_HEADS[head]
+    steps = {}
+    for batch_size, accumulation in ((4, 1), (2, 2)):
+        torch.manual_seed(0)
+        model = build().train()
+        args = TrainingArguments(output_dir=str(tmp_path / f"run-{accumulation}"), max_steps=1,
+                                 per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                                 learning_rate=0.5, optim="sgd", lr_scheduler_type="constant", warmup_steps=0,
+                                 weight_decay=0.0, max_grad_norm=0.0, report_to="none", use_cpu=True,
+                                 save_strategy="no", logging_strategy="no", seed=0, data_seed=0)
+        Trainer(model=model, args=args, train_dataset=rows()).train()
+        steps[accumulation] = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.manual_seed(0)
+    initial = dict(build().named_parameters())
+    assert max((steps[1][k] - initial[k]).abs().max().item() for k in initial) > 1e-3  # the step did something
+    for key in initial:
+        torch.testing.assert_close(steps[2][key], steps[1][key], atol=1e-6, rtol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize(

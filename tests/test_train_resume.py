@@ -82,9 +82,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path):
 @pytest.mark.parametrize("family", ["encoder", "seq2seq"])
 def test_resuming_a_masked_objective_replays_its_masks(tmp_path, family):
     """The encoder's and the seq2seq's masks are random: a resumed run must draw the ones the uninterrupted run drew
-    (each block's from its seed, epoch and tokens). Before, the seq2seq collator restarted its generator from the seed
-    and the masked LM's first resumed batch came before the Trainer restored the random state. Dropout is on: the
-    Trainer restores its random state, so the resumed run drops the units the uninterrupted one dropped."""
+    (each block's from its seed, epoch and tokens), here from a checkpoint in the second epoch. Before, the seq2seq
+    collator restarted its generator from the seed and the masked LM's first resumed batch came before the Trainer
+    restored the random state. Dropout is on: the Trainer restores its random state, so the resumed run drops the
+    units the uninterrupted one dropped."""
     sys.path.insert(0, str(ROOT / "train"))
     import pretrain
 
@@ -92,13 +93,16 @@ def test_resuming_a_masked_objective_replays_its_masks(tmp_path, family):
     words = "zero one two three four five six seven eight nine".split()
     corpus.write_text("\n".join(" ".join(words[(i * 7 + j * 3) % 10] for j in range(12)) for i in range(60)))
     common = ["--family", family, "--model_config", "tiny", "--train_files", str(corpus), "--tokenizer_vocab_size",
-              "200", "--max_length", "16", "--max_steps", "6", "--per_device_train_batch_size", "8", "--seed", "5",
-              "--learning_rate", "3e-3", "--save_strategy", "steps", "--save_steps", "3", "--report_to", "none",
+              "200", "--max_length", "16", "--max_steps", "10", "--seed", "5",
+              "--per_device_train_batch_size", "8" if family == "encoder" else "32",  # about 7 steps an epoch
+              "--learning_rate", "3e-3", "--save_strategy", "steps", "--save_steps", "8", "--report_to", "none",
               "--use_cpu", "true", "--disable_tqdm", "true", "--config_overrides",
               "hidden_dropout=0.1,attention_dropout=0.1"]
     pretrain.main([*common, "--output_dir", str(tmp_path / "full")])
-    pretrain.main([*common, "--output_dir", str(tmp_path / "resumed"),
-                   "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-3")])
+    checkpoint = tmp_path / "full" / "checkpoint-8"
+    # past the first epoch: its masks are the second epoch's, which a collator restarted at epoch 0 would not draw
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] > 1
+    pretrain.main([*common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", str(checkpoint)])
     full, resumed = final_weights(tmp_path / "full"), final_weights(tmp_path / "resumed")
     assert full.keys() == resumed.keys()
     for key in full:
