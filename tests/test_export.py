@@ -135,7 +135,8 @@ def test_onnx_export_runs_in_onnxruntime_at_another_batch_and_length(family, tmp
         def forward(self, *tensors):
             return self.model(**dict(zip(names, tensors, strict=True)), **options).logits
 
-    batch = torch.export.Dim("batch", min=1, max=8)
+    # from 2: torch before 2.10 specialises a size of 1 while exporting; the ONNX graph then runs a batch of 1 as well
+    batch = torch.export.Dim("batch", min=2, max=8)
     length = torch.export.Dim("length", min=2, max=TINY["max_position_embeddings"])
     target = torch.export.Dim("target", min=1, max=TINY["max_position_embeddings"])
     shapes = (tuple({0: batch, 1: target if name == "decoder_input_ids" else length} for name in names),)
@@ -150,8 +151,10 @@ def test_onnx_export_runs_in_onnxruntime_at_another_batch_and_length(family, tmp
     other = {"input_ids": other_ids, "attention_mask": other_mask}
     if "decoder_input_ids" in names:
         other["decoder_input_ids"] = torch.randint(3, 99, (2, 4), generator=torch.Generator().manual_seed(6))
-    (logits,) = session.run(["logits"], {name: tensor.numpy() for name, tensor in other.items()})
-    with torch.no_grad():
-        expected = Logits()(*other.values())
-    kept = slice(None) if family == "seq2seq" else other_mask.bool()  # seq2seq: every target position is real
-    torch.testing.assert_close(torch.from_numpy(logits)[kept], expected[kept], atol=1e-5, rtol=0)
+    for rows in (slice(None), slice(1)):  # the batch of 2, then its first row alone
+        feed = {name: tensor[rows] for name, tensor in other.items()}
+        (logits,) = session.run(["logits"], {name: tensor.numpy() for name, tensor in feed.items()})
+        with torch.no_grad():
+            expected = Logits()(*feed.values())
+        kept = slice(None) if family == "seq2seq" else other_mask[rows].bool()  # seq2seq: every target is real
+        torch.testing.assert_close(torch.from_numpy(logits)[kept], expected[kept], atol=1e-5, rtol=0)

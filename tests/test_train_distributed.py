@@ -176,7 +176,7 @@ torch.save(model(ids).logits, sys.argv[1] + ".logits.pt")
 for block in model.model.layers:  # as accelerate's TRANSFORMER_BASED_WRAP with MiniBlock does
     fully_shard(block)
 fully_shard(model)
-print(type(model).__module__, type(model).__name__)
+print("WRAPPED", type(model).__module__, type(model).__name__)  # marked: gloo may print its own lines
 # What Trainer.save_model does under FSDP with FULL_STATE_DICT: gather, then save_pretrained(state_dict=...).
 state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 model.save_pretrained(sys.argv[1], state_dict=state)
@@ -209,7 +209,8 @@ def test_fsdp2_wrapped_model_saves_this_packages_code_and_auto_map(tmp_path):
     done = subprocess.run([sys.executable, "-c", FSDP_SAVE, str(folder), port], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    module, name = done.stdout.split()[:2]
+    (wrapped,) = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("WRAPPED ")]
+    module, name = wrapped
     assert module.startswith("torch.distributed.fsdp") and name == "FSDPMiniGPTForCausalLM", done.stdout
     files = sorted(path.name for path in folder.glob("*.py"))
     assert not [name for name in files if name.startswith("_fsdp")], files
