@@ -132,17 +132,18 @@ def test_onnx_export_runs_in_onnxruntime_at_another_batch_and_length(family, tmp
             super().__init__()
             self.model = model
 
-        def forward(self, *tensors):
-            return self.model(**dict(zip(names, tensors, strict=True)), **options).logits
+        def forward(self, input_ids, attention_mask, decoder_input_ids=None):  # named: torch 2.9 failed on *args
+            target = {} if decoder_input_ids is None else {"decoder_input_ids": decoder_input_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **target, **options).logits
 
     # from 2: torch before 2.10 specialises a size of 1 while exporting; the ONNX graph then runs a batch of 1 as well
     batch = torch.export.Dim("batch", min=2, max=8)
     length = torch.export.Dim("length", min=2, max=TINY["max_position_embeddings"])
-    target = torch.export.Dim("target", min=1, max=TINY["max_position_embeddings"])
-    shapes = (tuple({0: batch, 1: target if name == "decoder_input_ids" else length} for name in names),)
+    target = torch.export.Dim("target", min=2, max=TINY["max_position_embeddings"])
+    shapes = {name: {0: batch, 1: target if name == "decoder_input_ids" else length} for name in names}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on shared dimension names and deprecated pytree calls
-        onnx_program = torch.onnx.export(Logits(), tuple(inputs.values()), dynamo=True, dynamic_shapes=shapes,
+        onnx_program = torch.onnx.export(Logits(), (), kwargs=inputs, dynamo=True, dynamic_shapes=shapes,
                                          input_names=names, output_names=["logits"], verbose=False)
     onnx_program.save(str(tmp_path / "model.onnx"))
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -155,6 +156,6 @@ def test_onnx_export_runs_in_onnxruntime_at_another_batch_and_length(family, tmp
         feed = {name: tensor[rows] for name, tensor in other.items()}
         (logits,) = session.run(["logits"], {name: tensor.numpy() for name, tensor in feed.items()})
         with torch.no_grad():
-            expected = Logits()(*feed.values())
+            expected = Logits()(**feed)
         kept = slice(None) if family == "seq2seq" else other_mask[rows].bool()  # seq2seq: every target is real
         torch.testing.assert_close(torch.from_numpy(logits)[kept], expected[kept], atol=1e-5, rtol=0)
