@@ -302,7 +302,9 @@ class MiniSeq2SeqDecoder(MiniSeq2SeqPreTrainedModel):
         if self.gradient_checkpointing and self.training:
             use_cache = False  # the recompute in backward would append to the cache a second time
         if use_cache and cache is None:
-            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache())  # the cross one never slides
+            # neither cache slides (the config has no sliding layers), so neither needs the config, whose reading
+            # torch.compile before torch 2.13 cannot trace (a deepcopy in transformers' get_text_config)
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
 
         refuse_position_ids(kwargs, "position_ids")
         batch, length = check_sequence_input(input_ids, inputs_embeds, self.embeddings.input_width, DECODER_INPUTS)
