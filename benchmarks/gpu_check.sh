@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh memory     # instead: gpu_memory.py for the peak-memory rows (compiled GPT,
 #                                           # BERT, Marian), each step's table in its log (never run on a GPU yet)
 #
-# The device image ships an older transformers (5.17); the models need >= 5.24 (the `cache` kwarg). Put the
+# The device image ships an older transformers (5.17); the models need >= 5.24 (the `cache` kwarg; the package asks
+# for 5.25, whose Trainer resumes streams, but 5.25 also needs huggingface-hub >= 2.4, not on the image). Put the
 # wheel in .whl/ (`pip download --no-deps --only-binary=:all: -d .whl transformers==5.24.0`) and carry `.whl`:
 # it is installed into /tmp/site first. Every step has its own timeout (sum < 565 s: seq2seq needed 70 s on an H100,
 # so each family has 120 s), writes a log under $OUT (or /tmp/gpu_check) and the script ends with a compact summary.
